@@ -1,0 +1,152 @@
+//! Finding and loading the ONNX Runtime shared library.
+//!
+//! ort is built with `load-dynamic`, so nothing is linked at build time and the
+//! library is looked up at start. `ort::init_from` is used rather than ort's own
+//! `ORT_DYLIB_PATH` lookup because that one panics when the file is missing; here a
+//! missing library is an ordinary error that lists what was tried and how to fix it.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use ort::environment::Environment;
+
+const LIB_FILE: &str = "libonnxruntime.so";
+/// Where `scripts/setup-ort.sh` installs the library, relative to the repository.
+const DEPS_DIR: &str = ".deps/onnxruntime";
+const SETUP_SCRIPT: &str = "scripts/setup-ort.sh";
+
+/// A loaded library and the process-wide environment created from it.
+pub struct OrtRuntime {
+    pub path: PathBuf,
+    pub env: Environment,
+}
+
+/// One place looked at, and why it was not used.
+#[derive(Debug)]
+pub struct Attempt {
+    pub path: PathBuf,
+    /// `None`: no such file.
+    pub error: Option<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum OrtLibError {
+    #[error("{}", describe(.0, .1))]
+    NotLoaded(Vec<Attempt>, String),
+    #[error("ONNX Runtime loaded from {}, but creating its environment failed: {source}", .path.display())]
+    Environment { path: PathBuf, source: ort::Error },
+}
+
+/// Loads the library from `explicit` (`--ort-lib` / `ORT_DYLIB_PATH`) if given, and
+/// otherwise from the first of [`candidates`] that loads.
+pub fn load(explicit: Option<&Path>) -> Result<OrtRuntime, OrtLibError> {
+    let exe_dir = std::env::current_exe().ok().and_then(|p| p.parent().map(Path::to_path_buf));
+    let cwd = std::env::current_dir().ok();
+    let paths = match explicit {
+        Some(p) => vec![p.to_path_buf()],
+        None => candidates(exe_dir.as_deref(), cwd.as_deref()),
+    };
+    let mut attempts = Vec::new();
+    for path in paths {
+        if !path.is_file() {
+            attempts.push(Attempt { path, error: None });
+            continue;
+        }
+        match ort::init_from(&path) {
+            Ok(builder) => {
+                let env = builder
+                    .with_name("canard-serve")
+                    .build()
+                    .map_err(|source| OrtLibError::Environment { path: path.clone(), source })?;
+                return Ok(OrtRuntime { path, env });
+            }
+            Err(e) => attempts.push(Attempt { path, error: Some(e.to_string()) }),
+        }
+    }
+    Err(OrtLibError::NotLoaded(attempts, install_hint(exe_dir.as_deref(), cwd.as_deref())))
+}
+
+/// The places searched without an explicit path, in order: beside the executable
+/// (a deployed binary carries its library), then `.deps/onnxruntime/` under the
+/// current directory and under every ancestor of the executable's directory (so
+/// `target/debug/canard-serve` finds the repository's copy from anywhere).
+pub fn candidates(exe_dir: Option<&Path>, cwd: Option<&Path>) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut add = |p: PathBuf| {
+        if !out.contains(&p) {
+            out.push(p);
+        }
+    };
+    if let Some(dir) = exe_dir {
+        add(dir.join(LIB_FILE));
+    }
+    if let Some(dir) = cwd {
+        add(dir.join(DEPS_DIR).join(LIB_FILE));
+    }
+    for dir in exe_dir.into_iter().flat_map(Path::ancestors) {
+        add(dir.join(DEPS_DIR).join(LIB_FILE));
+    }
+    out
+}
+
+/// The install command, as a path the user can paste when the script can be found.
+fn install_hint(exe_dir: Option<&Path>, cwd: Option<&Path>) -> String {
+    cwd.into_iter()
+        .flat_map(Path::ancestors)
+        .chain(exe_dir.into_iter().flat_map(Path::ancestors))
+        .map(|dir| dir.join(SETUP_SCRIPT))
+        .find(|script| script.is_file())
+        .map_or_else(|| format!("{SETUP_SCRIPT} (in the canard repository)"), |p| p.display().to_string())
+}
+
+fn describe(attempts: &[Attempt], hint: &str) -> String {
+    let mut msg = String::from("cannot load the ONNX Runtime library (libonnxruntime.so, version 1.31 or newer); tried:");
+    for a in attempts {
+        msg.push_str(&format!("\n  {}: {}", a.path.display(), a.error.as_deref().unwrap_or("not found")));
+    }
+    msg.push_str(&format!(
+        "\ninstall it with: {hint}\nor point --ort-lib (or ORT_DYLIB_PATH) at an existing libonnxruntime.so"
+    ));
+    msg
+}
+
+impl fmt::Display for OrtRuntime {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // The versioned file name behind the symlink says which release is in use.
+        let real = std::fs::canonicalize(&self.path).unwrap_or_else(|_| self.path.clone());
+        write!(f, "{}", real.display())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn searches_beside_the_exe_then_deps_folders_without_duplicates() {
+        let found = candidates(Some(Path::new("/repo/target/debug")), Some(Path::new("/repo")));
+        let expected: Vec<PathBuf> = [
+            "/repo/target/debug/libonnxruntime.so",
+            "/repo/.deps/onnxruntime/libonnxruntime.so",
+            "/repo/target/debug/.deps/onnxruntime/libonnxruntime.so",
+            "/repo/target/.deps/onnxruntime/libonnxruntime.so",
+            "/.deps/onnxruntime/libonnxruntime.so",
+        ]
+        .iter()
+        .map(PathBuf::from)
+        .collect();
+        assert_eq!(found, expected);
+        assert!(candidates(None, None).is_empty());
+    }
+
+    #[test]
+    fn a_missing_library_names_every_path_and_the_install_command() {
+        let dir = std::env::temp_dir().join(format!("canard-ort-missing-{}", std::process::id()));
+        let err = match load(Some(&dir.join("libonnxruntime.so"))) {
+            Ok(_) => panic!("a missing file cannot load"),
+            Err(e) => e.to_string(),
+        };
+        assert!(err.contains(&dir.join("libonnxruntime.so").display().to_string()), "{err}");
+        assert!(err.contains("not found") && err.contains("setup-ort.sh"), "{err}");
+    }
+}

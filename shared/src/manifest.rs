@@ -1,0 +1,251 @@
+//! `models/NAME/model.json`: everything the server needs to know about an exported
+//! generator, written by the trainer next to `generator.onnx`.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::latent;
+
+/// The manifest's file name inside a model folder.
+pub const MANIFEST_FILE: &str = "model.json";
+/// The format this crate writes and reads.
+pub const FORMAT_VERSION: u32 = 1;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Manifest {
+    pub format_version: u32,
+    /// The model's name: its folder's name under `models/`.
+    pub name: String,
+    /// The architecture that produced the generator, e.g. `dcgan`.
+    pub arch: String,
+    /// Output images are `image_size` × `image_size` pixels.
+    pub image_size: u32,
+    /// 1 (grey) or 3 (RGB).
+    pub channels: u32,
+    pub latent: LatentSpec,
+    pub onnx: OnnxSpec,
+    /// The generator's output range, mapped to 0..=255 by [`crate::image::to_u8`].
+    pub output_range: [f32; 2],
+    pub training: TrainingSummary,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LatentSpec {
+    pub dim: usize,
+    /// Always [`latent::DISTRIBUTION`].
+    pub distribution: String,
+    /// Always [`latent::ALGORITHM`]: how a seed becomes `z`.
+    pub algorithm: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OnnxSpec {
+    /// File name inside the model folder (never a path).
+    pub file: String,
+    /// Hex SHA-256 of that file; a model whose file does not match is refused.
+    pub sha256: String,
+    pub opset: i64,
+    /// Input name; shape `[N, latent.dim, 1, 1]`.
+    pub input: String,
+    /// Output name; shape `[N, channels, image_size, image_size]`.
+    pub output: String,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct TrainingSummary {
+    /// Where the pictures came from: a folder or `builtin:NAME`.
+    pub dataset: String,
+    pub dataset_images: usize,
+    pub epochs: usize,
+    pub steps: usize,
+    pub batch_size: usize,
+    pub images_seen: u64,
+    pub seconds: f64,
+    pub seed: u64,
+    /// Seconds since the Unix epoch when the model was exported.
+    pub exported_at: u64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ManifestError {
+    #[error("cannot read {path}: {source}")]
+    Io { path: PathBuf, source: std::io::Error },
+    #[error("{path} is not a valid manifest: {source}")]
+    Parse { path: PathBuf, source: serde_json::Error },
+    #[error("{path}: {reason}")]
+    Invalid { path: PathBuf, reason: String },
+}
+
+impl Manifest {
+    /// Reads and validates `dir/model.json`.
+    pub fn load(dir: &Path) -> Result<Manifest, ManifestError> {
+        let path = dir.join(MANIFEST_FILE);
+        let bytes = std::fs::read(&path).map_err(|source| ManifestError::Io { path: path.clone(), source })?;
+        let manifest: Manifest =
+            serde_json::from_slice(&bytes).map_err(|source| ManifestError::Parse { path: path.clone(), source })?;
+        manifest.validate().map_err(|reason| ManifestError::Invalid { path, reason })?;
+        Ok(manifest)
+    }
+
+    /// Reads the ONNX file the manifest names and checks its SHA-256: the bytes are
+    /// returned only when they are the file that was exported.
+    pub fn read_onnx(&self, dir: &Path) -> Result<Vec<u8>, ManifestError> {
+        let path = dir.join(&self.onnx.file);
+        let bytes = std::fs::read(&path).map_err(|source| ManifestError::Io { path: path.clone(), source })?;
+        let actual = sha256_hex(&bytes);
+        if actual != self.onnx.sha256 {
+            return Err(ManifestError::Invalid {
+                path,
+                reason: format!(
+                    "SHA-256 is {actual}, but {MANIFEST_FILE} says {}: the file was changed or truncated after export",
+                    self.onnx.sha256
+                ),
+            });
+        }
+        Ok(bytes)
+    }
+
+    /// Checks everything a reader relies on; the error says which field is wrong.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.format_version != FORMAT_VERSION {
+            return Err(format!(
+                "format_version {} is not supported (this build reads version {FORMAT_VERSION})",
+                self.format_version
+            ));
+        }
+        if !is_plain_name(&self.name) {
+            return Err(format!("name {:?} must be letters, digits, '-', '_' or '.'", self.name));
+        }
+        if !(4..=4096).contains(&self.image_size) {
+            return Err(format!("image_size {} is out of range 4..=4096", self.image_size));
+        }
+        if self.channels != 1 && self.channels != 3 {
+            return Err(format!("channels must be 1 or 3, not {}", self.channels));
+        }
+        if self.latent.dim == 0 || self.latent.dim > 65536 {
+            return Err(format!("latent.dim {} is out of range 1..=65536", self.latent.dim));
+        }
+        if self.latent.algorithm != latent::ALGORITHM || self.latent.distribution != latent::DISTRIBUTION {
+            return Err(format!(
+                "latent {} / {} is unknown (this build knows {} / {})",
+                self.latent.distribution,
+                self.latent.algorithm,
+                latent::DISTRIBUTION,
+                latent::ALGORITHM
+            ));
+        }
+        if !is_plain_name(&self.onnx.file) {
+            return Err(format!("onnx.file {:?} must be a file name inside the model folder", self.onnx.file));
+        }
+        if self.onnx.sha256.len() != 64 || !self.onnx.sha256.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err("onnx.sha256 must be 64 hex digits".into());
+        }
+        if self.onnx.input.is_empty() || self.onnx.output.is_empty() {
+            return Err("onnx.input and onnx.output must be named".into());
+        }
+        if !(self.output_range[0] < self.output_range[1]) {
+            return Err(format!("output_range {:?} must be increasing", self.output_range));
+        }
+        Ok(())
+    }
+
+    /// Writes the manifest as pretty JSON (the caller makes the write atomic).
+    pub fn to_json(&self) -> String {
+        // Serialising plain data to a String cannot fail.
+        serde_json::to_string_pretty(self).expect("manifest serialises") + "\n"
+    }
+}
+
+/// A name that is safe as a single path component: no separators, no `..`, no hidden files.
+pub fn is_plain_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 128
+        && !name.starts_with('.')
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+}
+
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    pub(crate) fn example(onnx: &[u8]) -> Manifest {
+        Manifest {
+            format_version: FORMAT_VERSION,
+            name: "demo".into(),
+            arch: "dcgan".into(),
+            image_size: 32,
+            channels: 3,
+            latent: LatentSpec {
+                dim: 100,
+                distribution: latent::DISTRIBUTION.into(),
+                algorithm: latent::ALGORITHM.into(),
+            },
+            onnx: OnnxSpec {
+                file: "generator.onnx".into(),
+                sha256: sha256_hex(onnx),
+                opset: 17,
+                input: "z".into(),
+                output: "image".into(),
+            },
+            output_range: [-1.0, 1.0],
+            training: TrainingSummary::default(),
+        }
+    }
+
+    #[test]
+    fn round_trips_through_a_folder_and_checks_the_onnx_hash() {
+        let dir = tempfile::tempdir().unwrap();
+        let onnx = b"not really onnx".to_vec();
+        let m = example(&onnx);
+        std::fs::write(dir.path().join(MANIFEST_FILE), m.to_json()).unwrap();
+        std::fs::write(dir.path().join("generator.onnx"), &onnx).unwrap();
+        let loaded = Manifest::load(dir.path()).unwrap();
+        assert_eq!(loaded, m);
+        assert_eq!(loaded.read_onnx(dir.path()).unwrap(), onnx);
+
+        std::fs::write(dir.path().join("generator.onnx"), b"changed").unwrap();
+        let err = loaded.read_onnx(dir.path()).unwrap_err().to_string();
+        assert!(err.contains("generator.onnx") && err.contains("SHA-256"), "{err}");
+    }
+
+    #[test]
+    fn rejects_bad_fields_with_the_path_and_the_field() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut m = example(b"x");
+        m.onnx.file = "../../etc/passwd".into();
+        std::fs::write(dir.path().join(MANIFEST_FILE), m.to_json()).unwrap();
+        let err = Manifest::load(dir.path()).unwrap_err().to_string();
+        assert!(err.contains("model.json") && err.contains("onnx.file"), "{err}");
+
+        let mut m = example(b"x");
+        m.channels = 2;
+        assert!(m.validate().unwrap_err().contains("channels"));
+        let mut m = example(b"x");
+        m.latent.algorithm = "mersenne".into();
+        assert!(m.validate().unwrap_err().contains("latent"));
+    }
+
+    #[test]
+    fn unreadable_or_garbage_manifests_name_the_path() {
+        let dir = tempfile::tempdir().unwrap();
+        let err = Manifest::load(dir.path()).unwrap_err().to_string();
+        assert!(err.contains("model.json"), "{err}");
+        std::fs::write(dir.path().join(MANIFEST_FILE), b"{ not json").unwrap();
+        let err = Manifest::load(dir.path()).unwrap_err().to_string();
+        assert!(err.contains("not a valid manifest"), "{err}");
+    }
+
+    #[test]
+    fn plain_names_exclude_paths() {
+        assert!(is_plain_name("demo") && is_plain_name("bikes-64_v2.onnx"));
+        for bad in ["", "..", "../x", "a/b", ".hidden", "a\\b", "x y"] {
+            assert!(!is_plain_name(bad), "{bad}");
+        }
+    }
+}

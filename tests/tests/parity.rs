@@ -1,0 +1,63 @@
+//! ONNX Runtime's output for the exported generator equals candle's eval-mode forward.
+
+use canard_e2e::ort_environment;
+use canard_shared::latent::latent_batch;
+use canard_train::{report, train, TrainConfig};
+use ort::session::Session;
+use ort::value::TensorRef;
+
+fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
+    assert_eq!(a.len(), b.len());
+    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
+}
+
+fn check(image_size: usize, channels: usize) {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = TrainConfig {
+        data: "builtin:shapes".into(),
+        name: format!("parity{image_size}"),
+        image_size,
+        channels: Some(channels),
+        steps: Some(3),
+        batch_size: 8,
+        ngf: 8,
+        ndf: 8,
+        nz: 20,
+        runs_dir: dir.path().join("runs"),
+        models_dir: dir.path().join("models"),
+        ..TrainConfig::default()
+    };
+    let out = train(&cfg).unwrap();
+    let manifest = canard_shared::Manifest::load(&out.model_dir).unwrap();
+    let onnx = manifest.read_onnx(&out.model_dir).unwrap();
+
+    let seeds: Vec<u64> = vec![0, 1, 7, 42, 1 << 40, u64::MAX];
+    let want = report::generate(&out.generator, &seeds, &candle_core::Device::Cpu).unwrap();
+    let want = want.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+
+    let mut session = Session::builder(&ort_environment()).unwrap().commit_from_memory(&onnx).unwrap();
+    let z = ndarray::Array4::from_shape_vec((seeds.len(), cfg.nz, 1, 1), latent_batch(&seeds, cfg.nz)).unwrap();
+    let outputs = session.run(ort::inputs!["z" => TensorRef::from_array_view(&z).unwrap()]).unwrap();
+    let got = outputs["image"].try_extract_array::<f32>().unwrap();
+    assert_eq!(got.shape(), &[seeds.len(), channels, image_size, image_size]);
+    let got: Vec<f32> = got.iter().copied().collect();
+    let diff = max_abs_diff(&got, &want);
+    assert!(diff <= 1e-4, "{image_size}px/{channels}ch: ONNX Runtime and candle differ by {diff}");
+    // The output is not trivially constant (BatchNorm statistics were folded, not dropped).
+    assert!(got.iter().any(|&v| (v - got[0]).abs() > 1e-3));
+}
+
+#[test]
+fn onnx_matches_candle_at_32_px_rgb() {
+    check(32, 3);
+}
+
+#[test]
+fn onnx_matches_candle_at_64_px_grey() {
+    check(64, 1);
+}
+
+#[test]
+fn onnx_matches_candle_at_128_px() {
+    check(128, 3);
+}

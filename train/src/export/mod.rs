@@ -1,0 +1,45 @@
+//! Export: the trained generator → `models/NAME/generator.onnx` + `model.json`.
+
+pub mod onnx;
+pub mod proto;
+
+use std::path::{Path, PathBuf};
+
+use canard_shared::manifest::{LatentSpec, Manifest, OnnxSpec, TrainingSummary, FORMAT_VERSION, MANIFEST_FILE};
+use canard_shared::{latent, manifest::sha256_hex};
+
+use crate::atomic::write_atomic;
+use crate::model::Generator;
+
+pub const ONNX_FILE: &str = "generator.onnx";
+
+/// Writes the ONNX file, then the manifest (each atomically; the manifest last, so a
+/// manifest always describes a complete ONNX file). Returns the model folder.
+pub fn export(g: &Generator, models_dir: &Path, name: &str, arch: &str, training: TrainingSummary) -> anyhow::Result<(PathBuf, Manifest)> {
+    let dir = models_dir.join(name);
+    std::fs::create_dir_all(&dir).map_err(|e| anyhow::anyhow!("cannot create {}: {e}", dir.display()))?;
+    let doc = format!("canard {arch} generator '{name}', trained on {}", training.dataset);
+    let bytes = onnx::generator_to_onnx(g, &doc)?;
+    write_atomic(&dir.join(ONNX_FILE), &bytes)?;
+    let shape = g.shape;
+    let manifest = Manifest {
+        format_version: FORMAT_VERSION,
+        name: name.to_string(),
+        arch: arch.to_string(),
+        image_size: shape.image_size as u32,
+        channels: shape.channels as u32,
+        latent: LatentSpec { dim: shape.nz, distribution: latent::DISTRIBUTION.into(), algorithm: latent::ALGORITHM.into() },
+        onnx: OnnxSpec {
+            file: ONNX_FILE.into(),
+            sha256: sha256_hex(&bytes),
+            opset: onnx::OPSET,
+            input: onnx::INPUT.into(),
+            output: onnx::OUTPUT.into(),
+        },
+        output_range: [-1.0, 1.0],
+        training,
+    };
+    manifest.validate().map_err(|e| anyhow::anyhow!("internal error: exported manifest is invalid: {e}"))?;
+    write_atomic(&dir.join(MANIFEST_FILE), manifest.to_json().as_bytes())?;
+    Ok((dir, manifest))
+}

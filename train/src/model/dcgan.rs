@@ -1,0 +1,130 @@
+//! DCGAN (Radford et al. 2016) sized from the image size, as pytorch/examples `dcgan`
+//! at 64×64 but for any power of two from 8 up.
+//!
+//! Generator: z [N, nz, 1, 1] → ConvT(4, s1, p0) to 4×4 → (ConvT(4, s2, p1), BN, ReLU)
+//! doubling the side and halving the width until `size/2` → ConvT(4, s2, p1) → Tanh.
+//! Discriminator mirrors it with Conv, BN (not on the first layer) and LeakyReLU(0.2),
+//! ending in one logit per image (the loss applies the sigmoid, stably).
+
+use candle_core::{Result, Tensor};
+use serde::{Deserialize, Serialize};
+
+use super::layers::{leaky_relu, BatchNorm2d, Conv2d, ConvTranspose2d};
+use super::params::Init;
+
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct DcganShape {
+    pub image_size: usize,
+    pub channels: usize,
+    pub nz: usize,
+    pub ngf: usize,
+    pub ndf: usize,
+}
+
+impl DcganShape {
+    /// Upsampling blocks after the first 4×4 layer: log2(size) - 2.
+    pub fn stages(&self) -> usize {
+        self.image_size.trailing_zeros() as usize - 2
+    }
+
+    pub fn validate(&self) -> std::result::Result<(), String> {
+        if !self.image_size.is_power_of_two() || !(8..=1024).contains(&self.image_size) {
+            return Err(format!("image size must be a power of two from 8 to 1024, not {}", self.image_size));
+        }
+        if self.channels != 1 && self.channels != 3 {
+            return Err(format!("channels must be 1 or 3, not {}", self.channels));
+        }
+        if self.nz == 0 || self.ngf == 0 || self.ndf == 0 {
+            return Err("nz, ngf and ndf must be positive".into());
+        }
+        Ok(())
+    }
+}
+
+/// One generator block: a transposed conv, then BatchNorm + ReLU except on the last.
+pub struct GenBlock {
+    pub conv: ConvTranspose2d,
+    pub bn: Option<BatchNorm2d>,
+}
+
+pub struct Generator {
+    pub shape: DcganShape,
+    pub blocks: Vec<GenBlock>,
+}
+
+impl Generator {
+    pub fn new(init: &mut Init, shape: DcganShape) -> Result<Self> {
+        let n = shape.stages();
+        let mut blocks = Vec::with_capacity(n + 1);
+        let mut c_in = shape.nz;
+        for i in 0..=n {
+            let last = i == n;
+            // Widths ngf·2^(n-1), …, ngf, then the image channels.
+            let c_out = if last { shape.channels } else { shape.ngf << (n - 1 - i) };
+            let (stride, padding) = if i == 0 { (1, 0) } else { (2, 1) };
+            let mut b = init.pp(i);
+            let conv = ConvTranspose2d::new(&mut b.pp("conv"), c_in, c_out, stride, padding)?;
+            let bn = if last { None } else { Some(BatchNorm2d::new(&mut b.pp("bn"), c_out)?) };
+            blocks.push(GenBlock { conv, bn });
+            c_in = c_out;
+        }
+        Ok(Self { shape, blocks })
+    }
+
+    /// z: [N, nz, 1, 1] → images [N, C, size, size] in [-1, 1].
+    pub fn forward(&self, z: &Tensor, train: bool) -> Result<Tensor> {
+        let mut x = z.clone();
+        for b in &self.blocks {
+            x = b.conv.forward(&x)?;
+            x = match &b.bn {
+                Some(bn) => bn.forward(&x, train)?.relu()?,
+                None => x.tanh()?,
+            };
+        }
+        Ok(x)
+    }
+}
+
+pub struct DiscBlock {
+    pub conv: Conv2d,
+    pub bn: Option<BatchNorm2d>,
+}
+
+pub struct Discriminator {
+    pub blocks: Vec<DiscBlock>,
+}
+
+impl Discriminator {
+    pub fn new(init: &mut Init, shape: DcganShape) -> Result<Self> {
+        let n = shape.stages();
+        let mut blocks = Vec::with_capacity(n + 1);
+        let mut c_in = shape.channels;
+        for i in 0..=n {
+            let last = i == n;
+            let c_out = if last { 1 } else { shape.ndf << i };
+            let (stride, padding) = if last { (1, 0) } else { (2, 1) };
+            let mut b = init.pp(i);
+            let conv = Conv2d::new(&mut b.pp("conv"), c_in, c_out, stride, padding)?;
+            let bn = if i == 0 || last { None } else { Some(BatchNorm2d::new(&mut b.pp("bn"), c_out)?) };
+            blocks.push(DiscBlock { conv, bn });
+            c_in = c_out;
+        }
+        Ok(Self { blocks })
+    }
+
+    /// images [N, C, size, size] → logits [N].
+    pub fn forward(&self, x: &Tensor, train: bool) -> Result<Tensor> {
+        let mut x = x.clone();
+        let last = self.blocks.len() - 1;
+        for (i, b) in self.blocks.iter().enumerate() {
+            x = b.conv.forward(&x)?;
+            if let Some(bn) = &b.bn {
+                x = bn.forward(&x, train)?;
+            }
+            if i != last {
+                x = leaky_relu(&x)?;
+            }
+        }
+        x.flatten_all()
+    }
+}

@@ -1,0 +1,100 @@
+//! The three layers a DCGAN is made of, as plain structs over [`Params`].
+
+use candle_core::{Result, Tensor, Var, D};
+
+use super::params::Init;
+
+/// 4×4 kernels everywhere, as in Radford et al.
+pub const KERNEL: usize = 4;
+
+/// A bias-free 2-D convolution (every conv in a DCGAN is followed by BatchNorm or is the last layer).
+pub struct Conv2d {
+    pub weight: Tensor, // [out, in, k, k]
+    pub stride: usize,
+    pub padding: usize,
+}
+
+impl Conv2d {
+    pub fn new(init: &mut Init, c_in: usize, c_out: usize, stride: usize, padding: usize) -> Result<Self> {
+        let weight = init.normal("weight", &[c_out, c_in, KERNEL, KERNEL], 0.0, 0.02)?;
+        Ok(Self { weight, stride, padding })
+    }
+
+    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        x.conv2d(&self.weight, self.padding, self.stride, 1, 1)
+    }
+}
+
+/// A bias-free transposed convolution; the weight layout `[in, out, k, k]` is the same in candle and ONNX.
+pub struct ConvTranspose2d {
+    pub weight: Tensor,
+    pub stride: usize,
+    pub padding: usize,
+}
+
+impl ConvTranspose2d {
+    pub fn new(init: &mut Init, c_in: usize, c_out: usize, stride: usize, padding: usize) -> Result<Self> {
+        let weight = init.normal("weight", &[c_in, c_out, KERNEL, KERNEL], 0.0, 0.02)?;
+        Ok(Self { weight, stride, padding })
+    }
+
+    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        x.conv_transpose2d(&self.weight, self.padding, 0, self.stride, 1)
+    }
+}
+
+/// BatchNorm over NCHW, as PyTorch's `BatchNorm2d` (eps 1e-5, momentum 0.1): batch
+/// statistics in training (running statistics updated with the unbiased variance),
+/// running statistics in evaluation and in the exported graph.
+pub struct BatchNorm2d {
+    pub gamma: Tensor,
+    pub beta: Tensor,
+    pub running_mean: Var,
+    pub running_var: Var,
+}
+
+pub const BN_EPS: f64 = 1e-5;
+const BN_MOMENTUM: f64 = 0.1;
+
+impl BatchNorm2d {
+    pub fn new(init: &mut Init, channels: usize) -> Result<Self> {
+        let gamma = init.normal("gamma", &[channels], 1.0, 0.02)?;
+        let beta = init.constant("beta", &[channels], 0.0, true)?;
+        let running_mean = Var::from_tensor(&init.constant("running_mean", &[channels], 0.0, false)?)?;
+        let running_var = Var::from_tensor(&init.constant("running_var", &[channels], 1.0, false)?)?;
+        Ok(Self { gamma, beta, running_mean, running_var })
+    }
+
+    pub fn forward(&self, x: &Tensor, train: bool) -> Result<Tensor> {
+        let c = self.gamma.dim(0)?;
+        let (mean, var) = if train {
+            // Mean over (N, H, W) for each channel: move C first and flatten the rest.
+            let flat = x.transpose(0, 1)?.flatten_from(1)?; // [C, N*H*W]
+            let count = flat.dim(1)?;
+            let mean = flat.mean_keepdim(D::Minus1)?;
+            let var = flat.broadcast_sub(&mean)?.sqr()?.mean_keepdim(D::Minus1)?;
+            self.update_running(&mean.detach(), &var.detach(), count)?;
+            (mean.reshape((1, c, 1, 1))?, var.reshape((1, c, 1, 1))?)
+        } else {
+            (
+                self.running_mean.as_tensor().reshape((1, c, 1, 1))?,
+                self.running_var.as_tensor().reshape((1, c, 1, 1))?,
+            )
+        };
+        let scale = (var + BN_EPS)?.sqrt()?.recip()?.broadcast_mul(&self.gamma.reshape((1, c, 1, 1))?)?;
+        x.broadcast_sub(&mean)?.broadcast_mul(&scale)?.broadcast_add(&self.beta.reshape((1, c, 1, 1))?)
+    }
+
+    fn update_running(&self, mean: &Tensor, biased_var: &Tensor, count: usize) -> Result<()> {
+        let unbiased = (biased_var * (count as f64 / (count.max(2) - 1) as f64))?.flatten_all()?;
+        let m = self.running_mean.as_tensor();
+        let v = self.running_var.as_tensor();
+        self.running_mean.set(&((m * (1.0 - BN_MOMENTUM))? + (mean.flatten_all()? * BN_MOMENTUM)?)?)?;
+        self.running_var.set(&((v * (1.0 - BN_MOMENTUM))? + (unbiased * BN_MOMENTUM)?)?)
+    }
+}
+
+pub fn leaky_relu(x: &Tensor) -> Result<Tensor> {
+    // max(x, 0.2x) == LeakyReLU(0.2) and costs one op less than candle-nn's form.
+    x.maximum(&(x * 0.2)?)
+}

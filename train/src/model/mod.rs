@@ -1,0 +1,8 @@
+//! The networks: parameters, layers, and the DCGAN generator and discriminator.
+
+pub mod dcgan;
+pub mod layers;
+pub mod params;
+
+pub use dcgan::{DcganShape, Discriminator, Generator};
+pub use params::{Init, Params};

@@ -1,0 +1,102 @@
+//! Named, seeded parameters: the one place weights are created, listed, saved and loaded.
+
+use std::collections::HashMap;
+
+use candle_core::{DType, Device, Result, Tensor, Var};
+use rand::Rng;
+use rand_chacha::ChaCha8Rng;
+use rand_distr::{Distribution, Normal};
+
+/// One tensor of a network. Buffers (BatchNorm's running statistics) are saved with
+/// the weights but never handed to an optimiser.
+#[derive(Clone)]
+pub struct Param {
+    pub name: String,
+    pub var: Var,
+    pub trainable: bool,
+}
+
+/// A network's tensors in creation order, which is also the order they are initialised
+/// from the seeded RNG: the same seed always gives the same network.
+#[derive(Clone, Default)]
+pub struct Params {
+    list: Vec<Param>,
+}
+
+impl Params {
+    pub fn iter(&self) -> impl Iterator<Item = &Param> {
+        self.list.iter()
+    }
+
+    pub fn trainable(&self) -> Vec<Var> {
+        self.list.iter().filter(|p| p.trainable).map(|p| p.var.clone()).collect()
+    }
+
+    pub fn tensors(&self, prefix: &str) -> HashMap<String, Tensor> {
+        self.list.iter().map(|p| (format!("{prefix}{}", p.name), p.var.as_tensor().clone())).collect()
+    }
+
+    /// Overwrites every tensor from `tensors` (keys `prefix` + name); all must be present with the same shape.
+    pub fn load(&self, tensors: &HashMap<String, Tensor>, prefix: &str) -> Result<()> {
+        for p in &self.list {
+            let key = format!("{prefix}{}", p.name);
+            let t = tensors.get(&key).ok_or_else(|| candle_core::Error::Msg(format!("missing tensor {key}")))?;
+            if t.dims() != p.var.dims() {
+                candle_core::bail!("tensor {key} has shape {:?}, expected {:?}", t.dims(), p.var.dims());
+            }
+            p.var.set(&t.to_dtype(DType::F32)?.to_device(p.var.device())?)?;
+        }
+        Ok(())
+    }
+}
+
+/// Creates the parameters of one network under a name prefix.
+pub struct Init<'a> {
+    params: &'a mut Params,
+    rng: &'a mut ChaCha8Rng,
+    device: &'a Device,
+    prefix: String,
+}
+
+impl<'a> Init<'a> {
+    pub fn new(params: &'a mut Params, rng: &'a mut ChaCha8Rng, device: &'a Device) -> Self {
+        Self { params, rng, device, prefix: String::new() }
+    }
+
+    /// A child whose names start with `name.`.
+    pub fn pp(&mut self, name: impl std::fmt::Display) -> Init<'_> {
+        Init {
+            params: self.params,
+            rng: self.rng,
+            device: self.device,
+            prefix: format!("{}{name}.", self.prefix),
+        }
+    }
+
+    /// N(mean, std) values, as DCGAN's initialisation wants.
+    pub fn normal(&mut self, name: &str, shape: &[usize], mean: f32, std: f32) -> Result<Tensor> {
+        let n: usize = shape.iter().product();
+        let dist = Normal::new(mean, std).map_err(|e| candle_core::Error::Msg(e.to_string()))?;
+        let values: Vec<f32> = (0..n).map(|_| dist.sample(&mut *self.rng)).collect();
+        self.add(name, Tensor::from_vec(values, shape, self.device)?, true)
+    }
+
+    pub fn constant(&mut self, name: &str, shape: &[usize], value: f32, trainable: bool) -> Result<Tensor> {
+        let t = (Tensor::ones(shape, DType::F32, self.device)? * value as f64)?;
+        self.add(name, t, trainable)
+    }
+
+    fn add(&mut self, name: &str, t: Tensor, trainable: bool) -> Result<Tensor> {
+        let var = Var::from_tensor(&t)?;
+        let tensor = var.as_tensor().clone();
+        self.params.list.push(Param { name: format!("{}{name}", self.prefix), var, trainable });
+        Ok(tensor)
+    }
+}
+
+/// Standard-normal noise from the trainer's RNG (candle cannot seed its CPU RNG).
+pub fn randn(rng: &mut ChaCha8Rng, shape: &[usize], device: &Device) -> Result<Tensor> {
+    let n: usize = shape.iter().product();
+    let values: Vec<f32> = (0..n).map(|_| rng.sample::<f32, _>(rand_distr::StandardNormal)).collect();
+    Tensor::from_vec(values, shape, device)
+}
