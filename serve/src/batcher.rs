@@ -64,11 +64,7 @@ where
         if out.len() == seeds.len() * item_len {
             Ok(out)
         } else {
-            Err(EngineError::Output(format!(
-                "{} values for {} images of {item_len} values",
-                out.len(),
-                seeds.len()
-            )))
+            Err(EngineError::Output(format!("{} values for {} images of {item_len} values", out.len(), seeds.len())))
         }
     });
     match result {

@@ -88,7 +88,8 @@ impl Engine {
         check_graph(&session, &manifest).map_err(|reason| LoadError::Graph { path: onnx_path, reason })?;
 
         let (jobs, rx) = sync_channel(opts.queue);
-        let io = Io { input: manifest.onnx.input.clone(), output: manifest.onnx.output.clone(), dim: manifest.latent.dim };
+        let io =
+            Io { input: manifest.onnx.input.clone(), output: manifest.onnx.output.clone(), dim: manifest.latent.dim };
         let item_len = ImageSpec::of(&manifest).len();
         thread::Builder::new()
             .name(format!("infer-{name}"))
@@ -129,7 +130,7 @@ impl Engine {
 }
 
 fn build_session(env: &Environment, onnx: &[u8], intra_threads: usize) -> ort::Result<Session> {
-    Ok(Session::builder(env)?.with_intra_threads(intra_threads)?.commit_from_memory(onnx)?)
+    Session::builder(env)?.with_intra_threads(intra_threads)?.commit_from_memory(onnx)
 }
 
 /// What the inference thread needs to know of the manifest.
@@ -143,9 +144,8 @@ fn infer(session: &mut Session, io: &Io, seeds: &[u64]) -> Result<Vec<f32>, Engi
     let z = latent_batch(seeds, io.dim);
     let z = TensorRef::from_array_view(([seeds.len(), io.dim, 1, 1], z.as_slice()))?;
     let outputs = session.run(ort::inputs![io.input.as_str() => z])?;
-    let image = outputs
-        .get(&io.output)
-        .ok_or_else(|| EngineError::Output(format!("no output named {:?}", io.output)))?;
+    let image =
+        outputs.get(&io.output).ok_or_else(|| EngineError::Output(format!("no output named {:?}", io.output)))?;
     let (_, values) = image.try_extract_tensor::<f32>()?;
     Ok(values.to_vec())
 }
@@ -156,7 +156,11 @@ fn check_graph(session: &Session, m: &Manifest) -> Result<(), String> {
     let size = i64::from(m.image_size);
     let (dim, channels) = (m.latent.dim as i64, i64::from(m.channels));
     if session.inputs().len() != 1 {
-        return Err(format!("the generator must have exactly one input, not {}: {}", session.inputs().len(), names(session.inputs())));
+        return Err(format!(
+            "the generator must have exactly one input, not {}: {}",
+            session.inputs().len(),
+            names(session.inputs())
+        ));
     }
     let input = find(session.inputs(), &m.onnx.input, "input")?;
     check_shape(input, &m.onnx.input, [dim, 1, 1])?;
@@ -186,7 +190,10 @@ fn check_shape(outlet: &Outlet, name: &str, expected: [i64; 3]) -> Result<(), St
     let dims: &[i64] = shape;
     let fits = dims.len() == 4 && dims[1..].iter().zip(expected).all(|(&d, e)| d < 0 || d == e);
     if !fits {
-        return Err(format!("{name:?} has shape {dims:?}; model.json implies [N, {}, {}, {}]", expected[0], expected[1], expected[2]));
+        return Err(format!(
+            "{name:?} has shape {dims:?}; model.json implies [N, {}, {}, {}]",
+            expected[0], expected[1], expected[2]
+        ));
     }
     Ok(())
 }

@@ -23,8 +23,10 @@ struct Args {
     /// Address to listen on (port 0 picks a free port).
     #[arg(long, env = "CANARD_BIND", default_value = "127.0.0.1:8080")]
     bind: String,
-    /// The ONNX Runtime library (libonnxruntime.so) [default: searched, see README].
-    #[arg(long, env = "ORT_DYLIB_PATH")]
+    /// The ONNX Runtime library (libonnxruntime.so) [env: ORT_DYLIB_PATH; default: searched
+    /// beside the executable, then in .deps/onnxruntime/ of the current folder and the
+    /// executable's ancestors]
+    #[arg(long)]
     ort_lib: Option<PathBuf>,
 }
 
@@ -32,15 +34,29 @@ fn main() -> ExitCode {
     match run(Args::parse()) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("canard-serve: error: {e:#}");
+            eprintln!("canard-serve: error: {}", describe(&e));
             ExitCode::FAILURE
         }
     }
 }
 
+/// The error and its causes on one line. Most messages here already quote their
+/// cause, so a cause is only appended when its text is not there yet.
+fn describe(e: &anyhow::Error) -> String {
+    let mut msg = e.to_string();
+    for cause in e.chain().skip(1).map(ToString::to_string) {
+        if !msg.contains(&cause) {
+            msg = format!("{msg}: {cause}");
+        }
+    }
+    msg
+}
+
 fn run(args: Args) -> anyhow::Result<()> {
-    // An empty ORT_DYLIB_PATH means "not set", as it does for ort itself.
-    let explicit = args.ort_lib.filter(|p| !p.as_os_str().is_empty());
+    // Read by hand, not by clap: an empty ORT_DYLIB_PATH means "not set", as it does
+    // for ort itself, where clap would refuse the empty value.
+    let from_env = std::env::var_os("ORT_DYLIB_PATH").filter(|v| !v.is_empty()).map(PathBuf::from);
+    let explicit = args.ort_lib.or(from_env);
     let ort = ort_lib::load(explicit.as_deref())?;
     eprintln!("canard-serve: ONNX Runtime loaded from {ort}");
 
@@ -69,7 +85,7 @@ fn run(args: Args) -> anyhow::Result<()> {
         App::new().app_data(data.clone()).configure(routes::configure).default_service(web::to(routes::not_found))
     })
     .bind(&args.bind)
-    .with_context(|| format!("cannot listen on {}", args.bind))?;
+    .with_context(|| format!("cannot listen on {} (expected HOST:PORT, e.g. 127.0.0.1:8080)", args.bind))?;
     for addr in server.addrs() {
         eprintln!("canard-serve: listening on http://{addr}");
     }

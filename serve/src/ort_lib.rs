@@ -100,7 +100,8 @@ fn install_hint(exe_dir: Option<&Path>, cwd: Option<&Path>) -> String {
 }
 
 fn describe(attempts: &[Attempt], hint: &str) -> String {
-    let mut msg = String::from("cannot load the ONNX Runtime library (libonnxruntime.so, version 1.31 or newer); tried:");
+    let mut msg =
+        String::from("cannot load the ONNX Runtime library (libonnxruntime.so, version 1.31 or newer); tried:");
     for a in attempts {
         msg.push_str(&format!("\n  {}: {}", a.path.display(), a.error.as_deref().unwrap_or("not found")));
     }

@@ -47,7 +47,10 @@ pub fn parse_generate(query: &str) -> Result<GenerateQuery, QueryError> {
             _ => return Err(QueryError::Unknown(name)),
         }
     }
-    Ok(GenerateQuery { seed: at_most_once("seed", seeds)?.map(|v| parse_seed(&v)).transpose()?, model: parse_model(models)? })
+    Ok(GenerateQuery {
+        seed: at_most_once("seed", seeds)?.map(|v| parse_seed(&v)).transpose()?,
+        model: parse_model(models)?,
+    })
 }
 
 fn at_most_once(name: &'static str, mut values: Vec<String>) -> Result<Option<String>, QueryError> {

@@ -41,7 +41,14 @@ pub fn png(spec: &ImageSpec, chw: &[f32]) -> Result<Vec<u8>, ImageError> {
     match images.first() {
         Some(image) => encode_png(image),
         // batch_to_images checked the length, so one image came back.
-        None => Err(ImageError::Shape { expected: spec.len(), got: chw.len(), n: 1, c: spec.channels, h: spec.size, w: spec.size }),
+        None => Err(ImageError::Shape {
+            expected: spec.len(),
+            got: chw.len(),
+            n: 1,
+            c: spec.channels,
+            h: spec.size,
+            w: spec.size,
+        }),
     }
 }
 

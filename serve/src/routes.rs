@@ -34,9 +34,7 @@ async fn generate(req: HttpRequest, registry: web::Data<Registry>) -> Result<Htt
         .map_err(|e| ApiError::Internal(format!("cannot encode the image: {e}")))
         .inspect_err(|e| log_failure(engine.name(), seed, e))?;
     let mut res = HttpResponse::Ok();
-    res.content_type("image/png")
-        .insert_header(("X-Seed", seed.to_string()))
-        .insert_header(("X-Model", engine.name()));
+    res.content_type("image/png").insert_header(("X-Seed", seed.to_string())).insert_header(("X-Model", engine.name()));
     if query.seed.is_none() {
         // A random picture must not be served again from a cache.
         res.insert_header(header::CacheControl(vec![CacheDirective::NoStore]));

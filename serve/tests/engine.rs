@@ -3,7 +3,10 @@
 
 mod support;
 
-use canard_serve::engine::{Engine, LoadError};
+use std::future::Future;
+use std::task::{Context, Poll, Waker};
+
+use canard_serve::engine::{Engine, EngineError, EngineOptions, LoadError};
 use support::{options, runtime, tiny_onnx, write_model};
 
 const IMAGE: usize = tiny_onnx::CHANNELS * tiny_onnx::SIZE * tiny_onnx::SIZE;
@@ -38,16 +41,17 @@ async fn a_seeds_image_does_not_depend_on_its_batch() {
 
 /// All requests queued before any answer is awaited, as concurrent clients would.
 async fn futures_join(engine: &Engine, seeds: &[u64]) -> Vec<Vec<f32>> {
+    let mut futs: Vec<_> = seeds.iter().map(|&s| Box::pin(engine.generate(vec![s]))).collect();
+    // The first poll of each future sends its job (and may already finish it).
+    let mut cx = Context::from_waker(Waker::noop());
+    let first: Vec<_> = futs.iter_mut().map(|f| f.as_mut().poll(&mut cx)).collect();
     let mut out = Vec::new();
-    let futs: Vec<_> = seeds.iter().map(|&s| Box::pin(engine.generate(vec![s]))).collect();
-    // The first poll of each future sends its job; awaiting in order then collects.
-    let mut futs = futs;
-    for f in futs.iter_mut() {
-        let waker = std::task::Waker::noop();
-        let _ = f.as_mut().poll(&mut std::task::Context::from_waker(waker));
-    }
-    for f in futs {
-        out.push(f.await.unwrap());
+    for (f, polled) in futs.into_iter().zip(first) {
+        let result = match polled {
+            Poll::Ready(r) => r,
+            Poll::Pending => f.await,
+        };
+        out.push(result.unwrap());
     }
     out
 }
@@ -77,4 +81,25 @@ async fn graphs_that_contradict_the_manifest_are_refused() {
     std::fs::write(dir.join("model.json"), m.to_json()).unwrap();
     let err = Engine::load(&rt.env, "garbage", &dir, options()).err().unwrap();
     assert!(matches!(err, LoadError::Session { .. }), "{err}");
+}
+
+#[tokio::test]
+async fn a_full_queue_answers_busy_at_once() {
+    let Some(rt) = runtime() else { return };
+    let root = tempfile::tempdir().unwrap();
+    let dir = write_model(root.path(), "m", 8, |_| {});
+    let opts = EngineOptions { queue: 1, max_batch: 1, ..options() };
+    let engine = Engine::load(&rt.env, "m", &dir, opts).unwrap();
+    // Sending a job takes far less time than running one, so most of these find
+    // the single queue slot taken.
+    let mut futs: Vec<_> = (0..200).map(|s| Box::pin(engine.generate(vec![s]))).collect();
+    let mut cx = Context::from_waker(Waker::noop());
+    let busy = futs
+        .iter_mut()
+        .map(|f| f.as_mut().poll(&mut cx))
+        .filter(|p| matches!(p, Poll::Ready(Err(EngineError::Busy { .. }))))
+        .count();
+    assert!(busy > 0, "no request was refused");
+    let err = EngineError::Busy { model: "m".into(), capacity: 1 }.to_string();
+    assert!(err.contains("try again"), "{err}");
 }

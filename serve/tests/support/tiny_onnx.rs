@@ -15,9 +15,8 @@ const HIDDEN: usize = 16;
 /// The ONNX bytes for a latent size of `dim`, with weights drawn from `seed`.
 pub fn generator(dim: usize, seed: u64) -> Vec<u8> {
     let mut rng = SplitMix64::new(seed);
-    let mut weights = |n: usize, scale: f32| -> Vec<f32> {
-        (0..n).map(|_| (rng.next_unit() as f32 * 2.0 - 1.0) * scale).collect()
-    };
+    let mut weights =
+        |n: usize, scale: f32| -> Vec<f32> { (0..n).map(|_| (rng.next_unit() as f32 * 2.0 - 1.0) * scale).collect() };
     let flat = HIDDEN * 4 * 4;
     let inits = [
         tensor_f32("w0", &[dim, flat], &weights(dim * flat, 0.5)),
@@ -43,7 +42,11 @@ pub fn generator(dim: usize, seed: u64) -> Vec<u8> {
         field_bytes(&mut graph, 5, t);
     }
     field_bytes(&mut graph, 11, &value_info("z", &[Dim::Param("N"), Dim::Value(dim), Dim::Value(1), Dim::Value(1)]));
-    field_bytes(&mut graph, 12, &value_info("image", &[Dim::Param("N"), Dim::Value(CHANNELS), Dim::Value(SIZE), Dim::Value(SIZE)]));
+    field_bytes(
+        &mut graph,
+        12,
+        &value_info("image", &[Dim::Param("N"), Dim::Value(CHANNELS), Dim::Value(SIZE), Dim::Value(SIZE)]),
+    );
 
     let mut opset = Vec::new();
     field_bytes(&mut opset, 1, b"");
