@@ -11,9 +11,11 @@ use std::path::{Path, PathBuf};
 use ort::environment::Environment;
 
 const LIB_FILE: &str = "libonnxruntime.so";
-/// Where `scripts/setup-ort.sh` installs the library, relative to the repository.
+/// Where `scripts/setup-ort.sh` (run by `make setup`) installs the library,
+/// relative to the repository.
 const DEPS_DIR: &str = ".deps/onnxruntime";
 const SETUP_SCRIPT: &str = "scripts/setup-ort.sh";
+const SETUP_MAKE: &str = "make setup";
 
 /// A loaded library and the process-wide environment created from it.
 pub struct OrtRuntime {
@@ -96,7 +98,7 @@ fn install_hint(exe_dir: Option<&Path>, cwd: Option<&Path>) -> String {
         .chain(exe_dir.into_iter().flat_map(Path::ancestors))
         .map(|dir| dir.join(SETUP_SCRIPT))
         .find(|script| script.is_file())
-        .map_or_else(|| format!("{SETUP_SCRIPT} (in the canard repository)"), |p| p.display().to_string())
+        .map_or_else(|| SETUP_SCRIPT.to_string(), |p| p.display().to_string())
 }
 
 fn describe(attempts: &[Attempt], hint: &str) -> String {
@@ -106,7 +108,8 @@ fn describe(attempts: &[Attempt], hint: &str) -> String {
         msg.push_str(&format!("\n  {}: {}", a.path.display(), a.error.as_deref().unwrap_or("not found")));
     }
     msg.push_str(&format!(
-        "\ninstall it with: {hint}\nor point --ort-lib (or ORT_DYLIB_PATH) at an existing libonnxruntime.so"
+        "\ninstall it: run `{SETUP_MAKE}` in the canard repository (or {hint})\n\
+         or point --ort-lib (or ORT_DYLIB_PATH) at an existing libonnxruntime.so"
     ));
     msg
 }
@@ -148,6 +151,6 @@ mod tests {
             Err(e) => e.to_string(),
         };
         assert!(err.contains(&dir.join("libonnxruntime.so").display().to_string()), "{err}");
-        assert!(err.contains("not found") && err.contains("setup-ort.sh"), "{err}");
+        assert!(err.contains("not found") && err.contains("setup-ort.sh") && err.contains("make setup"), "{err}");
     }
 }

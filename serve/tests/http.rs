@@ -7,7 +7,7 @@ use actix_web::{test, web, App};
 use canard_serve::registry::Registry;
 use canard_serve::routes;
 use serde_json::Value;
-use support::{options, runtime, write_model};
+use support::{options, runtime, write_model, CHANNELS, SIZE};
 
 macro_rules! app {
     ($reg:expr) => {
@@ -25,17 +25,17 @@ fn header(res: &actix_web::dev::ServiceResponse, name: &str) -> String {
     res.headers().get(name).and_then(|v| v.to_str().ok()).unwrap_or_default().to_string()
 }
 
-fn registry(root: &std::path::Path) -> Option<Registry> {
-    let rt = runtime()?;
+fn registry(root: &std::path::Path) -> Registry {
+    let rt = runtime();
     write_model(root, "demo", 8, |_| {});
     write_model(root, "other", 4, |_| {});
-    Some(Registry::load(&rt.env, root, None, options()).unwrap().0)
+    Registry::load(&rt.env, root, None, options()).unwrap().0
 }
 
 #[actix_web::test]
 async fn generate_returns_the_same_png_for_the_same_seed() {
     let root = tempfile::tempdir().unwrap();
-    let Some(reg) = registry(root.path()) else { return };
+    let reg = registry(root.path());
     let app = app!(reg);
     let mut bodies = Vec::new();
     for uri in ["/generate?seed=42", "/generate?seed=42", "/generate?seed=42&model=demo", "/generate?seed=43"] {
@@ -64,7 +64,7 @@ async fn generate_returns_the_same_png_for_the_same_seed() {
 #[actix_web::test]
 async fn errors_are_json_with_the_right_status() {
     let root = tempfile::tempdir().unwrap();
-    let Some(reg) = registry(root.path()) else { return };
+    let reg = registry(root.path());
     let app = app!(reg);
     for (method, uri, status, needle) in [
         ("GET", "/generate?seed=abc", 400, r#"got \"abc\""#),
@@ -91,13 +91,13 @@ async fn errors_are_json_with_the_right_status() {
 #[actix_web::test]
 async fn healthz_describes_the_default_model() {
     let root = tempfile::tempdir().unwrap();
-    let Some(reg) = registry(root.path()) else { return };
+    let reg = registry(root.path());
     let app = app!(reg);
     let json: Value = test::call_and_read_body_json(&app, test::TestRequest::get().uri("/healthz").to_request()).await;
     assert_eq!(
         json,
         serde_json::json!({
-            "status": "ok", "model": "demo", "image_size": 8, "channels": 3, "latent_dim": 8,
+            "status": "ok", "model": "demo", "image_size": SIZE, "channels": CHANNELS, "latent_dim": 8,
             "execution_provider": "CPUExecutionProvider", "models": ["demo", "other"],
         })
     );

@@ -7,7 +7,7 @@ use support::{options, runtime, write_model};
 
 #[test]
 fn loads_good_models_skips_broken_ones_and_picks_the_default() {
-    let Some(rt) = runtime() else { return };
+    let rt = runtime();
     let root = tempfile::tempdir().unwrap();
     write_model(root.path(), "zeta", 8, |_| {});
     write_model(root.path(), "demo", 8, |_| {});
@@ -36,7 +36,7 @@ fn loads_good_models_skips_broken_ones_and_picks_the_default() {
 
 #[test]
 fn without_demo_the_first_name_is_the_default_and_no_model_is_an_error() {
-    let Some(rt) = runtime() else { return };
+    let rt = runtime();
     let root = tempfile::tempdir().unwrap();
     let err = Registry::load(&rt.env, root.path(), None, options()).err().unwrap();
     assert!(matches!(err, RegistryError::Empty { .. }), "{err}");

@@ -73,7 +73,8 @@ pub fn grid(images: &[DynamicImage], cols: usize, pad: u32) -> DynamicImage {
     for (i, img) in images.iter().enumerate() {
         let x = pad + (i % cols) as u32 * (w + pad);
         let y = pad + (i / cols) as u32 * (h + pad);
-        let tile = if all_grey { DynamicImage::ImageLuma8(img.to_luma8()) } else { DynamicImage::ImageRgb8(img.to_rgb8()) };
+        let tile =
+            if all_grey { DynamicImage::ImageLuma8(img.to_luma8()) } else { DynamicImage::ImageRgb8(img.to_rgb8()) };
         // Every tile has the first tile's size, so it always fits.
         out.copy_from(&tile, x, y).expect("tile fits in grid");
     }

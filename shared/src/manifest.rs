@@ -145,7 +145,8 @@ impl Manifest {
         if self.onnx.input.is_empty() || self.onnx.output.is_empty() {
             return Err("onnx.input and onnx.output must be named".into());
         }
-        if !(self.output_range[0] < self.output_range[1]) {
+        let [lo, hi] = self.output_range;
+        if !lo.is_finite() || !hi.is_finite() || lo >= hi {
             return Err(format!("output_range {:?} must be increasing", self.output_range));
         }
         Ok(())

@@ -48,7 +48,11 @@ pub fn ort_dylib() -> PathBuf {
 pub fn ort_environment() -> ort::environment::Environment {
     static ENV: std::sync::OnceLock<ort::environment::Environment> = std::sync::OnceLock::new();
     ENV.get_or_init(|| {
-        ort::init_from(ort_dylib()).expect("ONNX Runtime loads").with_name("canard-tests").build().expect("environment builds")
+        ort::init_from(ort_dylib())
+            .expect("ONNX Runtime loads")
+            .with_name("canard-tests")
+            .build()
+            .expect("environment builds")
     })
     .clone()
 }
@@ -71,7 +75,8 @@ impl Response {
     }
 
     pub fn json(&self) -> serde_json::Value {
-        serde_json::from_slice(&self.body).unwrap_or_else(|e| panic!("body is not JSON ({e}): {}", String::from_utf8_lossy(&self.body)))
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("body is not JSON ({e}): {}", String::from_utf8_lossy(&self.body)))
     }
 }
 

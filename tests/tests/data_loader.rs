@@ -52,7 +52,11 @@ fn loads_good_images_and_counts_bad_ones_in_a_messy_folder() {
     let root = dir.path();
     // Good ones, in nested folders and with upper-case extensions.
     save(&red(40, 40), &root.join("a/b/red.PNG"), ImageFormat::Png);
-    save(&DynamicImage::ImageLuma8(GrayImage::from_pixel(20, 30, image::Luma([10]))), &root.join("grey.jpg"), ImageFormat::Jpeg);
+    save(
+        &DynamicImage::ImageLuma8(GrayImage::from_pixel(20, 30, image::Luma([10]))),
+        &root.join("grey.jpg"),
+        ImageFormat::Jpeg,
+    );
     let mut rgba = RgbaImage::from_pixel(16, 16, Rgba([0, 0, 0, 0])); // fully transparent: must become white
     rgba.put_pixel(8, 8, Rgba([0, 0, 0, 255]));
     save(&DynamicImage::ImageRgba8(rgba), &root.join("a/alpha.png"), ImageFormat::Png);
@@ -62,7 +66,8 @@ fn loads_good_images_and_counts_bad_ones_in_a_messy_folder() {
     save(&red(16, 16), &root.join("x.Gif"), ImageFormat::Gif);
     save(&red(16, 16), &root.join("x.bmp"), ImageFormat::Bmp);
     // A wide picture: left third blue, middle red, right third blue → centre crop is red.
-    let wide = RgbImage::from_fn(90, 30, |x, _| if (30..60).contains(&x) { Rgb([255, 0, 0]) } else { Rgb([0, 0, 255]) });
+    let wide =
+        RgbImage::from_fn(90, 30, |x, _| if (30..60).contains(&x) { Rgb([255, 0, 0]) } else { Rgb([0, 0, 255]) });
     save(&DynamicImage::ImageRgb8(wide), &root.join("z_wide.png"), ImageFormat::Png);
     // Bad ones.
     let jpeg = jpeg_bytes(&red(64, 64));
@@ -75,7 +80,8 @@ fn loads_good_images_and_counts_bad_ones_in_a_messy_folder() {
     let (data, skipped) = Dataset::open(root.to_str().unwrap(), 8, None, 0).unwrap();
     assert_eq!(data.len, 9, "good images: {skipped:?}");
     assert_eq!(data.channels, 3, "a mixed folder is RGB");
-    let bad: Vec<String> = skipped.examples.iter().map(|(p, _)| p.file_name().unwrap().to_string_lossy().into()).collect();
+    let bad: Vec<String> =
+        skipped.examples.iter().map(|(p, _)| p.file_name().unwrap().to_string_lossy().into()).collect();
     assert_eq!(skipped.count, 5, "skipped: {:?}", skipped.examples);
     let warning = skipped.warning().unwrap();
     assert!(warning.contains("skipped 5 file"), "{warning}");
@@ -86,7 +92,11 @@ fn loads_good_images_and_counts_bad_ones_in_a_messy_folder() {
     assert!(data.pixels.iter().all(|v| (-1.0..=1.0).contains(v)));
 
     // Files are read in sorted path order: a/alpha.png, a/b/red.PNG, cmyk.JPEG, grey.jpg, palette.png, x.Gif, x.bmp, x.webp, z_wide.png.
-    assert_eq!([px(&data, 0, 0, 0, 0), px(&data, 0, 1, 0, 0), px(&data, 0, 2, 0, 0)], [255, 255, 255], "transparent → white");
+    assert_eq!(
+        [px(&data, 0, 0, 0, 0), px(&data, 0, 1, 0, 0), px(&data, 0, 2, 0, 0)],
+        [255, 255, 255],
+        "transparent → white"
+    );
     assert_eq!([px(&data, 1, 0, 4, 4), px(&data, 1, 1, 4, 4)], [255, 0], "red stays red");
     let cyan = [px(&data, 2, 0, 4, 4), px(&data, 2, 1, 4, 4), px(&data, 2, 2, 4, 4)];
     assert!(cyan[0] < 60 && cyan[1] > 180 && cyan[2] > 180, "CMYK cyan decodes to RGB cyan, got {cyan:?}");
@@ -102,7 +112,11 @@ fn loads_good_images_and_counts_bad_ones_in_a_messy_folder() {
 fn a_grey_folder_gives_one_channel_unless_told_otherwise() {
     let dir = tempfile::tempdir().unwrap();
     for i in 0..3 {
-        save(&DynamicImage::ImageLuma8(GrayImage::from_pixel(12, 12, image::Luma([i * 100]))), &dir.path().join(format!("{i}.png")), ImageFormat::Png);
+        save(
+            &DynamicImage::ImageLuma8(GrayImage::from_pixel(12, 12, image::Luma([i * 100]))),
+            &dir.path().join(format!("{i}.png")),
+            ImageFormat::Png,
+        );
     }
     let (grey, _) = Dataset::open(dir.path().to_str().unwrap(), 8, None, 0).unwrap();
     assert_eq!((grey.len, grey.channels), (3, 1));

@@ -27,7 +27,14 @@ fn trains_exports_and_serves_deterministic_images() {
 
     // What the trainer leaves behind.
     let run = dir.path().join("runs/tiny");
-    for f in ["samples/epoch_001.png", "real_samples.png", "losses.csv", "checkpoint.safetensors", "checkpoint.json", "config.json"] {
+    for f in [
+        "samples/epoch_001.png",
+        "real_samples.png",
+        "losses.csv",
+        "checkpoint.safetensors",
+        "checkpoint.json",
+        "config.json",
+    ] {
         assert!(run.join(f).is_file(), "runs/tiny/{f} is missing");
     }
     let csv = std::fs::read_to_string(run.join("losses.csv")).unwrap();

@@ -32,10 +32,13 @@ pub fn save(dir: &Path, g: &Params, d: &Params, state: &CheckpointState) -> anyh
 /// Loads both networks' tensors into `g` and `d`, and returns the counters.
 pub fn load(dir: &Path, g: &Params, d: &Params, device: &Device) -> anyhow::Result<CheckpointState> {
     let path = dir.join(STATE_FILE);
-    let state: CheckpointState = serde_json::from_slice(&std::fs::read(&path).map_err(|e| anyhow::anyhow!("cannot read {}: {e}", path.display()))?)
-        .map_err(|e| anyhow::anyhow!("{} is corrupt: {e}", path.display()))?;
+    let state: CheckpointState = serde_json::from_slice(
+        &std::fs::read(&path).map_err(|e| anyhow::anyhow!("cannot read {}: {e}", path.display()))?,
+    )
+    .map_err(|e| anyhow::anyhow!("{} is corrupt: {e}", path.display()))?;
     let path = dir.join(TENSORS_FILE);
-    let tensors = candle_core::safetensors::load(&path, device).map_err(|e| anyhow::anyhow!("cannot read {}: {e}", path.display()))?;
+    let tensors = candle_core::safetensors::load(&path, device)
+        .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", path.display()))?;
     g.load(&tensors, "g.")?;
     d.load(&tensors, "d.")?;
     Ok(state)

@@ -2,11 +2,15 @@
 
 use std::path::PathBuf;
 
-use canard_train::{trainer::TrainConfig, train};
+use canard_train::{train, trainer::TrainConfig};
 use clap::Parser;
 
 #[derive(Parser, Debug)]
-#[command(name = "canard-train", version, about = "Train a DCGAN on a folder of pictures and export it to ONNX for canard-serve")]
+#[command(
+    name = "canard-train",
+    version,
+    about = "Train a DCGAN on a folder of pictures and export it to ONNX for canard-serve"
+)]
 struct Cli {
     /// A folder of pictures (searched recursively), or builtin:shapes
     #[arg(long)]

@@ -2,9 +2,9 @@
 
 use std::path::Path;
 
-use candle_core::{Device, Tensor};
 use canard_shared::image::{batch_to_images, encode_png, grid};
 use canard_shared::latent::latent_batch;
+use candle_core::{Device, Tensor};
 
 use crate::atomic::write_atomic;
 use crate::model::Generator;
@@ -43,7 +43,10 @@ pub struct LossRecord {
 pub fn write_losses_csv(records: &[LossRecord], path: &Path) -> std::io::Result<()> {
     let mut s = String::from("step,epoch,loss_d,loss_g,d_real,d_fake\n");
     for r in records {
-        s.push_str(&format!("{},{},{:.6},{:.6},{:.6},{:.6}\n", r.step, r.epoch, r.loss_d, r.loss_g, r.d_real, r.d_fake));
+        s.push_str(&format!(
+            "{},{},{:.6},{:.6},{:.6},{:.6}\n",
+            r.step, r.epoch, r.loss_d, r.loss_g, r.d_real, r.d_fake
+        ));
     }
     write_atomic(path, s.as_bytes())
 }

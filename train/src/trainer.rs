@@ -6,9 +6,9 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::Context;
-use candle_core::{Device, Tensor};
-use candle_nn::{AdamW, Optimizer, ParamsAdamW};
 use canard_shared::manifest::TrainingSummary;
+use candle_core::{DType, Device, Tensor};
+use candle_nn::{AdamW, Optimizer, ParamsAdamW};
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -88,12 +88,21 @@ pub struct Gan {
 }
 
 impl Gan {
-    /// Both networks, initialised from `rng` (generator first).
+    /// Both networks, initialised from `rng` (generator first), in f32.
     pub fn new(shape: DcganShape, rng: &mut ChaCha8Rng, device: &Device) -> candle_core::Result<Self> {
+        Self::with_dtype(shape, rng, device, DType::F32)
+    }
+
+    pub fn with_dtype(
+        shape: DcganShape,
+        rng: &mut ChaCha8Rng,
+        device: &Device,
+        dtype: DType,
+    ) -> candle_core::Result<Self> {
         let mut g_params = Params::default();
-        let g = Generator::new(&mut Init::new(&mut g_params, rng, device), shape)?;
+        let g = Generator::new(&mut Init::new(&mut g_params, rng, device, dtype), shape)?;
         let mut d_params = Params::default();
-        let d = Discriminator::new(&mut Init::new(&mut d_params, rng, device), shape)?;
+        let d = Discriminator::new(&mut Init::new(&mut d_params, rng, device, dtype), shape)?;
         Ok(Self { g, d, g_params, d_params })
     }
 }
@@ -124,7 +133,8 @@ pub fn train(cfg: &TrainConfig) -> anyhow::Result<TrainOutcome> {
         t0.elapsed().as_secs_f64()
     );
 
-    let shape = DcganShape { image_size: cfg.image_size, channels: data.channels, nz: cfg.nz, ngf: cfg.ngf, ndf: cfg.ndf };
+    let shape =
+        DcganShape { image_size: cfg.image_size, channels: data.channels, nz: cfg.nz, ngf: cfg.ngf, ndf: cfg.ndf };
     shape.validate().map_err(anyhow::Error::msg)?;
     let batch = cfg.batch_size.min(data.len);
     if batch < cfg.batch_size {
@@ -174,7 +184,11 @@ pub fn train(cfg: &TrainConfig) -> anyhow::Result<TrainOutcome> {
             let rec = train_step(&gan, &mut opt_g, &mut opt_d, &real, &mut rng, step + 1, epoch)?;
             step += 1;
             if !(rec.loss_d.is_finite() && rec.loss_g.is_finite()) {
-                anyhow::bail!("training diverged at step {step} (loss_d {}, loss_g {}); try a lower --lr", rec.loss_d, rec.loss_g);
+                anyhow::bail!(
+                    "training diverged at step {step} (loss_d {}, loss_g {}); try a lower --lr",
+                    rec.loss_d,
+                    rec.loss_g
+                );
             }
             losses.push(rec);
             if step % cfg.log_every.max(1) == 0 || i + 1 == steps_per_epoch || step == total_steps {
@@ -190,7 +204,10 @@ pub fn train(cfg: &TrainConfig) -> anyhow::Result<TrainOutcome> {
                 );
             }
         }
-        report::save_grid(&report::generate(&gan.g, &preview_seeds, &device)?, &samples_dir.join(format!("epoch_{epoch:03}.png")))?;
+        report::save_grid(
+            &report::generate(&gan.g, &preview_seeds, &device)?,
+            &samples_dir.join(format!("epoch_{epoch:03}.png")),
+        )?;
         report::write_losses_csv(&losses, &run_dir.join("losses.csv"))?;
         checkpoint::save(&run_dir, &gan.g_params, &gan.d_params, &CheckpointState { step, epoch, seed: cfg.seed })?;
     }
@@ -205,7 +222,10 @@ pub fn train(cfg: &TrainConfig) -> anyhow::Result<TrainOutcome> {
         images_seen: (total_steps * batch) as u64,
         seconds,
         seed: cfg.seed,
-        exported_at: std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0),
+        exported_at: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0),
     };
     let (model_dir, _) = export::export(&gan.g, &cfg.models_dir, &cfg.name, "dcgan", summary.clone())?;
     eprintln!("canard-train: {total_steps} steps in {seconds:.1}s; exported {}", model_dir.display());

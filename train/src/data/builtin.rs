@@ -14,7 +14,8 @@ use super::{DataError, Dataset};
 pub const NAMES: [&str; 1] = ["shapes"];
 pub const SHAPES_COUNT: usize = 4096;
 
-const PALETTE: [[u8; 3]; 6] = [[220, 40, 40], [240, 140, 20], [40, 160, 60], [30, 90, 220], [140, 50, 180], [30, 30, 30]];
+const PALETTE: [[u8; 3]; 6] =
+    [[220, 40, 40], [240, 140, 20], [40, 160, 60], [30, 90, 220], [140, 50, 180], [30, 30, 30]];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Shape {

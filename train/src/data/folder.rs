@@ -49,7 +49,8 @@ impl Skipped {
 }
 
 pub fn load(root: &Path, size: usize, channels: Option<usize>) -> Result<(Dataset, Skipped), DataError> {
-    let meta = std::fs::metadata(root).map_err(|e| DataError::Unreadable { path: root.display().to_string(), reason: e.to_string() })?;
+    let meta = std::fs::metadata(root)
+        .map_err(|e| DataError::Unreadable { path: root.display().to_string(), reason: e.to_string() })?;
     if !meta.is_dir() {
         return Err(DataError::Unreadable { path: root.display().to_string(), reason: "not a folder".into() });
     }
@@ -119,7 +120,11 @@ fn square(img: &DynamicImage, size: usize) -> DynamicImage {
     let (w, h) = img.dimensions();
     let side = w.min(h);
     let cropped = img.crop_imm((w - side) / 2, (h - side) / 2, side, side);
-    let resized = if side as usize == size { cropped } else { cropped.resize_exact(size as u32, size as u32, FilterType::Lanczos3) };
+    let resized = if side as usize == size {
+        cropped
+    } else {
+        cropped.resize_exact(size as u32, size as u32, FilterType::Lanczos3)
+    };
     if !resized.color().has_alpha() {
         return resized;
     }
@@ -130,7 +135,11 @@ fn square(img: &DynamicImage, size: usize) -> DynamicImage {
         *p = Rgba([over_white(p[0]), over_white(p[1]), over_white(p[2]), 255]);
     }
     let composited = DynamicImage::ImageRgba8(rgba);
-    if is_grey(&resized) { DynamicImage::ImageLuma8(composited.to_luma8()) } else { DynamicImage::ImageRgb8(composited.to_rgb8()) }
+    if is_grey(&resized) {
+        DynamicImage::ImageLuma8(composited.to_luma8())
+    } else {
+        DynamicImage::ImageRgb8(composited.to_rgb8())
+    }
 }
 
 /// Planar [C, S, S] values in [-1, 1].

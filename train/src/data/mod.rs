@@ -34,7 +34,12 @@ pub enum DataError {
 
 impl Dataset {
     /// Opens `spec`: `builtin:NAME` or a folder path.
-    pub fn open(spec: &str, size: usize, channels: Option<usize>, seed: u64) -> Result<(Dataset, folder::Skipped), DataError> {
+    pub fn open(
+        spec: &str,
+        size: usize,
+        channels: Option<usize>,
+        seed: u64,
+    ) -> Result<(Dataset, folder::Skipped), DataError> {
         if let Some(c) = channels {
             if c != 1 && c != 3 {
                 return Err(DataError::Channels(c));

@@ -15,7 +15,13 @@ pub const ONNX_FILE: &str = "generator.onnx";
 
 /// Writes the ONNX file, then the manifest (each atomically; the manifest last, so a
 /// manifest always describes a complete ONNX file). Returns the model folder.
-pub fn export(g: &Generator, models_dir: &Path, name: &str, arch: &str, training: TrainingSummary) -> anyhow::Result<(PathBuf, Manifest)> {
+pub fn export(
+    g: &Generator,
+    models_dir: &Path,
+    name: &str,
+    arch: &str,
+    training: TrainingSummary,
+) -> anyhow::Result<(PathBuf, Manifest)> {
     let dir = models_dir.join(name);
     std::fs::create_dir_all(&dir).map_err(|e| anyhow::anyhow!("cannot create {}: {e}", dir.display()))?;
     let doc = format!("canard {arch} generator '{name}', trained on {}", training.dataset);
@@ -28,7 +34,11 @@ pub fn export(g: &Generator, models_dir: &Path, name: &str, arch: &str, training
         arch: arch.to_string(),
         image_size: shape.image_size as u32,
         channels: shape.channels as u32,
-        latent: LatentSpec { dim: shape.nz, distribution: latent::DISTRIBUTION.into(), algorithm: latent::ALGORITHM.into() },
+        latent: LatentSpec {
+            dim: shape.nz,
+            distribution: latent::DISTRIBUTION.into(),
+            algorithm: latent::ALGORITHM.into(),
+        },
         onnx: OnnxSpec {
             file: ONNX_FILE.into(),
             sha256: sha256_hex(&bytes),

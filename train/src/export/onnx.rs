@@ -74,15 +74,30 @@ pub fn generator_to_onnx(g: &Generator, doc: &str) -> Result<Vec<u8>> {
             ("strides", vec![l.stride as i64; 2]),
             ("pads", vec![p; 4]),
         ];
-        graph.message(graph::NODE, proto::node("ConvTranspose", &format!("l{i}.convt"), &[&x, &w, &b], &[&conv_out], &attrs));
+        graph.message(
+            graph::NODE,
+            proto::node("ConvTranspose", &format!("l{i}.convt"), &[&x, &w, &b], &[&conv_out], &attrs),
+        );
         let last = i + 1 == layers.len();
         let (act, out) = if last { ("Tanh", OUTPUT.to_string()) } else { ("Relu", format!("l{i}.relu")) };
-        graph.message(graph::NODE, proto::node(act, &format!("l{i}.{}", act.to_lowercase()), &[&conv_out], &[&out], &[]));
+        graph.message(
+            graph::NODE,
+            proto::node(act, &format!("l{i}.{}", act.to_lowercase()), &[&conv_out], &[&out], &[]),
+        );
         x = out;
     }
     let s = shape.image_size as i64;
-    graph.message(graph::INPUT, proto::value_info_f32(INPUT, &[Dim::Symbol("N"), Dim::Fixed(shape.nz as i64), Dim::Fixed(1), Dim::Fixed(1)]));
-    graph.message(graph::OUTPUT, proto::value_info_f32(OUTPUT, &[Dim::Symbol("N"), Dim::Fixed(shape.channels as i64), Dim::Fixed(s), Dim::Fixed(s)]));
+    graph.message(
+        graph::INPUT,
+        proto::value_info_f32(INPUT, &[Dim::Symbol("N"), Dim::Fixed(shape.nz as i64), Dim::Fixed(1), Dim::Fixed(1)]),
+    );
+    graph.message(
+        graph::OUTPUT,
+        proto::value_info_f32(
+            OUTPUT,
+            &[Dim::Symbol("N"), Dim::Fixed(shape.channels as i64), Dim::Fixed(s), Dim::Fixed(s)],
+        ),
+    );
 
     let mut opset = Message::new();
     opset.string(field::opset::DOMAIN, "").int(field::opset::VERSION, OPSET);

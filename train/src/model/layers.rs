@@ -76,10 +76,7 @@ impl BatchNorm2d {
             self.update_running(&mean.detach(), &var.detach(), count)?;
             (mean.reshape((1, c, 1, 1))?, var.reshape((1, c, 1, 1))?)
         } else {
-            (
-                self.running_mean.as_tensor().reshape((1, c, 1, 1))?,
-                self.running_var.as_tensor().reshape((1, c, 1, 1))?,
-            )
+            (self.running_mean.as_tensor().reshape((1, c, 1, 1))?, self.running_var.as_tensor().reshape((1, c, 1, 1))?)
         };
         let scale = (var + BN_EPS)?.sqrt()?.recip()?.broadcast_mul(&self.gamma.reshape((1, c, 1, 1))?)?;
         x.broadcast_sub(&mean)?.broadcast_mul(&scale)?.broadcast_add(&self.beta.reshape((1, c, 1, 1))?)

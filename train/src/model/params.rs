@@ -44,7 +44,7 @@ impl Params {
             if t.dims() != p.var.dims() {
                 candle_core::bail!("tensor {key} has shape {:?}, expected {:?}", t.dims(), p.var.dims());
             }
-            p.var.set(&t.to_dtype(DType::F32)?.to_device(p.var.device())?)?;
+            p.var.set(&t.to_dtype(p.var.dtype())?.to_device(p.var.device())?)?;
         }
         Ok(())
     }
@@ -55,12 +55,14 @@ pub struct Init<'a> {
     params: &'a mut Params,
     rng: &'a mut ChaCha8Rng,
     device: &'a Device,
+    dtype: DType,
     prefix: String,
 }
 
 impl<'a> Init<'a> {
-    pub fn new(params: &'a mut Params, rng: &'a mut ChaCha8Rng, device: &'a Device) -> Self {
-        Self { params, rng, device, prefix: String::new() }
+    /// Parameters in `dtype`: F32 for training; F64 lets tests check gradients precisely.
+    pub fn new(params: &'a mut Params, rng: &'a mut ChaCha8Rng, device: &'a Device, dtype: DType) -> Self {
+        Self { params, rng, device, dtype, prefix: String::new() }
     }
 
     /// A child whose names start with `name.`.
@@ -69,6 +71,7 @@ impl<'a> Init<'a> {
             params: self.params,
             rng: self.rng,
             device: self.device,
+            dtype: self.dtype,
             prefix: format!("{}{name}.", self.prefix),
         }
     }
@@ -78,11 +81,11 @@ impl<'a> Init<'a> {
         let n: usize = shape.iter().product();
         let dist = Normal::new(mean, std).map_err(|e| candle_core::Error::Msg(e.to_string()))?;
         let values: Vec<f32> = (0..n).map(|_| dist.sample(&mut *self.rng)).collect();
-        self.add(name, Tensor::from_vec(values, shape, self.device)?, true)
+        self.add(name, Tensor::from_vec(values, shape, self.device)?.to_dtype(self.dtype)?, true)
     }
 
     pub fn constant(&mut self, name: &str, shape: &[usize], value: f32, trainable: bool) -> Result<Tensor> {
-        let t = (Tensor::ones(shape, DType::F32, self.device)? * value as f64)?;
+        let t = (Tensor::ones(shape, self.dtype, self.device)? * value as f64)?;
         self.add(name, t, trainable)
     }
 
