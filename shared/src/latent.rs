@@ -65,6 +65,47 @@ pub fn latent_batch(seeds: &[u64], dim: usize) -> Vec<f32> {
     seeds.iter().flat_map(|&s| latent(s, dim)).collect()
 }
 
+/// Spherical linear interpolation between two latent vectors (Shoemake 1985, used for
+/// GAN latent walks by White 2016, "Sampling Generative Networks").
+///
+/// Gaussian latents concentrate near a sphere of radius `sqrt(dim)`; a straight line
+/// between two of them passes through the low-norm interior the generator rarely saw,
+/// while the great-circle path stays on the shell. `t = 0` gives `a`, `t = 1` gives `b`
+/// (exactly, within f32 rounding). The angle is computed in f64 so that nearly
+/// parallel vectors do not lose precision; when `sin(omega)` is ~0 (parallel or
+/// antiparallel, or a zero vector) the formula is undefined and plain linear
+/// interpolation is used instead.
+///
+/// The vectors should have the same length; extra values in the longer one are ignored.
+pub fn slerp(a: &[f32], b: &[f32], t: f32) -> Vec<f32> {
+    let t = f64::from(t);
+    let (dot, na, nb) = a.iter().zip(b).fold((0.0f64, 0.0f64, 0.0f64), |(d, x, y), (&p, &q)| {
+        let (p, q) = (f64::from(p), f64::from(q));
+        (d + p * q, x + p * p, y + q * q)
+    });
+    let norms = (na * nb).sqrt();
+    let cos = if norms > 0.0 { (dot / norms).clamp(-1.0, 1.0) } else { 1.0 };
+    let omega = cos.acos();
+    let so = omega.sin();
+    let (wa, wb) =
+        if so.abs() < 1e-6 { (1.0 - t, t) } else { (((1.0 - t) * omega).sin() / so, (t * omega).sin() / so) };
+    a.iter().zip(b).map(|(&p, &q)| (wa * f64::from(p) + wb * f64::from(q)) as f32).collect()
+}
+
+/// The truncation trick (Brock et al. 2018, BigGAN; Karras et al. 2019): scale `z`
+/// toward the distribution's mean by `psi`. The mean of a standard normal is 0, so
+/// this is `z *= psi`. `psi = 1` leaves `z` unchanged; smaller values trade variety
+/// for typical, cleaner images. Callers validate the range (usually `(0, 1]`).
+pub fn truncate(z: &mut [f32], psi: f32) {
+    // Bit-exact identity at psi = 1 (x * 1.0 == x in IEEE 754, but be explicit).
+    if psi == 1.0 {
+        return;
+    }
+    for v in z {
+        *v *= psi;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -110,5 +151,50 @@ mod tests {
         let b = latent_batch(&[3, 9], 10);
         assert_eq!(&b[..10], &latent(3, 10)[..]);
         assert_eq!(&b[10..], &latent(9, 10)[..]);
+    }
+
+    fn norm(v: &[f32]) -> f64 {
+        v.iter().map(|&x| f64::from(x).powi(2)).sum::<f64>().sqrt()
+    }
+
+    #[test]
+    fn slerp_endpoints_are_the_inputs() {
+        let (a, b) = (latent(1, 64), latent(2, 64));
+        let close = |x: &[f32], y: &[f32]| x.iter().zip(y).all(|(p, q)| (p - q).abs() < 1e-5);
+        assert!(close(&slerp(&a, &b, 0.0), &a));
+        assert!(close(&slerp(&a, &b, 1.0), &b));
+        assert_eq!(slerp(&a, &b, 0.5).len(), 64);
+    }
+
+    #[test]
+    fn slerp_of_orthogonal_unit_vectors_stays_on_the_circle() {
+        let (a, b) = ([1.0f32, 0.0], [0.0f32, 1.0]);
+        let m = slerp(&a, &b, 0.5);
+        let h = std::f32::consts::FRAC_1_SQRT_2;
+        assert!((m[0] - h).abs() < 1e-6 && (m[1] - h).abs() < 1e-6, "{m:?}");
+        // Lerp would give norm 0.707; slerp keeps norm 1 all along the path.
+        for i in 0..=10 {
+            assert!((norm(&slerp(&a, &b, i as f32 / 10.0)) - 1.0).abs() < 1e-6);
+        }
+    }
+
+    #[test]
+    fn slerp_falls_back_to_lerp_for_parallel_or_zero_vectors() {
+        let a = [1.0f32, 2.0, 3.0];
+        let b = [2.0f32, 4.0, 6.0];
+        assert_eq!(slerp(&a, &b, 0.5), vec![1.5, 3.0, 4.5]);
+        let z = [0.0f32; 3];
+        assert_eq!(slerp(&z, &a, 0.5), vec![0.5, 1.0, 1.5]);
+        assert!(slerp(&a, &a, 0.3).iter().zip(&a).all(|(p, q)| (p - q).abs() < 1e-6));
+    }
+
+    #[test]
+    fn truncate_scales_toward_zero_and_one_is_identity() {
+        let z = latent(5, 10);
+        let mut t = z.clone();
+        truncate(&mut t, 1.0);
+        assert_eq!(t, z);
+        truncate(&mut t, 0.5);
+        assert!(t.iter().zip(&z).all(|(p, q)| *p == q * 0.5));
     }
 }

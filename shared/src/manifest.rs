@@ -66,6 +66,24 @@ pub struct TrainingSummary {
     pub seed: u64,
     /// Seconds since the Unix epoch when the model was exported.
     pub exported_at: u64,
+    /// Whether the exported weights are the exponential moving average of the generator's.
+    #[serde(default)]
+    pub ema: bool,
+    /// How close generated images are to the data, measured at export.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quality: Option<Quality>,
+}
+
+/// ProGAN's multi-scale sliced Wasserstein distance between generated images and the
+/// training data (×10³, lower is better; Karras et al. 2018, appendix D).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Quality {
+    /// The mean over pyramid levels.
+    pub swd: f64,
+    /// (resolution, distance) per Laplacian-pyramid level, finest first.
+    pub swd_levels: Vec<(usize, f64)>,
+    /// Generated images compared (seeds 0..n) and real images they were compared with.
+    pub images: usize,
 }
 
 #[derive(Debug, thiserror::Error)]

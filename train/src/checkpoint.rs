@@ -1,45 +1,178 @@
-//! `runs/NAME/checkpoint.safetensors` (both networks) + `checkpoint.json` (counters).
+//! Checkpoints: `runs/NAME/checkpoints/step_NNNNNNNN/` holding `tensors.safetensors`
+//! (both networks, the EMA generator, both optimisers' moments) and `state.json`
+//! (counters, data position, RNG state). A checkpoint is written into a temporary
+//! folder and renamed into place, so one either exists whole or not at all; the last
+//! K are kept. Resuming from one continues the run bit for bit on the CPU.
 
-use std::path::Path;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
 
-use candle_core::Device;
+use anyhow::Context;
+use candle_core::{Device, Tensor};
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
-use crate::atomic::{write_atomic, write_atomic_with};
-use crate::model::Params;
+pub const DIR: &str = "checkpoints";
+const TENSORS: &str = "tensors.safetensors";
+const STATE: &str = "state.json";
+const FORMAT: u32 = 1;
 
-pub const TENSORS_FILE: &str = "checkpoint.safetensors";
-pub const STATE_FILE: &str = "checkpoint.json";
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct CheckpointState {
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct State {
+    pub format: u32,
+    /// Generator updates done.
     pub step: usize,
-    pub epoch: usize,
-    pub seed: u64,
+    /// Epochs finished (sample grids written).
+    pub epochs_done: usize,
+    /// The data cursor: current epoch (0-based) and batches consumed in it.
+    pub cursor_epoch: usize,
+    pub cursor_pos: usize,
+    pub rng: RngState,
+    pub opt_g_t: u64,
+    pub opt_d_t: u64,
+    pub ema_updates: u64,
+    pub guard_streak: usize,
+    pub images_seen: u64,
+    /// Training time before this checkpoint, for the manifest's summary.
+    pub seconds: f64,
 }
 
-/// Saves the tensors, then the state: the state file only ever names a complete tensor file.
-pub fn save(dir: &Path, g: &Params, d: &Params, state: &CheckpointState) -> anyhow::Result<()> {
-    let mut tensors = g.tensors("g.");
-    tensors.extend(d.tensors("d."));
-    write_atomic_with(&dir.join(TENSORS_FILE), |tmp| {
-        candle_core::safetensors::save(&tensors, tmp).map_err(std::io::Error::other)
-    })?;
-    write_atomic(&dir.join(STATE_FILE), serde_json::to_string_pretty(state)?.as_bytes())?;
-    Ok(())
+/// ChaCha8's full state: seed, stream and position (u128 as text: JSON numbers are f64).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RngState {
+    pub seed: String,
+    pub stream: u64,
+    pub word_pos: String,
 }
 
-/// Loads both networks' tensors into `g` and `d`, and returns the counters.
-pub fn load(dir: &Path, g: &Params, d: &Params, device: &Device) -> anyhow::Result<CheckpointState> {
-    let path = dir.join(STATE_FILE);
-    let state: CheckpointState = serde_json::from_slice(
-        &std::fs::read(&path).map_err(|e| anyhow::anyhow!("cannot read {}: {e}", path.display()))?,
-    )
-    .map_err(|e| anyhow::anyhow!("{} is corrupt: {e}", path.display()))?;
-    let path = dir.join(TENSORS_FILE);
-    let tensors = candle_core::safetensors::load(&path, device)
-        .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", path.display()))?;
-    g.load(&tensors, "g.")?;
-    d.load(&tensors, "d.")?;
-    Ok(state)
+impl RngState {
+    pub fn of(rng: &ChaCha8Rng) -> Self {
+        Self {
+            seed: rng.get_seed().iter().map(|b| format!("{b:02x}")).collect(),
+            stream: rng.get_stream(),
+            word_pos: rng.get_word_pos().to_string(),
+        }
+    }
+
+    pub fn restore(&self) -> anyhow::Result<ChaCha8Rng> {
+        let bytes: Vec<u8> = (0..self.seed.len())
+            .step_by(2)
+            .map(|i| self.seed.get(i..i + 2).and_then(|h| u8::from_str_radix(h, 16).ok()))
+            .collect::<Option<_>>()
+            .context("RNG seed is not hex")?;
+        let seed: [u8; 32] = bytes.try_into().map_err(|_| anyhow::anyhow!("RNG seed is not 32 bytes"))?;
+        let mut rng = ChaCha8Rng::from_seed(seed);
+        rng.set_stream(self.stream);
+        rng.set_word_pos(self.word_pos.parse().context("RNG position is not a number")?);
+        Ok(rng)
+    }
+}
+
+/// Writes checkpoint `state.step` and prunes all but the newest `keep`.
+pub fn save(run_dir: &Path, tensors: &HashMap<String, Tensor>, state: &State, keep: usize) -> anyhow::Result<PathBuf> {
+    let root = run_dir.join(DIR);
+    std::fs::create_dir_all(&root).with_context(|| format!("cannot create {}", root.display()))?;
+    let name = format!("step_{:08}", state.step);
+    let final_dir = root.join(&name);
+    let tmp = root.join(format!(".{name}.{}.tmp", std::process::id()));
+    let _ = std::fs::remove_dir_all(&tmp);
+    std::fs::create_dir(&tmp).with_context(|| format!("cannot create {}", tmp.display()))?;
+    candle_core::safetensors::save(tensors, tmp.join(TENSORS)).with_context(|| format!("cannot write {}", tmp.display()))?;
+    std::fs::write(tmp.join(STATE), serde_json::to_vec_pretty(state)?)?;
+    for f in [TENSORS, STATE] {
+        std::fs::File::open(tmp.join(f))?.sync_all()?;
+    }
+    if final_dir.exists() {
+        std::fs::remove_dir_all(&final_dir)?;
+    }
+    std::fs::rename(&tmp, &final_dir).with_context(|| format!("cannot move checkpoint into {}", final_dir.display()))?;
+    if let Ok(d) = std::fs::File::open(&root) {
+        let _ = d.sync_all();
+    }
+    for old in list(run_dir).into_iter().rev().skip(keep) {
+        let _ = std::fs::remove_dir_all(old);
+    }
+    Ok(final_dir)
+}
+
+/// Checkpoint folders, oldest first (the zero-padded step sorts them).
+pub fn list(run_dir: &Path) -> Vec<PathBuf> {
+    let mut dirs: Vec<PathBuf> = std::fs::read_dir(run_dir.join(DIR))
+        .map(|rd| rd.filter_map(|e| e.ok()).map(|e| e.path()).collect())
+        .unwrap_or_default();
+    dirs.retain(|p| p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with("step_")) && p.is_dir());
+    dirs.sort();
+    dirs
+}
+
+/// The newest checkpoint that reads back completely, with its tensors; unreadable ones
+/// are reported and passed over.
+pub fn latest(run_dir: &Path, device: &Device) -> Option<(PathBuf, State, HashMap<String, Tensor>)> {
+    for dir in list(run_dir).into_iter().rev() {
+        match read(&dir, device) {
+            Ok((state, tensors)) => return Some((dir, state, tensors)),
+            Err(e) => eprintln!("warning: ignoring checkpoint {}: {e:#}", dir.display()),
+        }
+    }
+    None
+}
+
+fn read(dir: &Path, device: &Device) -> anyhow::Result<(State, HashMap<String, Tensor>)> {
+    let state: State = serde_json::from_slice(&std::fs::read(dir.join(STATE))?).context("state.json is corrupt")?;
+    if state.format != FORMAT {
+        anyhow::bail!("checkpoint format {} is not {FORMAT}", state.format);
+    }
+    let tensors = candle_core::safetensors::load(dir.join(TENSORS), device).context("tensors.safetensors is unreadable")?;
+    Ok((state, tensors))
+}
+
+pub fn new_state() -> State {
+    State {
+        format: FORMAT,
+        step: 0,
+        epochs_done: 0,
+        cursor_epoch: 0,
+        cursor_pos: 0,
+        rng: RngState::of(&ChaCha8Rng::seed_from_u64(0)),
+        opt_g_t: 0,
+        opt_d_t: 0,
+        ema_updates: 0,
+        guard_streak: 0,
+        images_seen: 0,
+        seconds: 0.0,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::Rng;
+
+    #[test]
+    fn rng_state_round_trips_mid_stream() {
+        let mut rng = ChaCha8Rng::seed_from_u64(99);
+        for _ in 0..37 {
+            rng.random::<u32>();
+        }
+        let mut back = RngState::of(&rng).restore().unwrap();
+        for _ in 0..100 {
+            assert_eq!(rng.random::<u64>(), back.random::<u64>());
+        }
+    }
+
+    #[test]
+    fn keeps_the_newest_and_skips_broken_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        let t: HashMap<String, Tensor> = [("a".to_string(), Tensor::new(&[1f32, 2.0], &Device::Cpu).unwrap())].into();
+        for step in [5, 10, 15, 20] {
+            save(dir.path(), &t, &State { step, ..new_state() }, 2).unwrap();
+        }
+        let names: Vec<String> = list(dir.path()).iter().map(|p| p.file_name().unwrap().to_string_lossy().into()).collect();
+        assert_eq!(names, ["step_00000015", "step_00000020"]);
+        std::fs::write(dir.path().join(DIR).join("step_00000020").join(STATE), b"{ half").unwrap();
+        let (_, state, tensors) = latest(dir.path(), &Device::Cpu).unwrap();
+        assert_eq!(state.step, 15);
+        assert_eq!(tensors["a"].to_vec1::<f32>().unwrap(), [1.0, 2.0]);
+    }
 }

@@ -1,13 +1,23 @@
-//! canard-train: folder → tensors → DCGAN training → checkpoint → ONNX + manifest.
+//! canard-train: folder → tensors → trainer (DCGAN, WGAN, WGAN-GP) → checkpoints →
+//! ONNX + manifest, and the tools to look at a model without the server.
 
 pub mod atomic;
+pub mod augment;
 pub mod checkpoint;
+pub mod config;
+pub mod cursor;
 pub mod data;
 pub mod device;
+pub mod ema;
+pub mod eval;
 pub mod export;
+pub mod guard;
 pub mod losses;
 pub mod model;
+pub mod optim;
 pub mod report;
+pub mod tools;
 pub mod trainer;
 
-pub use trainer::{train, TrainConfig, TrainOutcome};
+pub use config::{Arch, Settings, TrainConfig};
+pub use trainer::{train, train_with, Start, TrainOutcome};

@@ -1,93 +1,74 @@
-//! `canard-train --data PATH --name NAME`: trains a DCGAN and exports it for canard-serve.
+//! `canard-train`: train a GAN on a folder of pictures and export it for canard-serve;
+//! `eval`, `sample` and `interpolate` look at an exported model without the server.
 
 use std::path::PathBuf;
 
-use canard_train::{train, trainer::TrainConfig};
-use clap::Parser;
+use canard_train::{tools, train_with, Settings, Start};
+use clap::{Args, Parser, Subcommand};
 
 #[derive(Parser, Debug)]
 #[command(
     name = "canard-train",
     version,
-    about = "Train a DCGAN on a folder of pictures and export it to ONNX for canard-serve"
+    about = "Train a GAN (DCGAN, WGAN, WGAN-GP) on a folder of pictures and export it to ONNX for canard-serve",
+    args_conflicts_with_subcommands = true
 )]
 struct Cli {
-    /// A folder of pictures (searched recursively), or builtin:shapes
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    train: TrainArgs,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Train (the default when no subcommand is given)
+    Train(TrainArgs),
+    /// Sliced Wasserstein distance between a model's images and a dataset
+    Eval(tools::eval::EvalArgs),
+    /// Write one PNG per seed, and a grid
+    Sample(tools::sample::SampleArgs),
+    /// Walk through latent space between two seeds (slerp): a strip and a GIF
+    Interpolate(tools::interpolate::InterpolateArgs),
+}
+
+#[derive(Args, Debug)]
+struct TrainArgs {
+    #[command(flatten)]
+    settings: Settings,
+    /// A TOML file with any of the settings above (same names, e.g. `lr-g = 1e-4`); flags win
     #[arg(long)]
-    data: String,
-    /// Run and model name: writes runs/NAME/ and models/NAME/
+    config: Option<PathBuf>,
+    /// Continue the run's newest checkpoint (re-running with the same --name does too); fail if none
+    #[arg(long, conflicts_with = "fresh")]
+    resume: bool,
+    /// Discard runs/NAME (samples, checkpoints) and start over
     #[arg(long)]
-    name: String,
-    /// Output image side in pixels (a power of two: 32, 64, 128, …)
-    #[arg(long, default_value_t = 64)]
-    image_size: usize,
-    /// Image channels, 1 (grey) or 3 (RGB); by default grey only when every picture is grey
-    #[arg(long)]
-    channels: Option<usize>,
-    /// Passes over the data (default 25)
-    #[arg(long, conflicts_with = "steps")]
-    epochs: Option<usize>,
-    /// Training steps (one discriminator and one generator update each), instead of --epochs
-    #[arg(long)]
-    steps: Option<usize>,
-    #[arg(long, default_value_t = 64)]
-    batch_size: usize,
-    /// Seeds weights, noise and data order: the same seed and data give the same model on CPU
-    #[arg(long, default_value_t = 0)]
-    seed: u64,
-    /// Latent vector length
-    #[arg(long, default_value_t = 100)]
-    nz: usize,
-    /// Generator width
-    #[arg(long, default_value_t = 64)]
-    ngf: usize,
-    /// Discriminator width
-    #[arg(long, default_value_t = 64)]
-    ndf: usize,
-    /// Adam learning rate (both networks)
-    #[arg(long, default_value_t = 2e-4)]
-    lr: f64,
-    #[arg(long, default_value_t = 0.5)]
-    beta1: f64,
-    #[arg(long, default_value_t = 0.999)]
-    beta2: f64,
-    /// Where runs/NAME/ goes
-    #[arg(long, default_value = "runs")]
-    runs_dir: PathBuf,
-    /// Where models/NAME/ goes
-    #[arg(long, default_value = "models")]
-    models_dir: PathBuf,
-    /// Print a progress line every N steps
-    #[arg(long, default_value_t = 10)]
-    log_every: usize,
+    fresh: bool,
 }
 
 fn main() -> anyhow::Result<()> {
-    let c = Cli::parse();
-    let cfg = TrainConfig {
-        data: c.data,
-        name: c.name,
-        image_size: c.image_size,
-        channels: c.channels,
-        epochs: c.epochs,
-        steps: c.steps,
-        batch_size: c.batch_size,
-        seed: c.seed,
-        nz: c.nz,
-        ngf: c.ngf,
-        ndf: c.ndf,
-        lr: c.lr,
-        beta1: c.beta1,
-        beta2: c.beta2,
-        runs_dir: c.runs_dir,
-        models_dir: c.models_dir,
-        log_every: c.log_every,
+    let cli = Cli::parse();
+    match cli.command {
+        None => train(cli.train),
+        Some(Command::Train(args)) => train(args),
+        Some(Command::Eval(args)) => tools::eval::run(args).map(|_| ()),
+        Some(Command::Sample(args)) => tools::sample::run(args),
+        Some(Command::Interpolate(args)) => tools::interpolate::run(args),
+    }
+}
+
+fn train(args: TrainArgs) -> anyhow::Result<()> {
+    let start = match (args.resume, args.fresh) {
+        (true, _) => Start::Resume,
+        (_, true) => Start::Fresh,
+        _ => Start::Auto,
     };
-    let out = train(&cfg)?;
+    let out = train_with(&args.settings, args.config.as_deref(), start)?;
     eprintln!(
         "canard-train: done. Samples in {}/samples; serve it with: canard-serve --model {}",
         out.run_dir.display(),
-        cfg.name
+        out.config.name
     );
     Ok(())
 }

@@ -1,85 +1,39 @@
-//! The DCGAN training loop, as pytorch/examples `dcgan`: per batch one discriminator
-//! step on real and fake images, then one generator step against the updated
-//! discriminator (with the non-saturating loss), both with Adam.
+//! The training loop for all three architectures, on any device.
+//!
+//! One *step* is one generator update. DCGAN (pytorch/examples `dcgan`): per batch one
+//! discriminator update on real and fake, then one generator update against it (the
+//! non-saturating loss). WGAN / WGAN-GP: `critic_updates` critic updates, each on a new
+//! batch (clipping the weights, or adding the gradient penalty), then one generator
+//! update. Per epoch it writes the preview grid, losses, plot, GIF and a checkpoint;
+//! at the end it measures SWD and exports the generator (its EMA by default).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::Context;
-use canard_shared::manifest::TrainingSummary;
 use candle_core::{DType, Device, Tensor};
-use candle_nn::{AdamW, Optimizer, ParamsAdamW};
-use rand::seq::SliceRandom;
-use rand::SeedableRng;
+use canard_shared::manifest::{Quality, TrainingSummary};
+use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use serde::{Deserialize, Serialize};
 
-use crate::checkpoint::{self, CheckpointState};
+use crate::augment::DiffAugment;
+use crate::checkpoint::{self, RngState, State};
+use crate::config::{Arch, Settings, TrainConfig, AUGMENT_BELOW, DEFAULT_EPOCHS};
+use crate::cursor::Cursor;
 use crate::data::Dataset;
-use crate::losses::bce_with_logits;
-use crate::model::{params::randn, DcganShape, Discriminator, Generator, Init, Params};
+use crate::ema::Ema;
+use crate::guard::Guard;
+use crate::losses::{bce_with_logits, critic_updates, gradient_penalty, second_order_gradients_work, SECOND_ORDER_ENV};
+use crate::model::{params::randn, CriticNorm, DcganShape, Discriminator, Generator, Init, Params};
+use crate::optim::{Optimizer, Rule};
+use crate::report::progress::Progress;
 use crate::report::{self, LossRecord, PREVIEW_SEEDS};
-use crate::{device, export};
+use crate::{atomic, device, export};
 
-/// Everything a run depends on. Defaults are Radford et al.'s.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct TrainConfig {
-    pub data: String,
-    pub name: String,
-    pub image_size: usize,
-    /// 1 or 3; `None` follows the data.
-    pub channels: Option<usize>,
-    pub epochs: Option<usize>,
-    pub steps: Option<usize>,
-    pub batch_size: usize,
-    pub seed: u64,
-    pub nz: usize,
-    pub ngf: usize,
-    pub ndf: usize,
-    pub lr: f64,
-    pub beta1: f64,
-    pub beta2: f64,
-    pub runs_dir: PathBuf,
-    pub models_dir: PathBuf,
-    /// Print a progress line every this many steps.
-    pub log_every: usize,
-}
+/// Images compared with the data for the SWD at export.
+const SWD_IMAGES: usize = 2048;
 
-impl Default for TrainConfig {
-    fn default() -> Self {
-        Self {
-            data: "builtin:shapes".into(),
-            name: "demo".into(),
-            image_size: 64,
-            channels: None,
-            epochs: None,
-            steps: None,
-            batch_size: 64,
-            seed: 0,
-            nz: 100,
-            ngf: 64,
-            ndf: 64,
-            lr: 2e-4,
-            beta1: 0.5,
-            beta2: 0.999,
-            runs_dir: "runs".into(),
-            models_dir: "models".into(),
-            log_every: 10,
-        }
-    }
-}
-
-pub const DEFAULT_EPOCHS: usize = 25;
-
-/// What a finished run produced.
-pub struct TrainOutcome {
-    pub model_dir: PathBuf,
-    pub run_dir: PathBuf,
-    pub generator: Generator,
-    pub summary: TrainingSummary,
-}
-
-/// The two networks and their optimisers.
+/// The two networks.
 pub struct Gan {
     pub g: Generator,
     pub d: Discriminator,
@@ -88,179 +42,408 @@ pub struct Gan {
 }
 
 impl Gan {
-    /// Both networks, initialised from `rng` (generator first), in f32.
+    /// Both networks, initialised from `rng` (generator first), in f32, with a DCGAN discriminator.
     pub fn new(shape: DcganShape, rng: &mut ChaCha8Rng, device: &Device) -> candle_core::Result<Self> {
-        Self::with_dtype(shape, rng, device, DType::F32)
+        Self::build(shape, CriticNorm::Batch, rng, device, DType::F32)
     }
 
-    pub fn with_dtype(
-        shape: DcganShape,
-        rng: &mut ChaCha8Rng,
-        device: &Device,
-        dtype: DType,
-    ) -> candle_core::Result<Self> {
+    /// `dtype` F64 lets tests compare gradients with finite differences precisely.
+    pub fn build(shape: DcganShape, norm: CriticNorm, rng: &mut ChaCha8Rng, device: &Device, dtype: DType) -> candle_core::Result<Self> {
         let mut g_params = Params::default();
         let g = Generator::new(&mut Init::new(&mut g_params, rng, device, dtype), shape)?;
         let mut d_params = Params::default();
-        let d = Discriminator::new(&mut Init::new(&mut d_params, rng, device, dtype), shape)?;
+        let d = Discriminator::new(&mut Init::new(&mut d_params, rng, device, dtype), shape, norm)?;
         Ok(Self { g, d, g_params, d_params })
     }
 }
 
-pub fn train(cfg: &TrainConfig) -> anyhow::Result<TrainOutcome> {
-    if !canard_shared::manifest::is_plain_name(&cfg.name) {
-        anyhow::bail!("--name {:?} must be letters, digits, '-', '_' or '.' (it becomes a folder name)", cfg.name);
+/// What a finished run produced.
+pub struct TrainOutcome {
+    pub model_dir: PathBuf,
+    pub run_dir: PathBuf,
+    pub config: TrainConfig,
+    /// The exported generator (the EMA one when enabled), in evaluation mode.
+    pub generator: Generator,
+    pub summary: TrainingSummary,
+}
+
+/// How to start: resume the run's newest checkpoint if there is one (the default),
+/// require one (`--resume`), or discard the run and start over (`--fresh`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Start {
+    Auto,
+    Resume,
+    Fresh,
+}
+
+/// Layers the saved config of a run being resumed, the config file and the flags, then trains.
+pub fn train_with(flags: &Settings, config_file: Option<&Path>, start: Start) -> anyhow::Result<TrainOutcome> {
+    let file = config_file.map(Settings::from_toml_file).transpose()?.unwrap_or_default();
+    let layered = file.clone().overlay(flags);
+    let name = layered.name.clone().context("--name is required (on the command line or in --config)")?;
+    let run_dir = layered.runs_dir.clone().unwrap_or_else(|| "runs".into()).join(&name);
+    if start == Start::Fresh && run_dir.exists() {
+        std::fs::remove_dir_all(&run_dir).with_context(|| format!("cannot remove {}", run_dir.display()))?;
     }
-    if cfg.batch_size == 0 {
-        anyhow::bail!("--batch-size must be at least 1");
+    let has_checkpoint = !checkpoint::list(&run_dir).is_empty();
+    if start == Start::Resume && !has_checkpoint {
+        anyhow::bail!("--resume: {} has no checkpoint to resume from", run_dir.display());
+    }
+    let settings = if has_checkpoint {
+        // The run's own settings first, so a resumed run continues as it started unless told otherwise.
+        let saved = run_dir.join("config.toml");
+        Settings::from_toml_file(&saved)?.overlay(&file).overlay(flags)
+    } else {
+        layered
+    };
+    train(&settings.resolve()?)
+}
+
+pub fn train(cfg: &TrainConfig) -> anyhow::Result<TrainOutcome> {
+    let mut cfg = cfg.clone();
+    if cfg.arch == Arch::WganGp {
+        // Must be set before this thread's first backward pass; checked just below.
+        std::env::set_var(SECOND_ORDER_ENV, "1");
+        if !second_order_gradients_work()? {
+            anyhow::bail!(
+                "candle is not computing second-order gradients on this thread, so the gradient penalty would \
+                 silently reach only the critic's first layer; run canard-train with {SECOND_ORDER_ENV}=1 set"
+            );
+        }
     }
     let device = device::select()?;
-    eprintln!("canard-train: device {}", device::describe(&device));
+    let run_dir = cfg.runs_dir.join(&cfg.name);
+    let samples_dir = run_dir.join("samples");
+    std::fs::create_dir_all(&samples_dir).with_context(|| format!("cannot create {}", samples_dir.display()))?;
 
     let t0 = Instant::now();
-    let (data, skipped) = Dataset::open(&cfg.data, cfg.image_size, cfg.channels, cfg.seed)?;
+    let cache = cfg.runs_dir.join(".cache");
+    let (data, skipped) = Dataset::open(&cfg.data, cfg.image_size, cfg.channels, cfg.seed, Some(&cache))?;
     if let Some(w) = skipped.warning() {
         eprintln!("{w}");
     }
+    let augment = *cfg.augment.get_or_insert(data.len < AUGMENT_BELOW);
+    cfg.channels = Some(data.channels);
+    let batch = cfg.batch_size.min(data.len);
     eprintln!(
-        "canard-train: {} images from {} ({}×{}, {} channel{}) in {:.1}s",
+        "canard-train: {} on {}; {} images from {} ({}×{}, {} channel{}) in {:.1}s; DiffAugment {}",
+        cfg.arch.name(),
+        device::describe(&device),
         data.len,
         data.source,
         data.size,
         data.size,
         data.channels,
         if data.channels == 1 { "" } else { "s" },
-        t0.elapsed().as_secs_f64()
+        t0.elapsed().as_secs_f64(),
+        if augment { "on" } else { "off" },
     );
-
-    let shape =
-        DcganShape { image_size: cfg.image_size, channels: data.channels, nz: cfg.nz, ngf: cfg.ngf, ndf: cfg.ndf };
-    shape.validate().map_err(anyhow::Error::msg)?;
-    let batch = cfg.batch_size.min(data.len);
     if batch < cfg.batch_size {
         eprintln!("canard-train: only {} images: batch size reduced from {} to {batch}", data.len, cfg.batch_size);
     }
-    let steps_per_epoch = data.len / batch;
-    let total_steps = match (cfg.steps, cfg.epochs) {
-        (Some(_), Some(_)) => anyhow::bail!("give --epochs or --steps, not both"),
-        (Some(s), None) => s,
-        (None, e) => e.unwrap_or(DEFAULT_EPOCHS) * steps_per_epoch,
-    };
-    if total_steps == 0 {
-        anyhow::bail!("nothing to train: --epochs and --steps must be at least 1");
-    }
-    let total_epochs = total_steps.div_ceil(steps_per_epoch);
+    atomic::write_atomic(&run_dir.join("config.toml"), cfg.to_toml().as_bytes())?;
 
-    let run_dir = cfg.runs_dir.join(&cfg.name);
-    let samples_dir = run_dir.join("samples");
-    std::fs::create_dir_all(&samples_dir).with_context(|| format!("cannot create {}", samples_dir.display()))?;
-    crate::atomic::write_atomic(&run_dir.join("config.json"), serde_json::to_string_pretty(cfg)?.as_bytes())?;
-
+    let shape = DcganShape { image_size: cfg.image_size, channels: data.channels, nz: cfg.nz, ngf: cfg.ngf, ndf: cfg.ndf };
+    shape.validate().map_err(anyhow::Error::msg)?;
+    let norm = if cfg.arch == Arch::WganGp { CriticNorm::Layer } else { CriticNorm::Batch };
     let mut rng = ChaCha8Rng::seed_from_u64(cfg.seed);
-    let gan = Gan::new(shape, &mut rng, &device)?;
-    let adam = ParamsAdamW { lr: cfg.lr, beta1: cfg.beta1, beta2: cfg.beta2, eps: 1e-8, weight_decay: 0.0 };
-    let mut opt_g = AdamW::new(gan.g_params.trainable(), adam.clone())?;
-    let mut opt_d = AdamW::new(gan.d_params.trainable(), adam)?;
+    let gan = Gan::build(shape, norm, &mut rng, &device, DType::F32)?;
+    let (rule_g, rule_d) = match cfg.arch {
+        Arch::Wgan => (Rule::RmsProp { alpha: cfg.rms_alpha, eps: 1e-8 }, Rule::RmsProp { alpha: cfg.rms_alpha, eps: 1e-8 }),
+        _ => {
+            let adam = Rule::Adam { beta1: cfg.beta1, beta2: cfg.beta2, eps: 1e-8 };
+            (adam, adam)
+        }
+    };
+    let mut opt_g = Optimizer::new(gan.g_params.trainable(), rule_g, cfg.lr_g)?;
+    let mut opt_d = Optimizer::new(gan.d_params.trainable(), rule_d, cfg.lr_d)?;
+    if cfg.arch == Arch::Wgan {
+        gan.d_params.clamp(cfg.clamp)?;
+    }
+    let mut ema = if cfg.ema_decay > 0.0 { Some(Ema::new(shape, &gan.g_params, cfg.ema_decay, &device)?) } else { None };
+    let mut guard = Guard::new(cfg.arch, cfg.guard_patience, cfg.lr_g, cfg.lr_d);
 
-    let first: Vec<usize> = (0..data.len.min(64)).collect();
-    report::save_grid(&data.batch(&first, &device)?, &run_dir.join("real_samples.png"))?;
-    eprintln!(
-        "canard-train: {total_steps} steps ({total_epochs} epochs of {steps_per_epoch}), batch {batch}; writing {}",
-        run_dir.display()
-    );
-
-    let preview_seeds: Vec<u64> = PREVIEW_SEEDS.collect();
-    let mut losses: Vec<LossRecord> = Vec::with_capacity(total_steps);
-    let mut order: Vec<usize> = (0..data.len).collect();
-    let start = Instant::now();
-    let mut step = 0;
-    for epoch in 1..=total_epochs {
-        order.shuffle(&mut rng);
-        for (i, idx) in order.chunks_exact(batch).enumerate() {
-            if step == total_steps {
-                break;
-            }
-            let real = data.batch(idx, &device)?;
-            let rec = train_step(&gan, &mut opt_g, &mut opt_d, &real, &mut rng, step + 1, epoch)?;
-            step += 1;
-            if !(rec.loss_d.is_finite() && rec.loss_g.is_finite()) {
-                anyhow::bail!(
-                    "training diverged at step {step} (loss_d {}, loss_g {}); try a lower --lr",
-                    rec.loss_d,
-                    rec.loss_g
-                );
-            }
-            losses.push(rec);
-            if step % cfg.log_every.max(1) == 0 || i + 1 == steps_per_epoch || step == total_steps {
-                let rate = (step * batch) as f64 / start.elapsed().as_secs_f64();
-                let eta = (total_steps - step) as f64 * batch as f64 / rate;
-                eprintln!(
-                    "[{epoch}/{total_epochs}][{}/{steps_per_epoch}] step {step}/{total_steps}  Loss_D {:.4}  Loss_G {:.4}  D(x) {:.3}  D(G(z)) {:.3}  {rate:.1} img/s  ETA {eta:.0}s",
-                    i + 1,
-                    rec.loss_d,
-                    rec.loss_g,
-                    rec.d_real,
-                    rec.d_fake
-                );
+    // Resume the newest checkpoint, if any.
+    let mut st: State = checkpoint::new_state();
+    let mut losses: Vec<LossRecord> = Vec::new();
+    if let Some((dir, saved, tensors)) = checkpoint::latest(&run_dir, &device) {
+        gan.g_params.load(&tensors, "g.")?;
+        gan.d_params.load(&tensors, "d.")?;
+        opt_g.load_state(&tensors, "opt_g.", saved.opt_g_t)?;
+        opt_d.load_state(&tensors, "opt_d.", saved.opt_d_t)?;
+        if let Some(e) = ema.as_mut() {
+            if tensors.keys().any(|k| k.starts_with("ema.")) {
+                e.params.load(&tensors, "ema.")?;
+                e.updates = saved.ema_updates;
+            } else {
+                e.params.copy_from(&gan.g_params)?;
             }
         }
-        report::save_grid(
-            &report::generate(&gan.g, &preview_seeds, &device)?,
-            &samples_dir.join(format!("epoch_{epoch:03}.png")),
-        )?;
-        report::write_losses_csv(&losses, &run_dir.join("losses.csv"))?;
-        checkpoint::save(&run_dir, &gan.g_params, &gan.d_params, &CheckpointState { step, epoch, seed: cfg.seed })?;
+        rng = saved.rng.restore()?;
+        guard.streak = saved.guard_streak;
+        losses = report::read_losses_csv(&run_dir.join("losses.csv")).unwrap_or_default();
+        losses.retain(|r| r.step <= saved.step);
+        eprintln!("canard-train: resuming {} at step {} (epoch {})", dir.display(), saved.step, saved.epochs_done + 1);
+        st = saved;
+    } else {
+        let first: Vec<usize> = (0..data.len.min(64)).collect();
+        report::save_grid(&data.batch(&first, &device)?, &run_dir.join("real_samples.png"))?;
     }
 
-    let seconds = start.elapsed().as_secs_f64();
+    let mut cursor = Cursor::new(data.len, batch, cfg.seed, st.cursor_epoch, st.cursor_pos);
+    let per_epoch = cursor.per_epoch();
+    let (total_steps, total_epochs) = match (cfg.steps, cfg.epochs) {
+        (Some(s), _) => (s, batches_to_epochs(&cfg, s, per_epoch)),
+        (None, e) => {
+            let e = e.unwrap_or(DEFAULT_EPOCHS);
+            (steps_for_epochs(&cfg, e, per_epoch), e)
+        }
+    };
+    let done = |step: usize, cursor: &Cursor| match cfg.steps {
+        Some(s) => step >= s,
+        None => cursor.completed() >= total_epochs,
+    };
+    let labels = if cfg.arch == Arch::Dcgan { ("D(x)", "D(G(z))") } else { ("C(x)", "C(G(z))") };
+    let mut progress = Progress::new(total_steps, st.step, batch, cfg.log_every, labels);
+    progress.message(&format!(
+        "canard-train: {total_steps} steps, {total_epochs} epochs of {per_epoch} batches of {batch}; writing {}",
+        run_dir.display()
+    ));
+
+    let aug = DiffAugment::all();
+    let ctx = StepCtx { cfg: &cfg, gan: &gan, data: &data, device: &device, augment: augment.then_some(&aug) };
+    let preview_seeds: Vec<u64> = PREVIEW_SEEDS.collect();
+    let started = Instant::now();
+    let seconds_before = st.seconds;
+    let mut last_saved = st.step;
+    while !done(st.step, &cursor) {
+        let (rec, images) = match cfg.arch {
+            Arch::Dcgan => dcgan_step(&ctx, &mut opt_g, &mut opt_d, &mut cursor, &mut rng, st.step + 1)?,
+            _ => wgan_step(&ctx, &mut opt_g, &mut opt_d, &mut cursor, &mut rng, st.step + 1)?,
+        };
+        st.step += 1;
+        st.images_seen += images as u64;
+        if let Err(divergence) = guard.check(&rec) {
+            losses.push(rec);
+            report::write_losses_csv(&losses, &run_dir.join("losses.csv"))?;
+            progress.finish();
+            return Err(divergence.into());
+        }
+        if let Some(e) = ema.as_mut() {
+            e.update(&gan.g_params)?;
+        }
+        losses.push(rec);
+        progress.update(cursor.epoch + 1, total_epochs, &rec);
+
+        let finished = done(st.step, &cursor);
+        let epoch_ended = cursor.completed() > st.epochs_done;
+        if epoch_ended || finished {
+            st.epochs_done = cursor.completed();
+            let preview = ema.as_ref().map_or(&gan.g, |e| &e.g);
+            let grid = samples_dir.join(format!("epoch_{:03}.png", st.epochs_done.max(1)));
+            report::save_grid(&report::generate(preview, &preview_seeds, &device)?, &grid)?;
+            report::write_losses_csv(&losses, &run_dir.join("losses.csv"))?;
+            report::plot::write_loss_plot(&losses, &format!("{} — {}", cfg.name, cfg.arch.name()), &run_dir.join("losses.png"))?;
+            report::gif::write_progress_gif(&samples_dir, &run_dir.join("progress.gif"))?;
+        }
+        if epoch_ended || finished || st.step - last_saved >= cfg.checkpoint_every {
+            st.seconds = seconds_before + started.elapsed().as_secs_f64();
+            save_checkpoint(&run_dir, &cfg, &gan, &opt_g, &opt_d, ema.as_ref(), &guard, &cursor, &rng, &mut st)?;
+            last_saved = st.step;
+        }
+    }
+    progress.finish();
+
+    // Export the EMA generator when there is one: smoother, and what the previews showed.
+    let g_out = match ema {
+        Some(e) => e.g,
+        None => gan.g,
+    };
+    eprintln!("canard-train: measuring SWD on {} generated images…", SWD_IMAGES.min(data.len.max(64)));
+    let report = crate::tools::eval::evaluate_with(
+        |seeds| Ok(report::generate(&g_out, seeds, &device)?.flatten_all()?.to_vec1::<f32>()?),
+        &data,
+        SWD_IMAGES,
+        cfg.seed,
+    )?;
     let summary = TrainingSummary {
         dataset: data.source.clone(),
         dataset_images: data.len,
-        epochs: total_epochs,
-        steps: total_steps,
+        epochs: st.epochs_done,
+        steps: st.step,
         batch_size: batch,
-        images_seen: (total_steps * batch) as u64,
-        seconds,
+        images_seen: st.images_seen,
+        seconds: st.seconds,
         seed: cfg.seed,
-        exported_at: std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or(0),
+        exported_at: std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0),
+        ema: cfg.ema_decay > 0.0,
+        quality: Some(Quality { swd: report.mean, swd_levels: report.levels.clone(), images: SWD_IMAGES.min(data.len.max(64)) }),
     };
-    let (model_dir, _) = export::export(&gan.g, &cfg.models_dir, &cfg.name, "dcgan", summary.clone())?;
-    eprintln!("canard-train: {total_steps} steps in {seconds:.1}s; exported {}", model_dir.display());
-    Ok(TrainOutcome { model_dir, run_dir, generator: gan.g, summary })
+    let (model_dir, _) = export::export(&g_out, &cfg.models_dir, &cfg.name, cfg.arch.name(), summary.clone())?;
+    let levels: Vec<String> = report.levels.iter().map(|(r, v)| format!("{r}px {v:.2}")).collect();
+    eprintln!("canard-train: SWD ×10³ {:.2} (per level: {})", report.mean, levels.join(", "));
+    eprintln!("canard-train: {} steps in {:.1}s; exported {}", st.step, st.seconds, model_dir.display());
+    Ok(TrainOutcome { model_dir, run_dir, config: cfg, generator: g_out, summary })
 }
 
-/// One discriminator step, then one generator step, on the same fake batch.
-fn train_step(
-    gan: &Gan,
-    opt_g: &mut AdamW,
-    opt_d: &mut AdamW,
-    real: &Tensor,
+/// What one step needs to read.
+struct StepCtx<'a> {
+    cfg: &'a TrainConfig,
+    gan: &'a Gan,
+    data: &'a Dataset,
+    device: &'a Device,
+    augment: Option<&'a DiffAugment>,
+}
+
+impl StepCtx<'_> {
+    fn real_batch(&self, cursor: &mut Cursor, rng: &mut ChaCha8Rng) -> candle_core::Result<Tensor> {
+        let idx = cursor.next_batch().to_vec();
+        if self.cfg.mirror {
+            let flips: Vec<bool> = (0..idx.len()).map(|_| rng.random::<bool>()).collect();
+            self.data.batch_mirrored(&idx, &flips, self.device)
+        } else {
+            self.data.batch(&idx, self.device)
+        }
+    }
+
+    fn noise(&self, b: usize, rng: &mut ChaCha8Rng) -> candle_core::Result<Tensor> {
+        randn(rng, &[b, self.cfg.nz, 1, 1], self.device)
+    }
+
+    /// DiffAugment when on: the discriminator only ever sees augmented images, real and fake alike.
+    fn view(&self, x: &Tensor, rng: &mut ChaCha8Rng) -> candle_core::Result<Tensor> {
+        match self.augment {
+            Some(a) => a.apply(x, rng),
+            None => Ok(x.clone()),
+        }
+    }
+}
+
+fn dcgan_step(
+    c: &StepCtx,
+    opt_g: &mut Optimizer,
+    opt_d: &mut Optimizer,
+    cursor: &mut Cursor,
     rng: &mut ChaCha8Rng,
     step: usize,
-    epoch: usize,
-) -> candle_core::Result<LossRecord> {
+) -> anyhow::Result<(LossRecord, usize)> {
+    let real = c.real_batch(cursor, rng)?;
     let b = real.dim(0)?;
-    let z = randn(rng, &[b, gan.g.shape.nz, 1, 1], real.device())?;
-    let fake = gan.g.forward(&z, true)?;
+    let fake = c.gan.g.forward(&c.noise(b, rng)?, true)?;
 
-    let d_real = gan.d.forward(real, true)?;
-    let d_fake = gan.d.forward(&fake.detach(), true)?;
+    let d_real = c.gan.d.forward(&c.view(&real, rng)?, true)?;
+    let d_fake = c.gan.d.forward(&c.view(&fake.detach(), rng)?, true)?;
     let loss_d = (bce_with_logits(&d_real, 1.0)? + bce_with_logits(&d_fake, 0.0)?)?;
     opt_d.backward_step(&loss_d)?;
 
-    let loss_g = bce_with_logits(&gan.d.forward(&fake, true)?, 1.0)?;
+    let loss_g = bce_with_logits(&c.gan.d.forward(&c.view(&fake, rng)?, true)?, 1.0)?;
     opt_g.backward_step(&loss_g)?;
 
     let prob = |t: &Tensor| -> candle_core::Result<f32> { candle_nn::ops::sigmoid(t)?.mean_all()?.to_scalar::<f32>() };
-    Ok(LossRecord {
+    let rec = LossRecord {
         step,
-        epoch,
+        epoch: cursor.epoch + 1,
         loss_d: loss_d.to_scalar()?,
         loss_g: loss_g.to_scalar()?,
         d_real: prob(&d_real)?,
         d_fake: prob(&d_fake)?,
-    })
+        gp: 0.0,
+    };
+    Ok((rec, b))
+}
+
+/// Critic updates (clipped, or with the gradient penalty), then one generator update.
+fn wgan_step(
+    c: &StepCtx,
+    opt_g: &mut Optimizer,
+    opt_d: &mut Optimizer,
+    cursor: &mut Cursor,
+    rng: &mut ChaCha8Rng,
+    step: usize,
+) -> anyhow::Result<(LossRecord, usize)> {
+    let cfg = c.cfg;
+    let n = critic_updates(cfg.arch, step - 1, cfg.critic_steps, cfg.critic_steps_burst);
+    let mut images = 0;
+    let (mut loss_d, mut s_real, mut s_fake, mut gp) = (0f32, 0f32, 0f32, 0f32);
+    for _ in 0..n {
+        let real = c.view(&c.real_batch(cursor, rng)?, rng)?;
+        let b = real.dim(0)?;
+        images += b;
+        let fake = c.view(&c.gan.g.forward(&c.noise(b, rng)?, true)?.detach(), rng)?;
+        let score_real = c.gan.d.forward(&real, true)?.mean_all()?;
+        let score_fake = c.gan.d.forward(&fake, true)?.mean_all()?;
+        let mut loss = (&score_fake - &score_real)?;
+        if cfg.arch == Arch::WganGp {
+            let eps: Vec<f32> = (0..b).map(|_| rng.random::<f32>()).collect();
+            let penalty = gradient_penalty(&c.gan.d, &real, &fake, &Tensor::new(eps, c.device)?)?;
+            gp = penalty.to_scalar()?;
+            loss = (loss + (penalty * cfg.gp_lambda)?)?;
+        }
+        opt_d.backward_step(&loss)?;
+        if cfg.arch == Arch::Wgan {
+            c.gan.d_params.clamp(cfg.clamp)?;
+        }
+        (loss_d, s_real, s_fake) = (loss.to_scalar()?, score_real.to_scalar()?, score_fake.to_scalar()?);
+    }
+    let b = cfg.batch_size.min(c.data.len);
+    let fake = c.gan.g.forward(&c.noise(b, rng)?, true)?;
+    let loss_g = c.gan.d.forward(&c.view(&fake, rng)?, true)?.mean_all()?.neg()?;
+    opt_g.backward_step(&loss_g)?;
+    let rec = LossRecord { step, epoch: cursor.epoch + 1, loss_d, loss_g: loss_g.to_scalar()?, d_real: s_real, d_fake: s_fake, gp };
+    Ok((rec, images))
+}
+
+#[allow(clippy::too_many_arguments)]
+fn save_checkpoint(
+    run_dir: &Path,
+    cfg: &TrainConfig,
+    gan: &Gan,
+    opt_g: &Optimizer,
+    opt_d: &Optimizer,
+    ema: Option<&Ema>,
+    guard: &Guard,
+    cursor: &Cursor,
+    rng: &ChaCha8Rng,
+    st: &mut State,
+) -> anyhow::Result<()> {
+    let mut tensors = gan.g_params.tensors("g.");
+    tensors.extend(gan.d_params.tensors("d."));
+    tensors.extend(opt_g.state("opt_g."));
+    tensors.extend(opt_d.state("opt_d."));
+    if let Some(e) = ema {
+        tensors.extend(e.params.tensors("ema."));
+        st.ema_updates = e.updates;
+    }
+    st.cursor_epoch = cursor.epoch;
+    st.cursor_pos = cursor.pos;
+    st.rng = RngState::of(rng);
+    st.opt_g_t = opt_g.t;
+    st.opt_d_t = opt_d.t;
+    st.guard_streak = guard.streak;
+    checkpoint::save(run_dir, &tensors, st, cfg.keep_checkpoints)?;
+    Ok(())
+}
+
+/// Batches one generator update consumes at update `step` (0-based).
+fn batches_per_step(cfg: &TrainConfig, step: usize) -> usize {
+    match cfg.arch {
+        Arch::Dcgan => 1,
+        _ => critic_updates(cfg.arch, step, cfg.critic_steps, cfg.critic_steps_burst),
+    }
+}
+
+/// Generator updates that `epochs` passes over the data take (for progress and ETA).
+fn steps_for_epochs(cfg: &TrainConfig, epochs: usize, per_epoch: usize) -> usize {
+    let (mut batches, mut steps) = (0, 0);
+    while batches < epochs * per_epoch {
+        batches += batches_per_step(cfg, steps);
+        steps += 1;
+    }
+    steps
+}
+
+/// Epochs that `steps` generator updates reach (at least 1).
+fn batches_to_epochs(cfg: &TrainConfig, steps: usize, per_epoch: usize) -> usize {
+    let batches: usize = (0..steps).map(|s| batches_per_step(cfg, s)).sum();
+    batches.div_ceil(per_epoch).max(1)
 }

@@ -3,7 +3,7 @@
 
 use canard_train::losses::bce_with_logits;
 use canard_train::model::params::randn;
-use canard_train::model::DcganShape;
+use canard_train::model::{CriticNorm, DcganShape};
 use canard_train::trainer::Gan;
 use candle_core::{DType, Device, Tensor};
 use rand::SeedableRng;
@@ -19,7 +19,7 @@ fn every_parameter_gradient_matches_finite_differences() {
     let shape = DcganShape { image_size: 16, channels: 3, nz: 5, ngf: 3, ndf: 3 };
     let mut rng = ChaCha8Rng::seed_from_u64(11);
     // f64, so that finite differences are exact enough for a tight tolerance.
-    let gan = Gan::with_dtype(shape, &mut rng, &dev, DType::F64).unwrap();
+    let gan = Gan::build(shape, CriticNorm::Batch, &mut rng, &dev, DType::F64).unwrap();
     let z = randn(&mut rng, &[4, 5, 1, 1], &dev).unwrap().to_dtype(DType::F64).unwrap();
 
     let grads = generator_loss(&gan, &z).backward().unwrap();

@@ -91,7 +91,7 @@ mod tests {
         assert_ne!(a.pixels, c.pixels);
         assert_eq!((a.len, a.channels, a.size), (SHAPES_COUNT, 3, 32));
         assert_eq!(a.pixels.len(), SHAPES_COUNT * 3 * 32 * 32);
-        assert!(a.pixels.iter().all(|v| (-1.0..=1.0).contains(v)));
+        assert!(a.pixels.contains(&255) && a.pixels.iter().any(|&v| v < 128), "white background and ink");
         let grey = generate("shapes", 16, 1, 1).unwrap();
         assert_eq!(grey.pixels.len(), SHAPES_COUNT * 16 * 16);
     }

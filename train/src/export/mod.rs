@@ -2,6 +2,7 @@
 
 pub mod onnx;
 pub mod proto;
+pub mod reader;
 
 use std::path::{Path, PathBuf};
 

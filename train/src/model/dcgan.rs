@@ -9,7 +9,7 @@
 use candle_core::{Result, Tensor};
 use serde::{Deserialize, Serialize};
 
-use super::layers::{leaky_relu, BatchNorm2d, Conv2d, ConvTranspose2d};
+use super::layers::{leaky_relu, BatchNorm2d, Conv2d, ConvTranspose2d, LayerNorm2d};
 use super::params::Init;
 
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -85,9 +85,21 @@ impl Generator {
     }
 }
 
+/// How the discriminator (critic) normalises its hidden layers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CriticNorm {
+    Batch,
+    Layer,
+}
+
+pub enum Norm {
+    Batch(BatchNorm2d),
+    Layer(LayerNorm2d),
+}
+
 pub struct DiscBlock {
     pub conv: Conv2d,
-    pub bn: Option<BatchNorm2d>,
+    pub norm: Option<Norm>,
 }
 
 pub struct Discriminator {
@@ -95,7 +107,7 @@ pub struct Discriminator {
 }
 
 impl Discriminator {
-    pub fn new(init: &mut Init, shape: DcganShape) -> Result<Self> {
+    pub fn new(init: &mut Init, shape: DcganShape, norm: CriticNorm) -> Result<Self> {
         let n = shape.stages();
         let mut blocks = Vec::with_capacity(n + 1);
         let mut c_in = shape.channels;
@@ -105,22 +117,28 @@ impl Discriminator {
             let (stride, padding) = if last { (1, 0) } else { (2, 1) };
             let mut b = init.pp(i);
             let conv = Conv2d::new(&mut b.pp("conv"), c_in, c_out, stride, padding)?;
-            let bn = if i == 0 || last { None } else { Some(BatchNorm2d::new(&mut b.pp("bn"), c_out)?) };
-            blocks.push(DiscBlock { conv, bn });
+            let norm = match (i == 0 || last, norm) {
+                (true, _) => None,
+                (false, CriticNorm::Batch) => Some(Norm::Batch(BatchNorm2d::new(&mut b.pp("bn"), c_out)?)),
+                (false, CriticNorm::Layer) => Some(Norm::Layer(LayerNorm2d::new(&mut b.pp("ln"), c_out)?)),
+            };
+            blocks.push(DiscBlock { conv, norm });
             c_in = c_out;
         }
         Ok(Self { blocks })
     }
 
-    /// images [N, C, size, size] → logits [N].
+    /// images [N, C, size, size] → logits (DCGAN) or critic scores (WGAN) [N].
     pub fn forward(&self, x: &Tensor, train: bool) -> Result<Tensor> {
         let mut x = x.clone();
         let last = self.blocks.len() - 1;
         for (i, b) in self.blocks.iter().enumerate() {
             x = b.conv.forward(&x)?;
-            if let Some(bn) = &b.bn {
-                x = bn.forward(&x, train)?;
-            }
+            x = match &b.norm {
+                Some(Norm::Batch(bn)) => bn.forward(&x, train)?,
+                Some(Norm::Layer(ln)) => ln.forward(&x)?,
+                None => x,
+            };
             if i != last {
                 x = leaky_relu(&x)?;
             }

@@ -95,3 +95,29 @@ pub fn leaky_relu(x: &Tensor) -> Result<Tensor> {
     // max(x, 0.2x) == LeakyReLU(0.2) and costs one op less than candle-nn's form.
     x.maximum(&(x * 0.2)?)
 }
+
+/// LayerNorm over each sample's (C, H, W) with a per-channel scale and shift: the
+/// WGAN-GP critic's normalisation, since BatchNorm couples the samples of a batch and
+/// the gradient penalty is defined per sample (Gulrajani et al. §4).
+pub struct LayerNorm2d {
+    pub gamma: Tensor,
+    pub beta: Tensor,
+}
+
+impl LayerNorm2d {
+    pub fn new(init: &mut Init, channels: usize) -> Result<Self> {
+        let gamma = init.constant("gamma", &[channels], 1.0, true)?;
+        let beta = init.constant("beta", &[channels], 0.0, true)?;
+        Ok(Self { gamma, beta })
+    }
+
+    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let c = self.gamma.dim(0)?;
+        let flat = x.flatten_from(1)?;
+        let mean = flat.mean_keepdim(D::Minus1)?;
+        let centred = flat.broadcast_sub(&mean)?;
+        let var = centred.sqr()?.mean_keepdim(D::Minus1)?;
+        let normed = centred.broadcast_div(&(var + BN_EPS)?.sqrt()?)?.reshape(x.shape())?;
+        normed.broadcast_mul(&self.gamma.reshape((1, c, 1, 1))?)?.broadcast_add(&self.beta.reshape((1, c, 1, 1))?)
+    }
+}

@@ -36,6 +36,30 @@ impl Params {
         self.list.iter().map(|p| (format!("{prefix}{}", p.name), p.var.as_tensor().clone())).collect()
     }
 
+    /// The dtype of the tensors (all share one).
+    pub fn dtype(&self) -> DType {
+        self.list.first().map_or(DType::F32, |p| p.var.dtype())
+    }
+
+    /// Copies every value of `source`, a network of the same shape.
+    pub fn copy_from(&self, source: &Params) -> Result<()> {
+        if self.list.len() != source.list.len() {
+            candle_core::bail!("copying {} tensors into {}", source.list.len(), self.list.len());
+        }
+        for (d, s) in self.list.iter().zip(&source.list) {
+            d.var.set(&s.var.as_tensor().copy()?)?;
+        }
+        Ok(())
+    }
+
+    /// Clamps every trainable tensor to [-c, c] (WGAN's weight clipping).
+    pub fn clamp(&self, c: f64) -> Result<()> {
+        for p in self.list.iter().filter(|p| p.trainable) {
+            p.var.set(&p.var.as_tensor().clamp(-c, c)?)?;
+        }
+        Ok(())
+    }
+
     /// Overwrites every tensor from `tensors` (keys `prefix` + name); all must be present with the same shape.
     pub fn load(&self, tensors: &HashMap<String, Tensor>, prefix: &str) -> Result<()> {
         for p in &self.list {

@@ -1,0 +1,252 @@
+//! DiffAugment (Zhao et al. 2020, "Differentiable Augmentation for Data-Efficient GAN
+//! Training"), policy `color,translation,cutout`, after the authors' PyTorch code
+//! (github.com/mit-han-lab/data-efficient-gans, `DiffAugment_pytorch.py`).
+//!
+//! The discriminator sees real and fake images through the same random transforms, so
+//! it cannot memorise a small dataset, while the generator still gets gradients: every
+//! transform is a candle op on `x` (adds, multiplies by constants, pads and slices), so
+//! it is differentiable with respect to `x`. All random parameters come from the
+//! caller's [`ChaCha8Rng`], which keeps training deterministic and resumable.
+//!
+//! Each call draws new parameters: apply it once to the real batch and once to the fake
+//! batch, and the two get the same *distribution* of transforms, as in the paper.
+
+use candle_core::{Result, Tensor, D};
+use rand::Rng;
+use rand_chacha::ChaCha8Rng;
+
+/// Which transforms to apply, in the paper's order: colour, translation, cutout.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DiffAugment {
+    /// Brightness ±0.5, saturation ×[0, 2], contrast ×[0.5, 1.5], per sample.
+    pub colour: bool,
+    /// A shift of up to 1/8 of the size in each direction, per sample, with zeros coming in.
+    pub translation: bool,
+    /// A zeroed square of half the size at a random centre (clipped at the border), per sample.
+    pub cutout: bool,
+}
+
+impl DiffAugment {
+    /// The paper's recommended policy for unconditional GANs: all three.
+    pub fn all() -> Self {
+        Self { colour: true, translation: true, cutout: true }
+    }
+
+    /// `x` is an NCHW batch in [-1, 1] (any float dtype); the result has the same shape.
+    pub fn apply(&self, x: &Tensor, rng: &mut ChaCha8Rng) -> Result<Tensor> {
+        let (b, _, h, w) = x.dims4()?;
+        let mut x = x.clone();
+        if self.colour {
+            x = colour(&x, rng)?;
+        }
+        if self.translation {
+            let (sy, sx) = (round_frac(h, 0.125), round_frac(w, 0.125));
+            let shifts: Vec<(i64, i64)> =
+                (0..b).map(|_| (rng.random_range(-sy..=sy), rng.random_range(-sx..=sx))).collect();
+            x = translate(&x, &shifts)?;
+        }
+        if self.cutout {
+            let (ch, cw) = (round_frac(h, 0.5), round_frac(w, 0.5));
+            // As the reference: centres in 0..size (+1 for even squares), so the square
+            // may hang over any border and is clipped there.
+            let centres: Vec<(i64, i64)> = (0..b)
+                .map(|_| (rng.random_range(0..h as i64 + 1 - ch % 2), rng.random_range(0..w as i64 + 1 - cw % 2)))
+                .collect();
+            x = cutout(&x, &centres, (ch, cw))?;
+        }
+        Ok(x)
+    }
+}
+
+/// `size · frac`, rounded half up, as the reference's `int(size * ratio + 0.5)`.
+fn round_frac(size: usize, frac: f64) -> i64 {
+    (size as f64 * frac + 0.5) as i64
+}
+
+/// One value per sample, as a [B, 1, 1, 1] tensor of `like`'s dtype and device.
+fn per_sample(values: Vec<f32>, like: &Tensor) -> Result<Tensor> {
+    let n = values.len();
+    Tensor::from_vec(values, (n, 1, 1, 1), like.device())?.to_dtype(like.dtype())
+}
+
+/// Brightness, then saturation, then contrast.
+fn colour(x: &Tensor, rng: &mut ChaCha8Rng) -> Result<Tensor> {
+    let b = x.dim(0)?;
+    let mut draw = |lo: f32, hi: f32| -> Vec<f32> { (0..b).map(|_| lo + (hi - lo) * rng.random::<f32>()).collect() };
+    let brightness = draw(-0.5, 0.5);
+    let saturation = draw(0.0, 2.0);
+    let contrast = draw(0.5, 1.5);
+
+    let x = x.broadcast_add(&per_sample(brightness, x)?)?;
+    // Saturation: scale each pixel's distance from its own grey (the channel mean).
+    let grey = x.mean_keepdim(1)?;
+    let x = x.broadcast_sub(&grey)?.broadcast_mul(&per_sample(saturation, &x)?)?.broadcast_add(&grey)?;
+    // Contrast: scale each image's distance from its mean.
+    let mean = x.flatten_from(1)?.mean_keepdim(D::Minus1)?.reshape((b, 1, 1, 1))?;
+    x.broadcast_sub(&mean)?.broadcast_mul(&per_sample(contrast, &x)?)?.broadcast_add(&mean)
+}
+
+/// Moves sample i's content by `shifts[i]` = (down, right) pixels; zeros come in.
+fn translate(x: &Tensor, shifts: &[(i64, i64)]) -> Result<Tensor> {
+    let (_, _, h, w) = x.dims4()?;
+    let py = shifts.iter().map(|s| s.0.unsigned_abs() as usize).max().unwrap_or(0);
+    let px = shifts.iter().map(|s| s.1.unsigned_abs() as usize).max().unwrap_or(0);
+    let padded = x.pad_with_zeros(2, py, py)?.pad_with_zeros(3, px, px)?;
+    // out[y, x] = padded[y + py - dy, x + px - dx] = in[y - dy, x - dx].
+    let parts = shifts
+        .iter()
+        .enumerate()
+        .map(|(i, &(dy, dx))| {
+            padded.narrow(0, i, 1)?.narrow(2, (py as i64 - dy) as usize, h)?.narrow(3, (px as i64 - dx) as usize, w)
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Tensor::cat(&parts, 0)
+}
+
+/// Zeroes, in sample i, the `size` square centred at `centres[i]` = (row, column), clipped.
+fn cutout(x: &Tensor, centres: &[(i64, i64)], size: (i64, i64)) -> Result<Tensor> {
+    let (b, _, h, w) = x.dims4()?;
+    let mut mask = vec![1f32; b * h * w];
+    for (i, &(cy, cx)) in centres.iter().enumerate() {
+        let rows = (cy - size.0 / 2).max(0)..(cy - size.0 / 2 + size.0).min(h as i64);
+        let cols = (cx - size.1 / 2).max(0)..(cx - size.1 / 2 + size.1).min(w as i64);
+        for y in rows {
+            let row = i * h * w + y as usize * w;
+            mask[row + cols.start as usize..row + cols.end.max(cols.start) as usize].fill(0.0);
+        }
+    }
+    let mask = Tensor::from_vec(mask, (b, 1, h, w), x.device())?.to_dtype(x.dtype())?;
+    x.broadcast_mul(&mask)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::{DType, Device, Var};
+    use rand::SeedableRng;
+
+    /// `x` as f32 values on the host.
+    fn host(x: &Tensor) -> Result<Vec<f32>> {
+        x.to_dtype(DType::F32)?.flatten_all()?.to_vec1()
+    }
+
+    fn input(dtype: DType, b: usize, c: usize, s: usize) -> Tensor {
+        let n = b * c * s * s;
+        let v: Vec<f32> = (0..n).map(|i| ((i * 37 % 101) as f32 / 50.0) - 1.0).collect();
+        Tensor::from_vec(v, (b, c, s, s), &Device::Cpu).unwrap().to_dtype(dtype).unwrap()
+    }
+
+    #[test]
+    fn keeps_the_shape_and_is_reproducible_by_seed() {
+        let x = input(DType::F32, 5, 3, 16);
+        let a = DiffAugment::all().apply(&x, &mut ChaCha8Rng::seed_from_u64(7)).unwrap();
+        let b = DiffAugment::all().apply(&x, &mut ChaCha8Rng::seed_from_u64(7)).unwrap();
+        let c = DiffAugment::all().apply(&x, &mut ChaCha8Rng::seed_from_u64(8)).unwrap();
+        assert_eq!(a.dims(), x.dims());
+        assert_eq!(host(&a).unwrap(), host(&b).unwrap());
+        assert_ne!(host(&a).unwrap(), host(&c).unwrap());
+        let grey = input(DType::F32, 2, 1, 8);
+        assert_eq!(DiffAugment::all().apply(&grey, &mut ChaCha8Rng::seed_from_u64(0)).unwrap().dims(), [2, 1, 8, 8]);
+        let none = DiffAugment { colour: false, translation: false, cutout: false };
+        assert_eq!(host(&none.apply(&x, &mut ChaCha8Rng::seed_from_u64(0)).unwrap()).unwrap(), host(&x).unwrap());
+    }
+
+    #[test]
+    fn gradients_reach_the_input_and_match_finite_differences() {
+        let x0 = input(DType::F64, 3, 3, 8);
+        let weights = input(DType::F64, 3, 3, 8).sin().unwrap(); // so the loss is not just a sum
+        let loss_of = |x: &Tensor| -> Tensor {
+            let y = DiffAugment::all().apply(x, &mut ChaCha8Rng::seed_from_u64(3)).unwrap();
+            (y * &weights).unwrap().sum_all().unwrap()
+        };
+        let var = Var::from_tensor(&x0).unwrap();
+        let grads = loss_of(var.as_tensor()).backward().unwrap();
+        let g: Vec<f64> =
+            grads.get(var.as_tensor()).expect("x has a gradient").flatten_all().unwrap().to_vec1().unwrap();
+        assert!(g.iter().any(|v| v.abs() > 1e-6), "gradient is not all zero");
+
+        let flat: Vec<f64> = x0.flatten_all().unwrap().to_vec1().unwrap();
+        let eps = 1e-6;
+        for &i in &[0usize, 17, 100, 191, 300, 575] {
+            let bump = |d: f64| {
+                let mut v = flat.clone();
+                v[i] += d;
+                let t = Tensor::from_vec(v, x0.dims(), &Device::Cpu).unwrap();
+                loss_of(&t).to_scalar::<f64>().unwrap()
+            };
+            let fd = (bump(eps) - bump(-eps)) / (2.0 * eps);
+            assert!(
+                (fd - g[i]).abs() < 1e-6 * (1.0 + fd.abs()),
+                "element {i}: backprop {} vs finite difference {fd}",
+                g[i]
+            );
+        }
+    }
+
+    /// One bright pixel in a dark 1×1×16×16 image, at (row 5, column 9).
+    fn dot() -> Tensor {
+        let mut v = vec![0f32; 256];
+        v[5 * 16 + 9] = 1.0;
+        Tensor::from_vec(v, (1, 1, 16, 16), &Device::Cpu).unwrap()
+    }
+
+    #[test]
+    fn translation_moves_a_pixel_by_the_shift_and_lets_zeros_in() {
+        let x = Tensor::cat(&[dot(), dot(), dot()], 0).unwrap();
+        let y = translate(&x, &[(2, -1), (-2, 2), (0, 0)]).unwrap();
+        let v = host(&y).unwrap();
+        let lit: Vec<Vec<usize>> = (0..3).map(|i| (0..256).filter(|&p| v[i * 256 + p] == 1.0).collect()).collect();
+        assert_eq!(lit, [vec![7 * 16 + 8], vec![3 * 16 + 11], vec![5 * 16 + 9]]);
+        assert_eq!(v.iter().filter(|&&p| p != 0.0).count(), 3);
+        // A full image shifted right by 2: the two left columns are zeros.
+        let ones = Tensor::ones((1, 1, 4, 4), DType::F32, &Device::Cpu).unwrap();
+        let shifted = host(&translate(&ones, &[(0, 2)]).unwrap()).unwrap();
+        assert_eq!(shifted, [0., 0., 1., 1.].repeat(4));
+        // Through `apply`, shifts stay within 1/8 of the size (2 px at 16).
+        let only = DiffAugment { colour: false, translation: true, cutout: false };
+        let mut rng = ChaCha8Rng::seed_from_u64(1);
+        for _ in 0..20 {
+            let v = host(&only.apply(&dot(), &mut rng).unwrap()).unwrap();
+            let p = v.iter().position(|&p| p == 1.0).expect("the dot stays inside");
+            assert!((p / 16).abs_diff(5) <= 2 && (p % 16).abs_diff(9) <= 2, "moved to {p}");
+        }
+    }
+
+    #[test]
+    fn cutout_zeros_a_half_size_square_clipped_at_the_border() {
+        let ones = Tensor::ones((3, 2, 16, 16), DType::F32, &Device::Cpu).unwrap();
+        // Inside; at the top-left corner (clipped to 4×4); over the right border (8 tall, 4 wide).
+        let y = host(&cutout(&ones, &[(8, 8), (0, 0), (6, 16)], (8, 8)).unwrap()).unwrap();
+        let zeros =
+            |i: usize, c: usize| y[(i * 2 + c) * 256..(i * 2 + c + 1) * 256].iter().filter(|&&v| v == 0.0).count();
+        assert_eq!([zeros(0, 0), zeros(1, 0), zeros(2, 0)], [64, 16, 32]);
+        assert_eq!(zeros(2, 1), 32, "every channel gets the same square");
+        assert_eq!(y[4 * 16 + 4], 0.0);
+        assert_eq!(y[3 * 16 + 4], 1.0, "the square is rows 4..12 for a centre of 8");
+        // Through `apply`: exactly 8×8 (16/2) or fewer when it meets a border.
+        let only = DiffAugment { colour: false, translation: false, cutout: true };
+        let mut rng = ChaCha8Rng::seed_from_u64(2);
+        let mut full = 0;
+        for _ in 0..30 {
+            let v = host(&only.apply(&ones.narrow(0, 0, 1).unwrap(), &mut rng).unwrap()).unwrap();
+            let z = v[..256].iter().filter(|&&p| p == 0.0).count();
+            assert!(z <= 64 && z > 0, "{z}");
+            full += (z == 64) as usize;
+        }
+        assert!(full > 0, "some squares are whole");
+    }
+
+    #[test]
+    fn colour_keeps_grey_grey_under_saturation_and_moves_the_mean() {
+        let x = input(DType::F32, 4, 3, 8);
+        let only = DiffAugment { colour: true, translation: false, cutout: false };
+        let y = only.apply(&x, &mut ChaCha8Rng::seed_from_u64(5)).unwrap();
+        assert_ne!(host(&y).unwrap(), host(&x).unwrap());
+        // A grey image (equal channels) stays grey: saturation scales only colour.
+        let g = input(DType::F32, 2, 1, 8).repeat((1, 3, 1, 1)).unwrap();
+        let v = host(&only.apply(&g, &mut ChaCha8Rng::seed_from_u64(5)).unwrap()).unwrap();
+        for i in 0..64 {
+            assert!((v[i] - v[64 + i]).abs() < 1e-6 && (v[i] - v[128 + i]).abs() < 1e-6);
+        }
+    }
+}

@@ -1,0 +1,123 @@
+//! What the trainer shows its user: sample grids, the loss log and plot, the progress
+//! GIF ([`gif`]), and the live progress bar or lines ([`progress`]).
+
+pub mod gif;
+pub mod plot;
+pub mod progress;
+
+use std::path::Path;
+
+use canard_shared::image::{batch_to_images, encode_png, grid};
+use canard_shared::latent::latent_batch;
+use candle_core::{Device, Tensor};
+
+use crate::atomic::write_atomic;
+use crate::model::Generator;
+
+/// The seeds every preview grid shows: the server's `/generate?seed=S` is the same picture.
+pub const PREVIEW_SEEDS: std::ops::Range<u64> = 0..64;
+
+/// Runs the generator in evaluation mode (as exported) on the latent vectors of `seeds`.
+pub fn generate(g: &Generator, seeds: &[u64], device: &Device) -> candle_core::Result<Tensor> {
+    let nz = g.shape.nz;
+    let z = Tensor::from_vec(latent_batch(seeds, nz), (seeds.len(), nz, 1, 1), device)?;
+    g.forward(&z, false)
+}
+
+/// Writes an NCHW batch in [-1, 1] as a PNG grid, 8 to a row.
+pub fn save_grid(images: &Tensor, path: &Path) -> anyhow::Result<()> {
+    let (n, c, h, w) = images.dims4()?;
+    let data = images.flatten_all()?.to_vec1::<f32>()?;
+    let tiles = batch_to_images(&data, n, c, h, w)?;
+    write_atomic(path, &encode_png(&grid(&tiles, 8, 2))?)?;
+    Ok(())
+}
+
+/// One row of `losses.csv`: one generator step.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct LossRecord {
+    pub step: usize,
+    pub epoch: usize,
+    pub loss_d: f32,
+    pub loss_g: f32,
+    /// DCGAN: mean D(x) on real images and D(G(z)) on fakes, as probabilities.
+    /// WGAN: the mean raw critic scores, and `loss_d` = D(fake) − D(real) (+ λ·gp).
+    pub d_real: f32,
+    pub d_fake: f32,
+    /// The gradient penalty (WGAN-GP), 0 when unused.
+    pub gp: f32,
+}
+
+const CSV_HEADER: &str = "step,epoch,loss_d,loss_g,d_real,d_fake,gp";
+
+pub fn write_losses_csv(records: &[LossRecord], path: &Path) -> std::io::Result<()> {
+    let mut s = String::with_capacity(64 * (records.len() + 1));
+    s.push_str(CSV_HEADER);
+    s.push('\n');
+    for r in records {
+        s.push_str(&format!(
+            "{},{},{:.6},{:.6},{:.6},{:.6},{:.6}\n",
+            r.step, r.epoch, r.loss_d, r.loss_g, r.d_real, r.d_fake, r.gp
+        ));
+    }
+    write_atomic(path, s.as_bytes())
+}
+
+/// Reads `losses.csv` back (to continue it on resume). Accepts the older 6-column
+/// file (no `gp`: read as 0). Lines that do not parse (the header, a hand edit, a line
+/// cut short) are skipped, not fatal: the log is a record for people, and losing a
+/// line of it must not stop a resume.
+pub fn read_losses_csv(path: &Path) -> std::io::Result<Vec<LossRecord>> {
+    let text = std::fs::read_to_string(path)?;
+    Ok(text.lines().filter_map(parse_line).collect())
+}
+
+fn parse_line(line: &str) -> Option<LossRecord> {
+    let f: Vec<&str> = line.trim().split(',').map(str::trim).collect();
+    if f.len() != 6 && f.len() != 7 {
+        return None;
+    }
+    let float = |s: &str| s.parse::<f32>().ok();
+    Some(LossRecord {
+        step: f[0].parse().ok()?,
+        epoch: f[1].parse().ok()?,
+        loss_d: float(f[2])?,
+        loss_g: float(f[3])?,
+        d_real: float(f[4])?,
+        d_fake: float(f[5])?,
+        gp: if f.len() == 7 { float(f[6])? } else { 0.0 },
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rec(step: usize) -> LossRecord {
+        LossRecord { step, epoch: 1 + step / 10, loss_d: 1.25, loss_g: -0.5, d_real: 0.75, d_fake: 0.125, gp: 0.0625 }
+    }
+
+    #[test]
+    fn losses_csv_round_trips() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("losses.csv");
+        let recs: Vec<LossRecord> = (1..=25).map(rec).collect();
+        write_losses_csv(&recs, &p).unwrap();
+        let text = std::fs::read_to_string(&p).unwrap();
+        assert!(text.starts_with("step,epoch,loss_d,loss_g,d_real,d_fake,gp\n"), "{text}");
+        assert_eq!(read_losses_csv(&p).unwrap(), recs);
+    }
+
+    #[test]
+    fn reads_the_old_header_and_skips_bad_lines() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("losses.csv");
+        let old = "step,epoch,loss_d,loss_g,d_real,d_fake\n1,1,1.0,2.0,0.5,0.25\n\
+                   2,1,oops,2.0,0.5,0.25\n3,1,1.0\n\n-4,1,1,1,1,1\n5,1,1.5,2.5,0.5,0.25\n";
+        std::fs::write(&p, old).unwrap();
+        let got = read_losses_csv(&p).unwrap();
+        assert_eq!(got.iter().map(|r| r.step).collect::<Vec<_>>(), [1, 5]);
+        assert_eq!((got[1].loss_d, got[1].gp), (1.5, 0.0));
+        assert!(read_losses_csv(&dir.path().join("missing.csv")).is_err());
+    }
+}

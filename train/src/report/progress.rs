@@ -1,0 +1,294 @@
+//! Live progress: an indicatif bar when stderr is a terminal, plain lines otherwise.
+//!
+//! CI logs, pipes and `| tee` get no cursor tricks: a bar redrawn in place becomes
+//! thousands of lines or one unreadable one there. Plain lines come every `log_every`
+//! steps and at the end of every epoch; on a terminal each finished epoch leaves one
+//! such line above the bar, so the scrollback still tells the story.
+
+use std::io::{IsTerminal, Write};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+use super::LossRecord;
+
+/// Where plain lines go: stderr, or a buffer in tests.
+type Sink = Mutex<Box<dyn Write + Send>>;
+
+/// The bar (or lines) for a training run.
+pub struct Progress {
+    total_steps: usize,
+    /// Steps already done when this process started (a resumed run): rate and ETA count from here.
+    start_step: usize,
+    batch: usize,
+    log_every: usize,
+    labels: (String, String),
+    started: Instant,
+    bar: Option<ProgressBar>,
+    sink: Sink,
+    /// The latest update (epoch, total epochs, record), to print when its epoch turns out to be over.
+    last: Option<(usize, usize, LossRecord)>,
+    /// The step of the last line printed (0: none), so a line is never printed twice.
+    printed: AtomicUsize,
+}
+
+impl Progress {
+    /// `labels` name the d_real / d_fake columns, e.g. `("D(x)", "D(G(z))")` or `("C(x)", "C(G(z))")`.
+    pub fn new(total_steps: usize, start_step: usize, batch: usize, log_every: usize, labels: (&str, &str)) -> Self {
+        let mut p = Self::plain(total_steps, start_step, batch, log_every, labels, Box::new(std::io::stderr()));
+        if interactive() {
+            let bar = ProgressBar::with_draw_target(Some(total_steps as u64), ProgressDrawTarget::stderr())
+                .with_style(bar_style())
+                .with_position(start_step.min(total_steps) as u64);
+            bar.enable_steady_tick(Duration::from_millis(250));
+            p.bar = Some(bar);
+        }
+        p
+    }
+
+    /// Plain lines into `sink`, whatever stderr is (for tests, and for callers that log to a file).
+    pub fn plain(
+        total_steps: usize,
+        start_step: usize,
+        batch: usize,
+        log_every: usize,
+        labels: (&str, &str),
+        sink: Box<dyn Write + Send>,
+    ) -> Self {
+        Self {
+            total_steps,
+            start_step,
+            batch,
+            log_every: log_every.max(1),
+            labels: (labels.0.to_string(), labels.1.to_string()),
+            started: Instant::now(),
+            bar: None,
+            sink: Mutex::new(sink),
+            last: None,
+            printed: AtomicUsize::new(0),
+        }
+    }
+
+    /// Records one finished step (`rec.step` counts from 1, over the whole run).
+    pub fn update(&mut self, epoch: usize, total_epochs: usize, rec: &LossRecord) {
+        // The epoch changed: the previous update was that epoch's last step.
+        if let Some((e, te, prev)) = self.last.filter(|(e, _, _)| *e != epoch) {
+            self.line_once(e, te, &prev);
+        }
+        self.last = Some((epoch, total_epochs, *rec));
+        match &self.bar {
+            Some(bar) => {
+                bar.set_prefix(format!("epoch {epoch}/{total_epochs}"));
+                bar.set_position(rec.step.min(self.total_steps) as u64);
+                bar.set_message(self.stats(rec));
+            }
+            None => {
+                if rec.step.is_multiple_of(self.log_every) || rec.step >= self.total_steps {
+                    self.line_once(epoch, total_epochs, rec);
+                }
+            }
+        }
+    }
+
+    /// Prints `text` on its own line, above the bar when there is one.
+    pub fn message(&self, text: &str) {
+        match &self.bar {
+            Some(bar) => bar.println(text),
+            None => self.write(text),
+        }
+    }
+
+    /// The last step's line (if not printed yet), and the bar left in its final state.
+    pub fn finish(&self) {
+        if let Some((e, te, rec)) = &self.last {
+            self.line_once(*e, *te, rec);
+        }
+        if let Some(bar) = &self.bar {
+            bar.finish();
+        }
+    }
+
+    /// Images per second since this process started, and the seconds left at that rate.
+    pub fn rate_and_eta(&self, step: usize) -> (f64, Option<f64>) {
+        let images = step.saturating_sub(self.start_step) as f64 * self.batch as f64;
+        let secs = self.started.elapsed().as_secs_f64();
+        if images <= 0.0 || secs <= 0.0 {
+            return (0.0, None);
+        }
+        let rate = images / secs;
+        let left = self.total_steps.saturating_sub(step) as f64 * self.batch as f64;
+        (rate, Some(left / rate))
+    }
+
+    /// The full plain line for one record.
+    pub fn line(&self, epoch: usize, total_epochs: usize, rec: &LossRecord) -> String {
+        format!("[{epoch}/{total_epochs}] step {}/{}  {}", rec.step, self.total_steps, self.stats(rec))
+    }
+
+    /// Losses, rate and ETA: the bar's message and the tail of a plain line.
+    fn stats(&self, rec: &LossRecord) -> String {
+        let (rate, eta) = self.rate_and_eta(rec.step);
+        let gp = if rec.gp != 0.0 { format!("  GP {:.4}", rec.gp) } else { String::new() };
+        format!(
+            "Loss_D {:.4}  Loss_G {:.4}  {} {:.3}  {} {:.3}{gp}  {rate:.1} img/s  ETA {}",
+            rec.loss_d,
+            rec.loss_g,
+            self.labels.0,
+            rec.d_real,
+            self.labels.1,
+            rec.d_fake,
+            eta.map(duration).unwrap_or_else(|| "?".into())
+        )
+    }
+
+    fn line_once(&self, epoch: usize, total_epochs: usize, rec: &LossRecord) {
+        if self.printed.swap(rec.step, Ordering::Relaxed) != rec.step {
+            self.message(&self.line(epoch, total_epochs, rec));
+        }
+    }
+
+    fn write(&self, text: &str) {
+        // A poisoned lock only means another thread panicked mid-line: keep logging.
+        let mut sink = self.sink.lock().unwrap_or_else(|e| e.into_inner());
+        let _ = writeln!(sink, "{text}");
+        let _ = sink.flush();
+    }
+}
+
+/// A count of finished items (e.g. pictures decoded), as a bar or as a line every 10%.
+/// Shared by worker threads: every method takes `&self`.
+pub struct TaskBar {
+    label: String,
+    total: usize,
+    done: AtomicUsize,
+    bar: Option<ProgressBar>,
+}
+
+impl TaskBar {
+    pub fn new(label: &str, total: usize) -> Self {
+        let bar = interactive().then(|| {
+            let style = ProgressStyle::with_template("{prefix} {wide_bar} {pos}/{len} {per_sec} ETA {eta}")
+                .unwrap_or_else(|_| ProgressStyle::default_bar());
+            let bar = ProgressBar::with_draw_target(Some(total as u64), ProgressDrawTarget::stderr()).with_style(style);
+            bar.set_prefix(label.to_string());
+            bar
+        });
+        Self { label: label.to_string(), total, done: AtomicUsize::new(0), bar }
+    }
+
+    pub fn inc(&self) {
+        let n = self.done.fetch_add(1, Ordering::Relaxed) + 1;
+        match &self.bar {
+            Some(bar) => bar.inc(1),
+            // One line each time another tenth is done: ten lines per task, whatever its size.
+            None if self.total > 0 && n * 10 / self.total != (n - 1) * 10 / self.total => {
+                eprintln!("{}: {n}/{} ({}%)", self.label, self.total, n * 100 / self.total);
+            }
+            None => {}
+        }
+    }
+
+    /// Removes the bar (the caller prints its own summary line).
+    pub fn finish(&self) {
+        if let Some(bar) = &self.bar {
+            bar.finish_and_clear();
+        }
+    }
+}
+
+/// A bar only on a real terminal; `TERM=dumb` (Emacs shells, some CI) gets lines too.
+fn interactive() -> bool {
+    std::io::stderr().is_terminal() && std::env::var("TERM").map_or(true, |t| t != "dumb")
+}
+
+fn bar_style() -> ProgressStyle {
+    ProgressStyle::with_template("{prefix} {bar:24.cyan/blue} {pos}/{len}  {msg}")
+        .map(|s| s.progress_chars("█▉▊▋▌▍▎▏ "))
+        .unwrap_or_else(|_| ProgressStyle::default_bar())
+}
+
+/// 42s, 3m05s, 1h02m.
+fn duration(secs: f64) -> String {
+    let s = secs.max(0.0).round() as u64;
+    match s {
+        0..60 => format!("{s}s"),
+        60..3600 => format!("{}m{:02}s", s / 60, s % 60),
+        _ => format!("{}h{:02}m", s / 3600, s % 3600 / 60),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+
+    /// A sink the test can read back.
+    #[derive(Clone, Default)]
+    struct Buf(Arc<Mutex<Vec<u8>>>);
+    impl Write for Buf {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().write(b)
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    impl Buf {
+        fn lines(&self) -> Vec<String> {
+            String::from_utf8(self.0.lock().unwrap().clone()).unwrap().lines().map(String::from).collect()
+        }
+    }
+
+    fn rec(step: usize, epoch: usize) -> LossRecord {
+        LossRecord { step, epoch, loss_d: 1.5, loss_g: 0.25, d_real: 0.75, d_fake: 0.125, gp: 0.0 }
+    }
+
+    #[test]
+    fn plain_lines_every_log_every_steps_and_at_each_epoch_end() {
+        let buf = Buf::default();
+        // 3 epochs of 7 steps, resumed after step 7, a line every 5 steps.
+        let mut p = Progress::plain(21, 7, 4, 5, ("C(x)", "C(G(z))"), Box::new(buf.clone()));
+        p.message("hello");
+        for step in 8..=21 {
+            let epoch = (step - 1) / 7 + 1;
+            p.update(epoch, 3, &rec(step, epoch));
+        }
+        p.finish();
+        p.finish();
+        let lines = buf.lines();
+        let steps: Vec<&str> = lines.iter().skip(1).map(|l| l.split("  ").next().unwrap()).collect();
+        assert_eq!(lines[0], "hello");
+        assert_eq!(
+            steps,
+            ["[2/3] step 10/21", "[2/3] step 14/21", "[3/3] step 15/21", "[3/3] step 20/21", "[3/3] step 21/21"]
+        );
+        let l = &lines[1];
+        assert!(l.contains("Loss_D 1.5000  Loss_G 0.2500  C(x) 0.750  C(G(z)) 0.125  "), "{l}");
+        assert!(l.contains(" img/s  ETA "), "{l}");
+        assert!(!l.contains("GP"), "{l}");
+        let with_gp = p.line(3, 3, &LossRecord { gp: 0.5, ..rec(21, 3) });
+        assert!(with_gp.contains("GP 0.5000"), "{with_gp}");
+    }
+
+    #[test]
+    fn rate_and_eta_count_from_the_start_step() {
+        let p = Progress::plain(100, 40, 8, 10, ("D(x)", "D(G(z))"), Box::new(std::io::sink()));
+        assert_eq!(p.rate_and_eta(40), (0.0, None));
+        std::thread::sleep(Duration::from_millis(20));
+        let (rate, eta) = p.rate_and_eta(50);
+        // 80 images in ≥ 20 ms; 50 steps left at that rate take 5× as long as 10 did.
+        assert!(rate > 0.0 && rate <= 80.0 / 0.02, "{rate}");
+        let elapsed = 80.0 / rate;
+        assert!((eta.unwrap() - 5.0 * elapsed).abs() < 1e-6 * elapsed.max(1.0), "{eta:?}");
+    }
+
+    #[test]
+    fn durations_read_like_a_person_writes_them() {
+        assert_eq!(duration(41.6), "42s");
+        assert_eq!(duration(185.0), "3m05s");
+        assert_eq!(duration(3720.0), "1h02m");
+        assert_eq!(duration(-3.0), "0s");
+    }
+}

@@ -1,0 +1,134 @@
+//! `canard-train eval --model models/NAME --data DIR|builtin:NAME`: the multi-scale SWD
+//! between a model's pictures and a dataset (see [`crate::eval::swd`]).
+
+use std::borrow::Cow;
+use std::path::PathBuf;
+use std::time::Instant;
+
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+
+use crate::data::Dataset;
+use crate::eval::{sliced_wasserstein, ImageSet, SwdReport};
+use crate::export::reader::OnnxGenerator;
+
+/// The number of images compared by default (when the data has that many).
+pub const DEFAULT_IMAGES: usize = 2048;
+/// The most `--images`: the paper's 16,384. Memory grows with it: roughly 2 GB per
+/// 10,000 64×64 RGB images on each side (pyramids, patches and their projections).
+pub const MAX_IMAGES: usize = 16_384;
+/// Seeds handed to the generator at a time.
+const BATCH: usize = 64;
+
+#[derive(clap::Args, Debug)]
+pub struct EvalArgs {
+    /// The exported model's folder (models/NAME)
+    #[arg(long)]
+    pub model: PathBuf,
+    /// The pictures to compare with: a folder, or builtin:shapes
+    #[arg(long)]
+    pub data: String,
+    /// Images on each side: generated from seeds 0..N, and N of the data's (default 2048, or all if
+    /// fewer; at most 16384)
+    #[arg(long)]
+    pub images: Option<usize>,
+    /// Seeds the built-in data, the choice of real images, and the SWD's patches and directions
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+}
+
+/// Loads the model and the data (at the model's size and channels), prints the SWD table and returns it.
+pub fn run(args: EvalArgs) -> anyhow::Result<SwdReport> {
+    let (manifest, g) = super::load(&args.model)?;
+    let (size, channels) = (manifest.image_size as usize, manifest.channels as usize);
+    // No cache folder: `eval` does not know the run's, and writes nothing but its report.
+    let (data, skipped) = Dataset::open(&args.data, size, Some(channels), args.seed, None)?;
+    if let Some(w) = skipped.warning() {
+        eprintln!("{w}");
+    }
+    let images = match args.images {
+        Some(n) if n == 0 || n > MAX_IMAGES => anyhow::bail!("--images must be from 1 to {MAX_IMAGES}, not {n}"),
+        Some(n) if n > data.len => {
+            eprintln!(
+                "canard-train eval: {} has {} images; comparing {} instead of {n}",
+                data.source, data.len, data.len
+            );
+            data.len
+        }
+        Some(n) => n,
+        None => DEFAULT_IMAGES.min(data.len),
+    };
+    let t0 = Instant::now();
+    let report = evaluate(&g, &data, images, args.seed)?;
+    println!(
+        "SWD between {} (seeds 0..{images}) and {} ({images} of {} images), {size}×{size}, {:.1}s:",
+        manifest.name,
+        data.source,
+        data.len,
+        t0.elapsed().as_secs_f64()
+    );
+    println!("{report}");
+    Ok(report)
+}
+
+/// The SWD between `images` pictures of `g` (seeds 0..images) and as many of `data`'s.
+pub fn evaluate(g: &OnnxGenerator, data: &Dataset, images: usize, seed: u64) -> anyhow::Result<SwdReport> {
+    if (g.channels, g.image_size) != (data.channels, data.size) {
+        anyhow::bail!(
+            "the model makes {}-channel {}px images but the data is {}-channel {}px",
+            g.channels,
+            g.image_size,
+            data.channels,
+            data.size
+        );
+    }
+    evaluate_with(|seeds| Ok(g.generate(seeds)?), data, images, seed)
+}
+
+/// As [`evaluate`], for any generator: `generate` returns the NCHW values in [-1, 1] of
+/// the images for a batch of seeds (at most 64), at the data's size and channels. The
+/// trainer passes its own eval-mode network; the seeds' latent vectors must be
+/// `canard_shared::latent`'s, so the numbers match `canard-train eval` on the export.
+/// Compares `min(images, data.len)` images on each side.
+pub fn evaluate_with(
+    mut generate: impl FnMut(&[u64]) -> anyhow::Result<Vec<f32>>,
+    data: &Dataset,
+    images: usize,
+    seed: u64,
+) -> anyhow::Result<SwdReport> {
+    let images = images.min(data.len);
+    if images == 0 {
+        anyhow::bail!("cannot measure SWD: no images to compare ({} has {})", data.source, data.len);
+    }
+    let n = data.image_len();
+    let mut fakes = Vec::with_capacity(images * n);
+    let seeds: Vec<u64> = (0..images as u64).collect();
+    for batch in seeds.chunks(BATCH) {
+        let v = generate(batch)?;
+        if v.len() != batch.len() * n {
+            anyhow::bail!(
+                "the generator gave {} values for {} images of {}×{}×{}",
+                v.len(),
+                batch.len(),
+                data.channels,
+                data.size,
+                data.size
+            );
+        }
+        fakes.extend(v);
+    }
+    let reals = real_subset(data, images, seed);
+    let reals = ImageSet::new(&reals[..], images, data.channels, data.size);
+    let fakes = ImageSet::new(&fakes[..], images, data.channels, data.size);
+    Ok(sliced_wasserstein(&reals, &fakes, seed)?)
+}
+
+/// `k` of the data's images, chosen at random (a folder's order may be grouped by subject).
+fn real_subset(data: &Dataset, k: usize, seed: u64) -> Cow<'_, [u8]> {
+    if k == data.len {
+        return Cow::Borrowed(&data.pixels);
+    }
+    let mut idx = rand::seq::index::sample(&mut ChaCha8Rng::seed_from_u64(seed), data.len, k).into_vec();
+    idx.sort_unstable();
+    Cow::Owned(idx.iter().flat_map(|&i| data.image_u8(i)).copied().collect())
+}

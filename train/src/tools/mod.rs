@@ -1,0 +1,194 @@
+//! `canard-train eval | sample | interpolate`: working with an exported model.
+//!
+//! Every tool reads `models/NAME/` through [`crate::export::reader`] (the same ONNX file
+//! the server runs, checked against its manifest), never a checkpoint, and makes the
+//! latent vectors with `canard_shared::latent`, so seed S is the server's seed S.
+
+pub mod eval;
+pub mod interpolate;
+pub mod sample;
+
+use std::path::{Path, PathBuf};
+
+use canard_shared::image::{batch_to_images, encode_png};
+use canard_shared::Manifest;
+use image::DynamicImage;
+
+use crate::atomic::write_atomic;
+use crate::export::reader::{load_generator, OnnxGenerator};
+
+/// The model at `dir`, on the device canard-train would train on.
+fn load(dir: &Path) -> anyhow::Result<(Manifest, OnnxGenerator)> {
+    let device = crate::device::select()?;
+    load_generator(dir, &device)
+}
+
+/// `--out`, or `samples/NAME`.
+fn out_dir(out: Option<&Path>, manifest: &Manifest) -> anyhow::Result<PathBuf> {
+    let dir = out.map_or_else(|| Path::new("samples").join(&manifest.name), Path::to_path_buf);
+    std::fs::create_dir_all(&dir).map_err(|e| anyhow::anyhow!("cannot create {}: {e}", dir.display()))?;
+    Ok(dir)
+}
+
+/// `--truncation ψ`: a number in (0, 1].
+pub fn parse_psi(s: &str) -> Result<f32, String> {
+    match s.trim().parse::<f32>() {
+        Ok(psi) if psi > 0.0 && psi <= 1.0 => Ok(psi),
+        _ => Err(format!("'{s}' is not a truncation ψ in (0, 1] (1 = no truncation)")),
+    }
+}
+
+/// Flat latent vectors → one picture each.
+fn pictures(g: &OnnxGenerator, z: &[f32]) -> anyhow::Result<Vec<DynamicImage>> {
+    let values = g.images(z)?;
+    let n = values.len() / g.image_len();
+    Ok(batch_to_images(&values, n, g.channels, g.image_size, g.image_size)?)
+}
+
+fn write_png(img: &DynamicImage, path: &Path) -> anyhow::Result<()> {
+    write_atomic(path, &encode_png(img)?)?;
+    Ok(())
+}
+
+/// The three tools on a freshly exported model (unit tests rather than `tests/`, so they
+/// run without building the binary).
+#[cfg(test)]
+mod tests {
+    use std::path::{Path, PathBuf};
+
+    use canard_shared::image::to_u8;
+    use candle_core::Device;
+    use rand::SeedableRng;
+    use rand_chacha::ChaCha8Rng;
+
+    use super::{eval, interpolate, sample};
+    use crate::data::Dataset;
+    use crate::export::reader::load_generator;
+    use crate::model::DcganShape;
+    use crate::trainer::Gan;
+
+    const SIZE: usize = 16;
+
+    /// models/tiny in a temporary folder. Untrained weights give pictures that are all
+    /// mid-grey; scaling the weights up gives varied ones, so comparisons mean something.
+    fn model(dir: &Path) -> PathBuf {
+        let shape = DcganShape { image_size: SIZE, channels: 3, nz: 16, ngf: 8, ndf: 8 };
+        let gan = Gan::new(shape, &mut ChaCha8Rng::seed_from_u64(0), &Device::Cpu).unwrap();
+        for p in gan.g_params.iter().filter(|p| p.name.ends_with("weight")) {
+            p.var.set(&(p.var.as_tensor() * 25.0).unwrap()).unwrap();
+        }
+        crate::export::export(&gan.g, &dir.join("models"), "tiny", "dcgan", Default::default()).unwrap().0
+    }
+
+    fn rgb(path: &Path) -> image::RgbImage {
+        image::open(path).unwrap_or_else(|e| panic!("{}: {e}", path.display())).to_rgb8()
+    }
+
+    /// The reader's picture for `z`, as 8-bit RGB.
+    fn picture(model: &Path, z: Vec<f32>) -> Vec<u8> {
+        let (_, g) = load_generator(model, &Device::Cpu).unwrap();
+        let v = g.images(&z).unwrap();
+        let plane = SIZE * SIZE;
+        (0..plane).flat_map(|i| [0, 1, 2].map(|c| to_u8(v[c * plane + i]))).collect()
+    }
+
+    fn z(seed: u64) -> Vec<f32> {
+        canard_shared::latent::latent(seed, 16)
+    }
+
+    #[test]
+    fn sample_writes_one_png_per_seed_and_a_grid() {
+        let dir = tempfile::tempdir().unwrap();
+        let model = model(dir.path());
+        let out = dir.path().join("samples");
+        let seeds = sample::parse_seeds("3-5,9,4").unwrap();
+        sample::run(sample::SampleArgs { model: model.clone(), seeds, out: Some(out.clone()), truncation: 1.0 })
+            .unwrap();
+        let mut names: Vec<String> =
+            std::fs::read_dir(&out).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+        names.sort();
+        assert_eq!(names, ["grid.png", "seed_3.png", "seed_4.png", "seed_5.png", "seed_9.png"]);
+        let img = rgb(&out.join("seed_9.png"));
+        assert_eq!(img.dimensions(), (SIZE as u32, SIZE as u32));
+        assert_eq!(img.into_raw(), picture(&model, z(9)));
+        assert_ne!(rgb(&out.join("seed_3.png")).into_raw(), picture(&model, z(9)));
+        // 4 tiles in one row, 2-pixel borders.
+        let s = SIZE as u32;
+        assert_eq!(rgb(&out.join("grid.png")).dimensions(), (4 * (s + 2) + 2, s + 4));
+
+        // Truncation scales z; a missing model is an error naming it.
+        let t = dir.path().join("truncated");
+        let seeds = sample::parse_seeds("9").unwrap();
+        sample::run(sample::SampleArgs { model: model.clone(), seeds, out: Some(t.clone()), truncation: 0.5 }).unwrap();
+        let half: Vec<f32> = z(9).iter().map(|v| v * 0.5).collect();
+        assert_eq!(rgb(&t.join("seed_9.png")).into_raw(), picture(&model, half));
+        assert_ne!(rgb(&t.join("seed_9.png")).into_raw(), picture(&model, z(9)));
+        let seeds = sample::parse_seeds("1").unwrap();
+        let e = sample::run(sample::SampleArgs { model: dir.path().join("nope"), seeds, out: None, truncation: 1.0 });
+        assert!(e.unwrap_err().to_string().contains("nope"));
+    }
+
+    #[test]
+    fn interpolate_starts_and_ends_at_the_seeds_pictures() {
+        let dir = tempfile::tempdir().unwrap();
+        let model = model(dir.path());
+        let out = dir.path().join("walk");
+        let args = interpolate::InterpolateArgs {
+            model: model.clone(),
+            from: 1,
+            to: 2,
+            steps: 5,
+            out: Some(out.clone()),
+            truncation: 1.0,
+            frame_ms: 100,
+        };
+        interpolate::run(args).unwrap();
+        let strip = rgb(&out.join("interpolate_1_2.png"));
+        let s = SIZE as u32;
+        assert_eq!(strip.dimensions(), (5 * (s + 2) + 2, s + 4));
+        let tile = |i: u32| image::imageops::crop_imm(&strip, 2 + i * (s + 2), 2, s, s).to_image().into_raw();
+        assert_eq!(tile(0), picture(&model, z(1)));
+        assert_eq!(tile(4), picture(&model, z(2)));
+        assert_ne!(tile(2), tile(0));
+        assert_ne!(tile(2), tile(4));
+
+        // There and back: 0 1 2 3 4 3 2 1, looping.
+        let gif = std::fs::File::open(out.join("interpolate_1_2.gif")).unwrap();
+        let decoder = image::codecs::gif::GifDecoder::new(std::io::BufReader::new(gif)).unwrap();
+        let frames = image::AnimationDecoder::into_frames(decoder).collect_frames().unwrap();
+        assert_eq!(frames.len(), 8);
+        assert!(frames[0].buffer().width() >= 128);
+    }
+
+    #[test]
+    fn eval_of_a_model_against_data_is_finite_and_checks_its_inputs() {
+        let dir = tempfile::tempdir().unwrap();
+        let model = model(dir.path());
+        let args = eval::EvalArgs { model: model.clone(), data: "builtin:shapes".into(), images: Some(64), seed: 1 };
+        let report = eval::run(args).unwrap();
+        assert_eq!(report.levels.len(), 1);
+        assert_eq!(report.levels[0].0, SIZE);
+        assert!(report.mean.is_finite() && report.mean > 0.0, "{report}");
+
+        // The library entry points: the same numbers from the reader and from a closure.
+        let (_, g) = load_generator(&model, &Device::Cpu).unwrap();
+        let data = Dataset::open("builtin:shapes", SIZE, Some(3), 1, None).unwrap().0;
+        let a = eval::evaluate(&g, &data, 64, 1).unwrap();
+        assert_eq!(a, report);
+        let b = eval::evaluate_with(|seeds| Ok(g.generate(seeds)?), &data, 64, 1).unwrap();
+        assert_eq!(a, b);
+        let e = eval::evaluate_with(|_| Ok(vec![0.0; 3]), &data, 64, 1).unwrap_err();
+        assert!(e.to_string().contains("values for"), "{e}");
+        // More images than the data has: all of the data, as many generated.
+        let all = Dataset {
+            source: "few".into(),
+            pixels: data.pixels[..10 * 3 * SIZE * SIZE].to_vec(),
+            len: 10,
+            channels: 3,
+            size: SIZE,
+        };
+        assert!(eval::evaluate(&g, &all, 64, 1).unwrap().mean.is_finite());
+        let grey = Dataset::open("builtin:shapes", SIZE, Some(1), 1, None).unwrap().0;
+        assert!(eval::evaluate(&g, &grey, 8, 1).unwrap_err().to_string().contains("channel"));
+    }
+}
