@@ -9,13 +9,13 @@ export ORT_DYLIB_PATH ?= $(CURDIR)/$(ORT_LIB)
 DEMO_ARGS := --data builtin:shapes --name demo --image-size 32 --epochs 5 --ngf 32 --ndf 32 --seed 0
 BIND ?= 127.0.0.1:8080
 
-.PHONY: demo test setup build demo-model serve clean
+.PHONY: demo test setup setup-browser build demo-model serve clean
 
 ## demo: install ONNX Runtime, build, train models/demo on builtin:shapes, then serve it
 demo: setup build demo-model serve
 
-## test: install ONNX Runtime and run every test (unit, end-to-end, parity, data loader)
-test: setup
+## test: install ONNX Runtime and Chromium, then run every test (unit, end-to-end, parity, data loader, browser)
+test: setup setup-browser
 	$(CARGO) test --workspace
 
 ## setup: install the ONNX Runtime library into .deps/ (once)
@@ -23,6 +23,15 @@ setup: $(ORT_LIB)
 
 $(ORT_LIB):
 	scripts/setup-ort.sh
+
+## setup-browser: install Debian's chromium (headless browser for the gallery test) when missing
+setup-browser:
+	@if [ ! -x /usr/bin/chromium ]; then \
+		if [ "$$(id -u)" -eq 0 ]; then sudo=; elif command -v sudo >/dev/null; then sudo=sudo; \
+		else echo "setup-browser: need root or sudo to apt-get install chromium" >&2; exit 1; fi; \
+		$$sudo env DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
+		$$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; \
+	fi
 
 build:
 	$(CARGO) build --release -p canard-train -p canard-serve

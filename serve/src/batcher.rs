@@ -1,51 +1,84 @@
 //! The loop of a model's inference thread: take one job, gather the jobs that are
-//! already waiting, run them as one batch and hand each job its slice.
+//! waiting or arrive within a short wait, run them as one batch and hand each job
+//! its slice.
 //!
-//! It knows nothing of ONNX Runtime (the batch is run by a closure), so the queueing
-//! rules are tested here with a fake model.
+//! It knows nothing of ONNX Runtime (the batch is run by a closure) nor of what a
+//! job's items are, so the queueing rules are tested here with a fake model.
 
-use std::sync::mpsc::{Receiver, TryRecvError};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, TryRecvError};
+use std::time::{Duration, Instant};
 
 use tokio::sync::oneshot;
 
 use crate::engine::EngineError;
 
-/// One request's seeds and where its images go: `seeds.len()` images of
-/// `item_len` values each, in seed order.
-pub struct Job {
-    pub seeds: Vec<u64>,
+/// One request's items (e.g. latent points) and where its images go:
+/// `items.len()` images of `item_len` values each, in order.
+pub struct Job<T> {
+    pub items: Vec<T>,
     pub reply: oneshot::Sender<Result<Vec<f32>, EngineError>>,
 }
 
-/// Serves jobs until every sender is gone. `max_batch` bounds the images in one run;
-/// a single job larger than that still runs, alone. A job whose requester has gone
-/// away (client disconnected) is dropped before running, costing nothing.
-pub fn run<F>(rx: Receiver<Job>, max_batch: usize, item_len: usize, mut infer: F)
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rules {
+    /// Most images in one run; a single job larger than that still runs, alone.
+    pub max_batch: usize,
+    /// After the first job of a batch, how long to wait for more while the batch
+    /// is not full. A short wait (1–2 ms) lets requests that arrive together share
+    /// a run, for a latency cost bounded by this.
+    pub max_wait: Duration,
+}
+
+/// Serves jobs until every sender is gone. `depth` counts jobs sent but not yet
+/// taken off the queue: the sender adds one, this loop takes one per job it
+/// receives. A job whose requester has gone away (client disconnected) is dropped
+/// before running, costing nothing.
+pub fn run<T: Clone, F>(rx: Receiver<Job<T>>, rules: Rules, item_len: usize, depth: &AtomicUsize, mut infer: F)
 where
-    F: FnMut(&[u64]) -> Result<Vec<f32>, EngineError>,
+    F: FnMut(&[T]) -> Result<Vec<f32>, EngineError>,
 {
-    let mut held: Option<Job> = None;
+    let taken = || {
+        // Saturating: a sender that gave up after sending cannot make this wrap.
+        let _ = depth.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |d| Some(d.saturating_sub(1)));
+    };
+    let mut held: Option<Job<T>> = None;
     loop {
         let first = match held.take() {
             Some(job) => job,
             None => match rx.recv() {
-                Ok(job) => job,
+                Ok(job) => {
+                    taken();
+                    job
+                }
                 Err(_) => return,
             },
         };
-        let mut images = first.seeds.len();
+        let deadline = Instant::now() + rules.max_wait;
+        let mut images = first.items.len();
         let mut jobs = vec![first];
-        while images < max_batch {
-            match rx.try_recv() {
-                Ok(job) if images + job.seeds.len() <= max_batch => {
-                    images += job.seeds.len();
-                    jobs.push(job);
+        while images < rules.max_batch {
+            let next = match rx.try_recv() {
+                Ok(job) => job,
+                Err(TryRecvError::Disconnected) => break,
+                Err(TryRecvError::Empty) => {
+                    let left = deadline.saturating_duration_since(Instant::now());
+                    if left.is_zero() {
+                        break;
+                    }
+                    match rx.recv_timeout(left) {
+                        Ok(job) => job,
+                        Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => break,
+                    }
                 }
-                Ok(job) => {
-                    held = Some(job);
-                    break;
-                }
-                Err(TryRecvError::Empty | TryRecvError::Disconnected) => break,
+            };
+            taken();
+            if images + next.items.len() <= rules.max_batch {
+                images += next.items.len();
+                jobs.push(next);
+            } else {
+                held = Some(next);
+                break;
             }
         }
         jobs.retain(|job| !job.reply.is_closed());
@@ -55,23 +88,23 @@ where
     }
 }
 
-fn run_batch<F>(jobs: Vec<Job>, item_len: usize, infer: &mut F)
+fn run_batch<T: Clone, F>(jobs: Vec<Job<T>>, item_len: usize, infer: &mut F)
 where
-    F: FnMut(&[u64]) -> Result<Vec<f32>, EngineError>,
+    F: FnMut(&[T]) -> Result<Vec<f32>, EngineError>,
 {
-    let seeds: Vec<u64> = jobs.iter().flat_map(|job| job.seeds.iter().copied()).collect();
-    let result = infer(&seeds).and_then(|out| {
-        if out.len() == seeds.len() * item_len {
+    let items: Vec<T> = jobs.iter().flat_map(|job| job.items.iter().cloned()).collect();
+    let result = infer(&items).and_then(|out| {
+        if out.len() == items.len() * item_len {
             Ok(out)
         } else {
-            Err(EngineError::Output(format!("{} values for {} images of {item_len} values", out.len(), seeds.len())))
+            Err(EngineError::Output(format!("{} values for {} images of {item_len} values", out.len(), items.len())))
         }
     });
     match result {
         Ok(out) => {
             let mut rest = out.as_slice();
             for job in jobs {
-                let (mine, tail) = rest.split_at(job.seeds.len() * item_len);
+                let (mine, tail) = rest.split_at(job.items.len() * item_len);
                 rest = tail;
                 // The requester may have left during the run; nothing to do then.
                 let _ = job.reply.send(Ok(mine.to_vec()));
@@ -92,6 +125,8 @@ mod tests {
 
     use super::*;
 
+    type Reply = oneshot::Receiver<Result<Vec<f32>, EngineError>>;
+
     /// A fake model: image of seed s is `[s, s+0.5]`; records every batch it runs.
     fn fake(log: Arc<Mutex<Vec<Vec<u64>>>>) -> impl FnMut(&[u64]) -> Result<Vec<f32>, EngineError> {
         move |seeds| {
@@ -100,21 +135,27 @@ mod tests {
         }
     }
 
-    fn job(seeds: &[u64]) -> (Job, oneshot::Receiver<Result<Vec<f32>, EngineError>>) {
+    fn job(seeds: &[u64]) -> (Job<u64>, Reply) {
         let (reply, rx) = oneshot::channel();
-        (Job { seeds: seeds.to_vec(), reply }, rx)
+        (Job { items: seeds.to_vec(), reply }, rx)
+    }
+
+    fn rules(max_batch: usize) -> Rules {
+        Rules { max_batch, max_wait: Duration::ZERO }
     }
 
     /// Queues all jobs first, then runs the loop to completion: the batches it forms
     /// are then fully determined.
-    fn run_queued(jobs: Vec<Job>, max_batch: usize) -> Vec<Vec<u64>> {
+    fn run_queued(jobs: Vec<Job<u64>>, max_batch: usize) -> Vec<Vec<u64>> {
         let (tx, rx) = sync_channel(jobs.len());
+        let depth = AtomicUsize::new(jobs.len());
         for j in jobs {
             tx.send(j).unwrap();
         }
         drop(tx);
         let log = Arc::new(Mutex::new(Vec::new()));
-        run(rx, max_batch, 2, fake(log.clone()));
+        run(rx, rules(max_batch), 2, &depth, fake(log.clone()));
+        assert_eq!(depth.load(Ordering::Relaxed), 0, "every job was taken off the queue");
         let batches = log.lock().unwrap().clone();
         batches
     }
@@ -163,6 +204,42 @@ mod tests {
     }
 
     #[test]
+    fn the_short_wait_gathers_a_job_that_arrives_after_the_first() {
+        let (tx, rx) = sync_channel(4);
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let depth = Arc::new(AtomicUsize::new(0));
+        let (thread_log, thread_depth) = (log.clone(), depth.clone());
+        let worker = std::thread::spawn(move || {
+            let rules = Rules { max_batch: 8, max_wait: Duration::from_millis(500) };
+            run(rx, rules, 2, &thread_depth, fake(thread_log));
+        });
+        let (a, ra) = job(&[1]);
+        let (b, rb) = job(&[2]);
+        tx.send(a).unwrap();
+        std::thread::sleep(Duration::from_millis(20));
+        tx.send(b).unwrap();
+        drop(tx);
+        worker.join().unwrap();
+        drop((ra, rb));
+        assert_eq!(*log.lock().unwrap(), vec![vec![1, 2]]);
+
+        // A full batch does not wait: with room for one image, each job runs alone
+        // at once even with a long wait configured.
+        let (tx, rx) = sync_channel(4);
+        let (a, _ra) = job(&[1]);
+        let (b, _rb) = job(&[2]);
+        tx.send(a).unwrap();
+        tx.send(b).unwrap();
+        drop(tx);
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let started = Instant::now();
+        let rules = Rules { max_batch: 1, max_wait: Duration::from_secs(5) };
+        run(rx, rules, 2, &AtomicUsize::new(0), fake(log.clone()));
+        assert!(started.elapsed() < Duration::from_secs(2));
+        assert_eq!(*log.lock().unwrap(), vec![vec![1], vec![2]]);
+    }
+
+    #[test]
     fn failures_reach_every_job_of_the_batch() {
         let (tx, rx) = sync_channel(4);
         let (a, mut ra) = job(&[1]);
@@ -170,7 +247,7 @@ mod tests {
         tx.send(a).unwrap();
         tx.send(b).unwrap();
         drop(tx);
-        run(rx, 64, 2, |_| Err(EngineError::Inference("boom".into())));
+        run(rx, rules(64), 2, &AtomicUsize::new(2), |_: &[u64]| Err(EngineError::Inference("boom".into())));
         for rx in [&mut ra, &mut rb] {
             assert!(matches!(rx.try_recv().unwrap(), Err(EngineError::Inference(m)) if m == "boom"));
         }
@@ -182,7 +259,7 @@ mod tests {
         let (a, mut ra) = job(&[1, 2]);
         tx.send(a).unwrap();
         drop(tx);
-        run(rx, 64, 2, |_| Ok(vec![0.0; 3]));
+        run(rx, rules(64), 2, &AtomicUsize::new(1), |_: &[u64]| Ok(vec![0.0; 3]));
         assert!(matches!(ra.try_recv().unwrap(), Err(EngineError::Output(_))));
     }
 }

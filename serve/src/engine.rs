@@ -4,23 +4,32 @@
 //! ort's `Session::run` needs `&mut self` and blocks for the whole forward pass, so
 //! the session lives on its own thread and requests queue up in front of it; the
 //! queue is bounded so overload turns into quick 503s instead of unbounded memory.
+//! A model is only handed out after one test inference passed, so a graph that
+//! loads but cannot run (or returns NaN) never replaces a working one.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc::{sync_channel, SyncSender, TrySendError};
+use std::sync::Arc;
 use std::thread;
+use std::time::Duration;
 
-use canard_shared::latent::latent_batch;
 use canard_shared::{Manifest, ManifestError};
 use ort::environment::Environment;
 use ort::session::Session;
 use ort::value::{Outlet, TensorElementType, TensorRef, ValueType};
+use prometheus::{Histogram, HistogramOpts, IntCounter};
 use tokio::sync::oneshot;
 
-use crate::batcher::{self, Job};
+use crate::batcher::{self, Job, Rules};
+use crate::latents::{self, Point};
 use crate::render::ImageSpec;
 
 /// The only provider this build registers; reported so clients never have to guess.
 pub const CPU_PROVIDER: &str = "CPUExecutionProvider";
+
+/// The seed of the test inference every model must pass at load.
+const TEST_SEED: u64 = 0;
 
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum EngineError {
@@ -48,6 +57,8 @@ pub enum LoadError {
     Session { path: PathBuf, source: ort::Error },
     #[error("{}: {reason}", .path.display())]
     Graph { path: PathBuf, reason: String },
+    #[error("{}: the test inference failed: {reason}", .path.display())]
+    TestInference { path: PathBuf, reason: String },
     #[error("cannot start the inference thread: {0}")]
     Thread(#[from] std::io::Error),
 }
@@ -58,6 +69,8 @@ pub struct EngineOptions {
     pub intra_threads: usize,
     /// Most images in one `Session::run`.
     pub max_batch: usize,
+    /// How long the inference thread waits for more requests to fill a batch.
+    pub max_wait: Duration,
     /// Most requests waiting for the thread before new ones get [`EngineError::Busy`].
     pub queue: usize,
 }
@@ -65,36 +78,80 @@ pub struct EngineOptions {
 impl Default for EngineOptions {
     fn default() -> Self {
         let cpus = thread::available_parallelism().map_or(1, |n| n.get());
-        EngineOptions { intra_threads: cpus, max_batch: 64, queue: 256 }
+        EngineOptions { intra_threads: cpus, max_batch: 64, max_wait: Duration::from_millis(2), queue: 256 }
+    }
+}
+
+/// Where an engine reports its batches; [`crate::metrics::Metrics::observer`] gives
+/// ones that appear in `/metrics`, [`Observer::default`] ones that go nowhere.
+#[derive(Clone)]
+pub struct Observer {
+    pub batch_size: Histogram,
+    pub images: IntCounter,
+}
+
+impl Default for Observer {
+    fn default() -> Self {
+        // Constant, valid names: these constructors cannot fail.
+        Observer {
+            batch_size: Histogram::with_opts(HistogramOpts::new("batch_size", "images per run"))
+                .expect("valid histogram options"),
+            images: IntCounter::new("images", "images generated").expect("valid counter options"),
+        }
     }
 }
 
 pub struct Engine {
     name: String,
     manifest: Manifest,
-    jobs: SyncSender<Job>,
+    jobs: SyncSender<Job<Point>>,
     queue: usize,
+    depth: Arc<AtomicUsize>,
+    alive: Arc<AtomicBool>,
 }
 
 impl Engine {
-    /// Loads `dir` (a model folder) and starts its inference thread. `name` is how
-    /// clients address it.
+    /// Loads `dir` (a model folder), runs the test inference and starts its
+    /// inference thread. `name` is how clients address it.
     pub fn load(env: &Environment, name: &str, dir: &Path, opts: EngineOptions) -> Result<Engine, LoadError> {
+        Engine::load_observed(env, name, dir, opts, Observer::default())
+    }
+
+    /// [`Engine::load`], reporting batch sizes and images to `observer`.
+    pub fn load_observed(
+        env: &Environment,
+        name: &str,
+        dir: &Path,
+        opts: EngineOptions,
+        observer: Observer,
+    ) -> Result<Engine, LoadError> {
         let manifest = Manifest::load(dir)?;
         let bytes = manifest.read_onnx(dir)?;
         let onnx_path = dir.join(&manifest.onnx.file);
         let mut session = build_session(env, &bytes, opts.intra_threads)
             .map_err(|source| LoadError::Session { path: onnx_path.clone(), source })?;
-        check_graph(&session, &manifest).map_err(|reason| LoadError::Graph { path: onnx_path, reason })?;
-
-        let (jobs, rx) = sync_channel(opts.queue);
+        check_graph(&session, &manifest).map_err(|reason| LoadError::Graph { path: onnx_path.clone(), reason })?;
         let io =
             Io { input: manifest.onnx.input.clone(), output: manifest.onnx.output.clone(), dim: manifest.latent.dim };
         let item_len = ImageSpec::of(&manifest).len();
-        thread::Builder::new()
-            .name(format!("infer-{name}"))
-            .spawn(move || batcher::run(rx, opts.max_batch, item_len, |seeds| infer(&mut session, &io, seeds)))?;
-        Ok(Engine { name: name.to_string(), manifest, jobs, queue: opts.queue })
+        test_inference(&mut session, &io, item_len)
+            .map_err(|reason| LoadError::TestInference { path: onnx_path, reason })?;
+
+        let (jobs, rx) = sync_channel(opts.queue);
+        let depth = Arc::new(AtomicUsize::new(0));
+        let alive = Arc::new(AtomicBool::new(true));
+        let (thread_depth, guard) = (depth.clone(), AliveGuard(alive.clone()));
+        let rules = Rules { max_batch: opts.max_batch.max(1), max_wait: opts.max_wait };
+        thread::Builder::new().name(format!("infer-{name}")).spawn(move || {
+            let _guard = guard;
+            batcher::run(rx, rules, item_len, &thread_depth, |points: &[Point]| {
+                observer.batch_size.observe(points.len() as f64);
+                let out = infer(&mut session, &io, points)?;
+                observer.images.inc_by(points.len() as u64);
+                Ok(out)
+            })
+        })?;
+        Ok(Engine { name: name.to_string(), manifest, jobs, queue: opts.queue, depth, alive })
     }
 
     pub fn name(&self) -> &str {
@@ -113,19 +170,49 @@ impl Engine {
         CPU_PROVIDER
     }
 
-    /// The generator's output for `seeds`: `seeds.len()` images of
-    /// [`ImageSpec::len`] values each, NCHW, in seed order. Never blocks the caller's
-    /// thread: a full queue is an immediate [`EngineError::Busy`].
+    /// Requests waiting for the inference thread.
+    pub fn queue_depth(&self) -> usize {
+        self.depth.load(Ordering::Relaxed)
+    }
+
+    /// False once the inference thread has ended (it only ends on a panic while
+    /// the engine exists).
+    pub fn is_alive(&self) -> bool {
+        self.alive.load(Ordering::Relaxed)
+    }
+
+    /// The generator's output for `seeds`; see [`Engine::generate_points`].
     pub async fn generate(&self, seeds: Vec<u64>) -> Result<Vec<f32>, EngineError> {
-        if seeds.is_empty() {
+        self.generate_points(seeds.into_iter().map(Point::seed).collect()).await
+    }
+
+    /// `points.len()` images of [`ImageSpec::len`] values each, NCHW, in order.
+    /// Never blocks the caller's thread: a full queue is an immediate
+    /// [`EngineError::Busy`]. Dropping the future before the answer withdraws the
+    /// request: if it has not run yet, it never will.
+    pub async fn generate_points(&self, points: Vec<Point>) -> Result<Vec<f32>, EngineError> {
+        if points.is_empty() {
             return Ok(Vec::new());
         }
         let (reply, answer) = oneshot::channel();
-        self.jobs.try_send(Job { seeds, reply }).map_err(|e| match e {
-            TrySendError::Full(_) => EngineError::Busy { model: self.name.clone(), capacity: self.queue },
-            TrySendError::Disconnected(_) => EngineError::Stopped,
+        self.depth.fetch_add(1, Ordering::Relaxed);
+        self.jobs.try_send(Job { items: points, reply }).map_err(|e| {
+            self.depth.fetch_sub(1, Ordering::Relaxed);
+            match e {
+                TrySendError::Full(_) => EngineError::Busy { model: self.name.clone(), capacity: self.queue },
+                TrySendError::Disconnected(_) => EngineError::Stopped,
+            }
         })?;
         answer.await.map_err(|_| EngineError::Stopped)?
+    }
+}
+
+/// Marks the engine dead when the inference thread ends, however it ends.
+struct AliveGuard(Arc<AtomicBool>);
+
+impl Drop for AliveGuard {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::Relaxed);
     }
 }
 
@@ -140,14 +227,26 @@ struct Io {
     dim: usize,
 }
 
-fn infer(session: &mut Session, io: &Io, seeds: &[u64]) -> Result<Vec<f32>, EngineError> {
-    let z = latent_batch(seeds, io.dim);
-    let z = TensorRef::from_array_view(([seeds.len(), io.dim, 1, 1], z.as_slice()))?;
+fn infer(session: &mut Session, io: &Io, points: &[Point]) -> Result<Vec<f32>, EngineError> {
+    let z = latents::batch(points, io.dim);
+    let z = TensorRef::from_array_view(([points.len(), io.dim, 1, 1], z.as_slice()))?;
     let outputs = session.run(ort::inputs![io.input.as_str() => z])?;
     let image =
         outputs.get(&io.output).ok_or_else(|| EngineError::Output(format!("no output named {:?}", io.output)))?;
     let (_, values) = image.try_extract_tensor::<f32>()?;
     Ok(values.to_vec())
+}
+
+/// One image, of the right size, with finite values.
+fn test_inference(session: &mut Session, io: &Io, item_len: usize) -> Result<(), String> {
+    let out = infer(session, io, &[Point::seed(TEST_SEED)]).map_err(|e| e.to_string())?;
+    if out.len() != item_len {
+        return Err(format!("{} values for one image of {item_len}", out.len()));
+    }
+    if let Some(bad) = out.iter().find(|v| !v.is_finite()) {
+        return Err(format!("the output holds {bad} for seed {TEST_SEED}"));
+    }
+    Ok(())
 }
 
 /// Refuses, at load time, a graph that does not match its manifest, so a wrong

@@ -3,9 +3,12 @@
 
 use actix_web::http::{header, StatusCode};
 use actix_web::{HttpResponse, ResponseError};
+use serde::Serialize;
+use utoipa::ToSchema;
 
 use crate::engine::EngineError;
 use crate::query::QueryError;
+use crate::registry::UnknownModel;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -15,10 +18,21 @@ pub enum ApiError {
     NotFound(String),
     #[error("{0}")]
     MethodNotAllowed(String),
+    /// The model's queue is full: 503 with `Retry-After`.
     #[error("{0}")]
     Busy(String),
+    /// Nothing can serve this yet (no model loaded): 503.
+    #[error("{0}")]
+    NotReady(String),
     #[error("{0}")]
     Internal(String),
+}
+
+/// The body of every error response.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorBody {
+    /// What went wrong, for people; names the parameter at fault for a 400.
+    pub error: String,
 }
 
 impl ResponseError for ApiError {
@@ -27,7 +41,7 @@ impl ResponseError for ApiError {
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
-            ApiError::Busy(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Busy(_) | ApiError::NotReady(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -39,17 +53,23 @@ impl ResponseError for ApiError {
                 res.insert_header((header::RETRY_AFTER, "1"));
             }
             ApiError::MethodNotAllowed(_) => {
-                res.insert_header((header::ALLOW, "GET"));
+                res.insert_header((header::ALLOW, "GET, HEAD"));
             }
             _ => {}
         }
-        res.json(serde_json::json!({ "error": self.to_string() }))
+        res.json(ErrorBody { error: self.to_string() })
     }
 }
 
 impl From<QueryError> for ApiError {
     fn from(e: QueryError) -> Self {
         ApiError::BadRequest(e.to_string())
+    }
+}
+
+impl From<UnknownModel> for ApiError {
+    fn from(e: UnknownModel) -> Self {
+        ApiError::NotFound(e.to_string())
     }
 }
 

@@ -1,15 +1,32 @@
 //! canard-serve: serves images from canard's exported ONNX generators over HTTP.
 //!
 //! - [`ort_lib`]: finds and loads the ONNX Runtime library;
-//! - [`registry`]: the models folder → loaded [`engine::Engine`]s by name;
-//! - [`engine`] and [`batcher`]: one inference thread per model, batching requests;
-//! - [`query`], [`routes`], [`render`], [`error`]: the HTTP side.
+//! - [`registry`], [`live`], [`reload`], [`fingerprint`]: the models folder →
+//!   loaded [`engine::Engine`]s by name, swapped atomically on hot reload;
+//! - [`engine`], [`batcher`], [`latents`]: one inference thread per model,
+//!   gathering concurrent requests into one ONNX Runtime run;
+//! - [`query`], [`limits`], [`routes`], [`render`], [`encode`], [`caching`],
+//!   [`error`], [`openapi`]: the HTTP side; [`app`] puts it together with CORS
+//!   and [`metrics`];
+//! - [`config`], [`logging`]: flags, environment and logs of the binary.
 
+pub mod app;
 pub mod batcher;
+pub mod caching;
+pub mod config;
+pub mod encode;
 pub mod engine;
 pub mod error;
+pub mod fingerprint;
+pub mod latents;
+pub mod limits;
+pub mod live;
+pub mod logging;
+pub mod metrics;
+pub mod openapi;
 pub mod ort_lib;
 pub mod query;
 pub mod registry;
+pub mod reload;
 pub mod render;
 pub mod routes;

@@ -1,40 +1,33 @@
 //! `canard-serve`: load ONNX Runtime and the models, then serve HTTP until Ctrl-C
-//! or SIGTERM (actix stops gracefully on both).
+//! or SIGTERM (actix then stops accepting and lets in-flight requests finish, for
+//! at most `--shutdown-timeout` seconds).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 
-use actix_web::{web, App, HttpServer};
+use actix_web::HttpServer;
 use anyhow::Context;
-use canard_serve::engine::EngineOptions;
-use canard_serve::registry::Registry;
-use canard_serve::{ort_lib, routes};
+use canard_serve::app::{self, AppState};
+use canard_serve::config::Args;
+use canard_serve::live::Live;
+use canard_serve::metrics::Metrics;
+use canard_serve::registry::Loader;
+use canard_serve::reload::{Reloader, Watcher};
+use canard_serve::{logging, ort_lib};
 use clap::Parser;
-
-#[derive(Debug, Parser)]
-#[command(version, about = "Serves PNG images from canard's exported generators over HTTP.")]
-struct Args {
-    /// Folder holding one sub-folder per model (model.json + ONNX file).
-    #[arg(long, env = "CANARD_MODELS", default_value = "models")]
-    models: PathBuf,
-    /// Model used when a request names none; it must load [default: demo, else the first by name].
-    #[arg(long, env = "CANARD_MODEL")]
-    model: Option<String>,
-    /// Address to listen on (port 0 picks a free port).
-    #[arg(long, env = "CANARD_BIND", default_value = "127.0.0.1:8080")]
-    bind: String,
-    /// The ONNX Runtime library (libonnxruntime.so) [env: ORT_DYLIB_PATH; default: searched
-    /// beside the executable, then in .deps/onnxruntime/ of the current folder and the
-    /// executable's ancestors]
-    #[arg(long)]
-    ort_lib: Option<PathBuf>,
-}
+use tracing::{info, warn};
 
 fn main() -> ExitCode {
-    match run(Args::parse()) {
+    let args = Args::parse();
+    if let Err(e) = logging::init(args.log.as_deref(), args.log_format) {
+        eprintln!("canard-serve: error: {e}");
+        return ExitCode::FAILURE;
+    }
+    match run(args) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("canard-serve: error: {}", describe(&e));
+            tracing::error!("canard-serve: error: {}", describe(&e));
             ExitCode::FAILURE
         }
     }
@@ -56,19 +49,22 @@ fn run(args: Args) -> anyhow::Result<()> {
     // Read by hand, not by clap: an empty ORT_DYLIB_PATH means "not set", as it does
     // for ort itself, where clap would refuse the empty value.
     let from_env = std::env::var_os("ORT_DYLIB_PATH").filter(|v| !v.is_empty()).map(PathBuf::from);
-    let explicit = args.ort_lib.or(from_env);
+    let explicit = args.ort_lib.clone().or(from_env);
     let ort = ort_lib::load(explicit.as_deref())?;
-    eprintln!("canard-serve: ONNX Runtime loaded from {ort}");
+    info!("ONNX Runtime loaded from {ort}");
 
-    let opts = EngineOptions::default();
-    let (registry, skipped) = Registry::load(&ort.env, &args.models, args.model.as_deref(), opts)?;
+    let opts = args.engine_options();
+    let metrics = Arc::new(Metrics::new());
+    let loader = Loader::new(&ort.env, opts, metrics.clone());
+    let (registry, skipped) = loader.load_all(&args.models, args.model.as_deref())?;
     for s in &skipped {
-        eprintln!("canard-serve: skipping model folder {}: {}", s.dir.display(), s.error);
+        warn!(model = %s.name, "skipping model folder {}: {}", s.dir.display(), s.error);
     }
     for engine in registry.models() {
         let m = engine.manifest();
-        eprintln!(
-            "canard-serve: model {} loaded: {}x{}, {} channel(s), latent {}, {} ({} intra-op threads)",
+        info!(
+            model = engine.name(),
+            "model {} loaded: {}x{}, {} channel(s), latent {}, {} ({} intra-op threads)",
             engine.name(),
             m.image_size,
             m.image_size,
@@ -78,19 +74,37 @@ fn run(args: Args) -> anyhow::Result<()> {
             opts.intra_threads
         );
     }
-    eprintln!("canard-serve: default model: {}", registry.default_model().name());
+    if let Some(default) = registry.default_model() {
+        info!("default model: {}", default.name());
+    }
 
-    let data = web::Data::new(registry);
-    let server = HttpServer::new(move || {
-        App::new().app_data(data.clone()).configure(routes::configure).default_service(web::to(routes::not_found))
-    })
-    .bind(&args.bind)
-    .with_context(|| format!("cannot listen on {} (expected HOST:PORT, e.g. 127.0.0.1:8080)", args.bind))?;
+    let live = Arc::new(Live::new(registry));
+    let _watcher = match args.reload_every() {
+        Some(every) => {
+            let reloader = Reloader::new(loader, args.models.clone(), args.model.clone(), live.clone(), &skipped);
+            info!("hot reload: watching {} every {:?}", args.models.display(), every);
+            Some(Watcher::spawn(reloader, every).context("cannot start the hot-reload thread")?)
+        }
+        None => None,
+    };
+
+    let state = AppState::new(live, metrics);
+    let cors = args.cors_origins.clone();
+    info!("CORS origins: {cors}");
+    let mut server = HttpServer::new(move || app::build(state.clone(), &cors)).shutdown_timeout(args.shutdown_timeout);
+    if let Some(workers) = args.workers {
+        server = server.workers(workers);
+    }
+    let server = server
+        .bind(&args.bind)
+        .with_context(|| format!("cannot listen on {} (expected HOST:PORT, e.g. 127.0.0.1:8080)", args.bind))?;
     for addr in server.addrs() {
-        eprintln!("canard-serve: listening on http://{addr}");
+        info!("listening on http://{addr}");
     }
     if let Some(addr) = server.addrs().first() {
-        eprintln!("canard-serve: try: curl -s 'http://{addr}/generate?seed=42' > 42.png");
+        info!("try: curl -s 'http://{addr}/generate?seed=42' > 42.png");
     }
-    actix_web::rt::System::new().block_on(server.run()).context("server stopped with an error")
+    actix_web::rt::System::new().block_on(server.run()).context("server stopped with an error")?;
+    info!("stopped");
+    Ok(())
 }

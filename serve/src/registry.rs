@@ -1,30 +1,45 @@
 //! The models folder → the loaded models by name, and which one is the default.
 //!
-//! A server with three good models and one half-copied folder should still start,
-//! so a broken folder is reported and skipped, except the one asked for by name.
+//! A [`Registry`] is an immutable snapshot; hot reload ([`crate::reload`]) builds a
+//! new one and swaps it in ([`crate::live`]). A server with three good models and
+//! one half-copied folder should still start, so a broken folder is reported and
+//! skipped, except the one asked for by name.
 
 use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use canard_shared::manifest::{is_plain_name, MANIFEST_FILE};
 use ort::environment::Environment;
 
 use crate::engine::{Engine, EngineOptions, LoadError};
+use crate::fingerprint::{self, Fingerprint};
+use crate::metrics::Metrics;
 
 /// The model used when a request names none and `--model` is not given.
 pub const PREFERRED_DEFAULT: &str = "demo";
 
+#[derive(Clone, Default)]
 pub struct Registry {
-    models: BTreeMap<String, Engine>,
-    default: String,
+    models: BTreeMap<String, Loaded>,
+    default: Option<String>,
+}
+
+/// An engine and what its folder looked like just before it was read.
+#[derive(Clone)]
+pub struct Loaded {
+    pub engine: Arc<Engine>,
+    pub fingerprint: Fingerprint,
 }
 
 /// A model folder that could not be loaded, and why.
 #[derive(Debug)]
 pub struct Skipped {
+    pub name: String,
     pub dir: PathBuf,
     pub error: LoadError,
+    pub fingerprint: Fingerprint,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -47,16 +62,34 @@ pub struct UnknownModel {
     pub loaded: String,
 }
 
-impl Registry {
+/// How engines are made: the ONNX Runtime environment, the engine options and
+/// where batches are reported. Cloned into the hot-reload thread.
+#[derive(Clone)]
+pub struct Loader {
+    pub env: Environment,
+    pub opts: EngineOptions,
+    pub metrics: Arc<Metrics>,
+}
+
+impl Loader {
+    pub fn new(env: &Environment, opts: EngineOptions, metrics: Arc<Metrics>) -> Loader {
+        Loader { env: env.clone(), opts, metrics }
+    }
+
+    /// One model folder, test inference included.
+    pub fn engine(&self, name: &str, dir: &Path) -> Result<Loaded, (LoadError, Fingerprint)> {
+        // Taken before reading, so a write during the load shows up as a change later.
+        let fingerprint = fingerprint::of(dir).unwrap_or_default();
+        match Engine::load_observed(&self.env, name, dir, self.opts, self.metrics.observer(name)) {
+            Ok(engine) => Ok(Loaded { engine: Arc::new(engine), fingerprint }),
+            Err(e) => Err((e, fingerprint)),
+        }
+    }
+
     /// Loads every model folder in `dir`. `wanted` (from `--model`) must load and
     /// becomes the default; otherwise the default is `demo` if loaded, else the
     /// first name in order. Folders that fail are returned to be reported.
-    pub fn load(
-        env: &Environment,
-        dir: &Path,
-        wanted: Option<&str>,
-        opts: EngineOptions,
-    ) -> Result<(Registry, Vec<Skipped>), RegistryError> {
+    pub fn load_all(&self, dir: &Path, wanted: Option<&str>) -> Result<(Registry, Vec<Skipped>), RegistryError> {
         let folders = model_folders(dir)?;
         if let Some(name) = wanted {
             if !folders.iter().any(|(n, _)| n == name) {
@@ -67,48 +100,83 @@ impl Registry {
         let mut models = BTreeMap::new();
         let mut skipped = Vec::new();
         for (name, path) in folders {
-            match Engine::load(env, &name, &path, opts) {
-                Ok(engine) => {
-                    models.insert(name, engine);
+            match self.engine(&name, &path) {
+                Ok(loaded) => {
+                    models.insert(name, loaded);
                 }
-                Err(error) if wanted == Some(name.as_str()) => return Err(RegistryError::WantedBroken { name, error }),
-                Err(error) => skipped.push(Skipped { dir: path, error }),
+                Err((error, _)) if wanted == Some(name.as_str()) => {
+                    return Err(RegistryError::WantedBroken { name, error })
+                }
+                Err((error, fingerprint)) => skipped.push(Skipped { name, dir: path, error, fingerprint }),
             }
         }
+        if models.is_empty() {
+            return Err(RegistryError::Empty { dir: dir.to_path_buf(), skipped: skipped.len() });
+        }
+        Ok((Registry::from_models(models, wanted), skipped))
+    }
+}
+
+impl Registry {
+    /// [`Loader::load_all`] with metrics that go nowhere.
+    pub fn load(
+        env: &Environment,
+        dir: &Path,
+        wanted: Option<&str>,
+        opts: EngineOptions,
+    ) -> Result<(Registry, Vec<Skipped>), RegistryError> {
+        Loader::new(env, opts, Arc::new(Metrics::new())).load_all(dir, wanted)
+    }
+
+    /// The default is `wanted` if loaded, else `demo` if loaded, else the first name.
+    pub fn from_models(models: BTreeMap<String, Loaded>, wanted: Option<&str>) -> Registry {
         let default = match wanted {
-            Some(name) => name.to_string(),
-            None if models.contains_key(PREFERRED_DEFAULT) => PREFERRED_DEFAULT.to_string(),
-            None => match models.keys().next() {
-                Some(first) => first.clone(),
-                None => return Err(RegistryError::Empty { dir: dir.to_path_buf(), skipped: skipped.len() }),
-            },
+            Some(name) if models.contains_key(name) => Some(name.to_string()),
+            _ if models.contains_key(PREFERRED_DEFAULT) => Some(PREFERRED_DEFAULT.to_string()),
+            _ => models.keys().next().cloned(),
         };
-        Ok((Registry { models, default }, skipped))
+        Registry { models, default }
     }
 
     /// The model called `name`, or the default one.
-    pub fn get(&self, name: Option<&str>) -> Result<&Engine, UnknownModel> {
-        let name = name.unwrap_or(&self.default);
-        self.models.get(name).ok_or_else(|| UnknownModel { name: name.to_string(), loaded: self.names().join(", ") })
+    pub fn get(&self, name: Option<&str>) -> Result<&Arc<Engine>, UnknownModel> {
+        let unknown = |name: &str| UnknownModel { name: name.to_string(), loaded: list_str(&self.names()) };
+        match name.or(self.default.as_deref()) {
+            Some(name) => self.models.get(name).map(|l| &l.engine).ok_or_else(|| unknown(name)),
+            None => Err(unknown("")),
+        }
     }
 
-    pub fn default_model(&self) -> &Engine {
-        // `load` only builds a registry whose default is among its models.
-        &self.models[&self.default]
+    /// `None` only for an empty registry.
+    pub fn default_model(&self) -> Option<&Arc<Engine>> {
+        self.default.as_ref().and_then(|name| self.models.get(name)).map(|l| &l.engine)
     }
 
     pub fn names(&self) -> Vec<&str> {
         self.models.keys().map(String::as_str).collect()
     }
 
-    pub fn models(&self) -> impl Iterator<Item = &Engine> {
-        self.models.values()
+    pub fn models(&self) -> impl Iterator<Item = &Arc<Engine>> {
+        self.models.values().map(|l| &l.engine)
+    }
+
+    pub fn len(&self) -> usize {
+        self.models.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.models.is_empty()
+    }
+
+    /// Every model with the fingerprint it was loaded from.
+    pub fn loaded(&self) -> &BTreeMap<String, Loaded> {
+        &self.models
     }
 }
 
 /// Sub-folders holding a manifest, sorted by name. Hidden folders are ignored, and
 /// so are names a URL cannot carry plainly: the folder name is the model's name.
-fn model_folders(dir: &Path) -> Result<Vec<(String, PathBuf)>, RegistryError> {
+pub fn model_folders(dir: &Path) -> Result<Vec<(String, PathBuf)>, RegistryError> {
     let entries = std::fs::read_dir(dir).map_err(|source| RegistryError::Folder { dir: dir.to_path_buf(), source })?;
     let mut found: Vec<(String, PathBuf)> = entries
         .filter_map(Result::ok)
@@ -123,6 +191,10 @@ fn model_folders(dir: &Path) -> Result<Vec<(String, PathBuf)>, RegistryError> {
 }
 
 fn list(names: &[String]) -> String {
+    list_str(&names.iter().map(String::as_str).collect::<Vec<_>>())
+}
+
+fn list_str(names: &[&str]) -> String {
     if names.is_empty() {
         "none".into()
     } else {

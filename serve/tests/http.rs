@@ -1,42 +1,19 @@
-//! The HTTP surface, in process: status codes, headers, JSON errors, determinism.
+//! The HTTP surface, in process: status codes, headers, JSON errors, limits,
+//! determinism.
 
 mod support;
 
 use actix_web::http::StatusCode;
-use actix_web::{test, web, App};
+use actix_web::test;
+use canard_serve::app::AppState;
 use canard_serve::registry::Registry;
-use canard_serve::routes;
 use serde_json::Value;
-use support::{options, runtime, write_model, CHANNELS, SIZE};
-
-macro_rules! app {
-    ($reg:expr) => {
-        test::init_service(
-            App::new()
-                .app_data(web::Data::new($reg))
-                .configure(routes::configure)
-                .default_service(web::to(routes::not_found)),
-        )
-        .await
-    };
-}
-
-fn header(res: &actix_web::dev::ServiceResponse, name: &str) -> String {
-    res.headers().get(name).and_then(|v| v.to_str().ok()).unwrap_or_default().to_string()
-}
-
-fn registry(root: &std::path::Path) -> Registry {
-    let rt = runtime();
-    write_model(root, "demo", 8, |_| {});
-    write_model(root, "other", 4, |_| {});
-    Registry::load(&rt.env, root, None, options()).unwrap().0
-}
+use support::{header, two_models, CHANNELS, SIZE};
 
 #[actix_web::test]
 async fn generate_returns_the_same_png_for_the_same_seed() {
     let root = tempfile::tempdir().unwrap();
-    let reg = registry(root.path());
-    let app = app!(reg);
+    let app = app!(AppState::fixed(two_models(root.path())));
     let mut bodies = Vec::new();
     for uri in ["/generate?seed=42", "/generate?seed=42", "/generate?seed=42&model=demo", "/generate?seed=43"] {
         let res = test::call_service(&app, test::TestRequest::get().uri(uri).to_request()).await;
@@ -62,37 +39,56 @@ async fn generate_returns_the_same_png_for_the_same_seed() {
 }
 
 #[actix_web::test]
-async fn errors_are_json_with_the_right_status() {
+async fn errors_and_limits_are_json_with_the_right_status() {
     let root = tempfile::tempdir().unwrap();
-    let reg = registry(root.path());
-    let app = app!(reg);
-    for (method, uri, status, needle) in [
+    let app = app!(AppState::fixed(two_models(root.path())));
+    let long = format!("/generate?model={}", "x".repeat(5000));
+    let cases: &[(&str, &str, u16, &str)] = &[
         ("GET", "/generate?seed=abc", 400, r#"got \"abc\""#),
         ("GET", "/generate?seed=-1", 400, "from 0 to 18446744073709551615"),
         ("GET", "/generate?seed=99999999999999999999", 400, "99999999999999999999"),
         ("GET", "/generate?seed=1&seed=2", 400, "at most once"),
-        ("GET", "/generate?size=3", 400, "allowed: seed, model"),
+        ("GET", "/generate?sizes=3", 400, "allowed: seed, seeds, n, model, format, size, truncation"),
         ("GET", "/generate?seed=%zz", 400, "malformed"),
+        ("GET", "/generate?n=65", 400, "n must be an integer from 1 to 64"),
+        ("GET", "/generate?seeds=1-100", 400, "at most 64 per request"),
+        ("GET", "/generate?seeds=0-18446744073709551615", 400, "at most 64 per request"),
+        ("GET", "/generate?seed=1&seeds=2", 400, "either seed or seeds"),
+        ("GET", "/generate?size=1025", 400, "size must be an integer from 1 to 1024"),
+        ("GET", "/generate?n=64&size=1024", 400, "at most 16777216"),
+        ("GET", "/generate?truncation=0", 400, "truncation must be"),
+        ("GET", "/generate?truncation=1.5", 400, "truncation must be"),
+        ("GET", "/generate?format=gif", 400, "png, jpeg, webp"),
+        ("GET", &long, 400, "at most 4096"),
+        ("GET", "/interpolate?to=2", 400, "parameter from is required"),
+        ("GET", "/interpolate?from=1&to=2&steps=65", 400, "steps must be an integer from 2 to 64"),
+        ("GET", "/interpolate?from=1&to=2&steps=64&size=1024&format=gif", 400, "at most 16777216"),
+        ("GET", "/interpolate?from=1&to=2&n=3", 400, r#"unknown parameter \"n\""#),
         ("GET", "/generate?model=nope", 404, r#"loaded: demo, other"#),
+        ("GET", "/interpolate?from=1&to=2&model=nope", 404, "nope"),
+        ("GET", "/models/nope", 404, "nope"),
         ("GET", "/nothing", 404, "no route"),
         ("POST", "/generate", 405, "use GET"),
-    ] {
+        ("DELETE", "/models/demo", 405, "use GET"),
+    ];
+    for (method, uri, status, needle) in cases {
         let req = test::TestRequest::default().method(method.parse().unwrap()).uri(uri).to_request();
         let res = test::call_service(&app, req).await;
-        assert_eq!(res.status().as_u16(), status, "{uri}");
-        assert_eq!(header(&res, "content-type"), "application/json", "{uri}");
+        let shown = &uri[..uri.len().min(80)];
+        assert_eq!(res.status().as_u16(), *status, "{shown}");
+        assert_eq!(header(&res, "content-type"), "application/json", "{shown}");
         let body = test::read_body(res).await;
         let text = String::from_utf8_lossy(&body);
-        let json: Value = serde_json::from_slice(&body).unwrap_or_else(|e| panic!("{uri}: {e}: {text}"));
-        assert!(json["error"].is_string() && text.contains(needle), "{uri}: {text}");
+        let json: Value = serde_json::from_slice(&body).unwrap_or_else(|e| panic!("{shown}: {e}: {text}"));
+        assert!(json["error"].is_string() && text.contains(needle), "{shown}: {text}");
+        assert!(text.len() < 1000, "{shown}: the message stays short: {text}");
     }
 }
 
 #[actix_web::test]
 async fn healthz_describes_the_default_model() {
     let root = tempfile::tempdir().unwrap();
-    let reg = registry(root.path());
-    let app = app!(reg);
+    let app = app!(AppState::fixed(two_models(root.path())));
     let json: Value = test::call_and_read_body_json(&app, test::TestRequest::get().uri("/healthz").to_request()).await;
     assert_eq!(
         json,
@@ -101,4 +97,19 @@ async fn healthz_describes_the_default_model() {
             "execution_provider": "CPUExecutionProvider", "models": ["demo", "other"],
         })
     );
+}
+
+#[actix_web::test]
+async fn without_models_liveness_holds_but_readiness_and_pictures_are_503() {
+    let app = app!(AppState::fixed(Registry::default()));
+    let res = test::call_service(&app, test::TestRequest::get().uri("/healthz").to_request()).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let json: Value = test::read_body_json(res).await;
+    assert_eq!((json["model"].clone(), json["models"].clone()), (Value::Null, serde_json::json!([])));
+    for uri in ["/readyz", "/generate?seed=1", "/interpolate?from=1&to=2"] {
+        let res = test::call_service(&app, test::TestRequest::get().uri(uri).to_request()).await;
+        assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE, "{uri}");
+        let json: Value = test::read_body_json(res).await;
+        assert!(json["error"].as_str().unwrap().contains("no model"), "{uri}: {json}");
+    }
 }

@@ -17,7 +17,7 @@ fn loads_good_models_skips_broken_ones_and_picks_the_default() {
 
     let (reg, skipped) = Registry::load(&rt.env, root.path(), None, options()).unwrap();
     assert_eq!(reg.names(), ["demo", "zeta"]);
-    assert_eq!(reg.default_model().name(), "demo");
+    assert_eq!(reg.default_model().unwrap().name(), "demo");
     assert_eq!(skipped.len(), 1);
     assert_eq!(skipped[0].dir, broken);
     assert!(skipped[0].error.to_string().contains("SHA-256"), "{}", skipped[0].error);
@@ -26,7 +26,7 @@ fn loads_good_models_skips_broken_ones_and_picks_the_default() {
     assert_eq!(unknown, r#"unknown model "nope"; loaded: demo, zeta"#);
 
     let (reg, _) = Registry::load(&rt.env, root.path(), Some("zeta"), options()).unwrap();
-    assert_eq!(reg.default_model().name(), "zeta");
+    assert_eq!(reg.default_model().unwrap().name(), "zeta");
 
     let err = Registry::load(&rt.env, root.path(), Some("alpha"), options()).err().unwrap();
     assert!(matches!(err, RegistryError::WantedBroken { .. }) && err.to_string().contains("SHA-256"), "{err}");
@@ -46,5 +46,5 @@ fn without_demo_the_first_name_is_the_default_and_no_model_is_an_error() {
     write_model(root.path(), "b", 8, |_| {});
     write_model(root.path(), "a", 8, |_| {});
     let (reg, _) = Registry::load(&rt.env, root.path(), None, options()).unwrap();
-    assert_eq!(reg.default_model().name(), "a");
+    assert_eq!(reg.default_model().unwrap().name(), "a");
 }

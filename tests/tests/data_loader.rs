@@ -40,10 +40,9 @@ fn write_palette_png(path: &Path) {
     w.write_image_data(&px).unwrap();
 }
 
-/// The planar pixel (c, y, x) of image i, back in 0..=255.
+/// The planar pixel (c, y, x) of image i, in 0..=255.
 fn px(d: &Dataset, i: usize, c: usize, y: usize, x: usize) -> u8 {
-    let v = d.pixels[i * d.image_len() + c * d.size * d.size + y * d.size + x];
-    canard_shared::image::to_u8(v)
+    d.pixels[i * d.image_len() + c * d.size * d.size + y * d.size + x]
 }
 
 #[test]
@@ -77,7 +76,7 @@ fn loads_good_images_and_counts_bad_ones_in_a_messy_folder() {
     std::fs::write(root.join("fake.png"), b"this is text with a png name").unwrap();
     std::os::unix::fs::symlink(root.join("does-not-exist.png"), root.join("dangling.png")).unwrap();
 
-    let (data, skipped) = Dataset::open(root.to_str().unwrap(), 8, None, 0).unwrap();
+    let (data, skipped) = Dataset::open(root.to_str().unwrap(), 8, None, 0, None).unwrap();
     assert_eq!(data.len, 9, "good images: {skipped:?}");
     assert_eq!(data.channels, 3, "a mixed folder is RGB");
     let bad: Vec<String> =
@@ -89,7 +88,10 @@ fn loads_good_images_and_counts_bad_ones_in_a_messy_folder() {
         assert!(bad.contains(&name.to_string()), "{name} not reported in {bad:?}");
     }
     assert_eq!(data.pixels.len(), 9 * 3 * 8 * 8);
-    assert!(data.pixels.iter().all(|v| (-1.0..=1.0).contains(v)));
+    let batch = data.batch(&(0..9).collect::<Vec<_>>(), &candle_core::Device::Cpu).unwrap();
+    assert_eq!(batch.dims(), [9, 3, 8, 8]);
+    let values = batch.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+    assert!(values.iter().all(|v| (-1.0..=1.0).contains(v)));
 
     // Files are read in sorted path order: a/alpha.png, a/b/red.PNG, cmyk.JPEG, grey.jpg, palette.png, x.Gif, x.bmp, x.webp, z_wide.png.
     assert_eq!(
@@ -118,9 +120,9 @@ fn a_grey_folder_gives_one_channel_unless_told_otherwise() {
             ImageFormat::Png,
         );
     }
-    let (grey, _) = Dataset::open(dir.path().to_str().unwrap(), 8, None, 0).unwrap();
+    let (grey, _) = Dataset::open(dir.path().to_str().unwrap(), 8, None, 0, None).unwrap();
     assert_eq!((grey.len, grey.channels), (3, 1));
-    let (rgb, _) = Dataset::open(dir.path().to_str().unwrap(), 8, Some(3), 0).unwrap();
+    let (rgb, _) = Dataset::open(dir.path().to_str().unwrap(), 8, Some(3), 0, None).unwrap();
     assert_eq!(rgb.channels, 3);
     assert_eq!(rgb.pixels.len(), 3 * 3 * 64);
 }
@@ -128,14 +130,103 @@ fn a_grey_folder_gives_one_channel_unless_told_otherwise() {
 #[test]
 fn folders_without_usable_images_are_clear_errors() {
     let dir = tempfile::tempdir().unwrap();
-    let err = Dataset::open(dir.path().to_str().unwrap(), 8, None, 0).err().unwrap().to_string();
+    let err = Dataset::open(dir.path().to_str().unwrap(), 8, None, 0, None).err().unwrap().to_string();
     assert!(err.contains("no usable image"), "{err}");
     std::fs::write(dir.path().join("a.txt"), b"x").unwrap();
     std::fs::write(dir.path().join("b.jpg"), b"x").unwrap();
-    let err = Dataset::open(dir.path().to_str().unwrap(), 8, None, 0).err().unwrap().to_string();
+    let err = Dataset::open(dir.path().to_str().unwrap(), 8, None, 0, None).err().unwrap().to_string();
     assert!(err.contains("2 files skipped") && err.contains("b.jpg"), "{err}");
-    let err = Dataset::open("/definitely/not/here", 8, None, 0).err().unwrap().to_string();
+    let err = Dataset::open("/definitely/not/here", 8, None, 0, None).err().unwrap().to_string();
     assert!(err.contains("/definitely/not/here"), "{err}");
-    let err = Dataset::open("builtin:nope", 8, None, 0).err().unwrap().to_string();
+    let err = Dataset::open("builtin:nope", 8, None, 0, None).err().unwrap().to_string();
     assert!(err.contains("shapes"), "{err}");
+}
+
+/// 120 pictures (enough for the progress display), picture i a flat colour that encodes i.
+fn numbered_folder(root: &Path, n: u8) {
+    for i in 0..n {
+        let img = RgbImage::from_pixel(10 + i as u32 % 7, 12, Rgb([i, 255 - i, 7]));
+        save(&DynamicImage::ImageRgb8(img), &root.join(format!("p{i:03}.png")), ImageFormat::Png);
+    }
+}
+
+fn cache_files(dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(dir)
+        .map(|d| d.map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect())
+        .unwrap_or_default();
+    v.sort();
+    v
+}
+
+#[test]
+fn decoding_is_parallel_but_ordered_and_a_second_run_reads_the_cache() {
+    let dir = tempfile::tempdir().unwrap();
+    let (root, cache) = (dir.path().join("pics"), dir.path().join("cache"));
+    numbered_folder(&root, 120);
+    std::fs::write(root.join("zz_bad.png"), b"not a png").unwrap();
+    let spec = root.to_str().unwrap();
+
+    let (plain, skipped) = Dataset::open(spec, 8, None, 0, None).unwrap();
+    assert_eq!((plain.len, plain.channels, skipped.count), (120, 3, 1));
+    for i in 0..120 {
+        assert_eq!([px(&plain, i, 0, 3, 3), px(&plain, i, 1, 3, 3)], [i as u8, 255 - i as u8], "sorted order");
+    }
+    assert!(cache_files(&cache).is_empty(), "no cache dir given, none written");
+
+    let (first, _) = Dataset::open(spec, 8, None, 0, Some(&cache)).unwrap();
+    assert_eq!(first.pixels, plain.pixels);
+    let entry = cache_files(&cache);
+    assert_eq!(entry.len(), 2, "{entry:?}");
+
+    // Prove the second run reads the cache: scribble over a picture but keep its size and
+    // time, which is all the key looks at. From the cache it still reads; without, it is bad.
+    let victim = root.join("p005.png");
+    let (len, mtime) = {
+        let m = std::fs::metadata(&victim).unwrap();
+        (m.len() as usize, m.modified().unwrap())
+    };
+    std::fs::write(&victim, vec![b'x'; len]).unwrap();
+    std::fs::File::options().write(true).open(&victim).unwrap().set_modified(mtime).unwrap();
+    let (hit, skipped) = Dataset::open(spec, 8, None, 0, Some(&cache)).unwrap();
+    assert_eq!((hit.pixels == plain.pixels, hit.len, skipped.count), (true, 120, 1));
+    assert_eq!(skipped.examples[0].0.file_name().unwrap(), "zz_bad.png", "decode failures are remembered");
+
+    // A new modification time is a new key: decoded again, and the old entry replaced.
+    std::fs::File::options().write(true).open(&victim).unwrap().set_modified(std::time::SystemTime::now()).unwrap();
+    let (miss, skipped) = Dataset::open(spec, 8, None, 0, Some(&cache)).unwrap();
+    assert_eq!((miss.len, skipped.count), (119, 2));
+    let entry2 = cache_files(&cache);
+    assert_eq!(entry2.len(), 2);
+    assert_ne!(entry, entry2);
+
+    // Other sizes and channel requests are other entries of the same folder (one kept).
+    let (grey, _) = Dataset::open(spec, 4, Some(1), 0, Some(&cache)).unwrap();
+    assert_eq!((grey.channels, grey.size, grey.pixels.len()), (1, 4, 119 * 16));
+    assert_eq!(cache_files(&cache).len(), 2, "one entry per folder");
+
+    // A damaged cache is ignored and rebuilt.
+    let u8_file = cache_files(&cache).into_iter().find(|n| n.ends_with(".u8")).unwrap();
+    let mut bytes = std::fs::read(cache.join(&u8_file)).unwrap();
+    bytes[3] ^= 0xff;
+    std::fs::write(cache.join(&u8_file), &bytes).unwrap();
+    let (rebuilt, _) = Dataset::open(spec, 4, Some(1), 0, Some(&cache)).unwrap();
+    assert_eq!(rebuilt.pixels, grey.pixels);
+    let (again, _) = Dataset::open(spec, 4, Some(1), 0, Some(&cache)).unwrap();
+    assert_eq!(again.pixels, grey.pixels);
+}
+
+#[test]
+fn mirrored_batches_flip_only_the_chosen_images() {
+    let dir = tempfile::tempdir().unwrap();
+    // Left half black, right half white.
+    let img = RgbImage::from_fn(8, 8, |x, _| if x < 4 { Rgb([0, 0, 0]) } else { Rgb([255, 255, 255]) });
+    for n in ["a.png", "b.png"] {
+        save(&DynamicImage::ImageRgb8(img.clone()), &dir.path().join(n), ImageFormat::Png);
+    }
+    let (data, _) = Dataset::open(dir.path().to_str().unwrap(), 8, None, 0, None).unwrap();
+    let b = data.batch_mirrored(&[0, 1], &[true, false], &candle_core::Device::Cpu).unwrap();
+    let v = b.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+    let n = data.image_len();
+    assert_eq!((v[0], v[7]), (1.0, -1.0), "first image mirrored: white on the left");
+    assert_eq!((v[n], v[n + 7]), (-1.0, 1.0), "second image as it was");
 }

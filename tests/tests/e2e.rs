@@ -9,7 +9,7 @@ use canard_shared::Manifest;
 fn train_tiny(dir: &std::path::Path, name: &str) -> std::path::PathBuf {
     let out = Command::new(cargo_bin("canard-train", "canard-train"))
         .args(["--data", "builtin:shapes", "--name", name, "--image-size", "32", "--steps", "4", "--batch-size", "16"])
-        .args(["--ngf", "8", "--ndf", "8", "--seed", "3"])
+        .args(["--ngf", "8", "--ndf", "8", "--seed", "3", "--eval-images", "64"])
         .arg("--runs-dir")
         .arg(dir.join("runs"))
         .arg("--models-dir")
@@ -31,19 +31,24 @@ fn trains_exports_and_serves_deterministic_images() {
         "samples/epoch_001.png",
         "real_samples.png",
         "losses.csv",
-        "checkpoint.safetensors",
-        "checkpoint.json",
-        "config.json",
+        "losses.png",
+        "progress.gif",
+        "config.toml",
     ] {
         assert!(run.join(f).is_file(), "runs/tiny/{f} is missing");
     }
+    assert!(run.join("checkpoints/step_00000004/tensors.safetensors").is_file(), "the final checkpoint is missing");
     let csv = std::fs::read_to_string(run.join("losses.csv")).unwrap();
     assert_eq!(csv.lines().count(), 1 + 4, "header + one row per step:\n{csv}");
+    assert!(csv.starts_with("step,epoch,loss_d,loss_g,d_real,d_fake,gp"), "{csv}");
     let grid = image::open(run.join("samples/epoch_001.png")).unwrap();
     assert_eq!((grid.width(), grid.height()), (8 * 34 + 2, 8 * 34 + 2), "8×8 grid of 32 px tiles, 2 px apart");
     let manifest = Manifest::load(&model_dir).unwrap();
     assert_eq!((manifest.image_size, manifest.channels, manifest.latent.dim), (32, 3, 100));
     assert_eq!(manifest.training.steps, 4);
+    assert!(manifest.training.ema, "the EMA generator is exported by default");
+    let quality = manifest.training.quality.as_ref().expect("SWD measured at export");
+    assert!(quality.swd.is_finite() && quality.swd > 0.0 && quality.images == 64, "{quality:?}");
     manifest.read_onnx(&model_dir).unwrap();
     let leftovers: Vec<_> = std::fs::read_dir(&model_dir).unwrap().map(|e| e.unwrap().file_name()).collect();
     assert_eq!(leftovers.len(), 2, "only generator.onnx and model.json: {leftovers:?}");

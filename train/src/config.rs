@@ -114,6 +114,9 @@ pub struct Settings {
     /// Steps the discriminator may win outright before training stops [default: 300]
     #[arg(long)]
     pub guard_patience: Option<usize>,
+    /// Generated images compared with the data for the SWD at export; 0 skips it [default: 2048]
+    #[arg(long)]
+    pub eval_images: Option<usize>,
     /// Where runs/NAME/ goes [default: runs]
     #[arg(long)]
     pub runs_dir: Option<PathBuf>,
@@ -193,6 +196,7 @@ impl Settings {
             checkpoint_every: self.checkpoint_every.unwrap_or(200),
             keep_checkpoints: self.keep_checkpoints.unwrap_or(3),
             guard_patience: self.guard_patience.unwrap_or(300),
+            eval_images: self.eval_images.unwrap_or(2048),
             runs_dir: self.runs_dir.clone().unwrap_or_else(|| "runs".into()),
             models_dir: self.models_dir.clone().unwrap_or_else(|| "models".into()),
             log_every: self.log_every.unwrap_or(10),
@@ -235,6 +239,7 @@ pub struct TrainConfig {
     pub checkpoint_every: usize,
     pub keep_checkpoints: usize,
     pub guard_patience: usize,
+    pub eval_images: usize,
     pub runs_dir: PathBuf,
     pub models_dir: PathBuf,
     pub log_every: usize,

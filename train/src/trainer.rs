@@ -30,9 +30,6 @@ use crate::report::progress::Progress;
 use crate::report::{self, LossRecord, PREVIEW_SEEDS};
 use crate::{atomic, device, export};
 
-/// Images compared with the data for the SWD at export.
-const SWD_IMAGES: usize = 2048;
-
 /// The two networks.
 pub struct Gan {
     pub g: Generator,
@@ -259,13 +256,7 @@ pub fn train(cfg: &TrainConfig) -> anyhow::Result<TrainOutcome> {
         Some(e) => e.g,
         None => gan.g,
     };
-    eprintln!("canard-train: measuring SWD on {} generated images…", SWD_IMAGES.min(data.len.max(64)));
-    let report = crate::tools::eval::evaluate_with(
-        |seeds| Ok(report::generate(&g_out, seeds, &device)?.flatten_all()?.to_vec1::<f32>()?),
-        &data,
-        SWD_IMAGES,
-        cfg.seed,
-    )?;
+    let quality = measure_swd(&cfg, &g_out, &data, &device)?;
     let summary = TrainingSummary {
         dataset: data.source.clone(),
         dataset_images: data.len,
@@ -277,13 +268,28 @@ pub fn train(cfg: &TrainConfig) -> anyhow::Result<TrainOutcome> {
         seed: cfg.seed,
         exported_at: std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0),
         ema: cfg.ema_decay > 0.0,
-        quality: Some(Quality { swd: report.mean, swd_levels: report.levels.clone(), images: SWD_IMAGES.min(data.len.max(64)) }),
+        quality,
     };
     let (model_dir, _) = export::export(&g_out, &cfg.models_dir, &cfg.name, cfg.arch.name(), summary.clone())?;
-    let levels: Vec<String> = report.levels.iter().map(|(r, v)| format!("{r}px {v:.2}")).collect();
-    eprintln!("canard-train: SWD ×10³ {:.2} (per level: {})", report.mean, levels.join(", "));
     eprintln!("canard-train: {} steps in {:.1}s; exported {}", st.step, st.seconds, model_dir.display());
     Ok(TrainOutcome { model_dir, run_dir, config: cfg, generator: g_out, summary })
+}
+
+/// ProGAN's SWD between `eval_images` generated images and the data (0 skips it).
+fn measure_swd(cfg: &TrainConfig, g: &Generator, data: &Dataset, device: &Device) -> anyhow::Result<Option<Quality>> {
+    if cfg.eval_images == 0 {
+        return Ok(None);
+    }
+    eprintln!("canard-train: measuring SWD on {} generated images…", cfg.eval_images);
+    let report = crate::tools::eval::evaluate_with(
+        |seeds| Ok(report::generate(g, seeds, device)?.flatten_all()?.to_vec1::<f32>()?),
+        data,
+        cfg.eval_images,
+        cfg.seed,
+    )?;
+    let levels: Vec<String> = report.levels.iter().map(|(r, v)| format!("{r}px {v:.2}")).collect();
+    eprintln!("canard-train: SWD ×10³ {:.2} (per level: {})", report.mean, levels.join(", "));
+    Ok(Some(Quality { swd: report.mean, swd_levels: report.levels, images: cfg.eval_images.min(data.len) }))
 }
 
 /// What one step needs to read.

@@ -22,6 +22,8 @@ fn settings(dir: &Path, arch: &str, steps: usize) -> Settings {
         augment = true
         mirror = true
         checkpoint-every = 2
+        critic-steps-burst = 10
+        eval-images = 64
         runs-dir = "{runs}"
         models-dir = "{models}"
         "#,

@@ -12,6 +12,7 @@ use std::sync::OnceLock;
 
 use canard_serve::engine::EngineOptions;
 use canard_serve::ort_lib::{self, OrtRuntime};
+use canard_serve::registry::Registry;
 use canard_shared::manifest::MANIFEST_FILE;
 use canard_shared::Manifest;
 use canard_train::model::DcganShape;
@@ -34,7 +35,44 @@ pub fn runtime() -> &'static OrtRuntime {
 }
 
 pub fn options() -> EngineOptions {
-    EngineOptions { intra_threads: 2, max_batch: 64, queue: 256 }
+    EngineOptions { intra_threads: 2, max_batch: 64, queue: 256, ..EngineOptions::default() }
+}
+
+/// The server's app over `state`, CORS open to all, as `canard-serve` runs it by default.
+#[macro_export]
+macro_rules! app {
+    ($state:expr) => {
+        actix_web::test::init_service(canard_serve::app::build($state, &canard_serve::app::CorsOrigins::Any)).await
+    };
+}
+
+/// `demo` (latent 8) and `other` (latent 4) in `root`, loaded with no hot reload.
+pub fn two_models(root: &Path) -> Registry {
+    write_model(root, "demo", 8, |_| {});
+    write_model(root, "other", 4, |_| {});
+    Registry::load(&runtime().env, root, None, options()).expect("load the test models").0
+}
+
+/// `GET uri` on an app that must answer 200: its headers and body.
+#[macro_export]
+macro_rules! get {
+    ($app:expr, $uri:expr) => {{
+        let uri: &str = &$uri;
+        let res = actix_web::test::call_service($app, actix_web::test::TestRequest::get().uri(uri).to_request()).await;
+        let status = res.status().as_u16();
+        let headers = res.headers().clone();
+        let body = actix_web::test::read_body(res).await.to_vec();
+        assert_eq!(status, 200, "{uri}: {}", String::from_utf8_lossy(&body[..body.len().min(300)]));
+        (headers, body)
+    }};
+}
+
+pub fn hv(headers: &actix_web::http::header::HeaderMap, name: &str) -> String {
+    headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or_default().to_string()
+}
+
+pub fn header<B>(res: &actix_web::dev::ServiceResponse<B>, name: &str) -> String {
+    res.headers().get(name).and_then(|v| v.to_str().ok()).unwrap_or_default().to_string()
 }
 
 /// Exports a freshly initialised DCGAN generator (latent size `dim`, [`SIZE`]²

@@ -1,0 +1,227 @@
+#!/usr/bin/env bash
+# Serving benchmark for canard-serve.
+#
+#   scripts/bench-serve.sh                      # model demo, 1/16/64 connections, 20 s each
+#   scripts/bench-serve.sh --duration 5         # a quick run
+#   scripts/bench-serve.sh --soak 10            # 10 minutes at 64 connections, RSS every 10 s
+#
+# What it does: builds canard-serve (release) and the raw_ort example, installs wrk
+# (Debian package) when it is missing, measures raw ONNX Runtime throughput of the
+# model (no HTTP: batch 64, batch 64 + PNG, batch 1 + PNG), then starts canard-serve
+# on a free port and loads `GET /generate?seed=S` with a distinct seed per request
+# (a wrk Lua script counts seeds up per thread, so no response can come from a
+# cache), printing a markdown table: connections, requests/s, p50, p99, errors.
+#
+# Options (or the environment variables in brackets):
+#   --model NAME         model to serve [MODEL; default demo]; `demo` is trained with
+#                        the Makefile's demo recipe when models/demo is missing
+#   --models DIR         models folder [MODELS_DIR; default models]
+#   --duration SECONDS   length of each load run [DURATION; default 20]
+#   --connections LIST   connection counts, e.g. "1 16 64" [CONNECTIONS]
+#   --query STRING       extra query parameters for every request, e.g. "size=128" [QUERY]
+#   --soak MINUTES       instead of the sweep: one run at 64 connections for MINUTES,
+#                        sampling the server's RSS (VmRSS) every 10 s
+#   --no-raw             skip the raw ONNX Runtime measurement
+set -euo pipefail
+
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$root"
+
+MODEL="${MODEL:-demo}"
+MODELS_DIR="${MODELS_DIR:-models}"
+DURATION="${DURATION:-20}"
+CONNECTIONS="${CONNECTIONS:-1 16 64}"
+QUERY="${QUERY:-}"
+SOAK=""
+RAW=1
+CARGO="${CARGO:-cargo}"
+
+die() { echo "bench-serve: error: $*" >&2; exit 1; }
+log() { echo "bench-serve: $*" >&2; }
+
+while [[ $# -gt 0 ]]; do
+    case "$1" in
+        --model) MODEL="${2:?--model needs a value}"; shift 2 ;;
+        --models) MODELS_DIR="${2:?--models needs a value}"; shift 2 ;;
+        --duration) DURATION="${2:?--duration needs a value}"; shift 2 ;;
+        --connections) CONNECTIONS="${2:?--connections needs a value}"; shift 2 ;;
+        --query) QUERY="${2?--query needs a value}"; shift 2 ;;
+        --soak) SOAK="${2:?--soak needs a number of minutes}"; shift 2 ;;
+        --no-raw) RAW=0; shift ;;
+        -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
+        *) die "unknown argument $1 (try --help)" ;;
+    esac
+done
+[[ "$DURATION" =~ ^[0-9]+$ && "$DURATION" -gt 0 ]] || die "--duration must be a whole number of seconds"
+[[ -z "$SOAK" || "$SOAK" =~ ^[0-9]+$ ]] || die "--soak must be a whole number of minutes"
+for c in $CONNECTIONS; do [[ "$c" =~ ^[0-9]+$ && "$c" -gt 0 ]] || die "bad connection count $c"; done
+
+as_root() {
+    if [[ "$(id -u)" -eq 0 ]]; then "$@"
+    elif command -v sudo >/dev/null; then sudo "$@"
+    else die "need root (or sudo) to run: $*"
+    fi
+}
+
+# --- what the benchmark needs ------------------------------------------------------
+if ! command -v wrk >/dev/null; then
+    log "installing wrk (Debian package)"
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null
+fi
+command -v curl >/dev/null || die "curl is needed"
+
+if [[ -z "${ORT_DYLIB_PATH:-}" ]]; then
+    scripts/setup-ort.sh >&2
+    export ORT_DYLIB_PATH="$root/.deps/onnxruntime/libonnxruntime.so"
+fi
+
+log "building canard-serve (release)"
+"$CARGO" build --release --quiet -p canard-serve
+target_dir="$("$CARGO" metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')"
+serve_bin="$target_dir/release/canard-serve"
+
+model_dir="$MODELS_DIR/$MODEL"
+if [[ ! -f "$model_dir/model.json" ]]; then
+    [[ "$MODEL" == demo ]] || die "no model at $model_dir (model.json missing)"
+    log "$model_dir is missing: training it with the demo recipe (a few minutes on CPU)"
+    "$CARGO" build --release --quiet -p canard-train
+    demo_args=$(make -s --no-print-directory -f Makefile -f - print-demo-args <<<'print-demo-args: ; @echo $(DEMO_ARGS)')
+    # shellcheck disable=SC2086
+    "$target_dir/release/canard-train" $demo_args --models-dir "$MODELS_DIR" >&2
+fi
+
+cpu="$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')"
+echo "## canard-serve benchmark"
+echo
+echo "- machine: $(nproc) CPU(s), ${cpu:-unknown CPU}; $(uname -sr)"
+echo "- model: $MODEL ($(python3 -c 'import json,sys; m=json.load(open(sys.argv[1])); print(f"{m[\"image_size\"]}x{m[\"image_size\"]}, {m[\"channels\"]} channel(s), latent {m[\"latent\"][\"dim\"]}, {m[\"arch\"]}")' "$model_dir/model.json"))"
+echo "- load tool: $(wrk --version 2>&1 | head -1 | cut -d' ' -f1-2), distinct seed per request"
+echo
+
+# --- raw ONNX Runtime, no HTTP ------------------------------------------------------
+if [[ "$RAW" -eq 1 && -z "$SOAK" ]]; then
+    log "building the raw_ort example (release)"
+    "$CARGO" build --release --quiet -p canard-e2e --example raw_ort
+    raw_secs=$(( DURATION < 10 ? DURATION : 10 ))
+    echo "### Raw ONNX Runtime (same model, no HTTP, ${raw_secs} s each)"
+    echo
+    echo "| mode | images/s | ms per run |"
+    echo "|---|---:|---:|"
+    for mode in "64" "64 --png" "1 --png"; do
+        # shellcheck disable=SC2086
+        line=$("$target_dir/release/examples/raw_ort" --model "$model_dir" --seconds "$raw_secs" --batch $mode | grep '^RESULT')
+        ips=$(sed -n 's/.*images_per_s=\([^ ]*\).*/\1/p' <<<"$line")
+        ms=$(sed -n 's/.*ms_per_run=\([^ ]*\).*/\1/p' <<<"$line")
+        label="batch ${mode%% *}"; [[ "$mode" == *--png* ]] && label="$label + PNG encode" || label="$label, inference only"
+        echo "| $label | $ips | $ms |"
+    done
+    echo
+fi
+
+# --- the server ---------------------------------------------------------------------
+port="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')"
+server_log="$(mktemp)"
+lua="$(mktemp --suffix=.lua)"
+server_pid=""
+cleanup() {
+    if [[ -n "$server_pid" ]] && kill -0 "$server_pid" 2>/dev/null; then
+        kill "$server_pid" 2>/dev/null || true
+        wait "$server_pid" 2>/dev/null || true
+    fi
+    rm -f "$lua" "$server_log"
+}
+trap cleanup EXIT
+
+"$serve_bin" --models "$MODELS_DIR" --model "$MODEL" --bind "127.0.0.1:$port" >"$server_log" 2>&1 &
+server_pid=$!
+for _ in $(seq 1 600); do
+    curl -fs "http://127.0.0.1:$port/healthz" >/dev/null 2>&1 && break
+    kill -0 "$server_pid" 2>/dev/null || { cat "$server_log" >&2; die "canard-serve exited"; }
+    sleep 0.1
+done
+curl -fs "http://127.0.0.1:$port/healthz" >/dev/null || { cat "$server_log" >&2; die "canard-serve did not answer /healthz"; }
+provider="$(curl -fs "http://127.0.0.1:$port/healthz" | python3 -c 'import json,sys; print(json.load(sys.stdin).get("execution_provider","?"))')"
+log "canard-serve pid $server_pid on port $port ($provider)"
+
+extra=""; [[ -n "$QUERY" ]] && extra="&$QUERY"
+# Seeds: run * 1e13 + thread * 1e11 + counter, so no two requests of the whole
+# benchmark share one. Numbers stay below 2^53, exact in Lua's doubles.
+cat >"$lua" <<EOF
+local threads, n = {}, 0
+function setup(thread)
+    n = n + 1
+    thread:set("tid", n)
+    table.insert(threads, thread)
+end
+function init(args)
+    base = tonumber(args[1]) * 1e13 + tid * 1e11
+    count = 0
+end
+function request()
+    count = count + 1
+    return wrk.format("GET", string.format("/generate?seed=%.0f${extra//%/%%}", base + count))
+end
+function done(summary, latency, requests)
+    local e = summary.errors
+    io.write(string.format("BENCH requests=%d seconds=%.3f rps=%.1f p50_ms=%.2f p99_ms=%.2f errors=%d non2xx=%d\n",
+        summary.requests, summary.duration / 1e6, summary.requests / (summary.duration / 1e6),
+        latency:percentile(50) / 1000, latency:percentile(99) / 1000,
+        e.connect + e.read + e.write + e.status + e.timeout, e.status))
+end
+EOF
+
+rss_mib() { awk '/^VmRSS:/ {printf "%.1f", $2 / 1024}' "/proc/$server_pid/status"; }
+field() { sed -n "s/.*$1=\([^ ]*\).*/\1/p" <<<"$2"; }
+
+# One load run: connections, seconds, run number → the BENCH line.
+load() {
+    local c=$1 secs=$2 run=$3 threads
+    threads=$(( c < $(nproc) ? c : $(nproc) ))
+    wrk -t "$threads" -c "$c" -d "${secs}s" --timeout 30s -s "$lua" "http://127.0.0.1:$port/" -- "$run" | grep '^BENCH'
+}
+
+# A short warm-up so the first row does not pay for the session's first runs.
+load 4 2 0 >/dev/null
+
+if [[ -n "$SOAK" ]]; then
+    secs=$(( SOAK * 60 ))
+    echo "### Soak: 64 connections for $SOAK min"
+    echo
+    out="$(mktemp)"
+    load 64 "$secs" 1 >"$out" &
+    wrk_pid=$!
+    echo "| t (s) | RSS (MiB) |"
+    echo "|---:|---:|"
+    start=$(date +%s)
+    while kill -0 "$wrk_pid" 2>/dev/null; do
+        printf '| %d | %s |\n' "$(( $(date +%s) - start ))" "$(rss_mib)"
+        for _ in $(seq 1 100); do kill -0 "$wrk_pid" 2>/dev/null || break; sleep 0.1; done
+    done
+    wait "$wrk_pid" || true
+    printf '| %d | %s |\n' "$(( $(date +%s) - start ))" "$(rss_mib)"
+    line="$(cat "$out")"; rm -f "$out"
+    [[ -n "$line" ]] || die "wrk reported nothing"
+    echo
+    echo "| connections | requests | requests/s | p50 (ms) | p99 (ms) | errors |"
+    echo "|---:|---:|---:|---:|---:|---:|"
+    echo "| 64 | $(field requests "$line") | $(field rps "$line") | $(field p50_ms "$line") | $(field p99_ms "$line") | $(field errors "$line") |"
+    kill -0 "$server_pid" 2>/dev/null || die "canard-serve died during the soak"
+    exit 0
+fi
+
+echo "### HTTP: GET /generate?seed=S${extra}, ${DURATION} s per row"
+echo
+echo "| connections | requests/s | p50 (ms) | p99 (ms) | errors | server RSS after (MiB) |"
+echo "|---:|---:|---:|---:|---:|---:|"
+run=1
+for c in $CONNECTIONS; do
+    line="$(load "$c" "$DURATION" "$run")"
+    [[ -n "$line" ]] || die "wrk reported nothing for $c connections"
+    printf '| %s | %s | %s | %s | %s | %s |\n' "$c" "$(field rps "$line")" "$(field p50_ms "$line")" \
+        "$(field p99_ms "$line")" "$(field errors "$line")" "$(rss_mib)"
+    run=$(( run + 1 ))
+done
+echo
+echo "errors = connect + read + write + timeout + non-2xx responses (wrk's counts)."
+kill -0 "$server_pid" 2>/dev/null || die "canard-serve died during the benchmark"

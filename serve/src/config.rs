@@ -1,0 +1,143 @@
+//! The command line. Every flag can also be set by a `CANARD_*` environment
+//! variable (the flag wins); the README's table lists them all.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Parser, ValueEnum};
+
+use crate::app::CorsOrigins;
+use crate::engine::EngineOptions;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// One human-readable line per event.
+    Text,
+    /// One JSON object per line, for log collectors.
+    Json,
+}
+
+#[derive(Debug, Parser)]
+#[command(version, about = "Serves pictures from canard's exported generators over HTTP.")]
+pub struct Args {
+    /// Folder holding one sub-folder per model (model.json + ONNX file); polled for changes.
+    #[arg(long, env = "CANARD_MODELS", default_value = "models")]
+    pub models: PathBuf,
+    /// Model used when a request names none; it must load [default: demo, else the first by name].
+    #[arg(long, env = "CANARD_MODEL")]
+    pub model: Option<String>,
+    /// Address to listen on (port 0 picks a free port).
+    #[arg(long, env = "CANARD_BIND", default_value = "127.0.0.1:8080")]
+    pub bind: String,
+    /// The ONNX Runtime library (libonnxruntime.so) [also ORT_DYLIB_PATH; default: searched
+    /// beside the executable, then in .deps/onnxruntime/ of the current folder and the
+    /// executable's ancestors]
+    #[arg(long, env = "CANARD_ORT_LIB")]
+    pub ort_lib: Option<PathBuf>,
+    /// HTTP worker threads [default: one per CPU core].
+    #[arg(long, env = "CANARD_WORKERS", value_parser = positive)]
+    pub workers: Option<usize>,
+    /// ONNX Runtime intra-op threads per model [default: one per CPU core].
+    #[arg(long, env = "CANARD_INTRA_THREADS", value_parser = positive)]
+    pub intra_threads: Option<usize>,
+    /// Most images in one ONNX Runtime run.
+    #[arg(long, env = "CANARD_MAX_BATCH", default_value_t = 64, value_parser = positive)]
+    pub max_batch: usize,
+    /// After a request reaches an idle model, how long (ms) to wait for more to batch with it.
+    #[arg(long, env = "CANARD_BATCH_WAIT_MS", default_value_t = 2.0, value_parser = wait_ms)]
+    pub batch_wait_ms: f64,
+    /// Requests that may wait per model; beyond that, 503 with Retry-After.
+    #[arg(long, env = "CANARD_QUEUE", default_value_t = 256, value_parser = positive)]
+    pub queue: usize,
+    /// Seconds between looks at the models folder for new, changed or removed models; 0: never.
+    #[arg(long, env = "CANARD_RELOAD_INTERVAL", default_value_t = 2.0, value_parser = interval_s)]
+    pub reload_interval: f64,
+    /// Origins whose pages may read the answers: '*', 'none' or a comma-separated list.
+    #[arg(long, env = "CANARD_CORS_ORIGINS", default_value = "*")]
+    pub cors_origins: CorsOrigins,
+    /// On SIGTERM/Ctrl-C, seconds to let in-flight requests finish before stopping.
+    #[arg(long, env = "CANARD_SHUTDOWN_TIMEOUT", default_value_t = 30)]
+    pub shutdown_timeout: u64,
+    /// Log filter, e.g. 'debug' or 'info,canard_serve=debug' [also RUST_LOG; default: info].
+    #[arg(long, env = "CANARD_LOG")]
+    pub log: Option<String>,
+    /// Log line format.
+    #[arg(long, env = "CANARD_LOG_FORMAT", value_enum, default_value = "text")]
+    pub log_format: LogFormat,
+}
+
+impl Args {
+    pub fn engine_options(&self) -> EngineOptions {
+        let defaults = EngineOptions::default();
+        EngineOptions {
+            intra_threads: self.intra_threads.unwrap_or(defaults.intra_threads),
+            max_batch: self.max_batch,
+            max_wait: Duration::from_secs_f64(self.batch_wait_ms / 1000.0),
+            queue: self.queue,
+        }
+    }
+
+    /// `None`: hot reload is off.
+    pub fn reload_every(&self) -> Option<Duration> {
+        (self.reload_interval > 0.0).then(|| Duration::from_secs_f64(self.reload_interval))
+    }
+}
+
+fn positive(s: &str) -> Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(n) if n > 0 => Ok(n),
+        _ => Err(format!("{s:?} is not a whole number of at least 1")),
+    }
+}
+
+fn bounded(s: &str, max: f64, unit: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if (0.0..=max).contains(&v) => Ok(v),
+        _ => Err(format!("{s:?} is not a number of {unit} from 0 to {max}")),
+    }
+}
+
+fn wait_ms(s: &str) -> Result<f64, String> {
+    bounded(s, 1000.0, "milliseconds")
+}
+
+fn interval_s(s: &str) -> Result<f64, String> {
+    bounded(s, 86_400.0, "seconds")
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::*;
+
+    #[test]
+    fn every_flag_has_a_canard_environment_variable() {
+        let cmd = Args::command();
+        for arg in cmd.get_arguments().filter(|a| a.get_long().is_some_and(|l| l != "help" && l != "version")) {
+            let long = arg.get_long().unwrap_or_default();
+            let env = arg.get_env().and_then(|e| e.to_str()).unwrap_or_default();
+            assert_eq!(env, format!("CANARD_{}", long.to_uppercase().replace('-', "_")), "--{long}");
+        }
+    }
+
+    #[test]
+    fn parses_and_validates() {
+        let a = Args::try_parse_from(["canard-serve", "--batch-wait-ms", "1.5", "--queue", "3"]).unwrap();
+        let o = a.engine_options();
+        assert_eq!((o.max_wait, o.queue, o.max_batch), (Duration::from_micros(1500), 3, 64));
+        assert_eq!(a.reload_every(), Some(Duration::from_secs(2)));
+        assert_eq!(a.cors_origins, CorsOrigins::Any);
+        let a = Args::try_parse_from(["canard-serve", "--reload-interval", "0"]).unwrap();
+        assert_eq!(a.reload_every(), None);
+        for bad in [
+            &["--queue", "0"][..],
+            &["--batch-wait-ms", "-1"],
+            &["--batch-wait-ms", "NaN"],
+            &["--cors-origins", "example.org"],
+            &["--log-format", "xml"],
+        ] {
+            assert!(Args::try_parse_from(["canard-serve"].iter().chain(bad)).is_err(), "{bad:?}");
+        }
+    }
+}

@@ -1,0 +1,69 @@
+//! `GET /interpolate`: `from`, `to`, `steps`, `model`, `format`, `size`, `truncation`.
+
+use super::{values, Params, QueryError};
+use crate::encode::Format;
+use crate::limits::{DEFAULT_STEPS, MAX_SIZE, MAX_STEPS, MIN_SIZE, MIN_STEPS};
+
+pub const INTERPOLATE_PARAMS: &[&str] = &["from", "to", "steps", "model", "format", "size", "truncation"];
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct InterpolateQuery {
+    pub from: u64,
+    pub to: u64,
+    /// Pictures from `from` to `to`, both included.
+    pub steps: usize,
+    pub model: Option<String>,
+    /// A still format gives a strip; `gif` an animation there and back.
+    pub format: Format,
+    pub size: Option<u32>,
+    pub truncation: f32,
+}
+
+pub fn parse_interpolate(query: &str) -> Result<InterpolateQuery, QueryError> {
+    let p = Params::parse(query, INTERPOLATE_PARAMS)?;
+    let from = values::seed("from", p.get("from").ok_or(QueryError::Missing("from"))?)?;
+    let to = values::seed("to", p.get("to").ok_or(QueryError::Missing("to"))?)?;
+    Ok(InterpolateQuery {
+        from,
+        to,
+        steps: p
+            .get("steps")
+            .map(|v| values::int("steps", v, MIN_STEPS as u64, MAX_STEPS as u64))
+            .transpose()?
+            // Bounded by MAX_STEPS just above.
+            .map_or(DEFAULT_STEPS, |s| s as usize),
+        model: p.get("model").map(values::model).transpose()?,
+        format: p.get("format").map(|v| values::format(v, &Format::ALL)).transpose()?.unwrap_or(Format::Png),
+        size: p.get("size").map(|v| values::int("size", v, MIN_SIZE.into(), MAX_SIZE.into())).transpose()?.map(
+            // Bounded by MAX_SIZE just above.
+            |s| s as u32,
+        ),
+        truncation: p.get("truncation").map(values::truncation).transpose()?.unwrap_or(1.0),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_and_defaults() {
+        let q = parse_interpolate("from=1&to=2").unwrap();
+        assert_eq!((q.from, q.to, q.steps, q.format, q.size, q.truncation), (1, 2, 8, Format::Png, None, 1.0));
+        let q = parse_interpolate("to=9&from=9&steps=64&format=gif&size=64&truncation=.5&model=m").unwrap();
+        assert_eq!((q.from, q.to, q.steps, q.format), (9, 9, 64, Format::Gif));
+        assert_eq!((q.size, q.truncation, q.model.as_deref()), (Some(64), 0.5, Some("m")));
+    }
+
+    #[test]
+    fn refuses_missing_endpoints_and_bad_steps() {
+        let err = |q: &str| parse_interpolate(q).unwrap_err().to_string();
+        assert_eq!(err("to=2"), "parameter from is required");
+        assert_eq!(err("from=1"), "parameter to is required");
+        assert!(err("from=1&to=2&steps=1").starts_with("steps must be an integer from 2 to 64"));
+        assert!(err("from=1&to=2&steps=65").starts_with("steps must be an integer from 2 to 64"));
+        assert!(err("from=x&to=2").starts_with("from must be an integer from 0"));
+        assert!(err("from=1&to=2&format=bmp").starts_with("format must be one of png, jpeg, webp, gif"));
+        assert!(err("from=1&to=2&seed=3").contains("unknown parameter \"seed\""));
+    }
+}

@@ -1,0 +1,71 @@
+//! `GET /healthz` (liveness: the process answers) and `GET /readyz` (readiness: a
+//! model is loaded, passed its test inference and its inference thread runs).
+
+use actix_web::{web, HttpResponse, ResponseError};
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use crate::app::AppState;
+use crate::engine::CPU_PROVIDER;
+use crate::error::{ApiError, ErrorBody};
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Health {
+    /// Always `ok`.
+    status: &'static str,
+    /// The default model (`null` while none is loaded).
+    model: Option<String>,
+    image_size: Option<u32>,
+    channels: Option<u32>,
+    latent_dim: Option<usize>,
+    /// The ONNX Runtime execution provider the models run on.
+    execution_provider: &'static str,
+    /// Every loaded model, in name order.
+    models: Vec<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Ready {
+    /// Always `ready`.
+    status: &'static str,
+    /// The models able to serve.
+    models: Vec<String>,
+}
+
+/// Liveness: always 200 while the process serves HTTP; describes the default model.
+#[utoipa::path(get, path = "/healthz", tag = "operations", responses((status = 200, body = Health)))]
+pub async fn healthz(state: web::Data<AppState>) -> HttpResponse {
+    let registry = state.live.snapshot();
+    let default = registry.default_model();
+    let m = default.map(|e| e.manifest());
+    HttpResponse::Ok().json(Health {
+        status: "ok",
+        model: default.map(|e| e.name().to_string()),
+        image_size: m.map(|m| m.image_size),
+        channels: m.map(|m| m.channels),
+        latent_dim: m.map(|m| m.latent.dim),
+        execution_provider: default.map_or(CPU_PROVIDER, |e| e.execution_provider()),
+        models: registry.names().into_iter().map(String::from).collect(),
+    })
+}
+
+/// Readiness: 200 when at least one model is loaded (every model passes a test
+/// inference before it is served) and its inference thread is running; else 503.
+#[utoipa::path(
+    get,
+    path = "/readyz",
+    tag = "operations",
+    responses(
+        (status = 200, description = "Ready to serve pictures.", body = Ready),
+        (status = 503, description = "No model can serve.", body = ErrorBody),
+    )
+)]
+pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
+    let registry = state.live.snapshot();
+    let models: Vec<String> = registry.models().filter(|e| e.is_alive()).map(|e| e.name().to_string()).collect();
+    if models.is_empty() {
+        let why = if registry.is_empty() { "no model is loaded" } else { "no model's inference thread is running" };
+        return ApiError::NotReady(why.into()).error_response();
+    }
+    HttpResponse::Ok().json(Ready { status: "ready", models })
+}

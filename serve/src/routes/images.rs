@@ -1,0 +1,189 @@
+//! `GET /generate` and `GET /interpolate`: parameters → latent points → one batch
+//! on the model's thread → picture on the blocking pool → response with caching
+//! headers.
+
+use std::sync::Arc;
+
+use actix_web::http::header::ETag;
+use actix_web::{web, HttpRequest, HttpResponse};
+
+use crate::app::AppState;
+use crate::caching;
+use crate::encode::Format;
+use crate::engine::{Engine, EngineError};
+use crate::error::{ApiError, ErrorBody};
+use crate::latents::Point;
+use crate::limits::{MAX_IMAGES, MAX_PIXELS};
+use crate::query::{parse_generate, parse_interpolate, Seeds};
+use crate::registry::Registry;
+use crate::render::{self, Layout, Output};
+
+/// One picture or a grid. The same parameters and model always give the same
+/// bytes; without `seed`/`seeds` a random start is drawn and reported in `X-Seed`.
+#[utoipa::path(
+    get,
+    path = "/generate",
+    tag = "images",
+    params(
+        ("seed" = Option<u64>, Query, description = "The seed (0 to 2^64-1). Without seed or seeds, a random one, reported in X-Seed."),
+        ("seeds" = Option<String>, Query, description = "A grid of these seeds: a list (1,2,3), a range (100-163) or a mix; at most 64."),
+        ("n" = Option<u32>, Query, description = "A grid of n (1 to 64) consecutive seeds from seed (or from a random seed)."),
+        ("model" = Option<String>, Query, description = "A loaded model's name (see /models); default: the server's default model."),
+        ("format" = Option<String>, Query, description = "png (default), jpeg (quality 90) or webp (lossless)."),
+        ("size" = Option<u32>, Query, description = "Side of each picture in pixels, 1 to 1024, resampled with Lanczos3; default: the model's size."),
+        ("truncation" = Option<f32>, Query, description = "ψ in (0, 1]: scales z toward the mean (1, the default, changes nothing)."),
+    ),
+    responses(
+        (status = 200, description = "The picture, or a grid of ceil(sqrt(n)) per row with 2 px black borders. Headers: X-Seed (first seed), X-Seeds (grids), X-Model, ETag and Cache-Control.",
+            content(([u8] = "image/png"), ([u8] = "image/jpeg"), ([u8] = "image/webp"))),
+        (status = 304, description = "If-None-Match named this picture's ETag: nothing was generated."),
+        (status = 400, description = "A bad, unknown or repeated parameter, or a limit exceeded.", body = ErrorBody),
+        (status = 404, description = "No such model.", body = ErrorBody),
+        (status = 503, description = "The model's queue is full (Retry-After: 1), or no model is loaded.", body = ErrorBody),
+    )
+)]
+pub async fn generate(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let q = parse_generate(req.query_string())?;
+    let engine = model(&state.live.snapshot(), q.model.as_deref())?;
+    let (seeds, explicit) = match q.seeds {
+        Seeds::Given(seeds) => (seeds, true),
+        Seeds::Random { n } => (random_run(n), false),
+    };
+    let list = seeds.iter().map(u64::to_string).collect::<Vec<_>>().join(",");
+    let mut headers = vec![("X-Seed", seeds.first().map_or_else(String::new, u64::to_string))];
+    if seeds.len() > 1 {
+        headers.push(("X-Seeds", list.clone()));
+    }
+    let job = Picture {
+        layout: if seeds.len() == 1 { Layout::Single } else { Layout::Grid },
+        points: seeds.iter().map(|&s| Point::seed(s).truncated(q.truncation)).collect(),
+        format: q.format,
+        size: q.size,
+        key: explicit.then(|| format!("generate seeds={list} truncation={}", q.truncation)),
+        headers,
+    };
+    serve(&req, engine, job).await
+}
+
+/// `steps` pictures on the great circle from `from`'s latent vector to `to`'s
+/// (spherical interpolation); the first and last are exactly those seeds' pictures.
+#[utoipa::path(
+    get,
+    path = "/interpolate",
+    tag = "images",
+    params(
+        ("from" = u64, Query, description = "The seed at the start."),
+        ("to" = u64, Query, description = "The seed at the end."),
+        ("steps" = Option<u32>, Query, description = "Pictures from start to end, both included: 2 to 64 (default 8)."),
+        ("model" = Option<String>, Query, description = "A loaded model's name; default: the server's default model."),
+        ("format" = Option<String>, Query, description = "png (default), jpeg or webp: one strip; gif: an animation there and back (2*steps-2 frames, looping forever)."),
+        ("size" = Option<u32>, Query, description = "Side of each picture in pixels, 1 to 1024; default: the model's size."),
+        ("truncation" = Option<f32>, Query, description = "ψ in (0, 1]: scales z toward the mean."),
+    ),
+    responses(
+        (status = 200, description = "A strip of the pictures (2 px black borders), or an animated GIF. Headers: X-Model, ETag, Cache-Control.",
+            content(([u8] = "image/png"), ([u8] = "image/jpeg"), ([u8] = "image/webp"), ([u8] = "image/gif"))),
+        (status = 304, description = "If-None-Match named this picture's ETag: nothing was generated."),
+        (status = 400, description = "A bad, missing, unknown or repeated parameter, or a limit exceeded.", body = ErrorBody),
+        (status = 404, description = "No such model.", body = ErrorBody),
+        (status = 503, description = "The model's queue is full (Retry-After: 1), or no model is loaded.", body = ErrorBody),
+    )
+)]
+pub async fn interpolate(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let q = parse_interpolate(req.query_string())?;
+    let engine = model(&state.live.snapshot(), q.model.as_deref())?;
+    // i / (steps - 1) is exactly 0 and exactly 1 at the ends.
+    let last = (q.steps - 1) as f32;
+    let job = Picture {
+        layout: if q.format == Format::Gif { Layout::PingPong } else { Layout::Strip },
+        points: (0..q.steps).map(|i| Point::between(q.from, q.to, i as f32 / last).truncated(q.truncation)).collect(),
+        format: q.format,
+        size: q.size,
+        key: Some(format!("interpolate from={} to={} steps={} truncation={}", q.from, q.to, q.steps, q.truncation)),
+        headers: Vec::new(),
+    };
+    serve(&req, engine, job).await
+}
+
+/// What a picture request has resolved to.
+struct Picture {
+    points: Vec<Point>,
+    layout: Layout,
+    format: Format,
+    size: Option<u32>,
+    /// The normalised parameters apart from format and size, for the ETag; `None`
+    /// for random requests, which are never cached.
+    key: Option<String>,
+    headers: Vec<(&'static str, String)>,
+}
+
+async fn serve(req: &HttpRequest, engine: Arc<Engine>, job: Picture) -> Result<HttpResponse, ApiError> {
+    let spec = engine.image_spec();
+    // Bounded by the manifest's image_size limit (4096).
+    let out = Output { layout: job.layout, format: job.format, size: job.size.unwrap_or(spec.size as u32) };
+    check_budget(job.points.len(), spec.size, &out)?;
+    // The effective size, so `size=` equal to the model's size shares the ETag.
+    let tag = job.key.map(|key| {
+        caching::entity_tag(engine.manifest(), &format!("{key} format={} size={}", out.format.name(), out.size))
+    });
+    if let Some(tag) = &tag {
+        if caching::not_modified(req, tag) {
+            return Ok(HttpResponse::NotModified()
+                .insert_header(ETag(tag.clone()))
+                .insert_header(caching::immutable())
+                .insert_header(("X-Model", engine.name()))
+                .finish());
+        }
+    }
+
+    let values = engine.generate_points(job.points).await.inspect_err(|e| {
+        if !matches!(e, EngineError::Busy { .. }) {
+            tracing::error!(model = engine.name(), error = %e, "inference failed");
+        }
+    })?;
+    let body = web::block(move || render::render(&spec, &values, &out))
+        .await
+        .map_err(|e| ApiError::Internal(format!("image encoding was interrupted: {e}")))?
+        .map_err(|e| ApiError::Internal(format!("cannot encode the image: {e}")))
+        .inspect_err(|e| tracing::error!(model = engine.name(), error = %e, "rendering failed"))?;
+
+    let mut res = HttpResponse::Ok();
+    res.content_type(out.format.mime()).insert_header(("X-Model", engine.name()));
+    for header in job.headers {
+        res.insert_header(header);
+    }
+    match tag {
+        Some(tag) => res.insert_header(ETag(tag)).insert_header(caching::immutable()),
+        None => res.insert_header(caching::no_store()),
+    };
+    Ok(res.body(body))
+}
+
+/// The named model, or the default; 503 while none is loaded at all.
+fn model(registry: &Registry, name: Option<&str>) -> Result<Arc<Engine>, ApiError> {
+    if registry.is_empty() {
+        return Err(ApiError::NotReady("no model is loaded yet; see /readyz".into()));
+    }
+    Ok(registry.get(name)?.clone())
+}
+
+/// Both what the model generates and what is sent stay within [`MAX_PIXELS`].
+fn check_budget(n: usize, model_size: usize, out: &Output) -> Result<(), ApiError> {
+    let generated = n as u64 * (model_size as u64).pow(2);
+    let sent = render::output_pixels(n, out.size, out.layout);
+    let worst = generated.max(sent);
+    if worst > MAX_PIXELS {
+        let what = if sent >= generated { "the response" } else { "the model's output" };
+        return Err(ApiError::BadRequest(format!(
+            "{what} would hold {worst} pixels; at most {MAX_PIXELS} per request: ask for fewer pictures or a smaller size"
+        )));
+    }
+    Ok(())
+}
+
+/// `n` consecutive seeds from a random start that leaves room for all of them.
+fn random_run(n: usize) -> Vec<u64> {
+    let n = n.clamp(1, MAX_IMAGES) as u64;
+    let start = rand::random_range(0..=u64::MAX - (n - 1));
+    (start..=start + (n - 1)).collect()
+}
