@@ -6,7 +6,9 @@ ORT_LIB := .deps/onnxruntime/libonnxruntime.so
 export ORT_DYLIB_PATH ?= $(CURDIR)/$(ORT_LIB)
 
 # The demo: the built-in shapes at 32×32, a narrow DCGAN, about two minutes on two CPU cores.
-DEMO_ARGS := --data builtin:shapes --name demo --image-size 32 --epochs 5 --ngf 32 --ndf 32 --seed 0
+# The committed models/demo was made with DEMO_EPOCHS=20 (about 10 minutes).
+DEMO_EPOCHS ?= 5
+DEMO_ARGS := --data builtin:shapes --name demo --image-size 32 --epochs $(DEMO_EPOCHS) --ngf 32 --ndf 32 --seed 0
 BIND ?= 127.0.0.1:8080
 
 .PHONY: demo test setup setup-browser build demo-model serve clean
@@ -36,7 +38,7 @@ setup-browser:
 build:
 	$(CARGO) build --release -p canard-train -p canard-serve
 
-## demo-model: retrain models/demo (the committed demo model is made by exactly this)
+## demo-model: train models/demo (resumes runs/demo if it exists; `make demo-model DEMO_EPOCHS=20` made the committed one)
 demo-model: build
 	./target/release/canard-train $(DEMO_ARGS)
 

@@ -95,7 +95,7 @@ cpu="$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')"
 echo "## canard-serve benchmark"
 echo
 echo "- machine: $(nproc) CPU(s), ${cpu:-unknown CPU}; $(uname -sr)"
-echo "- model: $MODEL ($(python3 -c 'import json,sys; m=json.load(open(sys.argv[1])); print(f"{m[\"image_size\"]}x{m[\"image_size\"]}, {m[\"channels\"]} channel(s), latent {m[\"latent\"][\"dim\"]}, {m[\"arch\"]}")' "$model_dir/model.json"))"
+echo "- model: $MODEL ($(python3 -c 'import json, sys; m = json.load(open(sys.argv[1])); print("%sx%s, %s channel(s), latent %s, %s" % (m["image_size"], m["image_size"], m["channels"], m["latent"]["dim"], m["arch"]))' "$model_dir/model.json"))"
 echo "- load tool: $(wrk --version 2>&1 | head -1 | cut -d' ' -f1-2), distinct seed per request"
 echo
 
@@ -194,9 +194,13 @@ if [[ -n "$SOAK" ]]; then
     echo "| t (s) | RSS (MiB) |"
     echo "|---:|---:|"
     start=$(date +%s)
+    next=$start
     while kill -0 "$wrk_pid" 2>/dev/null; do
-        printf '| %d | %s |\n' "$(( $(date +%s) - start ))" "$(rss_mib)"
-        for _ in $(seq 1 100); do kill -0 "$wrk_pid" 2>/dev/null || break; sleep 0.1; done
+        if [[ $(date +%s) -ge $next ]]; then
+            printf '| %d | %s |\n' "$(( $(date +%s) - start ))" "$(rss_mib)"
+            next=$(( next + 10 ))
+        fi
+        sleep 0.2
     done
     wait "$wrk_pid" || true
     printf '| %d | %s |\n' "$(( $(date +%s) - start ))" "$(rss_mib)"

@@ -359,7 +359,7 @@ mod tests {
         for (args, needle) in [
             (vec!["--name", "n"], "--data"),
             (vec!["--data", "d", "--name", "../x"], "--name"),
-            (vec!["--data", "d", "--name", "n", "--lr-g", "-1"], "lr-g"),
+            (vec!["--data", "d", "--name", "n", "--lr-g=-1"], "lr-g"),
             (vec!["--data", "d", "--name", "n", "--image-size", "48"], "power of two"),
             (vec!["--data", "d", "--name", "n", "--epochs", "2", "--steps", "3"], "not both"),
             (vec!["--data", "d", "--name", "n", "--beta2", "1"], "beta2"),
