@@ -122,8 +122,8 @@ fn models_dir(tmp: &Path) -> (PathBuf, String) {
         return (committed, "demo".into());
     }
     let out = Command::new(cargo_bin("canard-train", "canard-train"))
-        .args(["--data", "builtin:shapes", "--name", "tiny", "--image-size", "32", "--steps", "6", "--batch-size", "16"])
-        .args(["--ngf", "8", "--ndf", "8", "--seed", "3"])
+        .args(["--data", "builtin:shapes", "--name", "tiny", "--image-size", "32"])
+        .args(["--steps", "6", "--batch-size", "16", "--ngf", "8", "--ndf", "8", "--seed", "3"])
         .arg("--runs-dir")
         .arg(tmp.join("runs"))
         .arg("--models-dir")
@@ -164,8 +164,12 @@ fn the_gallery_renders_generated_images_in_chromium() {
     let body = tags(&dom, "body").into_iter().next().expect("a <body>");
     assert_eq!(attr(body, "data-ready"), Some("1"), "the first page never finished loading: {body}");
     assert_eq!(attr(body, "data-failed"), Some("0"), "some tiles failed: {body}");
+    // The scroll sentinel sits within the observer's 600 px margin of a 900 px window
+    // after one page, so the IntersectionObserver must have asked for a second one.
     let tiles = tags(&dom, "figure");
-    assert!(tiles.len() as u64 >= FIRST_PAGE, "{} tiles, expected at least {FIRST_PAGE}", tiles.len());
+    assert!(tiles.len() as u64 >= 2 * FIRST_PAGE, "{} tiles: the second page never loaded", tiles.len());
+    assert_eq!(attr(body, "data-loaded"), Some(tiles.len().to_string().as_str()), "every tile rendered: {body}");
+    assert!(tiles.iter().all(|t| attr(t, "data-loaded") == Some("1")), "every tile is marked loaded");
     for seed in 0..FIRST_PAGE {
         let id = format!("tile-{seed}");
         let tile = by_id(&dom, "figure", &id);
