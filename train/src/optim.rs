@@ -40,6 +40,9 @@ impl Optimizer {
         self.t += 1;
         for (i, var) in self.vars.iter().enumerate() {
             let Some(g) = grads.get(var.as_tensor()) else { continue };
+            // A variable's gradient still holds its graph (candle detaches only intermediate
+            // nodes); the moments must not, or every step's graph would stay alive through them.
+            let g = &g.detach();
             match self.rule {
                 Rule::Adam { beta1, beta2, eps } => {
                     self.m[i] = ((&self.m[i] * beta1)? + (g * (1.0 - beta1))?)?;
@@ -116,6 +119,25 @@ mod tests {
         // Both converge.
         assert!((run(Rule::Adam { beta1: 0.9, beta2: 0.999, eps: 1e-8 }, 0.1, 300) - 3.0).abs() < 0.05);
         assert!((run(Rule::RmsProp { alpha: 0.99, eps: 1e-8 }, 0.01, 800) - 3.0).abs() < 0.05);
+    }
+
+    #[test]
+    fn moments_hold_no_graph_so_steps_do_not_accumulate_memory() {
+        // In a network, a weight's gradient is built from activations that depend on other
+        // weights (here: d(w·u)/dw = u, itself a variable), so it carries their graph.
+        let w = Var::new(&[1f32, -2.0], &Device::Cpu).unwrap();
+        let u = Var::new(&[3f32, 4.0], &Device::Cpu).unwrap();
+        for rule in [Rule::Adam { beta1: 0.5, beta2: 0.9, eps: 1e-8 }, Rule::RmsProp { alpha: 0.99, eps: 1e-8 }] {
+            let mut opt = Optimizer::new(vec![w.clone()], rule, 0.1).unwrap();
+            for _ in 0..3 {
+                opt.backward_step(&(w.as_tensor() * u.as_tensor()).unwrap().sum_all().unwrap()).unwrap();
+            }
+            // A moment that kept the step's graph would lead a backward pass back to u.
+            for t in opt.m.iter().chain(&opt.v) {
+                let grads = t.sum_all().unwrap().backward().unwrap();
+                assert!(grads.get(u.as_tensor()).is_none(), "{rule:?}: a moment holds the training graph");
+            }
+        }
     }
 
     #[test]
