@@ -2,7 +2,7 @@
 
 use canard_e2e::ort_environment;
 use canard_shared::latent::latent_batch;
-use canard_train::{report, train, TrainConfig};
+use canard_train::{report, train, Settings};
 use ort::session::Session;
 use ort::value::TensorRef;
 
@@ -13,20 +13,23 @@ fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
 
 fn check(image_size: usize, channels: usize) {
     let dir = tempfile::tempdir().unwrap();
-    let cfg = TrainConfig {
-        data: "builtin:shapes".into(),
-        name: format!("parity{image_size}"),
-        image_size,
+    let cfg = Settings {
+        data: Some("builtin:shapes".into()),
+        name: Some(format!("parity{image_size}")),
+        image_size: Some(image_size),
         channels: Some(channels),
         steps: Some(3),
-        batch_size: 8,
-        ngf: 8,
-        ndf: 8,
-        nz: 20,
-        runs_dir: dir.path().join("runs"),
-        models_dir: dir.path().join("models"),
-        ..TrainConfig::default()
-    };
+        batch_size: Some(8),
+        ngf: Some(8),
+        ndf: Some(8),
+        nz: Some(20),
+        eval_images: Some(0),
+        runs_dir: Some(dir.path().join("runs")),
+        models_dir: Some(dir.path().join("models")),
+        ..Settings::default()
+    }
+    .resolve()
+    .unwrap();
     let out = train(&cfg).unwrap();
     // A few steps leave BatchNorm near its initial state; give every BN layer distinct,
     // non-trivial statistics and affine terms so the folding is really exercised.
