@@ -34,6 +34,22 @@ pub fn cargo_bin(package: &str, bin: &str) -> PathBuf {
     path
 }
 
+/// Trains a tiny model (4 steps on the built-in shapes, 32 px) with the `canard-train`
+/// binary into `dir/runs` and `dir/models`, and returns the model folder.
+pub fn train_tiny(dir: &Path, name: &str) -> PathBuf {
+    let out = Command::new(cargo_bin("canard-train", "canard-train"))
+        .args(["--data", "builtin:shapes", "--name", name, "--image-size", "32", "--steps", "4", "--batch-size", "16"])
+        .args(["--ngf", "8", "--ndf", "8", "--seed", "3", "--eval-images", "64"])
+        .arg("--runs-dir")
+        .arg(dir.join("runs"))
+        .arg("--models-dir")
+        .arg(dir.join("models"))
+        .output()
+        .expect("canard-train runs");
+    assert!(out.status.success(), "canard-train failed:\n{}", String::from_utf8_lossy(&out.stderr));
+    dir.join("models").join(name)
+}
+
 /// The ONNX Runtime library: `ORT_DYLIB_PATH`, or the one `scripts/setup-ort.sh` installs.
 pub fn ort_dylib() -> PathBuf {
     if let Some(p) = std::env::var_os("ORT_DYLIB_PATH") {

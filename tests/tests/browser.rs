@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use canard_e2e::{cargo_bin, workspace_root, Server};
+use canard_e2e::{train_tiny, workspace_root, Server};
 
 /// Tiles on the gallery's first page (`PAGE` in serve/src/gallery/index.html).
 const FIRST_PAGE: u64 = 48;
@@ -121,16 +121,7 @@ fn models_dir(tmp: &Path) -> (PathBuf, String) {
     if committed.join("demo/model.json").is_file() {
         return (committed, "demo".into());
     }
-    let out = Command::new(cargo_bin("canard-train", "canard-train"))
-        .args(["--data", "builtin:shapes", "--name", "tiny", "--image-size", "32"])
-        .args(["--steps", "6", "--batch-size", "16", "--ngf", "8", "--ndf", "8", "--seed", "3"])
-        .arg("--runs-dir")
-        .arg(tmp.join("runs"))
-        .arg("--models-dir")
-        .arg(tmp.join("models"))
-        .output()
-        .expect("canard-train runs");
-    assert!(out.status.success(), "canard-train failed:\n{}", String::from_utf8_lossy(&out.stderr));
+    train_tiny(tmp, "tiny");
     (tmp.join("models"), "tiny".into())
 }
 

@@ -2,23 +2,8 @@
 
 use std::process::Command;
 
-use canard_e2e::{cargo_bin, Server};
+use canard_e2e::{cargo_bin, train_tiny, Server};
 use canard_shared::Manifest;
-
-/// Trains a tiny model with the `canard-train` binary into `dir` and returns the model folder.
-fn train_tiny(dir: &std::path::Path, name: &str) -> std::path::PathBuf {
-    let out = Command::new(cargo_bin("canard-train", "canard-train"))
-        .args(["--data", "builtin:shapes", "--name", name, "--image-size", "32", "--steps", "4", "--batch-size", "16"])
-        .args(["--ngf", "8", "--ndf", "8", "--seed", "3", "--eval-images", "64"])
-        .arg("--runs-dir")
-        .arg(dir.join("runs"))
-        .arg("--models-dir")
-        .arg(dir.join("models"))
-        .output()
-        .expect("canard-train runs");
-    assert!(out.status.success(), "canard-train failed:\n{}", String::from_utf8_lossy(&out.stderr));
-    dir.join("models").join(name)
-}
 
 #[test]
 fn trains_exports_and_serves_deterministic_images() {
