@@ -7,6 +7,7 @@ use std::time::Duration;
 use clap::{Parser, ValueEnum};
 
 use crate::app::CorsOrigins;
+use crate::device::Device;
 use crate::engine::EngineOptions;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -34,6 +35,10 @@ pub struct Args {
     /// executable's ancestors]
     #[arg(long, env = "CANARD_ORT_LIB")]
     pub ort_lib: Option<PathBuf>,
+    /// Execution provider: 'cuda' (or refuse to start), 'cpu', or 'auto': CUDA when this build has
+    /// the cuda feature and it works, else the CPU with a warning.
+    #[arg(long, env = "CANARD_DEVICE", value_enum, default_value_t = Device::Auto)]
+    pub device: Device,
     /// HTTP worker threads [default: one per CPU core].
     #[arg(long, env = "CANARD_WORKERS", value_parser = positive)]
     pub workers: Option<usize>,
@@ -74,6 +79,7 @@ impl Args {
             max_batch: self.max_batch,
             max_wait: Duration::from_secs_f64(self.batch_wait_ms / 1000.0),
             queue: self.queue,
+            device: self.device,
         }
     }
 
@@ -128,6 +134,9 @@ mod tests {
         assert_eq!((o.max_wait, o.queue, o.max_batch), (Duration::from_micros(1500), 3, 64));
         assert_eq!(a.reload_every(), Some(Duration::from_secs(2)));
         assert_eq!(a.cors_origins, CorsOrigins::Any);
+        assert_eq!((a.device, o.device), (Device::Auto, Device::Auto));
+        let a = Args::try_parse_from(["canard-serve", "--device", "cpu"]).unwrap();
+        assert_eq!(a.engine_options().device, Device::Cpu);
         let a = Args::try_parse_from(["canard-serve", "--reload-interval", "0"]).unwrap();
         assert_eq!(a.reload_every(), None);
         for bad in [
@@ -136,6 +145,7 @@ mod tests {
             &["--batch-wait-ms", "NaN"],
             &["--cors-origins", "example.org"],
             &["--log-format", "xml"],
+            &["--device", "gpu"],
         ] {
             assert!(Args::try_parse_from(["canard-serve"].iter().chain(bad)).is_err(), "{bad:?}");
         }

@@ -22,11 +22,9 @@ use prometheus::{Histogram, HistogramOpts, IntCounter};
 use tokio::sync::oneshot;
 
 use crate::batcher::{self, Job, Rules};
+use crate::device::{self, Device, Provider};
 use crate::latents::{self, Point};
 use crate::render::ImageSpec;
-
-/// The only provider this build registers; reported so clients never have to guess.
-pub const CPU_PROVIDER: &str = "CPUExecutionProvider";
 
 /// The seed of the test inference every model must pass at load.
 const TEST_SEED: u64 = 0;
@@ -55,6 +53,9 @@ pub enum LoadError {
     Manifest(#[from] ManifestError),
     #[error("{}: ONNX Runtime cannot load it: {source}", .path.display())]
     Session { path: PathBuf, source: ort::Error },
+    /// `--device cuda` and the model's session cannot be made on CUDA.
+    #[error("{}: cannot run on CUDA (--device cuda): {source}", .path.display())]
+    Cuda { path: PathBuf, source: ort::Error },
     #[error("{}: {reason}", .path.display())]
     Graph { path: PathBuf, reason: String },
     #[error("{}: the test inference failed: {reason}", .path.display())]
@@ -73,12 +74,21 @@ pub struct EngineOptions {
     pub max_wait: Duration,
     /// Most requests waiting for the thread before new ones get [`EngineError::Busy`].
     pub queue: usize,
+    /// Where sessions run, as [`device::resolve`] settled it at start: `Cpu`; `Cuda`
+    /// (a failure is [`LoadError::Cuda`]); or `Auto`: CUDA, else the CPU with a warning.
+    pub device: Device,
 }
 
 impl Default for EngineOptions {
     fn default() -> Self {
         let cpus = thread::available_parallelism().map_or(1, |n| n.get());
-        EngineOptions { intra_threads: cpus, max_batch: 64, max_wait: Duration::from_millis(2), queue: 256 }
+        EngineOptions {
+            intra_threads: cpus,
+            max_batch: 64,
+            max_wait: Duration::from_millis(2),
+            queue: 256,
+            device: Device::Cpu,
+        }
     }
 }
 
@@ -104,6 +114,7 @@ impl Default for Observer {
 pub struct Engine {
     name: String,
     manifest: Manifest,
+    provider: Provider,
     jobs: SyncSender<Job<Point>>,
     queue: usize,
     depth: Arc<AtomicUsize>,
@@ -128,8 +139,7 @@ impl Engine {
         let manifest = Manifest::load(dir)?;
         let bytes = manifest.read_onnx(dir)?;
         let onnx_path = dir.join(&manifest.onnx.file);
-        let mut session = build_session(env, &bytes, opts.intra_threads)
-            .map_err(|source| LoadError::Session { path: onnx_path.clone(), source })?;
+        let (mut session, provider) = build_session(env, name, &onnx_path, &bytes, opts)?;
         check_graph(&session, &manifest).map_err(|reason| LoadError::Graph { path: onnx_path.clone(), reason })?;
         let io =
             Io { input: manifest.onnx.input.clone(), output: manifest.onnx.output.clone(), dim: manifest.latent.dim };
@@ -151,7 +161,7 @@ impl Engine {
                 Ok(out)
             })
         })?;
-        Ok(Engine { name: name.to_string(), manifest, jobs, queue: opts.queue, depth, alive })
+        Ok(Engine { name: name.to_string(), manifest, provider, jobs, queue: opts.queue, depth, alive })
     }
 
     pub fn name(&self) -> &str {
@@ -166,8 +176,13 @@ impl Engine {
         ImageSpec::of(&self.manifest)
     }
 
+    /// ONNX Runtime's name of the provider this model's session runs on.
     pub fn execution_provider(&self) -> &'static str {
-        CPU_PROVIDER
+        self.provider.name()
+    }
+
+    pub fn provider(&self) -> Provider {
+        self.provider
     }
 
     /// Requests waiting for the inference thread.
@@ -216,8 +231,47 @@ impl Drop for AliveGuard {
     }
 }
 
-fn build_session(env: &Environment, onnx: &[u8], intra_threads: usize) -> ort::Result<Session> {
-    Session::builder(env)?.with_intra_threads(intra_threads)?.commit_from_memory(onnx)
+/// The session on the provider `opts.device` asks for. CUDA is registered
+/// explicitly (ort's `with_execution_providers` would fall back to the CPU silently).
+/// When CUDA fails the model is tried on the CPU, to tell a broken model
+/// ([`LoadError::Session`]) from a CUDA problem: that is [`LoadError::Cuda`] with
+/// `Cuda`, and with `Auto` a fall-back to the CPU, logged at warn level with the reason.
+fn build_session(
+    env: &Environment,
+    name: &str,
+    path: &Path,
+    onnx: &[u8],
+    opts: EngineOptions,
+) -> Result<(Session, Provider), LoadError> {
+    let on = |provider| session_on(env, onnx, opts.intra_threads, provider);
+    let cpu = || on(Provider::Cpu).map_err(|source| LoadError::Session { path: path.to_path_buf(), source });
+    // Without the cuda feature `Auto` is the CPU; `Cuda` fails below with the reason.
+    let device = match opts.device {
+        Device::Auto if !device::CUDA_BUILT => Device::Cpu,
+        d => d,
+    };
+    if device == Device::Cpu {
+        return cpu().map(|s| (s, Provider::Cpu));
+    }
+    match on(Provider::Cuda) {
+        Ok(session) => Ok((session, Provider::Cuda)),
+        Err(cuda) => {
+            let session = cpu()?;
+            if device == Device::Cuda {
+                return Err(LoadError::Cuda { path: path.to_path_buf(), source: cuda });
+            }
+            tracing::warn!(model = name, "--device auto: model {name} cannot run on CUDA, falling back to the CPU: {cuda}");
+            Ok((session, Provider::Cpu))
+        }
+    }
+}
+
+fn session_on(env: &Environment, onnx: &[u8], intra_threads: usize, provider: Provider) -> ort::Result<Session> {
+    let mut builder = Session::builder(env)?.with_intra_threads(intra_threads)?;
+    if provider == Provider::Cuda {
+        device::register_cuda(&mut builder)?;
+    }
+    builder.commit_from_memory(onnx)
 }
 
 /// What the inference thread needs to know of the manifest.

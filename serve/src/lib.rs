@@ -1,6 +1,7 @@
 //! canard-serve: serves images from canard's exported ONNX generators over HTTP.
 //!
-//! - [`ort_lib`]: finds and loads the ONNX Runtime library;
+//! - [`ort_lib`], [`device`]: find and load the ONNX Runtime library, and pick
+//!   the execution provider (CUDA or CPU);
 //! - [`registry`], [`live`], [`reload`], [`fingerprint`]: the models folder →
 //!   loaded [`engine::Engine`]s by name, swapped atomically on hot reload;
 //! - [`engine`], [`batcher`], [`latents`]: one inference thread per model,
@@ -14,6 +15,7 @@ pub mod app;
 pub mod batcher;
 pub mod caching;
 pub mod config;
+pub mod device;
 pub mod encode;
 pub mod engine;
 pub mod error;

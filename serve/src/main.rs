@@ -14,6 +14,7 @@ use canard_serve::live::Live;
 use canard_serve::metrics::Metrics;
 use canard_serve::registry::Loader;
 use canard_serve::reload::{Reloader, Watcher};
+use canard_serve::device::{self, Device};
 use canard_serve::{logging, ort_lib};
 use clap::Parser;
 use tracing::{info, warn};
@@ -50,10 +51,26 @@ fn run(args: Args) -> anyhow::Result<()> {
     // for ort itself, where clap would refuse the empty value.
     let from_env = std::env::var_os("ORT_DYLIB_PATH").filter(|v| !v.is_empty()).map(PathBuf::from);
     let explicit = args.ort_lib.clone().or(from_env);
-    let ort = ort_lib::load(explicit.as_deref())?;
+    // `--device cuda` in a build without CUDA is refused before anything is loaded.
+    device::check_built(args.device)?;
+    let may_use_cuda = device::CUDA_BUILT && args.device != Device::Cpu;
+    let ort = ort_lib::load_with(explicit.as_deref(), may_use_cuda)?;
     info!("ONNX Runtime loaded from {ort}");
 
-    let opts = args.engine_options();
+    let mut opts = args.engine_options();
+    let (resolved, fallback) = device::resolve(&ort.env, &ort.path, args.device)?;
+    if let Some(warning) = fallback {
+        warn!("{warning}");
+    }
+    opts.device = resolved;
+    match (args.device, resolved) {
+        (Device::Auto, Device::Cpu) if !device::CUDA_BUILT => {
+            info!("--device auto: this canard-serve was built without the cuda feature: models run on the CPU")
+        }
+        (_, Device::Cpu) => info!("--device {}: models run on the CPU", args.device),
+        _ => info!("--device {}: the CUDA execution provider registered; models run on CUDA", args.device),
+    }
+
     let metrics = Arc::new(Metrics::new());
     let loader = Loader::new(&ort.env, opts, metrics.clone());
     let (registry, skipped) = loader.load_all(&args.models, args.model.as_deref())?;
@@ -64,6 +81,7 @@ fn run(args: Args) -> anyhow::Result<()> {
         let m = engine.manifest();
         info!(
             model = engine.name(),
+            provider = engine.execution_provider(),
             "model {} loaded: {}x{}, {} channel(s), latent {}, {} ({} intra-op threads)",
             engine.name(),
             m.image_size,

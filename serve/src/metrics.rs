@@ -65,7 +65,10 @@ impl Metrics {
         )
         .expect("valid metric");
         let provider = IntGaugeVec::new(
-            Opts::new("execution_provider", "1 for the execution provider each model runs on"),
+            Opts::new(
+                "execution_provider",
+                "1 for the ONNX Runtime execution provider each model runs on (CUDAExecutionProvider, CPUExecutionProvider)",
+            ),
             &["model", "provider"],
         )
         .expect("valid metric");

@@ -14,6 +14,8 @@ const LIB_FILE: &str = "libonnxruntime.so";
 /// Where `scripts/setup-ort.sh` (run by `make setup`) installs the library,
 /// relative to the repository.
 const DEPS_DIR: &str = ".deps/onnxruntime";
+/// Where `scripts/setup-ort.sh --gpu` (`make setup-gpu`) installs the GPU build.
+const GPU_DEPS_DIR: &str = ".deps/onnxruntime-gpu";
 const SETUP_SCRIPT: &str = "scripts/setup-ort.sh";
 const SETUP_MAKE: &str = "make setup";
 
@@ -42,10 +44,17 @@ pub enum OrtLibError {
 /// Loads the library from `explicit` (`--ort-lib` / `ORT_DYLIB_PATH`) if given, and
 /// otherwise from the first of [`candidates`] that loads.
 pub fn load(explicit: Option<&Path>) -> Result<OrtRuntime, OrtLibError> {
+    load_with(explicit, false)
+}
+
+/// [`load`]; with `gpu` (a build with the cuda feature that may use CUDA) the
+/// search tries the GPU build first ([`gpu_candidates`]).
+pub fn load_with(explicit: Option<&Path>, gpu: bool) -> Result<OrtRuntime, OrtLibError> {
     let exe_dir = std::env::current_exe().ok().and_then(|p| p.parent().map(Path::to_path_buf));
     let cwd = std::env::current_dir().ok();
     let paths = match explicit {
         Some(p) => vec![p.to_path_buf()],
+        None if gpu => gpu_candidates(exe_dir.as_deref(), cwd.as_deref()),
         None => candidates(exe_dir.as_deref(), cwd.as_deref()),
     };
     let mut attempts = Vec::new();
@@ -73,6 +82,16 @@ pub fn load(explicit: Option<&Path>) -> Result<OrtRuntime, OrtLibError> {
 /// current directory and under every ancestor of the executable's directory (so
 /// `target/debug/canard-serve` finds the repository's copy from anywhere).
 pub fn candidates(exe_dir: Option<&Path>, cwd: Option<&Path>) -> Vec<PathBuf> {
+    search(exe_dir, cwd, &[DEPS_DIR])
+}
+
+/// [`candidates`] with `.deps/onnxruntime-gpu/` (current directory, then the
+/// executable's ancestors) searched before `.deps/onnxruntime/`.
+pub fn gpu_candidates(exe_dir: Option<&Path>, cwd: Option<&Path>) -> Vec<PathBuf> {
+    search(exe_dir, cwd, &[GPU_DEPS_DIR, DEPS_DIR])
+}
+
+fn search(exe_dir: Option<&Path>, cwd: Option<&Path>, deps_dirs: &[&str]) -> Vec<PathBuf> {
     let mut out = Vec::new();
     let mut add = |p: PathBuf| {
         if !out.contains(&p) {
@@ -82,11 +101,13 @@ pub fn candidates(exe_dir: Option<&Path>, cwd: Option<&Path>) -> Vec<PathBuf> {
     if let Some(dir) = exe_dir {
         add(dir.join(LIB_FILE));
     }
-    if let Some(dir) = cwd {
-        add(dir.join(DEPS_DIR).join(LIB_FILE));
-    }
-    for dir in exe_dir.into_iter().flat_map(Path::ancestors) {
-        add(dir.join(DEPS_DIR).join(LIB_FILE));
+    for deps in deps_dirs {
+        if let Some(dir) = cwd {
+            add(dir.join(deps).join(LIB_FILE));
+        }
+        for dir in exe_dir.into_iter().flat_map(Path::ancestors) {
+            add(dir.join(deps).join(LIB_FILE));
+        }
     }
     out
 }
@@ -141,6 +162,20 @@ mod tests {
         .collect();
         assert_eq!(found, expected);
         assert!(candidates(None, None).is_empty());
+    }
+
+    #[test]
+    fn the_gpu_search_tries_the_gpu_build_first() {
+        let found = gpu_candidates(Some(Path::new("/repo/target/debug")), Some(Path::new("/repo")));
+        let strs: Vec<String> = found.iter().map(|p| p.display().to_string()).collect();
+        assert_eq!(strs[0], "/repo/target/debug/libonnxruntime.so");
+        assert_eq!(strs[1], "/repo/.deps/onnxruntime-gpu/libonnxruntime.so");
+        let (gpu, cpu) = (
+            strs.iter().rposition(|s| s.contains("onnxruntime-gpu/")).unwrap(),
+            strs.iter().position(|s| s.contains("onnxruntime/")).unwrap(),
+        );
+        assert!(gpu < cpu, "{strs:?}");
+        assert_eq!(strs.len(), 1 + 2 * 4);
     }
 
     #[test]

@@ -50,6 +50,10 @@ pub enum RegistryError {
     WantedMissing { name: String, dir: PathBuf, found: Vec<String> },
     #[error("model {name:?} was asked for, but it cannot be loaded: {error}")]
     WantedBroken { name: String, error: LoadError },
+    /// `--device cuda` and a model loads on the CPU but not on CUDA: a problem of
+    /// the machine, not of the model, so the server refuses to start.
+    #[error("model {name:?}: {error}")]
+    Cuda { name: String, error: LoadError },
     #[error("no loadable model in {}{}; a model is a folder holding {MANIFEST_FILE} and the ONNX file it names, as exported by canard-train", .dir.display(), broken(*.skipped))]
     Empty { dir: PathBuf, skipped: usize },
 }
@@ -89,6 +93,7 @@ impl Loader {
     /// Loads every model folder in `dir`. `wanted` (from `--model`) must load and
     /// becomes the default; otherwise the default is `demo` if loaded, else the
     /// first name in order. Folders that fail are returned to be reported.
+    /// A model that cannot run on CUDA under `--device cuda` fails the whole load.
     pub fn load_all(&self, dir: &Path, wanted: Option<&str>) -> Result<(Registry, Vec<Skipped>), RegistryError> {
         let folders = model_folders(dir)?;
         if let Some(name) = wanted {
@@ -104,6 +109,7 @@ impl Loader {
                 Ok(loaded) => {
                     models.insert(name, loaded);
                 }
+                Err((error @ LoadError::Cuda { .. }, _)) => return Err(RegistryError::Cuda { name, error }),
                 Err((error, _)) if wanted == Some(name.as_str()) => {
                     return Err(RegistryError::WantedBroken { name, error })
                 }

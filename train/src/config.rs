@@ -8,6 +8,8 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::device::DeviceChoice;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "kebab-case")]
 pub enum Arch {
@@ -117,6 +119,9 @@ pub struct Settings {
     /// Generated images compared with the data for the SWD at export; 0 skips it [default: 2048]
     #[arg(long)]
     pub eval_images: Option<usize>,
+    /// auto (the GPU when built with CUDA and one is present), cuda or cpu [default: auto]
+    #[arg(long, value_enum)]
+    pub device: Option<DeviceChoice>,
     /// Where runs/NAME/ goes [default: runs]
     #[arg(long)]
     pub runs_dir: Option<PathBuf>,
@@ -197,6 +202,7 @@ impl Settings {
             keep_checkpoints: self.keep_checkpoints.unwrap_or(3),
             guard_patience: self.guard_patience.unwrap_or(300),
             eval_images: self.eval_images.unwrap_or(2048),
+            device: self.device.unwrap_or_default(),
             runs_dir: self.runs_dir.clone().unwrap_or_else(|| "runs".into()),
             models_dir: self.models_dir.clone().unwrap_or_else(|| "models".into()),
             log_every: self.log_every.unwrap_or(10),
@@ -240,6 +246,7 @@ pub struct TrainConfig {
     pub keep_checkpoints: usize,
     pub guard_patience: usize,
     pub eval_images: usize,
+    pub device: DeviceChoice,
     pub runs_dir: PathBuf,
     pub models_dir: PathBuf,
     pub log_every: usize,

@@ -108,7 +108,8 @@ pub fn train(cfg: &TrainConfig) -> anyhow::Result<TrainOutcome> {
             );
         }
     }
-    let device = device::select()?;
+    let device = device::select(cfg.device)?;
+    eprintln!("canard-train: {} on {}", cfg.arch.name(), device::describe(&device));
     let run_dir = cfg.runs_dir.join(&cfg.name);
     let samples_dir = run_dir.join("samples");
     std::fs::create_dir_all(&samples_dir).with_context(|| format!("cannot create {}", samples_dir.display()))?;
@@ -123,9 +124,7 @@ pub fn train(cfg: &TrainConfig) -> anyhow::Result<TrainOutcome> {
     cfg.channels = Some(data.channels);
     let batch = cfg.batch_size.min(data.len);
     eprintln!(
-        "canard-train: {} on {}; {} images from {} ({}×{}, {} channel{}) in {:.1}s; DiffAugment {}",
-        cfg.arch.name(),
-        device::describe(&device),
+        "canard-train: {} images from {} ({}×{}, {} channel{}) in {:.1}s; DiffAugment {}",
         data.len,
         data.source,
         data.size,

@@ -1,12 +1,13 @@
 //! `GET /healthz` (liveness: the process answers) and `GET /readyz` (readiness: a
 //! model is loaded, passed its test inference and its inference thread runs).
 
+use std::collections::BTreeMap;
+
 use actix_web::{web, HttpResponse, ResponseError};
 use serde::Serialize;
 use utoipa::ToSchema;
 
 use crate::app::AppState;
-use crate::engine::CPU_PROVIDER;
 use crate::error::{ApiError, ErrorBody};
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -18,10 +19,13 @@ pub struct Health {
     image_size: Option<u32>,
     channels: Option<u32>,
     latent_dim: Option<usize>,
-    /// The ONNX Runtime execution provider the models run on.
-    execution_provider: &'static str,
+    /// The ONNX Runtime execution provider the default model runs on
+    /// (`CUDAExecutionProvider` or `CPUExecutionProvider`; `null` while none is loaded).
+    execution_provider: Option<&'static str>,
     /// Every loaded model, in name order.
     models: Vec<String>,
+    /// The execution provider of every loaded model, by name.
+    execution_providers: BTreeMap<String, &'static str>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -44,8 +48,9 @@ pub async fn healthz(state: web::Data<AppState>) -> HttpResponse {
         image_size: m.map(|m| m.image_size),
         channels: m.map(|m| m.channels),
         latent_dim: m.map(|m| m.latent.dim),
-        execution_provider: default.map_or(CPU_PROVIDER, |e| e.execution_provider()),
+        execution_provider: default.map(|e| e.execution_provider()),
         models: registry.names().into_iter().map(String::from).collect(),
+        execution_providers: registry.models().map(|e| (e.name().to_string(), e.execution_provider())).collect(),
     })
 }
 

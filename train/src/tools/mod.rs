@@ -19,7 +19,7 @@ use crate::export::reader::{load_generator, OnnxGenerator};
 
 /// The model at `dir`, on the device canard-train would train on.
 fn load(dir: &Path) -> anyhow::Result<(Manifest, OnnxGenerator)> {
-    let device = crate::device::select()?;
+    let device = crate::device::select(crate::device::DeviceChoice::Auto)?;
     load_generator(dir, &device)
 }
 
