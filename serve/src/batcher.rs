@@ -24,9 +24,10 @@ pub struct Job<T> {
 pub struct Rules {
     /// Most images in one run; a single job larger than that still runs, alone.
     pub max_batch: usize,
-    /// After the first job of a batch, how long to wait for more while the batch
-    /// is not full. A short wait (1–2 ms) lets requests that arrive together share
-    /// a run, for a latency cost bounded by this.
+    /// Under load, how long to wait after the first job of a batch for more while
+    /// the batch is not full. A short wait (1–2 ms) lets requests that arrive
+    /// together share a run, for a latency cost bounded by this. "Under load" means
+    /// the previous run gathered more than one job: a lone client never waits.
     pub max_wait: Duration,
 }
 
@@ -43,6 +44,7 @@ where
         let _ = depth.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |d| Some(d.saturating_sub(1)));
     };
     let mut held: Option<Job<T>> = None;
+    let mut under_load = false;
     loop {
         let first = match held.take() {
             Some(job) => job,
@@ -54,7 +56,7 @@ where
                 Err(_) => return,
             },
         };
-        let deadline = Instant::now() + rules.max_wait;
+        let deadline = Instant::now() + if under_load { rules.max_wait } else { Duration::ZERO };
         let mut images = first.items.len();
         let mut jobs = vec![first];
         while images < rules.max_batch {
@@ -81,6 +83,7 @@ where
                 break;
             }
         }
+        under_load = jobs.len() > 1;
         jobs.retain(|job| !job.reply.is_closed());
         if !jobs.is_empty() {
             run_batch(jobs, item_len, &mut infer);
@@ -203,26 +206,55 @@ mod tests {
         assert!(run_queued(vec![a, b], 64).is_empty());
     }
 
-    #[test]
-    fn the_short_wait_gathers_a_job_that_arrives_after_the_first() {
-        let (tx, rx) = sync_channel(4);
-        let log = Arc::new(Mutex::new(Vec::new()));
-        let depth = Arc::new(AtomicUsize::new(0));
-        let (thread_log, thread_depth) = (log.clone(), depth.clone());
-        let worker = std::thread::spawn(move || {
+    /// Starts the loop on its own thread with a long wait; `before` is queued first.
+    fn worker(before: Vec<Job<u64>>) -> (std::sync::mpsc::SyncSender<Job<u64>>, std::thread::JoinHandle<Vec<Vec<u64>>>) {
+        let (tx, rx) = sync_channel(8);
+        for j in before {
+            tx.send(j).unwrap();
+        }
+        let handle = std::thread::spawn(move || {
+            let log = Arc::new(Mutex::new(Vec::new()));
             let rules = Rules { max_batch: 8, max_wait: Duration::from_millis(500) };
-            run(rx, rules, 2, &thread_depth, fake(thread_log));
+            run(rx, rules, 2, &AtomicUsize::new(0), fake(log.clone()));
+            let batches = log.lock().unwrap().clone();
+            batches
         });
-        let (a, ra) = job(&[1]);
-        let (b, rb) = job(&[2]);
+        (tx, handle)
+    }
+
+    #[test]
+    fn a_lone_client_never_waits() {
+        let (a, _ra) = job(&[1]);
+        let (b, _rb) = job(&[2]);
+        let (tx, handle) = worker(vec![]);
+        let started = Instant::now();
         tx.send(a).unwrap();
-        std::thread::sleep(Duration::from_millis(20));
+        std::thread::sleep(Duration::from_millis(50));
         tx.send(b).unwrap();
         drop(tx);
-        worker.join().unwrap();
-        drop((ra, rb));
-        assert_eq!(*log.lock().unwrap(), vec![vec![1, 2]]);
+        assert_eq!(handle.join().unwrap(), vec![vec![1], vec![2]]);
+        assert!(started.elapsed() < Duration::from_millis(400), "the first job waited for company");
+    }
 
+    #[test]
+    fn the_short_wait_gathers_a_job_that_arrives_after_the_first() {
+        // Two jobs queued together put the loop under load; then the wait gathers a
+        // job that arrives 20 ms after the first.
+        let (a, _ra) = job(&[1]);
+        let (b, _rb) = job(&[2]);
+        let (c, _rc) = job(&[3]);
+        let (d, _rd) = job(&[4]);
+        let (tx, handle) = worker(vec![a, b]);
+        std::thread::sleep(Duration::from_millis(50));
+        tx.send(c).unwrap();
+        std::thread::sleep(Duration::from_millis(20));
+        tx.send(d).unwrap();
+        drop(tx);
+        assert_eq!(handle.join().unwrap(), vec![vec![1, 2], vec![3, 4]]);
+    }
+
+    #[test]
+    fn a_full_batch_does_not_wait() {
         // A full batch does not wait: with room for one image, each job runs alone
         // at once even with a long wait configured.
         let (tx, rx) = sync_channel(4);
