@@ -11,7 +11,7 @@ DEMO_EPOCHS ?= 5
 DEMO_ARGS := --data builtin:shapes --name demo --image-size 32 --epochs $(DEMO_EPOCHS) --ngf 32 --ndf 32 --seed 0
 BIND ?= 127.0.0.1:8080
 
-.PHONY: demo test setup setup-browser build demo-model serve clean
+.PHONY: demo test setup setup-gpu setup-browser build build-cuda demo-model serve clean
 
 ## demo: install ONNX Runtime, build, train models/demo on builtin:shapes, then serve it
 demo: setup build demo-model serve
@@ -26,6 +26,11 @@ setup: $(ORT_LIB)
 $(ORT_LIB):
 	scripts/setup-ort.sh
 
+## setup-gpu: install the GPU build of ONNX Runtime (onnxruntime-gpu, 255 MB) into .deps/onnxruntime-gpu/
+## and report which CUDA 13 / cuDNN 9 libraries this machine has; for canard-serve built with --features cuda
+setup-gpu:
+	scripts/setup-ort.sh --gpu
+
 ## setup-browser: install Debian's chromium (headless browser for the gallery test) when missing
 setup-browser:
 	@if [ ! -x /usr/bin/chromium ]; then \
@@ -37,6 +42,10 @@ setup-browser:
 
 build:
 	$(CARGO) build --release -p canard-train -p canard-serve
+
+## build-cuda: build target/cuda/release/canard-train with CUDA (no GPU or toolkit needed; CUDA_COMPUTE_CAP=90 by default)
+build-cuda:
+	CARGO=$(CARGO) scripts/build-cuda.sh
 
 ## demo-model: train models/demo (resumes runs/demo if it exists; `make demo-model DEMO_EPOCHS=20` made the committed one)
 demo-model: build

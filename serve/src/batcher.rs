@@ -207,7 +207,9 @@ mod tests {
     }
 
     /// Starts the loop on its own thread with a long wait; `before` is queued first.
-    fn worker(before: Vec<Job<u64>>) -> (std::sync::mpsc::SyncSender<Job<u64>>, std::thread::JoinHandle<Vec<Vec<u64>>>) {
+    fn worker(
+        before: Vec<Job<u64>>,
+    ) -> (std::sync::mpsc::SyncSender<Job<u64>>, std::thread::JoinHandle<Vec<Vec<u64>>>) {
         let (tx, rx) = sync_channel(8);
         for j in before {
             tx.send(j).unwrap();

@@ -107,11 +107,14 @@ pub fn resolve(env: &Environment, lib: &Path, requested: Device) -> Result<(Devi
         Device::Cuda | Device::Auto => match probe_cuda(env) {
             Ok(()) => Ok((requested, None)),
             Err(e) => {
-                let reason = explain(&e, lib);
+                let reason = explain(&e.to_string(), lib);
                 if requested == Device::Cuda {
                     Err(DeviceError::Unavailable(reason))
                 } else {
-                    Ok((Device::Cpu, Some(format!("--device auto: CUDA is not usable, falling back to the CPU: {reason}"))))
+                    Ok((
+                        Device::Cpu,
+                        Some(format!("--device auto: CUDA is not usable, falling back to the CPU: {reason}")),
+                    ))
                 }
             }
         },
@@ -141,9 +144,9 @@ pub fn register_cuda(_builder: &mut SessionBuilder) -> ort::Result<()> {
     Err(ort::Error::new(NOT_BUILT))
 }
 
-/// ONNX Runtime's error, and what is most likely missing: the provider files
+/// ONNX Runtime's error message, and what is most likely missing: the provider files
 /// beside `lib` (the library in use), else the CUDA / cuDNN libraries or the driver.
-pub fn explain(error: &ort::Error, lib: &Path) -> String {
+pub fn explain(error: &str, lib: &Path) -> String {
     let real = std::fs::canonicalize(lib).unwrap_or_else(|_| lib.to_path_buf());
     let dir = real.parent().unwrap_or(Path::new("."));
     let absent: Vec<&str> =
@@ -164,7 +167,8 @@ pub fn explain(error: &ort::Error, lib: &Path) -> String {
             real.display()
         )
     };
-    format!("{error}; {hint}")
+    // ONNX Runtime's messages may end in a newline or a full stop.
+    format!("{}. {hint}", error.trim_end().trim_end_matches('.'))
 }
 
 #[cfg(test)]
@@ -190,15 +194,15 @@ mod tests {
         let dir = tmp.path();
         let lib = dir.join("libonnxruntime.so");
         std::fs::write(&lib, b"").unwrap();
-        let err = ort::Error::new("ort says no");
-        let msg = explain(&err, &lib);
-        assert!(msg.starts_with("ort says no; "), "{msg}");
+        let err = "ort says no.\n";
+        let msg = explain(err, &lib);
+        assert!(msg.starts_with("ort says no. "), "{msg}");
         assert!(msg.contains(&dir.join(CUDA_PROVIDER_LIB).display().to_string()), "{msg}");
         assert!(msg.contains(SHARED_PROVIDER_LIB) && msg.contains("make setup-gpu"), "{msg}");
 
         std::fs::write(dir.join(CUDA_PROVIDER_LIB), b"").unwrap();
         std::fs::write(dir.join(SHARED_PROVIDER_LIB), b"").unwrap();
-        let msg = explain(&err, &lib);
+        let msg = explain(err, &lib);
         assert!(msg.contains("libcudart.so.13") && msg.contains("libcudnn.so.9"), "{msg}");
         assert!(!msg.contains("make setup-gpu"), "{msg}");
     }

@@ -260,7 +260,10 @@ fn build_session(
             if device == Device::Cuda {
                 return Err(LoadError::Cuda { path: path.to_path_buf(), source: cuda });
             }
-            tracing::warn!(model = name, "--device auto: model {name} cannot run on CUDA, falling back to the CPU: {cuda}");
+            tracing::warn!(
+                model = name,
+                "--device auto: model {name} cannot run on CUDA, falling back to the CPU: {cuda}"
+            );
             Ok((session, Provider::Cpu))
         }
     }

@@ -10,11 +10,11 @@ use actix_web::HttpServer;
 use anyhow::Context;
 use canard_serve::app::{self, AppState};
 use canard_serve::config::Args;
+use canard_serve::device::{self, Device};
 use canard_serve::live::Live;
 use canard_serve::metrics::Metrics;
 use canard_serve::registry::Loader;
 use canard_serve::reload::{Reloader, Watcher};
-use canard_serve::device::{self, Device};
 use canard_serve::{logging, ort_lib};
 use clap::Parser;
 use tracing::{info, warn};
@@ -68,7 +68,9 @@ fn run(args: Args) -> anyhow::Result<()> {
             info!("--device auto: this canard-serve was built without the cuda feature: models run on the CPU")
         }
         (_, Device::Cpu) => info!("--device {}: models run on the CPU", args.device),
-        _ => info!("--device {}: the CUDA execution provider registered; models run on CUDA", args.device),
+        _ => {
+            info!("--device {}: the CUDA execution provider registered; models run on CUDA (see /healthz)", args.device)
+        }
     }
 
     let metrics = Arc::new(Metrics::new());

@@ -95,6 +95,7 @@ async fn healthz_describes_the_default_model() {
         serde_json::json!({
             "status": "ok", "model": "demo", "image_size": SIZE, "channels": CHANNELS, "latent_dim": 8,
             "execution_provider": "CPUExecutionProvider", "models": ["demo", "other"],
+            "execution_providers": {"demo": "CPUExecutionProvider", "other": "CPUExecutionProvider"},
         })
     );
 }
@@ -106,6 +107,10 @@ async fn without_models_liveness_holds_but_readiness_and_pictures_are_503() {
     assert_eq!(res.status(), StatusCode::OK);
     let json: Value = test::read_body_json(res).await;
     assert_eq!((json["model"].clone(), json["models"].clone()), (Value::Null, serde_json::json!([])));
+    assert_eq!(
+        (json["execution_provider"].clone(), json["execution_providers"].clone()),
+        (Value::Null, serde_json::json!({}))
+    );
     for uri in ["/readyz", "/generate?seed=1", "/interpolate?from=1&to=2"] {
         let res = test::call_service(&app, test::TestRequest::get().uri(uri).to_request()).await;
         assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE, "{uri}");

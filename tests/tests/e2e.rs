@@ -12,14 +12,7 @@ fn trains_exports_and_serves_deterministic_images() {
 
     // What the trainer leaves behind.
     let run = dir.path().join("runs/tiny");
-    for f in [
-        "samples/epoch_001.png",
-        "real_samples.png",
-        "losses.csv",
-        "losses.png",
-        "progress.gif",
-        "config.toml",
-    ] {
+    for f in ["samples/epoch_001.png", "real_samples.png", "losses.csv", "losses.png", "progress.gif", "config.toml"] {
         assert!(run.join(f).is_file(), "runs/tiny/{f} is missing");
     }
     assert!(run.join("checkpoints/step_00000004/tensors.safetensors").is_file(), "the final checkpoint is missing");

@@ -78,7 +78,8 @@ pub fn save(run_dir: &Path, tensors: &HashMap<String, Tensor>, state: &State, ke
     let tmp = root.join(format!(".{name}.{}.tmp", std::process::id()));
     let _ = std::fs::remove_dir_all(&tmp);
     std::fs::create_dir(&tmp).with_context(|| format!("cannot create {}", tmp.display()))?;
-    candle_core::safetensors::save(tensors, tmp.join(TENSORS)).with_context(|| format!("cannot write {}", tmp.display()))?;
+    candle_core::safetensors::save(tensors, tmp.join(TENSORS))
+        .with_context(|| format!("cannot write {}", tmp.display()))?;
     std::fs::write(tmp.join(STATE), serde_json::to_vec_pretty(state)?)?;
     for f in [TENSORS, STATE] {
         std::fs::File::open(tmp.join(f))?.sync_all()?;
@@ -86,7 +87,8 @@ pub fn save(run_dir: &Path, tensors: &HashMap<String, Tensor>, state: &State, ke
     if final_dir.exists() {
         std::fs::remove_dir_all(&final_dir)?;
     }
-    std::fs::rename(&tmp, &final_dir).with_context(|| format!("cannot move checkpoint into {}", final_dir.display()))?;
+    std::fs::rename(&tmp, &final_dir)
+        .with_context(|| format!("cannot move checkpoint into {}", final_dir.display()))?;
     if let Ok(d) = std::fs::File::open(&root) {
         let _ = d.sync_all();
     }
@@ -123,7 +125,8 @@ fn read(dir: &Path, device: &Device) -> anyhow::Result<(State, HashMap<String, T
     if state.format != FORMAT {
         anyhow::bail!("checkpoint format {} is not {FORMAT}", state.format);
     }
-    let tensors = candle_core::safetensors::load(dir.join(TENSORS), device).context("tensors.safetensors is unreadable")?;
+    let tensors =
+        candle_core::safetensors::load(dir.join(TENSORS), device).context("tensors.safetensors is unreadable")?;
     Ok((state, tensors))
 }
 
@@ -168,7 +171,8 @@ mod tests {
         for step in [5, 10, 15, 20] {
             save(dir.path(), &t, &State { step, ..new_state() }, 2).unwrap();
         }
-        let names: Vec<String> = list(dir.path()).iter().map(|p| p.file_name().unwrap().to_string_lossy().into()).collect();
+        let names: Vec<String> =
+            list(dir.path()).iter().map(|p| p.file_name().unwrap().to_string_lossy().into()).collect();
         assert_eq!(names, ["step_00000015", "step_00000020"]);
         std::fs::write(dir.path().join(DIR).join("step_00000020").join(STATE), b"{ half").unwrap();
         let (_, state, tensors) = latest(dir.path(), &Device::Cpu).unwrap();

@@ -153,7 +153,9 @@ impl Settings {
     pub fn overlay(self, over: &Settings) -> Settings {
         // Through JSON, where an unset option is null: no per-field code to keep in step.
         let mut base = serde_json::to_value(self).expect("settings serialise");
-        if let (Some(b), serde_json::Value::Object(o)) = (base.as_object_mut(), serde_json::to_value(over).expect("settings serialise")) {
+        if let (Some(b), serde_json::Value::Object(o)) =
+            (base.as_object_mut(), serde_json::to_value(over).expect("settings serialise"))
+        {
             for (k, v) in o.into_iter().filter(|(_, v)| !v.is_null()) {
                 b.insert(k, v);
             }
@@ -171,7 +173,9 @@ impl Settings {
         };
         let lr_g = self.lr_g.unwrap_or(lr);
         let need = |v: &Option<String>, flag: &str| {
-            v.clone().ok_or_else(|| ConfigError::Invalid(format!("--{flag} is required (on the command line or in --config)")))
+            v.clone().ok_or_else(|| {
+                ConfigError::Invalid(format!("--{flag} is required (on the command line or in --config)"))
+            })
         };
         let cfg = TrainConfig {
             data: need(&self.data, "data")?,
@@ -261,7 +265,10 @@ impl TrainConfig {
     pub fn validate(&self) -> Result<(), ConfigError> {
         let bad = |m: String| Err(ConfigError::Invalid(m));
         if !canard_shared::manifest::is_plain_name(&self.name) {
-            return bad(format!("--name {:?} must be letters, digits, '-', '_' or '.' (it becomes a folder name)", self.name));
+            return bad(format!(
+                "--name {:?} must be letters, digits, '-', '_' or '.' (it becomes a folder name)",
+                self.name
+            ));
         }
         if self.epochs.is_some() && self.steps.is_some() {
             return bad("give --epochs or --steps, not both".into());
@@ -272,12 +279,16 @@ impl TrainConfig {
         if self.batch_size == 0 || self.critic_steps == 0 || self.critic_steps_burst == 0 {
             return bad("--batch-size, --critic-steps and --critic-steps-burst must be at least 1".into());
         }
-        for (flag, v) in [("lr-g", self.lr_g), ("lr-d", self.lr_d), ("clamp", self.clamp), ("gp-lambda", self.gp_lambda)] {
+        for (flag, v) in
+            [("lr-g", self.lr_g), ("lr-d", self.lr_d), ("clamp", self.clamp), ("gp-lambda", self.gp_lambda)]
+        {
             if !(v.is_finite() && v > 0.0) {
                 return bad(format!("--{flag} must be a positive number, not {v}"));
             }
         }
-        for (flag, v) in [("beta1", self.beta1), ("beta2", self.beta2), ("rms-alpha", self.rms_alpha), ("ema-decay", self.ema_decay)] {
+        for (flag, v) in
+            [("beta1", self.beta1), ("beta2", self.beta2), ("rms-alpha", self.rms_alpha), ("ema-decay", self.ema_decay)]
+        {
             if !(0.0..1.0).contains(&v) {
                 return bad(format!("--{flag} must be in [0, 1), not {v}"));
             }
@@ -285,7 +296,13 @@ impl TrainConfig {
         if self.keep_checkpoints == 0 {
             return bad("--keep-checkpoints must be at least 1".into());
         }
-        let shape = crate::model::DcganShape { image_size: self.image_size, channels: self.channels.unwrap_or(3), nz: self.nz, ngf: self.ngf, ndf: self.ndf };
+        let shape = crate::model::DcganShape {
+            image_size: self.image_size,
+            channels: self.channels.unwrap_or(3),
+            nz: self.nz,
+            ngf: self.ngf,
+            ndf: self.ndf,
+        };
         shape.validate().map_err(ConfigError::Invalid)
     }
 
@@ -317,8 +334,23 @@ mod tests {
     #[test]
     fn a_config_file_and_the_same_flags_resolve_identically() {
         let from_flags = flags(&[
-            "--data", "builtin:shapes", "--name", "x", "--arch", "wgan-gp", "--image-size", "32", "--lr-g", "3e-4",
-            "--critic-steps", "3", "--augment", "--ema-decay", "0.99", "--steps", "10",
+            "--data",
+            "builtin:shapes",
+            "--name",
+            "x",
+            "--arch",
+            "wgan-gp",
+            "--image-size",
+            "32",
+            "--lr-g",
+            "3e-4",
+            "--critic-steps",
+            "3",
+            "--augment",
+            "--ema-decay",
+            "0.99",
+            "--steps",
+            "10",
         ]);
         let text = r#"
             data = "builtin:shapes"

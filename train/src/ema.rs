@@ -20,7 +20,10 @@ impl Ema {
     pub fn new(shape: DcganShape, source: &Params, decay: f64, device: &Device) -> Result<Self> {
         let mut params = Params::default();
         // The throwaway RNG only fills tensors that are overwritten at once.
-        let g = Generator::new(&mut Init::new(&mut params, &mut ChaCha8Rng::seed_from_u64(0), device, source.dtype()), shape)?;
+        let g = Generator::new(
+            &mut Init::new(&mut params, &mut ChaCha8Rng::seed_from_u64(0), device, source.dtype()),
+            shape,
+        )?;
         params.copy_from(source)?;
         Ok(Self { g, params, decay, updates: 0 })
     }

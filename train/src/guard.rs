@@ -44,13 +44,24 @@ impl Guard {
                 Arch::Wgan => ", or a smaller --clamp",
                 Arch::WganGp => ", or more --critic-steps",
             };
-            return Err(Divergence::NonFinite { step: r.step, value, lr_g: self.lr_g / 2.0, lr_d: self.lr_d / 2.0, hint });
+            return Err(Divergence::NonFinite {
+                step: r.step,
+                value,
+                lr_g: self.lr_g / 2.0,
+                lr_d: self.lr_d / 2.0,
+                hint,
+            });
         }
         // A Wasserstein critic cannot "win": its scores are unbounded by design.
         if self.arch == Arch::Dcgan && r.d_real > 1.0 - SURE && r.d_fake < SURE {
             self.streak += 1;
             if self.streak >= self.patience {
-                return Err(Divergence::DiscriminatorWins { step: r.step, steps: self.streak, d_real: r.d_real, d_fake: r.d_fake });
+                return Err(Divergence::DiscriminatorWins {
+                    step: r.step,
+                    steps: self.streak,
+                    d_real: r.d_real,
+                    d_fake: r.d_fake,
+                });
             }
         } else {
             self.streak = 0;

@@ -24,7 +24,8 @@ pub fn second_order_gradients_work() -> Result<bool> {
     let x = Var::new(&[1.5f32], &Device::Cpu)?;
     let w = Var::new(&[2.0f32], &Device::Cpu)?;
     let y = (x.as_tensor() * w.as_tensor())?.sqr()?.sum_all()?;
-    let dy_dx = y.backward()?.remove(x.as_tensor()).ok_or_else(|| candle_core::Error::Msg("no gradient for x".into()))?;
+    let dy_dx =
+        y.backward()?.remove(x.as_tensor()).ok_or_else(|| candle_core::Error::Msg("no gradient for x".into()))?;
     let penalty = dy_dx.sqr()?.sum_all()?;
     Ok(match penalty.backward()?.get(w.as_tensor()) {
         Some(g) => (g.to_vec1::<f32>()?[0] - 288.0).abs() < 1e-2,

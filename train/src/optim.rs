@@ -81,7 +81,8 @@ impl Optimizer {
         for i in 0..self.vars.len() {
             for (name, slot) in [("m", &mut self.m[i]), ("v", &mut self.v[i])] {
                 let key = format!("{prefix}{name}.{i}");
-                let saved = tensors.get(&key).ok_or_else(|| candle_core::Error::Msg(format!("checkpoint lacks {key}")))?;
+                let saved =
+                    tensors.get(&key).ok_or_else(|| candle_core::Error::Msg(format!("checkpoint lacks {key}")))?;
                 if saved.dims() != slot.dims() {
                     candle_core::bail!("{key} has shape {:?}, expected {:?}", saved.dims(), slot.dims());
                 }

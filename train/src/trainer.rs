@@ -11,8 +11,8 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::Context;
-use candle_core::{DType, Device, Tensor};
 use canard_shared::manifest::{Quality, TrainingSummary};
+use candle_core::{DType, Device, Tensor};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
@@ -45,7 +45,13 @@ impl Gan {
     }
 
     /// `dtype` F64 lets tests compare gradients with finite differences precisely.
-    pub fn build(shape: DcganShape, norm: CriticNorm, rng: &mut ChaCha8Rng, device: &Device, dtype: DType) -> candle_core::Result<Self> {
+    pub fn build(
+        shape: DcganShape,
+        norm: CriticNorm,
+        rng: &mut ChaCha8Rng,
+        device: &Device,
+        dtype: DType,
+    ) -> candle_core::Result<Self> {
         let mut g_params = Params::default();
         let g = Generator::new(&mut Init::new(&mut g_params, rng, device, dtype), shape)?;
         let mut d_params = Params::default();
@@ -139,13 +145,16 @@ pub fn train(cfg: &TrainConfig) -> anyhow::Result<TrainOutcome> {
     }
     atomic::write_atomic(&run_dir.join("config.toml"), cfg.to_toml().as_bytes())?;
 
-    let shape = DcganShape { image_size: cfg.image_size, channels: data.channels, nz: cfg.nz, ngf: cfg.ngf, ndf: cfg.ndf };
+    let shape =
+        DcganShape { image_size: cfg.image_size, channels: data.channels, nz: cfg.nz, ngf: cfg.ngf, ndf: cfg.ndf };
     shape.validate().map_err(anyhow::Error::msg)?;
     let norm = if cfg.arch == Arch::WganGp { CriticNorm::Layer } else { CriticNorm::Batch };
     let mut rng = ChaCha8Rng::seed_from_u64(cfg.seed);
     let gan = Gan::build(shape, norm, &mut rng, &device, DType::F32)?;
     let (rule_g, rule_d) = match cfg.arch {
-        Arch::Wgan => (Rule::RmsProp { alpha: cfg.rms_alpha, eps: 1e-8 }, Rule::RmsProp { alpha: cfg.rms_alpha, eps: 1e-8 }),
+        Arch::Wgan => {
+            (Rule::RmsProp { alpha: cfg.rms_alpha, eps: 1e-8 }, Rule::RmsProp { alpha: cfg.rms_alpha, eps: 1e-8 })
+        }
         _ => {
             let adam = Rule::Adam { beta1: cfg.beta1, beta2: cfg.beta2, eps: 1e-8 };
             (adam, adam)
@@ -156,7 +165,8 @@ pub fn train(cfg: &TrainConfig) -> anyhow::Result<TrainOutcome> {
     if cfg.arch == Arch::Wgan {
         gan.d_params.clamp(cfg.clamp)?;
     }
-    let mut ema = if cfg.ema_decay > 0.0 { Some(Ema::new(shape, &gan.g_params, cfg.ema_decay, &device)?) } else { None };
+    let mut ema =
+        if cfg.ema_decay > 0.0 { Some(Ema::new(shape, &gan.g_params, cfg.ema_decay, &device)?) } else { None };
     let mut guard = Guard::new(cfg.arch, cfg.guard_patience, cfg.lr_g, cfg.lr_d);
 
     // Resume the newest checkpoint, if any.
@@ -239,7 +249,11 @@ pub fn train(cfg: &TrainConfig) -> anyhow::Result<TrainOutcome> {
             let grid = samples_dir.join(format!("epoch_{:03}.png", st.epochs_done.max(1)));
             report::save_grid(&report::generate(preview, &preview_seeds, &device)?, &grid)?;
             report::write_losses_csv(&losses, &run_dir.join("losses.csv"))?;
-            report::plot::write_loss_plot(&losses, &format!("{} — {}", cfg.name, cfg.arch.name()), &run_dir.join("losses.png"))?;
+            report::plot::write_loss_plot(
+                &losses,
+                &format!("{} — {}", cfg.name, cfg.arch.name()),
+                &run_dir.join("losses.png"),
+            )?;
             report::gif::write_progress_gif(&samples_dir, &run_dir.join("progress.gif"))?;
         }
         if epoch_ended || finished || st.step - last_saved >= cfg.checkpoint_every {
@@ -265,7 +279,10 @@ pub fn train(cfg: &TrainConfig) -> anyhow::Result<TrainOutcome> {
         images_seen: st.images_seen,
         seconds: st.seconds,
         seed: cfg.seed,
-        exported_at: std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0),
+        exported_at: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0),
         ema: cfg.ema_decay > 0.0,
         quality,
     };
@@ -394,7 +411,15 @@ fn wgan_step(
     let fake = c.gan.g.forward(&c.noise(b, rng)?, true)?;
     let loss_g = c.gan.d.forward(&c.view(&fake, rng)?, true)?.mean_all()?.neg()?;
     opt_g.backward_step(&loss_g)?;
-    let rec = LossRecord { step, epoch: cursor.epoch + 1, loss_d, loss_g: loss_g.to_scalar()?, d_real: s_real, d_fake: s_fake, gp };
+    let rec = LossRecord {
+        step,
+        epoch: cursor.epoch + 1,
+        loss_d,
+        loss_g: loss_g.to_scalar()?,
+        d_real: s_real,
+        d_fake: s_fake,
+        gp,
+    };
     Ok((rec, images))
 }
 

@@ -1,9 +1,9 @@
 //! Every architecture builds and runs at every supported size, grey and RGB, forward and backward.
 
-use candle_core::{DType, Device};
 use canard_train::losses::bce_with_logits;
 use canard_train::model::{params::randn, CriticNorm, DcganShape};
 use canard_train::trainer::Gan;
+use candle_core::{DType, Device};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 

@@ -2,10 +2,10 @@
 //! differences. In its own test binary because candle reads the second-order switch
 //! once per thread, before the first backward pass.
 
-use candle_core::{DType, Device, Tensor};
 use canard_train::losses::{gradient_penalty, second_order_gradients_work, SECOND_ORDER_ENV};
 use canard_train::model::{params::randn, CriticNorm, DcganShape};
 use canard_train::trainer::Gan;
+use candle_core::{DType, Device, Tensor};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
@@ -48,7 +48,11 @@ fn penalty_gradients_match_finite_differences_for_every_critic_weight() {
             let h = 1e-6;
             let numeric = (at(h) - at(-h)) / (2.0 * h);
             let a = analytic[i];
-            assert!((numeric - a).abs() <= 1e-7 + 1e-4 * a.abs(), "{}[{i}]: autograd {a}, finite difference {numeric}", p.name);
+            assert!(
+                (numeric - a).abs() <= 1e-7 + 1e-4 * a.abs(),
+                "{}[{i}]: autograd {a}, finite difference {numeric}",
+                p.name
+            );
             checked += 1;
         }
     }

@@ -3,8 +3,8 @@
 
 use std::path::Path;
 
-use candle_core::Device;
 use canard_train::{checkpoint, train_with, Settings, Start};
+use candle_core::Device;
 
 fn settings(dir: &Path, arch: &str, steps: usize) -> Settings {
     let text = format!(
