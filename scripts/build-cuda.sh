@@ -51,11 +51,14 @@ die() { printf 'error: %s\n' "$*" >&2; exit 1; }
 elapsed() { local s=$((SECONDS - $1)); printf '%dm%02ds' $((s / 60)) $((s % 60)); }
 
 finish() {
-    local size
+    local size cap
     size="$(du -h "${bin}" | cut -f1)"
+    cap="${CUDA_COMPUTE_CAP:-the GPU found by nvidia-smi}"
     cat <<EOF
 
-Built ${root}/${bin} (${size}, kernels for sm_${CUDA_COMPUTE_CAP:-auto}).
+Built ${root}/${bin} (${size}).
+Its kernels are compiled for CUDA_COMPUTE_CAP=${cap} only (90 means sm_90a:
+H100/H200); for another GPU, rebuild with its compute capability, e.g. CUDA_COMPUTE_CAP=80 for an A100.
 
 To run it on a GPU machine, it needs at run time:
   - libcuda.so.1 from the NVIDIA driver (a 580+ driver for CUDA 13.0; usually already

@@ -192,8 +192,10 @@ pub fn train(cfg: &TrainConfig) -> anyhow::Result<TrainOutcome> {
         eprintln!("canard-train: resuming {} at step {} (epoch {})", dir.display(), saved.step, saved.epochs_done + 1);
         st = saved;
     } else {
-        let first: Vec<usize> = (0..data.len.min(64)).collect();
-        report::save_grid(&data.batch(&first, &device)?, &run_dir.join("real_samples.png"))?;
+        // Spread over the whole dataset: folders are read in path order, often one class per folder.
+        let shown = data.len.min(64);
+        let spread: Vec<usize> = (0..shown).map(|i| i * data.len / shown).collect();
+        report::save_grid(&data.batch(&spread, &device)?, &run_dir.join("real_samples.png"))?;
     }
 
     let mut cursor = Cursor::new(data.len, batch, cfg.seed, st.cursor_epoch, st.cursor_pos);
