@@ -37,7 +37,7 @@ wheels=(
     nvidia-curand==10.4.0.35
     nvidia-cublas==13.0.2.14
 )
-# Linked by candle (cudarc with `dynamic-linking`, and candle-kernels): name -> wheel soname.
+# Linked by candle (cudarc with `dynamic-linking`, and candle-kernels); the wheels ship only libNAME.so.N.
 libs=(cudart cublas cublasLt curand nvrtc)
 
 deps="${root}/.deps/cuda"
@@ -138,9 +138,11 @@ say "linker names in ${lib64}: $(cd "${lib64}" && ls -1 ./*.so | sed 's|^\./||' 
 
 # 4. A stub libcuda.so (SONAME libcuda.so.1) with every cu* function of cudarc's driver
 #    bindings, each returning 0. It only satisfies the linker; at run time the driver's
-#    real libcuda.so.1 is loaded instead.
-if [[ -f "${stubs}/libcuda.so" ]]; then
-    say "stub libcuda already built: ${stubs}/libcuda.so"
+#    real libcuda.so.1 is loaded instead. Rebuilt when Cargo.lock moves to another cudarc.
+cudarc_locked="$(awk '$0 == "name = \"cudarc\"" { getline; print $3 }' Cargo.lock | tr -d '"' | sort -u | tr '\n' ' ')"
+stub_stamp="${deps}/libcuda-stub.cudarc"
+if [[ -f "${stubs}/libcuda.so" && -f "${stub_stamp}" ]] && [[ "$(cat "${stub_stamp}")" == "${cudarc_locked}" ]]; then
+    say "stub libcuda already built: ${stubs}/libcuda.so (cudarc ${cudarc_locked% })"
 else
     command -v gcc >/dev/null 2>&1 || die "gcc is needed to build the stub libcuda.so"
     say "locating cudarc's sources (cargo metadata)"
@@ -161,6 +163,7 @@ print(os.path.dirname(pkgs[0]["manifest_path"]) if pkgs else "")')"
     mv "${src}.part" "${src}"
     gcc -shared -fPIC -O0 -Wl,-soname,libcuda.so.1 -o "${stubs}/libcuda.so.part" "${src}"
     mv "${stubs}/libcuda.so.part" "${stubs}/libcuda.so"
+    printf '%s\n' "${cudarc_locked}" >"${stub_stamp}"
     say "stub libcuda built: ${stubs}/libcuda.so ($(grep -c '^int ' "${src}") functions, from $(basename "${cudarc_dir}"))"
 fi
 
