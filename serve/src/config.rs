@@ -48,8 +48,10 @@ pub struct Args {
     /// Most images in one ONNX Runtime run.
     #[arg(long, env = "CANARD_MAX_BATCH", default_value_t = 64, value_parser = positive)]
     pub max_batch: usize,
-    /// After a request reaches an idle model, how long (ms) to wait for more to batch with it.
-    #[arg(long, env = "CANARD_BATCH_WAIT_MS", default_value_t = 2.0, value_parser = wait_ms)]
+    /// Under load, how long (ms) to wait after a batch's first request for more. 0 by default: with
+    /// clients that wait for their answers, requests already queue up while a batch runs, and
+    /// waiting only adds latency (BENCHMARKS.md); a wait helps many independent clients.
+    #[arg(long, env = "CANARD_BATCH_WAIT_MS", default_value_t = 0.0, value_parser = wait_ms)]
     pub batch_wait_ms: f64,
     /// Requests that may wait per model; beyond that, 503 with Retry-After.
     #[arg(long, env = "CANARD_QUEUE", default_value_t = 256, value_parser = positive)]
