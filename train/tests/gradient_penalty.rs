@@ -5,6 +5,8 @@
 use canard_train::losses::{gradient_penalty, second_order_gradients_work, SECOND_ORDER_ENV};
 use canard_train::model::{params::randn, CriticNorm, DcganShape};
 use canard_train::trainer::Gan;
+mod common;
+
 use candle_core::{DType, Device, Tensor};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -35,18 +37,8 @@ fn penalty_gradients_match_finite_differences_for_every_critic_weight() {
         if p.name.contains("conv") || p.name.ends_with("gamma") {
             assert!(analytic.iter().any(|g| g.abs() > 1e-9), "{}: the penalty does not reach it", p.name);
         }
-        let original = p.var.as_tensor().flatten_all().unwrap().to_vec1::<f64>().unwrap();
-        for i in [0, original.len() / 3, original.len() - 1] {
-            let at = |delta: f64| {
-                let mut v = original.clone();
-                v[i] += delta;
-                p.var.set(&Tensor::from_vec(v, p.var.dims(), &dev).unwrap()).unwrap();
-                let l = penalty().to_scalar::<f64>().unwrap();
-                p.var.set(&Tensor::from_vec(original.clone(), p.var.dims(), &dev).unwrap()).unwrap();
-                l
-            };
-            let h = 1e-6;
-            let numeric = (at(h) - at(-h)) / (2.0 * h);
+        for i in [0, p.var.elem_count() / 3, p.var.elem_count() - 1] {
+            let numeric = common::finite_difference(&p.var, i, 1e-6, || penalty().to_scalar::<f64>().unwrap());
             let a = analytic[i];
             assert!(
                 (numeric - a).abs() <= 1e-7 + 1e-4 * a.abs(),

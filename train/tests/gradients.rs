@@ -5,6 +5,8 @@ use canard_train::losses::bce_with_logits;
 use canard_train::model::params::randn;
 use canard_train::model::{CriticNorm, DcganShape};
 use canard_train::trainer::Gan;
+mod common;
+
 use candle_core::{DType, Device, Tensor};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -27,19 +29,9 @@ fn every_parameter_gradient_matches_finite_differences() {
     for p in gan.g_params.iter().chain(gan.d_params.iter()).filter(|p| p.trainable) {
         let grad = grads.get(p.var.as_tensor()).unwrap_or_else(|| panic!("no gradient for {}", p.name));
         let analytic = grad.flatten_all().unwrap().to_vec1::<f64>().unwrap();
-        let original = p.var.as_tensor().flatten_all().unwrap().to_vec1::<f64>().unwrap();
-        // A few elements spread over the tensor.
-        for i in [0, original.len() / 2, original.len() - 1] {
-            let h = 1e-5;
-            let loss_at = |delta: f64| {
-                let mut v = original.clone();
-                v[i] += delta;
-                p.var.set(&Tensor::from_vec(v, p.var.dims(), &dev).unwrap()).unwrap();
-                let l = generator_loss(&gan, &z).to_scalar::<f64>().unwrap();
-                p.var.set(&Tensor::from_vec(original.clone(), p.var.dims(), &dev).unwrap()).unwrap();
-                l
-            };
-            let numeric = (loss_at(h) - loss_at(-h)) / (2.0 * h);
+        for i in [0, p.var.elem_count() / 2, p.var.elem_count() - 1] {
+            let numeric =
+                common::finite_difference(&p.var, i, 1e-5, || generator_loss(&gan, &z).to_scalar::<f64>().unwrap());
             let a = analytic[i];
             assert!(
                 (numeric - a).abs() <= 1e-8 + 1e-4 * a.abs(),
