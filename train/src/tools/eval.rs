@@ -42,7 +42,9 @@ pub fn run(args: EvalArgs) -> anyhow::Result<SwdReport> {
     let (manifest, g) = super::load(&args.model)?;
     let (size, channels) = (manifest.image_size as usize, manifest.channels as usize);
     // No cache folder: `eval` does not know the run's, and writes nothing but its report.
-    let (data, skipped) = Dataset::open(&args.data, size, Some(channels), args.seed, None)?;
+    // The trainer's cache (runs/.cache), so evaluating against a training folder decodes nothing.
+    let cache = std::path::Path::new("runs").join(".cache");
+    let (data, skipped) = Dataset::open(&args.data, size, Some(channels), args.seed, Some(&cache))?;
     if let Some(w) = skipped.warning() {
         eprintln!("{w}");
     }
