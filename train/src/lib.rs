@@ -14,6 +14,7 @@ pub mod export;
 pub mod guard;
 pub mod losses;
 pub mod model;
+pub mod ops;
 pub mod optim;
 pub mod report;
 pub mod tools;

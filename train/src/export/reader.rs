@@ -59,7 +59,7 @@ impl OnnxGenerator {
         let mut x = z.reshape((n, self.nz, 1, 1))?;
         let last = self.layers.len() - 1;
         for (i, l) in self.layers.iter().enumerate() {
-            x = x.conv_transpose2d(&l.weight, l.padding, 0, l.stride, 1)?;
+            x = crate::ops::conv_transpose2d(&x, &l.weight, l.stride, l.padding)?;
             x = x.broadcast_add(&l.bias.reshape((1, l.bias.dim(0)?, 1, 1))?)?;
             x = if i == last { x.tanh()? } else { x.relu()? };
         }

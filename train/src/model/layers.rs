@@ -3,6 +3,7 @@
 use candle_core::{Result, Tensor, Var, D};
 
 use super::params::Init;
+use crate::ops;
 
 /// 4×4 kernels everywhere, as in Radford et al.
 pub const KERNEL: usize = 4;
@@ -21,7 +22,7 @@ impl Conv2d {
     }
 
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        x.conv2d(&self.weight, self.padding, self.stride, 1, 1)
+        ops::conv2d(x, &self.weight, self.stride, self.padding)
     }
 }
 
@@ -39,7 +40,7 @@ impl ConvTranspose2d {
     }
 
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        x.conv_transpose2d(&self.weight, self.padding, 0, self.stride, 1)
+        ops::conv_transpose2d(x, &self.weight, self.stride, self.padding)
     }
 }
 

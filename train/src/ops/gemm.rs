@@ -1,0 +1,101 @@
+//! A safe face on the `gemm` crate: row-major results from strided operands.
+
+use gemm::Parallelism;
+
+/// A read-only matrix view: element (i, j) is `data[i·row_stride + j·col_stride]`.
+#[derive(Clone, Copy)]
+pub struct Mat<'a, T> {
+    data: &'a [T],
+    rows: usize,
+    cols: usize,
+    row_stride: usize,
+    col_stride: usize,
+}
+
+impl<'a, T> Mat<'a, T> {
+    /// A contiguous row-major `rows × cols` matrix.
+    pub fn new(data: &'a [T], rows: usize, cols: usize) -> Self {
+        assert_eq!(data.len(), rows * cols, "matrix data does not match its shape");
+        Self { data, rows, cols, row_stride: cols, col_stride: 1 }
+    }
+
+    /// The transpose, without copying.
+    pub fn t(self) -> Self {
+        Self { rows: self.cols, cols: self.rows, row_stride: self.col_stride, col_stride: self.row_stride, ..self }
+    }
+}
+
+/// Element types the GEMM kernels take.
+pub trait Element: Copy + Default + Send + Sync + std::ops::AddAssign + 'static {
+    const ONE: Self;
+}
+impl Element for f32 {
+    const ONE: Self = 1.0;
+}
+impl Element for f64 {
+    const ONE: Self = 1.0;
+}
+
+/// a · b as a new row-major matrix, on all of rayon's threads.
+pub fn matmul<T: Element>(a: Mat<T>, b: Mat<T>) -> Vec<T> {
+    assert_eq!(a.cols, b.rows, "matrix product of mismatched shapes");
+    let (m, n, k) = (a.rows, b.cols, a.cols);
+    let mut out = vec![T::default(); m * n];
+    if m == 0 || n == 0 || k == 0 {
+        return out;
+    }
+    // The views are in bounds: their last elements are the data's last (checked by `new`).
+    let s = |x: usize| x as isize;
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            out.as_mut_ptr(),
+            1,
+            s(n),
+            false,
+            a.data.as_ptr(),
+            s(a.col_stride),
+            s(a.row_stride),
+            b.data.as_ptr(),
+            s(b.col_stride),
+            s(b.row_stride),
+            T::default(),
+            T::ONE,
+            false,
+            false,
+            false,
+            Parallelism::Rayon(rayon::current_num_threads()),
+        );
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn naive(a: &[f64], b: &[f64], m: usize, n: usize, k: usize) -> Vec<f64> {
+        let mut c = vec![0.0; m * n];
+        for i in 0..m {
+            for j in 0..n {
+                c[i * n + j] = (0..k).map(|l| a[i * k + l] * b[l * n + j]).sum();
+            }
+        }
+        c
+    }
+
+    #[test]
+    fn products_and_transposed_views_match_the_textbook_loop() {
+        let (m, n, k) = (7, 5, 3);
+        let a: Vec<f64> = (0..m * k).map(|i| (i as f64).sin()).collect();
+        let b: Vec<f64> = (0..k * n).map(|i| (i as f64).cos()).collect();
+        let expect = naive(&a, &b, m, n, k);
+        let close = |got: Vec<f64>| got.iter().zip(&expect).all(|(g, e)| (g - e).abs() < 1e-12);
+        assert!(close(matmul(Mat::new(&a, m, k), Mat::new(&b, k, n))));
+        // (bᵀ)ᵀ is b: a transposed view of a transposed copy gives the same product.
+        let bt: Vec<f64> = (0..n * k).map(|i| b[(i % k) * n + i / k]).collect();
+        assert!(close(matmul(Mat::new(&a, m, k), Mat::new(&bt, n, k).t())));
+    }
+}
