@@ -11,14 +11,21 @@ DEMO_EPOCHS ?= 5
 DEMO_ARGS := --data builtin:shapes --name demo --image-size 32 --epochs $(DEMO_EPOCHS) --ngf 32 --ndf 32 --seed 0
 BIND ?= 127.0.0.1:8080
 
-.PHONY: demo test setup setup-gpu setup-browser build build-cuda demo-model serve clean
+.PHONY: demo test check-deploy setup setup-gpu setup-browser build build-cuda demo-model serve clean
 
 ## demo: install ONNX Runtime, build, train models/demo on builtin:shapes, then serve it
 demo: setup build demo-model serve
 
 ## test: install ONNX Runtime and Chromium, then run every test (unit, end-to-end, parity, data loader, browser)
-test: setup setup-browser
+## and the deployment checks
+test: setup setup-browser check-deploy
 	$(CARGO) test --workspace
+
+## check-deploy: check docker-compose.yml, the Dockerfiles and deploy/ without a Docker engine (schema,
+## Compose itself, hadolint, nginx -t, paths, ports, commands and CANARD_* variables against the binaries,
+## nginx in front of a real canard-serve, and a self-test that each check catches deliberate mistakes)
+check-deploy: setup
+	CARGO=$(CARGO) scripts/check-deploy.sh
 
 ## setup: install the ONNX Runtime library into .deps/ (once)
 setup: $(ORT_LIB)
