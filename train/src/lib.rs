@@ -17,6 +17,7 @@ pub mod model;
 pub mod ops;
 pub mod optim;
 pub mod report;
+pub mod step;
 pub mod tools;
 pub mod trainer;
 

@@ -84,7 +84,9 @@ fn check_against_differences(what: &str, x: &Var, w: &Var, s: usize, p: usize, f
     let (x, w) = (f64v(x), f64v(w));
     let y = f(x.as_tensor(), w.as_tensor(), s, p).unwrap();
     let r = random(&mut ChaCha8Rng::seed_from_u64(7), y.dims()).as_tensor().to_dtype(DType::F64).unwrap();
-    let loss = || (f(x.as_tensor(), w.as_tensor(), s, p).unwrap() * &r).unwrap().sum_all().unwrap().to_scalar::<f64>().unwrap();
+    let loss = || {
+        (f(x.as_tensor(), w.as_tensor(), s, p).unwrap() * &r).unwrap().sum_all().unwrap().to_scalar::<f64>().unwrap()
+    };
     let g = (y * &r).unwrap().sum_all().unwrap().backward().unwrap();
     for (name, v) in [("x", &x), ("w", &w)] {
         let analytic = g.get(v.as_tensor()).unwrap().flatten_all().unwrap().to_vec1::<f64>().unwrap();
@@ -137,4 +139,53 @@ fn f64_operands_work_and_mixed_or_integer_ones_are_refused_with_a_reason() {
     assert!(err.to_string().contains("2 channels"), "{err}");
     let err = ops::conv2d(&x, &Tensor::ones((3, 2, 7, 7), DType::F64, &Device::Cpu).unwrap(), 1, 0).unwrap_err();
     assert!(err.to_string().contains("does not fit"), "{err}");
+}
+
+/// The fused BatchNorm + activation against the same layer built from candle's tensor ops
+/// (the path other devices take): output, gradients of x, γ and β, running statistics.
+#[test]
+fn fused_batch_norm_matches_candle_composition() {
+    use canard_train::model::layers::{BatchNorm2d, LEAKY_SLOPE};
+    use canard_train::model::params::{Init, Params};
+    use canard_train::ops::Activation;
+    let mut rng = ChaCha8Rng::seed_from_u64(3);
+    for (dims, act) in [
+        ([1, 3, 5, 7], Activation::Relu),
+        ([4, 2, 3, 3], Activation::LeakyRelu(LEAKY_SLOPE)),
+        ([3, 5, 1, 1], Activation::Relu),
+    ] {
+        let layer = |rng: &mut ChaCha8Rng| {
+            let mut params = Params::default();
+            let bn = BatchNorm2d::new(&mut Init::new(&mut params, rng, &Device::Cpu, DType::F32), dims[1]).unwrap();
+            (bn, params)
+        };
+        let (fused, pf) = layer(&mut rng.clone());
+        let (composed, pc) = layer(&mut rng);
+        let x = random(&mut rng, &dims);
+        let r = random(&mut rng, &dims);
+        let run = |bn: &BatchNorm2d, fused: bool| {
+            let y = if fused {
+                bn.forward_act(x.as_tensor(), true, act).unwrap()
+            } else {
+                let z = bn.forward(x.as_tensor(), true).unwrap();
+                match act {
+                    Activation::Relu => z.relu().unwrap(),
+                    Activation::LeakyRelu(s) => z.maximum(&(&z * s).unwrap()).unwrap(),
+                }
+            };
+            let g = (&y * r.as_tensor()).unwrap().sum_all().unwrap().backward().unwrap();
+            let get = |t: &Tensor| g.get(t).unwrap().clone();
+            (y, get(x.as_tensor()), get(&bn.gamma), get(&bn.beta))
+        };
+        let (a, b) = (run(&fused, true), run(&composed, false));
+        let what = format!("batch norm {dims:?} {act:?}");
+        assert_close(&format!("{what} output"), &a.0, &b.0);
+        assert_close(&format!("{what} d/dx"), &a.1, &b.1);
+        assert_close(&format!("{what} d/dγ"), &a.2, &b.2);
+        assert_close(&format!("{what} d/dβ"), &a.3, &b.3);
+        let (tf, tc) = (pf.tensors(""), pc.tensors(""));
+        for name in ["running_mean", "running_var"] {
+            assert_close(&format!("{what} {name}"), &tf[name], &tc[name]);
+        }
+    }
 }

@@ -9,8 +9,9 @@
 use candle_core::{Result, Tensor};
 use serde::{Deserialize, Serialize};
 
-use super::layers::{leaky_relu, BatchNorm2d, Conv2d, ConvTranspose2d, LayerNorm2d};
+use super::layers::{leaky_relu, BatchNorm2d, Conv2d, ConvTranspose2d, LayerNorm2d, LEAKY_SLOPE};
 use super::params::Init;
+use crate::ops::Activation;
 
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct DcganShape {
@@ -77,7 +78,7 @@ impl Generator {
         for b in &self.blocks {
             x = b.conv.forward(&x)?;
             x = match &b.bn {
-                Some(bn) => bn.forward(&x, train)?.relu()?,
+                Some(bn) => bn.forward_act(&x, train, Activation::Relu)?,
                 None => x.tanh()?,
             };
         }
@@ -135,13 +136,11 @@ impl Discriminator {
         for (i, b) in self.blocks.iter().enumerate() {
             x = b.conv.forward(&x)?;
             x = match &b.norm {
-                Some(Norm::Batch(bn)) => bn.forward(&x, train)?,
-                Some(Norm::Layer(ln)) => ln.forward(&x)?,
+                Some(Norm::Batch(bn)) => bn.forward_act(&x, train, Activation::LeakyRelu(LEAKY_SLOPE))?,
+                Some(Norm::Layer(ln)) => leaky_relu(&ln.forward(&x)?)?,
+                None if i != last => leaky_relu(&x)?,
                 None => x,
             };
-            if i != last {
-                x = leaky_relu(&x)?;
-            }
         }
         x.flatten_all()
     }

@@ -3,7 +3,7 @@
 use candle_core::{Result, Tensor, Var, D};
 
 use super::params::Init;
-use crate::ops;
+use crate::ops::{self, Activation};
 
 /// 4×4 kernels everywhere, as in Radford et al.
 pub const KERNEL: usize = 4;
@@ -66,6 +66,25 @@ impl BatchNorm2d {
         Ok(Self { gamma, beta, running_mean, running_var })
     }
 
+    /// act(BatchNorm(x)); on the CPU in training mode one fused operation.
+    pub fn forward_act(&self, x: &Tensor, train: bool, act: Activation) -> Result<Tensor> {
+        if train && x.device().is_cpu() {
+            let (y, stats) = ops::batch_norm_act(x, &self.gamma, &self.beta, BN_EPS, act)?;
+            let c = stats.mean.len();
+            let count = x.elem_count() / c;
+            let dtype = x.dtype();
+            let mean = Tensor::from_vec(stats.mean, c, x.device())?.to_dtype(dtype)?;
+            let var = Tensor::from_vec(stats.var, c, x.device())?.to_dtype(dtype)?;
+            self.update_running(&mean, &var, count)?;
+            return Ok(y);
+        }
+        let y = self.forward(x, train)?;
+        match act {
+            Activation::Relu => y.relu(),
+            Activation::LeakyRelu(s) => y.maximum(&(&y * s)?),
+        }
+    }
+
     pub fn forward(&self, x: &Tensor, train: bool) -> Result<Tensor> {
         let c = self.gamma.dim(0)?;
         let (mean, var) = if train {
@@ -92,9 +111,12 @@ impl BatchNorm2d {
     }
 }
 
+/// DCGAN's LeakyReLU slope.
+pub const LEAKY_SLOPE: f64 = 0.2;
+
 pub fn leaky_relu(x: &Tensor) -> Result<Tensor> {
     // max(x, 0.2x) == LeakyReLU(0.2) and costs one op less than candle-nn's form.
-    x.maximum(&(x * 0.2)?)
+    x.maximum(&(x * LEAKY_SLOPE)?)
 }
 
 /// LayerNorm over each sample's (C, H, W) with a per-channel scale and shift: the

@@ -129,11 +129,18 @@ impl Product for ConvTranspose {
         let (wci, co, k1, k2) = dims4(w, "conv_transpose2d weight")?;
         let k = self.g.k;
         if (wci, k1, k2) != (ci, k, k) {
-            bail!("conv_transpose2d: the input has {ci} channels but the weight is {w:?} (expected [{ci}, _, {k}, {k}])");
+            bail!(
+                "conv_transpose2d: the input has {ci} channels but the weight is {w:?} (expected [{ci}, _, {k}, {k}])"
+            );
         }
         let frame = Frame { n, channels: co, big: self.out, small: (sh, sw), g: self.g };
         if (self.g.small(self.out.0)?, self.g.small(self.out.1)?) != frame.small {
-            bail!("conv_transpose2d: an output of {:?} does not match an input of {:?} with {:?}", self.out, frame.small, self.g);
+            bail!(
+                "conv_transpose2d: an output of {:?} does not match an input of {:?} with {:?}",
+                self.out,
+                frame.small,
+                self.g
+            );
         }
         Ok(Plan { frame, other: ci, out: Shape::from((n, co, self.out.0, self.out.1)) })
     }

@@ -40,11 +40,14 @@ impl Element for f64 {
 pub fn matmul<T: Element>(a: Mat<T>, b: Mat<T>) -> Vec<T> {
     assert_eq!(a.cols, b.rows, "matrix product of mismatched shapes");
     let (m, n, k) = (a.rows, b.cols, a.cols);
-    let mut out = vec![T::default(); m * n];
     if m == 0 || n == 0 || k == 0 {
-        return out;
+        return vec![T::default(); m * n];
     }
-    // The views are in bounds: their last elements are the data's last (checked by `new`).
+    // Every element is written by the product (read_dst is false), so zeroing first would
+    // be a wasted pass over the largest buffers of a training step.
+    let mut out = Vec::with_capacity(m * n);
+    // The views are in bounds (their shapes were checked against the data by `new`), and
+    // `out` has room for m·n values, all of which gemm writes before `set_len`.
     let s = |x: usize| x as isize;
     unsafe {
         gemm::gemm(
@@ -68,6 +71,7 @@ pub fn matmul<T: Element>(a: Mat<T>, b: Mat<T>) -> Vec<T> {
             false,
             Parallelism::Rayon(rayon::current_num_threads()),
         );
+        out.set_len(m * n);
     }
     out
 }

@@ -67,12 +67,12 @@ pub fn im2col<T: Element>(x: &[T], f: &Frame) -> Vec<T> {
             for oy in y_lo..y_hi {
                 let src = &src[(oy * s + ky - p) * w..][..w];
                 let dst = &mut dst[oy * ow..][..ow];
+                let start = x_lo * s + kx - p;
                 if s == 1 {
-                    let start = x_lo + kx - p;
                     dst[x_lo..x_hi].copy_from_slice(&src[start..start + (x_hi - x_lo)]);
                 } else {
-                    for ox in x_lo..x_hi {
-                        dst[ox] = src[ox * s + kx - p];
+                    for (d, v) in dst[x_lo..x_hi].iter_mut().zip(src[start..].iter().step_by(s)) {
+                        *d = *v;
                     }
                 }
             }
@@ -101,8 +101,8 @@ pub fn col2im<T: Element>(cols: &[T], f: &Frame) -> Vec<T> {
                 for oy in y_lo..y_hi {
                     let src = &row[oy * ow..][..ow];
                     let dst = &mut img[(oy * s + ky - p) * w..][..w];
-                    for ox in x_lo..x_hi {
-                        dst[ox * s + kx - p] += src[ox];
+                    for (d, v) in dst[x_lo * s + kx - p..].iter_mut().step_by(s).zip(&src[x_lo..x_hi]) {
+                        *d += *v;
                     }
                 }
             }

@@ -14,12 +14,15 @@
 //! - [`conv_transpose2d`]: the adjoint of conv2d in its input;
 //! - the weight gradient of conv2d, which is also conv_transpose2d's weight gradient.
 //!
-//! Other devices (CUDA) use candle's own kernels.
+//! BatchNorm (training mode) and its activation are one fused operation too
+//! ([`batch_norm_act`]). Other devices (CUDA) use candle's own kernels.
 
+mod batch_norm;
 mod conv;
 mod gemm;
 mod im2col;
 
+pub use batch_norm::{batch_norm_act, Activation, Stats};
 pub use conv::Geometry;
 
 use candle_core::{Result, Tensor};

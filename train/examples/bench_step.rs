@@ -1,0 +1,116 @@
+//! Times canard-train's DCGAN training step (the trainer's own `step::dcgan_step`) on
+//! random data, for `scripts/bench-train.sh`, which runs it beside the same step in
+//! PyTorch. Prints one JSON line: images/s, seconds per step, peak RSS.
+//!
+//! ```sh
+//! cargo run --release -p canard-train --example bench_step -- --image-size 64 --batch 64 --width 64
+//! ```
+//!
+//! Options: `--image-size S`, `--batch B`, `--width W` (ngf = ndf), `--warmup N`,
+//! `--steps N`, `--export DIR` (also export the generator to DIR/bench for the ONNX
+//! Runtime column).
+
+use anyhow::Context;
+use canard_shared::manifest::TrainingSummary;
+use canard_train::config::Settings;
+use canard_train::cursor::Cursor;
+use canard_train::data::Dataset;
+use canard_train::export;
+use canard_train::model::DcganShape;
+use canard_train::optim::{Optimizer, Rule};
+use canard_train::step::{dcgan_step, StepCtx};
+use canard_train::trainer::Gan;
+use candle_core::Device;
+use clap::Parser;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use std::path::PathBuf;
+use std::time::Instant;
+
+#[derive(Parser)]
+struct Args {
+    #[arg(long, default_value_t = 64)]
+    image_size: usize,
+    #[arg(long, default_value_t = 64)]
+    batch: usize,
+    #[arg(long, default_value_t = 64)]
+    width: usize,
+    #[arg(long, default_value_t = 2)]
+    warmup: usize,
+    #[arg(long, default_value_t = 10)]
+    steps: usize,
+    #[arg(long)]
+    export: Option<PathBuf>,
+}
+
+fn main() -> anyhow::Result<()> {
+    let a = Args::parse();
+    let settings = Settings {
+        data: Some("random".into()),
+        name: Some("bench".into()),
+        image_size: Some(a.image_size),
+        batch_size: Some(a.batch),
+        ngf: Some(a.width),
+        ndf: Some(a.width),
+        ..Settings::default()
+    };
+    let cfg = settings.resolve()?;
+    let device = Device::Cpu;
+    let mut rng = ChaCha8Rng::seed_from_u64(0);
+    // Random pixels: the step's cost does not depend on them.
+    let len = a.batch * 4;
+    let pixels: Vec<u8> = (0..len * 3 * a.image_size * a.image_size).map(|_| rng.random()).collect();
+    let data = Dataset { source: "random".into(), pixels, len, channels: 3, size: a.image_size };
+    let shape = DcganShape { image_size: a.image_size, channels: 3, nz: cfg.nz, ngf: a.width, ndf: a.width };
+    shape.validate().map_err(anyhow::Error::msg)?;
+    let gan = Gan::new(shape, &mut rng, &device)?;
+    let adam = Rule::Adam { beta1: cfg.beta1, beta2: cfg.beta2, eps: 1e-8 };
+    let mut opt_g = Optimizer::new(gan.g_params.trainable(), adam, cfg.lr_g)?;
+    let mut opt_d = Optimizer::new(gan.d_params.trainable(), adam, cfg.lr_d)?;
+    let ctx = StepCtx { cfg: &cfg, gan: &gan, data: &data, device: &device, augment: None };
+    let mut cursor = Cursor::new(data.len, a.batch, 0, 0, 0);
+
+    let mut secs = 0.0;
+    for step in 1..=a.warmup + a.steps {
+        let t = Instant::now();
+        dcgan_step(&ctx, &mut opt_g, &mut opt_d, &mut cursor, &mut rng, step)?;
+        if step > a.warmup {
+            secs += t.elapsed().as_secs_f64();
+        }
+    }
+    if let Some(dir) = &a.export {
+        let summary = TrainingSummary {
+            dataset: "random".into(),
+            dataset_images: data.len,
+            epochs: 0,
+            steps: a.warmup + a.steps,
+            batch_size: a.batch,
+            images_seen: 0,
+            seconds: secs,
+            seed: 0,
+            exported_at: 0,
+            ema: false,
+            quality: None,
+        };
+        export::export(&gan.g, dir, "bench", "dcgan", summary).context("exporting the generator")?;
+    }
+    println!(
+        "{{\"images_per_s\": {:.2}, \"step_s\": {:.4}, \"peak_rss_mib\": {:.1}, \"threads\": {}}}",
+        (a.batch * a.steps) as f64 / secs,
+        secs / a.steps as f64,
+        peak_rss_mib()?,
+        rayon::current_num_threads(),
+    );
+    Ok(())
+}
+
+/// The process's peak resident set (VmHWM), as PyTorch's side reports ru_maxrss.
+fn peak_rss_mib() -> anyhow::Result<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").context("reading /proc/self/status")?;
+    let kib: f64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .context("no VmHWM in /proc/self/status")?;
+    Ok(kib / 1024.0)
+}

@@ -1,0 +1,222 @@
+//! BatchNorm in training mode fused with the activation after it, forward and backward
+//! in two passes each over the activations.
+//!
+//! Why: built from candle's tensor ops, BatchNorm + ReLU is a dozen full passes forward
+//! and three times that backward (broadcasts, reductions over non-contiguous axes,
+//! gradient accumulation), and was most of a training step's time after the
+//! convolutions became GEMMs. Upstream this would be a `batch_norm` op in candle-nn
+//! with its own backward rule.
+//!
+//! The backward pass is computed directly, not from differentiable tensor ops: a
+//! second-order gradient through it is not supported. None is ever needed: WGAN-GP's
+//! critic uses LayerNorm (the penalty is per sample), and BatchNorm sits only in the
+//! generator and the DCGAN / WGAN discriminators.
+
+use candle_core::{bail, CpuStorage, CustomOp3, DType, Layout, Result, Shape, Storage, Tensor, WithDType};
+use rayon::prelude::*;
+
+/// The activation fused after the normalisation.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Activation {
+    Relu,
+    /// max(x, slope·x).
+    LeakyRelu(f64),
+}
+
+impl Activation {
+    fn apply(self, z: f64) -> f64 {
+        match self {
+            Activation::Relu => z.max(0.0),
+            Activation::LeakyRelu(s) => z.max(s * z),
+        }
+    }
+
+    /// The derivative, read from the output (its sign is the input's).
+    fn slope(self, y: f64) -> f64 {
+        match (self, y > 0.0) {
+            (_, true) => 1.0,
+            (Activation::Relu, false) => 0.0,
+            (Activation::LeakyRelu(s), false) => s,
+        }
+    }
+}
+
+/// Per-channel batch statistics of x [N, C, H, W]: (mean, biased variance), both [C].
+pub struct Stats {
+    pub mean: Vec<f64>,
+    pub var: Vec<f64>,
+}
+
+/// act(γ·(x − mean)/√(var + eps) + β) with the batch's own statistics, which are also
+/// returned (detached) for the running averages.
+pub fn batch_norm_act(x: &Tensor, gamma: &Tensor, beta: &Tensor, eps: f64, act: Activation) -> Result<(Tensor, Stats)> {
+    let x = x.contiguous()?;
+    let (n, c, h, w) = x.dims4()?;
+    if gamma.dims() != [c] || beta.dims() != [c] {
+        bail!("batch_norm: {c} channels but γ is {:?} and β is {:?}", gamma.dims(), beta.dims());
+    }
+    let stats = match x.dtype() {
+        DType::F32 => with_slice(&x, |v: &[f32]| channel_stats(v, n, c, h * w))?,
+        DType::F64 => with_slice(&x, |v: &[f64]| channel_stats(v, n, c, h * w))?,
+        d => bail!("batch_norm: f32 or f64 operands, got {d:?}"),
+    };
+    let inv_std = stats.var.iter().map(|v| 1.0 / (v + eps).sqrt()).collect();
+    let op = BatchNormAct { mean: stats.mean.clone(), inv_std, act, frame: (n, c, h * w) };
+    let y = x.apply_op3(&gamma.contiguous()?, &beta.contiguous()?, op)?;
+    Ok((y, stats))
+}
+
+struct BatchNormAct {
+    mean: Vec<f64>,
+    inv_std: Vec<f64>,
+    act: Activation,
+    /// (N, C, H·W)
+    frame: (usize, usize, usize),
+}
+
+impl CustomOp3 for BatchNormAct {
+    fn name(&self) -> &'static str {
+        "canard-batch-norm-act"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let out = match (s1, s2, s3) {
+            (CpuStorage::F32(x), CpuStorage::F32(g), CpuStorage::F32(b)) => {
+                CpuStorage::F32(self.forward(part(x, l1)?, part(g, l2)?, part(b, l3)?))
+            }
+            (CpuStorage::F64(x), CpuStorage::F64(g), CpuStorage::F64(b)) => {
+                CpuStorage::F64(self.forward(part(x, l1)?, part(g, l2)?, part(b, l3)?))
+            }
+            _ => bail!("batch_norm: f32 or f64 operands of one type"),
+        };
+        Ok((out, l1.shape().clone()))
+    }
+
+    fn bwd(
+        &self,
+        x: &Tensor,
+        gamma: &Tensor,
+        _beta: &Tensor,
+        y: &Tensor,
+        dy: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let dy = dy.contiguous()?;
+        let (dx, dgamma, dbeta) = match x.dtype() {
+            DType::F32 => self.backward_tensors::<f32>(x, gamma, y, &dy)?,
+            DType::F64 => self.backward_tensors::<f64>(x, gamma, y, &dy)?,
+            d => bail!("batch_norm: f32 or f64 operands, got {d:?}"),
+        };
+        Ok((Some(dx), Some(dgamma), Some(dbeta)))
+    }
+}
+
+impl BatchNormAct {
+    fn forward<T: WithDType>(&self, x: &[T], gamma: &[T], beta: &[T]) -> Vec<T> {
+        let (_, c, p) = self.frame;
+        let mut y = vec![T::from_f64(0.0); x.len()];
+        y.par_chunks_mut(p).zip(x.par_chunks(p)).enumerate().for_each(|(i, (y, x))| {
+            let ch = i % c;
+            let scale = self.inv_std[ch] * gamma[ch].to_f64();
+            let shift = beta[ch].to_f64() - self.mean[ch] * scale;
+            for (y, x) in y.iter_mut().zip(x) {
+                *y = T::from_f64(self.act.apply(x.to_f64() * scale + shift));
+            }
+        });
+        y
+    }
+
+    fn backward_tensors<T: WithDType>(
+        &self,
+        x: &Tensor,
+        gamma: &Tensor,
+        y: &Tensor,
+        dy: &Tensor,
+    ) -> Result<(Tensor, Tensor, Tensor)> {
+        let (n, c, p) = self.frame;
+        let gamma: Vec<T> = gamma.to_vec1()?;
+        let (dx, dgamma, dbeta) = with_slice(x, |x: &[T]| {
+            with_slice(y, |y: &[T]| with_slice(dy, |dy: &[T]| self.backward(x, &gamma, y, dy)))
+        })???;
+        let dev = x.device();
+        Ok((
+            Tensor::from_vec(dx, (n, c, p), dev)?.reshape(x.shape())?,
+            Tensor::from_vec(dgamma, c, dev)?,
+            Tensor::from_vec(dbeta, c, dev)?,
+        ))
+    }
+
+    /// dz = dy·act′; dβ = Σdz; dγ = Σdz·x̂; dx = γ/σ·(dz − (dβ + x̂·dγ)/M), per channel.
+    fn backward<T: WithDType>(&self, x: &[T], gamma: &[T], y: &[T], dy: &[T]) -> (Vec<T>, Vec<T>, Vec<T>) {
+        let (n, c, p) = self.frame;
+        let m = (n * p) as f64;
+        let sums: Vec<(f64, f64)> = (0..c)
+            .into_par_iter()
+            .map(|ch| {
+                let (mut s, mut sx) = (0.0, 0.0);
+                for i in 0..n {
+                    let at = (i * c + ch) * p;
+                    for j in at..at + p {
+                        let dz = dy[j].to_f64() * self.act.slope(y[j].to_f64());
+                        s += dz;
+                        sx += dz * (x[j].to_f64() - self.mean[ch]);
+                    }
+                }
+                (s, sx * self.inv_std[ch])
+            })
+            .collect();
+        let mut dx = vec![T::from_f64(0.0); x.len()];
+        dx.par_chunks_mut(p).enumerate().for_each(|(i, dx)| {
+            let ch = i % c;
+            let at = i * p;
+            let (dbeta, dgamma) = sums[ch];
+            let k = gamma[ch].to_f64() * self.inv_std[ch];
+            for (j, d) in dx.iter_mut().enumerate() {
+                let xhat = (x[at + j].to_f64() - self.mean[ch]) * self.inv_std[ch];
+                let dz = dy[at + j].to_f64() * self.act.slope(y[at + j].to_f64());
+                *d = T::from_f64(k * (dz - (dbeta + xhat * dgamma) / m));
+            }
+        });
+        let dgamma = sums.iter().map(|s| T::from_f64(s.1)).collect();
+        let dbeta = sums.iter().map(|s| T::from_f64(s.0)).collect();
+        (dx, dgamma, dbeta)
+    }
+}
+
+/// (mean, biased variance) per channel, two-pass for accuracy.
+fn channel_stats<T: WithDType>(x: &[T], n: usize, c: usize, p: usize) -> Stats {
+    let (mean, var) = (0..c)
+        .into_par_iter()
+        .map(|ch| {
+            let planes = || (0..n).map(move |i| &x[(i * c + ch) * p..][..p]);
+            let m = (n * p) as f64;
+            let mean = planes().flat_map(|s| s.iter()).map(|v| v.to_f64()).sum::<f64>() / m;
+            let var = planes().flat_map(|s| s.iter()).map(|v| (v.to_f64() - mean).powi(2)).sum::<f64>() / m;
+            (mean, var)
+        })
+        .unzip();
+    Stats { mean, var }
+}
+
+/// Runs `f` on a contiguous CPU tensor's values.
+fn with_slice<T: WithDType, R>(t: &Tensor, f: impl FnOnce(&[T]) -> R) -> Result<R> {
+    let (storage, layout) = t.storage_and_layout();
+    match &*storage {
+        Storage::Cpu(s) => Ok(f(part(s.as_slice::<T>()?, layout)?)),
+        _ => bail!("batch_norm: CPU tensors only"),
+    }
+}
+
+fn part<'a, T>(data: &'a [T], l: &Layout) -> Result<&'a [T]> {
+    match l.contiguous_offsets() {
+        Some((start, end)) => Ok(&data[start..end]),
+        None => bail!("internal error: batch_norm operand is not contiguous"),
+    }
+}
