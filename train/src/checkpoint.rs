@@ -85,7 +85,7 @@ pub fn save(run_dir: &Path, tensors: &HashMap<String, Tensor>, state: &State, ke
         std::fs::File::open(tmp.join(f))?.sync_all()?;
     }
     if final_dir.exists() {
-        std::fs::remove_dir_all(&final_dir)?;
+        discard(&final_dir)?;
     }
     std::fs::rename(&tmp, &final_dir)
         .with_context(|| format!("cannot move checkpoint into {}", final_dir.display()))?;
@@ -93,9 +93,19 @@ pub fn save(run_dir: &Path, tensors: &HashMap<String, Tensor>, state: &State, ke
         let _ = d.sync_all();
     }
     for old in list(run_dir).into_iter().rev().skip(keep) {
-        let _ = std::fs::remove_dir_all(old);
+        let _ = discard(&old);
     }
     Ok(final_dir)
+}
+
+/// Deletes a checkpoint folder so that it is never seen half-deleted: it is renamed to a
+/// temporary name first (one atomic step), then removed; a kill in between leaves a
+/// temporary that the next run clears (`atomic::remove_stale_temporaries`).
+fn discard(dir: &Path) -> std::io::Result<()> {
+    let name = dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let aside = dir.with_file_name(format!(".{name}.{}.tmp", std::process::id()));
+    std::fs::rename(dir, &aside)?;
+    std::fs::remove_dir_all(&aside)
 }
 
 /// Checkpoint folders, oldest first (the zero-padded step sorts them).
@@ -120,7 +130,8 @@ pub fn latest(run_dir: &Path, device: &Device) -> Option<(PathBuf, State, HashMa
     None
 }
 
-fn read(dir: &Path, device: &Device) -> anyhow::Result<(State, HashMap<String, Tensor>)> {
+/// Reads one checkpoint folder (both files, checked).
+pub fn read(dir: &Path, device: &Device) -> anyhow::Result<(State, HashMap<String, Tensor>)> {
     let state: State = serde_json::from_slice(&std::fs::read(dir.join(STATE))?).context("state.json is corrupt")?;
     if state.format != FORMAT {
         anyhow::bail!("checkpoint format {} is not {FORMAT}", state.format);

@@ -118,6 +118,19 @@ pub fn train(cfg: &TrainConfig) -> anyhow::Result<TrainOutcome> {
     let samples_dir = run_dir.join("samples");
     std::fs::create_dir_all(&samples_dir).with_context(|| format!("cannot create {}", samples_dir.display()))?;
 
+    // A run killed mid-write leaves temporaries behind (never half-written files).
+    let dirs = [
+        run_dir.clone(),
+        run_dir.join(checkpoint::DIR),
+        samples_dir.clone(),
+        cfg.runs_dir.join(".cache"),
+        cfg.models_dir.join(&cfg.name),
+    ];
+    let stale: usize = dirs.iter().map(|d| atomic::remove_stale_temporaries(d)).sum();
+    if stale > 0 {
+        eprintln!("canard-train: removed {stale} unfinished temporary file(s) left by an interrupted run");
+    }
+
     let t0 = Instant::now();
     let cache = cfg.runs_dir.join(".cache");
     let (data, skipped) = Dataset::open(&cfg.data, cfg.image_size, cfg.channels, cfg.seed, Some(&cache))?;
@@ -257,6 +270,9 @@ pub fn train(cfg: &TrainConfig) -> anyhow::Result<TrainOutcome> {
             report::gif::write_progress_gif(&samples_dir, &run_dir.join("progress.gif"))?;
         }
         if epoch_ended || finished || st.step - last_saved >= cfg.checkpoint_every {
+            // The loss history first: a resume keeps the rows up to its checkpoint's step,
+            // so the file must always reach at least that far.
+            report::write_losses_csv(&losses, &run_dir.join("losses.csv"))?;
             st.seconds = seconds_before + started.elapsed().as_secs_f64();
             save_checkpoint(&run_dir, &cfg, &gan, &opt_g, &opt_d, ema.as_ref(), &guard, &cursor, &rng, &mut st)?;
             last_saved = st.step;
