@@ -139,13 +139,16 @@ impl Engine {
         let manifest = Manifest::load(dir)?;
         let bytes = manifest.read_onnx(dir)?;
         let onnx_path = dir.join(&manifest.onnx.file);
-        let (mut session, provider) = build_session(env, name, &onnx_path, &bytes, opts)?;
-        check_graph(&session, &manifest).map_err(|reason| LoadError::Graph { path: onnx_path.clone(), reason })?;
         let io =
             Io { input: manifest.onnx.input.clone(), output: manifest.onnx.output.clone(), dim: manifest.latent.dim };
         let item_len = ImageSpec::of(&manifest).len();
-        test_inference(&mut session, &io, item_len)
-            .map_err(|reason| LoadError::TestInference { path: onnx_path, reason })?;
+        let (mut session, provider) = refuse_panics(&onnx_path, || {
+            let (mut session, provider) = build_session(env, name, &onnx_path, &bytes, opts)?;
+            check_graph(&session, &manifest).map_err(|reason| LoadError::Graph { path: onnx_path.clone(), reason })?;
+            test_inference(&mut session, &io, item_len)
+                .map_err(|reason| LoadError::TestInference { path: onnx_path.clone(), reason })?;
+            Ok((session, provider))
+        })?;
 
         let (jobs, rx) = sync_channel(opts.queue);
         let depth = Arc::new(AtomicUsize::new(0));
@@ -220,6 +223,26 @@ impl Engine {
         })?;
         answer.await.map_err(|_| EngineError::Stopped)?
     }
+}
+
+/// Runs the ONNX Runtime side of a load, turning a panic into [`LoadError::Session`]:
+/// ort 2.0.0-rc.15 panics instead of returning an error on some malformed graphs
+/// (`expect("infallible")` in `commit_from_memory` when an output's inferred shape has
+/// a negative dimension; found by `fuzz/` target `onnx_serve`, and leaking about 100
+/// bytes inside ort each time). A bad model file must be refused and skipped, not take
+/// the server, or its hot-reload thread, down.
+fn refuse_panics<T>(path: &Path, load: impl FnOnce() -> Result<T, LoadError>) -> Result<T, LoadError> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(load)).unwrap_or_else(|panic| {
+        let what = panic
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "no message".into());
+        Err(LoadError::Session {
+            path: path.to_path_buf(),
+            source: ort::Error::new(format!("the ort binding panicked on this model: {what}")),
+        })
+    })
 }
 
 /// Marks the engine dead when the inference thread ends, however it ends.

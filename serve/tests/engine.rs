@@ -109,3 +109,56 @@ async fn a_full_queue_answers_busy_at_once() {
     let err = EngineError::Busy { model: "m".into(), capacity: 1 }.to_string();
     assert!(err.contains("try again"), "{err}");
 }
+
+/// A one-layer graph whose ConvTranspose pads exceed its kernel (so ONNX Runtime infers
+/// a negative output dimension) and whose output declares no shape: ort 2.0.0-rc.15
+/// panics on it in `commit_from_memory` ("infallible": "dim_values must be -1 (symbolic
+/// dimension) or larger"). Found by fuzz/onnx_serve (fuzz/seeds/onnx_serve/crash-ort-negative-dim).
+fn onnx_with_negative_output_dim() -> Vec<u8> {
+    use canard_train::export::proto::{self, field, Dim, Message};
+    let mut graph = Message::new();
+    graph.message(field::graph::INITIALIZER, proto::tensor_f32("w", &[4, 1, 4, 4], &[0.1; 16 * 4]));
+    graph.message(field::graph::INITIALIZER, proto::tensor_f32("b", &[1], &[0.0]));
+    let pads = [("kernel_shape", vec![4, 4]), ("strides", vec![1, 1]), ("pads", vec![98, 0, 0, 0])];
+    graph.message(field::graph::NODE, proto::node("ConvTranspose", "c", &["z", "w", "b"], &["y"], &pads));
+    graph.message(field::graph::NODE, proto::node("Tanh", "t", &["y"], &["image"], &[]));
+    let z = [Dim::Symbol("N"), Dim::Fixed(4), Dim::Fixed(1), Dim::Fixed(1)];
+    graph.message(field::graph::INPUT, proto::value_info_f32("z", &z));
+    // A float tensor of unknown shape.
+    let mut tensor = Message::new();
+    tensor.int(field::type_proto::ELEM_TYPE, field::tensor::FLOAT);
+    let mut ty = Message::new();
+    ty.message(field::type_proto::TENSOR_TYPE, tensor);
+    let mut image = Message::new();
+    image.string(field::value_info::NAME, "image").message(field::value_info::TYPE, ty);
+    graph.message(field::graph::OUTPUT, image);
+    let mut opset = Message::new();
+    opset.int(field::opset::VERSION, 17);
+    let mut model = Message::new();
+    model.int(field::model::IR_VERSION, 8);
+    model.message(field::model::GRAPH, graph).message(field::model::OPSET_IMPORT, opset);
+    model.into_bytes()
+}
+
+#[tokio::test]
+async fn a_graph_that_makes_ort_panic_is_refused_not_a_crash() {
+    let rt = runtime();
+    let root = tempfile::tempdir().unwrap();
+    write_model(root.path(), "demo", 4, |_| {});
+    let dir = write_model(root.path(), "bad", 4, |_| {});
+    let onnx = onnx_with_negative_output_dim();
+    std::fs::write(dir.join("generator.onnx"), &onnx).unwrap();
+    let mut m = read_manifest(&dir);
+    m.onnx.sha256 = sha256_hex(&onnx);
+    write_manifest(&dir, &m);
+
+    let err = Engine::load(&rt.env, "bad", &dir, options()).err().unwrap();
+    assert!(matches!(err, LoadError::Session { .. }), "{err}");
+    let msg = err.to_string();
+    assert!(msg.contains("generator.onnx") && msg.contains("dim_values must be -1"), "{msg}");
+
+    // At start (and on hot reload) the broken folder is skipped; the others load.
+    let (registry, skipped) = canard_serve::registry::Registry::load(&rt.env, root.path(), None, options()).unwrap();
+    assert_eq!(registry.names(), ["demo"]);
+    assert_eq!(skipped.iter().map(|s| s.name.as_str()).collect::<Vec<_>>(), ["bad"]);
+}
