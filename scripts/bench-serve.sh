@@ -4,6 +4,7 @@
 #   scripts/bench-serve.sh                      # model demo, 1/16/64 connections, 20 s each
 #   scripts/bench-serve.sh --duration 5         # a quick run
 #   scripts/bench-serve.sh --soak 10            # 10 minutes at 64 connections, RSS every 10 s
+#   scripts/bench-serve.sh --soak 30 --reload-every 60   # ... and a new model version every minute
 #
 # What it does: builds canard-serve (release) and the raw_ort example, installs wrk
 # (Debian package) when it is missing, measures raw ONNX Runtime throughput of the
@@ -20,7 +21,19 @@
 #   --connections LIST   connection counts, e.g. "1 16 64" [CONNECTIONS]
 #   --query STRING       extra query parameters for every request, e.g. "size=128" [QUERY]
 #   --soak MINUTES       instead of the sweep: one run at 64 connections for MINUTES,
-#                        sampling the server's RSS (VmRSS) every 10 s
+#                        sampling the server's RSS (VmRSS) every 10 s; at the end, the
+#                        answers to /generate by status (from the server's /metrics): 200
+#                        and 503 (a full queue) are fine, anything else, or a socket error,
+#                        fails the run (exit 1)
+#   --reload-every SECONDS  with --soak: serve a scratch copy of the model's folder (the
+#                        real one is never touched) and every SECONDS replace its files
+#                        with the other of two versions (each file copied beside and
+#                        renamed in, the ONNX file before model.json), so hot reload loads
+#                        a new model each time. The versions: the model's own files and a
+#                        copy of them (same pictures, new files), or --reload-with DIR.
+#                        The server polls every second; the run fails unless every
+#                        replacement was loaded (canard_model_reloads_total) and none refused
+#   --reload-with DIR    with --reload-every: the second version, another model folder
 #   --no-raw             skip the raw ONNX Runtime measurement
 set -euo pipefail
 
@@ -33,6 +46,8 @@ DURATION="${DURATION:-20}"
 CONNECTIONS="${CONNECTIONS:-1 16 64}"
 QUERY="${QUERY:-}"
 SOAK=""
+RELOAD_EVERY=""
+RELOAD_WITH=""
 RAW=1
 CARGO="${CARGO:-cargo}"
 
@@ -47,6 +62,8 @@ while [[ $# -gt 0 ]]; do
         --connections) CONNECTIONS="${2:?--connections needs a value}"; shift 2 ;;
         --query) QUERY="${2?--query needs a value}"; shift 2 ;;
         --soak) SOAK="${2:?--soak needs a number of minutes}"; shift 2 ;;
+        --reload-every) RELOAD_EVERY="${2:?--reload-every needs a number of seconds}"; shift 2 ;;
+        --reload-with) RELOAD_WITH="${2:?--reload-with needs a model folder}"; shift 2 ;;
         --no-raw) RAW=0; shift ;;
         -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
         *) die "unknown argument $1 (try --help)" ;;
@@ -54,6 +71,13 @@ while [[ $# -gt 0 ]]; do
 done
 [[ "$DURATION" =~ ^[0-9]+$ && "$DURATION" -gt 0 ]] || die "--duration must be a whole number of seconds"
 [[ -z "$SOAK" || "$SOAK" =~ ^[0-9]+$ ]] || die "--soak must be a whole number of minutes"
+if [[ -n "$RELOAD_EVERY" ]]; then
+    [[ -n "$SOAK" ]] || die "--reload-every goes with --soak"
+    # A change is loaded once it looks the same on two polls a second apart.
+    [[ "$RELOAD_EVERY" =~ ^[0-9]+$ && "$RELOAD_EVERY" -ge 3 ]] || die "--reload-every must be a whole number of seconds, at least 3"
+fi
+[[ -z "$RELOAD_WITH" || -n "$RELOAD_EVERY" ]] || die "--reload-with goes with --reload-every"
+[[ -z "$RELOAD_WITH" || -f "$RELOAD_WITH/model.json" ]] || die "--reload-with $RELOAD_WITH: no model.json there"
 for c in $CONNECTIONS; do [[ "$c" =~ ^[0-9]+$ && "$c" -gt 0 ]] || die "bad connection count $c"; done
 
 as_root() {
@@ -124,16 +148,38 @@ port="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); p
 server_log="$(mktemp)"
 lua="$(mktemp --suffix=.lua)"
 server_pid=""
+reloader_pid=""
+scratch=""
 cleanup() {
+    if [[ -n "$reloader_pid" ]] && kill -0 "$reloader_pid" 2>/dev/null; then
+        kill "$reloader_pid" 2>/dev/null || true
+        wait "$reloader_pid" 2>/dev/null || true
+    fi
     if [[ -n "$server_pid" ]] && kill -0 "$server_pid" 2>/dev/null; then
         kill "$server_pid" 2>/dev/null || true
         wait "$server_pid" 2>/dev/null || true
     fi
     rm -f "$lua" "$server_log"
+    [[ -z "$scratch" ]] || rm -rf "$scratch"
 }
 trap cleanup EXIT
 
-"$serve_bin" --models "$MODELS_DIR" --model "$MODEL" --bind "127.0.0.1:$port" >"$server_log" 2>&1 &
+serve_models="$MODELS_DIR"
+serve_args=()
+if [[ -n "$RELOAD_EVERY" ]]; then
+    # The served folder and the two versions its files alternate between, all on one
+    # file system so that a rename replaces a file at once.
+    scratch="$(mktemp -d)"
+    serve_models="$scratch/models"
+    mkdir -p "$serve_models/$MODEL" "$scratch/version-a" "$scratch/version-b" "$serve_models/.incoming"
+    cp -p "$model_dir"/* "$serve_models/$MODEL/"
+    cp "$model_dir"/* "$scratch/version-a/"
+    cp "${RELOAD_WITH:-$model_dir}"/* "$scratch/version-b/"
+    serve_args=(--reload-interval 1)
+    log "serving a scratch copy of $model_dir from $serve_models; its files are replaced every ${RELOAD_EVERY} s"
+fi
+
+"$serve_bin" --models "$serve_models" --model "$MODEL" --bind "127.0.0.1:$port" "${serve_args[@]}" >"$server_log" 2>&1 &
 server_pid=$!
 for _ in $(seq 1 600); do
     curl -fs "http://127.0.0.1:$port/healthz" >/dev/null 2>&1 && break
@@ -184,34 +230,121 @@ load() {
 # A short warm-up so the first row does not pay for the session's first runs.
 load 4 2 0 >/dev/null
 
+# One sample of the server's /metrics, e.g. 'canard_models_loaded'; 0 when absent.
+metric() {
+    curl -fs "http://127.0.0.1:$port/metrics" | awk -v name="$1" '$1 == name { v = $2 } END { print v + 0 }'
+}
+reloads() { metric "canard_model_reloads_total{model=\"$MODEL\",result=\"$1\"}"; }
+# "STATUS COUNT" per status of /generate answers so far.
+statuses() {
+    curl -fs "http://127.0.0.1:$port/metrics" |
+        sed -n 's/^canard_http_requests_total{route="\/generate",status="\([0-9]*\)"} \([0-9]*\)$/\1 \2/p' | sort
+}
+
+# Every RELOAD_EVERY seconds: the other version's files, each copied into a hidden
+# folder of the models folder (ignored by the server) and renamed into the model's
+# folder, model.json last. Prints a line per replacement. SIGTERM stops it between
+# two replacements, never in the middle of one.
+reload_loop() {
+    local n=0 version f stop=0
+    trap 'stop=1' TERM
+    while true; do
+        sleep "$RELOAD_EVERY" &
+        wait $! || true
+        if [[ $stop -eq 1 ]]; then
+            kill $! 2>/dev/null || true
+            break
+        fi
+        n=$(( n + 1 ))
+        version="$scratch/version-$([[ $(( n % 2 )) -eq 1 ]] && echo b || echo a)"
+        for f in $(ls "$version" | grep -vx model.json) model.json; do
+            cp "$version/$f" "$serve_models/.incoming/$f"
+            mv -f "$serve_models/.incoming/$f" "$serve_models/$MODEL/$f"
+        done
+        echo "replaced $n $(date +%s)"
+    done
+}
+
 if [[ -n "$SOAK" ]]; then
     secs=$(( SOAK * 60 ))
-    echo "### Soak: 64 connections for $SOAK min"
+    echo "### Soak: 64 connections for $SOAK min${RELOAD_EVERY:+, the model replaced every $RELOAD_EVERY s}"
     echo
     out="$(mktemp)"
+    swaps="$(mktemp)"
+    statuses >"$out.before"
+    loaded_before=$(reloads loaded)
+    refused_before=$(reloads refused)
     load 64 "$secs" 1 >"$out" &
     wrk_pid=$!
-    echo "| t (s) | RSS (MiB) |"
-    echo "|---:|---:|"
+    if [[ -n "$RELOAD_EVERY" ]]; then
+        reload_loop >"$swaps" &
+        reloader_pid=$!
+    fi
+    echo "| t (s) | RSS (MiB) | model replaced | reloads loaded | refused |"
+    echo "|---:|---:|---:|---:|---:|"
+    sample() {
+        printf '| %d | %s | %d | %d | %d |\n' "$(( $(date +%s) - start ))" "$(rss_mib)" "$(wc -l <"$swaps")" \
+            "$(( $(reloads loaded) - loaded_before ))" "$(( $(reloads refused) - refused_before ))"
+    }
     start=$(date +%s)
     next=$start
     while kill -0 "$wrk_pid" 2>/dev/null; do
         if [[ $(date +%s) -ge $next ]]; then
-            printf '| %d | %s |\n' "$(( $(date +%s) - start ))" "$(rss_mib)"
+            sample
             next=$(( next + 10 ))
         fi
         sleep 0.2
     done
     wait "$wrk_pid" || true
-    printf '| %d | %s |\n' "$(( $(date +%s) - start ))" "$(rss_mib)"
-    line="$(cat "$out")"; rm -f "$out"
+    if [[ -n "$reloader_pid" ]]; then
+        kill "$reloader_pid" 2>/dev/null || true
+        wait "$reloader_pid" 2>/dev/null || true
+        reloader_pid=""
+        # The last replacement may still be waiting for its second look and its load.
+        sleep 4
+    fi
+    sample
+    line="$(cat "$out")"
+    statuses >"$out.after"
     [[ -n "$line" ]] || die "wrk reported nothing"
     echo
-    echo "| connections | requests | requests/s | p50 (ms) | p99 (ms) | errors |"
-    echo "|---:|---:|---:|---:|---:|---:|"
-    echo "| 64 | $(field requests "$line") | $(field rps "$line") | $(field p50_ms "$line") | $(field p99_ms "$line") | $(field errors "$line") |"
+    echo "| connections | requests | requests/s | p50 (ms) | p99 (ms) | socket errors | non-2xx |"
+    echo "|---:|---:|---:|---:|---:|---:|---:|"
+    socket_errors=$(( $(field errors "$line") - $(field non2xx "$line") ))
+    echo "| 64 | $(field requests "$line") | $(field rps "$line") | $(field p50_ms "$line") | $(field p99_ms "$line") | $socket_errors | $(field non2xx "$line") |"
+    echo
+    echo "Answers to /generate during the soak, by status (the server's canard_http_requests_total):"
+    echo
+    echo "| status | answers |"
+    echo "|---:|---:|"
+    bad=0
+    while read -r status count; do
+        before=$(awk -v s="$status" '$1 == s { print $2 }' "$out.before")
+        count=$(( count - ${before:-0} ))
+        [[ $count -gt 0 ]] || continue
+        echo "| $status | $count |"
+        case "$status" in 2??|503) ;; *) bad=$(( bad + count )) ;; esac
+    done <"$out.after"
+    echo
+    replaced=$(wc -l <"$swaps")
+    loaded=$(( $(reloads loaded) - loaded_before ))
+    refused=$(( $(reloads refused) - refused_before ))
+    rm -f "$out" "$out.before" "$out.after" "$swaps"
+    failed=0
+    if [[ -n "$RELOAD_EVERY" ]]; then
+        echo "Hot reload: the model's files replaced $replaced times, reloaded $loaded times, refused $refused times."
+        if [[ $loaded -ne $replaced || $refused -ne 0 ]]; then
+            log "error: $replaced replacements, $loaded reloads, $refused refusals; the server log:"
+            grep -i "reload" "$server_log" | tail -20 >&2
+            failed=1
+        fi
+    fi
+    if [[ $bad -gt 0 || $socket_errors -gt 0 ]]; then
+        log "error: $bad answers other than 2xx or 503, $socket_errors socket errors"
+        failed=1
+    fi
     kill -0 "$server_pid" 2>/dev/null || die "canard-serve died during the soak"
-    exit 0
+    exit "$failed"
 fi
 
 echo "### HTTP: GET /generate?seed=S${extra}, ${DURATION} s per row"

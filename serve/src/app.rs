@@ -9,10 +9,14 @@ use std::time::Instant;
 use actix_cors::Cors;
 use actix_web::body::MessageBody;
 use actix_web::dev::{Service, ServiceFactory, ServiceRequest, ServiceResponse};
+use actix_web::http::header::HeaderMap;
 use actix_web::http::Uri;
 use actix_web::middleware::Condition;
 use actix_web::{web, App};
 
+use crate::conn::Watched;
+use crate::error::ApiError;
+use crate::limits::MAX_HEADER_BYTES;
 use crate::live::Live;
 use crate::metrics::Metrics;
 use crate::registry::Registry;
@@ -101,8 +105,19 @@ fn cors(origins: &CorsOrigins) -> Cors {
     }
 }
 
+/// More than [`MAX_HEADER_BYTES`] of headers, counted as sent (`name: value\r\n`).
+fn oversized_headers(headers: &HeaderMap) -> Option<ApiError> {
+    let bytes: usize = headers.iter().map(|(name, value)| name.as_str().len() + value.len() + 4).sum();
+    (bytes > MAX_HEADER_BYTES).then(|| {
+        ApiError::HeadersTooLarge(format!(
+            "the request headers are {bytes} bytes long; at most {MAX_HEADER_BYTES} are accepted"
+        ))
+    })
+}
+
 /// The application: routes from [`routes::ROUTES`], JSON 404s elsewhere, CORS,
-/// and every answer counted and timed by route pattern.
+/// requests with oversized headers refused (431), the connection watchdog told
+/// while a request is handled, and every answer counted and timed by route pattern.
 pub fn build(
     state: web::Data<AppState>,
     origins: &CorsOrigins,
@@ -124,9 +139,17 @@ pub fn build(
         .wrap_fn(move |req, srv| {
             let started = Instant::now();
             let metrics = metrics.clone();
-            let call = srv.call(req);
+            let busy = req.conn_data::<Watched>().map(Watched::busy);
+            let call = match oversized_headers(req.headers()) {
+                None => Ok(srv.call(req)),
+                Some(refused) => Err(refused),
+            };
             async move {
-                let res = call.await;
+                let _busy = busy;
+                let res = match call {
+                    Ok(call) => call.await,
+                    Err(refused) => Err(refused.into()),
+                };
                 let (route, status) = match &res {
                     Ok(r) => (r.request().match_pattern(), r.status()),
                     Err(e) => (None, e.as_response_error().status_code()),

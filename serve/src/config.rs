@@ -62,6 +62,14 @@ pub struct Args {
     /// Origins whose pages may read the answers: '*', 'none' or a comma-separated list.
     #[arg(long, env = "CANARD_CORS_ORIGINS", default_value = "*")]
     pub cors_origins: CorsOrigins,
+    /// Seconds a new connection has to send its first request's headers; a slower client
+    /// (one that sends nothing, or trickles bytes) gets 408 and is disconnected.
+    #[arg(long, env = "CANARD_REQUEST_TIMEOUT", default_value_t = 5.0, value_parser = request_timeout_s)]
+    pub request_timeout: f64,
+    /// Seconds an idle connection stays open after an answer, waiting for the next request
+    /// (which must then arrive whole within --request-timeout); 0: close after every answer.
+    #[arg(long, env = "CANARD_KEEP_ALIVE", default_value_t = 5.0, value_parser = keep_alive_s)]
+    pub keep_alive: f64,
     /// On SIGTERM/Ctrl-C, seconds to let in-flight requests finish before stopping.
     #[arg(long, env = "CANARD_SHUTDOWN_TIMEOUT", default_value_t = 30)]
     pub shutdown_timeout: u64,
@@ -83,6 +91,16 @@ impl Args {
             queue: self.queue,
             device: self.device,
         }
+    }
+
+    /// actix's `client_request_timeout`.
+    pub fn request_timeout(&self) -> Duration {
+        Duration::from_secs_f64(self.request_timeout)
+    }
+
+    /// `None`: no keep-alive, the connection closes after each answer.
+    pub fn keep_alive(&self) -> Option<Duration> {
+        (self.keep_alive > 0.0).then(|| Duration::from_secs_f64(self.keep_alive))
     }
 
     /// `None`: hot reload is off.
@@ -113,6 +131,18 @@ fn interval_s(s: &str) -> Result<f64, String> {
     bounded(s, 86_400.0, "seconds")
 }
 
+/// Above 0 (actix reads 0 as "no limit", which would let slow clients hold connections forever).
+fn request_timeout_s(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if v > 0.0 && v <= 3600.0 => Ok(v),
+        _ => Err(format!("{s:?} is not a number of seconds above 0 and at most 3600")),
+    }
+}
+
+fn keep_alive_s(s: &str) -> Result<f64, String> {
+    bounded(s, 3600.0, "seconds")
+}
+
 #[cfg(test)]
 mod tests {
     use clap::CommandFactory;
@@ -139,8 +169,11 @@ mod tests {
         assert_eq!((a.device, o.device), (Device::Auto, Device::Auto));
         let a = Args::try_parse_from(["canard-serve", "--device", "cpu"]).unwrap();
         assert_eq!(a.engine_options().device, Device::Cpu);
+        assert_eq!((a.request_timeout(), a.keep_alive()), (Duration::from_secs(5), Some(Duration::from_secs(5))));
         let a = Args::try_parse_from(["canard-serve", "--reload-interval", "0"]).unwrap();
         assert_eq!(a.reload_every(), None);
+        let a = Args::try_parse_from(["canard-serve", "--request-timeout", "0.5", "--keep-alive", "0"]).unwrap();
+        assert_eq!((a.request_timeout(), a.keep_alive()), (Duration::from_millis(500), None));
         for bad in [
             &["--queue", "0"][..],
             &["--batch-wait-ms", "-1"],
@@ -148,6 +181,10 @@ mod tests {
             &["--cors-origins", "example.org"],
             &["--log-format", "xml"],
             &["--device", "gpu"],
+            &["--request-timeout", "0"],
+            &["--request-timeout", "-1"],
+            &["--keep-alive", "-1"],
+            &["--keep-alive", "inf"],
         ] {
             assert!(Args::try_parse_from(["canard-serve"].iter().chain(bad)).is_err(), "{bad:?}");
         }

@@ -9,12 +9,14 @@
 //! - [`query`], [`limits`], [`routes`], [`render`], [`encode`], [`caching`],
 //!   [`error`], [`openapi`]: the HTTP side; [`app`] puts it together with CORS
 //!   and [`metrics`];
-//! - [`config`], [`logging`]: flags, environment and logs of the binary.
+//! - [`config`], [`logging`]: flags, environment and logs of the binary;
+//!   [`conn`]: the watchdog that closes connections stalled in a request's head.
 
 pub mod app;
 pub mod batcher;
 pub mod caching;
 pub mod config;
+pub mod conn;
 pub mod device;
 pub mod encode;
 pub mod engine;

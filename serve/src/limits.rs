@@ -4,6 +4,10 @@
 
 /// Longest query string accepted, in bytes. 64 seeds of 20 digits fit with room to spare.
 pub const MAX_QUERY_BYTES: usize = 4096;
+/// Most bytes of request headers (each name, value, `: ` and line end), answered 431
+/// beyond: what nginx passes with its defaults (4 buffers of 8 KiB), so nothing the
+/// proxy of `deploy/` forwards is refused. (actix itself refuses heads over 128 KiB.)
+pub const MAX_HEADER_BYTES: usize = 32 * 1024;
 /// Most pictures one request may generate (`n`, `seeds`).
 pub const MAX_IMAGES: usize = 64;
 /// Smallest and largest `size` (the side of each output picture, in pixels).

@@ -15,7 +15,7 @@ use canard_serve::live::Live;
 use canard_serve::metrics::Metrics;
 use canard_serve::registry::Loader;
 use canard_serve::reload::{Reloader, Watcher};
-use canard_serve::{logging, ort_lib};
+use canard_serve::{conn, logging, ort_lib};
 use clap::Parser;
 use tracing::{info, warn};
 
@@ -108,10 +108,18 @@ fn run(args: Args) -> anyhow::Result<()> {
         None => None,
     };
 
+    let stalled = metrics.stalled_connections.clone();
     let state = AppState::new(live, metrics);
     let cors = args.cors_origins.clone();
     info!("CORS origins: {cors}");
-    let mut server = HttpServer::new(move || app::build(state.clone(), &cors)).shutdown_timeout(args.shutdown_timeout);
+    let mut server = HttpServer::new(move || app::build(state.clone(), &cors))
+        .shutdown_timeout(args.shutdown_timeout)
+        .client_request_timeout(args.request_timeout())
+        .keep_alive(args.keep_alive());
+    // Without keep-alive every connection carries one request, whose head actix times.
+    if let Some(keep_alive) = args.keep_alive() {
+        server = server.on_connect(conn::watchdog(keep_alive + args.request_timeout(), stalled));
+    }
     if let Some(workers) = args.workers {
         server = server.workers(workers);
     }

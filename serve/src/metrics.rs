@@ -7,7 +7,7 @@
 use std::time::Duration;
 
 use prometheus::{
-    exponential_buckets, Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    exponential_buckets, Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
     Registry as PromRegistry, TextEncoder,
 };
 
@@ -27,6 +27,7 @@ pub struct Metrics {
     pub provider: IntGaugeVec,
     pub models_loaded: IntGauge,
     pub reloads: IntCounterVec,
+    pub stalled_connections: IntCounter,
 }
 
 impl Default for Metrics {
@@ -78,6 +79,11 @@ impl Metrics {
             &["model", "result"],
         )
         .expect("valid metric");
+        let stalled_connections = IntCounter::new(
+            "stalled_connections_closed_total",
+            "connections closed because a request's head stalled after an earlier request (see src/conn.rs)",
+        )
+        .expect("valid metric");
         for c in [
             Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(latency.clone()),
@@ -87,10 +93,22 @@ impl Metrics {
             Box::new(provider.clone()),
             Box::new(models_loaded.clone()),
             Box::new(reloads.clone()),
+            Box::new(stalled_connections.clone()),
         ] {
             registry.register(c).expect("each metric is registered once");
         }
-        Metrics { registry, requests, latency, batch_size, images, queue_depth, provider, models_loaded, reloads }
+        Metrics {
+            registry,
+            requests,
+            latency,
+            batch_size,
+            images,
+            queue_depth,
+            provider,
+            models_loaded,
+            reloads,
+            stalled_connections,
+        }
     }
 
     /// Handles for the engine of `model`.

@@ -60,21 +60,62 @@ pub fn load_with(explicit: Option<&Path>, gpu: bool) -> Result<OrtRuntime, OrtLi
     let mut attempts = Vec::new();
     for path in paths {
         if !path.is_file() {
-            attempts.push(Attempt { path, error: None });
+            let error = path.exists().then(|| "not a file".to_string());
+            attempts.push(Attempt { path, error });
             continue;
         }
-        match ort::init_from(&path) {
-            Ok(builder) => {
-                let env = builder
-                    .with_name("canard-serve")
-                    .build()
-                    .map_err(|source| OrtLibError::Environment { path: path.clone(), source })?;
-                return Ok(OrtRuntime { path, env });
+        // ort panics, rather than failing, on a library that exports `OrtGetApiBase` but
+        // hands out no API base, or not the API version it needs: refused all the same.
+        let init =
+            quiet_catch_unwind(|| ort::init_from(&path).map(|builder| builder.with_name("canard-serve").build()));
+        match init {
+            Ok(Ok(Ok(env))) => return Ok(OrtRuntime { path, env }),
+            Ok(Ok(Err(source))) => return Err(OrtLibError::Environment { path, source }),
+            Ok(Err(e)) => attempts.push(Attempt { path, error: Some(load_error(&e)) }),
+            Err(panic) => {
+                let what = panic
+                    .downcast_ref::<&str>()
+                    .map(|s| s.to_string())
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_default();
+                let error = format!("not a usable ONNX Runtime library (ort: {what})");
+                attempts.push(Attempt { path, error: Some(error) });
             }
-            Err(e) => attempts.push(Attempt { path, error: Some(e.to_string()) }),
         }
     }
     Err(OrtLibError::NotLoaded(attempts, install_hint(exe_dir.as_deref(), cwd.as_deref())))
+}
+
+/// `catch_unwind` without the panic message on stderr (the caller reports the panic
+/// as an error); panics on other threads meanwhile are shown as usual.
+fn quiet_catch_unwind<T>(f: impl FnOnce() -> T + std::panic::UnwindSafe) -> std::thread::Result<T> {
+    type Hook = dyn Fn(&std::panic::PanicHookInfo<'_>) + Send + Sync;
+    let previous: std::sync::Arc<Box<Hook>> = std::sync::Arc::new(std::panic::take_hook());
+    let (others, me) = (previous.clone(), std::thread::current().id());
+    std::panic::set_hook(Box::new(move |info| {
+        if std::thread::current().id() != me {
+            others(info);
+        }
+    }));
+    let result = std::panic::catch_unwind(f);
+    drop(std::panic::take_hook());
+    std::panic::set_hook(Box::new(move |info| previous(info)));
+    result
+}
+
+/// ort's error and, for a library the loader refused, the loader's reason (ort's
+/// message stops at "dlopen failed", which says neither "file too short" nor which
+/// dependency is missing).
+fn load_error(e: &ort::LoadDynamicError) -> String {
+    let mut msg = e.to_string();
+    if let ort::LoadDynamicError::Dlopen { error, .. } = e {
+        let mut cause = std::error::Error::source(error);
+        while let Some(c) = cause {
+            msg = format!("{msg}: {c}");
+            cause = c.source();
+        }
+    }
+    msg
 }
 
 /// The places searched without an explicit path, in order: beside the executable

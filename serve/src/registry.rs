@@ -16,6 +16,7 @@ use ort::environment::Environment;
 use crate::engine::{Engine, EngineOptions, LoadError};
 use crate::fingerprint::{self, Fingerprint};
 use crate::metrics::Metrics;
+use crate::query::echo;
 
 /// The model used when a request names none and `--model` is not given.
 pub const PREFERRED_DEFAULT: &str = "demo";
@@ -60,7 +61,7 @@ pub enum RegistryError {
 
 /// `models` has no model of that name.
 #[derive(Debug, thiserror::Error)]
-#[error("unknown model {name:?}; loaded: {loaded}")]
+#[error("unknown model {}; loaded: {loaded}", echo(.name))]
 pub struct UnknownModel {
     pub name: String,
     pub loaded: String,

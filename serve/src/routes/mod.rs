@@ -11,6 +11,7 @@ pub(crate) mod site;
 use actix_web::{guard, web, FromRequest, Handler, HttpRequest, HttpResponse, Responder, ResponseError, Route};
 
 use crate::error::ApiError;
+use crate::query::echo;
 
 /// Builds the route (method and handler) of one path.
 pub type RouteFactory = fn() -> Route;
@@ -46,10 +47,14 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 }
 
 pub async fn not_found(req: HttpRequest) -> HttpResponse {
-    ApiError::NotFound(format!("no route {}; see GET /openapi.json for the routes", req.path())).error_response()
+    ApiError::NotFound(format!("no route {}; see GET /openapi.json for the routes", echo(req.path()))).error_response()
 }
 
 async fn method_not_allowed(req: HttpRequest) -> HttpResponse {
-    ApiError::MethodNotAllowed(format!("{} is not allowed on {}; use GET or HEAD", req.method(), req.path()))
-        .error_response()
+    ApiError::MethodNotAllowed(format!(
+        "{} is not allowed on {}; use GET or HEAD",
+        echo(req.method().as_str()),
+        req.path()
+    ))
+    .error_response()
 }
