@@ -261,7 +261,6 @@ pub fn train(cfg: &TrainConfig) -> anyhow::Result<TrainOutcome> {
             let preview = ema.as_ref().map_or(&gan.g, |e| &e.g);
             let grid = samples_dir.join(format!("epoch_{:03}.png", st.epochs_done.max(1)));
             report::save_grid(&report::generate(preview, &preview_seeds, &device)?, &grid)?;
-            report::write_losses_csv(&losses, &run_dir.join("losses.csv"))?;
             report::plot::write_loss_plot(
                 &losses,
                 &format!("{} — {}", cfg.name, cfg.arch.name()),
