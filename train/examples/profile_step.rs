@@ -46,7 +46,7 @@ fn main() -> anyhow::Result<()> {
         opt_d.step(&grads)?;
         drop(grads);
         tick(4, &mut t);
-        let loss_g = bce_with_logits(&gan.d.forward(&fake, true)?, 1.0)?;
+        let loss_g = bce_with_logits(&gan.d.frozen().forward(&fake, true)?, 1.0)?;
         tick(5, &mut t);
         let grads = loss_g.backward()?;
         tick(6, &mut t);

@@ -70,7 +70,7 @@ pub fn dcgan_step(
     let loss_d = (bce_with_logits(&d_real, 1.0)? + bce_with_logits(&d_fake, 0.0)?)?;
     opt_d.backward_step(&loss_d)?;
 
-    let loss_g = bce_with_logits(&c.gan.d.forward(&c.view(&fake, rng)?, true)?, 1.0)?;
+    let loss_g = bce_with_logits(&c.gan.d.frozen().forward(&c.view(&fake, rng)?, true)?, 1.0)?;
     opt_g.backward_step(&loss_g)?;
 
     let prob = |t: &Tensor| -> candle_core::Result<f32> { candle_nn::ops::sigmoid(t)?.mean_all()?.to_scalar::<f32>() };
@@ -121,7 +121,7 @@ pub fn wgan_step(
     }
     let b = cfg.batch_size.min(c.data.len);
     let fake = c.gan.g.forward(&c.noise(b, rng)?, true)?;
-    let loss_g = c.gan.d.forward(&c.view(&fake, rng)?, true)?.mean_all()?.neg()?;
+    let loss_g = c.gan.d.frozen().forward(&c.view(&fake, rng)?, true)?.mean_all()?.neg()?;
     opt_g.backward_step(&loss_g)?;
     let rec = LossRecord {
         step,

@@ -189,3 +189,37 @@ fn fused_batch_norm_matches_candle_composition() {
         }
     }
 }
+
+/// LeakyReLU as one op (ours) against candle's `maximum(x, s·x)`, behind a convolution so
+/// that gradients reach a weight: output, d/dx, d/dw, and the second-order gradients the
+/// penalty takes (through the backward op's own backward, into the incoming gradient).
+#[test]
+fn leaky_relu_matches_candle_composition_to_second_order() {
+    use canard_train::model::layers::LEAKY_SLOPE;
+    std::env::set_var(SECOND_ORDER_ENV, "1");
+    let mut rng = ChaCha8Rng::seed_from_u64(4);
+    for dims in [[1, 2, 5, 7], [3, 4, 8, 8], [2, 1, 3, 1]] {
+        let x = random(&mut rng, &dims);
+        let w = random(&mut rng, &[3, dims[1], 3, 3]);
+        let y_dims = [dims[0], 3, dims[2], dims[3]];
+        let r = random(&mut rng, &y_dims);
+        let run = |ours: bool| {
+            let z = ops::conv2d(x.as_tensor(), w.as_tensor(), 1, 1).unwrap();
+            let y = match ours {
+                true => ops::leaky_relu(&z, LEAKY_SLOPE).unwrap(),
+                false => z.maximum(&(&z * LEAKY_SLOPE).unwrap()).unwrap(),
+            };
+            let g = (&y * r.as_tensor()).unwrap().sum_all().unwrap().backward().unwrap();
+            let (gx, gw) = (g.get(x.as_tensor()).unwrap().clone(), g.get(w.as_tensor()).unwrap().clone());
+            let second = gx.sqr().unwrap().sum_all().unwrap().backward().unwrap();
+            let (hw, hr) = (second.get(w.as_tensor()).unwrap().clone(), second.get(r.as_tensor()).unwrap().clone());
+            [y, gx, gw, hw, hr]
+        };
+        let (a, b) = (run(true), run(false));
+        for (i, what) in ["output", "d/dx", "d/dw", "second order d/dw", "second order d/dr"].iter().enumerate() {
+            assert_close(&format!("leaky relu {dims:?} {what}"), &a[i], &b[i]);
+        }
+        let negative = a[0].flatten_all().unwrap().to_vec1::<f32>().unwrap().iter().filter(|v| **v < 0.0).count();
+        assert!(negative > 0, "{dims:?}: the test should cross zero");
+    }
+}

@@ -43,3 +43,41 @@ fn every_parameter_gradient_matches_finite_differences() {
     }
     assert_eq!(checked, 3 * 12, "G: 3 convs + 2 BN × (γ, β); D: 3 convs + 1 BN × (γ, β): {checked} elements");
 }
+
+#[test]
+fn a_frozen_critic_gives_the_generator_the_same_gradients_and_itself_none() {
+    let dev = Device::Cpu;
+    let shape = DcganShape { image_size: 16, channels: 3, nz: 5, ngf: 3, ndf: 3 };
+    for norm in [CriticNorm::Batch, CriticNorm::Layer] {
+        let mut rng = ChaCha8Rng::seed_from_u64(5);
+        let gan = Gan::build(shape, norm, &mut rng, &dev, DType::F32).unwrap();
+        let z = randn(&mut rng, &[4, 5, 1, 1], &dev).unwrap();
+        let fake = gan.g.forward(&z, true).unwrap();
+        let live = bce_with_logits(&gan.d.forward(&fake, true).unwrap(), 1.0).unwrap();
+        let running = |gan: &Gan| -> Vec<f32> {
+            let bn = gan.d.blocks.iter().find_map(|b| match &b.norm {
+                Some(canard_train::model::dcgan::Norm::Batch(bn)) => Some(bn),
+                _ => None,
+            });
+            bn.map(|bn| bn.running_mean.as_tensor().to_vec1().unwrap()).unwrap_or_default()
+        };
+        let stats_before = running(&gan);
+        let frozen = bce_with_logits(&gan.d.frozen().forward(&fake, true).unwrap(), 1.0).unwrap();
+        assert_eq!(live.to_scalar::<f32>().unwrap(), frozen.to_scalar::<f32>().unwrap(), "{norm:?}: loss");
+        if norm == CriticNorm::Batch {
+            assert_ne!(running(&gan), stats_before, "the frozen critic still updates BatchNorm's running statistics");
+        }
+
+        let (live, frozen) = (live.backward().unwrap(), frozen.backward().unwrap());
+        for p in gan.g_params.iter().filter(|p| p.trainable) {
+            let get = |g: &candle_core::backprop::GradStore| -> Vec<f32> {
+                g.get(p.var.as_tensor()).unwrap().flatten_all().unwrap().to_vec1().unwrap()
+            };
+            assert_eq!(get(&live), get(&frozen), "{norm:?}: gradient of {}", p.name);
+        }
+        for p in gan.d_params.iter().filter(|p| p.trainable) {
+            assert!(live.get(p.var.as_tensor()).is_some(), "{norm:?}: the live critic's {} has a gradient", p.name);
+            assert!(frozen.get(p.var.as_tensor()).is_none(), "{norm:?}: the frozen critic's {} has one", p.name);
+        }
+    }
+}

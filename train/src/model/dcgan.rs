@@ -129,6 +129,31 @@ impl Discriminator {
         Ok(Self { blocks })
     }
 
+    /// The same critic with its parameters detached, for the generator's update: the
+    /// gradient reaches the images (and the generator behind them) but not the critic's
+    /// weights, whose gradients that update would throw away. A sixth of a DCGAN step's
+    /// arithmetic (the critic's weight gradients on the fake batch), for identical results.
+    /// BatchNorm's running statistics are shared, so they keep being updated as before.
+    pub fn frozen(&self) -> Self {
+        let blocks = self
+            .blocks
+            .iter()
+            .map(|b| DiscBlock {
+                conv: Conv2d { weight: b.conv.weight.detach(), ..b.conv },
+                norm: b.norm.as_ref().map(|n| match n {
+                    Norm::Batch(bn) => Norm::Batch(BatchNorm2d {
+                        gamma: bn.gamma.detach(),
+                        beta: bn.beta.detach(),
+                        running_mean: bn.running_mean.clone(),
+                        running_var: bn.running_var.clone(),
+                    }),
+                    Norm::Layer(ln) => Norm::Layer(LayerNorm2d { gamma: ln.gamma.detach(), beta: ln.beta.detach() }),
+                }),
+            })
+            .collect();
+        Self { blocks }
+    }
+
     /// images [N, C, size, size] → logits (DCGAN) or critic scores (WGAN) [N].
     pub fn forward(&self, x: &Tensor, train: bool) -> Result<Tensor> {
         let mut x = x.clone();

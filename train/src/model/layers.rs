@@ -81,7 +81,7 @@ impl BatchNorm2d {
         let y = self.forward(x, train)?;
         match act {
             Activation::Relu => y.relu(),
-            Activation::LeakyRelu(s) => y.maximum(&(&y * s)?),
+            Activation::LeakyRelu(s) => ops::leaky_relu(&y, s),
         }
     }
 
@@ -115,8 +115,7 @@ impl BatchNorm2d {
 pub const LEAKY_SLOPE: f64 = 0.2;
 
 pub fn leaky_relu(x: &Tensor) -> Result<Tensor> {
-    // max(x, 0.2x) == LeakyReLU(0.2) and costs one op less than candle-nn's form.
-    x.maximum(&(x * LEAKY_SLOPE)?)
+    ops::leaky_relu(x, LEAKY_SLOPE)
 }
 
 /// LayerNorm over each sample's (C, H, W) with a per-channel scale and shift: the

@@ -15,6 +15,8 @@
 use candle_core::{bail, CpuStorage, CustomOp3, DType, Layout, Result, Shape, Storage, Tensor, WithDType};
 use rayon::prelude::*;
 
+use super::contiguous;
+
 /// The activation fused after the normalisation.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Activation {
@@ -24,19 +26,32 @@ pub enum Activation {
 }
 
 impl Activation {
-    fn apply(self, z: f64) -> f64 {
+    /// The slope left of zero.
+    fn negative_slope(self) -> f64 {
         match self {
-            Activation::Relu => z.max(0.0),
-            Activation::LeakyRelu(s) => z.max(s * z),
+            Activation::Relu => 0.0,
+            Activation::LeakyRelu(s) => s,
         }
     }
 
-    /// The derivative, read from the output (its sign is the input's).
-    fn slope(self, y: f64) -> f64 {
-        match (self, y > 0.0) {
-            (_, true) => 1.0,
-            (Activation::Relu, false) => 0.0,
-            (Activation::LeakyRelu(s), false) => s,
+    /// act(z), in T so the loops it sits in vectorise.
+    #[inline(always)]
+    fn apply<T: WithDType>(self, z: T, slope: T) -> T {
+        match self {
+            Activation::Relu if z > T::zero() => z,
+            Activation::Relu => T::zero(),
+            Activation::LeakyRelu(_) if z > T::zero() => z,
+            Activation::LeakyRelu(_) => z * slope,
+        }
+    }
+
+    /// dy·act′, with act′ read from the output y (its sign is the input's).
+    #[inline(always)]
+    fn back<T: WithDType>(self, y: T, dy: T, slope: T) -> T {
+        match self {
+            _ if y > T::zero() => dy,
+            Activation::Relu => T::zero(),
+            Activation::LeakyRelu(_) => dy * slope,
         }
     }
 }
@@ -90,10 +105,10 @@ impl CustomOp3 for BatchNormAct {
     ) -> Result<(CpuStorage, Shape)> {
         let out = match (s1, s2, s3) {
             (CpuStorage::F32(x), CpuStorage::F32(g), CpuStorage::F32(b)) => {
-                CpuStorage::F32(self.forward(part(x, l1)?, part(g, l2)?, part(b, l3)?))
+                CpuStorage::F32(self.forward(contiguous(x, l1)?, contiguous(g, l2)?, contiguous(b, l3)?))
             }
             (CpuStorage::F64(x), CpuStorage::F64(g), CpuStorage::F64(b)) => {
-                CpuStorage::F64(self.forward(part(x, l1)?, part(g, l2)?, part(b, l3)?))
+                CpuStorage::F64(self.forward(contiguous(x, l1)?, contiguous(g, l2)?, contiguous(b, l3)?))
             }
             _ => bail!("batch_norm: f32 or f64 operands of one type"),
         };
@@ -121,13 +136,15 @@ impl CustomOp3 for BatchNormAct {
 impl BatchNormAct {
     fn forward<T: WithDType>(&self, x: &[T], gamma: &[T], beta: &[T]) -> Vec<T> {
         let (_, c, p) = self.frame;
-        let mut y = vec![T::from_f64(0.0); x.len()];
+        let slope = T::from_f64(self.act.negative_slope());
+        let mut y = vec![T::zero(); x.len()];
         y.par_chunks_mut(p).zip(x.par_chunks(p)).enumerate().for_each(|(i, (y, x))| {
             let ch = i % c;
             let scale = self.inv_std[ch] * gamma[ch].to_f64();
-            let shift = beta[ch].to_f64() - self.mean[ch] * scale;
-            for (y, x) in y.iter_mut().zip(x) {
-                *y = T::from_f64(self.act.apply(x.to_f64() * scale + shift));
+            let shift = T::from_f64(beta[ch].to_f64() - self.mean[ch] * scale);
+            let scale = T::from_f64(scale);
+            for (y, &x) in y.iter_mut().zip(x) {
+                *y = self.act.apply(x * scale + shift, slope);
             }
         });
         y
@@ -153,41 +170,74 @@ impl BatchNormAct {
         ))
     }
 
-    /// dz = dy·act′; dβ = Σdz; dγ = Σdz·x̂; dx = γ/σ·(dz − (dβ + x̂·dγ)/M), per channel.
+    /// dz = dy·act′; dβ = Σdz; dγ = Σdz·x̂; dx = γ/σ·(dz − (dβ + x̂·dγ)/M), per channel,
+    /// which is a·dz + b·x + c with per-channel constants.
     fn backward<T: WithDType>(&self, x: &[T], gamma: &[T], y: &[T], dy: &[T]) -> (Vec<T>, Vec<T>, Vec<T>) {
         let (n, c, p) = self.frame;
         let m = (n * p) as f64;
+        let slope = T::from_f64(self.act.negative_slope());
         let sums: Vec<(f64, f64)> = (0..c)
             .into_par_iter()
             .map(|ch| {
                 let (mut s, mut sx) = (0.0, 0.0);
                 for i in 0..n {
-                    let at = (i * c + ch) * p;
-                    for j in at..at + p {
-                        let dz = dy[j].to_f64() * self.act.slope(y[j].to_f64());
-                        s += dz;
-                        sx += dz * (x[j].to_f64() - self.mean[ch]);
-                    }
+                    let at = (i * c + ch) * p..(i * c + ch + 1) * p;
+                    let (x, y, dy) = (&x[at.clone()], &y[at.clone()], &dy[at]);
+                    let (a, b) = lane_sums(p, |j| {
+                        let dz = self.act.back(y[j], dy[j], slope).to_f64();
+                        (dz, dz * x[j].to_f64())
+                    });
+                    (s, sx) = (s + a, sx + b);
                 }
-                (s, sx * self.inv_std[ch])
+                // Σdz·(x − mean) = Σdz·x − mean·Σdz
+                (s, (sx - self.mean[ch] * s) * self.inv_std[ch])
             })
             .collect();
-        let mut dx = vec![T::from_f64(0.0); x.len()];
+        let mut dx = vec![T::zero(); x.len()];
         dx.par_chunks_mut(p).enumerate().for_each(|(i, dx)| {
             let ch = i % c;
             let at = i * p;
             let (dbeta, dgamma) = sums[ch];
             let k = gamma[ch].to_f64() * self.inv_std[ch];
+            let b = -k * dgamma * self.inv_std[ch] / m;
+            let (a, cc) = (T::from_f64(k), T::from_f64(-k * dbeta / m - b * self.mean[ch]));
+            let b = T::from_f64(b);
+            let (x, y, dy) = (&x[at..at + p], &y[at..at + p], &dy[at..at + p]);
             for (j, d) in dx.iter_mut().enumerate() {
-                let xhat = (x[at + j].to_f64() - self.mean[ch]) * self.inv_std[ch];
-                let dz = dy[at + j].to_f64() * self.act.slope(y[at + j].to_f64());
-                *d = T::from_f64(k * (dz - (dbeta + xhat * dgamma) / m));
+                *d = a * self.act.back(y[j], dy[j], slope) + b * x[j] + cc;
             }
         });
         let dgamma = sums.iter().map(|s| T::from_f64(s.1)).collect();
         let dbeta = sums.iter().map(|s| T::from_f64(s.0)).collect();
         (dx, dgamma, dbeta)
     }
+}
+
+/// Σ f(j) for j in 0..len, in f64, eight independent partial sums so the loop vectorises
+/// (one running sum is a dependency chain the compiler may not reorder).
+#[inline(always)]
+fn lane_sum(len: usize, f: impl Fn(usize) -> f64) -> f64 {
+    lane_sums(len, |j| (f(j), 0.0)).0
+}
+
+/// Two such sums at once, for one pass over the data.
+#[inline(always)]
+fn lane_sums(len: usize, f: impl Fn(usize) -> (f64, f64)) -> (f64, f64) {
+    let (mut a, mut b) = ([0.0f64; 8], [0.0f64; 8]);
+    let whole = len / 8 * 8;
+    for j in (0..whole).step_by(8) {
+        for k in 0..8 {
+            let (u, v) = f(j + k);
+            a[k] += u;
+            b[k] += v;
+        }
+    }
+    let (mut ta, mut tb) = (0.0, 0.0);
+    for j in whole..len {
+        let (u, v) = f(j);
+        (ta, tb) = (ta + u, tb + v);
+    }
+    (a.iter().sum::<f64>() + ta, b.iter().sum::<f64>() + tb)
 }
 
 /// (mean, biased variance) per channel, two-pass for accuracy.
@@ -197,8 +247,8 @@ fn channel_stats<T: WithDType>(x: &[T], n: usize, c: usize, p: usize) -> Stats {
         .map(|ch| {
             let planes = || (0..n).map(move |i| &x[(i * c + ch) * p..][..p]);
             let m = (n * p) as f64;
-            let mean = planes().flat_map(|s| s.iter()).map(|v| v.to_f64()).sum::<f64>() / m;
-            let var = planes().flat_map(|s| s.iter()).map(|v| (v.to_f64() - mean).powi(2)).sum::<f64>() / m;
+            let mean = planes().map(|s| lane_sum(p, |j| s[j].to_f64())).sum::<f64>() / m;
+            let var = planes().map(|s| lane_sum(p, |j| (s[j].to_f64() - mean).powi(2))).sum::<f64>() / m;
             (mean, var)
         })
         .unzip();
@@ -209,14 +259,7 @@ fn channel_stats<T: WithDType>(x: &[T], n: usize, c: usize, p: usize) -> Stats {
 fn with_slice<T: WithDType, R>(t: &Tensor, f: impl FnOnce(&[T]) -> R) -> Result<R> {
     let (storage, layout) = t.storage_and_layout();
     match &*storage {
-        Storage::Cpu(s) => Ok(f(part(s.as_slice::<T>()?, layout)?)),
+        Storage::Cpu(s) => Ok(f(contiguous(s.as_slice::<T>()?, layout)?)),
         _ => bail!("batch_norm: CPU tensors only"),
-    }
-}
-
-fn part<'a, T>(data: &'a [T], l: &Layout) -> Result<&'a [T]> {
-    match l.contiguous_offsets() {
-        Some((start, end)) => Ok(&data[start..end]),
-        None => bail!("internal error: batch_norm operand is not contiguous"),
     }
 }

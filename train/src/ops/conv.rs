@@ -1,8 +1,11 @@
 //! The three convolution products as candle custom operations.
 
+use std::sync::{Arc, Mutex};
+
 use candle_core::backend::BackendStorage;
 use candle_core::{bail, CpuStorage, CustomOp2, Layout, Result, Shape, Tensor};
 
+use super::contiguous;
 use super::gemm::{matmul, Element, Mat};
 use super::im2col::{col2im, from_channel_major, im2col, to_channel_major, Frame};
 
@@ -40,15 +43,41 @@ impl Geometry {
 }
 
 pub fn conv2d(x: &Tensor, w: &Tensor, g: Geometry) -> Result<Tensor> {
-    x.contiguous()?.apply_op2(&w.contiguous()?, Op(Conv { g }))
+    // The weight gradient will need the same columns: keep them rather than unfold x twice.
+    let keep = w.track_op().then(Memo::default);
+    apply(x, w, Conv { g, keep })
 }
 
 pub fn conv_transpose2d(x: &Tensor, w: &Tensor, g: Geometry, out: (usize, usize)) -> Result<Tensor> {
-    x.contiguous()?.apply_op2(&w.contiguous()?, Op(ConvTranspose { g, out }))
+    apply(x, w, ConvTranspose { g, out, keep: None })
 }
 
-fn weight_grad(x: &Tensor, dy: &Tensor, g: Geometry) -> Result<Tensor> {
-    x.contiguous()?.apply_op2(&dy.contiguous()?, Op(WeightGrad { g }))
+fn apply<P: Product>(a: &Tensor, b: &Tensor, p: P) -> Result<Tensor> {
+    a.contiguous()?.apply_op2(&b.contiguous()?, Op(p))
+}
+
+/// A buffer one product built and another, later, can use instead of building it again:
+/// a convolution's im2col columns for its weight gradient (the same frame), a transposed
+/// convolution's channel-major input for the weight gradient of the same output gradient.
+/// The consumer takes it, so it lives until then (or until the graph is dropped).
+#[derive(Clone, Default)]
+struct Memo(Arc<Mutex<Option<CpuStorage>>>);
+
+impl Memo {
+    fn put<T: Element>(keep: &Option<Memo>, v: Vec<T>) {
+        if let Some(Ok(mut slot)) = keep.as_ref().map(|m| m.0.lock()) {
+            *slot = Some(T::to_cpu_storage_owned(v));
+        }
+    }
+
+    /// The kept values if they are there, of type T and `len` long; else `make()`.
+    fn take_or<T: Element>(memo: &Option<Memo>, len: usize, make: impl FnOnce() -> Vec<T>) -> Vec<T> {
+        let kept = memo.as_ref().and_then(|m| m.0.lock().ok()?.take());
+        match kept.and_then(|s| T::cpu_storage_data(s).ok()) {
+            Some(v) if v.len() == len => v,
+            _ => make(),
+        }
+    }
 }
 
 /// What one product needs to know besides its operands.
@@ -71,6 +100,8 @@ trait Product: Send + Sync + 'static {
 /// y = conv2d(x, w): x [N, Ci, H, W], w [Co, Ci, k, k] → y [N, Co, H', W'].
 struct Conv {
     g: Geometry,
+    /// Where to leave x's columns for the weight gradient.
+    keep: Option<Memo>,
 }
 
 /// y = conv_transpose2d(x, w) at a given output size: x [N, Ci, H', W'],
@@ -78,11 +109,17 @@ struct Conv {
 struct ConvTranspose {
     g: Geometry,
     out: (usize, usize),
+    /// Where to leave x in channel-major order for a weight gradient against it.
+    keep: Option<Memo>,
 }
 
 /// conv2d's weight gradient: x [N, Ci, H, W] (the input), dy [N, Co, H', W'] → [Co, Ci, k, k].
 struct WeightGrad {
     g: Geometry,
+    /// x's im2col columns, if a convolution over the same frame kept them.
+    cols: Option<Memo>,
+    /// dy in channel-major order, if a transposed convolution of it kept it.
+    dy: Option<Memo>,
 }
 
 fn dims4(d: &[usize], what: &str) -> Result<(usize, usize, usize, usize)> {
@@ -110,13 +147,21 @@ impl Product for Conv {
         let f = &p.frame;
         let cols = im2col(x, f);
         let y = matmul(Mat::new(w, p.other, f.rows()), Mat::new(&cols, f.rows(), f.cols()));
+        Memo::put(&self.keep, cols);
         from_channel_major(&y, f.n, p.other)
     }
 
     fn grads(&self, x: &Tensor, w: &Tensor, dy: &Tensor) -> Result<(Option<Tensor>, Option<Tensor>)> {
         let (_, _, h, wd) = x.dims4()?;
-        let dx = if x.track_op() { Some(conv_transpose2d(dy, w, self.g, (h, wd))?) } else { None };
-        let dw = if w.track_op() { Some(weight_grad(x, dy, self.g)?) } else { None };
+        let dy_cm = w.track_op().then(Memo::default);
+        let dx = match x.track_op() {
+            true => Some(apply(dy, w, ConvTranspose { g: self.g, out: (h, wd), keep: dy_cm.clone() })?),
+            false => None,
+        };
+        let dw = match w.track_op() {
+            true => Some(apply(x, dy, WeightGrad { g: self.g, cols: self.keep.clone(), dy: dy_cm })?),
+            false => None,
+        };
         Ok((dx, dw))
     }
 }
@@ -149,12 +194,21 @@ impl Product for ConvTranspose {
         let f = &p.frame;
         let x = to_channel_major(x, f.n, p.other);
         let cols = matmul(Mat::new(w, p.other, f.rows()).t(), Mat::new(&x, p.other, f.cols()));
+        Memo::put(&self.keep, x);
         col2im(&cols, f)
     }
 
     fn grads(&self, x: &Tensor, w: &Tensor, dy: &Tensor) -> Result<(Option<Tensor>, Option<Tensor>)> {
-        let dx = if x.track_op() { Some(conv2d(dy, w, self.g)?) } else { None };
-        let dw = if w.track_op() { Some(weight_grad(dy, x, self.g)?) } else { None };
+        // Both gradients unfold dy over the same frame: the first leaves its columns to the second.
+        let dy_cols = w.track_op().then(Memo::default);
+        let dx = match x.track_op() {
+            true => Some(apply(dy, w, Conv { g: self.g, keep: dy_cols.clone() })?),
+            false => None,
+        };
+        let dw = match w.track_op() {
+            true => Some(apply(dy, x, WeightGrad { g: self.g, cols: dy_cols, dy: None })?),
+            false => None,
+        };
         Ok((dx, dw))
     }
 }
@@ -174,15 +228,18 @@ impl Product for WeightGrad {
 
     fn run<T: Element>(&self, p: &Plan, x: &[T], dy: &[T]) -> Vec<T> {
         let f = &p.frame;
-        let cols = im2col(x, f);
-        let dy = to_channel_major(dy, f.n, p.other);
+        let cols = Memo::take_or(&self.cols, f.rows() * f.cols(), || im2col(x, f));
+        let dy = Memo::take_or(&self.dy, dy.len(), || to_channel_major(dy, f.n, p.other));
         matmul(Mat::new(&dy, p.other, f.cols()), Mat::new(&cols, f.rows(), f.cols()).t())
     }
 
     fn grads(&self, x: &Tensor, dy: &Tensor, ddw: &Tensor) -> Result<(Option<Tensor>, Option<Tensor>)> {
         let (_, _, h, w) = x.dims4()?;
-        let dx = if x.track_op() { Some(conv_transpose2d(dy, ddw, self.g, (h, w))?) } else { None };
-        let ddy = if dy.track_op() { Some(conv2d(x, ddw, self.g)?) } else { None };
+        let dx = match x.track_op() {
+            true => Some(apply(dy, ddw, ConvTranspose { g: self.g, out: (h, w), keep: None })?),
+            false => None,
+        };
+        let ddy = if dy.track_op() { Some(apply(x, ddw, Conv { g: self.g, keep: None })?) } else { None };
         Ok((dx, ddy))
     }
 }
@@ -198,8 +255,12 @@ impl<P: Product> CustomOp2 for Op<P> {
     fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> Result<(CpuStorage, Shape)> {
         let p = self.0.plan(l1.dims(), l2.dims())?;
         let out = match (s1, s2) {
-            (CpuStorage::F32(a), CpuStorage::F32(b)) => CpuStorage::F32(self.0.run(&p, slice(a, l1)?, slice(b, l2)?)),
-            (CpuStorage::F64(a), CpuStorage::F64(b)) => CpuStorage::F64(self.0.run(&p, slice(a, l1)?, slice(b, l2)?)),
+            (CpuStorage::F32(a), CpuStorage::F32(b)) => {
+                CpuStorage::F32(self.0.run(&p, contiguous(a, l1)?, contiguous(b, l2)?))
+            }
+            (CpuStorage::F64(a), CpuStorage::F64(b)) => {
+                CpuStorage::F64(self.0.run(&p, contiguous(a, l1)?, contiguous(b, l2)?))
+            }
             _ => bail!("{}: f32 or f64 operands of one type, got {:?} and {:?}", P::NAME, s1.dtype(), s2.dtype()),
         };
         Ok((out, p.out))
@@ -210,10 +271,22 @@ impl<P: Product> CustomOp2 for Op<P> {
     }
 }
 
-/// The values of a contiguous layout.
-fn slice<'a, T>(data: &'a [T], l: &Layout) -> Result<&'a [T]> {
-    match l.contiguous_offsets() {
-        Some((start, end)) => Ok(&data[start..end]),
-        None => bail!("internal error: convolution operand is not contiguous"),
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_memo_hands_over_what_was_kept_once_and_only_if_it_fits() {
+        let made = || vec![9.0f32; 3];
+        let keep = Some(Memo::default());
+        Memo::put(&keep, vec![1.0f32, 2.0, 3.0]);
+        assert_eq!(Memo::take_or(&keep, 3, made), [1.0, 2.0, 3.0], "the kept values");
+        assert_eq!(Memo::take_or(&keep, 3, made), [9.0; 3], "taken: the second use rebuilds");
+        Memo::put(&keep, vec![1.0f32, 2.0]);
+        assert_eq!(Memo::take_or(&keep, 3, made), [9.0; 3], "the wrong length is not used");
+        Memo::put(&keep, vec![1.0f64, 2.0, 3.0]);
+        assert_eq!(Memo::take_or(&keep, 3, made), [9.0; 3], "the wrong type is not used");
+        Memo::put(&None, vec![1.0f32; 3]);
+        assert_eq!(Memo::take_or(&None::<Memo>, 3, made), [9.0; 3], "no memo: built");
     }
 }

@@ -26,7 +26,7 @@ impl<'a, T> Mat<'a, T> {
 }
 
 /// Element types the GEMM kernels take.
-pub trait Element: Copy + Default + Send + Sync + std::ops::AddAssign + 'static {
+pub trait Element: candle_core::WithDType + Default + std::ops::AddAssign {
     const ONE: Self;
 }
 impl Element for f32 {

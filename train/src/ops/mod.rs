@@ -15,17 +15,19 @@
 //! - the weight gradient of conv2d, which is also conv_transpose2d's weight gradient.
 //!
 //! BatchNorm (training mode) and its activation are one fused operation too
-//! ([`batch_norm_act`]). Other devices (CUDA) use candle's own kernels.
+//! ([`batch_norm_act`]), and so is LeakyReLU on its own ([`leaky_relu`]). Other devices
+//! (CUDA) use candle's own kernels.
 
 mod batch_norm;
 mod conv;
 mod gemm;
 mod im2col;
+mod leaky_relu;
 
 pub use batch_norm::{batch_norm_act, Activation, Stats};
 pub use conv::Geometry;
 
-use candle_core::{Result, Tensor};
+use candle_core::{bail, Layout, Result, Tensor};
 
 /// A 2-D convolution without bias: x [N, Cin, H, W], w [Cout, Cin, k, k] → [N, Cout, H', W'].
 pub fn conv2d(x: &Tensor, w: &Tensor, stride: usize, padding: usize) -> Result<Tensor> {
@@ -44,4 +46,20 @@ pub fn conv_transpose2d(x: &Tensor, w: &Tensor, stride: usize, padding: usize) -
     let g = Geometry::new(w.dim(3)?, stride, padding)?;
     let (_, _, h, wd) = x.dims4()?;
     conv::conv_transpose2d(x, w, g, (g.big(h)?, g.big(wd)?))
+}
+
+/// max(x, slope·x), with PyTorch's derivative (`slope` at 0).
+pub fn leaky_relu(x: &Tensor, slope: f64) -> Result<Tensor> {
+    if !x.device().is_cpu() {
+        return x.maximum(&(x * slope)?);
+    }
+    leaky_relu::leaky_relu(x, slope)
+}
+
+/// The values a contiguous layout covers (every custom op here makes its operands contiguous first).
+fn contiguous<'a, T>(data: &'a [T], l: &Layout) -> Result<&'a [T]> {
+    match l.contiguous_offsets() {
+        Some((start, end)) => Ok(&data[start..end]),
+        None => bail!("internal error: an operand of a canard CPU op is not contiguous"),
+    }
 }
