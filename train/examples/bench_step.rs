@@ -44,6 +44,7 @@ struct Args {
 }
 
 fn main() -> anyhow::Result<()> {
+    canard_train::alloc::keep_freed_memory();
     let a = Args::parse();
     let settings = Settings {
         data: Some("random".into()),

@@ -15,6 +15,7 @@ use rand_chacha::ChaCha8Rng;
 use std::time::Instant;
 
 fn main() -> anyhow::Result<()> {
+    canard_train::alloc::keep_freed_memory();
     let size: usize = std::env::args().nth(1).unwrap_or("32".into()).parse()?;
     let dev = Device::Cpu;
     let mut rng = ChaCha8Rng::seed_from_u64(0);

@@ -1,6 +1,7 @@
 //! canard-train: folder → tensors → trainer (DCGAN, WGAN, WGAN-GP) → checkpoints →
 //! ONNX + manifest, and the tools to look at a model without the server.
 
+pub mod alloc;
 pub mod atomic;
 pub mod augment;
 pub mod checkpoint;

@@ -48,6 +48,7 @@ struct TrainArgs {
 }
 
 fn main() -> anyhow::Result<()> {
+    canard_train::alloc::keep_freed_memory();
     let cli = Cli::parse();
     match cli.command {
         None => train(cli.train),

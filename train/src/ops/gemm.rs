@@ -1,6 +1,7 @@
 //! A safe face on the `gemm` crate: row-major results from strided operands.
 
 use gemm::Parallelism;
+use rayon::prelude::*;
 
 /// A read-only matrix view: element (i, j) is `data[i·row_stride + j·col_stride]`.
 #[derive(Clone, Copy)]
@@ -36,9 +37,50 @@ impl Element for f64 {
     const ONE: Self = 1.0;
 }
 
+impl<T> Mat<'_, T> {
+    /// Columns `lo..hi`, without copying.
+    fn cols(self, lo: usize, hi: usize) -> Self {
+        Self { data: &self.data[lo * self.col_stride..], cols: hi - lo, ..self }
+    }
+
+    /// Rows `lo..hi`, without copying.
+    fn rows(self, lo: usize, hi: usize) -> Self {
+        Self { data: &self.data[lo * self.row_stride..], rows: hi - lo, ..self }
+    }
+}
+
 /// a · b as a new row-major matrix, on all of rayon's threads.
 pub fn matmul<T: Element>(a: Mat<T>, b: Mat<T>) -> Vec<T> {
     assert_eq!(a.cols, b.rows, "matrix product of mismatched shapes");
+    let threads = rayon::current_num_threads();
+    // A reduction much longer than the result is wide (a weight gradient sums over every
+    // pixel of the batch): the gemm crate would synchronise its threads once per block of
+    // the reduction, so each thread takes a share of the reduction instead.
+    if threads > 1 && a.cols >= 4 * a.rows.max(b.cols) && a.cols >= 256 * threads {
+        return matmul_split(a, b, threads);
+    }
+    product(a, b, Parallelism::Rayon(threads))
+}
+
+/// a · b as the sum of `parts` products over slices of the reduction, one per rayon task.
+pub fn matmul_split<T: Element>(a: Mat<T>, b: Mat<T>, parts: usize) -> Vec<T> {
+    assert_eq!(a.cols, b.rows, "matrix product of mismatched shapes");
+    let k = a.cols;
+    let partial = |t: usize| {
+        let (lo, hi) = (k * t / parts, k * (t + 1) / parts);
+        product(a.cols(lo, hi), b.rows(lo, hi), Parallelism::None)
+    };
+    (0..parts.max(1)).into_par_iter().map(partial).reduce_with(add).unwrap_or_else(|| product(a, b, Parallelism::None))
+}
+
+fn add<T: Element>(mut x: Vec<T>, y: Vec<T>) -> Vec<T> {
+    for (x, y) in x.iter_mut().zip(y) {
+        *x += y;
+    }
+    x
+}
+
+fn product<T: Element>(a: Mat<T>, b: Mat<T>, parallelism: Parallelism) -> Vec<T> {
     let (m, n, k) = (a.rows, b.cols, a.cols);
     if m == 0 || n == 0 || k == 0 {
         return vec![T::default(); m * n];
@@ -46,8 +88,9 @@ pub fn matmul<T: Element>(a: Mat<T>, b: Mat<T>) -> Vec<T> {
     // Every element is written by the product (read_dst is false), so zeroing first would
     // be a wasted pass over the largest buffers of a training step.
     let mut out = Vec::with_capacity(m * n);
-    // The views are in bounds (their shapes were checked against the data by `new`), and
-    // `out` has room for m·n values, all of which gemm writes before `set_len`.
+    // The views are in bounds (their shapes were checked against the data by `new`, and
+    // sub-views only shrink them), and `out` has room for m·n values, all of which gemm
+    // writes before `set_len`.
     let s = |x: usize| x as isize;
     unsafe {
         gemm::gemm(
@@ -69,7 +112,7 @@ pub fn matmul<T: Element>(a: Mat<T>, b: Mat<T>) -> Vec<T> {
             false,
             false,
             false,
-            Parallelism::Rayon(rayon::current_num_threads()),
+            parallelism,
         );
         out.set_len(m * n);
     }
@@ -101,5 +144,17 @@ mod tests {
         // (bᵀ)ᵀ is b: a transposed view of a transposed copy gives the same product.
         let bt: Vec<f64> = (0..n * k).map(|i| b[(i % k) * n + i / k]).collect();
         assert!(close(matmul(Mat::new(&a, m, k), Mat::new(&bt, n, k).t())));
+        // Split over the reduction, evenly or not, and into more parts than it is long.
+        for parts in [1, 2, 3, 5] {
+            assert!(close(matmul_split(Mat::new(&a, m, k), Mat::new(&b, k, n), parts)), "{parts} parts");
+            assert!(close(matmul_split(Mat::new(&a, m, k), Mat::new(&bt, n, k).t(), parts)), "{parts} parts, bᵀ");
+        }
+        // A long reduction, split by `matmul` itself when there is more than one thread.
+        let (m, n, k) = (3, 2, 2000);
+        let a: Vec<f64> = (0..m * k).map(|i| (i as f64 * 0.01).sin()).collect();
+        let b: Vec<f64> = (0..k * n).map(|i| (i as f64 * 0.02).cos()).collect();
+        let expect = naive(&a, &b, m, n, k);
+        let got = matmul(Mat::new(&a, m, k), Mat::new(&b, k, n));
+        assert!(got.iter().zip(&expect).all(|(g, e)| (g - e).abs() < 1e-9), "{got:?} vs {expect:?}");
     }
 }
