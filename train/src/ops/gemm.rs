@@ -26,16 +26,10 @@ impl<'a, T> Mat<'a, T> {
     }
 }
 
-/// Element types the GEMM kernels take.
-pub trait Element: candle_core::WithDType + Default + std::ops::AddAssign {
-    const ONE: Self;
-}
-impl Element for f32 {
-    const ONE: Self = 1.0;
-}
-impl Element for f64 {
-    const ONE: Self = 1.0;
-}
+/// Element types the GEMM kernels take (candle's f32 and f64).
+pub trait Element: candle_core::WithDType {}
+impl Element for f32 {}
+impl Element for f64 {}
 
 impl<T> Mat<'_, T> {
     /// Columns `lo..hi`, without copying.
@@ -83,7 +77,7 @@ fn add<T: Element>(mut x: Vec<T>, y: Vec<T>) -> Vec<T> {
 fn product<T: Element>(a: Mat<T>, b: Mat<T>, parallelism: Parallelism) -> Vec<T> {
     let (m, n, k) = (a.rows, b.cols, a.cols);
     if m == 0 || n == 0 || k == 0 {
-        return vec![T::default(); m * n];
+        return vec![T::zero(); m * n];
     }
     // Every element is written by the product (read_dst is false), so zeroing first would
     // be a wasted pass over the largest buffers of a training step.
@@ -107,8 +101,8 @@ fn product<T: Element>(a: Mat<T>, b: Mat<T>, parallelism: Parallelism) -> Vec<T>
             b.data.as_ptr(),
             s(b.col_stride),
             s(b.row_stride),
-            T::default(),
-            T::ONE,
+            T::zero(),
+            T::one(),
             false,
             false,
             false,

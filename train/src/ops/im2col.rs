@@ -54,7 +54,7 @@ pub fn im2col<T: Element>(x: &[T], f: &Frame) -> Vec<T> {
     debug_assert_eq!(x.len(), f.n * f.channels * f.big_len());
     let (k, s, p) = (f.g.k, f.g.stride, f.g.padding);
     let ((h, w), (oh, ow)) = (f.big, f.small);
-    let mut out = vec![T::default(); f.rows() * f.cols()];
+    let mut out = vec![T::zero(); f.rows() * f.cols()];
     if out.is_empty() {
         return out;
     }
@@ -87,7 +87,7 @@ pub fn col2im<T: Element>(cols: &[T], f: &Frame) -> Vec<T> {
     debug_assert_eq!(cols.len(), f.rows() * f.cols());
     let (k, s, p) = (f.g.k, f.g.stride, f.g.padding);
     let ((h, w), (oh, ow)) = (f.big, f.small);
-    let mut out = vec![T::default(); f.n * f.channels * f.big_len()];
+    let mut out = vec![T::zero(); f.n * f.channels * f.big_len()];
     if out.is_empty() {
         return out;
     }
@@ -114,7 +114,7 @@ pub fn col2im<T: Element>(cols: &[T], f: &Frame) -> Vec<T> {
 /// [N, C, P] → [C, N·P].
 pub fn to_channel_major<T: Element>(x: &[T], n: usize, c: usize) -> Vec<T> {
     let p = x.len() / (n * c).max(1);
-    let mut out = vec![T::default(); x.len()];
+    let mut out = vec![T::zero(); x.len()];
     if out.is_empty() {
         return out;
     }
@@ -129,7 +129,7 @@ pub fn to_channel_major<T: Element>(x: &[T], n: usize, c: usize) -> Vec<T> {
 /// [C, N·P] → [N, C, P].
 pub fn from_channel_major<T: Element>(x: &[T], n: usize, c: usize) -> Vec<T> {
     let p = x.len() / (n * c).max(1);
-    let mut out = vec![T::default(); x.len()];
+    let mut out = vec![T::zero(); x.len()];
     if out.is_empty() {
         return out;
     }
