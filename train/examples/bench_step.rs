@@ -68,7 +68,7 @@ fn main() -> anyhow::Result<()> {
     let adam = Rule::Adam { beta1: cfg.beta1, beta2: cfg.beta2, eps: 1e-8 };
     let mut opt_g = Optimizer::new(gan.g_params.trainable(), adam, cfg.lr_g)?;
     let mut opt_d = Optimizer::new(gan.d_params.trainable(), adam, cfg.lr_d)?;
-    let ctx = StepCtx { cfg: &cfg, gan: &gan, data: &data, device: &device, augment: None };
+    let ctx = StepCtx::new(&cfg, &gan, &data, &device, None);
     let mut cursor = Cursor::new(data.len, a.batch, 0, 0, 0);
 
     let mut secs = 0.0;

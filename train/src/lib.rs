@@ -19,6 +19,7 @@ pub mod ops;
 pub mod optim;
 pub mod report;
 pub mod step;
+pub mod tape;
 pub mod tools;
 pub mod trainer;
 

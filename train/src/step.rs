@@ -6,7 +6,8 @@
 //! WGAN / WGAN-GP: `critic_updates` critic updates, each on a new batch (clipping the
 //! weights, or adding the gradient penalty), then one generator update.
 
-use candle_core::{Device, Tensor};
+use candle_core::backprop::GradStore;
+use candle_core::{DType, Device, Tensor, Var};
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 
@@ -16,8 +17,10 @@ use crate::cursor::Cursor;
 use crate::data::Dataset;
 use crate::losses::{bce_with_logits, critic_updates, gradient_penalty};
 use crate::model::params::randn;
+use crate::ops::Element;
 use crate::optim::Optimizer;
 use crate::report::LossRecord;
+use crate::tape::{Net, Values};
 use crate::trainer::Gan;
 
 /// What one step needs to read.
@@ -27,6 +30,23 @@ pub struct StepCtx<'a> {
     pub data: &'a Dataset,
     pub device: &'a Device,
     pub augment: Option<&'a DiffAugment>,
+    /// Whether the gradients come from the CPU tape (`crate::tape`) rather than candle's graph.
+    pub tape: bool,
+}
+
+impl<'a> StepCtx<'a> {
+    /// The tape where it can run: on the CPU, without DiffAugment, for DCGAN and WGAN
+    /// (not WGAN-GP).
+    pub fn new(
+        cfg: &'a TrainConfig,
+        gan: &'a Gan,
+        data: &'a Dataset,
+        device: &'a Device,
+        augment: Option<&'a DiffAugment>,
+    ) -> Self {
+        let tape = device.is_cpu() && augment.is_none() && cfg.arch != Arch::WganGp;
+        Self { cfg, gan, data, device, augment, tape }
+    }
 }
 
 impl StepCtx<'_> {
@@ -61,6 +81,11 @@ pub fn dcgan_step(
     rng: &mut ChaCha8Rng,
     step: usize,
 ) -> anyhow::Result<(LossRecord, usize)> {
+    match (c.tape, c.gan.g_params.dtype()) {
+        (true, DType::F32) => return dcgan_step_on_tape::<f32>(c, opt_g, opt_d, cursor, rng, step),
+        (true, DType::F64) => return dcgan_step_on_tape::<f64>(c, opt_g, opt_d, cursor, rng, step),
+        _ => {}
+    }
     let real = c.real_batch(cursor, rng)?;
     let b = real.dim(0)?;
     let fake = c.gan.g.forward(&c.noise(b, rng)?, true)?;
@@ -86,6 +111,79 @@ pub fn dcgan_step(
     Ok((rec, b))
 }
 
+/// [`dcgan_step`] on the CPU tape: the same operations in the same order, the same
+/// random numbers, the gradients computed by `crate::tape` instead of candle's graph.
+fn dcgan_step_on_tape<T: Element>(
+    c: &StepCtx,
+    opt_g: &mut Optimizer,
+    opt_d: &mut Optimizer,
+    cursor: &mut Cursor,
+    rng: &mut ChaCha8Rng,
+    step: usize,
+) -> anyhow::Result<(LossRecord, usize)> {
+    let (g_net, d_net) = (Net::generator(&c.gan.g)?, Net::discriminator(&c.gan.d)?);
+    let real = Values::<T>::of(&c.real_batch(cursor, rng)?)?;
+    let b = real.dims[0];
+    let g_tape = g_net.forward(Values::<T>::of(&c.noise(b, rng)?)?)?;
+    let d_real = d_net.forward(real)?;
+    let d_fake = d_net.forward(g_tape.output().clone())?;
+    let (loss_d, dl) = logit_loss(c.device, [d_real.output(), d_fake.output()], |[r, f]| {
+        bce_with_logits(r, 1.0)? + bce_with_logits(f, 0.0)?
+    })?;
+    let [dl_real, dl_fake] = dl;
+    let mut grads = GradStore::default();
+    d_real.backward(dl_real.1, Some(&mut grads), false)?;
+    d_fake.backward(dl_fake.1, Some(&mut grads), false)?;
+    opt_d.step(&grads)?;
+    drop((d_real, d_fake));
+
+    // The critic as just updated, frozen: the gradient reaches the images, then the generator.
+    let d_gen = d_net.forward(g_tape.output().clone())?;
+    let (loss_g, [dl_gen]) = logit_loss(c.device, [d_gen.output()], |[f]| bce_with_logits(f, 1.0))?;
+    let dfake = d_gen.backward(dl_gen.1, None, true)?.expect("asked for the input's gradient");
+    let mut grads = GradStore::default();
+    g_tape.backward(dfake, Some(&mut grads), false)?;
+    opt_g.step(&grads)?;
+
+    let prob = |t: &Tensor| -> candle_core::Result<f32> {
+        candle_nn::ops::sigmoid(t)?.mean_all()?.to_dtype(DType::F32)?.to_scalar::<f32>()
+    };
+    let rec = LossRecord {
+        step,
+        epoch: cursor.epoch + 1,
+        loss_d: loss_d.to_scalar()?,
+        loss_g: loss_g.to_scalar()?,
+        d_real: prob(&dl_real.0)?,
+        d_fake: prob(&dl_fake.0)?,
+        gp: 0.0,
+    };
+    Ok((rec, b))
+}
+
+/// A loss of the critic's outputs, computed by candle (the same loss functions as the
+/// graph path): the loss (f32), and each output as a tensor with the loss's gradient
+/// with respect to it.
+#[allow(clippy::type_complexity)]
+fn logit_loss<T: Element, const K: usize>(
+    device: &Device,
+    outputs: [&Values<T>; K],
+    loss: impl FnOnce([&Tensor; K]) -> candle_core::Result<Tensor>,
+) -> candle_core::Result<(Tensor, [(Tensor, Vec<T>); K])> {
+    let vars = outputs.map(|o| Var::from_vec(o.data.clone(), o.data.len(), device));
+    let vars = vars.into_iter().collect::<candle_core::Result<Vec<Var>>>()?;
+    let tensors: [&Tensor; K] = std::array::from_fn(|i| vars[i].as_tensor());
+    let value = loss(tensors)?;
+    let grads = value.backward()?;
+    let mut out = Vec::with_capacity(K);
+    for v in &vars {
+        let g = grads.get(v.as_tensor()).map_or_else(|| v.as_tensor().zeros_like(), |g| Ok(g.clone()))?;
+        out.push((v.as_tensor().clone(), g.to_vec1::<T>()?));
+    }
+    let out: [(Tensor, Vec<T>); K] =
+        out.try_into().map_err(|_| candle_core::Error::Msg("internal error: loss arity".into()))?;
+    Ok((value.to_dtype(DType::F32)?, out))
+}
+
 /// Critic updates (clipped, or with the gradient penalty), then one generator update.
 pub fn wgan_step(
     c: &StepCtx,
@@ -95,6 +193,11 @@ pub fn wgan_step(
     rng: &mut ChaCha8Rng,
     step: usize,
 ) -> anyhow::Result<(LossRecord, usize)> {
+    match (c.tape, c.gan.g_params.dtype()) {
+        (true, DType::F32) => return wgan_step_on_tape::<f32>(c, opt_g, opt_d, cursor, rng, step),
+        (true, DType::F64) => return wgan_step_on_tape::<f64>(c, opt_g, opt_d, cursor, rng, step),
+        _ => {}
+    }
     let cfg = c.cfg;
     let n = critic_updates(cfg.arch, step - 1, cfg.critic_steps, cfg.critic_steps_burst);
     let mut images = 0;
@@ -131,6 +234,56 @@ pub fn wgan_step(
         d_real: s_real,
         d_fake: s_fake,
         gp,
+    };
+    Ok((rec, images))
+}
+
+/// [`wgan_step`] with weight clipping on the CPU tape (see [`dcgan_step_on_tape`]).
+fn wgan_step_on_tape<T: Element>(
+    c: &StepCtx,
+    opt_g: &mut Optimizer,
+    opt_d: &mut Optimizer,
+    cursor: &mut Cursor,
+    rng: &mut ChaCha8Rng,
+    step: usize,
+) -> anyhow::Result<(LossRecord, usize)> {
+    let cfg = c.cfg;
+    let (g_net, d_net) = (Net::generator(&c.gan.g)?, Net::discriminator(&c.gan.d)?);
+    let n = critic_updates(cfg.arch, step - 1, cfg.critic_steps, cfg.critic_steps_burst);
+    let mut images = 0;
+    let (mut loss_d, mut s_real, mut s_fake) = (0f32, 0f32, 0f32);
+    let mean = |t: &Tensor| -> candle_core::Result<f32> { t.mean_all()?.to_dtype(DType::F32)?.to_scalar() };
+    for _ in 0..n {
+        let real = Values::<T>::of(&c.real_batch(cursor, rng)?)?;
+        let b = real.dims[0];
+        images += b;
+        let fake = g_net.forward(Values::<T>::of(&c.noise(b, rng)?)?)?.into_output();
+        let (d_real, d_fake) = (d_net.forward(real)?, d_net.forward(fake)?);
+        let (loss, [(r, dl_real), (f, dl_fake)]) =
+            logit_loss(c.device, [d_real.output(), d_fake.output()], |[r, f]| f.mean_all()? - r.mean_all()?)?;
+        let mut grads = GradStore::default();
+        d_real.backward(dl_real, Some(&mut grads), false)?;
+        d_fake.backward(dl_fake, Some(&mut grads), false)?;
+        opt_d.step(&grads)?;
+        c.gan.d_params.clamp(cfg.clamp)?;
+        (loss_d, s_real, s_fake) = (loss.to_scalar()?, mean(&r)?, mean(&f)?);
+    }
+    let b = cfg.batch_size.min(c.data.len);
+    let g_tape = g_net.forward(Values::<T>::of(&c.noise(b, rng)?)?)?;
+    let d_gen = d_net.forward(g_tape.output().clone())?;
+    let (loss_g, [(_, dl)]) = logit_loss(c.device, [d_gen.output()], |[f]| f.mean_all()?.neg())?;
+    let dfake = d_gen.backward(dl, None, true)?.expect("asked for the input's gradient");
+    let mut grads = GradStore::default();
+    g_tape.backward(dfake, Some(&mut grads), false)?;
+    opt_g.step(&grads)?;
+    let rec = LossRecord {
+        step,
+        epoch: cursor.epoch + 1,
+        loss_d,
+        loss_g: loss_g.to_scalar()?,
+        d_real: s_real,
+        d_fake: s_fake,
+        gp: 0.0,
     };
     Ok((rec, images))
 }

@@ -230,7 +230,7 @@ pub fn train(cfg: &TrainConfig) -> anyhow::Result<TrainOutcome> {
     ));
 
     let aug = DiffAugment::all();
-    let ctx = StepCtx { cfg: &cfg, gan: &gan, data: &data, device: &device, augment: augment.then_some(&aug) };
+    let ctx = StepCtx::new(&cfg, &gan, &data, &device, augment.then_some(&aug));
     let preview_seeds: Vec<u64> = PREVIEW_SEEDS.collect();
     let started = Instant::now();
     let seconds_before = st.seconds;

@@ -3,7 +3,7 @@
 use candle_core::{Result, Tensor, Var, D};
 
 use super::params::Init;
-use crate::ops::{self, Activation};
+use crate::ops::{self, Activation, Stats};
 
 /// 4×4 kernels everywhere, as in Radford et al.
 pub const KERNEL: usize = 4;
@@ -70,12 +70,7 @@ impl BatchNorm2d {
     pub fn forward_act(&self, x: &Tensor, train: bool, act: Activation) -> Result<Tensor> {
         if train && x.device().is_cpu() {
             let (y, stats) = ops::batch_norm_act(x, &self.gamma, &self.beta, BN_EPS, act)?;
-            let c = stats.mean.len();
-            let count = x.elem_count() / c;
-            let dtype = x.dtype();
-            let mean = Tensor::from_vec(stats.mean, c, x.device())?.to_dtype(dtype)?;
-            let var = Tensor::from_vec(stats.var, c, x.device())?.to_dtype(dtype)?;
-            self.update_running(&mean, &var, count)?;
+            self.record(stats, x.elem_count() / self.gamma.dim(0)?)?;
             return Ok(y);
         }
         let y = self.forward(x, train)?;
@@ -100,6 +95,15 @@ impl BatchNorm2d {
         };
         let scale = (var + BN_EPS)?.sqrt()?.recip()?.broadcast_mul(&self.gamma.reshape((1, c, 1, 1))?)?;
         x.broadcast_sub(&mean)?.broadcast_mul(&scale)?.broadcast_add(&self.beta.reshape((1, c, 1, 1))?)
+    }
+
+    /// Folds one training batch's statistics (over `count` values per channel) into the
+    /// running averages.
+    pub fn record(&self, stats: Stats, count: usize) -> Result<()> {
+        let (c, dtype, dev) = (stats.mean.len(), self.gamma.dtype(), self.gamma.device());
+        let mean = Tensor::from_vec(stats.mean, c, dev)?.to_dtype(dtype)?;
+        let var = Tensor::from_vec(stats.var, c, dev)?.to_dtype(dtype)?;
+        self.update_running(&mean, &var, count)
     }
 
     fn update_running(&self, mean: &Tensor, biased_var: &Tensor, count: usize) -> Result<()> {

@@ -4,5 +4,5 @@ pub mod dcgan;
 pub mod layers;
 pub mod params;
 
-pub use dcgan::{CriticNorm, DcganShape, Discriminator, Generator};
+pub use dcgan::{CriticNorm, DcganShape, Discriminator, Generator, Norm};
 pub use params::{Init, Params};

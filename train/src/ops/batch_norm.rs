@@ -12,10 +12,10 @@
 //! critic uses LayerNorm (the penalty is per sample), and BatchNorm sits only in the
 //! generator and the DCGAN / WGAN discriminators.
 
-use candle_core::{bail, CpuStorage, CustomOp3, DType, Layout, Result, Shape, Storage, Tensor, WithDType};
+use candle_core::{bail, CpuStorage, CustomOp3, DType, Layout, Result, Shape, Tensor, WithDType};
 use rayon::prelude::*;
 
-use super::contiguous;
+use super::{contiguous, with_slice};
 
 /// The activation fused after the normalisation.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -70,18 +70,19 @@ pub fn batch_norm_act(x: &Tensor, gamma: &Tensor, beta: &Tensor, eps: f64, act: 
     if gamma.dims() != [c] || beta.dims() != [c] {
         bail!("batch_norm: {c} channels but γ is {:?} and β is {:?}", gamma.dims(), beta.dims());
     }
-    let stats = match x.dtype() {
-        DType::F32 => with_slice(&x, |v: &[f32]| channel_stats(v, n, c, h * w))?,
-        DType::F64 => with_slice(&x, |v: &[f64]| channel_stats(v, n, c, h * w))?,
+    let frame = (n, c, h * w);
+    let (op, stats) = match x.dtype() {
+        DType::F32 => with_slice(&x, |v: &[f32]| BatchNormAct::of(v, frame, eps, act))?,
+        DType::F64 => with_slice(&x, |v: &[f64]| BatchNormAct::of(v, frame, eps, act))?,
         d => bail!("batch_norm: f32 or f64 operands, got {d:?}"),
     };
-    let inv_std = stats.var.iter().map(|v| 1.0 / (v + eps).sqrt()).collect();
-    let op = BatchNormAct { mean: stats.mean.clone(), inv_std, act, frame: (n, c, h * w) };
     let y = x.apply_op3(&gamma.contiguous()?, &beta.contiguous()?, op)?;
     Ok((y, stats))
 }
 
-struct BatchNormAct {
+/// One normalisation by a batch's statistics, with its activation: the operation on
+/// candle tensors above, and on plain values for `crate::tape`.
+pub struct BatchNormAct {
     mean: Vec<f64>,
     inv_std: Vec<f64>,
     act: Activation,
@@ -134,7 +135,15 @@ impl CustomOp3 for BatchNormAct {
 }
 
 impl BatchNormAct {
-    fn forward<T: WithDType>(&self, x: &[T], gamma: &[T], beta: &[T]) -> Vec<T> {
+    /// The normalisation of x [N, C, P] by its own statistics (also returned).
+    pub fn of<T: WithDType>(x: &[T], frame: (usize, usize, usize), eps: f64, act: Activation) -> (Self, Stats) {
+        let (n, c, p) = frame;
+        let stats = channel_stats(x, n, c, p);
+        let inv_std = stats.var.iter().map(|v| 1.0 / (v + eps).sqrt()).collect();
+        (Self { mean: stats.mean.clone(), inv_std, act, frame }, stats)
+    }
+
+    pub fn forward<T: WithDType>(&self, x: &[T], gamma: &[T], beta: &[T]) -> Vec<T> {
         let (_, c, p) = self.frame;
         let slope = T::from_f64(self.act.negative_slope());
         let mut y = vec![T::zero(); x.len()];
@@ -172,7 +181,7 @@ impl BatchNormAct {
 
     /// dz = dy·act′; dβ = Σdz; dγ = Σdz·x̂; dx = γ/σ·(dz − (dβ + x̂·dγ)/M), per channel,
     /// which is a·dz + b·x + c with per-channel constants.
-    fn backward<T: WithDType>(&self, x: &[T], gamma: &[T], y: &[T], dy: &[T]) -> (Vec<T>, Vec<T>, Vec<T>) {
+    pub fn backward<T: WithDType>(&self, x: &[T], gamma: &[T], y: &[T], dy: &[T]) -> (Vec<T>, Vec<T>, Vec<T>) {
         let (n, c, p) = self.frame;
         let m = (n * p) as f64;
         let slope = T::from_f64(self.act.negative_slope());
@@ -253,13 +262,4 @@ fn channel_stats<T: WithDType>(x: &[T], n: usize, c: usize, p: usize) -> Stats {
         })
         .unzip();
     Stats { mean, var }
-}
-
-/// Runs `f` on a contiguous CPU tensor's values.
-fn with_slice<T: WithDType, R>(t: &Tensor, f: impl FnOnce(&[T]) -> R) -> Result<R> {
-    let (storage, layout) = t.storage_and_layout();
-    match &*storage {
-        Storage::Cpu(s) => Ok(f(contiguous(s.as_slice::<T>()?, layout)?)),
-        _ => bail!("batch_norm: CPU tensors only"),
-    }
 }

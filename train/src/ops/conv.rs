@@ -1,12 +1,11 @@
 //! The three convolution products as candle custom operations.
 
-use std::sync::{Arc, Mutex};
-
 use candle_core::backend::BackendStorage;
 use candle_core::{bail, CpuStorage, CustomOp2, Layout, Result, Shape, Tensor};
+use rayon::prelude::*;
 
 use super::contiguous;
-use super::gemm::{matmul, Element, Mat};
+use super::gemm::{gemm_into, Element, Mat};
 use super::im2col::{col2im, from_channel_major, im2col, to_channel_major, Frame};
 
 /// A square kernel's size, stride and zero padding.
@@ -43,41 +42,81 @@ impl Geometry {
 }
 
 pub fn conv2d(x: &Tensor, w: &Tensor, g: Geometry) -> Result<Tensor> {
-    // The weight gradient will need the same columns: keep them rather than unfold x twice.
-    let keep = w.track_op().then(Memo::default);
-    apply(x, w, Conv { g, keep })
+    apply(x, w, Conv { g })
 }
 
 pub fn conv_transpose2d(x: &Tensor, w: &Tensor, g: Geometry, out: (usize, usize)) -> Result<Tensor> {
-    apply(x, w, ConvTranspose { g, out, keep: None })
+    apply(x, w, ConvTranspose { g, out })
 }
 
 fn apply<P: Product>(a: &Tensor, b: &Tensor, p: P) -> Result<Tensor> {
     a.contiguous()?.apply_op2(&b.contiguous()?, Op(p))
 }
 
-/// A buffer one product built and another, later, can use instead of building it again:
-/// a convolution's im2col columns for its weight gradient (the same frame), a transposed
-/// convolution's channel-major input for the weight gradient of the same output gradient.
-/// The consumer takes it, so it lives until then (or until the graph is dropped).
-#[derive(Clone, Default)]
-struct Memo(Arc<Mutex<Option<CpuStorage>>>);
+/// The same three products on plain NCHW values, for `crate::tape`: (values, dims).
+pub fn conv2d_values<T: Element>(
+    x: &[T],
+    xd: &[usize],
+    w: &[T],
+    wd: &[usize],
+    g: Geometry,
+) -> Result<(Vec<T>, Vec<usize>)> {
+    values(Conv { g }, x, xd, w, wd)
+}
 
-impl Memo {
-    fn put<T: Element>(keep: &Option<Memo>, v: Vec<T>) {
-        if let Some(Ok(mut slot)) = keep.as_ref().map(|m| m.0.lock()) {
-            *slot = Some(T::to_cpu_storage_owned(v));
-        }
-    }
+pub fn conv_transpose2d_values<T: Element>(
+    x: &[T],
+    xd: &[usize],
+    w: &[T],
+    wd: &[usize],
+    g: Geometry,
+    out: (usize, usize),
+) -> Result<(Vec<T>, Vec<usize>)> {
+    values(ConvTranspose { g, out }, x, xd, w, wd)
+}
 
-    /// The kept values if they are there, of type T and `len` long; else `make()`.
-    fn take_or<T: Element>(memo: &Option<Memo>, len: usize, make: impl FnOnce() -> Vec<T>) -> Vec<T> {
-        let kept = memo.as_ref().and_then(|m| m.0.lock().ok()?.take());
-        match kept.and_then(|s| T::cpu_storage_data(s).ok()) {
-            Some(v) if v.len() == len => v,
-            _ => make(),
-        }
+/// conv2d's weight gradient from its input x and its output's gradient dy.
+pub fn weight_grad_values<T: Element>(
+    x: &[T],
+    xd: &[usize],
+    dy: &[T],
+    dyd: &[usize],
+    g: Geometry,
+) -> Result<(Vec<T>, Vec<usize>)> {
+    values(WeightGrad { g }, x, xd, dy, dyd)
+}
+
+fn values<P: Product, T: Element>(p: P, a: &[T], ad: &[usize], b: &[T], bd: &[usize]) -> Result<(Vec<T>, Vec<usize>)> {
+    let plan = p.plan(ad, bd)?;
+    let len = |d: &[usize]| d.iter().product::<usize>();
+    if a.len() != len(ad) || b.len() != len(bd) {
+        bail!("{}: {} and {} values for shapes {ad:?} and {bd:?}", P::NAME, a.len(), b.len());
     }
+    Ok((p.run(&plan, a, b), plan.out.dims().to_vec()))
+}
+
+/// Values of unfolded columns one task keeps at a time: 1 MiB of f32, half a core's L2
+/// cache here, so the product reads back from cache what im2col has just written.
+const CACHE_VALUES: usize = 1 << 18;
+/// Columns a product should have at least for the GEMM kernels to run near full speed.
+const WIDE: usize = 256;
+
+/// Images per task for a frame of `n` images whose unfolded matrix has `rows` rows and
+/// `per_image` columns per image: enough for a wide product, few enough that the columns
+/// stay in cache and that every thread gets a share.
+fn group(n: usize, per_image: usize, rows: usize) -> usize {
+    let wide = WIDE.div_ceil(per_image.max(1));
+    let fits = CACHE_VALUES / (rows * per_image).max(1);
+    let share = n.div_ceil(rayon::current_num_threads());
+    wide.min(fits).min(share).max(1)
+}
+
+/// The first `len` values of a task's reusable buffer.
+fn scratch<T: Element>(buf: &mut Vec<T>, len: usize) -> &mut [T] {
+    if buf.len() < len {
+        buf.resize(len, T::zero());
+    }
+    &mut buf[..len]
 }
 
 /// What one product needs to know besides its operands.
@@ -100,8 +139,6 @@ trait Product: Send + Sync + 'static {
 /// y = conv2d(x, w): x [N, Ci, H, W], w [Co, Ci, k, k] → y [N, Co, H', W'].
 struct Conv {
     g: Geometry,
-    /// Where to leave x's columns for the weight gradient.
-    keep: Option<Memo>,
 }
 
 /// y = conv_transpose2d(x, w) at a given output size: x [N, Ci, H', W'],
@@ -109,17 +146,11 @@ struct Conv {
 struct ConvTranspose {
     g: Geometry,
     out: (usize, usize),
-    /// Where to leave x in channel-major order for a weight gradient against it.
-    keep: Option<Memo>,
 }
 
 /// conv2d's weight gradient: x [N, Ci, H, W] (the input), dy [N, Co, H', W'] → [Co, Ci, k, k].
 struct WeightGrad {
     g: Geometry,
-    /// x's im2col columns, if a convolution over the same frame kept them.
-    cols: Option<Memo>,
-    /// dy in channel-major order, if a transposed convolution of it kept it.
-    dy: Option<Memo>,
 }
 
 fn dims4(d: &[usize], what: &str) -> Result<(usize, usize, usize, usize)> {
@@ -143,23 +174,43 @@ impl Product for Conv {
         Ok(Plan { frame, other: co, out: Shape::from((n, co, frame.small.0, frame.small.1)) })
     }
 
+    /// For each group of images: unfold, multiply by the weight, and write the result into
+    /// y's NCHW layout (straight from the product for a single image, whose result is
+    /// already [Co, H'·W']).
     fn run<T: Element>(&self, p: &Plan, x: &[T], w: &[T]) -> Vec<T> {
-        let f = &p.frame;
-        let cols = im2col(x, f);
-        let y = matmul(Mat::new(w, p.other, f.rows()), Mat::new(&cols, f.rows(), f.cols()));
-        Memo::put(&self.keep, cols);
-        from_channel_major(&y, f.n, p.other)
+        let f = p.frame;
+        let (co, sl, image) = (p.other, f.small_len(), f.channels * f.big_len());
+        let g = group(f.n, sl, f.rows());
+        let mut y = vec![T::zero(); f.n * co * sl];
+        if y.is_empty() {
+            return y;
+        }
+        let weight = Mat::new(w, co, f.rows());
+        let task = |(cols, prod): &mut (Vec<T>, Vec<T>), (i, y): (usize, &mut [T])| {
+            let sub = f.with_n(y.len() / (co * sl));
+            let cols = scratch(cols, sub.rows() * sub.cols());
+            im2col(&x[i * g * image..][..sub.n * image], &sub, cols);
+            let cols = Mat::new(cols, sub.rows(), sub.cols());
+            if sub.n == 1 {
+                gemm_into(y, sl, weight, cols, false);
+            } else {
+                let prod = scratch(prod, y.len());
+                gemm_into(prod, sub.cols(), weight, cols, false);
+                from_channel_major(prod, sub.n, co, y);
+            }
+        };
+        y.par_chunks_mut(g * co * sl).enumerate().for_each_init(Default::default, task);
+        y
     }
 
     fn grads(&self, x: &Tensor, w: &Tensor, dy: &Tensor) -> Result<(Option<Tensor>, Option<Tensor>)> {
         let (_, _, h, wd) = x.dims4()?;
-        let dy_cm = w.track_op().then(Memo::default);
         let dx = match x.track_op() {
-            true => Some(apply(dy, w, ConvTranspose { g: self.g, out: (h, wd), keep: dy_cm.clone() })?),
+            true => Some(apply(dy, w, ConvTranspose { g: self.g, out: (h, wd) })?),
             false => None,
         };
         let dw = match w.track_op() {
-            true => Some(apply(x, dy, WeightGrad { g: self.g, cols: self.keep.clone(), dy: dy_cm })?),
+            true => Some(apply(x, dy, WeightGrad { g: self.g })?),
             false => None,
         };
         Ok((dx, dw))
@@ -190,23 +241,43 @@ impl Product for ConvTranspose {
         Ok(Plan { frame, other: ci, out: Shape::from((n, co, self.out.0, self.out.1)) })
     }
 
+    /// For each group of images: the weight's transpose times the input (a single image's
+    /// NCHW input is already [Ci, H'·W']) gives the columns, folded back into y.
     fn run<T: Element>(&self, p: &Plan, x: &[T], w: &[T]) -> Vec<T> {
-        let f = &p.frame;
-        let x = to_channel_major(x, f.n, p.other);
-        let cols = matmul(Mat::new(w, p.other, f.rows()).t(), Mat::new(&x, p.other, f.cols()));
-        Memo::put(&self.keep, x);
-        col2im(&cols, f)
+        let f = p.frame;
+        let (ci, sl, image) = (p.other, f.small_len(), f.channels * f.big_len());
+        let g = group(f.n, sl, f.rows());
+        let mut y = vec![T::zero(); f.n * image];
+        if y.is_empty() {
+            return y;
+        }
+        let weight = Mat::new(w, ci, f.rows()).t();
+        let task = |(cols, xcm): &mut (Vec<T>, Vec<T>), (i, y): (usize, &mut [T])| {
+            let sub = f.with_n(y.len() / image);
+            let xs = &x[i * g * ci * sl..][..sub.n * ci * sl];
+            let xs = match sub.n {
+                1 => xs,
+                _ => {
+                    let xcm = scratch(xcm, xs.len());
+                    to_channel_major(xs, sub.n, ci, xcm);
+                    xcm
+                }
+            };
+            let cols = scratch(cols, sub.rows() * sub.cols());
+            gemm_into(cols, sub.cols(), weight, Mat::new(xs, ci, sub.cols()), false);
+            col2im(cols, &sub, y);
+        };
+        y.par_chunks_mut(g * image).enumerate().for_each_init(Default::default, task);
+        y
     }
 
     fn grads(&self, x: &Tensor, w: &Tensor, dy: &Tensor) -> Result<(Option<Tensor>, Option<Tensor>)> {
-        // Both gradients unfold dy over the same frame: the first leaves its columns to the second.
-        let dy_cols = w.track_op().then(Memo::default);
         let dx = match x.track_op() {
-            true => Some(apply(dy, w, Conv { g: self.g, keep: dy_cols.clone() })?),
+            true => Some(apply(dy, w, Conv { g: self.g })?),
             false => None,
         };
         let dw = match w.track_op() {
-            true => Some(apply(dy, x, WeightGrad { g: self.g, cols: dy_cols, dy: None })?),
+            true => Some(apply(dy, x, WeightGrad { g: self.g })?),
             false => None,
         };
         Ok((dx, dw))
@@ -226,22 +297,56 @@ impl Product for WeightGrad {
         Ok(Plan { frame, other: co, out: Shape::from((co, ci, self.g.k, self.g.k)) })
     }
 
+    /// A sum over the batch: each thread adds up the products of its share of the groups
+    /// (dy's rows times the unfolded columns' transpose) into its own copy of the
+    /// gradient, and the copies are summed at the end.
     fn run<T: Element>(&self, p: &Plan, x: &[T], dy: &[T]) -> Vec<T> {
-        let f = &p.frame;
-        let cols = Memo::take_or(&self.cols, f.rows() * f.cols(), || im2col(x, f));
-        let dy = Memo::take_or(&self.dy, dy.len(), || to_channel_major(dy, f.n, p.other));
-        matmul(Mat::new(&dy, p.other, f.cols()), Mat::new(&cols, f.rows(), f.cols()).t())
+        let f = p.frame;
+        let (co, sl, image) = (p.other, f.small_len(), f.channels * f.big_len());
+        let g = group(f.n, sl, f.rows());
+        let groups = f.n.div_ceil(g);
+        let parts = rayon::current_num_threads().clamp(1, groups.max(1));
+        let partial = |t: usize| {
+            let mut dw = vec![T::zero(); co * f.rows()];
+            let (mut cols, mut dycm) = (Vec::new(), Vec::new());
+            let range = groups * t / parts..groups * (t + 1) / parts;
+            for gi in range.clone() {
+                let sub = f.with_n(g.min(f.n - gi * g));
+                let cols = scratch(&mut cols, sub.rows() * sub.cols());
+                im2col(&x[gi * g * image..][..sub.n * image], &sub, cols);
+                let ds = &dy[gi * g * co * sl..][..sub.n * co * sl];
+                let ds = match sub.n {
+                    1 => ds,
+                    _ => {
+                        let dycm = scratch(&mut dycm, ds.len());
+                        to_channel_major(ds, sub.n, co, dycm);
+                        dycm
+                    }
+                };
+                let (a, b) = (Mat::new(ds, co, sub.cols()), Mat::new(cols, sub.rows(), sub.cols()).t());
+                gemm_into(&mut dw, f.rows(), a, b, gi != range.start);
+            }
+            dw
+        };
+        (0..parts).into_par_iter().map(partial).reduce_with(add).unwrap_or_else(|| vec![T::zero(); co * f.rows()])
     }
 
     fn grads(&self, x: &Tensor, dy: &Tensor, ddw: &Tensor) -> Result<(Option<Tensor>, Option<Tensor>)> {
         let (_, _, h, w) = x.dims4()?;
         let dx = match x.track_op() {
-            true => Some(apply(dy, ddw, ConvTranspose { g: self.g, out: (h, w), keep: None })?),
+            true => Some(apply(dy, ddw, ConvTranspose { g: self.g, out: (h, w) })?),
             false => None,
         };
-        let ddy = if dy.track_op() { Some(apply(x, ddw, Conv { g: self.g, keep: None })?) } else { None };
+        let ddy = if dy.track_op() { Some(apply(x, ddw, Conv { g: self.g })?) } else { None };
         Ok((dx, ddy))
     }
+}
+
+fn add<T: Element>(mut x: Vec<T>, y: Vec<T>) -> Vec<T> {
+    for (x, y) in x.iter_mut().zip(y) {
+        *x += y;
+    }
+    x
 }
 
 /// A [`Product`] as a candle operation.
@@ -268,25 +373,5 @@ impl<P: Product> CustomOp2 for Op<P> {
 
     fn bwd(&self, a: &Tensor, b: &Tensor, _res: &Tensor, grad: &Tensor) -> Result<(Option<Tensor>, Option<Tensor>)> {
         self.0.grads(a, b, grad)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_memo_hands_over_what_was_kept_once_and_only_if_it_fits() {
-        let made = || vec![9.0f32; 3];
-        let keep = Some(Memo::default());
-        Memo::put(&keep, vec![1.0f32, 2.0, 3.0]);
-        assert_eq!(Memo::take_or(&keep, 3, made), [1.0, 2.0, 3.0], "the kept values");
-        assert_eq!(Memo::take_or(&keep, 3, made), [9.0; 3], "taken: the second use rebuilds");
-        Memo::put(&keep, vec![1.0f32, 2.0]);
-        assert_eq!(Memo::take_or(&keep, 3, made), [9.0; 3], "the wrong length is not used");
-        Memo::put(&keep, vec![1.0f64, 2.0, 3.0]);
-        assert_eq!(Memo::take_or(&keep, 3, made), [9.0; 3], "the wrong type is not used");
-        Memo::put(&None, vec![1.0f32; 3]);
-        assert_eq!(Memo::take_or(&None::<Memo>, 3, made), [9.0; 3], "no memo: built");
     }
 }

@@ -1,7 +1,7 @@
-//! A safe face on the `gemm` crate: row-major results from strided operands.
+//! A safe face on the `gemm` crate: one thread's product of strided operands into a
+//! row-major destination.
 
 use gemm::Parallelism;
-use rayon::prelude::*;
 
 /// A read-only matrix view: element (i, j) is `data[i·row_stride + j·col_stride]`.
 #[derive(Clone, Copy)]
@@ -26,91 +26,78 @@ impl<'a, T> Mat<'a, T> {
     }
 }
 
-/// Element types the GEMM kernels take (candle's f32 and f64).
-pub trait Element: candle_core::WithDType {}
-impl Element for f32 {}
-impl Element for f64 {}
+/// candle's floating-point element types (f32, f64): what the GEMM kernels take, with the
+/// few functions the CPU code around them needs, computed as candle computes them.
+pub trait Element: candle_core::WithDType {
+    fn sqrt(self) -> Self;
+    fn tanh(self) -> Self;
+}
 
-impl<T> Mat<'_, T> {
-    /// Columns `lo..hi`, without copying.
-    fn cols(self, lo: usize, hi: usize) -> Self {
-        Self { data: &self.data[lo * self.col_stride..], cols: hi - lo, ..self }
+impl Element for f32 {
+    fn sqrt(self) -> Self {
+        f32::sqrt(self)
     }
-
-    /// Rows `lo..hi`, without copying.
-    fn rows(self, lo: usize, hi: usize) -> Self {
-        Self { data: &self.data[lo * self.row_stride..], rows: hi - lo, ..self }
+    fn tanh(self) -> Self {
+        f32::tanh(self)
     }
 }
 
-/// a · b as a new row-major matrix, on all of rayon's threads.
-pub fn matmul<T: Element>(a: Mat<T>, b: Mat<T>) -> Vec<T> {
-    assert_eq!(a.cols, b.rows, "matrix product of mismatched shapes");
-    let threads = rayon::current_num_threads();
-    // A reduction much longer than the result is wide (a weight gradient sums over every
-    // pixel of the batch): the gemm crate would synchronise its threads once per block of
-    // the reduction, so each thread takes a share of the reduction instead.
-    if threads > 1 && a.cols >= 4 * a.rows.max(b.cols) && a.cols >= 256 * threads {
-        return matmul_split(a, b, threads);
+impl Element for f64 {
+    fn sqrt(self) -> Self {
+        f64::sqrt(self)
     }
-    product(a, b, Parallelism::Rayon(threads))
-}
-
-/// a · b as the sum of `parts` products over slices of the reduction, one per rayon task.
-pub fn matmul_split<T: Element>(a: Mat<T>, b: Mat<T>, parts: usize) -> Vec<T> {
-    assert_eq!(a.cols, b.rows, "matrix product of mismatched shapes");
-    let k = a.cols;
-    let partial = |t: usize| {
-        let (lo, hi) = (k * t / parts, k * (t + 1) / parts);
-        product(a.cols(lo, hi), b.rows(lo, hi), Parallelism::None)
-    };
-    (0..parts.max(1)).into_par_iter().map(partial).reduce_with(add).unwrap_or_else(|| product(a, b, Parallelism::None))
-}
-
-fn add<T: Element>(mut x: Vec<T>, y: Vec<T>) -> Vec<T> {
-    for (x, y) in x.iter_mut().zip(y) {
-        *x += y;
+    fn tanh(self) -> Self {
+        f64::tanh(self)
     }
-    x
 }
 
-fn product<T: Element>(a: Mat<T>, b: Mat<T>, parallelism: Parallelism) -> Vec<T> {
+/// `dst = a · b`, or `dst += a · b` when `accumulate`, on the calling thread. `dst` is
+/// row-major with `ld` values between the starts of its rows (the product's width or more,
+/// so a result can land directly inside a bigger array).
+///
+/// Single-threaded on purpose: the convolutions run one group of images per thread, which
+/// keeps each group's columns in that core's cache and needs no synchronisation inside
+/// the product (the gemm crate's own threads meet once per block of the reduction).
+pub fn gemm_into<T: Element>(dst: &mut [T], ld: usize, a: Mat<T>, b: Mat<T>, accumulate: bool) {
     let (m, n, k) = (a.rows, b.cols, a.cols);
-    if m == 0 || n == 0 || k == 0 {
-        return vec![T::zero(); m * n];
+    assert_eq!(k, b.rows, "matrix product of mismatched shapes");
+    assert!(n <= ld, "destination rows shorter than the product");
+    if m == 0 || n == 0 {
+        return;
     }
-    // Every element is written by the product (read_dst is false), so zeroing first would
-    // be a wasted pass over the largest buffers of a training step.
-    let mut out = Vec::with_capacity(m * n);
-    // The views are in bounds (their shapes were checked against the data by `new`, and
-    // sub-views only shrink them), and `out` has room for m·n values, all of which gemm
-    // writes before `set_len`.
+    assert!(dst.len() >= (m - 1) * ld + n, "destination too small for the product");
+    if k == 0 {
+        if !accumulate {
+            dst.chunks_mut(ld).take(m).for_each(|row| row[..n].fill(T::zero()));
+        }
+        return;
+    }
+    // The views are in bounds (their shapes were checked against the data by `Mat::new`,
+    // and transposes keep them), and `dst` holds every (i, j) at i·ld + j (checked above).
     let s = |x: usize| x as isize;
     unsafe {
         gemm::gemm(
             m,
             n,
             k,
-            out.as_mut_ptr(),
+            dst.as_mut_ptr(),
             1,
-            s(n),
-            false,
+            s(ld),
+            accumulate,
             a.data.as_ptr(),
             s(a.col_stride),
             s(a.row_stride),
             b.data.as_ptr(),
             s(b.col_stride),
             s(b.row_stride),
-            T::zero(),
+            T::one(),
             T::one(),
             false,
             false,
             false,
-            parallelism,
+            Parallelism::None,
         );
-        out.set_len(m * n);
     }
-    out
 }
 
 #[cfg(test)]
@@ -128,27 +115,38 @@ mod tests {
     }
 
     #[test]
-    fn products_and_transposed_views_match_the_textbook_loop() {
+    fn products_match_the_textbook_loop_with_views_strides_and_accumulation() {
         let (m, n, k) = (7, 5, 3);
         let a: Vec<f64> = (0..m * k).map(|i| (i as f64).sin()).collect();
         let b: Vec<f64> = (0..k * n).map(|i| (i as f64).cos()).collect();
         let expect = naive(&a, &b, m, n, k);
-        let close = |got: Vec<f64>| got.iter().zip(&expect).all(|(g, e)| (g - e).abs() < 1e-12);
-        assert!(close(matmul(Mat::new(&a, m, k), Mat::new(&b, k, n))));
+        let close = |got: &[f64], want: &[f64]| got.iter().zip(want).all(|(g, e)| (g - e).abs() < 1e-12);
+
+        // Overwrites whatever was there.
+        let mut c = vec![f64::NAN; m * n];
+        gemm_into(&mut c, n, Mat::new(&a, m, k), Mat::new(&b, k, n), false);
+        assert!(close(&c, &expect), "{c:?}");
         // (bᵀ)ᵀ is b: a transposed view of a transposed copy gives the same product.
         let bt: Vec<f64> = (0..n * k).map(|i| b[(i % k) * n + i / k]).collect();
-        assert!(close(matmul(Mat::new(&a, m, k), Mat::new(&bt, n, k).t())));
-        // Split over the reduction, evenly or not, and into more parts than it is long.
-        for parts in [1, 2, 3, 5] {
-            assert!(close(matmul_split(Mat::new(&a, m, k), Mat::new(&b, k, n), parts)), "{parts} parts");
-            assert!(close(matmul_split(Mat::new(&a, m, k), Mat::new(&bt, n, k).t(), parts)), "{parts} parts, bᵀ");
+        let mut c2 = vec![0.0; m * n];
+        gemm_into(&mut c2, n, Mat::new(&a, m, k), Mat::new(&bt, n, k).t(), false);
+        assert!(close(&c2, &expect));
+        // Accumulates: twice the product.
+        gemm_into(&mut c2, n, Mat::new(&a, m, k), Mat::new(&b, k, n), true);
+        assert!(close(&c2, &expect.iter().map(|v| 2.0 * v).collect::<Vec<_>>()));
+        // Into a wider array: rows `ld` apart, the values between them untouched.
+        let ld = n + 2;
+        let mut wide = vec![-1.0; (m - 1) * ld + n];
+        gemm_into(&mut wide, ld, Mat::new(&a, m, k), Mat::new(&b, k, n), false);
+        for i in 0..m {
+            assert!(close(&wide[i * ld..i * ld + n], &expect[i * n..(i + 1) * n]), "row {i}");
+            if i + 1 < m {
+                assert_eq!(&wide[i * ld + n..(i + 1) * ld], &[-1.0, -1.0], "row {i}'s gap");
+            }
         }
-        // A long reduction, split by `matmul` itself when there is more than one thread.
-        let (m, n, k) = (3, 2, 2000);
-        let a: Vec<f64> = (0..m * k).map(|i| (i as f64 * 0.01).sin()).collect();
-        let b: Vec<f64> = (0..k * n).map(|i| (i as f64 * 0.02).cos()).collect();
-        let expect = naive(&a, &b, m, n, k);
-        let got = matmul(Mat::new(&a, m, k), Mat::new(&b, k, n));
-        assert!(got.iter().zip(&expect).all(|(g, e)| (g - e).abs() < 1e-9), "{got:?} vs {expect:?}");
+        // An empty reduction is a zero product.
+        let mut z = vec![5.0; 4];
+        gemm_into(&mut z, 2, Mat::new(&[], 2, 0), Mat::new(&[], 0, 2), false);
+        assert_eq!(z, [0.0; 4]);
     }
 }

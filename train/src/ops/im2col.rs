@@ -1,8 +1,10 @@
 //! The memory-bound half of a convolution: unfolding image patches into matrix columns
 //! (im2col), folding them back with sums (col2im), and moving channels between the NCHW
 //! layout of tensors and the channel-major [C, N·H·W] layout of matrix operands.
-
-use rayon::prelude::*;
+//!
+//! Each works on a few images at a time, into a buffer the caller owns and sized to stay
+//! in a core's cache (see `conv.rs`): single-threaded, since the caller runs one group of
+//! images per thread.
 
 use super::conv::Geometry;
 use super::gemm::Element;
@@ -19,11 +21,13 @@ pub struct Frame {
 }
 
 impl Frame {
-    fn big_len(&self) -> usize {
+    /// Pixels of one channel of the big image.
+    pub fn big_len(&self) -> usize {
         self.big.0 * self.big.1
     }
 
-    fn small_len(&self) -> usize {
+    /// Kernel positions over one image.
+    pub fn small_len(&self) -> usize {
         self.small.0 * self.small.1
     }
 
@@ -37,6 +41,11 @@ impl Frame {
         self.n * self.small_len()
     }
 
+    /// The same frame over `n` images.
+    pub fn with_n(self, n: usize) -> Self {
+        Self { n, ..self }
+    }
+
     /// For kernel offset `kk` along one axis, the output positions that land inside the
     /// image (`lo..hi`) and the image index of position `o` (`o·stride + kk - padding`).
     fn valid(&self, kk: usize, big: usize, small: usize) -> (usize, usize) {
@@ -48,99 +57,210 @@ impl Frame {
     }
 }
 
-/// x [N, C, H, W] → [C·k·k, N·H'·W']: column (n, y', x') holds the patch under the kernel
-/// at output position (y', x'), zeros where it hangs over the padding.
-pub fn im2col<T: Element>(x: &[T], f: &Frame) -> Vec<T> {
-    debug_assert_eq!(x.len(), f.n * f.channels * f.big_len());
-    let (k, s, p) = (f.g.k, f.g.stride, f.g.padding);
-    let ((h, w), (oh, ow)) = (f.big, f.small);
-    let mut out = vec![T::zero(); f.rows() * f.cols()];
-    if out.is_empty() {
-        return out;
+/// Where kernel offset `kk` lands in a strided image: position o·s + kk − p is row
+/// (o + q)·s + r, so it is entry o + q of phase r (see [`Phases`]). Returns (r, q).
+fn phase(kk: usize, s: usize, p: usize) -> (usize, isize) {
+    let t = kk as isize - p as isize;
+    (t.rem_euclid(s as isize) as usize, t.div_euclid(s as isize))
+}
+
+/// One image plane split by stride phase: phase (ry, rx) holds x[ry::s, rx::s] as a
+/// `ph` × `pw` grid. A strided kernel offset then reads (or adds to) contiguous runs of
+/// one phase instead of every s-th value, so the copies and sums vectorise.
+struct Phases {
+    s: usize,
+    ph: usize,
+    pw: usize,
+}
+
+impl Phases {
+    fn new(f: &Frame) -> Self {
+        let s = f.g.stride;
+        Self { s, ph: f.big.0.div_ceil(s), pw: f.big.1.div_ceil(s) }
     }
-    out.par_chunks_mut(f.cols()).enumerate().for_each(|(r, row)| {
-        let (c, ky, kx) = (r / (k * k), (r / k) % k, r % k);
-        let (y_lo, y_hi) = f.valid(ky, h, oh);
-        let (x_lo, x_hi) = f.valid(kx, w, ow);
-        for (n, dst) in row.chunks_exact_mut(oh * ow).enumerate() {
-            let src = &x[(n * f.channels + c) * h * w..][..h * w];
-            for oy in y_lo..y_hi {
-                let src = &src[(oy * s + ky - p) * w..][..w];
-                let dst = &mut dst[oy * ow..][..ow];
-                let start = x_lo * s + kx - p;
-                if s == 1 {
-                    dst[x_lo..x_hi].copy_from_slice(&src[start..start + (x_hi - x_lo)]);
-                } else {
-                    for (d, v) in dst[x_lo..x_hi].iter_mut().zip(src[start..].iter().step_by(s)) {
-                        *d = *v;
-                    }
+
+    fn len(&self) -> usize {
+        self.s * self.s * self.ph * self.pw
+    }
+
+    /// plane (h × w) → `out`, phase by phase.
+    fn split<T: Element>(&self, plane: &[T], w: usize, out: &mut [T]) {
+        let (s, pw) = (self.s, self.pw);
+        for (y, row) in plane.chunks_exact(w).enumerate() {
+            for rx in 0..s.min(w) {
+                let dst = &mut out[((y % s * s + rx) * self.ph + y / s) * pw..][..pw];
+                for (d, v) in dst.iter_mut().zip(row[rx..].iter().step_by(s)) {
+                    *d = *v;
                 }
             }
         }
-    });
-    out
+    }
+
+    /// The adjoint: phases → plane (h × w), every value of which is written.
+    fn merge<T: Element>(&self, phases: &[T], w: usize, plane: &mut [T]) {
+        let (s, pw) = (self.s, self.pw);
+        for (y, row) in plane.chunks_exact_mut(w).enumerate() {
+            for rx in 0..s.min(w) {
+                let src = &phases[((y % s * s + rx) * self.ph + y / s) * pw..][..pw];
+                for (d, v) in row[rx..].iter_mut().step_by(s).zip(src) {
+                    *d = *v;
+                }
+            }
+        }
+    }
+
+    /// Phase (ry, rx).
+    fn of<'a, T>(&self, all: &'a [T], ry: usize, rx: usize) -> &'a [T] {
+        &all[(ry * self.s + rx) * self.ph * self.pw..][..self.ph * self.pw]
+    }
+
+    fn of_mut<'a, T>(&self, all: &'a mut [T], ry: usize, rx: usize) -> &'a mut [T] {
+        &mut all[(ry * self.s + rx) * self.ph * self.pw..][..self.ph * self.pw]
+    }
 }
 
-/// The adjoint of [`im2col`]: [C·k·k, N·H'·W'] → x [N, C, H, W], each column's values
-/// added back where its patch came from.
-pub fn col2im<T: Element>(cols: &[T], f: &Frame) -> Vec<T> {
-    debug_assert_eq!(cols.len(), f.rows() * f.cols());
+/// x [N, C, H, W] → `out` [C·k·k, N·H'·W']: column (n, y', x') holds the patch under the
+/// kernel at output position (y', x'), zeros where it hangs over the padding.
+pub fn im2col<T: Element>(x: &[T], f: &Frame, out: &mut [T]) {
+    assert_eq!(x.len(), f.n * f.channels * f.big_len(), "im2col: input does not match its frame");
+    assert_eq!(out.len(), f.rows() * f.cols(), "im2col: output does not match its frame");
     let (k, s, p) = (f.g.k, f.g.stride, f.g.padding);
     let ((h, w), (oh, ow)) = (f.big, f.small);
-    let mut out = vec![T::zero(); f.n * f.channels * f.big_len()];
     if out.is_empty() {
-        return out;
+        return;
     }
-    out.par_chunks_mut(h * w).enumerate().for_each(|(i, img)| {
+    let ph = Phases::new(f);
+    let mut split = vec![T::zero(); if s > 1 { ph.len() } else { 0 }];
+    for (i, plane) in x.chunks_exact(h * w).enumerate() {
         let (n, c) = (i / f.channels, i % f.channels);
+        let phases = match s {
+            1 => plane,
+            _ => {
+                ph.split(plane, w, &mut split);
+                &split[..]
+            }
+        };
         for ky in 0..k {
             let (y_lo, y_hi) = f.valid(ky, h, oh);
+            let (ry, qy) = phase(ky, s, p);
             for kx in 0..k {
                 let (x_lo, x_hi) = f.valid(kx, w, ow);
-                let row = &cols[((c * k + ky) * k + kx) * f.cols() + n * oh * ow..][..oh * ow];
-                for oy in y_lo..y_hi {
-                    let src = &row[oy * ow..][..ow];
-                    let dst = &mut img[(oy * s + ky - p) * w..][..w];
-                    for (d, v) in dst[x_lo * s + kx - p..].iter_mut().step_by(s).zip(&src[x_lo..x_hi]) {
-                        *d += *v;
+                let (rx, qx) = phase(kx, s, p);
+                let src = ph.of(phases, ry, rx);
+                let dst = &mut out[((c * k + ky) * k + kx) * f.cols() + n * oh * ow..][..oh * ow];
+                // Rows of positions entirely over the padding.
+                dst[..y_lo * ow].fill(T::zero());
+                dst[y_hi * ow..].fill(T::zero());
+                if y_lo == y_hi || x_lo == x_hi {
+                    dst.fill(T::zero());
+                    continue;
+                }
+                // In range: the valid positions map inside the image, so inside the phase.
+                let at = |oy: usize, ox: usize| (oy as isize + qy) as usize * ph.pw + (ox as isize + qx) as usize;
+                if ph.pw == ow {
+                    // Rows as long as the phase's: one run from the first valid position to
+                    // the last, then the margins it crossed set back to zero.
+                    let (lo, hi) = (y_lo * ow + x_lo, (y_hi - 1) * ow + x_hi);
+                    dst[lo..hi].copy_from_slice(&src[at(y_lo, x_lo)..][..hi - lo]);
+                } else {
+                    for oy in y_lo..y_hi {
+                        dst[oy * ow + x_lo..oy * ow + x_hi].copy_from_slice(&src[at(oy, x_lo)..][..x_hi - x_lo]);
+                    }
+                }
+                for row in dst[y_lo * ow..y_hi * ow].chunks_exact_mut(ow) {
+                    let (left, rest) = row.split_at_mut(x_lo);
+                    for v in left.iter_mut().chain(&mut rest[x_hi - x_lo..]) {
+                        *v = T::zero();
                     }
                 }
             }
         }
-    });
-    out
+    }
 }
 
-/// [N, C, P] → [C, N·P].
-pub fn to_channel_major<T: Element>(x: &[T], n: usize, c: usize) -> Vec<T> {
-    let p = x.len() / (n * c).max(1);
-    let mut out = vec![T::zero(); x.len()];
+/// The adjoint of [`im2col`]: [C·k·k, N·H'·W'] → `out` x [N, C, H, W], each column's values
+/// added back where its patch came from (`out` is overwritten).
+pub fn col2im<T: Element>(cols: &[T], f: &Frame, out: &mut [T]) {
+    assert_eq!(cols.len(), f.rows() * f.cols(), "col2im: input does not match its frame");
+    assert_eq!(out.len(), f.n * f.channels * f.big_len(), "col2im: output does not match its frame");
+    let (k, s, p) = (f.g.k, f.g.stride, f.g.padding);
+    let ((h, w), (oh, ow)) = (f.big, f.small);
     if out.is_empty() {
-        return out;
+        return;
     }
-    out.par_chunks_mut(n * p).enumerate().for_each(|(ci, dst)| {
+    let ph = Phases::new(f);
+    let mut sums = vec![T::zero(); if s > 1 { ph.len() } else { 0 }];
+    for (i, plane) in out.chunks_exact_mut(h * w).enumerate() {
+        let (n, c) = (i / f.channels, i % f.channels);
+        let phases = match s {
+            1 => &mut *plane,
+            _ => &mut sums[..],
+        };
+        phases.fill(T::zero());
+        for ky in 0..k {
+            let (y_lo, y_hi) = f.valid(ky, h, oh);
+            let (ry, qy) = phase(ky, s, p);
+            for kx in 0..k {
+                let (x_lo, x_hi) = f.valid(kx, w, ow);
+                let (rx, qx) = phase(kx, s, p);
+                let dst = ph.of_mut(phases, ry, rx);
+                let src = &cols[((c * k + ky) * k + kx) * f.cols() + n * oh * ow..][..oh * ow];
+                if y_lo == y_hi || x_lo == x_hi {
+                    continue;
+                }
+                let at = |oy: usize, ox: usize| (oy as isize + qy) as usize * ph.pw + (ox as isize + qx) as usize;
+                if ph.pw == ow && x_hi - x_lo == ow {
+                    // Whole rows as long as the phase's: one run.
+                    let (lo, hi) = (y_lo * ow, y_hi * ow);
+                    add(&mut dst[at(y_lo, 0)..][..hi - lo], &src[lo..hi]);
+                } else {
+                    for oy in y_lo..y_hi {
+                        add(&mut dst[at(oy, x_lo)..][..x_hi - x_lo], &src[oy * ow + x_lo..oy * ow + x_hi]);
+                    }
+                }
+            }
+        }
+        if s > 1 {
+            ph.merge(&sums, w, plane);
+        }
+    }
+}
+
+/// dst += src, elementwise.
+#[inline(always)]
+fn add<T: Element>(dst: &mut [T], src: &[T]) {
+    for (d, v) in dst.iter_mut().zip(src) {
+        *d += *v;
+    }
+}
+
+/// [N, C, P] → `out` [C, N·P].
+pub fn to_channel_major<T: Element>(x: &[T], n: usize, c: usize, out: &mut [T]) {
+    assert_eq!(x.len(), out.len(), "to_channel_major: sizes differ");
+    let p = x.len() / (n * c).max(1);
+    if p == 0 {
+        return;
+    }
+    for (ci, dst) in out.chunks_exact_mut(n * p).enumerate() {
         for (ni, d) in dst.chunks_exact_mut(p).enumerate() {
             d.copy_from_slice(&x[(ni * c + ci) * p..][..p]);
         }
-    });
-    out
+    }
 }
 
-/// [C, N·P] → [N, C, P].
-pub fn from_channel_major<T: Element>(x: &[T], n: usize, c: usize) -> Vec<T> {
+/// [C, N·P] → `out` [N, C, P].
+pub fn from_channel_major<T: Element>(x: &[T], n: usize, c: usize, out: &mut [T]) {
+    assert_eq!(x.len(), out.len(), "from_channel_major: sizes differ");
     let p = x.len() / (n * c).max(1);
-    let mut out = vec![T::zero(); x.len()];
-    if out.is_empty() {
-        return out;
+    if p == 0 {
+        return;
     }
-    out.par_chunks_mut(c * p).enumerate().for_each(|(ni, dst)| {
+    for (ni, dst) in out.chunks_exact_mut(c * p).enumerate() {
         for (ci, d) in dst.chunks_exact_mut(p).enumerate() {
             d.copy_from_slice(&x[(ci * n + ni) * p..][..p]);
         }
-    });
-    out
+    }
 }
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -192,11 +312,16 @@ mod tests {
         {
             let f = frame(n, c, big, k, s, p);
             let x: Vec<f64> = (0..n * c * big.0 * big.1).map(|v| ((v * 7 + i) as f64).sin()).collect();
-            assert_eq!(im2col(&x, &f), naive_im2col(&x, &f), "im2col {f:?}");
+            // The buffers start dirty: every value must be written, the padding's zeros included.
+            let mut cols = vec![f64::NAN; f.rows() * f.cols()];
+            im2col(&x, &f, &mut cols);
+            assert_eq!(cols, naive_im2col(&x, &f), "im2col {f:?}");
             // <im2col(x), y> == <x, col2im(y)> for any y.
             let y: Vec<f64> = (0..f.rows() * f.cols()).map(|v| ((v * 3 + 1) as f64).cos()).collect();
-            let lhs: f64 = im2col(&x, &f).iter().zip(&y).map(|(a, b)| a * b).sum();
-            let rhs: f64 = x.iter().zip(col2im(&y, &f)).map(|(a, b)| a * b).sum();
+            let mut folded = vec![f64::NAN; x.len()];
+            col2im(&y, &f, &mut folded);
+            let lhs: f64 = cols.iter().zip(&y).map(|(a, b)| a * b).sum();
+            let rhs: f64 = x.iter().zip(&folded).map(|(a, b)| a * b).sum();
             assert!((lhs - rhs).abs() < 1e-9, "col2im is not the adjoint for {f:?}: {lhs} vs {rhs}");
         }
     }
@@ -204,8 +329,11 @@ mod tests {
     #[test]
     fn channel_major_round_trips() {
         let x: Vec<f32> = (0..2 * 3 * 5).map(|v| v as f32).collect();
-        let cm = to_channel_major(&x, 2, 3);
+        let mut cm = vec![0.0; x.len()];
+        to_channel_major(&x, 2, 3, &mut cm);
         assert_eq!(&cm[..10], &[0., 1., 2., 3., 4., 15., 16., 17., 18., 19.]);
-        assert_eq!(from_channel_major(&cm, 2, 3), x);
+        let mut back = vec![0.0; x.len()];
+        from_channel_major(&cm, 2, 3, &mut back);
+        assert_eq!(back, x);
     }
 }

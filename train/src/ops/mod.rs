@@ -24,10 +24,11 @@ mod gemm;
 mod im2col;
 mod leaky_relu;
 
-pub use batch_norm::{batch_norm_act, Activation, Stats};
-pub use conv::Geometry;
+pub use batch_norm::{batch_norm_act, Activation, BatchNormAct, Stats};
+pub use conv::{conv2d_values, conv_transpose2d_values, weight_grad_values, Geometry};
+pub use gemm::Element;
 
-use candle_core::{bail, Layout, Result, Tensor};
+use candle_core::{bail, Layout, Result, Storage, Tensor, WithDType};
 
 /// A 2-D convolution without bias: x [N, Cin, H, W], w [Cout, Cin, k, k] → [N, Cout, H', W'].
 pub fn conv2d(x: &Tensor, w: &Tensor, stride: usize, padding: usize) -> Result<Tensor> {
@@ -61,5 +62,14 @@ fn contiguous<'a, T>(data: &'a [T], l: &Layout) -> Result<&'a [T]> {
     match l.contiguous_offsets() {
         Some((start, end)) => Ok(&data[start..end]),
         None => bail!("internal error: an operand of a canard CPU op is not contiguous"),
+    }
+}
+
+/// Runs `f` on a contiguous CPU tensor's values.
+pub fn with_slice<T: WithDType, R>(t: &Tensor, f: impl FnOnce(&[T]) -> R) -> Result<R> {
+    let (storage, layout) = t.storage_and_layout();
+    match &*storage {
+        Storage::Cpu(s) => Ok(f(contiguous(s.as_slice::<T>()?, layout)?)),
+        _ => bail!("canard CPU ops: a tensor on {:?} where the CPU was expected", t.device()),
     }
 }

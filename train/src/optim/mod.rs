@@ -1,6 +1,8 @@
 //! Adam and RMSprop with PyTorch's update rules, written here (not candle-nn's) because
 //! exact resume needs their state: the moments and the step count are saved in checkpoints.
 
+mod fused;
+
 use std::collections::HashMap;
 
 use candle_core::backprop::GradStore;
@@ -43,21 +45,13 @@ impl Optimizer {
             // A variable's gradient still holds its graph (candle detaches only intermediate
             // nodes); the moments must not, or every step's graph would stay alive through them.
             let g = &g.detach();
-            match self.rule {
-                Rule::Adam { beta1, beta2, eps } => {
-                    self.m[i] = ((&self.m[i] * beta1)? + (g * (1.0 - beta1))?)?;
-                    self.v[i] = ((&self.v[i] * beta2)? + (g.sqr()? * (1.0 - beta2))?)?;
-                    let m_hat = (&self.m[i] / (1.0 - beta1.powi(self.t as i32)))?;
-                    let v_hat = (&self.v[i] / (1.0 - beta2.powi(self.t as i32)))?;
-                    let update = (m_hat / (v_hat.sqrt()? + eps)?)?;
-                    var.set(&(var.as_tensor() - (update * self.lr)?)?)?;
-                }
-                Rule::RmsProp { alpha, eps } => {
-                    self.v[i] = ((&self.v[i] * alpha)? + (g.sqr()? * (1.0 - alpha))?)?;
-                    let update = (g / (self.v[i].sqrt()? + eps)?)?;
-                    var.set(&(var.as_tensor() - (update * self.lr)?)?)?;
-                }
-            }
+            let (m, v) = (&self.m[i], &self.v[i]);
+            let (m, v, w) = match fused::step(self.rule, self.lr, self.t, g, m, v, var)? {
+                Some(new) => new,
+                None => tensor_step(self.rule, self.lr, self.t, g, m, v, var.as_tensor())?,
+            };
+            (self.m[i], self.v[i]) = (m, v);
+            var.set(&w)?;
         }
         Ok(())
     }
@@ -91,6 +85,36 @@ impl Optimizer {
         }
         self.t = t;
         Ok(())
+    }
+}
+
+/// One update with tensor operations, on any device: the new (first moment, second
+/// moment, weight). [`fused::step`] computes the same values in one pass on the CPU.
+fn tensor_step(
+    rule: Rule,
+    lr: f64,
+    t: u64,
+    g: &Tensor,
+    m: &Tensor,
+    v: &Tensor,
+    w: &Tensor,
+) -> Result<(Tensor, Tensor, Tensor)> {
+    match rule {
+        Rule::Adam { beta1, beta2, eps } => {
+            let m = ((m * beta1)? + (g * (1.0 - beta1))?)?;
+            let v = ((v * beta2)? + (g.sqr()? * (1.0 - beta2))?)?;
+            let m_hat = (&m / (1.0 - beta1.powi(t as i32)))?;
+            let v_hat = (&v / (1.0 - beta2.powi(t as i32)))?;
+            let update = (m_hat / (v_hat.sqrt()? + eps)?)?;
+            let w = (w - (update * lr)?)?;
+            Ok((m, v, w))
+        }
+        Rule::RmsProp { alpha, eps } => {
+            let v = ((v * alpha)? + (g.sqr()? * (1.0 - alpha))?)?;
+            let update = (g / (v.sqrt()? + eps)?)?;
+            let w = (w - (update * lr)?)?;
+            Ok((m.clone(), v, w))
+        }
     }
 }
 
@@ -137,6 +161,42 @@ mod tests {
             for t in opt.m.iter().chain(&opt.v) {
                 let grads = t.sum_all().unwrap().backward().unwrap();
                 assert!(grads.get(u.as_tensor()).is_none(), "{rule:?}: a moment holds the training graph");
+            }
+        }
+    }
+
+    #[test]
+    fn the_one_pass_update_gives_the_tensor_operations_bits() {
+        let rules = [Rule::Adam { beta1: 0.5, beta2: 0.999, eps: 1e-8 }, Rule::RmsProp { alpha: 0.99, eps: 1e-8 }];
+        let dev = Device::Cpu;
+        // More values than one parallel task takes, an uneven number, f32 and f64.
+        let n = 3 * (1 << 14) + 7;
+        let values = |seed: f64| -> Vec<f64> { (0..n).map(|i| ((i as f64 + seed) * 0.37).sin() * 1e-2).collect() };
+        for dtype in [candle_core::DType::F32, candle_core::DType::F64] {
+            let t = |seed: f64| Tensor::from_vec(values(seed), n, &dev).unwrap().to_dtype(dtype).unwrap();
+            let (g, m, v) = (t(1.0), t(2.0), t(3.0).abs().unwrap());
+            let w = Var::from_tensor(&t(4.0)).unwrap();
+            for rule in rules {
+                for step in [1, 7] {
+                    let fused = fused::step(rule, 2e-4, step, &g, &m, &v, &w).unwrap().expect("a CPU tensor");
+                    let reference = tensor_step(rule, 2e-4, step, &g, &m, &v, w.as_tensor()).unwrap();
+                    for (name, a, b) in
+                        [("m", &fused.0, &reference.0), ("v", &fused.1, &reference.1), ("w", &fused.2, &reference.2)]
+                    {
+                        let (a, b) = (
+                            a.to_dtype(candle_core::DType::F64).unwrap(),
+                            b.to_dtype(candle_core::DType::F64).unwrap(),
+                        );
+                        assert_eq!(
+                            a.to_vec1::<f64>().unwrap(),
+                            b.to_vec1::<f64>().unwrap(),
+                            "{rule:?} {dtype:?} step {step}: {name}"
+                        );
+                    }
+                    // The update did move the weight (a test of equal no-ops would pass too).
+                    let moved = (&fused.2 - w.as_tensor()).unwrap().abs().unwrap().sum_all().unwrap();
+                    assert!(moved.to_dtype(candle_core::DType::F64).unwrap().to_scalar::<f64>().unwrap() > 0.0);
+                }
             }
         }
     }

@@ -1,0 +1,234 @@
+//! A DCGAN's forward and backward passes written out by hand, on the CPU: how the DCGAN
+//! and WGAN (clipping) steps train there (`crate::step`).
+//!
+//! Why: the layers are the same operations as the candle graph's (`crate::ops`), but
+//! candle's backward pass starts every node's gradient as a fresh zero tensor and adds
+//! into it, two extra passes over every activation, and keeps a graph node for each
+//! activation: about a sixth of a 64×64 step. Here each layer's gradient is computed once,
+//! into its own buffer, and the activations are plain vectors. Upstream, this amounts to
+//! accumulating gradients in place in candle-core's `backprop.rs`.
+//!
+//! The parameters' gradients go into a candle `GradStore`, so the optimisers, the
+//! checkpoints and everything else see no difference; `tests/tape.rs` checks every
+//! gradient against candle's graph. Not used for WGAN-GP (its penalty differentiates a
+//! gradient, which needs candle's graph), with DiffAugment (its transforms are candle
+//! operations the generator's gradient flows through), nor on other devices.
+
+use candle_core::backprop::GradStore;
+use candle_core::{bail, Result, Tensor};
+use rayon::prelude::*;
+
+use crate::model::layers::{BatchNorm2d, BN_EPS, LEAKY_SLOPE};
+use crate::model::{Discriminator, Generator, Norm};
+use crate::ops::{self, with_slice, Activation, BatchNormAct, Element, Geometry};
+
+/// NCHW values and their shape.
+#[derive(Clone)]
+pub struct Values<T> {
+    pub data: Vec<T>,
+    pub dims: Vec<usize>,
+}
+
+impl<T: Element> Values<T> {
+    /// A contiguous copy of a CPU tensor's values.
+    pub fn of(t: &Tensor) -> Result<Self> {
+        let t = t.to_dtype(T::DTYPE)?.contiguous()?;
+        Ok(Self { data: with_slice(&t, |v: &[T]| v.to_vec())?, dims: t.dims().to_vec() })
+    }
+}
+
+/// What follows a layer's convolution.
+enum Post<'a> {
+    BatchNorm(&'a BatchNorm2d, Activation),
+    LeakyRelu(f64),
+    Tanh,
+    Identity,
+}
+
+/// A convolution, or a transposed one, and what follows it.
+struct Layer<'a> {
+    transposed: bool,
+    weight: &'a Tensor,
+    g: Geometry,
+    post: Post<'a>,
+}
+
+/// A network as the tape runs it: its layers, borrowing the network's parameters (so an
+/// optimiser's update is seen by the next pass).
+pub struct Net<'a> {
+    layers: Vec<Layer<'a>>,
+}
+
+impl<'a> Net<'a> {
+    pub fn generator(g: &'a Generator) -> Result<Self> {
+        let layers = g.blocks.iter().map(|b| {
+            let post = match &b.bn {
+                Some(bn) => Post::BatchNorm(bn, Activation::Relu),
+                None => Post::Tanh,
+            };
+            Ok(Layer {
+                transposed: true,
+                weight: &b.conv.weight,
+                g: Geometry::new(b.conv.weight.dim(3)?, b.conv.stride, b.conv.padding)?,
+                post,
+            })
+        });
+        Ok(Self { layers: layers.collect::<Result<_>>()? })
+    }
+
+    /// The discriminator: BatchNorm or none between its convolutions (not WGAN-GP's LayerNorm).
+    pub fn discriminator(d: &'a Discriminator) -> Result<Self> {
+        let last = d.blocks.len().saturating_sub(1);
+        let layers = d.blocks.iter().enumerate().map(|(i, b)| {
+            let post = match &b.norm {
+                Some(Norm::Batch(bn)) => Post::BatchNorm(bn, Activation::LeakyRelu(LEAKY_SLOPE)),
+                Some(Norm::Layer(_)) => bail!("the CPU tape does not run LayerNorm (WGAN-GP's critic)"),
+                None if i != last => Post::LeakyRelu(LEAKY_SLOPE),
+                None => Post::Identity,
+            };
+            Ok(Layer {
+                transposed: false,
+                weight: &b.conv.weight,
+                g: Geometry::new(b.conv.weight.dim(3)?, b.conv.stride, b.conv.padding)?,
+                post,
+            })
+        });
+        Ok(Self { layers: layers.collect::<Result<_>>()? })
+    }
+
+    /// The forward pass in training mode (BatchNorm's running statistics are updated, as
+    /// the candle forward does), recorded for [`Tape::backward`].
+    pub fn forward<T: Element>(&self, input: Values<T>) -> Result<Tape<'_, 'a, T>> {
+        let mut records: Vec<Record<T>> = Vec::with_capacity(self.layers.len());
+        for layer in &self.layers {
+            let x = records.last().map_or(&input, |r| &r.out);
+            let (mut z, dims) = with_slice(layer.weight, |w| {
+                let wd = layer.weight.dims();
+                match layer.transposed {
+                    true => {
+                        let out = (layer.g.big(x.dims[2])?, layer.g.big(x.dims[3])?);
+                        ops::conv_transpose2d_values(&x.data, &x.dims, w, wd, layer.g, out)
+                    }
+                    false => ops::conv2d_values(&x.data, &x.dims, w, wd, layer.g),
+                }
+            })??;
+            let record = match layer.post {
+                Post::BatchNorm(bn, act) => {
+                    let frame = (dims[0], dims[1], dims[2] * dims[3]);
+                    let (op, stats) = BatchNormAct::of(&z, frame, BN_EPS, act);
+                    let y = with_slice(&bn.gamma, |g| with_slice(&bn.beta, |b| op.forward(&z, g, b)))??;
+                    bn.record(stats, frame.0 * frame.2)?;
+                    Record { pre: Some((z, op)), out: Values { data: y, dims } }
+                }
+                Post::LeakyRelu(slope) => {
+                    let s = T::from_f64(slope);
+                    in_parallel(&mut z, |v, _| if v > T::zero() { v } else { v * s }, &[]);
+                    Record { pre: None, out: Values { data: z, dims } }
+                }
+                Post::Tanh => {
+                    in_parallel(&mut z, |v, _| v.tanh(), &[]);
+                    Record { pre: None, out: Values { data: z, dims } }
+                }
+                Post::Identity => Record { pre: None, out: Values { data: z, dims } },
+            };
+            records.push(record);
+        }
+        Ok(Tape { net: self, input, records })
+    }
+}
+
+/// One layer's part of a forward pass: its output, and for BatchNorm the values it
+/// normalised and how.
+struct Record<T> {
+    pre: Option<(Vec<T>, BatchNormAct)>,
+    out: Values<T>,
+}
+
+/// A recorded forward pass.
+pub struct Tape<'n, 'a, T> {
+    net: &'n Net<'a>,
+    input: Values<T>,
+    records: Vec<Record<T>>,
+}
+
+impl<T: Element> Tape<'_, '_, T> {
+    pub fn output(&self) -> &Values<T> {
+        &self.records.last().expect("a network has layers").out
+    }
+
+    /// The output, when no backward pass will follow.
+    pub fn into_output(mut self) -> Values<T> {
+        self.records.pop().expect("a network has layers").out
+    }
+
+    /// Backpropagates `dy`, the gradient of the output: adds the parameters' gradients to
+    /// `grads` when given (none for a frozen network), and returns the input's gradient
+    /// when `want_input`.
+    pub fn backward(&self, dy: Vec<T>, mut grads: Option<&mut GradStore>, want_input: bool) -> Result<Option<Vec<T>>> {
+        if dy.len() != self.output().data.len() {
+            bail!("tape backward: {} gradients for {} outputs", dy.len(), self.output().data.len());
+        }
+        let mut d = dy;
+        for (i, (layer, rec)) in self.net.layers.iter().zip(&self.records).enumerate().rev() {
+            let x = if i == 0 { &self.input } else { &self.records[i - 1].out };
+            let y = &rec.out;
+            // Through what follows the convolution: d becomes the convolution output's gradient.
+            match (&layer.post, &rec.pre) {
+                (Post::BatchNorm(bn, _), Some((z, op))) => {
+                    let (dz, dgamma, dbeta) = with_slice(&bn.gamma, |g| op.backward(z, g, &y.data, &d))?;
+                    if let Some(grads) = grads.as_deref_mut() {
+                        accumulate(grads, &bn.gamma, dgamma)?;
+                        accumulate(grads, &bn.beta, dbeta)?;
+                    }
+                    d = dz;
+                }
+                (Post::LeakyRelu(slope), _) => {
+                    let s = T::from_f64(*slope);
+                    in_parallel(&mut d, |d, y| if y > T::zero() { d } else { d * s }, &y.data);
+                }
+                (Post::Tanh, _) => in_parallel(&mut d, |d, y| d * (T::one() - y * y), &y.data),
+                (Post::Identity, _) => {}
+                (Post::BatchNorm(..), None) => bail!("internal error: a BatchNorm layer without its record"),
+            }
+            if let Some(grads) = grads.as_deref_mut() {
+                let (dw, _) = match layer.transposed {
+                    true => ops::weight_grad_values(&d, &y.dims, &x.data, &x.dims, layer.g)?,
+                    false => ops::weight_grad_values(&x.data, &x.dims, &d, &y.dims, layer.g)?,
+                };
+                accumulate(grads, layer.weight, dw)?;
+            }
+            if i == 0 && !want_input {
+                return Ok(None);
+            }
+            d = with_slice(layer.weight, |w| {
+                let wd = layer.weight.dims();
+                match layer.transposed {
+                    true => ops::conv2d_values(&d, &y.dims, w, wd, layer.g),
+                    false => ops::conv_transpose2d_values(&d, &y.dims, w, wd, layer.g, (x.dims[2], x.dims[3])),
+                }
+            })??
+            .0;
+        }
+        Ok(Some(d))
+    }
+}
+
+/// v[i] = f(v[i], other[i]) (other may be empty: then f sees zeros), in parallel blocks.
+fn in_parallel<T: Element>(v: &mut [T], f: impl Fn(T, T) -> T + Sync, other: &[T]) {
+    const BLOCK: usize = 1 << 14;
+    v.par_chunks_mut(BLOCK).enumerate().for_each(|(b, chunk)| match other.is_empty() {
+        true => chunk.iter_mut().for_each(|v| *v = f(*v, T::zero())),
+        false => chunk.iter_mut().zip(&other[b * BLOCK..]).for_each(|(v, &o)| *v = f(*v, o)),
+    });
+}
+
+/// grads[param] += g.
+fn accumulate<T: Element>(grads: &mut GradStore, param: &Tensor, g: Vec<T>) -> Result<()> {
+    let g = Tensor::from_vec(g, param.shape(), param.device())?;
+    let sum = match grads.get(param) {
+        Some(old) => (old + g)?,
+        None => g,
+    };
+    grads.insert(param, sum);
+    Ok(())
+}
