@@ -122,7 +122,7 @@ impl<'a> Net<'a> {
                 }
                 Post::LeakyRelu(slope) => {
                     let s = T::from_f64(slope);
-                    in_parallel(&mut z, |v, _| if v > T::zero() { v } else { v * s }, &[]);
+                    in_parallel(&mut z, |v, _| v * ops::relu_slope(v, s), &[]);
                     Record { pre: None, out: Values { data: z, dims } }
                 }
                 Post::Tanh => {
@@ -184,7 +184,7 @@ impl<T: Element> Tape<'_, '_, T> {
                 }
                 (Post::LeakyRelu(slope), _) => {
                     let s = T::from_f64(*slope);
-                    in_parallel(&mut d, |d, y| if y > T::zero() { d } else { d * s }, &y.data);
+                    in_parallel(&mut d, |d, y| d * ops::relu_slope(y, s), &y.data);
                 }
                 (Post::Tanh, _) => in_parallel(&mut d, |d, y| d * (T::one() - y * y), &y.data),
                 (Post::Identity, _) => {}

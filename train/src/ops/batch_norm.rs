@@ -15,7 +15,7 @@
 use candle_core::{bail, CpuStorage, CustomOp3, DType, Layout, Result, Shape, Tensor, WithDType};
 use rayon::prelude::*;
 
-use super::{contiguous, with_slice};
+use super::{contiguous, relu_slope, with_slice};
 
 /// The activation fused after the normalisation.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -31,27 +31,6 @@ impl Activation {
         match self {
             Activation::Relu => 0.0,
             Activation::LeakyRelu(s) => s,
-        }
-    }
-
-    /// act(z), in T so the loops it sits in vectorise.
-    #[inline(always)]
-    fn apply<T: WithDType>(self, z: T, slope: T) -> T {
-        match self {
-            Activation::Relu if z > T::zero() => z,
-            Activation::Relu => T::zero(),
-            Activation::LeakyRelu(_) if z > T::zero() => z,
-            Activation::LeakyRelu(_) => z * slope,
-        }
-    }
-
-    /// dy·act′, with act′ read from the output y (its sign is the input's).
-    #[inline(always)]
-    fn back<T: WithDType>(self, y: T, dy: T, slope: T) -> T {
-        match self {
-            _ if y > T::zero() => dy,
-            Activation::Relu => T::zero(),
-            Activation::LeakyRelu(_) => dy * slope,
         }
     }
 }
@@ -143,17 +122,21 @@ impl BatchNormAct {
         (Self { mean: stats.mean.clone(), inv_std, act, frame }, stats)
     }
 
+    /// act(γ·x̂ + β), plane by plane.
     pub fn forward<T: WithDType>(&self, x: &[T], gamma: &[T], beta: &[T]) -> Vec<T> {
         let (_, c, p) = self.frame;
         let slope = T::from_f64(self.act.negative_slope());
         let mut y = vec![T::zero(); x.len()];
-        y.par_chunks_mut(p).zip(x.par_chunks(p)).enumerate().for_each(|(i, (y, x))| {
-            let ch = i % c;
-            let scale = self.inv_std[ch] * gamma[ch].to_f64();
-            let shift = T::from_f64(beta[ch].to_f64() - self.mean[ch] * scale);
-            let scale = T::from_f64(scale);
-            for (y, &x) in y.iter_mut().zip(x) {
-                *y = self.act.apply(x * scale + shift, slope);
+        let task = p * planes_per_task(p);
+        y.par_chunks_mut(task).zip(x.par_chunks(task)).enumerate().for_each(|(t, (y, x))| {
+            for (i, (y, x)) in y.chunks_mut(p).zip(x.chunks(p)).enumerate() {
+                let ch = (t * task / p + i) % c;
+                let scale = self.inv_std[ch] * gamma[ch].to_f64();
+                let shift = T::from_f64(beta[ch].to_f64() - self.mean[ch] * scale);
+                let scale = T::from_f64(scale);
+                for (y, &x) in y.iter_mut().zip(x) {
+                    *y = activate(x * scale + shift, slope);
+                }
             }
         });
         y
@@ -180,40 +163,34 @@ impl BatchNormAct {
     }
 
     /// dz = dy·act′; dβ = Σdz; dγ = Σdz·x̂; dx = γ/σ·(dz − (dβ + x̂·dγ)/M), per channel,
-    /// which is a·dz + b·x + c with per-channel constants.
+    /// which is a·dz + b·x + c with per-channel constants: one pass for the sums, one for dx.
     pub fn backward<T: WithDType>(&self, x: &[T], gamma: &[T], y: &[T], dy: &[T]) -> (Vec<T>, Vec<T>, Vec<T>) {
         let (n, c, p) = self.frame;
         let m = (n * p) as f64;
         let slope = T::from_f64(self.act.negative_slope());
-        let sums: Vec<(f64, f64)> = (0..c)
-            .into_par_iter()
-            .map(|ch| {
-                let (mut s, mut sx) = (0.0, 0.0);
-                for i in 0..n {
-                    let at = (i * c + ch) * p..(i * c + ch + 1) * p;
-                    let (x, y, dy) = (&x[at.clone()], &y[at.clone()], &dy[at]);
-                    let (a, b) = lane_sums(p, |j| {
-                        let dz = self.act.back(y[j], dy[j], slope).to_f64();
-                        (dz, dz * x[j].to_f64())
-                    });
-                    (s, sx) = (s + a, sx + b);
-                }
-                // Σdz·(x − mean) = Σdz·x − mean·Σdz
-                (s, (sx - self.mean[ch] * s) * self.inv_std[ch])
-            })
-            .collect();
+        let dz = |y: T, dy: T| dy * relu_slope(y, slope);
+        let sums = per_channel(x, y, dy, c, p, |_, x, y, dy| {
+            let dz = dz(y, dy);
+            (dz, dz * x)
+        });
+        // Σdz·(x − mean) = Σdz·x − mean·Σdz
+        let sums: Vec<(f64, f64)> =
+            sums.iter().enumerate().map(|(ch, &(s, sx))| (s, (sx - self.mean[ch] * s) * self.inv_std[ch])).collect();
         let mut dx = vec![T::zero(); x.len()];
-        dx.par_chunks_mut(p).enumerate().for_each(|(i, dx)| {
-            let ch = i % c;
-            let at = i * p;
-            let (dbeta, dgamma) = sums[ch];
-            let k = gamma[ch].to_f64() * self.inv_std[ch];
-            let b = -k * dgamma * self.inv_std[ch] / m;
-            let (a, cc) = (T::from_f64(k), T::from_f64(-k * dbeta / m - b * self.mean[ch]));
-            let b = T::from_f64(b);
-            let (x, y, dy) = (&x[at..at + p], &y[at..at + p], &dy[at..at + p]);
-            for (j, d) in dx.iter_mut().enumerate() {
-                *d = a * self.act.back(y[j], dy[j], slope) + b * x[j] + cc;
+        let task = planes_per_task(p);
+        dx.par_chunks_mut(p * task).enumerate().for_each(|(t, dx)| {
+            for (i, dx) in dx.chunks_mut(p).enumerate() {
+                let i = t * task + i;
+                let ch = i % c;
+                let at = i * p..(i + 1) * p;
+                let (dbeta, dgamma) = sums[ch];
+                let k = gamma[ch].to_f64() * self.inv_std[ch];
+                let b = -k * dgamma * self.inv_std[ch] / m;
+                let (a, cc) = (T::from_f64(k), T::from_f64(-k * dbeta / m - b * self.mean[ch]));
+                let b = T::from_f64(b);
+                for (((d, &x), &y), &dy) in dx.iter_mut().zip(&x[at.clone()]).zip(&y[at.clone()]).zip(&dy[at]) {
+                    *d = a * dz(y, dy) + b * x + cc;
+                }
             }
         });
         let dgamma = sums.iter().map(|s| T::from_f64(s.1)).collect();
@@ -222,44 +199,82 @@ impl BatchNormAct {
     }
 }
 
-/// Σ f(j) for j in 0..len, in f64, eight independent partial sums so the loop vectorises
-/// (one running sum is a dependency chain the compiler may not reorder).
+/// act(z) for a slope left of zero (0 for ReLU).
 #[inline(always)]
-fn lane_sum(len: usize, f: impl Fn(usize) -> f64) -> f64 {
-    lane_sums(len, |j| (f(j), 0.0)).0
+fn activate<T: WithDType>(z: T, slope: T) -> T {
+    z * relu_slope(z, slope)
 }
 
-/// Two such sums at once, for one pass over the data.
+/// (Σ f(x, y, z).0, Σ f(x, y, z).1) over equal-length slices, in f64: sixteen
+/// independent partial sums in T per block of 1,024 values, so the loop vectorises (one
+/// running sum is a dependency chain the compiler may not reorder), the blocks' totals
+/// added in f64.
 #[inline(always)]
-fn lane_sums(len: usize, f: impl Fn(usize) -> (f64, f64)) -> (f64, f64) {
-    let (mut a, mut b) = ([0.0f64; 8], [0.0f64; 8]);
-    let whole = len / 8 * 8;
-    for j in (0..whole).step_by(8) {
-        for k in 0..8 {
-            let (u, v) = f(j + k);
-            a[k] += u;
-            b[k] += v;
-        }
-    }
+fn lane_sums<T: WithDType>(x: &[T], y: &[T], z: &[T], f: impl Fn(T, T, T) -> (T, T)) -> (f64, f64) {
+    const LANES: usize = 16;
+    const BLOCK: usize = 1024;
+    assert!(x.len() == y.len() && y.len() == z.len(), "lane_sums of unequal slices");
     let (mut ta, mut tb) = (0.0, 0.0);
-    for j in whole..len {
-        let (u, v) = f(j);
-        (ta, tb) = (ta + u, tb + v);
+    for ((x, y), z) in x.chunks(BLOCK).zip(y.chunks(BLOCK)).zip(z.chunks(BLOCK)) {
+        let (mut a, mut b) = ([T::zero(); LANES], [T::zero(); LANES]);
+        let lanes = x.chunks_exact(LANES).zip(y.chunks_exact(LANES)).zip(z.chunks_exact(LANES));
+        for ((x, y), z) in lanes {
+            for k in 0..LANES {
+                let (u, v) = f(x[k], y[k], z[k]);
+                a[k] += u;
+                b[k] += v;
+            }
+        }
+        for j in x.len() / LANES * LANES..x.len() {
+            let (u, v) = f(x[j], y[j], z[j]);
+            a[0] += u;
+            b[0] += v;
+        }
+        ta += a.iter().map(|v| v.to_f64()).sum::<f64>();
+        tb += b.iter().map(|v| v.to_f64()).sum::<f64>();
     }
-    (a.iter().sum::<f64>() + ta, b.iter().sum::<f64>() + tb)
+    (ta, tb)
 }
 
 /// (mean, biased variance) per channel, two-pass for accuracy.
 fn channel_stats<T: WithDType>(x: &[T], n: usize, c: usize, p: usize) -> Stats {
-    let (mean, var) = (0..c)
+    let m = (n * p) as f64;
+    let mean: Vec<f64> = per_channel(x, x, x, c, p, |_, x, _, _| (x, T::zero())).into_iter().map(|s| s.0 / m).collect();
+    let mu: Vec<T> = mean.iter().map(|&v| T::from_f64(v)).collect();
+    let var = per_channel(x, x, x, c, p, |ch, x, _, _| ((x - mu[ch]) * (x - mu[ch]), T::zero()));
+    Stats { var: var.into_iter().map(|s| s.0 / m).collect(), mean }
+}
+
+/// Planes per parallel task: about 16,384 values (a task of one small plane costs more to
+/// hand to a thread than to compute).
+fn planes_per_task(p: usize) -> usize {
+    (1 << 14) / p.max(1) + 1
+}
+
+/// Per channel, (Σ f(ch, x, y, z).0, Σ … .1) over every image's plane of that channel, for
+/// [N, C, P] buffers. The planes are read in memory order (each thread a contiguous run of
+/// them), which the hardware prefetches; a channel's planes are a whole image apart.
+fn per_channel<T: WithDType>(
+    x: &[T],
+    y: &[T],
+    z: &[T],
+    c: usize,
+    p: usize,
+    f: impl Fn(usize, T, T, T) -> (T, T) + Sync,
+) -> Vec<(f64, f64)> {
+    let planes: Vec<(f64, f64)> = (0..x.len() / p.max(1))
         .into_par_iter()
-        .map(|ch| {
-            let planes = || (0..n).map(move |i| &x[(i * c + ch) * p..][..p]);
-            let m = (n * p) as f64;
-            let mean = planes().map(|s| lane_sum(p, |j| s[j].to_f64())).sum::<f64>() / m;
-            let var = planes().map(|s| lane_sum(p, |j| (s[j].to_f64() - mean).powi(2))).sum::<f64>() / m;
-            (mean, var)
+        .with_min_len(planes_per_task(p))
+        .map(|i| {
+            let at = i * p..(i + 1) * p;
+            let ch = i % c;
+            lane_sums(&x[at.clone()], &y[at.clone()], &z[at], |x, y, z| f(ch, x, y, z))
         })
-        .unzip();
-    Stats { mean, var }
+        .collect();
+    let mut sums = vec![(0.0, 0.0); c];
+    for (i, (a, b)) in planes.into_iter().enumerate() {
+        sums[i % c].0 += a;
+        sums[i % c].1 += b;
+    }
+    sums
 }

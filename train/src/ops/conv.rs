@@ -96,19 +96,29 @@ fn values<P: Product, T: Element>(p: P, a: &[T], ad: &[usize], b: &[T], bd: &[us
 }
 
 /// Values of unfolded columns one task keeps at a time: 1 MiB of f32, half a core's L2
-/// cache here, so the product reads back from cache what im2col has just written.
+/// cache here, so the product reads back from cache what im2col has just written (or
+/// col2im what the product has).
 const CACHE_VALUES: usize = 1 << 18;
-/// Columns a product should have at least for the GEMM kernels to run near full speed.
-const WIDE: usize = 256;
+/// Columns (images × kernel positions) a task's products should span, for the GEMM kernels
+/// to run near full speed.
+const COLS: usize = 512;
 
-/// Images per task for a frame of `n` images whose unfolded matrix has `rows` rows and
-/// `per_image` columns per image: enough for a wide product, few enough that the columns
-/// stay in cache and that every thread gets a share.
-fn group(n: usize, per_image: usize, rows: usize) -> usize {
-    let wide = WIDE.div_ceil(per_image.max(1));
-    let fits = CACHE_VALUES / (rows * per_image).max(1);
+/// Images per task for `n` images of `per_image` columns each: about [`COLS`] columns,
+/// but never so many that a thread goes without a share.
+fn images_per_task(n: usize, per_image: usize) -> usize {
     let share = n.div_ceil(rayon::current_num_threads());
-    wide.min(fits).min(share).max(1)
+    COLS.div_ceil(per_image.max(1)).min(share).max(1)
+}
+
+/// Channels per block when each channel unfolds to `per_channel` values: as many as fit
+/// the cache share (at least one).
+fn channels_per_block(per_channel: usize, channels: usize) -> usize {
+    (CACHE_VALUES / per_channel.max(1)).clamp(1, channels.max(1))
+}
+
+/// `0..n` in blocks of `size`.
+fn blocks(n: usize, size: usize) -> impl Iterator<Item = std::ops::Range<usize>> {
+    (0..n).step_by(size.max(1)).map(move |lo| lo..(lo + size).min(n))
 }
 
 /// The first `len` values of a task's reusable buffer.
@@ -176,11 +186,12 @@ impl Product for Conv {
 
     /// For each group of images: unfold, multiply by the weight, and write the result into
     /// y's NCHW layout (straight from the product for a single image, whose result is
-    /// already [Co, H'·W']).
+    /// already [Co, H'·W']). The group is cut down until its columns fit the cache.
     fn run<T: Element>(&self, p: &Plan, x: &[T], w: &[T]) -> Vec<T> {
         let f = p.frame;
         let (co, sl, image) = (p.other, f.small_len(), f.channels * f.big_len());
-        let g = group(f.n, sl, f.rows());
+        let fits = (CACHE_VALUES / (f.rows() * sl).max(1)).max(1);
+        let g = images_per_task(f.n, sl).min(fits);
         let mut y = vec![T::zero(); f.n * co * sl];
         if y.is_empty() {
             return y;
@@ -189,7 +200,7 @@ impl Product for Conv {
         let task = |(cols, prod): &mut (Vec<T>, Vec<T>), (i, y): (usize, &mut [T])| {
             let sub = f.with_n(y.len() / (co * sl));
             let cols = scratch(cols, sub.rows() * sub.cols());
-            im2col(&x[i * g * image..][..sub.n * image], &sub, cols);
+            im2col(&x[i * g * image..][..sub.n * image], &sub, 0..f.channels, cols);
             let cols = Mat::new(cols, sub.rows(), sub.cols());
             if sub.n == 1 {
                 gemm_into(y, sl, weight, cols, false);
@@ -241,17 +252,19 @@ impl Product for ConvTranspose {
         Ok(Plan { frame, other: ci, out: Shape::from((n, co, self.out.0, self.out.1)) })
     }
 
-    /// For each group of images: the weight's transpose times the input (a single image's
-    /// NCHW input is already [Ci, H'·W']) gives the columns, folded back into y.
+    /// For each group of images, block by block of output channels: the weight's
+    /// transpose times the input (a single image's NCHW input is already [Ci, H'·W']) gives
+    /// those channels' columns, folded back into y.
     fn run<T: Element>(&self, p: &Plan, x: &[T], w: &[T]) -> Vec<T> {
         let f = p.frame;
-        let (ci, sl, image) = (p.other, f.small_len(), f.channels * f.big_len());
-        let g = group(f.n, sl, f.rows());
+        let (ci, sl, image, kk) = (p.other, f.small_len(), f.channels * f.big_len(), f.g.k * f.g.k);
+        let g = images_per_task(f.n, sl);
+        let per_block = channels_per_block(kk * g * sl, f.channels);
         let mut y = vec![T::zero(); f.n * image];
         if y.is_empty() {
             return y;
         }
-        let weight = Mat::new(w, ci, f.rows()).t();
+        let weight = Mat::new(w, ci, f.rows());
         let task = |(cols, xcm): &mut (Vec<T>, Vec<T>), (i, y): (usize, &mut [T])| {
             let sub = f.with_n(y.len() / image);
             let xs = &x[i * g * ci * sl..][..sub.n * ci * sl];
@@ -263,9 +276,12 @@ impl Product for ConvTranspose {
                     xcm
                 }
             };
-            let cols = scratch(cols, sub.rows() * sub.cols());
-            gemm_into(cols, sub.cols(), weight, Mat::new(xs, ci, sub.cols()), false);
-            col2im(cols, &sub, y);
+            for cs in blocks(f.channels, per_block) {
+                let cols = scratch(cols, cs.len() * kk * sub.cols());
+                let wt = weight.cols(cs.start * kk, cs.end * kk).t();
+                gemm_into(cols, sub.cols(), wt, Mat::new(xs, ci, sub.cols()), false);
+                col2im(cols, &sub, cs, y);
+            }
         };
         y.par_chunks_mut(g * image).enumerate().for_each_init(Default::default, task);
         y
@@ -297,13 +313,15 @@ impl Product for WeightGrad {
         Ok(Plan { frame, other: co, out: Shape::from((co, ci, self.g.k, self.g.k)) })
     }
 
-    /// A sum over the batch: each thread adds up the products of its share of the groups
-    /// (dy's rows times the unfolded columns' transpose) into its own copy of the
-    /// gradient, and the copies are summed at the end.
+    /// A sum over the batch: each thread adds up the products of its share of the images,
+    /// group by group and block by block of input channels (dy's rows times those
+    /// channels' unfolded columns, transposed), into its own copy of the gradient; the
+    /// copies are summed at the end.
     fn run<T: Element>(&self, p: &Plan, x: &[T], dy: &[T]) -> Vec<T> {
         let f = p.frame;
-        let (co, sl, image) = (p.other, f.small_len(), f.channels * f.big_len());
-        let g = group(f.n, sl, f.rows());
+        let (co, sl, image, kk) = (p.other, f.small_len(), f.channels * f.big_len(), f.g.k * f.g.k);
+        let g = images_per_task(f.n, sl);
+        let per_block = channels_per_block(kk * g * sl, f.channels);
         let groups = f.n.div_ceil(g);
         let parts = rayon::current_num_threads().clamp(1, groups.max(1));
         let partial = |t: usize| {
@@ -312,8 +330,6 @@ impl Product for WeightGrad {
             let range = groups * t / parts..groups * (t + 1) / parts;
             for gi in range.clone() {
                 let sub = f.with_n(g.min(f.n - gi * g));
-                let cols = scratch(&mut cols, sub.rows() * sub.cols());
-                im2col(&x[gi * g * image..][..sub.n * image], &sub, cols);
                 let ds = &dy[gi * g * co * sl..][..sub.n * co * sl];
                 let ds = match sub.n {
                     1 => ds,
@@ -323,8 +339,13 @@ impl Product for WeightGrad {
                         dycm
                     }
                 };
-                let (a, b) = (Mat::new(ds, co, sub.cols()), Mat::new(cols, sub.rows(), sub.cols()).t());
-                gemm_into(&mut dw, f.rows(), a, b, gi != range.start);
+                let xs = &x[gi * g * image..][..sub.n * image];
+                for cs in blocks(f.channels, per_block) {
+                    let cols = scratch(&mut cols, cs.len() * kk * sub.cols());
+                    im2col(xs, &sub, cs.clone(), cols);
+                    let (a, b) = (Mat::new(ds, co, sub.cols()), Mat::new(cols, cs.len() * kk, sub.cols()).t());
+                    gemm_into(&mut dw[cs.start * kk..], f.rows(), a, b, gi != range.start);
+                }
             }
             dw
         };

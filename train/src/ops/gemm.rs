@@ -24,6 +24,12 @@ impl<'a, T> Mat<'a, T> {
     pub fn t(self) -> Self {
         Self { rows: self.cols, cols: self.rows, row_stride: self.col_stride, col_stride: self.row_stride, ..self }
     }
+
+    /// Columns `lo..hi`, without copying.
+    pub fn cols(self, lo: usize, hi: usize) -> Self {
+        assert!(lo <= hi && hi <= self.cols, "columns {lo}..{hi} of {}", self.cols);
+        Self { data: &self.data[lo * self.col_stride..], cols: hi - lo, ..self }
+    }
 }
 
 /// candle's floating-point element types (f32, f64): what the GEMM kernels take, with the

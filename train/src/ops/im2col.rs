@@ -6,6 +6,8 @@
 //! in a core's cache (see `conv.rs`): single-threaded, since the caller runs one group of
 //! images per thread.
 
+use std::ops::Range;
+
 use super::conv::Geometry;
 use super::gemm::Element;
 
@@ -119,11 +121,14 @@ impl Phases {
     }
 }
 
-/// x [N, C, H, W] → `out` [C·k·k, N·H'·W']: column (n, y', x') holds the patch under the
-/// kernel at output position (y', x'), zeros where it hangs over the padding.
-pub fn im2col<T: Element>(x: &[T], f: &Frame, out: &mut [T]) {
+/// x [N, C, H, W] → `out` [C'·k·k, N·H'·W'] for the C' channels in `channels`: column
+/// (n, y', x') holds the patch under the kernel at output position (y', x'), zeros where
+/// it hangs over the padding.
+pub fn im2col<T: Element>(x: &[T], f: &Frame, channels: Range<usize>, out: &mut [T]) {
     assert_eq!(x.len(), f.n * f.channels * f.big_len(), "im2col: input does not match its frame");
-    assert_eq!(out.len(), f.rows() * f.cols(), "im2col: output does not match its frame");
+    assert!(channels.end <= f.channels, "im2col: channels {channels:?} of {}", f.channels);
+    let kk = f.g.k * f.g.k;
+    assert_eq!(out.len(), channels.len() * kk * f.cols(), "im2col: output does not match its frame");
     let (k, s, p) = (f.g.k, f.g.stride, f.g.padding);
     let ((h, w), (oh, ow)) = (f.big, f.small);
     if out.is_empty() {
@@ -131,8 +136,9 @@ pub fn im2col<T: Element>(x: &[T], f: &Frame, out: &mut [T]) {
     }
     let ph = Phases::new(f);
     let mut split = vec![T::zero(); if s > 1 { ph.len() } else { 0 }];
-    for (i, plane) in x.chunks_exact(h * w).enumerate() {
-        let (n, c) = (i / f.channels, i % f.channels);
+    for (n, c) in (0..f.n).flat_map(|n| channels.clone().map(move |c| (n, c))) {
+        let plane = &x[(n * f.channels + c) * h * w..][..h * w];
+        let row0 = (c - channels.start) * kk;
         let phases = match s {
             1 => plane,
             _ => {
@@ -147,7 +153,7 @@ pub fn im2col<T: Element>(x: &[T], f: &Frame, out: &mut [T]) {
                 let (x_lo, x_hi) = f.valid(kx, w, ow);
                 let (rx, qx) = phase(kx, s, p);
                 let src = ph.of(phases, ry, rx);
-                let dst = &mut out[((c * k + ky) * k + kx) * f.cols() + n * oh * ow..][..oh * ow];
+                let dst = &mut out[(row0 + ky * k + kx) * f.cols() + n * oh * ow..][..oh * ow];
                 // Rows of positions entirely over the padding.
                 dst[..y_lo * ow].fill(T::zero());
                 dst[y_hi * ow..].fill(T::zero());
@@ -178,11 +184,14 @@ pub fn im2col<T: Element>(x: &[T], f: &Frame, out: &mut [T]) {
     }
 }
 
-/// The adjoint of [`im2col`]: [C·k·k, N·H'·W'] → `out` x [N, C, H, W], each column's values
-/// added back where its patch came from (`out` is overwritten).
-pub fn col2im<T: Element>(cols: &[T], f: &Frame, out: &mut [T]) {
-    assert_eq!(cols.len(), f.rows() * f.cols(), "col2im: input does not match its frame");
+/// The adjoint of [`im2col`]: [C'·k·k, N·H'·W'] → the planes of `channels` in `out`
+/// x [N, C, H, W], each column's values added back where its patch came from (those planes
+/// are overwritten, the others left as they are).
+pub fn col2im<T: Element>(cols: &[T], f: &Frame, channels: Range<usize>, out: &mut [T]) {
     assert_eq!(out.len(), f.n * f.channels * f.big_len(), "col2im: output does not match its frame");
+    assert!(channels.end <= f.channels, "col2im: channels {channels:?} of {}", f.channels);
+    let kk = f.g.k * f.g.k;
+    assert_eq!(cols.len(), channels.len() * kk * f.cols(), "col2im: input does not match its frame");
     let (k, s, p) = (f.g.k, f.g.stride, f.g.padding);
     let ((h, w), (oh, ow)) = (f.big, f.small);
     if out.is_empty() {
@@ -190,8 +199,9 @@ pub fn col2im<T: Element>(cols: &[T], f: &Frame, out: &mut [T]) {
     }
     let ph = Phases::new(f);
     let mut sums = vec![T::zero(); if s > 1 { ph.len() } else { 0 }];
-    for (i, plane) in out.chunks_exact_mut(h * w).enumerate() {
-        let (n, c) = (i / f.channels, i % f.channels);
+    for (n, c) in (0..f.n).flat_map(|n| channels.clone().map(move |c| (n, c))) {
+        let plane = &mut out[(n * f.channels + c) * h * w..][..h * w];
+        let row0 = (c - channels.start) * kk;
         let phases = match s {
             1 => &mut *plane,
             _ => &mut sums[..],
@@ -204,7 +214,7 @@ pub fn col2im<T: Element>(cols: &[T], f: &Frame, out: &mut [T]) {
                 let (x_lo, x_hi) = f.valid(kx, w, ow);
                 let (rx, qx) = phase(kx, s, p);
                 let dst = ph.of_mut(phases, ry, rx);
-                let src = &cols[((c * k + ky) * k + kx) * f.cols() + n * oh * ow..][..oh * ow];
+                let src = &cols[(row0 + ky * k + kx) * f.cols() + n * oh * ow..][..oh * ow];
                 if y_lo == y_hi || x_lo == x_hi {
                     continue;
                 }
@@ -314,12 +324,23 @@ mod tests {
             let x: Vec<f64> = (0..n * c * big.0 * big.1).map(|v| ((v * 7 + i) as f64).sin()).collect();
             // The buffers start dirty: every value must be written, the padding's zeros included.
             let mut cols = vec![f64::NAN; f.rows() * f.cols()];
-            im2col(&x, &f, &mut cols);
+            im2col(&x, &f, 0..c, &mut cols);
             assert_eq!(cols, naive_im2col(&x, &f), "im2col {f:?}");
+            // A block of channels is the same rows of the whole.
+            let kk = k * k;
+            let mut last = vec![f64::NAN; kk * f.cols()];
+            im2col(&x, &f, c - 1..c, &mut last);
+            assert_eq!(last, cols[(c - 1) * kk * f.cols()..], "im2col of the last channel, {f:?}");
             // <im2col(x), y> == <x, col2im(y)> for any y.
             let y: Vec<f64> = (0..f.rows() * f.cols()).map(|v| ((v * 3 + 1) as f64).cos()).collect();
             let mut folded = vec![f64::NAN; x.len()];
-            col2im(&y, &f, &mut folded);
+            col2im(&y, &f, 0..c, &mut folded);
+            // Channel by channel: the same planes.
+            let mut by_channel = vec![f64::NAN; x.len()];
+            for ch in 0..c {
+                col2im(&y[ch * kk * f.cols()..(ch + 1) * kk * f.cols()], &f, ch..ch + 1, &mut by_channel);
+            }
+            assert_eq!(by_channel, folded, "col2im channel by channel, {f:?}");
             let lhs: f64 = cols.iter().zip(&y).map(|(a, b)| a * b).sum();
             let rhs: f64 = x.iter().zip(&folded).map(|(a, b)| a * b).sum();
             assert!((lhs - rhs).abs() < 1e-9, "col2im is not the adjoint for {f:?}: {lhs} vs {rhs}");

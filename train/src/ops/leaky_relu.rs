@@ -12,7 +12,7 @@ use candle_core::backend::BackendStorage;
 use candle_core::{bail, CpuStorage, CustomOp1, CustomOp2, Layout, Result, Shape, Tensor, WithDType};
 use rayon::prelude::*;
 
-use super::contiguous;
+use super::{contiguous, relu_slope};
 
 /// max(x, slope·x) for 0 ≤ slope ≤ 1; the derivative is 1 for x > 0 and `slope` elsewhere (as PyTorch's).
 pub fn leaky_relu(x: &Tensor, slope: f64) -> Result<Tensor> {
@@ -36,7 +36,7 @@ impl CustomOp1 for LeakyRelu {
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
         fn run<T: WithDType>(x: &[T], slope: f64) -> Vec<T> {
             let s = T::from_f64(slope);
-            map(x.len(), |i| if x[i] > T::zero() { x[i] } else { x[i] * s })
+            map(x.len(), |i| x[i] * relu_slope(x[i], s))
         }
         let out = match s {
             CpuStorage::F32(x) => CpuStorage::F32(run(contiguous(x, l)?, self.slope)),
@@ -63,7 +63,7 @@ impl CustomOp2 for LeakyReluGrad {
                 bail!("leaky_relu backward: {} gradients for {} inputs", dy.len(), x.len());
             }
             let s = T::from_f64(slope);
-            Ok(map(x.len(), |i| if x[i] > T::zero() { dy[i] } else { dy[i] * s }))
+            Ok(map(x.len(), |i| dy[i] * relu_slope(x[i], s)))
         }
         let out = match (s1, s2) {
             (CpuStorage::F32(dy), CpuStorage::F32(x)) => {

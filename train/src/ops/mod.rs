@@ -57,6 +57,19 @@ pub fn leaky_relu(x: &Tensor, slope: f64) -> Result<Tensor> {
     leaky_relu::leaky_relu(x, slope)
 }
 
+/// A (leaky) ReLU's slope at z: 1 right of zero, `slope` elsewhere. A choice between two
+/// constants, so the compiler emits a blend rather than a branch: activations' signs are
+/// random, and a mispredicted branch per value made BatchNorm's backward pass 3–4× slower
+/// than its arithmetic (measured on the 64×64 step).
+#[inline(always)]
+pub fn relu_slope<T: WithDType>(z: T, slope: T) -> T {
+    if z > T::zero() {
+        T::one()
+    } else {
+        slope
+    }
+}
+
 /// The values a contiguous layout covers (every custom op here makes its operands contiguous first).
 fn contiguous<'a, T>(data: &'a [T], l: &Layout) -> Result<&'a [T]> {
     match l.contiguous_offsets() {
