@@ -1,5 +1,6 @@
-//! Where a DCGAN training step's time goes, phase by phase (generator forward,
-//! discriminator forwards, each backward pass, each Adam update), for BENCHMARKS.md.
+//! Where a DCGAN training step's time goes on the CPU, for BENCHMARKS.md: the step's
+//! phases as the trainer runs them (the CPU tape, `canard_train::tape`), then the
+//! thread-time of each kind of work inside the convolutions and BatchNorm.
 //!
 //! ```sh
 //! cargo run --release -p canard-train --example profile_step -- 64   # image size; ngf = ndf = 64, batch 64
@@ -7,16 +8,39 @@
 
 use canard_train::losses::bce_with_logits;
 use canard_train::model::{params::randn, DcganShape};
+use canard_train::ops::profile;
 use canard_train::optim::{Optimizer, Rule};
+use canard_train::tape::{Net, Values};
 use canard_train::trainer::Gan;
-use candle_core::Device;
+use candle_core::backprop::GradStore;
+use candle_core::{Device, Tensor, Var};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use std::time::Instant;
 
+const NAMES: [&str; 9] = [
+    "G forward",
+    "D forward, real",
+    "D forward, fake",
+    "D backward ×2",
+    "D Adam",
+    "D forward, fake for G",
+    "D backward, frozen",
+    "G backward",
+    "G Adam",
+];
+
+/// The loss's gradient with respect to the logits, as the step takes it from candle.
+fn dlogits(logits: &Values<f32>, target: f64) -> anyhow::Result<Vec<f32>> {
+    let v = Var::from_vec(logits.data.clone(), logits.data.len(), &Device::Cpu)?;
+    let g = bce_with_logits(v.as_tensor(), target)?.backward()?;
+    Ok(g.get(v.as_tensor()).expect("a gradient").to_vec1()?)
+}
+
 fn main() -> anyhow::Result<()> {
     canard_train::alloc::keep_freed_memory();
     let size: usize = std::env::args().nth(1).unwrap_or("32".into()).parse()?;
+    let (steps, warmup) = (6, 2);
     let dev = Device::Cpu;
     let mut rng = ChaCha8Rng::seed_from_u64(0);
     let shape = DcganShape { image_size: size, channels: 3, nz: 100, ngf: 64, ndf: 64 };
@@ -24,41 +48,64 @@ fn main() -> anyhow::Result<()> {
     let adam = Rule::Adam { beta1: 0.5, beta2: 0.999, eps: 1e-8 };
     let mut opt_g = Optimizer::new(gan.g_params.trainable(), adam, 2e-4)?;
     let mut opt_d = Optimizer::new(gan.d_params.trainable(), adam, 2e-4)?;
+    let (g_net, d_net) = (Net::generator(&gan.g)?, Net::discriminator(&gan.d)?);
     let real = randn(&mut rng, &[64, 3, size, size], &dev)?;
-    let mut t = [0f64; 8];
-    let names = ["g_fwd", "d_fwd_real", "d_fwd_fake", "d_backward", "d_adam", "d_fwd_g", "g_backward", "g_adam"];
-    for it in 0..8 {
+    let mut t = [0f64; 9];
+    let mut work = [0f64; 5];
+    let mut flop = 0;
+    for it in 0..warmup + steps {
         let mut lap = Instant::now();
-        let mut tick = |i: usize, t: &mut [f64; 8]| {
-            if it >= 2 {
+        let mut tick = |i: usize, t: &mut [f64; 9]| {
+            if it >= warmup {
                 t[i] += lap.elapsed().as_secs_f64();
             }
             lap = Instant::now();
         };
-        let fake = gan.g.forward(&randn(&mut rng, &[64, 100, 1, 1], &dev)?, true)?;
+        let noise: Tensor = randn(&mut rng, &[64, 100, 1, 1], &dev)?;
+        let g_tape = g_net.forward(Values::<f32>::of(&noise)?)?;
         tick(0, &mut t);
-        let d_real = gan.d.forward(&real, true)?;
+        let d_real = d_net.forward(Values::of(&real)?)?;
         tick(1, &mut t);
-        let d_fake = gan.d.forward(&fake.detach(), true)?;
+        let d_fake = d_net.forward(g_tape.output().clone())?;
         tick(2, &mut t);
-        let loss_d = (bce_with_logits(&d_real, 1.0)? + bce_with_logits(&d_fake, 0.0)?)?;
-        let grads = loss_d.backward()?;
+        let mut grads = GradStore::default();
+        d_real.backward(dlogits(d_real.output(), 1.0)?, Some(&mut grads), false)?;
+        d_fake.backward(dlogits(d_fake.output(), 0.0)?, Some(&mut grads), false)?;
         tick(3, &mut t);
         opt_d.step(&grads)?;
-        drop(grads);
         tick(4, &mut t);
-        let loss_g = bce_with_logits(&gan.d.frozen().forward(&fake, true)?, 1.0)?;
+        let d_gen = d_net.forward(g_tape.output().clone())?;
         tick(5, &mut t);
-        let grads = loss_g.backward()?;
+        let dfake = d_gen.backward(dlogits(d_gen.output(), 1.0)?, None, true)?.expect("the input's gradient");
         tick(6, &mut t);
-        opt_g.step(&grads)?;
-        drop(grads);
+        let mut grads = GradStore::default();
+        g_tape.backward(dfake, Some(&mut grads), false)?;
         tick(7, &mut t);
+        opt_g.step(&grads)?;
+        tick(8, &mut t);
+        let (secs, f) = profile::take();
+        if it >= warmup {
+            secs.iter().enumerate().for_each(|(i, s)| work[i] += s.1);
+            flop += f;
+        }
     }
+    let n = steps as f64;
     let total: f64 = t.iter().sum();
-    for (n, v) in names.iter().zip(t) {
-        println!("{n:12} {:7.1} ms  {:4.1}%", v / 6.0 * 1e3, 100.0 * v / total);
+    println!("| phase | ms per step | share |\n|---|---:|---:|");
+    for (name, v) in NAMES.iter().zip(t) {
+        println!("| {name} | {:.1} | {:.1}% |", v / n * 1e3, 100.0 * v / total);
     }
-    println!("total        {:7.1} ms/step  {:.1} img/s", total / 6.0 * 1e3, 64.0 * 6.0 / total);
+    println!("| **total** | **{:.1}** ({:.1} img/s) | |", total / n * 1e3, 64.0 * n / total);
+    let threads = rayon::current_num_threads() as f64;
+    println!("\n| work (all {threads} threads) | thread-ms per step | ≈ ms of the step |\n|---|---:|---:|");
+    for (w, v) in profile::ALL.iter().zip(work) {
+        println!("| {w:?} | {:.1} | {:.1} |", v / n * 1e3, v / n * 1e3 / threads);
+    }
+    let gemm = work[0] / n;
+    println!(
+        "\nmatrix products: {:.1} GFLOP per step, {:.0} GFLOP/s per thread while in them",
+        flop as f64 / n / 1e9,
+        flop as f64 / n / gemm / 1e9
+    );
     Ok(())
 }

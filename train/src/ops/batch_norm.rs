@@ -15,7 +15,8 @@
 use candle_core::{bail, CpuStorage, CustomOp3, DType, Layout, Result, Shape, Tensor, WithDType};
 use rayon::prelude::*;
 
-use super::{contiguous, relu_slope, with_slice};
+use super::profile::{self, Work};
+use super::{contiguous, relu_slope, with_slice, written, Element};
 
 /// The activation fused after the normalisation.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -116,33 +117,38 @@ impl CustomOp3 for BatchNormAct {
 impl BatchNormAct {
     /// The normalisation of x [N, C, P] by its own statistics (also returned).
     pub fn of<T: WithDType>(x: &[T], frame: (usize, usize, usize), eps: f64, act: Activation) -> (Self, Stats) {
-        let (n, c, p) = frame;
-        let stats = channel_stats(x, n, c, p);
-        let inv_std = stats.var.iter().map(|v| 1.0 / (v + eps).sqrt()).collect();
-        (Self { mean: stats.mean.clone(), inv_std, act, frame }, stats)
+        profile::timed(Work::BatchNorm, || {
+            let (n, c, p) = frame;
+            let stats = channel_stats(x, n, c, p);
+            let inv_std = stats.var.iter().map(|v| 1.0 / (v + eps).sqrt()).collect();
+            (Self { mean: stats.mean.clone(), inv_std, act, frame }, stats)
+        })
     }
 
     /// act(γ·x̂ + β), plane by plane.
-    pub fn forward<T: WithDType>(&self, x: &[T], gamma: &[T], beta: &[T]) -> Vec<T> {
-        let (_, c, p) = self.frame;
-        let slope = T::from_f64(self.act.negative_slope());
-        let mut y = vec![T::zero(); x.len()];
-        let task = p * planes_per_task(p);
-        y.par_chunks_mut(task).zip(x.par_chunks(task)).enumerate().for_each(|(t, (y, x))| {
-            for (i, (y, x)) in y.chunks_mut(p).zip(x.chunks(p)).enumerate() {
-                let ch = (t * task / p + i) % c;
-                let scale = self.inv_std[ch] * gamma[ch].to_f64();
-                let shift = T::from_f64(beta[ch].to_f64() - self.mean[ch] * scale);
-                let scale = T::from_f64(scale);
-                for (y, &x) in y.iter_mut().zip(x) {
-                    *y = activate(x * scale + shift, slope);
-                }
-            }
-        });
-        y
+    pub fn forward<T: Element>(&self, x: &[T], gamma: &[T], beta: &[T]) -> Vec<T> {
+        profile::timed(Work::BatchNorm, || {
+            let (_, c, p) = self.frame;
+            let slope = T::from_f64(self.act.negative_slope());
+            let task = p * planes_per_task(p);
+            // Every plane is written.
+            written(x.len(), |y| {
+                y.par_chunks_mut(task).zip(x.par_chunks(task)).enumerate().for_each(|(t, (y, x))| {
+                    for (i, (y, x)) in y.chunks_mut(p).zip(x.chunks(p)).enumerate() {
+                        let ch = (t * task / p + i) % c;
+                        let scale = self.inv_std[ch] * gamma[ch].to_f64();
+                        let shift = T::from_f64(beta[ch].to_f64() - self.mean[ch] * scale);
+                        let scale = T::from_f64(scale);
+                        for (y, &x) in y.iter_mut().zip(x) {
+                            *y = activate(x * scale + shift, slope);
+                        }
+                    }
+                })
+            })
+        })
     }
 
-    fn backward_tensors<T: WithDType>(
+    fn backward_tensors<T: Element>(
         &self,
         x: &Tensor,
         gamma: &Tensor,
@@ -164,38 +170,45 @@ impl BatchNormAct {
 
     /// dz = dy·act′; dβ = Σdz; dγ = Σdz·x̂; dx = γ/σ·(dz − (dβ + x̂·dγ)/M), per channel,
     /// which is a·dz + b·x + c with per-channel constants: one pass for the sums, one for dx.
-    pub fn backward<T: WithDType>(&self, x: &[T], gamma: &[T], y: &[T], dy: &[T]) -> (Vec<T>, Vec<T>, Vec<T>) {
-        let (n, c, p) = self.frame;
-        let m = (n * p) as f64;
-        let slope = T::from_f64(self.act.negative_slope());
-        let dz = |y: T, dy: T| dy * relu_slope(y, slope);
-        let sums = per_channel(x, y, dy, c, p, |_, x, y, dy| {
-            let dz = dz(y, dy);
-            (dz, dz * x)
-        });
-        // Σdz·(x − mean) = Σdz·x − mean·Σdz
-        let sums: Vec<(f64, f64)> =
-            sums.iter().enumerate().map(|(ch, &(s, sx))| (s, (sx - self.mean[ch] * s) * self.inv_std[ch])).collect();
-        let mut dx = vec![T::zero(); x.len()];
-        let task = planes_per_task(p);
-        dx.par_chunks_mut(p * task).enumerate().for_each(|(t, dx)| {
-            for (i, dx) in dx.chunks_mut(p).enumerate() {
-                let i = t * task + i;
-                let ch = i % c;
-                let at = i * p..(i + 1) * p;
-                let (dbeta, dgamma) = sums[ch];
-                let k = gamma[ch].to_f64() * self.inv_std[ch];
-                let b = -k * dgamma * self.inv_std[ch] / m;
-                let (a, cc) = (T::from_f64(k), T::from_f64(-k * dbeta / m - b * self.mean[ch]));
-                let b = T::from_f64(b);
-                for (((d, &x), &y), &dy) in dx.iter_mut().zip(&x[at.clone()]).zip(&y[at.clone()]).zip(&dy[at]) {
-                    *d = a * dz(y, dy) + b * x + cc;
-                }
-            }
-        });
-        let dgamma = sums.iter().map(|s| T::from_f64(s.1)).collect();
-        let dbeta = sums.iter().map(|s| T::from_f64(s.0)).collect();
-        (dx, dgamma, dbeta)
+    pub fn backward<T: Element>(&self, x: &[T], gamma: &[T], y: &[T], dy: &[T]) -> (Vec<T>, Vec<T>, Vec<T>) {
+        profile::timed(Work::BatchNorm, || {
+            let (n, c, p) = self.frame;
+            let m = (n * p) as f64;
+            let slope = T::from_f64(self.act.negative_slope());
+            let dz = |y: T, dy: T| dy * relu_slope(y, slope);
+            let sums = per_channel(x, y, dy, c, p, |_, x, y, dy| {
+                let dz = dz(y, dy);
+                (dz, dz * x)
+            });
+            // Σdz·(x − mean) = Σdz·x − mean·Σdz
+            let sums: Vec<(f64, f64)> = sums
+                .iter()
+                .enumerate()
+                .map(|(ch, &(s, sx))| (s, (sx - self.mean[ch] * s) * self.inv_std[ch]))
+                .collect();
+            let task = planes_per_task(p);
+            // Every plane is written.
+            let dx = written(x.len(), |dx| {
+                dx.par_chunks_mut(p * task).enumerate().for_each(|(t, dx)| {
+                    for (i, dx) in dx.chunks_mut(p).enumerate() {
+                        let i = t * task + i;
+                        let ch = i % c;
+                        let at = i * p..(i + 1) * p;
+                        let (dbeta, dgamma) = sums[ch];
+                        let k = gamma[ch].to_f64() * self.inv_std[ch];
+                        let b = -k * dgamma * self.inv_std[ch] / m;
+                        let (a, cc) = (T::from_f64(k), T::from_f64(-k * dbeta / m - b * self.mean[ch]));
+                        let b = T::from_f64(b);
+                        for (((d, &x), &y), &dy) in dx.iter_mut().zip(&x[at.clone()]).zip(&y[at.clone()]).zip(&dy[at]) {
+                            *d = a * dz(y, dy) + b * x + cc;
+                        }
+                    }
+                })
+            });
+            let dgamma = sums.iter().map(|s| T::from_f64(s.1)).collect();
+            let dbeta = sums.iter().map(|s| T::from_f64(s.0)).collect();
+            (dx, dgamma, dbeta)
+        })
     }
 }
 

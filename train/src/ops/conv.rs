@@ -4,9 +4,9 @@ use candle_core::backend::BackendStorage;
 use candle_core::{bail, CpuStorage, CustomOp2, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
-use super::contiguous;
 use super::gemm::{gemm_into, Element, Mat};
 use super::im2col::{col2im, from_channel_major, im2col, to_channel_major, Frame};
+use super::{contiguous, written};
 
 /// A square kernel's size, stride and zero padding.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -192,10 +192,6 @@ impl Product for Conv {
         let (co, sl, image) = (p.other, f.small_len(), f.channels * f.big_len());
         let fits = (CACHE_VALUES / (f.rows() * sl).max(1)).max(1);
         let g = images_per_task(f.n, sl).min(fits);
-        let mut y = vec![T::zero(); f.n * co * sl];
-        if y.is_empty() {
-            return y;
-        }
         let weight = Mat::new(w, co, f.rows());
         let task = |(cols, prod): &mut (Vec<T>, Vec<T>), (i, y): (usize, &mut [T])| {
             let sub = f.with_n(y.len() / (co * sl));
@@ -210,8 +206,8 @@ impl Product for Conv {
                 from_channel_major(prod, sub.n, co, y);
             }
         };
-        y.par_chunks_mut(g * co * sl).enumerate().for_each_init(Default::default, task);
-        y
+        // Every group's values are written by its product (or the layout move after it).
+        written(f.n * co * sl, |y| y.par_chunks_mut(g * co * sl).enumerate().for_each_init(Default::default, task))
     }
 
     fn grads(&self, x: &Tensor, w: &Tensor, dy: &Tensor) -> Result<(Option<Tensor>, Option<Tensor>)> {
@@ -260,10 +256,6 @@ impl Product for ConvTranspose {
         let (ci, sl, image, kk) = (p.other, f.small_len(), f.channels * f.big_len(), f.g.k * f.g.k);
         let g = images_per_task(f.n, sl);
         let per_block = channels_per_block(kk * g * sl, f.channels);
-        let mut y = vec![T::zero(); f.n * image];
-        if y.is_empty() {
-            return y;
-        }
         let weight = Mat::new(w, ci, f.rows());
         let task = |(cols, xcm): &mut (Vec<T>, Vec<T>), (i, y): (usize, &mut [T])| {
             let sub = f.with_n(y.len() / image);
@@ -283,8 +275,8 @@ impl Product for ConvTranspose {
                 col2im(cols, &sub, cs, y);
             }
         };
-        y.par_chunks_mut(g * image).enumerate().for_each_init(Default::default, task);
-        y
+        // col2im overwrites each block's planes, and the blocks cover every channel.
+        written(f.n * image, |y| y.par_chunks_mut(g * image).enumerate().for_each_init(Default::default, task))
     }
 
     fn grads(&self, x: &Tensor, w: &Tensor, dy: &Tensor) -> Result<(Option<Tensor>, Option<Tensor>)> {
@@ -325,29 +317,30 @@ impl Product for WeightGrad {
         let groups = f.n.div_ceil(g);
         let parts = rayon::current_num_threads().clamp(1, groups.max(1));
         let partial = |t: usize| {
-            let mut dw = vec![T::zero(); co * f.rows()];
             let (mut cols, mut dycm) = (Vec::new(), Vec::new());
             let range = groups * t / parts..groups * (t + 1) / parts;
-            for gi in range.clone() {
-                let sub = f.with_n(g.min(f.n - gi * g));
-                let ds = &dy[gi * g * co * sl..][..sub.n * co * sl];
-                let ds = match sub.n {
-                    1 => ds,
-                    _ => {
-                        let dycm = scratch(&mut dycm, ds.len());
-                        to_channel_major(ds, sub.n, co, dycm);
-                        dycm
+            // The range's first group writes every block of dw; the others add to it.
+            written(co * f.rows(), |dw| {
+                for gi in range.clone() {
+                    let sub = f.with_n(g.min(f.n - gi * g));
+                    let ds = &dy[gi * g * co * sl..][..sub.n * co * sl];
+                    let ds = match sub.n {
+                        1 => ds,
+                        _ => {
+                            let dycm = scratch(&mut dycm, ds.len());
+                            to_channel_major(ds, sub.n, co, dycm);
+                            dycm
+                        }
+                    };
+                    let xs = &x[gi * g * image..][..sub.n * image];
+                    for cs in blocks(f.channels, per_block) {
+                        let cols = scratch(&mut cols, cs.len() * kk * sub.cols());
+                        im2col(xs, &sub, cs.clone(), cols);
+                        let (a, b) = (Mat::new(ds, co, sub.cols()), Mat::new(cols, cs.len() * kk, sub.cols()).t());
+                        gemm_into(&mut dw[cs.start * kk..], f.rows(), a, b, gi != range.start);
                     }
-                };
-                let xs = &x[gi * g * image..][..sub.n * image];
-                for cs in blocks(f.channels, per_block) {
-                    let cols = scratch(&mut cols, cs.len() * kk * sub.cols());
-                    im2col(xs, &sub, cs.clone(), cols);
-                    let (a, b) = (Mat::new(ds, co, sub.cols()), Mat::new(cols, cs.len() * kk, sub.cols()).t());
-                    gemm_into(&mut dw[cs.start * kk..], f.rows(), a, b, gi != range.start);
                 }
-            }
-            dw
+            })
         };
         (0..parts).into_par_iter().map(partial).reduce_with(add).unwrap_or_else(|| vec![T::zero(); co * f.rows()])
     }

@@ -81,7 +81,8 @@ pub fn gemm_into<T: Element>(dst: &mut [T], ld: usize, a: Mat<T>, b: Mat<T>, acc
     // The views are in bounds (their shapes were checked against the data by `Mat::new`,
     // and transposes keep them), and `dst` holds every (i, j) at i·ld + j (checked above).
     let s = |x: usize| x as isize;
-    unsafe {
+    super::profile::add_flop(2 * (m * n * k) as u64);
+    let _ = super::profile::timed(super::profile::Work::Gemm, || unsafe {
         gemm::gemm(
             m,
             n,
@@ -102,8 +103,8 @@ pub fn gemm_into<T: Element>(dst: &mut [T], ld: usize, a: Mat<T>, b: Mat<T>, acc
             false,
             false,
             Parallelism::None,
-        );
-    }
+        )
+    });
 }
 
 #[cfg(test)]

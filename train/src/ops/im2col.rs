@@ -10,6 +10,7 @@ use std::ops::Range;
 
 use super::conv::Geometry;
 use super::gemm::Element;
+use super::profile::{self, Work};
 
 /// The two sides of one convolution: a `big` image of `channels` × (H, W) and the
 /// `small` grid (H', W') of kernel positions over it, for a batch of `n`.
@@ -125,6 +126,10 @@ impl Phases {
 /// (n, y', x') holds the patch under the kernel at output position (y', x'), zeros where
 /// it hangs over the padding.
 pub fn im2col<T: Element>(x: &[T], f: &Frame, channels: Range<usize>, out: &mut [T]) {
+    profile::timed(Work::Im2col, || im2col_work(x, f, channels, out))
+}
+
+fn im2col_work<T: Element>(x: &[T], f: &Frame, channels: Range<usize>, out: &mut [T]) {
     assert_eq!(x.len(), f.n * f.channels * f.big_len(), "im2col: input does not match its frame");
     assert!(channels.end <= f.channels, "im2col: channels {channels:?} of {}", f.channels);
     let kk = f.g.k * f.g.k;
@@ -188,6 +193,10 @@ pub fn im2col<T: Element>(x: &[T], f: &Frame, channels: Range<usize>, out: &mut 
 /// x [N, C, H, W], each column's values added back where its patch came from (those planes
 /// are overwritten, the others left as they are).
 pub fn col2im<T: Element>(cols: &[T], f: &Frame, channels: Range<usize>, out: &mut [T]) {
+    profile::timed(Work::Col2im, || col2im_work(cols, f, channels, out))
+}
+
+fn col2im_work<T: Element>(cols: &[T], f: &Frame, channels: Range<usize>, out: &mut [T]) {
     assert_eq!(out.len(), f.n * f.channels * f.big_len(), "col2im: output does not match its frame");
     assert!(channels.end <= f.channels, "col2im: channels {channels:?} of {}", f.channels);
     let kk = f.g.k * f.g.k;
@@ -246,6 +255,10 @@ fn add<T: Element>(dst: &mut [T], src: &[T]) {
 
 /// [N, C, P] → `out` [C, N·P].
 pub fn to_channel_major<T: Element>(x: &[T], n: usize, c: usize, out: &mut [T]) {
+    profile::timed(Work::Layout, || to_channel_major_work(x, n, c, out))
+}
+
+fn to_channel_major_work<T: Element>(x: &[T], n: usize, c: usize, out: &mut [T]) {
     assert_eq!(x.len(), out.len(), "to_channel_major: sizes differ");
     let p = x.len() / (n * c).max(1);
     if p == 0 {
@@ -260,6 +273,10 @@ pub fn to_channel_major<T: Element>(x: &[T], n: usize, c: usize, out: &mut [T]) 
 
 /// [C, N·P] → `out` [N, C, P].
 pub fn from_channel_major<T: Element>(x: &[T], n: usize, c: usize, out: &mut [T]) {
+    profile::timed(Work::Layout, || from_channel_major_work(x, n, c, out))
+}
+
+fn from_channel_major_work<T: Element>(x: &[T], n: usize, c: usize, out: &mut [T]) {
     assert_eq!(x.len(), out.len(), "from_channel_major: sizes differ");
     let p = x.len() / (n * c).max(1);
     if p == 0 {
