@@ -190,6 +190,10 @@ impl Product for Conv {
     fn run<T: Element>(&self, p: &Plan, x: &[T], w: &[T]) -> Vec<T> {
         let f = p.frame;
         let (co, sl, image) = (p.other, f.small_len(), f.channels * f.big_len());
+        if f.whole() {
+            // y [N, Co] = x [N, C·k·k] · wᵀ
+            return written(f.n * co, |y| gemm_into(y, co, Mat::new(x, f.n, image), Mat::new(w, co, image).t(), false));
+        }
         let fits = (CACHE_VALUES / (f.rows() * sl).max(1)).max(1);
         let g = images_per_task(f.n, sl).min(fits);
         let weight = Mat::new(w, co, f.rows());
@@ -254,6 +258,10 @@ impl Product for ConvTranspose {
     fn run<T: Element>(&self, p: &Plan, x: &[T], w: &[T]) -> Vec<T> {
         let f = p.frame;
         let (ci, sl, image, kk) = (p.other, f.small_len(), f.channels * f.big_len(), f.g.k * f.g.k);
+        if f.whole() {
+            // y [N, Co·k·k] = x [N, Ci] · w
+            return written(f.n * image, |y| gemm_into(y, image, Mat::new(x, f.n, ci), Mat::new(w, ci, image), false));
+        }
         let g = images_per_task(f.n, sl);
         let per_block = channels_per_block(kk * g * sl, f.channels);
         let weight = Mat::new(w, ci, f.rows());
@@ -312,6 +320,12 @@ impl Product for WeightGrad {
     fn run<T: Element>(&self, p: &Plan, x: &[T], dy: &[T]) -> Vec<T> {
         let f = p.frame;
         let (co, sl, image, kk) = (p.other, f.small_len(), f.channels * f.big_len(), f.g.k * f.g.k);
+        if f.whole() {
+            // dw [Co, C·k·k] = dyᵀ · x [N, C·k·k]
+            return written(co * image, |dw| {
+                gemm_into(dw, image, Mat::new(dy, f.n, co).t(), Mat::new(x, f.n, image), false)
+            });
+        }
         let g = images_per_task(f.n, sl);
         let per_block = channels_per_block(kk * g * sl, f.channels);
         let groups = f.n.div_ceil(g);

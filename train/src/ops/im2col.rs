@@ -44,6 +44,13 @@ impl Frame {
         self.n * self.small_len()
     }
 
+    /// Whether the kernel covers each whole image in its one position, without padding (a
+    /// discriminator's last layer, a generator's first): the unfolded matrix is then the
+    /// images themselves, [N, C·k·k] transposed, and needs no unfolding.
+    pub fn whole(&self) -> bool {
+        self.small == (1, 1) && self.g.padding == 0 && self.big == (self.g.k, self.g.k)
+    }
+
     /// The same frame over `n` images.
     pub fn with_n(self, n: usize) -> Self {
         Self { n, ..self }
