@@ -218,35 +218,34 @@ fn activate<T: WithDType>(z: T, slope: T) -> T {
     z * relu_slope(z, slope)
 }
 
-/// (Σ f(x, y, z).0, Σ f(x, y, z).1) over equal-length slices, in f64: sixteen
-/// independent partial sums in T per block of 1,024 values, so the loop vectorises (one
-/// running sum is a dependency chain the compiler may not reorder), the blocks' totals
-/// added in f64.
+const LANES: usize = 16;
+
+/// Adds f(x, y, z) over equal-length slices into sixteen independent partial sums each
+/// (`a` for the first value, `b` for the second), so the loop vectorises: one running
+/// sum is a dependency chain the compiler may not reorder.
 #[inline(always)]
-fn lane_sums<T: WithDType>(x: &[T], y: &[T], z: &[T], f: impl Fn(T, T, T) -> (T, T)) -> (f64, f64) {
-    const LANES: usize = 16;
-    const BLOCK: usize = 1024;
-    assert!(x.len() == y.len() && y.len() == z.len(), "lane_sums of unequal slices");
-    let (mut ta, mut tb) = (0.0, 0.0);
-    for ((x, y), z) in x.chunks(BLOCK).zip(y.chunks(BLOCK)).zip(z.chunks(BLOCK)) {
-        let (mut a, mut b) = ([T::zero(); LANES], [T::zero(); LANES]);
-        let lanes = x.chunks_exact(LANES).zip(y.chunks_exact(LANES)).zip(z.chunks_exact(LANES));
-        for ((x, y), z) in lanes {
-            for k in 0..LANES {
-                let (u, v) = f(x[k], y[k], z[k]);
-                a[k] += u;
-                b[k] += v;
-            }
+fn add_lanes<T: WithDType>(
+    x: &[T],
+    y: &[T],
+    z: &[T],
+    a: &mut [T; LANES],
+    b: &mut [T; LANES],
+    f: impl Fn(T, T, T) -> (T, T),
+) {
+    assert!(x.len() == y.len() && y.len() == z.len(), "add_lanes of unequal slices");
+    let lanes = x.chunks_exact(LANES).zip(y.chunks_exact(LANES)).zip(z.chunks_exact(LANES));
+    for ((x, y), z) in lanes {
+        for k in 0..LANES {
+            let (u, v) = f(x[k], y[k], z[k]);
+            a[k] += u;
+            b[k] += v;
         }
-        for j in x.len() / LANES * LANES..x.len() {
-            let (u, v) = f(x[j], y[j], z[j]);
-            a[0] += u;
-            b[0] += v;
-        }
-        ta += a.iter().map(|v| v.to_f64()).sum::<f64>();
-        tb += b.iter().map(|v| v.to_f64()).sum::<f64>();
     }
-    (ta, tb)
+    for j in x.len() / LANES * LANES..x.len() {
+        let (u, v) = f(x[j], y[j], z[j]);
+        a[0] += u;
+        b[0] += v;
+    }
 }
 
 /// (mean, biased variance) per channel, two-pass for accuracy.
@@ -275,19 +274,29 @@ fn per_channel<T: WithDType>(
     p: usize,
     f: impl Fn(usize, T, T, T) -> (T, T) + Sync,
 ) -> Vec<(f64, f64)> {
-    let planes: Vec<(f64, f64)> = (0..x.len() / p.max(1))
+    let planes = x.len() / p.max(1);
+    let per_task = planes_per_task(p);
+    // Each task sums its planes into per-channel lanes in T (a task is ~16k values, so a
+    // lane adds up ~1k of them), then hands on f64 totals; those are added in task order,
+    // so the result does not depend on how the threads shared the work.
+    let tasks: Vec<Vec<(f64, f64)>> = (0..planes.div_ceil(per_task))
         .into_par_iter()
-        .with_min_len(planes_per_task(p))
-        .map(|i| {
-            let at = i * p..(i + 1) * p;
-            let ch = i % c;
-            lane_sums(&x[at.clone()], &y[at.clone()], &z[at], |x, y, z| f(ch, x, y, z))
+        .map(|t| {
+            let mut lanes = vec![([T::zero(); LANES], [T::zero(); LANES]); c];
+            for i in t * per_task..((t + 1) * per_task).min(planes) {
+                let (ch, at) = (i % c, i * p..(i + 1) * p);
+                let (a, b) = &mut lanes[ch];
+                add_lanes(&x[at.clone()], &y[at.clone()], &z[at], a, b, |x, y, z| f(ch, x, y, z));
+            }
+            let total = |l: &[T; LANES]| l.iter().map(|v| v.to_f64()).sum::<f64>();
+            lanes.iter().map(|(a, b)| (total(a), total(b))).collect()
         })
         .collect();
     let mut sums = vec![(0.0, 0.0); c];
-    for (i, (a, b)) in planes.into_iter().enumerate() {
-        sums[i % c].0 += a;
-        sums[i % c].1 += b;
+    for task in tasks {
+        for (s, t) in sums.iter_mut().zip(task) {
+            (s.0, s.1) = (s.0 + t.0, s.1 + t.1);
+        }
     }
     sums
 }

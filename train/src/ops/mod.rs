@@ -1,10 +1,12 @@
 //! Convolutions on the CPU as im2col / col2im + GEMM, through candle's `CustomOp2` so
-//! autograd (second order included, for WGAN-GP) still works.
+//! autograd (second order included, for WGAN-GP) still works, and on plain values for
+//! the CPU tape (`crate::tape`).
 //!
 //! Why: candle 0.11's CPU `conv_transpose2d` is a direct loop over dot products and its
 //! convolution backward passes are 5–12× slower than PyTorch's (see BENCHMARKS.md). Here
-//! every convolution, in either direction, is one large matrix product (the `gemm` crate
-//! candle already uses, with its AVX-512 kernels enabled) plus a memory-bound reshuffle.
+//! every convolution, in either direction, is matrix products (the `gemm` crate candle
+//! already uses, with its AVX-512 kernels enabled) over a few images at a time, each
+//! group's unfolded columns sized to stay in a core's cache, one group per thread.
 //! Upstream, this amounts to replacing candle-core's `cpu_backend` `ConvTranspose2D` and
 //! the convolution backward rules in `backprop.rs` with these three products.
 //!
@@ -15,8 +17,9 @@
 //! - the weight gradient of conv2d, which is also conv_transpose2d's weight gradient.
 //!
 //! BatchNorm (training mode) and its activation are one fused operation too
-//! ([`batch_norm_act`]), and so is LeakyReLU on its own ([`leaky_relu`]). Other devices
-//! (CUDA) use candle's own kernels.
+//! ([`batch_norm_act`], [`BatchNormAct`]), and so is LeakyReLU on its own
+//! ([`leaky_relu`]). Other devices (CUDA) use candle's own kernels. [`profile`] counts
+//! where the time goes.
 
 mod batch_norm;
 mod conv;

@@ -1,6 +1,6 @@
-//! Thread-time spent in each kind of CPU work, summed over all threads: what
-//! `examples/profile_step.rs` reports for BENCHMARKS.md. A clock read per call (tens of
-//! nanoseconds), against calls that take tens of microseconds or more.
+//! Time spent in each kind of CPU work: what `examples/profile_step.rs` reports for
+//! BENCHMARKS.md. A clock read per call (tens of nanoseconds), against calls that take
+//! tens of microseconds or more.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
@@ -17,6 +17,15 @@ pub enum Work {
     Layout,
     /// BatchNorm with its activation, forward and backward.
     BatchNorm,
+}
+
+impl Work {
+    /// Whether its time is summed over the threads that each do a share of it (each
+    /// product and unfolding runs on one thread), rather than wall time (BatchNorm is timed
+    /// around its parallel passes).
+    pub fn per_thread(self) -> bool {
+        self != Work::BatchNorm
+    }
 }
 
 pub const ALL: [Work; 5] = [Work::Gemm, Work::Im2col, Work::Col2im, Work::Layout, Work::BatchNorm];
@@ -38,7 +47,7 @@ pub fn add_flop(n: u64) {
     FLOP.fetch_add(n, Ordering::Relaxed);
 }
 
-/// The totals since the last call, in thread-seconds per kind, and the products' FLOP; resets them.
+/// The totals since the last call, in seconds per kind (see [`Work::per_thread`]), and the products' FLOP; resets them.
 pub fn take() -> ([(Work, f64); 5], u64) {
     let secs = ALL.map(|w| (w, NANOS[w as usize].swap(0, Ordering::Relaxed) as f64 * 1e-9));
     (secs, FLOP.swap(0, Ordering::Relaxed))
