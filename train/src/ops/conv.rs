@@ -121,10 +121,12 @@ fn blocks(n: usize, size: usize) -> impl Iterator<Item = std::ops::Range<usize>>
     (0..n).step_by(size.max(1)).map(move |lo| lo..(lo + size).min(n))
 }
 
-/// The first `len` values of a task's reusable buffer.
+/// The first `len` values of a task's reusable buffer, to be overwritten: every use
+/// writes all of them before reading any (im2col, a product with nothing to add to, a
+/// layout move), so a new buffer is not zeroed first.
 fn scratch<T: Element>(buf: &mut Vec<T>, len: usize) -> &mut [T] {
     if buf.len() < len {
-        buf.resize(len, T::zero());
+        *buf = written(len, |_| ());
     }
     &mut buf[..len]
 }
