@@ -10,7 +10,7 @@ use canard_train::losses::bce_with_logits;
 use canard_train::model::{params::randn, DcganShape};
 use canard_train::ops::profile;
 use canard_train::optim::{Optimizer, Rule};
-use canard_train::tape::{Net, Values};
+use canard_train::tape::{backward_both, Net, Values};
 use canard_train::trainer::Gan;
 use candle_core::backprop::GradStore;
 use candle_core::{Device, Tensor, Var};
@@ -18,10 +18,9 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use std::time::Instant;
 
-const NAMES: [&str; 9] = [
+const NAMES: [&str; 8] = [
     "G forward",
-    "D forward, real",
-    "D forward, fake",
+    "D forward, real and fake",
     "D backward ×2",
     "D Adam",
     "D forward, fake for G",
@@ -50,12 +49,12 @@ fn main() -> anyhow::Result<()> {
     let mut opt_d = Optimizer::new(gan.d_params.trainable(), adam, 2e-4)?;
     let (g_net, d_net) = (Net::generator(&gan.g)?, Net::discriminator(&gan.d)?);
     let real = randn(&mut rng, &[64, 3, size, size], &dev)?;
-    let mut t = [0f64; 9];
+    let mut t = [0f64; 8];
     let mut work = [0f64; 5];
     let mut flop = 0;
     for it in 0..warmup + steps {
         let mut lap = Instant::now();
-        let mut tick = |i: usize, t: &mut [f64; 9]| {
+        let mut tick = |i: usize, t: &mut [f64; 8]| {
             if it >= warmup {
                 t[i] += lap.elapsed().as_secs_f64();
             }
@@ -64,25 +63,22 @@ fn main() -> anyhow::Result<()> {
         let noise: Tensor = randn(&mut rng, &[64, 100, 1, 1], &dev)?;
         let g_tape = g_net.forward(Values::<f32>::of(&noise)?)?;
         tick(0, &mut t);
-        let d_real = d_net.forward(Values::of(&real)?)?;
+        let (d_real, d_fake) = d_net.forward_both(Values::of(&real)?, g_tape.output().clone())?;
         tick(1, &mut t);
-        let d_fake = d_net.forward(g_tape.output().clone())?;
+        let grads =
+            backward_both((&d_real, dlogits(d_real.output(), 1.0)?), (&d_fake, dlogits(d_fake.output(), 0.0)?))?;
         tick(2, &mut t);
-        let mut grads = GradStore::default();
-        d_real.backward(dlogits(d_real.output(), 1.0)?, Some(&mut grads), false)?;
-        d_fake.backward(dlogits(d_fake.output(), 0.0)?, Some(&mut grads), false)?;
-        tick(3, &mut t);
         opt_d.step(&grads)?;
-        tick(4, &mut t);
+        tick(3, &mut t);
         let d_gen = d_net.forward(g_tape.output().clone())?;
-        tick(5, &mut t);
+        tick(4, &mut t);
         let dfake = d_gen.backward(dlogits(d_gen.output(), 1.0)?, None, true)?.expect("the input's gradient");
-        tick(6, &mut t);
+        tick(5, &mut t);
         let mut grads = GradStore::default();
         g_tape.backward(dfake, Some(&mut grads), false)?;
-        tick(7, &mut t);
+        tick(6, &mut t);
         opt_g.step(&grads)?;
-        tick(8, &mut t);
+        tick(7, &mut t);
         let (secs, f) = profile::take();
         if it >= warmup {
             secs.iter().enumerate().for_each(|(i, s)| work[i] += s.1);

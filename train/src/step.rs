@@ -20,7 +20,7 @@ use crate::model::params::randn;
 use crate::ops::Element;
 use crate::optim::Optimizer;
 use crate::report::LossRecord;
-use crate::tape::{Net, Values};
+use crate::tape::{backward_both, Net, Values};
 use crate::trainer::Gan;
 
 /// What one step needs to read.
@@ -125,15 +125,12 @@ fn dcgan_step_on_tape<T: Element>(
     let real = Values::<T>::of(&c.real_batch(cursor, rng)?)?;
     let b = real.dims[0];
     let g_tape = g_net.forward(Values::<T>::of(&c.noise(b, rng)?)?)?;
-    let d_real = d_net.forward(real)?;
-    let d_fake = d_net.forward(g_tape.output().clone())?;
+    let (d_real, d_fake) = d_net.forward_both(real, g_tape.output().clone())?;
     let (loss_d, dl) = logit_loss(c.device, [d_real.output(), d_fake.output()], |[r, f]| {
         bce_with_logits(r, 1.0)? + bce_with_logits(f, 0.0)?
     })?;
     let [dl_real, dl_fake] = dl;
-    let mut grads = GradStore::default();
-    d_real.backward(dl_real.1, Some(&mut grads), false)?;
-    d_fake.backward(dl_fake.1, Some(&mut grads), false)?;
+    let grads = backward_both((&d_real, dl_real.1), (&d_fake, dl_fake.1))?;
     opt_d.step(&grads)?;
     drop((d_real, d_fake));
 
@@ -258,12 +255,10 @@ fn wgan_step_on_tape<T: Element>(
         let b = real.dims[0];
         images += b;
         let fake = g_net.forward(Values::<T>::of(&c.noise(b, rng)?)?)?.into_output();
-        let (d_real, d_fake) = (d_net.forward(real)?, d_net.forward(fake)?);
+        let (d_real, d_fake) = d_net.forward_both(real, fake)?;
         let (loss, [(r, dl_real), (f, dl_fake)]) =
             logit_loss(c.device, [d_real.output(), d_fake.output()], |[r, f]| f.mean_all()? - r.mean_all()?)?;
-        let mut grads = GradStore::default();
-        d_real.backward(dl_real, Some(&mut grads), false)?;
-        d_fake.backward(dl_fake, Some(&mut grads), false)?;
+        let grads = backward_both((&d_real, dl_real), (&d_fake, dl_fake))?;
         opt_d.step(&grads)?;
         c.gan.d_params.clamp(cfg.clamp)?;
         (loss_d, s_real, s_fake) = (loss.to_scalar()?, mean(&r)?, mean(&f)?);

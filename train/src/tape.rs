@@ -20,7 +20,7 @@ use rayon::prelude::*;
 
 use crate::model::layers::{BatchNorm2d, BN_EPS, LEAKY_SLOPE};
 use crate::model::{Discriminator, Generator, Norm};
-use crate::ops::{self, with_slice, Activation, BatchNormAct, Element, Geometry};
+use crate::ops::{self, with_slice, Activation, BatchNormAct, Element, Geometry, Stats};
 
 /// NCHW values and their shape.
 #[derive(Clone)]
@@ -99,6 +99,41 @@ impl<'a> Net<'a> {
     /// The forward pass in training mode (BatchNorm's running statistics are updated, as
     /// the candle forward does), recorded for [`Tape::backward`].
     pub fn forward<T: Element>(&self, input: Values<T>) -> Result<Tape<'_, 'a, T>> {
+        let (tape, stats) = self.forward_unrecorded(input)?;
+        self.record(stats)?;
+        Ok(tape)
+    }
+
+    /// Two forward passes side by side, one per thread (see [`backward_both`]), their
+    /// BatchNorm statistics folded into the running averages first-then-second, as two
+    /// [`Net::forward`] calls in turn would.
+    pub fn forward_both<T: Element>(
+        &self,
+        first: Values<T>,
+        second: Values<T>,
+    ) -> Result<(Tape<'_, 'a, T>, Tape<'_, 'a, T>)> {
+        let (a, b) = rayon::join(|| self.forward_unrecorded(first), || self.forward_unrecorded(second));
+        let ((a, a_stats), (b, b_stats)) = (a?, b?);
+        self.record(a_stats)?;
+        self.record(b_stats)?;
+        Ok((a, b))
+    }
+
+    /// Each BatchNorm layer's batch statistics, in layer order, with the values per channel.
+    fn record(&self, stats: Vec<(Stats, usize)>) -> Result<()> {
+        let bns = self.layers.iter().filter_map(|l| match l.post {
+            Post::BatchNorm(bn, _) => Some(bn),
+            _ => None,
+        });
+        for (bn, (s, count)) in bns.zip(stats) {
+            bn.record(s, count)?;
+        }
+        Ok(())
+    }
+
+    /// The forward pass, leaving the running statistics to the caller.
+    fn forward_unrecorded<T: Element>(&self, input: Values<T>) -> Result<(Tape<'_, 'a, T>, Vec<(Stats, usize)>)> {
+        let mut stats = Vec::new();
         let mut records: Vec<Record<T>> = Vec::with_capacity(self.layers.len());
         for layer in &self.layers {
             let x = records.last().map_or(&input, |r| &r.out);
@@ -115,9 +150,9 @@ impl<'a> Net<'a> {
             let record = match layer.post {
                 Post::BatchNorm(bn, act) => {
                     let frame = (dims[0], dims[1], dims[2] * dims[3]);
-                    let (op, stats) = BatchNormAct::of(&z, frame, BN_EPS, act);
+                    let (op, batch) = BatchNormAct::of(&z, frame, BN_EPS, act);
                     let y = with_slice(&bn.gamma, |g| with_slice(&bn.beta, |b| op.forward(&z, g, b)))??;
-                    bn.record(stats, frame.0 * frame.2)?;
+                    stats.push((batch, frame.0 * frame.2));
                     Record { pre: Some((z, op)), out: Values { data: y, dims } }
                 }
                 Post::LeakyRelu(slope) => {
@@ -133,7 +168,7 @@ impl<'a> Net<'a> {
             };
             records.push(record);
         }
-        Ok(Tape { net: self, input, records })
+        Ok((Tape { net: self, input, records }, stats))
     }
 }
 
@@ -220,6 +255,37 @@ fn in_parallel<T: Element>(v: &mut [T], f: impl Fn(T, T) -> T + Sync, other: &[T
         true => chunk.iter_mut().for_each(|v| *v = f(*v, T::zero())),
         false => chunk.iter_mut().zip(&other[b * BLOCK..]).for_each(|(v, &o)| *v = f(*v, o)),
     });
+}
+
+/// The parameters' gradients of two backward passes through the same network (the critic
+/// on real and on fake images), side by side, one per thread: one pass alone leaves the
+/// threads idle at the end of each of its many short parallel loops and in the small
+/// products at the ends of the network. Added first-then-second, whichever finishes first.
+pub fn backward_both<T: Element>(
+    first: (&Tape<'_, '_, T>, Vec<T>),
+    second: (&Tape<'_, '_, T>, Vec<T>),
+) -> Result<GradStore> {
+    let pass = |(tape, dy): (&Tape<'_, '_, T>, Vec<T>)| -> Result<GradStore> {
+        let mut grads = GradStore::default();
+        tape.backward(dy, Some(&mut grads), false)?;
+        Ok(grads)
+    };
+    let net = first.0.net;
+    let (a, b) = rayon::join(|| pass(first), || pass(second));
+    let (mut grads, mut b) = (a?, b?);
+    for layer in &net.layers {
+        let mut params = vec![layer.weight];
+        if let Post::BatchNorm(bn, _) = layer.post {
+            params.extend([&bn.gamma, &bn.beta]);
+        }
+        for p in params {
+            if let (Some(x), Some(y)) = (grads.get(p), b.remove(p)) {
+                let sum = (x + y)?;
+                grads.insert(p, sum);
+            }
+        }
+    }
+    Ok(grads)
 }
 
 /// grads[param] += g.
