@@ -65,8 +65,8 @@ pub fn leaky_relu(x: &Tensor, slope: f64) -> Result<Tensor> {
 /// a pass over the step's largest arrays, single-threaded at allocation, ~5% of a 64×64
 /// step (measured). Each caller's `write` covers the whole buffer before anything reads it
 /// (products with nothing to add to, col2im and the layout moves write every value;
-/// BatchNorm's passes write every plane), or, for the convolutions' scratch buffers,
-/// every use of the buffer does.
+/// BatchNorm's passes write every plane; the one-pass optimiser writes every value), or,
+/// for the convolutions' scratch buffers, every use of the buffer does.
 pub(crate) fn written<T: Element>(len: usize, write: impl FnOnce(&mut [T])) -> Vec<T> {
     let mut v = Vec::with_capacity(len);
     // SAFETY: `Element` is f32 or f64 only: every bit pattern is a value and there is no
