@@ -279,10 +279,12 @@ pub fn backward_both<T: Element>(
             params.extend([&bn.gamma, &bn.beta]);
         }
         for p in params {
-            if let (Some(x), Some(y)) = (grads.get(p), b.remove(p)) {
-                let sum = (x + y)?;
-                grads.insert(p, sum);
-            }
+            let sum = match (grads.get(p), b.remove(p)) {
+                (Some(x), Some(y)) => (x + y)?,
+                (None, Some(y)) => y,
+                (_, None) => continue,
+            };
+            grads.insert(p, sum);
         }
     }
     Ok(grads)

@@ -104,6 +104,31 @@ fn the_tape_refuses_wgan_gp_critics() {
     assert!(err.contains("LayerNorm"), "{err}");
 }
 
+/// The tape runs where it gives the same training: DCGAN and WGAN on the CPU without
+/// DiffAugment; WGAN-GP (second-order gradients) and DiffAugment (candle transforms in the
+/// generator's gradient) stay on candle's graph.
+#[test]
+fn the_tape_is_chosen_only_where_it_applies() {
+    use canard_train::augment::DiffAugment;
+    let dev = Device::Cpu;
+    let data = Dataset { source: "random".into(), pixels: vec![0; 2 * 3 * 8 * 8], len: 2, channels: 3, size: 8 };
+    let shape = DcganShape { image_size: 8, channels: 3, nz: 4, ngf: 2, ndf: 2 };
+    let gan = Gan::build(shape, CriticNorm::Batch, &mut ChaCha8Rng::seed_from_u64(0), &dev, DType::F32).unwrap();
+    for (arch, want) in [(Arch::Dcgan, true), (Arch::Wgan, true), (Arch::WganGp, false)] {
+        let settings = Settings {
+            data: Some("random".into()),
+            name: Some("t".into()),
+            arch: Some(arch),
+            image_size: Some(8),
+            ..Settings::default()
+        };
+        let cfg = settings.resolve().unwrap();
+        assert_eq!(StepCtx::new(&cfg, &gan, &data, &dev, None).tape, want, "{arch:?}");
+        let augment = DiffAugment { colour: true, translation: true, cutout: true };
+        assert!(!StepCtx::new(&cfg, &gan, &data, &dev, Some(&augment)).tape, "{arch:?} with DiffAugment");
+    }
+}
+
 /// Whole steps, tape against graph, from the same network, data and random numbers: the
 /// losses each step reports and every parameter after three steps.
 #[test]
