@@ -97,8 +97,17 @@ impl Phases {
     fn split<T: Element>(&self, plane: &[T], w: usize, out: &mut [T]) {
         let (s, pw) = (self.s, self.pw);
         for (y, row) in plane.chunks_exact(w).enumerate() {
+            let at = |rx: usize| ((y % s * s + rx) * self.ph + y / s) * pw;
+            if s == 2 && w % 2 == 0 {
+                // The common stride, as pairs: a loop the compiler turns into shuffles.
+                let (even, odd) = out.split_at_mut(at(1));
+                for ((e, o), pair) in even[at(0)..][..pw].iter_mut().zip(&mut odd[..pw]).zip(row.chunks_exact(2)) {
+                    (*e, *o) = (pair[0], pair[1]);
+                }
+                continue;
+            }
             for rx in 0..s.min(w) {
-                let dst = &mut out[((y % s * s + rx) * self.ph + y / s) * pw..][..pw];
+                let dst = &mut out[at(rx)..][..pw];
                 for (d, v) in dst.iter_mut().zip(row[rx..].iter().step_by(s)) {
                     *d = *v;
                 }
@@ -110,8 +119,16 @@ impl Phases {
     fn merge<T: Element>(&self, phases: &[T], w: usize, plane: &mut [T]) {
         let (s, pw) = (self.s, self.pw);
         for (y, row) in plane.chunks_exact_mut(w).enumerate() {
+            let at = |rx: usize| ((y % s * s + rx) * self.ph + y / s) * pw;
+            if s == 2 && w % 2 == 0 {
+                let (even, odd) = (&phases[at(0)..][..pw], &phases[at(1)..][..pw]);
+                for ((pair, &e), &o) in row.chunks_exact_mut(2).zip(even).zip(odd) {
+                    (pair[0], pair[1]) = (e, o);
+                }
+                continue;
+            }
             for rx in 0..s.min(w) {
-                let src = &phases[((y % s * s + rx) * self.ph + y / s) * pw..][..pw];
+                let src = &phases[at(rx)..][..pw];
                 for (d, v) in row[rx..].iter_mut().step_by(s).zip(src) {
                     *d = *v;
                 }
@@ -185,10 +202,12 @@ fn im2col_work<T: Element>(x: &[T], f: &Frame, channels: Range<usize>, out: &mut
                         dst[oy * ow + x_lo..oy * ow + x_hi].copy_from_slice(&src[at(oy, x_lo)..][..x_hi - x_lo]);
                     }
                 }
-                for row in dst[y_lo * ow..y_hi * ow].chunks_exact_mut(ow) {
-                    let (left, rest) = row.split_at_mut(x_lo);
-                    for v in left.iter_mut().chain(&mut rest[x_hi - x_lo..]) {
-                        *v = T::zero();
+                if x_lo > 0 || x_hi < ow {
+                    for row in dst[y_lo * ow..y_hi * ow].chunks_exact_mut(ow) {
+                        let (left, rest) = row.split_at_mut(x_lo);
+                        for v in left.iter_mut().chain(&mut rest[x_hi - x_lo..]) {
+                            *v = T::zero();
+                        }
                     }
                 }
             }
