@@ -123,6 +123,21 @@ fn conv_transpose2d_matches_candle_and_finite_differences() {
     check_all("conv_transpose2d", true, ops::conv_transpose2d, |x, w, s, p| x.conv_transpose2d(w, p, 0, s, 1));
 }
 
+/// Shapes big enough that every product splits its work: several groups of images (one
+/// of them short) and several blocks of channels (the last one short), as in training.
+#[test]
+fn large_shapes_split_into_image_groups_and_channel_blocks_match_candle() {
+    std::env::set_var(SECOND_ORDER_ENV, "1");
+    let mut rng = ChaCha8Rng::seed_from_u64(5);
+    let x = random(&mut rng, &[3, 96, 32, 32]);
+    let w = random(&mut rng, &[40, 96, 4, 4]);
+    assert!(compare_with_candle("conv2d 96→40 32×32", &x, &w, 2, 1, ops::conv2d, |x, w, s, p| x.conv2d(w, p, s, 1, 1)));
+    let x = random(&mut rng, &[3, 96, 16, 16]);
+    let w = random(&mut rng, &[96, 40, 4, 4]);
+    let reference = |x: &Tensor, w: &Tensor, s, p| x.conv_transpose2d(w, p, 0, s, 1);
+    assert!(compare_with_candle("conv_transpose2d 96→40 16×16", &x, &w, 2, 1, ops::conv_transpose2d, reference));
+}
+
 #[test]
 fn f64_operands_work_and_mixed_or_integer_ones_are_refused_with_a_reason() {
     let x = Tensor::ones((1, 2, 5, 5), DType::F64, &Device::Cpu).unwrap();
