@@ -45,6 +45,10 @@ enum Post<'a> {
     Identity,
 }
 
+/// Each BatchNorm layer's batch statistics from a forward pass, in layer order, with the
+/// number of values per channel, not yet folded into the running averages.
+type Pending = Vec<(Stats, usize)>;
+
 /// A convolution, or a transposed one, and what follows it.
 struct Layer<'a> {
     transposed: bool,
@@ -119,8 +123,8 @@ impl<'a> Net<'a> {
         Ok((a, b))
     }
 
-    /// Each BatchNorm layer's batch statistics, in layer order, with the values per channel.
-    fn record(&self, stats: Vec<(Stats, usize)>) -> Result<()> {
+    /// Folds a pass's BatchNorm statistics into the running averages.
+    fn record(&self, stats: Pending) -> Result<()> {
         let bns = self.layers.iter().filter_map(|l| match l.post {
             Post::BatchNorm(bn, _) => Some(bn),
             _ => None,
@@ -132,7 +136,7 @@ impl<'a> Net<'a> {
     }
 
     /// The forward pass, leaving the running statistics to the caller.
-    fn forward_unrecorded<T: Element>(&self, input: Values<T>) -> Result<(Tape<'_, 'a, T>, Vec<(Stats, usize)>)> {
+    fn forward_unrecorded<T: Element>(&self, input: Values<T>) -> Result<(Tape<'_, 'a, T>, Pending)> {
         let mut stats = Vec::new();
         let mut records: Vec<Record<T>> = Vec::with_capacity(self.layers.len());
         for layer in &self.layers {

@@ -16,7 +16,7 @@ use candle_core::{bail, CpuStorage, CustomOp3, DType, Layout, Result, Shape, Ten
 use rayon::prelude::*;
 
 use super::profile::{self, Work};
-use super::{contiguous, relu_slope, with_slice, written, Element};
+use super::{contiguous, made_in_chunks, relu_slope, with_slice, Element};
 
 /// The activation fused after the normalisation.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -131,10 +131,12 @@ impl BatchNormAct {
             let (_, c, p) = self.frame;
             let slope = T::from_f64(self.act.negative_slope());
             let task = p * planes_per_task(p);
-            // Every plane is written.
-            written(x.len(), |y| {
-                y.par_chunks_mut(task).zip(x.par_chunks(task)).enumerate().for_each(|(t, (y, x))| {
-                    for (i, (y, x)) in y.chunks_mut(p).zip(x.chunks(p)).enumerate() {
+            made_in_chunks(
+                x.len(),
+                task,
+                || (),
+                |_, t, y| {
+                    for (i, (y, x)) in y.chunks_mut(p).zip(x[t * task..].chunks(p)).enumerate() {
                         let ch = (t * task / p + i) % c;
                         let scale = self.inv_std[ch] * gamma[ch].to_f64();
                         let shift = T::from_f64(beta[ch].to_f64() - self.mean[ch] * scale);
@@ -143,8 +145,8 @@ impl BatchNormAct {
                             *y = activate(x * scale + shift, slope);
                         }
                     }
-                })
-            })
+                },
+            )
         })
     }
 
@@ -187,9 +189,11 @@ impl BatchNormAct {
                 .map(|(ch, &(s, sx))| (s, (sx - self.mean[ch] * s) * self.inv_std[ch]))
                 .collect();
             let task = planes_per_task(p);
-            // Every plane is written.
-            let dx = written(x.len(), |dx| {
-                dx.par_chunks_mut(p * task).enumerate().for_each(|(t, dx)| {
+            let dx = made_in_chunks(
+                x.len(),
+                p * task,
+                || (),
+                |_, t, dx| {
                     for (i, dx) in dx.chunks_mut(p).enumerate() {
                         let i = t * task + i;
                         let ch = i % c;
@@ -203,8 +207,8 @@ impl BatchNormAct {
                             *d = a * dz(y, dy) + b * x + cc;
                         }
                     }
-                })
-            });
+                },
+            );
             let dgamma = sums.iter().map(|s| T::from_f64(s.1)).collect();
             let dbeta = sums.iter().map(|s| T::from_f64(s.0)).collect();
             (dx, dgamma, dbeta)

@@ -6,7 +6,7 @@ use rayon::prelude::*;
 
 use super::gemm::{gemm_into, Element, Mat};
 use super::im2col::{col2im, from_channel_major, im2col, to_channel_major, Frame};
-use super::{contiguous, written};
+use super::{contiguous, made_in_chunks};
 
 /// A square kernel's size, stride and zero padding.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -121,14 +121,32 @@ fn blocks(n: usize, size: usize) -> impl Iterator<Item = std::ops::Range<usize>>
     (0..n).step_by(size.max(1)).map(move |lo| lo..(lo + size).min(n))
 }
 
-/// The first `len` values of a task's reusable buffer, to be overwritten: every use
-/// writes all of them before reading any (im2col, a product with nothing to add to, a
-/// layout move), so a new buffer is not zeroed first.
+/// The first `len` values of a task's reusable buffer.
 fn scratch<T: Element>(buf: &mut Vec<T>, len: usize) -> &mut [T] {
     if buf.len() < len {
-        *buf = written(len, |_| ());
+        buf.resize(len, T::zero());
     }
     &mut buf[..len]
+}
+
+/// Chunks per thread that a product's parallel loop splits into: each split makes its
+/// own scratch buffers, so few, but more than one, for threads that finish early.
+const SPLITS_PER_THREAD: usize = 2;
+
+/// A product's output of `len` values made in chunks of `chunk` by `task`, in few enough
+/// parallel splits that the scratch buffers (`S`) are made only a few times.
+fn output<T: Element, S: Default>(
+    len: usize,
+    chunk: usize,
+    task: impl Fn(&mut S, usize, &mut [T]) + Sync + Send,
+) -> Vec<T> {
+    let splits = rayon::current_num_threads() * SPLITS_PER_THREAD;
+    let per_split = len.div_ceil(chunk.max(1)).div_ceil(splits).max(1);
+    made_in_chunks(len, chunk * per_split, S::default, |state, i, part| {
+        for (j, c) in part.chunks_mut(chunk.max(1)).enumerate() {
+            task(state, i * per_split + j, c);
+        }
+    })
 }
 
 /// What one product needs to know besides its operands.
@@ -194,12 +212,14 @@ impl Product for Conv {
         let (co, sl, image) = (p.other, f.small_len(), f.channels * f.big_len());
         if f.whole() {
             // y [N, Co] = x [N, C·k·k] · wᵀ
-            return written(f.n * co, |y| gemm_into(y, co, Mat::new(x, f.n, image), Mat::new(w, co, image).t(), false));
+            let mut y = vec![T::zero(); f.n * co];
+            gemm_into(&mut y, co, Mat::new(x, f.n, image), Mat::new(w, co, image).t(), false);
+            return y;
         }
         let fits = (CACHE_VALUES / (f.rows() * sl).max(1)).max(1);
         let g = images_per_task(f.n, sl).min(fits);
         let weight = Mat::new(w, co, f.rows());
-        let task = |(cols, prod): &mut (Vec<T>, Vec<T>), (i, y): (usize, &mut [T])| {
+        let task = |(cols, prod): &mut (Vec<T>, Vec<T>), i: usize, y: &mut [T]| {
             let sub = f.with_n(y.len() / (co * sl));
             let cols = scratch(cols, sub.rows() * sub.cols());
             im2col(&x[i * g * image..][..sub.n * image], &sub, 0..f.channels, cols);
@@ -212,8 +232,7 @@ impl Product for Conv {
                 from_channel_major(prod, sub.n, co, y);
             }
         };
-        // Every group's values are written by its product (or the layout move after it).
-        written(f.n * co * sl, |y| y.par_chunks_mut(g * co * sl).enumerate().for_each_init(Default::default, task))
+        output(f.n * co * sl, g * co * sl, task)
     }
 
     fn grads(&self, x: &Tensor, w: &Tensor, dy: &Tensor) -> Result<(Option<Tensor>, Option<Tensor>)> {
@@ -262,12 +281,14 @@ impl Product for ConvTranspose {
         let (ci, sl, image, kk) = (p.other, f.small_len(), f.channels * f.big_len(), f.g.k * f.g.k);
         if f.whole() {
             // y [N, Co·k·k] = x [N, Ci] · w
-            return written(f.n * image, |y| gemm_into(y, image, Mat::new(x, f.n, ci), Mat::new(w, ci, image), false));
+            let mut y = vec![T::zero(); f.n * image];
+            gemm_into(&mut y, image, Mat::new(x, f.n, ci), Mat::new(w, ci, image), false);
+            return y;
         }
         let g = images_per_task(f.n, sl);
         let per_block = channels_per_block(kk * g * sl, f.channels);
         let weight = Mat::new(w, ci, f.rows());
-        let task = |(cols, xcm): &mut (Vec<T>, Vec<T>), (i, y): (usize, &mut [T])| {
+        let task = |(cols, xcm): &mut (Vec<T>, Vec<T>), i: usize, y: &mut [T]| {
             let sub = f.with_n(y.len() / image);
             let xs = &x[i * g * ci * sl..][..sub.n * ci * sl];
             let xs = match sub.n {
@@ -285,8 +306,7 @@ impl Product for ConvTranspose {
                 col2im(cols, &sub, cs, y);
             }
         };
-        // col2im overwrites each block's planes, and the blocks cover every channel.
-        written(f.n * image, |y| y.par_chunks_mut(g * image).enumerate().for_each_init(Default::default, task))
+        output(f.n * image, g * image, task)
     }
 
     fn grads(&self, x: &Tensor, w: &Tensor, dy: &Tensor) -> Result<(Option<Tensor>, Option<Tensor>)> {
@@ -324,9 +344,9 @@ impl Product for WeightGrad {
         let (co, sl, image, kk) = (p.other, f.small_len(), f.channels * f.big_len(), f.g.k * f.g.k);
         if f.whole() {
             // dw [Co, C·k·k] = dyᵀ · x [N, C·k·k]
-            return written(co * image, |dw| {
-                gemm_into(dw, image, Mat::new(dy, f.n, co).t(), Mat::new(x, f.n, image), false)
-            });
+            let mut dw = vec![T::zero(); co * image];
+            gemm_into(&mut dw, image, Mat::new(dy, f.n, co).t(), Mat::new(x, f.n, image), false);
+            return dw;
         }
         let g = images_per_task(f.n, sl);
         let per_block = channels_per_block(kk * g * sl, f.channels);
@@ -336,27 +356,27 @@ impl Product for WeightGrad {
             let (mut cols, mut dycm) = (Vec::new(), Vec::new());
             let range = groups * t / parts..groups * (t + 1) / parts;
             // The range's first group writes every block of dw; the others add to it.
-            written(co * f.rows(), |dw| {
-                for gi in range.clone() {
-                    let sub = f.with_n(g.min(f.n - gi * g));
-                    let ds = &dy[gi * g * co * sl..][..sub.n * co * sl];
-                    let ds = match sub.n {
-                        1 => ds,
-                        _ => {
-                            let dycm = scratch(&mut dycm, ds.len());
-                            to_channel_major(ds, sub.n, co, dycm);
-                            dycm
-                        }
-                    };
-                    let xs = &x[gi * g * image..][..sub.n * image];
-                    for cs in blocks(f.channels, per_block) {
-                        let cols = scratch(&mut cols, cs.len() * kk * sub.cols());
-                        im2col(xs, &sub, cs.clone(), cols);
-                        let (a, b) = (Mat::new(ds, co, sub.cols()), Mat::new(cols, cs.len() * kk, sub.cols()).t());
-                        gemm_into(&mut dw[cs.start * kk..], f.rows(), a, b, gi != range.start);
+            let mut dw = vec![T::zero(); co * f.rows()];
+            for gi in range.clone() {
+                let sub = f.with_n(g.min(f.n - gi * g));
+                let ds = &dy[gi * g * co * sl..][..sub.n * co * sl];
+                let ds = match sub.n {
+                    1 => ds,
+                    _ => {
+                        let dycm = scratch(&mut dycm, ds.len());
+                        to_channel_major(ds, sub.n, co, dycm);
+                        dycm
                     }
+                };
+                let xs = &x[gi * g * image..][..sub.n * image];
+                for cs in blocks(f.channels, per_block) {
+                    let cols = scratch(&mut cols, cs.len() * kk * sub.cols());
+                    im2col(xs, &sub, cs.clone(), cols);
+                    let (a, b) = (Mat::new(ds, co, sub.cols()), Mat::new(cols, cs.len() * kk, sub.cols()).t());
+                    gemm_into(&mut dw[cs.start * kk..], f.rows(), a, b, gi != range.start);
                 }
-            })
+            }
+            dw
         };
         (0..parts).into_par_iter().map(partial).reduce_with(add).unwrap_or_else(|| vec![T::zero(); co * f.rows()])
     }

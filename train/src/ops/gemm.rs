@@ -82,7 +82,7 @@ pub fn gemm_into<T: Element>(dst: &mut [T], ld: usize, a: Mat<T>, b: Mat<T>, acc
     // and transposes keep them), and `dst` holds every (i, j) at i·ld + j (checked above).
     let s = |x: usize| x as isize;
     super::profile::add_flop(2 * (m * n * k) as u64);
-    let _ = super::profile::timed(super::profile::Work::Gemm, || unsafe {
+    super::profile::timed(super::profile::Work::Gemm, || unsafe {
         gemm::gemm(
             m,
             n,

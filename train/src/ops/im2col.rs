@@ -98,7 +98,7 @@ impl Phases {
         let (s, pw) = (self.s, self.pw);
         for (y, row) in plane.chunks_exact(w).enumerate() {
             let at = |rx: usize| ((y % s * s + rx) * self.ph + y / s) * pw;
-            if s == 2 && w % 2 == 0 {
+            if s == 2 && w.is_multiple_of(2) {
                 // The common stride, as pairs: a loop the compiler turns into shuffles.
                 let (even, odd) = out.split_at_mut(at(1));
                 for ((e, o), pair) in even[at(0)..][..pw].iter_mut().zip(&mut odd[..pw]).zip(row.chunks_exact(2)) {
@@ -120,7 +120,7 @@ impl Phases {
         let (s, pw) = (self.s, self.pw);
         for (y, row) in plane.chunks_exact_mut(w).enumerate() {
             let at = |rx: usize| ((y % s * s + rx) * self.ph + y / s) * pw;
-            if s == 2 && w % 2 == 0 {
+            if s == 2 && w.is_multiple_of(2) {
                 let (even, odd) = (&phases[at(0)..][..pw], &phases[at(1)..][..pw]);
                 for ((pair, &e), &o) in row.chunks_exact_mut(2).zip(even).zip(odd) {
                     (pair[0], pair[1]) = (e, o);

@@ -58,9 +58,7 @@ fn typed<T: Element>(
 fn run<T: Element>(rule: Rule, lr: f64, t: u64, g: &[T], m: &[T], v: &[T], w: &[T]) -> (Vec<T>, Vec<T>, Vec<T>) {
     let c = T::from_f64;
     let (zero, one, lr) = (T::zero(), T::one(), c(lr));
-    // Every value of the three is written below.
-    let fresh = || crate::ops::written(g.len(), |_: &mut [T]| ());
-    let (mut m2, mut v2, mut w2) = (fresh(), fresh(), fresh());
+    let (mut m2, mut v2, mut w2) = (vec![zero; g.len()], vec![zero; g.len()], vec![zero; g.len()]);
     let chunks = m2.par_chunks_mut(CHUNK).zip(v2.par_chunks_mut(CHUNK)).zip(w2.par_chunks_mut(CHUNK)).enumerate();
     match rule {
         Rule::Adam { beta1, beta2, eps } => {
