@@ -8,7 +8,7 @@
 //!
 //! Options: `--image-size S`, `--batch B`, `--width W` (ngf = ndf), `--warmup N`,
 //! `--steps N`, `--export DIR` (also export the generator to DIR/bench for the ONNX
-//! Runtime column).
+//! Runtime column), `--graph` (candle's graph instead of the CPU tape, for comparison).
 
 use anyhow::Context;
 use canard_shared::manifest::TrainingSummary;
@@ -41,6 +41,9 @@ struct Args {
     steps: usize,
     #[arg(long)]
     export: Option<PathBuf>,
+    /// Backpropagate through candle's graph instead of the CPU tape (for comparison).
+    #[arg(long)]
+    graph: bool,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -68,7 +71,8 @@ fn main() -> anyhow::Result<()> {
     let adam = Rule::Adam { beta1: cfg.beta1, beta2: cfg.beta2, eps: 1e-8 };
     let mut opt_g = Optimizer::new(gan.g_params.trainable(), adam, cfg.lr_g)?;
     let mut opt_d = Optimizer::new(gan.d_params.trainable(), adam, cfg.lr_d)?;
-    let ctx = StepCtx::new(&cfg, &gan, &data, &device, None);
+    let mut ctx = StepCtx::new(&cfg, &gan, &data, &device, None);
+    ctx.tape &= !a.graph;
     let mut cursor = Cursor::new(data.len, a.batch, 0, 0, 0);
 
     let mut secs = 0.0;

@@ -3,10 +3,12 @@
 //!
 //! Why: the layers are the same operations as the candle graph's (`crate::ops`), but
 //! candle's backward pass starts every node's gradient as a fresh zero tensor and adds
-//! into it, two extra passes over every activation, and keeps a graph node for each
-//! activation: about a sixth of a 64×64 step. Here each layer's gradient is computed once,
-//! into its own buffer, and the activations are plain vectors. Upstream, this amounts to
-//! accumulating gradients in place in candle-core's `backprop.rs`.
+//! into it (two extra passes over every activation), with a tensor and a graph node for
+//! every intermediate. Here each layer's gradient is computed once, into its own buffer,
+//! a layer keeps only what its backward pass reads, and the critic's passes on real and
+//! fake images run side by side. BENCHMARKS.md has what it saves in
+//! time and memory. Upstream, this amounts to accumulating gradients in place in
+//! candle-core's `backprop.rs`.
 //!
 //! The parameters' gradients go into a candle `GradStore`, so the optimisers, the
 //! checkpoints and everything else see no difference; `tests/tape.rs` checks every
@@ -57,6 +59,12 @@ struct Layer<'a> {
     post: Post<'a>,
 }
 
+impl<'a> Layer<'a> {
+    fn new(transposed: bool, weight: &'a Tensor, stride: usize, padding: usize, post: Post<'a>) -> Result<Self> {
+        Ok(Self { transposed, weight, g: Geometry::new(weight.dim(3)?, stride, padding)?, post })
+    }
+}
+
 /// A network as the tape runs it: its layers, borrowing the network's parameters (so an
 /// optimiser's update is seen by the next pass).
 pub struct Net<'a> {
@@ -70,12 +78,7 @@ impl<'a> Net<'a> {
                 Some(bn) => Post::BatchNorm(bn, Activation::Relu),
                 None => Post::Tanh,
             };
-            Ok(Layer {
-                transposed: true,
-                weight: &b.conv.weight,
-                g: Geometry::new(b.conv.weight.dim(3)?, b.conv.stride, b.conv.padding)?,
-                post,
-            })
+            Layer::new(true, &b.conv.weight, b.conv.stride, b.conv.padding, post)
         });
         Ok(Self { layers: layers.collect::<Result<_>>()? })
     }
@@ -90,12 +93,7 @@ impl<'a> Net<'a> {
                 None if i != last => Post::LeakyRelu(LEAKY_SLOPE),
                 None => Post::Identity,
             };
-            Ok(Layer {
-                transposed: false,
-                weight: &b.conv.weight,
-                g: Geometry::new(b.conv.weight.dim(3)?, b.conv.stride, b.conv.padding)?,
-                post,
-            })
+            Layer::new(false, &b.conv.weight, b.conv.stride, b.conv.padding, post)
         });
         Ok(Self { layers: layers.collect::<Result<_>>()? })
     }
