@@ -20,7 +20,7 @@ use crate::model::params::randn;
 use crate::ops::Element;
 use crate::optim::Optimizer;
 use crate::report::LossRecord;
-use crate::tape::{backward_both, Net, Values};
+use crate::tape::{backward_both, Net, Tape, Values};
 use crate::trainer::Gan;
 
 /// What one step needs to read.
@@ -98,17 +98,7 @@ pub fn dcgan_step(
     let loss_g = bce_with_logits(&c.gan.d.frozen().forward(&c.view(&fake, rng)?, true)?, 1.0)?;
     opt_g.backward_step(&loss_g)?;
 
-    let prob = |t: &Tensor| -> candle_core::Result<f32> { candle_nn::ops::sigmoid(t)?.mean_all()?.to_scalar::<f32>() };
-    let rec = LossRecord {
-        step,
-        epoch: cursor.epoch + 1,
-        loss_d: loss_d.to_scalar()?,
-        loss_g: loss_g.to_scalar()?,
-        d_real: prob(&d_real)?,
-        d_fake: prob(&d_fake)?,
-        gp: 0.0,
-    };
-    Ok((rec, b))
+    Ok((dcgan_record(step, cursor.epoch + 1, &loss_d, &loss_g, &d_real, &d_fake)?, b))
 }
 
 /// [`dcgan_step`] on the CPU tape: the same operations in the same order, the same
@@ -125,36 +115,71 @@ fn dcgan_step_on_tape<T: Element>(
     let real = Values::<T>::of(&c.real_batch(cursor, rng)?)?;
     let b = real.dims[0];
     let g_tape = g_net.forward(Values::<T>::of(&c.noise(b, rng)?)?)?;
-    let (d_real, d_fake) = d_net.forward_both(real, g_tape.output().clone())?;
-    let (loss_d, dl) = logit_loss(c.device, [d_real.output(), d_fake.output()], |[r, f]| {
+    let (loss_d, d_real, d_fake) = critic_update_on_tape(c, &d_net, opt_d, real, g_tape.output().clone(), |[r, f]| {
         bce_with_logits(r, 1.0)? + bce_with_logits(f, 0.0)?
     })?;
-    let [dl_real, dl_fake] = dl;
-    let grads = backward_both((&d_real, dl_real.1), (&d_fake, dl_fake.1))?;
-    opt_d.step(&grads)?;
-    drop((d_real, d_fake));
+    let loss_g = generator_update_on_tape(c, &g_tape, &d_net, opt_g, |[f]| bce_with_logits(f, 1.0))?;
+    Ok((dcgan_record(step, cursor.epoch + 1, &loss_d, &loss_g, &d_real, &d_fake)?, b))
+}
 
-    // The critic as just updated, frozen: the gradient reaches the images, then the generator.
+/// What a DCGAN step reports: its losses, and how likely the critic finds the real and
+/// the fake images on average.
+fn dcgan_record(
+    step: usize,
+    epoch: usize,
+    loss_d: &Tensor,
+    loss_g: &Tensor,
+    d_real: &Tensor,
+    d_fake: &Tensor,
+) -> candle_core::Result<LossRecord> {
+    let value = |t: &Tensor| t.to_dtype(DType::F32)?.to_scalar::<f32>();
+    let prob = |t: &Tensor| value(&candle_nn::ops::sigmoid(t)?.mean_all()?);
+    Ok(LossRecord {
+        step,
+        epoch,
+        loss_d: value(loss_d)?,
+        loss_g: value(loss_g)?,
+        d_real: prob(d_real)?,
+        d_fake: prob(d_fake)?,
+        gp: 0.0,
+    })
+}
+
+/// One critic update on the tape: the critic on real and fake images side by side, `loss`
+/// of its two outputs, both backward passes, the optimiser's step. The loss and the two
+/// outputs, as tensors.
+fn critic_update_on_tape<T: Element>(
+    c: &StepCtx,
+    d_net: &Net,
+    opt_d: &mut Optimizer,
+    real: Values<T>,
+    fake: Values<T>,
+    loss: impl FnOnce([&Tensor; 2]) -> candle_core::Result<Tensor>,
+) -> anyhow::Result<(Tensor, Tensor, Tensor)> {
+    let (d_real, d_fake) = d_net.forward_both(real, fake)?;
+    let (loss, [(r, dl_real), (f, dl_fake)]) = logit_loss(c.device, [d_real.output(), d_fake.output()], loss)?;
+    let grads = backward_both((&d_real, dl_real), (&d_fake, dl_fake))?;
+    opt_d.step(&grads)?;
+    Ok((loss, r, f))
+}
+
+/// The generator's update on the tape: the critic as just updated, frozen, scores the
+/// images `g_tape` made; the gradient of `loss` of its output reaches the images, then the
+/// generator. The loss.
+fn generator_update_on_tape<T: Element>(
+    c: &StepCtx,
+    g_tape: &Tape<T>,
+    d_net: &Net,
+    opt_g: &mut Optimizer,
+    loss: impl FnOnce([&Tensor; 1]) -> candle_core::Result<Tensor>,
+) -> anyhow::Result<Tensor> {
     let d_gen = d_net.forward(g_tape.output().clone())?;
-    let (loss_g, [dl_gen]) = logit_loss(c.device, [d_gen.output()], |[f]| bce_with_logits(f, 1.0))?;
-    let dfake = d_gen.backward(dl_gen.1, None, true)?.expect("asked for the input's gradient");
+    let (loss, [(_, dl)]) = logit_loss(c.device, [d_gen.output()], loss)?;
+    let dfake = d_gen.backward(dl, None, true)?.expect("asked for the input's gradient");
     let mut grads = GradStore::default();
     g_tape.backward(dfake, Some(&mut grads), false)?;
     opt_g.step(&grads)?;
-
-    let prob = |t: &Tensor| -> candle_core::Result<f32> {
-        candle_nn::ops::sigmoid(t)?.mean_all()?.to_dtype(DType::F32)?.to_scalar::<f32>()
-    };
-    let rec = LossRecord {
-        step,
-        epoch: cursor.epoch + 1,
-        loss_d: loss_d.to_scalar()?,
-        loss_g: loss_g.to_scalar()?,
-        d_real: prob(&dl_real.0)?,
-        d_fake: prob(&dl_fake.0)?,
-        gp: 0.0,
-    };
-    Ok((rec, b))
+    Ok(loss)
 }
 
 /// A loss of the critic's outputs, computed by candle (the same loss functions as the
@@ -255,22 +280,14 @@ fn wgan_step_on_tape<T: Element>(
         let b = real.dims[0];
         images += b;
         let fake = g_net.forward(Values::<T>::of(&c.noise(b, rng)?)?)?.into_output();
-        let (d_real, d_fake) = d_net.forward_both(real, fake)?;
-        let (loss, [(r, dl_real), (f, dl_fake)]) =
-            logit_loss(c.device, [d_real.output(), d_fake.output()], |[r, f]| f.mean_all()? - r.mean_all()?)?;
-        let grads = backward_both((&d_real, dl_real), (&d_fake, dl_fake))?;
-        opt_d.step(&grads)?;
+        let (loss, r, f) =
+            critic_update_on_tape(c, &d_net, opt_d, real, fake, |[r, f]| f.mean_all()? - r.mean_all()?)?;
         c.gan.d_params.clamp(cfg.clamp)?;
         (loss_d, s_real, s_fake) = (loss.to_scalar()?, mean(&r)?, mean(&f)?);
     }
     let b = cfg.batch_size.min(c.data.len);
     let g_tape = g_net.forward(Values::<T>::of(&c.noise(b, rng)?)?)?;
-    let d_gen = d_net.forward(g_tape.output().clone())?;
-    let (loss_g, [(_, dl)]) = logit_loss(c.device, [d_gen.output()], |[f]| f.mean_all()?.neg())?;
-    let dfake = d_gen.backward(dl, None, true)?.expect("asked for the input's gradient");
-    let mut grads = GradStore::default();
-    g_tape.backward(dfake, Some(&mut grads), false)?;
-    opt_g.step(&grads)?;
+    let loss_g = generator_update_on_tape(c, &g_tape, &d_net, opt_g, |[f]| f.mean_all()?.neg())?;
     let rec = LossRecord {
         step,
         epoch: cursor.epoch + 1,
