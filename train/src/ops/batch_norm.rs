@@ -1,5 +1,6 @@
-//! BatchNorm in training mode fused with the activation after it, forward and backward
-//! in two passes each over the activations.
+//! BatchNorm in training mode fused with the activation after it: forward in three passes
+//! over the activations (mean, variance, output), backward in two (sums, gradient), each
+//! reading the planes in memory order.
 //!
 //! Why: built from candle's tensor ops, BatchNorm + ReLU is a dozen full passes forward
 //! and three times that backward (broadcasts, reductions over non-contiguous axes,
