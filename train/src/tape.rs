@@ -22,7 +22,7 @@ use rayon::prelude::*;
 
 use crate::model::layers::{BatchNorm2d, BN_EPS, LEAKY_SLOPE};
 use crate::model::{Discriminator, Generator, Norm};
-use crate::ops::{self, with_slice, Activation, BatchNormAct, Element, Geometry, Stats};
+use crate::ops::{self, with_slice, Activation, BatchNormAct, Element, Geometry, Stats, TASK_VALUES};
 
 /// NCHW values and their shape.
 #[derive(Clone)]
@@ -252,10 +252,9 @@ impl<T: Element> Tape<'_, '_, T> {
 
 /// v[i] = f(v[i], other[i]) (other may be empty: then f sees zeros), in parallel blocks.
 fn in_parallel<T: Element>(v: &mut [T], f: impl Fn(T, T) -> T + Sync, other: &[T]) {
-    const BLOCK: usize = 1 << 14;
-    v.par_chunks_mut(BLOCK).enumerate().for_each(|(b, chunk)| match other.is_empty() {
+    v.par_chunks_mut(TASK_VALUES).enumerate().for_each(|(b, chunk)| match other.is_empty() {
         true => chunk.iter_mut().for_each(|v| *v = f(*v, T::zero())),
-        false => chunk.iter_mut().zip(&other[b * BLOCK..]).for_each(|(v, &o)| *v = f(*v, o)),
+        false => chunk.iter_mut().zip(&other[b * TASK_VALUES..]).for_each(|(v, &o)| *v = f(*v, o)),
     });
 }
 

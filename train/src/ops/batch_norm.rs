@@ -17,7 +17,7 @@ use candle_core::{bail, CpuStorage, CustomOp3, DType, Layout, Result, Shape, Ten
 use rayon::prelude::*;
 
 use super::profile::{self, Work};
-use super::{contiguous, made_in_chunks, relu_slope, with_slice, Element};
+use super::{contiguous, made_in_chunks, relu_slope, with_slice, Element, TASK_VALUES};
 
 /// The activation fused after the normalisation.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -262,10 +262,9 @@ fn channel_stats<T: WithDType>(x: &[T], n: usize, c: usize, p: usize) -> Stats {
     Stats { var: var.into_iter().map(|s| s.0 / m).collect(), mean }
 }
 
-/// Planes per parallel task: about 16,384 values (a task of one small plane costs more to
-/// hand to a thread than to compute).
+/// Planes per parallel task: about [`TASK_VALUES`] values.
 fn planes_per_task(p: usize) -> usize {
-    (1 << 14) / p.max(1) + 1
+    TASK_VALUES / p.max(1) + 1
 }
 
 /// Per channel, (Σ f(ch, x, y, z).0, Σ … .1) over every image's plane of that channel, for

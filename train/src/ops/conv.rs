@@ -129,6 +129,17 @@ fn scratch<T: Element>(buf: &mut Vec<T>, len: usize) -> &mut [T] {
     &mut buf[..len]
 }
 
+/// `v`, [n, c, P] values, as the [c, n·P] matrix a product takes: `v` itself for one
+/// image, else moved into `buf`.
+fn channel_major<'a, T: Element>(v: &'a [T], n: usize, c: usize, buf: &'a mut Vec<T>) -> &'a [T] {
+    if n == 1 {
+        return v;
+    }
+    let buf = scratch(buf, v.len());
+    to_channel_major(v, n, c, buf);
+    buf
+}
+
 /// Chunks per thread that a product's parallel loop splits into: each split makes its
 /// own scratch buffers, so few, but more than one, for threads that finish early.
 const SPLITS_PER_THREAD: usize = 2;
@@ -290,15 +301,7 @@ impl Product for ConvTranspose {
         let weight = Mat::new(w, ci, f.rows());
         let task = |(cols, xcm): &mut (Vec<T>, Vec<T>), i: usize, y: &mut [T]| {
             let sub = f.with_n(y.len() / image);
-            let xs = &x[i * g * ci * sl..][..sub.n * ci * sl];
-            let xs = match sub.n {
-                1 => xs,
-                _ => {
-                    let xcm = scratch(xcm, xs.len());
-                    to_channel_major(xs, sub.n, ci, xcm);
-                    xcm
-                }
-            };
+            let xs = channel_major(&x[i * g * ci * sl..][..sub.n * ci * sl], sub.n, ci, xcm);
             for cs in blocks(f.channels, per_block) {
                 let cols = scratch(cols, cs.len() * kk * sub.cols());
                 let wt = weight.cols(cs.start * kk, cs.end * kk).t();
@@ -359,15 +362,7 @@ impl Product for WeightGrad {
             let mut dw = vec![T::zero(); co * f.rows()];
             for gi in range.clone() {
                 let sub = f.with_n(g.min(f.n - gi * g));
-                let ds = &dy[gi * g * co * sl..][..sub.n * co * sl];
-                let ds = match sub.n {
-                    1 => ds,
-                    _ => {
-                        let dycm = scratch(&mut dycm, ds.len());
-                        to_channel_major(ds, sub.n, co, dycm);
-                        dycm
-                    }
-                };
+                let ds = channel_major(&dy[gi * g * co * sl..][..sub.n * co * sl], sub.n, co, &mut dycm);
                 let xs = &x[gi * g * image..][..sub.n * image];
                 for cs in blocks(f.channels, per_block) {
                     let cols = scratch(&mut cols, cs.len() * kk * sub.cols());

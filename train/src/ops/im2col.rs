@@ -136,6 +136,12 @@ impl Phases {
         }
     }
 
+    /// Where output position (oy, ox) of a kernel tap at phase offset (qy, qx) reads or
+    /// adds, within the tap's phase (in range for the tap's valid positions).
+    fn at(&self, oy: usize, qy: isize, ox: usize, qx: isize) -> usize {
+        (oy as isize + qy) as usize * self.pw + (ox as isize + qx) as usize
+    }
+
     /// Phase (ry, rx).
     fn of<'a, T>(&self, all: &'a [T], ry: usize, rx: usize) -> &'a [T] {
         &all[(ry * self.s + rx) * self.ph * self.pw..][..self.ph * self.pw]
@@ -183,15 +189,14 @@ fn im2col_work<T: Element>(x: &[T], f: &Frame, channels: Range<usize>, out: &mut
                 let (rx, qx) = phase(kx, s, p);
                 let src = ph.of(phases, ry, rx);
                 let dst = &mut out[(row0 + ky * k + kx) * f.cols() + n * oh * ow..][..oh * ow];
-                // Rows of positions entirely over the padding.
-                dst[..y_lo * ow].fill(T::zero());
-                dst[y_hi * ow..].fill(T::zero());
                 if y_lo == y_hi || x_lo == x_hi {
                     dst.fill(T::zero());
                     continue;
                 }
-                // In range: the valid positions map inside the image, so inside the phase.
-                let at = |oy: usize, ox: usize| (oy as isize + qy) as usize * ph.pw + (ox as isize + qx) as usize;
+                // Rows of positions entirely over the padding.
+                dst[..y_lo * ow].fill(T::zero());
+                dst[y_hi * ow..].fill(T::zero());
+                let at = |oy, ox| ph.at(oy, qy, ox, qx);
                 if ph.pw == ow {
                     // Rows as long as the phase's: one run from the first valid position to
                     // the last, then the margins it crossed set back to zero.
@@ -253,7 +258,7 @@ fn col2im_work<T: Element>(cols: &[T], f: &Frame, channels: Range<usize>, out: &
                 if y_lo == y_hi || x_lo == x_hi {
                     continue;
                 }
-                let at = |oy: usize, ox: usize| (oy as isize + qy) as usize * ph.pw + (ox as isize + qx) as usize;
+                let at = |oy, ox| ph.at(oy, qy, ox, qx);
                 if ph.pw == ow && x_hi - x_lo == ow {
                     // Whole rows as long as the phase's: one run.
                     let (lo, hi) = (y_lo * ow, y_hi * ow);

@@ -12,7 +12,7 @@ use candle_core::backend::BackendStorage;
 use candle_core::{bail, CpuStorage, CustomOp1, CustomOp2, Layout, Result, Shape, Tensor, WithDType};
 use rayon::prelude::*;
 
-use super::{contiguous, relu_slope};
+use super::{contiguous, relu_slope, TASK_VALUES};
 
 /// max(x, slope·x) for 0 ≤ slope ≤ 1; the derivative is 1 for x > 0 and `slope` elsewhere (as PyTorch's).
 pub fn leaky_relu(x: &Tensor, slope: f64) -> Result<Tensor> {
@@ -86,10 +86,9 @@ impl CustomOp2 for LeakyReluGrad {
 
 /// `len` values of f, in parallel blocks large enough to be worth a thread each.
 fn map<T: WithDType>(len: usize, f: impl Fn(usize) -> T + Sync) -> Vec<T> {
-    const BLOCK: usize = 1 << 14;
     let mut out = vec![T::zero(); len];
-    out.par_chunks_mut(BLOCK).enumerate().for_each(|(b, chunk)| {
-        let at = b * BLOCK;
+    out.par_chunks_mut(TASK_VALUES).enumerate().for_each(|(b, chunk)| {
+        let at = b * TASK_VALUES;
         for (j, o) in chunk.iter_mut().enumerate() {
             *o = f(at + j);
         }

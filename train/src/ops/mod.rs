@@ -61,6 +61,10 @@ pub fn leaky_relu(x: &Tensor, slope: f64) -> Result<Tensor> {
     leaky_relu::leaky_relu(x, slope)
 }
 
+/// Values per parallel task in the element-wise loops: a task much smaller costs more to
+/// hand to a thread than to compute.
+pub(crate) const TASK_VALUES: usize = 1 << 14;
+
 /// A vector of `len` values made in parallel, chunk by chunk: `fill(state, i, chunk)`
 /// computes chunk `i` (of `chunk` values; the last may be shorter), with a `state` per
 /// task from `init` (scratch buffers). Each chunk is zeroed by the task that fills it,

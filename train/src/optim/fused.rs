@@ -7,14 +7,11 @@
 //! `x * c`, `x / c` and `x + c` are `x·mul + add` in the element type), so both give the
 //! same bits; `optim::tests` checks it. Other devices use the tensor version.
 
-use candle_core::{DType, Result, Tensor, Var};
+use candle_core::{DType, Result, Tensor};
 use rayon::prelude::*;
 
 use super::Rule;
-use crate::ops::{with_slice, Element};
-
-/// Values per parallel task.
-const CHUNK: usize = 1 << 14;
+use crate::ops::{with_slice, Element, TASK_VALUES};
 
 /// The new (first moment, second moment, weight) of one parameter, or `None` when it is
 /// not f32/f64 values on the CPU.
@@ -25,9 +22,8 @@ pub fn step(
     g: &Tensor,
     m: &Tensor,
     v: &Tensor,
-    w: &Var,
+    w: &Tensor,
 ) -> Result<Option<(Tensor, Tensor, Tensor)>> {
-    let w = w.as_tensor();
     if !w.device().is_cpu() {
         return Ok(None);
     }
@@ -59,14 +55,18 @@ fn run<T: Element>(rule: Rule, lr: f64, t: u64, g: &[T], m: &[T], v: &[T], w: &[
     let c = T::from_f64;
     let (zero, one, lr) = (T::zero(), T::one(), c(lr));
     let (mut m2, mut v2, mut w2) = (vec![zero; g.len()], vec![zero; g.len()], vec![zero; g.len()]);
-    let chunks = m2.par_chunks_mut(CHUNK).zip(v2.par_chunks_mut(CHUNK)).zip(w2.par_chunks_mut(CHUNK)).enumerate();
+    let chunks = m2
+        .par_chunks_mut(TASK_VALUES)
+        .zip(v2.par_chunks_mut(TASK_VALUES))
+        .zip(w2.par_chunks_mut(TASK_VALUES))
+        .enumerate();
     match rule {
         Rule::Adam { beta1, beta2, eps } => {
             let (b1, c1, b2, c2, eps) = (c(beta1), c(1.0 - beta1), c(beta2), c(1.0 - beta2), c(eps));
             let bc1 = c(1.0 / (1.0 - beta1.powi(t as i32)));
             let bc2 = c(1.0 / (1.0 - beta2.powi(t as i32)));
             chunks.for_each(|(i, ((m2, v2), w2))| {
-                let at = i * CHUNK;
+                let at = i * TASK_VALUES;
                 for j in 0..m2.len() {
                     let (g, k) = (g[at + j], at + j);
                     let m = (m[k] * b1 + zero) + (g * c1 + zero);
@@ -79,7 +79,7 @@ fn run<T: Element>(rule: Rule, lr: f64, t: u64, g: &[T], m: &[T], v: &[T], w: &[
         Rule::RmsProp { alpha, eps } => {
             let (a, ca, eps) = (c(alpha), c(1.0 - alpha), c(eps));
             chunks.for_each(|(i, ((m2, v2), w2))| {
-                let at = i * CHUNK;
+                let at = i * TASK_VALUES;
                 for j in 0..m2.len() {
                     let (g, k) = (g[at + j], at + j);
                     let v = (v[k] * a + zero) + ((g * g) * ca + zero);

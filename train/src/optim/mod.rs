@@ -45,10 +45,10 @@ impl Optimizer {
             // A variable's gradient still holds its graph (candle detaches only intermediate
             // nodes); the moments must not, or every step's graph would stay alive through them.
             let g = &g.detach();
-            let (m, v) = (&self.m[i], &self.v[i]);
-            let (m, v, w) = match fused::step(self.rule, self.lr, self.t, g, m, v, var)? {
+            let (m, v, w) = (&self.m[i], &self.v[i], var.as_tensor());
+            let (m, v, w) = match fused::step(self.rule, self.lr, self.t, g, m, v, w)? {
                 Some(new) => new,
-                None => tensor_step(self.rule, self.lr, self.t, g, m, v, var.as_tensor())?,
+                None => tensor_step(self.rule, self.lr, self.t, g, m, v, w)?,
             };
             (self.m[i], self.v[i]) = (m, v);
             var.set(&w)?;
@@ -170,7 +170,7 @@ mod tests {
         let rules = [Rule::Adam { beta1: 0.5, beta2: 0.999, eps: 1e-8 }, Rule::RmsProp { alpha: 0.99, eps: 1e-8 }];
         let dev = Device::Cpu;
         // More values than one parallel task takes, an uneven number, f32 and f64.
-        let n = 3 * (1 << 14) + 7;
+        let n = 3 * crate::ops::TASK_VALUES + 7;
         let values = |seed: f64| -> Vec<f64> { (0..n).map(|i| ((i as f64 + seed) * 0.37).sin() * 1e-2).collect() };
         for dtype in [candle_core::DType::F32, candle_core::DType::F64] {
             let t = |seed: f64| Tensor::from_vec(values(seed), n, &dev).unwrap().to_dtype(dtype).unwrap();
@@ -178,7 +178,8 @@ mod tests {
             let w = Var::from_tensor(&t(4.0)).unwrap();
             for rule in rules {
                 for step in [1, 7] {
-                    let fused = fused::step(rule, 2e-4, step, &g, &m, &v, &w).unwrap().expect("a CPU tensor");
+                    let fused =
+                        fused::step(rule, 2e-4, step, &g, &m, &v, w.as_tensor()).unwrap().expect("a CPU tensor");
                     let reference = tensor_step(rule, 2e-4, step, &g, &m, &v, w.as_tensor()).unwrap();
                     for (name, a, b) in
                         [("m", &fused.0, &reference.0), ("v", &fused.1, &reference.1), ("w", &fused.2, &reference.2)]
