@@ -79,9 +79,15 @@ pub fn load(dir: &Path, key: &str, source: &str) -> Result<Option<(Dataset, Skip
     if h.format != FORMAT || h.key != key {
         return Err("written for other files or by another version".into());
     }
-    let expected = h.len.checked_mul(h.channels * h.size * h.size).ok_or("impossible shape")?;
+    // A damaged header may hold any numbers: every product is checked, so it can only
+    // mean a rebuild, never an overflow panic or an allocation it did not pay for on disk.
+    let expected = [h.channels, h.size, h.size]
+        .into_iter()
+        .try_fold(h.len, usize::checked_mul)
+        .filter(|_| h.len > 0 && matches!(h.channels, 1 | 3))
+        .ok_or_else(|| format!("impossible shape {} x {} x {}x{}", h.len, h.channels, h.size, h.size))?;
     let on_disk = std::fs::metadata(&data_path).map_err(|e| e.to_string())?.len();
-    if on_disk != expected as u64 || h.len == 0 || !matches!(h.channels, 1 | 3) {
+    if on_disk != expected as u64 {
         return Err(format!("{on_disk} bytes where {expected} were expected"));
     }
     let pixels = std::fs::read(&data_path).map_err(|e| e.to_string())?;
@@ -188,6 +194,24 @@ mod tests {
         assert!(load(dir.path(), "ab12", "/pics").is_err());
         std::fs::write(&h, b"{not json").unwrap();
         assert!(load(dir.path(), "ab12", "/pics").is_err());
+    }
+
+    #[test]
+    fn a_damaged_header_is_a_rebuild_not_a_panic() {
+        let dir = tempfile::tempdir().unwrap();
+        store(dir.path(), "ab12", &data(), &Skipped::default()).unwrap();
+        let (h, _) = paths(dir.path(), "ab12");
+        let good: Header = serde_json::from_slice(&std::fs::read(&h).unwrap()).unwrap();
+        let huge = usize::MAX / 2 + 1;
+        // (len, channels, size): products that overflow, no images, two channels.
+        for (len, channels, size) in [(2, huge, huge), (2, 3, usize::MAX), (huge, 3, 4), (0, 3, 4), (2, 2, 4)] {
+            let bad = Header { len, channels, size, ..serde_json::from_slice(&std::fs::read(&h).unwrap()).unwrap() };
+            std::fs::write(&h, serde_json::to_vec(&bad).unwrap()).unwrap();
+            let err = load(dir.path(), "ab12", "/pics").unwrap_err();
+            assert!(err.contains("shape") || err.contains("expected"), "{len} {channels} {size}: {err}");
+        }
+        std::fs::write(&h, serde_json::to_vec(&good).unwrap()).unwrap();
+        assert!(load(dir.path(), "ab12", "/pics").unwrap().is_some());
     }
 
     #[test]
