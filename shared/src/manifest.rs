@@ -101,9 +101,12 @@ impl Manifest {
     pub fn load(dir: &Path) -> Result<Manifest, ManifestError> {
         let path = dir.join(MANIFEST_FILE);
         let bytes = std::fs::read(&path).map_err(|source| ManifestError::Io { path: path.clone(), source })?;
-        let manifest: Manifest =
+        let mut manifest: Manifest =
             serde_json::from_slice(&bytes).map_err(|source| ManifestError::Parse { path: path.clone(), source })?;
         manifest.validate().map_err(|reason| ManifestError::Invalid { path, reason })?;
+        // Hex may be written in either case (validate takes both); one spelling for
+        // everything derived from it (the server's ETags, the manifest it publishes).
+        manifest.onnx.sha256.make_ascii_lowercase();
         Ok(manifest)
     }
 
@@ -113,7 +116,7 @@ impl Manifest {
         let path = dir.join(&self.onnx.file);
         let bytes = std::fs::read(&path).map_err(|source| ManifestError::Io { path: path.clone(), source })?;
         let actual = sha256_hex(&bytes);
-        if actual != self.onnx.sha256 {
+        if !actual.eq_ignore_ascii_case(&self.onnx.sha256) {
             return Err(ManifestError::Invalid {
                 path,
                 reason: format!(
@@ -158,7 +161,7 @@ impl Manifest {
             return Err(format!("onnx.file {:?} must be a file name inside the model folder", self.onnx.file));
         }
         if self.onnx.sha256.len() != 64 || !self.onnx.sha256.bytes().all(|b| b.is_ascii_hexdigit()) {
-            return Err("onnx.sha256 must be 64 hex digits".into());
+            return Err("onnx.sha256 must be 64 hex digits (either case)".into());
         }
         if self.onnx.input.is_empty() || self.onnx.output.is_empty() {
             return Err("onnx.input and onnx.output must be named".into());
@@ -174,6 +177,20 @@ impl Manifest {
     pub fn to_json(&self) -> String {
         // Serialising plain data to a String cannot fail.
         serde_json::to_string_pretty(self).expect("manifest serialises") + "\n"
+    }
+}
+
+impl TrainingSummary {
+    /// [`TrainingSummary::dataset`] without where it was on the trainer's machine: a
+    /// folder's last name (`/home/someone/private/photos` → `photos`), `builtin:NAME`
+    /// as it is. What a server shows anyone who asks.
+    pub fn dataset_name(&self) -> &str {
+        if self.dataset.starts_with("builtin:") {
+            return &self.dataset;
+        }
+        // Either separator: the trainer may have run on Windows.
+        let trimmed = self.dataset.trim_end_matches(['/', '\\']);
+        trimmed.rsplit(['/', '\\']).next().unwrap_or(trimmed)
     }
 }
 
@@ -258,6 +275,36 @@ mod tests {
         std::fs::write(dir.path().join(MANIFEST_FILE), b"{ not json").unwrap();
         let err = Manifest::load(dir.path()).unwrap_err().to_string();
         assert!(err.contains("not a valid manifest"), "{err}");
+    }
+
+    #[test]
+    fn upper_case_hashes_are_accepted_and_stored_in_lower_case() {
+        let dir = tempfile::tempdir().unwrap();
+        let onnx = b"not really onnx".to_vec();
+        let mut m = example(&onnx);
+        m.onnx.sha256.make_ascii_uppercase();
+        std::fs::write(dir.path().join(MANIFEST_FILE), m.to_json()).unwrap();
+        std::fs::write(dir.path().join("generator.onnx"), &onnx).unwrap();
+        let loaded = Manifest::load(dir.path()).unwrap();
+        assert_eq!(loaded.onnx.sha256, sha256_hex(&onnx));
+        assert_eq!(loaded.read_onnx(dir.path()).unwrap(), onnx);
+        // Read as it is, without load's normalising, it matches all the same.
+        assert_eq!(m.read_onnx(dir.path()).unwrap(), onnx);
+    }
+
+    #[test]
+    fn the_dataset_name_is_the_folders_last_name() {
+        let name = |dataset: &str| {
+            TrainingSummary { dataset: dataset.into(), ..Default::default() }.dataset_name().to_string()
+        };
+        assert_eq!(name("/home/someone/private/photos"), "photos");
+        assert_eq!(name("/home/someone/private/photos/"), "photos");
+        assert_eq!(name("C:\\Users\\someone\\photos"), "photos");
+        assert_eq!(name("pictures/bikes"), "bikes");
+        assert_eq!(name("bikes"), "bikes");
+        assert_eq!(name("builtin:shapes"), "builtin:shapes");
+        assert_eq!(name(""), "");
+        assert_eq!(name("/"), "");
     }
 
     #[test]
