@@ -1,9 +1,17 @@
-"""One DCGAN training step in PyTorch, the same network and step as canard-train's,
-for scripts/bench-train.sh: prints one JSON line {"images_per_s", "peak_rss_mib", ...}.
+"""One training step in PyTorch, the same networks and step as canard-train's, for
+scripts/bench-train.sh: prints one JSON line {"images_per_s", "peak_rss_mib", ...}.
 
-The step is pytorch/examples' dcgan: one generator forward, D on real and on the detached
-fake (one D update), D on the fake again (one G update); bias-free convs, BatchNorm,
-ReLU / LeakyReLU(0.2), Adam(2e-4, β1 0.5), BCE on logits.
+--arch dcgan (default) is pytorch/examples' dcgan: one generator forward, D on real and on
+the detached fake (one D update), D on the fake again (one G update); bias-free convs,
+BatchNorm, ReLU / LeakyReLU(0.2), Adam(2e-4, β1 0.5), BCE on logits.
+
+--arch wgan-gp is Gulrajani et al. 2017 as canard-train runs it: a critic with LayerNorm
+over each sample's (C, H, W) and a per-channel scale and shift (no BatchNorm), 5 critic
+updates each on a new batch with the gradient penalty (λ 10, double backward), then one
+generator update; Adam(1e-4, β (0, 0.9)).
+
+--augment adds DiffAugment (Zhao et al. 2020; colour, translation, cutout), written here
+from the paper's definition: every image the critic sees, real or fake, goes through it.
 """
 import argparse
 import json
@@ -43,6 +51,61 @@ def discriminator(size, ndf, nc):
     return nn.Sequential(*layers)
 
 
+class LayerNorm2d(nn.Module):
+    """LayerNorm over (C, H, W) per sample, with a per-channel scale and shift."""
+
+    def __init__(self, c):
+        super().__init__()
+        self.gamma = nn.Parameter(torch.ones(c))
+        self.beta = nn.Parameter(torch.zeros(c))
+
+    def forward(self, x):
+        x = nn.functional.layer_norm(x, x.shape[1:], eps=1e-5)
+        return x * self.gamma.view(1, -1, 1, 1) + self.beta.view(1, -1, 1, 1)
+
+
+def critic(size, ndf, nc):
+    """The WGAN-GP critic: the DCGAN discriminator with LayerNorm for BatchNorm."""
+    stages = size.bit_length() - 3
+    layers, c_in = [], nc
+    for i in range(stages + 1):
+        last = i == stages
+        c_out = 1 if last else ndf << i
+        stride, pad = (1, 0) if last else (2, 1)
+        layers.append(nn.Conv2d(c_in, c_out, 4, stride, pad, bias=False))
+        if not last:
+            if i > 0:
+                layers.append(LayerNorm2d(c_out))
+            layers.append(nn.LeakyReLU(0.2))
+        c_in = c_out
+    return nn.Sequential(*layers)
+
+
+def diff_augment(x):
+    """DiffAugment's colour, translation and cutout, per sample, differentiable in x."""
+    b, c, h, w = x.shape
+    # Colour: brightness ±0.5, saturation ×[0, 2] about the channel mean, contrast ×[0.5, 1.5] about the image mean.
+    x = x + (torch.rand(b, 1, 1, 1) - 0.5)
+    m = x.mean(dim=1, keepdim=True)
+    x = (x - m) * (torch.rand(b, 1, 1, 1) * 2) + m
+    m = x.mean(dim=[1, 2, 3], keepdim=True)
+    x = (x - m) * (torch.rand(b, 1, 1, 1) + 0.5) + m
+    # Translation by up to 1/8 of the size, zeros coming in.
+    sy, sx = int(h * 0.125 + 0.5), int(w * 0.125 + 0.5)
+    src_y = torch.arange(h).view(1, h, 1) - torch.randint(-sy, sy + 1, (b, 1, 1))
+    src_x = torch.arange(w).view(1, 1, w) - torch.randint(-sx, sx + 1, (b, 1, 1))
+    inside = (src_y >= 0) & (src_y < h) & (src_x >= 0) & (src_x < w)
+    index = (src_y.clamp(0, h - 1) * w + src_x.clamp(0, w - 1)).view(b, 1, h * w).expand(b, c, h * w)
+    x = torch.gather(x.reshape(b, c, h * w), 2, index).view(b, c, h, w) * inside.unsqueeze(1)
+    # Cutout: a zeroed square of half the size at a random centre, clipped at the border.
+    ch, cw = int(h * 0.5 + 0.5), int(w * 0.5 + 0.5)
+    top = torch.randint(0, h + 1 - ch % 2, (b, 1, 1)) - ch // 2
+    left = torch.randint(0, w + 1 - cw % 2, (b, 1, 1)) - cw // 2
+    rows, cols = torch.arange(h).view(1, h, 1), torch.arange(w).view(1, 1, w)
+    cut = (rows >= top) & (rows < top + ch) & (cols >= left) & (cols < left + cw)
+    return x * (~cut).unsqueeze(1)
+
+
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("--image-size", type=int, default=64)
@@ -53,28 +116,62 @@ def main():
     p.add_argument("--warmup", type=int, default=2)
     p.add_argument("--steps", type=int, default=10)
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--arch", choices=["dcgan", "wgan-gp"], default="dcgan")
+    p.add_argument("--augment", action="store_true", help="DiffAugment on every image the critic sees")
     a = p.parse_args()
     torch.set_num_threads(a.threads)
     torch.manual_seed(0)
+    view = diff_augment if a.augment else (lambda x: x)
     g = generator(a.image_size, a.nz, a.width, a.channels)
-    d = discriminator(a.image_size, a.width, a.channels)
-    opt_g = torch.optim.Adam(g.parameters(), lr=2e-4, betas=(0.5, 0.999))
-    opt_d = torch.optim.Adam(d.parameters(), lr=2e-4, betas=(0.5, 0.999))
-    bce = nn.BCEWithLogitsLoss()
     real = torch.rand(a.batch, a.channels, a.image_size, a.image_size) * 2 - 1
+    if a.arch == "dcgan":
+        d = discriminator(a.image_size, a.width, a.channels)
+        opt_g = torch.optim.Adam(g.parameters(), lr=2e-4, betas=(0.5, 0.999))
+        opt_d = torch.optim.Adam(d.parameters(), lr=2e-4, betas=(0.5, 0.999))
+    else:
+        d = critic(a.image_size, a.width, a.channels)
+        opt_g = torch.optim.Adam(g.parameters(), lr=1e-4, betas=(0.0, 0.9))
+        opt_d = torch.optim.Adam(d.parameters(), lr=1e-4, betas=(0.0, 0.9))
+    bce = nn.BCEWithLogitsLoss()
     ones, zeros = torch.ones(a.batch), torch.zeros(a.batch)
 
-    def step():
+    def dcgan_step():
         fake = g(torch.randn(a.batch, a.nz, 1, 1))
         d.zero_grad()
-        loss_d = bce(d(real).view(-1), ones) + bce(d(fake.detach()).view(-1), zeros)
+        loss_d = bce(d(view(real)).view(-1), ones) + bce(d(view(fake.detach())).view(-1), zeros)
         loss_d.backward()
         opt_d.step()
         g.zero_grad()
-        loss_g = bce(d(fake).view(-1), ones)
+        loss_g = bce(d(view(fake)).view(-1), ones)
         loss_g.backward()
         opt_g.step()
         return loss_d.item(), loss_g.item()
+
+    def wgan_gp_step():
+        for _ in range(5):
+            r = view(real)
+            with torch.no_grad():
+                f = g(torch.randn(a.batch, a.nz, 1, 1))
+            f = view(f)
+            d.zero_grad()
+            eps = torch.rand(a.batch, 1, 1, 1)
+            x_hat = (eps * r + (1 - eps) * f).requires_grad_(True)
+            grad, = torch.autograd.grad(d(x_hat).sum(), x_hat, create_graph=True)
+            gp = ((grad.flatten(1).pow(2).sum(1) + 1e-12).sqrt() - 1).pow(2).mean()
+            loss_d = d(f).mean() - d(r).mean() + 10 * gp
+            loss_d.backward()
+            opt_d.step()
+        g.zero_grad()
+        for q in d.parameters():
+            q.requires_grad_(False)
+        loss_g = -d(view(g(torch.randn(a.batch, a.nz, 1, 1)))).mean()
+        loss_g.backward()
+        for q in d.parameters():
+            q.requires_grad_(True)
+        opt_g.step()
+        return loss_d.item(), loss_g.item()
+
+    step = dcgan_step if a.arch == "dcgan" else wgan_gp_step
 
     for _ in range(a.warmup):
         step()
@@ -89,6 +186,8 @@ def main():
         "peak_rss_mib": rss,
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),
+        "arch": a.arch,
+        "augment": a.augment,
     }))
 
 

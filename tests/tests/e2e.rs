@@ -12,14 +12,15 @@ fn trains_exports_and_serves_deterministic_images() {
 
     // What the trainer leaves behind.
     let run = dir.path().join("runs/tiny");
-    for f in ["samples/epoch_001.png", "real_samples.png", "losses.csv", "losses.png", "progress.gif", "config.toml"] {
+    for f in ["samples/step_000004.png", "real_samples.png", "losses.csv", "losses.png", "progress.gif", "config.toml"]
+    {
         assert!(run.join(f).is_file(), "runs/tiny/{f} is missing");
     }
     assert!(run.join("checkpoints/step_00000004/tensors.safetensors").is_file(), "the final checkpoint is missing");
     let csv = std::fs::read_to_string(run.join("losses.csv")).unwrap();
     assert_eq!(csv.lines().count(), 1 + 4, "header + one row per step:\n{csv}");
-    assert!(csv.starts_with("step,epoch,loss_d,loss_g,d_real,d_fake,gp"), "{csv}");
-    let grid = image::open(run.join("samples/epoch_001.png")).unwrap();
+    assert!(csv.starts_with("step,epoch,loss_d,loss_g,d_real,d_fake,gp,seconds"), "{csv}");
+    let grid = image::open(run.join("samples/step_000004.png")).unwrap();
     assert_eq!((grid.width(), grid.height()), (8 * 34 + 2, 8 * 34 + 2), "8×8 grid of 32 px tiles, 2 px apart");
     let manifest = Manifest::load(&model_dir).unwrap();
     assert_eq!((manifest.image_size, manifest.channels, manifest.latent.dim), (32, 3, 100));
@@ -74,7 +75,7 @@ fn the_server_image_is_the_trainers_preview() {
     // The preview grid's first tile is seed 0: the server's seed 0 must be the same picture.
     let dir = tempfile::tempdir().unwrap();
     train_tiny(dir.path(), "preview");
-    let grid = image::open(dir.path().join("runs/preview/samples/epoch_001.png")).unwrap().to_rgb8();
+    let grid = image::open(dir.path().join("runs/preview/samples/step_000004.png")).unwrap().to_rgb8();
     let server = Server::start(&["--models", dir.path().join("models").to_str().unwrap()]);
     let served = image::load_from_memory(&server.get("/generate?seed=0&model=preview").body).unwrap().to_rgb8();
     let mut max_diff = 0;

@@ -1,6 +1,7 @@
-//! Times canard-train's DCGAN training step (the trainer's own `step::dcgan_step`) on
-//! random data, for `scripts/bench-train.sh`, which runs it beside the same step in
-//! PyTorch. Prints one JSON line: images/s, seconds per step, peak RSS.
+//! Times canard-train's training step (the trainer's own `step::dcgan_step` or
+//! `step::wgan_step`) on random data, for `scripts/bench-train.sh`, which runs it beside
+//! the same step in PyTorch. Prints one JSON line: images/s (generated images per second:
+//! batch × generator steps), seconds per step, peak RSS.
 //!
 //! ```sh
 //! cargo run --release -p canard-train --example bench_step -- --image-size 64 --batch 64 --width 64
@@ -8,19 +9,21 @@
 //!
 //! Options: `--image-size S`, `--batch B`, `--width W` (ngf = ndf), `--warmup N`,
 //! `--steps N`, `--export DIR` (also export the generator to DIR/bench for the ONNX
-//! Runtime column), `--graph` (candle's graph instead of the CPU tape, for comparison).
+//! Runtime column), `--graph` (candle's graph instead of the CPU tape, for comparison),
+//! `--arch dcgan|wgan|wgan-gp`, `--augment` (DiffAugment on every image the critic sees).
 
 use anyhow::Context;
 use canard_shared::manifest::TrainingSummary;
-use canard_train::config::Settings;
+use canard_train::augment::DiffAugment;
+use canard_train::config::{Arch, Settings};
 use canard_train::cursor::Cursor;
 use canard_train::data::Dataset;
 use canard_train::export;
-use canard_train::model::DcganShape;
+use canard_train::model::{CriticNorm, DcganShape};
 use canard_train::optim::{Optimizer, Rule};
-use canard_train::step::{dcgan_step, StepCtx};
+use canard_train::step::{dcgan_step, wgan_step, StepCtx};
 use canard_train::trainer::Gan;
-use candle_core::Device;
+use candle_core::{DType, Device};
 use clap::Parser;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -44,6 +47,10 @@ struct Args {
     /// Backpropagate through candle's graph instead of the CPU tape (for comparison).
     #[arg(long)]
     graph: bool,
+    #[arg(long, value_enum, default_value = "dcgan")]
+    arch: Arch,
+    #[arg(long)]
+    augment: bool,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -56,9 +63,14 @@ fn main() -> anyhow::Result<()> {
         batch_size: Some(a.batch),
         ngf: Some(a.width),
         ndf: Some(a.width),
+        arch: Some(a.arch),
         ..Settings::default()
     };
     let cfg = settings.resolve()?;
+    if a.arch == Arch::WganGp {
+        // As the trainer: candle's second-order gradients, before this thread's first backward pass.
+        std::env::set_var(canard_train::losses::SECOND_ORDER_ENV, "1");
+    }
     let device = Device::Cpu;
     let mut rng = ChaCha8Rng::seed_from_u64(0);
     // Random pixels: the step's cost does not depend on them.
@@ -67,18 +79,27 @@ fn main() -> anyhow::Result<()> {
     let data = Dataset { source: "random".into(), pixels, len, channels: 3, size: a.image_size };
     let shape = DcganShape { image_size: a.image_size, channels: 3, nz: cfg.nz, ngf: a.width, ndf: a.width };
     shape.validate().map_err(anyhow::Error::msg)?;
-    let gan = Gan::new(shape, &mut rng, &device)?;
-    let adam = Rule::Adam { beta1: cfg.beta1, beta2: cfg.beta2, eps: 1e-8 };
-    let mut opt_g = Optimizer::new(gan.g_params.trainable(), adam, cfg.lr_g)?;
-    let mut opt_d = Optimizer::new(gan.d_params.trainable(), adam, cfg.lr_d)?;
-    let mut ctx = StepCtx::new(&cfg, &gan, &data, &device, None);
+    let norm = if a.arch == Arch::WganGp { CriticNorm::Layer } else { CriticNorm::Batch };
+    let gan = Gan::build(shape, norm, &mut rng, &device, DType::F32)?;
+    let rule = match a.arch {
+        Arch::Wgan => Rule::RmsProp { alpha: cfg.rms_alpha, eps: 1e-8 },
+        _ => Rule::Adam { beta1: cfg.beta1, beta2: cfg.beta2, eps: 1e-8 },
+    };
+    let mut opt_g = Optimizer::new(gan.g_params.trainable(), rule, cfg.lr_g)?;
+    let mut opt_d = Optimizer::new(gan.d_params.trainable(), rule, cfg.lr_d)?;
+    let augment = DiffAugment::all();
+    let mut ctx = StepCtx::new(&cfg, &gan, &data, &device, a.augment.then_some(&augment));
     ctx.tape &= !a.graph;
     let mut cursor = Cursor::new(data.len, a.batch, 0, 0, 0);
 
     let mut secs = 0.0;
     for step in 1..=a.warmup + a.steps {
         let t = Instant::now();
-        dcgan_step(&ctx, &mut opt_g, &mut opt_d, &mut cursor, &mut rng, step)?;
+        // Past WGAN's burst of critic updates (steps 1–25): the steady state.
+        match a.arch {
+            Arch::Dcgan => dcgan_step(&ctx, &mut opt_g, &mut opt_d, &mut cursor, &mut rng, step)?,
+            _ => wgan_step(&ctx, &mut opt_g, &mut opt_d, &mut cursor, &mut rng, step + 100)?,
+        };
         if step > a.warmup {
             secs += t.elapsed().as_secs_f64();
         }
@@ -100,11 +121,12 @@ fn main() -> anyhow::Result<()> {
         export::export(&gan.g, dir, "bench", "dcgan", summary).context("exporting the generator")?;
     }
     println!(
-        "{{\"images_per_s\": {:.2}, \"step_s\": {:.4}, \"peak_rss_mib\": {:.1}, \"threads\": {}}}",
+        "{{\"images_per_s\": {:.2}, \"step_s\": {:.4}, \"peak_rss_mib\": {:.1}, \"threads\": {}, \"tape\": {}}}",
         (a.batch * a.steps) as f64 / secs,
         secs / a.steps as f64,
         peak_rss_mib()?,
         rayon::current_num_threads(),
+        ctx.tape,
     );
     Ok(())
 }

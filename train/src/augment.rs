@@ -3,10 +3,14 @@
 //! (github.com/mit-han-lab/data-efficient-gans, `DiffAugment_pytorch.py`).
 //!
 //! The discriminator sees real and fake images through the same random transforms, so
-//! it cannot memorise a small dataset, while the generator still gets gradients: every
-//! transform is a candle op on `x` (adds, multiplies by constants, pads and slices), so
-//! it is differentiable with respect to `x`. All random parameters come from the
-//! caller's [`ChaCha8Rng`], which keeps training deterministic and resumable.
+//! it cannot memorise a small dataset, while the generator still gets gradients. A
+//! batch's random parameters are drawn once ([`DiffAugment::draw`], from the caller's
+//! [`ChaCha8Rng`], which keeps training deterministic and resumable); the drawn
+//! transforms then run either as candle ops ([`Draw::apply`]: any device, differentiable
+//! by candle's graph) or on plain CPU values with their own backward pass
+//! ([`Draw::forward`], [`Draw::backward`]: the CPU tape, `crate::tape`). The transforms
+//! are linear in the image up to a constant (brightness), so the backward pass is the
+//! adjoint map.
 //!
 //! Each call draws new parameters: apply it once to the real batch and once to the fake
 //! batch, and the two get the same *distribution* of transforms, as in the paper.
@@ -14,6 +18,9 @@
 use candle_core::{Result, Tensor, D};
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
+use rayon::prelude::*;
+
+use crate::ops::Element;
 
 /// Which transforms to apply, in the paper's order: colour, translation, cutout.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -26,6 +33,16 @@ pub struct DiffAugment {
     pub cutout: bool,
 }
 
+/// One batch's drawn transforms: per sample, the colour change (brightness, saturation,
+/// contrast), the shift (down, right) and the cutout's centre (row, column).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Draw {
+    dims: (usize, usize, usize, usize),
+    colour: Option<Vec<(f32, f32, f32)>>,
+    shifts: Option<Vec<(i64, i64)>>,
+    cutout: Option<(Vec<(i64, i64)>, (i64, i64))>,
+}
+
 impl DiffAugment {
     /// The paper's recommended policy for unconditional GANs: all three.
     pub fn all() -> Self {
@@ -34,27 +51,117 @@ impl DiffAugment {
 
     /// `x` is an NCHW batch in [-1, 1] (any float dtype); the result has the same shape.
     pub fn apply(&self, x: &Tensor, rng: &mut ChaCha8Rng) -> Result<Tensor> {
-        let (b, _, h, w) = x.dims4()?;
-        let mut x = x.clone();
-        if self.colour {
-            x = colour(&x, rng)?;
-        }
-        if self.translation {
+        self.draw(x.dims4()?, rng).apply(x)
+    }
+
+    /// Draws the random parameters for a batch of `dims` (N, C, H, W).
+    pub fn draw(&self, dims: (usize, usize, usize, usize), rng: &mut ChaCha8Rng) -> Draw {
+        let (b, _, h, w) = dims;
+        let colour = self.colour.then(|| {
+            let mut draw =
+                |lo: f32, hi: f32| -> Vec<f32> { (0..b).map(|_| lo + (hi - lo) * rng.random::<f32>()).collect() };
+            let (brightness, saturation, contrast) = (draw(-0.5, 0.5), draw(0.0, 2.0), draw(0.5, 1.5));
+            (0..b).map(|i| (brightness[i], saturation[i], contrast[i])).collect()
+        });
+        let shifts = self.translation.then(|| {
             let (sy, sx) = (round_frac(h, 0.125), round_frac(w, 0.125));
-            let shifts: Vec<(i64, i64)> =
-                (0..b).map(|_| (rng.random_range(-sy..=sy), rng.random_range(-sx..=sx))).collect();
-            x = translate(&x, &shifts)?;
-        }
-        if self.cutout {
+            (0..b).map(|_| (rng.random_range(-sy..=sy), rng.random_range(-sx..=sx))).collect()
+        });
+        let cutout = self.cutout.then(|| {
             let (ch, cw) = (round_frac(h, 0.5), round_frac(w, 0.5));
             // As the reference: centres in 0..size (+1 for even squares), so the square
             // may hang over any border and is clipped there.
-            let centres: Vec<(i64, i64)> = (0..b)
+            let centres = (0..b)
                 .map(|_| (rng.random_range(0..h as i64 + 1 - ch % 2), rng.random_range(0..w as i64 + 1 - cw % 2)))
                 .collect();
-            x = cutout(&x, &centres, (ch, cw))?;
+            (centres, (ch, cw))
+        });
+        Draw { dims, colour, shifts, cutout }
+    }
+}
+
+impl Draw {
+    /// The transforms as candle ops on `x` (any device; candle differentiates them).
+    pub fn apply(&self, x: &Tensor) -> Result<Tensor> {
+        if x.dims4()? != self.dims {
+            candle_core::bail!("DiffAugment drawn for {:?}, applied to {:?}", self.dims, x.dims());
+        }
+        let mut x = x.clone();
+        if let Some(c) = &self.colour {
+            x = colour(&x, c)?;
+        }
+        if let Some(shifts) = &self.shifts {
+            x = translate(&x, shifts)?;
+        }
+        if let Some((centres, size)) = &self.cutout {
+            x = cutout(&x, centres, *size)?;
         }
         Ok(x)
+    }
+
+    /// The transforms on a contiguous NCHW batch on the CPU: the same numbers as
+    /// [`Draw::apply`] (up to rounding), one sample per task.
+    pub fn forward<T: Element>(&self, x: &[T]) -> Vec<T> {
+        let (_, c, h, w) = self.dims;
+        let mut y = vec![T::zero(); x.len()];
+        y.par_chunks_mut(c * h * w).zip(x.par_chunks(c * h * w)).enumerate().for_each(|(i, (y, x))| {
+            let coloured = match self.colour_of(i) {
+                Some(k) => k.forward(x, c),
+                None => x.to_vec(),
+            };
+            let src = self.sources(i);
+            for (yc, xc) in y.chunks_mut(h * w).zip(coloured.chunks(h * w)) {
+                for (v, s) in yc.iter_mut().zip(&src) {
+                    *v = s.map_or(T::zero(), |s| xc[s as usize]);
+                }
+            }
+        });
+        y
+    }
+
+    /// The gradient with respect to [`Draw::forward`]'s input, given `dy`, its output's.
+    pub fn backward<T: Element>(&self, dy: &[T]) -> Vec<T> {
+        let (_, c, h, w) = self.dims;
+        let mut dx = vec![T::zero(); dy.len()];
+        dx.par_chunks_mut(c * h * w).zip(dy.par_chunks(c * h * w)).enumerate().for_each(|(i, (dx, dy))| {
+            // Translation moves each pixel to at most one place: its adjoint moves the gradient back.
+            let src = self.sources(i);
+            for (dxc, dyc) in dx.chunks_mut(h * w).zip(dy.chunks(h * w)) {
+                for (&g, s) in dyc.iter().zip(&src) {
+                    if let Some(s) = s {
+                        dxc[*s as usize] = g;
+                    }
+                }
+            }
+            if let Some(k) = self.colour_of(i) {
+                let d = k.backward(dx, c);
+                dx.copy_from_slice(&d);
+            }
+        });
+        dx
+    }
+
+    fn colour_of(&self, i: usize) -> Option<Affine> {
+        self.colour.as_ref().map(|c| Affine::of(c[i]))
+    }
+
+    /// For sample `i`, where each output pixel comes from in its input plane: `None`
+    /// where translation let a zero in or cutout zeroed it.
+    fn sources(&self, i: usize) -> Vec<Option<u32>> {
+        let (_, _, h, w) = self.dims;
+        let (hi, wi) = (h as i64, w as i64);
+        let (dy, dx) = self.shifts.as_ref().map_or((0, 0), |s| s[i]);
+        let cut = self.cutout.as_ref().map(|(centres, size)| square(centres[i], *size, h, w));
+        let mut src = Vec::with_capacity(h * w);
+        for y in 0..hi {
+            for x in 0..wi {
+                let (sy, sx) = (y - dy, x - dx);
+                let inside = (0..hi).contains(&sy) && (0..wi).contains(&sx);
+                let zeroed = cut.as_ref().is_some_and(|(rows, cols)| rows.contains(&y) && cols.contains(&x));
+                src.push((inside && !zeroed).then_some((sy * wi + sx) as u32));
+            }
+        }
+        src
     }
 }
 
@@ -63,8 +170,65 @@ fn round_frac(size: usize, frac: f64) -> i64 {
     (size as f64 * frac + 0.5) as i64
 }
 
+/// The rows and columns of the `size` square centred at `centre`, clipped to the image.
+fn square(centre: (i64, i64), size: (i64, i64), h: usize, w: usize) -> (std::ops::Range<i64>, std::ops::Range<i64>) {
+    let (cy, cx) = centre;
+    let rows = (cy - size.0 / 2).max(0)..(cy - size.0 / 2 + size.0).min(h as i64);
+    let cols = (cx - size.1 / 2).max(0)..(cx - size.1 / 2 + size.1).min(w as i64);
+    (rows, cols)
+}
+
+/// One sample's colour change as one affine map (see [`colour`]):
+/// y = on_x·x + on_grey·m + on_mean·M + offset, with m the per-pixel channel mean and M
+/// the image mean.
+struct Affine {
+    on_x: f64,
+    on_grey: f64,
+    on_mean: f64,
+    offset: f64,
+}
+
+impl Affine {
+    fn of((brightness, saturation, contrast): (f32, f32, f32)) -> Self {
+        let (b, s, k) = (brightness as f64, saturation as f64, contrast as f64);
+        Self { on_x: k * s, on_grey: k * (1.0 - s), on_mean: 1.0 - k, offset: b }
+    }
+
+    /// One sample's C planes.
+    fn forward<T: Element>(&self, x: &[T], c: usize) -> Vec<T> {
+        let hw = x.len() / c;
+        let grey = channel_mean(x, c);
+        let mean = x.iter().map(|v| v.to_f64()).sum::<f64>() / x.len() as f64;
+        let base = T::from_f64(self.on_mean * mean + self.offset);
+        let (on_x, on_grey) = (T::from_f64(self.on_x), T::from_f64(self.on_grey));
+        x.iter().enumerate().map(|(j, &v)| on_x * v + on_grey * grey[j % hw] + base).collect()
+    }
+
+    /// The adjoint: dx = on_x·dy + on_grey/C·Σ_c dy + on_mean/(C·H·W)·Σ dy.
+    fn backward<T: Element>(&self, dy: &[T], c: usize) -> Vec<T> {
+        let hw = dy.len() / c;
+        let grey = channel_mean(dy, c);
+        let total = dy.iter().map(|v| v.to_f64()).sum::<f64>() / dy.len() as f64;
+        let base = T::from_f64(self.on_mean * total);
+        let (on_x, on_grey) = (T::from_f64(self.on_x), T::from_f64(self.on_grey));
+        dy.iter().enumerate().map(|(j, &g)| on_x * g + on_grey * grey[j % hw] + base).collect()
+    }
+}
+
+/// The mean over the C planes of `x`, per pixel.
+fn channel_mean<T: Element>(x: &[T], c: usize) -> Vec<T> {
+    let hw = x.len() / c;
+    let mut m = x[..hw].to_vec();
+    for plane in x.chunks(hw).skip(1) {
+        m.iter_mut().zip(plane).for_each(|(a, &b)| *a += b);
+    }
+    let n = T::from_f64(c as f64);
+    m.iter_mut().for_each(|a| *a = *a / n);
+    m
+}
+
 /// One value per sample, as a [B, 1, 1, 1] tensor of `like`'s dtype and device.
-fn per_sample(values: Vec<f32>, like: &Tensor) -> Result<Tensor> {
+fn per_sample(values: Vec<f64>, like: &Tensor) -> Result<Tensor> {
     let n = values.len();
     Tensor::from_vec(values, (n, 1, 1, 1), like.device())?.to_dtype(like.dtype())
 }
@@ -76,23 +240,15 @@ fn per_sample(values: Vec<f32>, like: &Tensor) -> Result<Tensor> {
 ///   k·s·x + k·(1−s)·m + (1−k)·M + b,
 /// the same numbers as applying the three in turn, but 3 full-size tensor ops instead
 /// of 9 (colour was most of the augmentation's time).
-fn colour(x: &Tensor, rng: &mut ChaCha8Rng) -> Result<Tensor> {
+fn colour(x: &Tensor, draws: &[(f32, f32, f32)]) -> Result<Tensor> {
     let b = x.dim(0)?;
-    let mut draw = |lo: f32, hi: f32| -> Vec<f32> { (0..b).map(|_| lo + (hi - lo) * rng.random::<f32>()).collect() };
-    let brightness = draw(-0.5, 0.5);
-    let saturation = draw(0.0, 2.0);
-    let contrast = draw(0.5, 1.5);
-
     let grey = x.mean_keepdim(1)?; // m: [B, 1, H, W]
     let mean = x.flatten_from(1)?.mean_keepdim(D::Minus1)?.reshape((b, 1, 1, 1))?; // M
-    let scale =
-        |f: fn(f32, f32) -> f32| -> Vec<f32> { saturation.iter().zip(&contrast).map(|(&s, &k)| f(s, k)).collect() };
-    let on_x = per_sample(scale(|s, k| k * s), x)?;
-    let on_grey = per_sample(scale(|s, k| k * (1.0 - s)), x)?;
-    let on_mean = per_sample(scale(|_, k| 1.0 - k), x)?;
-    let offset = mean.broadcast_mul(&on_mean)?.broadcast_add(&per_sample(brightness, x)?)?;
-    let per_pixel = grey.broadcast_mul(&on_grey)?.broadcast_add(&offset)?; // [B, 1, H, W]
-    x.broadcast_mul(&on_x)?.broadcast_add(&per_pixel)
+    let affine: Vec<Affine> = draws.iter().map(|&d| Affine::of(d)).collect();
+    let scale = |f: fn(&Affine) -> f64| per_sample(affine.iter().map(f).collect(), x);
+    let offset = mean.broadcast_mul(&scale(|a| a.on_mean)?)?.broadcast_add(&scale(|a| a.offset)?)?;
+    let per_pixel = grey.broadcast_mul(&scale(|a| a.on_grey)?)?.broadcast_add(&offset)?; // [B, 1, H, W]
+    x.broadcast_mul(&scale(|a| a.on_x)?)?.broadcast_add(&per_pixel)
 }
 
 /// Moves sample i's content by `shifts[i]` = (down, right) pixels; zeros come in.
@@ -132,9 +288,8 @@ fn translate(x: &Tensor, shifts: &[(i64, i64)]) -> Result<Tensor> {
 fn cutout(x: &Tensor, centres: &[(i64, i64)], size: (i64, i64)) -> Result<Tensor> {
     let (b, _, h, w) = x.dims4()?;
     let mut mask = vec![1f32; b * h * w];
-    for (i, &(cy, cx)) in centres.iter().enumerate() {
-        let rows = (cy - size.0 / 2).max(0)..(cy - size.0 / 2 + size.0).min(h as i64);
-        let cols = (cx - size.1 / 2).max(0)..(cx - size.1 / 2 + size.1).min(w as i64);
+    for (i, &centre) in centres.iter().enumerate() {
+        let (rows, cols) = square(centre, size, h, w);
         for y in rows {
             let row = i * h * w + y as usize * w;
             mask[row + cols.start as usize..row + cols.end.max(cols.start) as usize].fill(0.0);
@@ -264,12 +419,13 @@ mod tests {
     #[test]
     fn colour_equals_brightness_saturation_contrast_in_turn() {
         let x = input(DType::F64, 3, 3, 6);
-        let got = host(&colour(&x, &mut ChaCha8Rng::seed_from_u64(9)).unwrap()).unwrap();
+        let only = DiffAugment { colour: true, translation: false, cutout: false };
+        let got = host(&only.apply(&x, &mut ChaCha8Rng::seed_from_u64(9)).unwrap()).unwrap();
         // The reference's three steps, with the same draws in the same order.
         let mut rng = ChaCha8Rng::seed_from_u64(9);
         let mut draw = |lo: f32, hi: f32| -> Tensor {
             let v: Vec<f32> = (0..3).map(|_| lo + (hi - lo) * rng.random::<f32>()).collect();
-            per_sample(v, &x).unwrap()
+            per_sample(v.into_iter().map(f64::from).collect(), &x).unwrap()
         };
         let (b, s, k) = (draw(-0.5, 0.5), draw(0.0, 2.0), draw(0.5, 1.5));
         let y = x.broadcast_add(&b).unwrap();
@@ -294,5 +450,45 @@ mod tests {
         for i in 0..64 {
             assert!((v[i] - v[64 + i]).abs() < 1e-6 && (v[i] - v[128 + i]).abs() < 1e-6);
         }
+    }
+    /// The CPU transforms (the tape's) against candle's: outputs and the input's gradient,
+    /// in f64, for every policy, colour and grey, odd and even sizes.
+    #[test]
+    fn the_cpu_transforms_and_their_backward_match_candles() {
+        let policies = [
+            DiffAugment::all(),
+            DiffAugment { colour: true, translation: false, cutout: false },
+            DiffAugment { colour: false, translation: true, cutout: false },
+            DiffAugment { colour: false, translation: false, cutout: true },
+        ];
+        for (b, c, s) in [(3, 3, 8), (2, 1, 8), (4, 3, 7)] {
+            let x0 = input(DType::F64, b, c, s);
+            let xs: Vec<f64> = x0.flatten_all().unwrap().to_vec1().unwrap();
+            let weights = input(DType::F64, b, c, s).cos().unwrap();
+            let ws: Vec<f64> = weights.flatten_all().unwrap().to_vec1().unwrap();
+            for (k, policy) in policies.iter().enumerate() {
+                for seed in 0..4 {
+                    let draw = policy.draw((b, c, s, s), &mut ChaCha8Rng::seed_from_u64(seed));
+                    let var = Var::from_tensor(&x0).unwrap();
+                    let y = draw.apply(var.as_tensor()).unwrap();
+                    let want: Vec<f64> = y.flatten_all().unwrap().to_vec1().unwrap();
+                    let got = draw.forward(&xs);
+                    let grad = (y * &weights).unwrap().sum_all().unwrap().backward().unwrap();
+                    let want_dx: Vec<f64> = grads_of(&grad, var.as_tensor()).flatten_all().unwrap().to_vec1().unwrap();
+                    let got_dx = draw.backward(&ws);
+                    for (what, a, e) in [("forward", &got, &want), ("backward", &got_dx, &want_dx)] {
+                        let worst = a.iter().zip(e.iter()).map(|(a, e)| (a - e).abs()).fold(0.0, f64::max);
+                        assert!(worst < 1e-12, "{what}, policy {k}, {b}×{c}×{s}², seed {seed}: off by {worst}");
+                    }
+                }
+            }
+        }
+        // A draw is for one shape.
+        let draw = DiffAugment::all().draw((2, 3, 8, 8), &mut ChaCha8Rng::seed_from_u64(0));
+        assert!(draw.apply(&input(DType::F32, 3, 3, 8)).is_err());
+    }
+
+    fn grads_of(g: &candle_core::backprop::GradStore, t: &Tensor) -> Tensor {
+        g.get(t).expect("a gradient").clone()
     }
 }

@@ -50,12 +50,15 @@ pub struct Settings {
     /// 1 (grey) or 3 (RGB) [default: grey only when every picture is grey]
     #[arg(long)]
     pub channels: Option<usize>,
-    /// Passes over the data [default: 25]
+    /// Passes over the data, instead of --steps [default: 128,000 generated images: 2,000 steps at batch 64]
     #[arg(long)]
     pub epochs: Option<usize>,
-    /// Generator updates, instead of --epochs
+    /// Generator updates, instead of --epochs [default: 128,000 generated images: 2,000 steps at batch 64]
     #[arg(long)]
     pub steps: Option<usize>,
+    /// Stop after this many minutes of training (counted across resumes), or at --steps/--epochs if sooner
+    #[arg(long)]
+    pub minutes: Option<f64>,
     /// [default: 64]
     #[arg(long)]
     pub batch_size: Option<usize>,
@@ -107,7 +110,7 @@ pub struct Settings {
     /// Mirror real images horizontally at random [default: false]
     #[arg(long, num_args = 0..=1, default_missing_value = "true")]
     pub mirror: Option<bool>,
-    /// Save a checkpoint every N generator updates, besides every epoch's end [default: 200]
+    /// Save a checkpoint every N generator updates, and at the end [default: 200]
     #[arg(long)]
     pub checkpoint_every: Option<usize>,
     /// Checkpoints kept [default: 3]
@@ -149,18 +152,26 @@ impl Settings {
         toml::from_str(&text).map_err(|source| ConfigError::Parse { path: path.into(), source })
     }
 
-    /// `self` with every setting that `over` gives replaced by `over`'s.
-    pub fn overlay(self, over: &Settings) -> Settings {
-        // Through JSON, where an unset option is null: no per-field code to keep in step.
-        let mut base = serde_json::to_value(self).expect("settings serialise");
-        if let (Some(b), serde_json::Value::Object(o)) =
-            (base.as_object_mut(), serde_json::to_value(over).expect("settings serialise"))
-        {
-            for (k, v) in o.into_iter().filter(|(_, v)| !v.is_null()) {
-                b.insert(k, v);
-            }
+    /// `self` with every setting that `over` gives replaced by `over`'s. A run's length
+    /// (`--steps`, `--epochs`, `--minutes`) is one setting: `over` giving any part of it
+    /// replaces all of it, so a resumed `--steps` run can be continued with `--epochs`.
+    pub fn overlay(self, over: &Settings) -> Result<Settings, ConfigError> {
+        let mut base = self;
+        if over.epochs.is_some() || over.steps.is_some() || over.minutes.is_some() {
+            (base.epochs, base.steps, base.minutes) = (None, None, None);
         }
-        serde_json::from_value(base).expect("overlay of valid settings is valid")
+        // Through TOML tables, where an unset option is absent (and NaN stays NaN, to be
+        // refused by `validate`): no per-field code to keep in step.
+        let mut table = base.to_table()?;
+        table.extend(over.to_table()?);
+        table.try_into().map_err(|e| ConfigError::Invalid(format!("settings do not combine: {e}")))
+    }
+
+    fn to_table(&self) -> Result<toml::Table, ConfigError> {
+        for (flag, path) in [("runs-dir", &self.runs_dir), ("models-dir", &self.models_dir)] {
+            check_utf8(flag, path.as_deref())?;
+        }
+        toml::Table::try_from(self).map_err(|e| ConfigError::Invalid(format!("settings cannot be recorded: {e}")))
     }
 
     /// Fills in the architecture's defaults and checks every value.
@@ -185,6 +196,7 @@ impl Settings {
             channels: self.channels,
             epochs: self.epochs,
             steps: self.steps,
+            minutes: self.minutes,
             batch_size: self.batch_size.unwrap_or(64),
             seed: self.seed.unwrap_or(0),
             nz: self.nz.unwrap_or(100),
@@ -228,6 +240,8 @@ pub struct TrainConfig {
     pub channels: Option<usize>,
     pub epochs: Option<usize>,
     pub steps: Option<usize>,
+    /// Training time, in minutes, after which the run ends (with `steps`/`epochs`: whichever comes first).
+    pub minutes: Option<f64>,
     pub batch_size: usize,
     pub seed: u64,
     pub nz: usize,
@@ -259,7 +273,10 @@ pub struct TrainConfig {
 /// Below this many pictures DiffAugment is on unless told otherwise (Zhao et al. show it
 /// matters most for a few hundred to a few thousand images).
 pub const AUGMENT_BELOW: usize = 2000;
-pub const DEFAULT_EPOCHS: usize = 25;
+/// A run's length when none is given: generated images (2,000 generator updates at batch
+/// 64), whatever the folder's size. Epochs made 131 pictures 50 updates (noise) and 5,000
+/// pictures 1,950; this is ~27 minutes at 64×64 and ~5 at 32×32 on two CPU cores.
+pub const DEFAULT_IMAGES: usize = 128_000;
 
 impl TrainConfig {
     pub fn validate(&self) -> Result<(), ConfigError> {
@@ -276,6 +293,13 @@ impl TrainConfig {
         if self.epochs == Some(0) || self.steps == Some(0) {
             return bad("--epochs and --steps must be at least 1".into());
         }
+        if let Some(m) = self.minutes {
+            if !(m.is_finite() && m > 0.0) {
+                return bad(format!("--minutes must be a positive number of minutes, not {m}"));
+            }
+        }
+        check_utf8("runs-dir", Some(&self.runs_dir))?;
+        check_utf8("models-dir", Some(&self.models_dir))?;
         if self.batch_size == 0 || self.critic_steps == 0 || self.critic_steps_burst == 0 {
             return bad("--batch-size, --critic-steps and --critic-steps-burst must be at least 1".into());
         }
@@ -306,13 +330,25 @@ impl TrainConfig {
         shape.validate().map_err(ConfigError::Invalid)
     }
 
-    pub fn to_toml(&self) -> String {
-        toml::to_string(self).expect("config serialises to TOML")
+    pub fn to_toml(&self) -> Result<String, ConfigError> {
+        check_utf8("runs-dir", Some(&self.runs_dir))?;
+        check_utf8("models-dir", Some(&self.models_dir))?;
+        toml::to_string(self).map_err(|e| ConfigError::Invalid(format!("settings cannot be recorded: {e}")))
     }
 
     /// The same settings, as a layer for [`Settings::overlay`] (a saved config read back).
-    pub fn as_settings(&self) -> Settings {
-        toml::from_str(&self.to_toml()).expect("a saved config reads back as settings")
+    pub fn as_settings(&self) -> Result<Settings, ConfigError> {
+        toml::from_str(&self.to_toml()?).map_err(|e| ConfigError::Invalid(format!("settings do not read back: {e}")))
+    }
+}
+
+/// Settings are saved as TOML, which is text: a folder whose name is not UTF-8 is refused by name.
+fn check_utf8(flag: &str, path: Option<&Path>) -> Result<(), ConfigError> {
+    match path {
+        Some(p) if p.to_str().is_none() => Err(ConfigError::Invalid(format!(
+            "--{flag} {p:?} is not valid UTF-8; canard records its settings as text, so give a folder whose name is"
+        ))),
+        _ => Ok(()),
     }
 }
 
@@ -368,7 +404,7 @@ mod tests {
         let cfg = from_file.resolve().unwrap();
         assert_eq!((cfg.lr_g, cfg.lr_d, cfg.beta1, cfg.beta2, cfg.gp_lambda), (3e-4, 3e-4, 0.0, 0.9, 10.0));
         // The saved config reads back as the same config.
-        assert_eq!(cfg.as_settings().resolve().unwrap(), cfg);
+        assert_eq!(cfg.as_settings().unwrap().resolve().unwrap(), cfg);
     }
 
     #[test]
@@ -376,8 +412,57 @@ mod tests {
         let saved = flags(&["--data", "d", "--name", "n", "--lr-g", "1e-4", "--epochs", "5"]).resolve().unwrap();
         let file: Settings = toml::from_str("lr-g = 2e-4\nbatch-size = 32").unwrap();
         let cli = flags(&["--lr-g", "5e-5"]);
-        let cfg = saved.as_settings().overlay(&file).overlay(&cli).resolve().unwrap();
+        let cfg = saved.as_settings().unwrap().overlay(&file).unwrap().overlay(&cli).unwrap().resolve().unwrap();
         assert_eq!((cfg.lr_g, cfg.batch_size, cfg.epochs, cfg.data.as_str()), (5e-5, 32, Some(5), "d"));
+        // A length on the command line replaces the saved one whole: --steps after --epochs is no conflict.
+        let longer = saved.as_settings().unwrap().overlay(&flags(&["--steps", "9"])).unwrap().resolve().unwrap();
+        assert_eq!((longer.epochs, longer.steps, longer.minutes), (None, Some(9), None));
+        let timed = saved.as_settings().unwrap().overlay(&flags(&["--minutes", "2.5"])).unwrap().resolve().unwrap();
+        assert_eq!((timed.epochs, timed.steps, timed.minutes), (None, None, Some(2.5)));
+    }
+
+    /// Non-finite values survive layering and are refused by name (JSON once turned NaN
+    /// into null, which the overlay dropped: `--lr-g nan` trained with the default).
+    #[test]
+    fn nan_and_infinite_settings_are_refused_by_name_from_flags_and_files() {
+        let base = flags(&["--data", "d", "--name", "n"]);
+        for (flag, value) in [
+            ("--lr-g", "nan"),
+            ("--lr-d", "inf"),
+            ("--beta1", "nan"),
+            ("--beta2", "-inf"),
+            ("--ema-decay", "nan"),
+            ("--rms-alpha", "nan"),
+            ("--clamp", "nan"),
+            ("--gp-lambda", "inf"),
+            ("--minutes", "nan"),
+            ("--minutes", "inf"),
+            ("--minutes", "0.0"),
+            ("--minutes", "-3.0"),
+        ] {
+            let arg = format!("{flag}={value}");
+            let err = base.clone().overlay(&flags(&[&arg])).unwrap().resolve().unwrap_err().to_string();
+            assert!(err.contains(flag), "{arg}: {err}");
+            // The same value from a config file.
+            let line = format!("{} = {value}", &flag[2..]);
+            let file: Settings = toml::from_str(&line).unwrap();
+            let err = base.clone().overlay(&file).unwrap().resolve().unwrap_err().to_string();
+            assert!(err.contains(flag), "{line} in a file: {err}");
+        }
+    }
+
+    /// A folder name that is not UTF-8 cannot be recorded in config.toml: a clear error, not a panic.
+    #[test]
+    fn a_non_utf8_folder_is_a_clear_error() {
+        use std::os::unix::ffi::OsStrExt;
+        let odd = PathBuf::from(std::ffi::OsStr::from_bytes(b"runs-\xff"));
+        for (flag, s) in [
+            ("--runs-dir", Settings { runs_dir: Some(odd.clone()), ..Settings::default() }),
+            ("--models-dir", Settings { models_dir: Some(odd.clone()), ..Settings::default() }),
+        ] {
+            let err = flags(&["--data", "d", "--name", "n"]).overlay(&s).unwrap_err().to_string();
+            assert!(err.contains(flag) && err.contains("UTF-8"), "{err}");
+        }
     }
 
     #[test]

@@ -75,7 +75,7 @@ mod tests {
     use super::*;
 
     fn rec(step: usize, d_real: f32, d_fake: f32, loss: f32) -> LossRecord {
-        LossRecord { step, epoch: 1, loss_d: loss, loss_g: 1.0, d_real, d_fake, gp: 0.0 }
+        LossRecord { step, epoch: 1, loss_d: loss, loss_g: 1.0, d_real, d_fake, gp: 0.0, seconds: 0.0 }
     }
 
     #[test]

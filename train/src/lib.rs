@@ -13,6 +13,7 @@ pub mod ema;
 pub mod eval;
 pub mod export;
 pub mod guard;
+pub mod length;
 pub mod losses;
 pub mod model;
 pub mod ops;

@@ -6,12 +6,13 @@
 //! WGAN / WGAN-GP: `critic_updates` critic updates, each on a new batch (clipping the
 //! weights, or adding the gradient penalty), then one generator update.
 
+use anyhow::Context;
 use candle_core::backprop::GradStore;
 use candle_core::{DType, Device, Tensor, Var};
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 
-use crate::augment::DiffAugment;
+use crate::augment::{DiffAugment, Draw};
 use crate::config::{Arch, TrainConfig};
 use crate::cursor::Cursor;
 use crate::data::Dataset;
@@ -35,8 +36,8 @@ pub struct StepCtx<'a> {
 }
 
 impl<'a> StepCtx<'a> {
-    /// The tape where it can run: on the CPU, without DiffAugment, for DCGAN and WGAN
-    /// (not WGAN-GP).
+    /// The tape where it can run: on the CPU, for DCGAN and WGAN (not WGAN-GP), with or
+    /// without DiffAugment.
     pub fn new(
         cfg: &'a TrainConfig,
         gan: &'a Gan,
@@ -44,7 +45,7 @@ impl<'a> StepCtx<'a> {
         device: &'a Device,
         augment: Option<&'a DiffAugment>,
     ) -> Self {
-        let tape = device.is_cpu() && augment.is_none() && cfg.arch != Arch::WganGp;
+        let tape = device.is_cpu() && cfg.arch != Arch::WganGp;
         Self { cfg, gan, data, device, augment, tape }
     }
 }
@@ -70,6 +71,16 @@ impl StepCtx<'_> {
             Some(a) => a.apply(x, rng),
             None => Ok(x.clone()),
         }
+    }
+
+    /// [`StepCtx::view`] on the tape: the images as the critic sees them, and the
+    /// transforms drawn (for the generator's gradient to go back through). The same random
+    /// numbers as `view`.
+    fn view_values<T: Element>(&self, x: Values<T>, rng: &mut ChaCha8Rng) -> anyhow::Result<(Values<T>, Option<Draw>)> {
+        let Some(a) = self.augment else { return Ok((x, None)) };
+        let [b, c, h, w] = x.dims[..] else { anyhow::bail!("DiffAugment needs NCHW images, not {:?}", x.dims) };
+        let draw = a.draw((b, c, h, w), rng);
+        Ok((Values { data: draw.forward(&x.data), dims: x.dims }, Some(draw)))
     }
 }
 
@@ -115,10 +126,12 @@ fn dcgan_step_on_tape<T: Element>(
     let real = Values::<T>::of(&c.real_batch(cursor, rng)?)?;
     let b = real.dims[0];
     let g_tape = g_net.forward(Values::<T>::of(&c.noise(b, rng)?)?)?;
-    let (loss_d, d_real, d_fake) = critic_update_on_tape(c, &d_net, opt_d, real, g_tape.output().clone(), |[r, f]| {
+    let (real, _) = c.view_values(real, rng)?;
+    let (fake, _) = c.view_values(g_tape.output().clone(), rng)?;
+    let (loss_d, d_real, d_fake) = critic_update_on_tape(c, &d_net, opt_d, real, fake, |[r, f]| {
         bce_with_logits(r, 1.0)? + bce_with_logits(f, 0.0)?
     })?;
-    let loss_g = generator_update_on_tape(c, &g_tape, &d_net, opt_g, |[f]| bce_with_logits(f, 1.0))?;
+    let loss_g = generator_update_on_tape(c, &g_tape, &d_net, opt_g, rng, |[f]| bce_with_logits(f, 1.0))?;
     Ok((dcgan_record(step, cursor.epoch + 1, &loss_d, &loss_g, &d_real, &d_fake)?, b))
 }
 
@@ -142,6 +155,7 @@ fn dcgan_record(
         d_real: prob(d_real)?,
         d_fake: prob(d_fake)?,
         gp: 0.0,
+        seconds: 0.0,
     })
 }
 
@@ -164,18 +178,24 @@ fn critic_update_on_tape<T: Element>(
 }
 
 /// The generator's update on the tape: the critic as just updated, frozen, scores the
-/// images `g_tape` made; the gradient of `loss` of its output reaches the images, then the
-/// generator. The loss.
+/// images `g_tape` made (through DiffAugment when on); the gradient of `loss` of its output
+/// reaches the images, then the generator. The loss.
 fn generator_update_on_tape<T: Element>(
     c: &StepCtx,
     g_tape: &Tape<T>,
     d_net: &Net,
     opt_g: &mut Optimizer,
+    rng: &mut ChaCha8Rng,
     loss: impl FnOnce([&Tensor; 1]) -> candle_core::Result<Tensor>,
 ) -> anyhow::Result<Tensor> {
-    let d_gen = d_net.forward(g_tape.output().clone())?;
+    let (seen, draw) = c.view_values(g_tape.output().clone(), rng)?;
+    let d_gen = d_net.forward(seen)?;
     let (loss, [(_, dl)]) = logit_loss(c.device, [d_gen.output()], loss)?;
-    let dfake = d_gen.backward(dl, None, true)?.expect("asked for the input's gradient");
+    let dseen = d_gen.backward(dl, None, true)?.context("the critic's tape gave no input gradient")?;
+    let dfake = match draw {
+        Some(d) => d.backward(&dseen),
+        None => dseen,
+    };
     let mut grads = GradStore::default();
     g_tape.backward(dfake, Some(&mut grads), false)?;
     opt_g.step(&grads)?;
@@ -256,6 +276,7 @@ pub fn wgan_step(
         d_real: s_real,
         d_fake: s_fake,
         gp,
+        seconds: 0.0,
     };
     Ok((rec, images))
 }
@@ -276,10 +297,11 @@ fn wgan_step_on_tape<T: Element>(
     let (mut loss_d, mut s_real, mut s_fake) = (0f32, 0f32, 0f32);
     let mean = |t: &Tensor| -> candle_core::Result<f32> { t.mean_all()?.to_dtype(DType::F32)?.to_scalar() };
     for _ in 0..n {
-        let real = Values::<T>::of(&c.real_batch(cursor, rng)?)?;
+        let (real, _) = c.view_values(Values::<T>::of(&c.real_batch(cursor, rng)?)?, rng)?;
         let b = real.dims[0];
         images += b;
         let fake = g_net.forward(Values::<T>::of(&c.noise(b, rng)?)?)?.into_output();
+        let (fake, _) = c.view_values(fake, rng)?;
         let (loss, r, f) =
             critic_update_on_tape(c, &d_net, opt_d, real, fake, |[r, f]| f.mean_all()? - r.mean_all()?)?;
         c.gan.d_params.clamp(cfg.clamp)?;
@@ -287,7 +309,7 @@ fn wgan_step_on_tape<T: Element>(
     }
     let b = cfg.batch_size.min(c.data.len);
     let g_tape = g_net.forward(Values::<T>::of(&c.noise(b, rng)?)?)?;
-    let loss_g = generator_update_on_tape(c, &g_tape, &d_net, opt_g, |[f]| f.mean_all()?.neg())?;
+    let loss_g = generator_update_on_tape(c, &g_tape, &d_net, opt_g, rng, |[f]| f.mean_all()?.neg())?;
     let rec = LossRecord {
         step,
         epoch: cursor.epoch + 1,
@@ -296,6 +318,7 @@ fn wgan_step_on_tape<T: Element>(
         d_real: s_real,
         d_fake: s_fake,
         gp: 0.0,
+        seconds: 0.0,
     };
     Ok((rec, images))
 }

@@ -12,9 +12,9 @@
 //!
 //! The parameters' gradients go into a candle `GradStore`, so the optimisers, the
 //! checkpoints and everything else see no difference; `tests/tape.rs` checks every
-//! gradient against candle's graph. Not used for WGAN-GP (its penalty differentiates a
-//! gradient, which needs candle's graph), with DiffAugment (its transforms are candle
-//! operations the generator's gradient flows through), nor on other devices.
+//! gradient against candle's graph. DiffAugment runs between the networks with its own
+//! backward pass (`crate::augment::Draw`). Not used for WGAN-GP (its penalty
+//! differentiates a gradient, which needs candle's graph), nor on other devices.
 
 use candle_core::backprop::GradStore;
 use candle_core::{bail, Result, Tensor};

@@ -1,8 +1,9 @@
 //! The training loop for all three architectures, on any device.
 //!
-//! One *step* is one generator update ([`crate::step`]). Per epoch it writes the preview
-//! grid, losses, plot, GIF and a checkpoint; at the end it measures SWD and exports the
-//! generator (its EMA by default).
+//! One *step* is one generator update ([`crate::step`]); a run lasts a number of steps or
+//! minutes ([`Length`]). Previews (grid, loss plot, GIF) come at a [`Cadence`] that costs at
+//! most ~1% of the time, checkpoints every `--checkpoint-every` steps; both at the end too.
+//! At the end it measures SWD and exports the generator (its EMA by default).
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -15,14 +16,17 @@ use rand_chacha::ChaCha8Rng;
 
 use crate::augment::DiffAugment;
 use crate::checkpoint::{self, RngState, State};
-use crate::config::{Arch, Settings, TrainConfig, AUGMENT_BELOW, DEFAULT_EPOCHS};
+use crate::config::{Arch, Settings, TrainConfig, AUGMENT_BELOW};
 use crate::cursor::Cursor;
 use crate::data::Dataset;
 use crate::ema::Ema;
 use crate::guard::Guard;
-use crate::losses::{critic_updates, second_order_gradients_work, SECOND_ORDER_ENV};
+use crate::length::Length;
+use crate::losses::{second_order_gradients_work, SECOND_ORDER_ENV};
 use crate::model::{CriticNorm, DcganShape, Discriminator, Generator, Init, Params};
 use crate::optim::{Optimizer, Rule};
+use crate::report::cadence::Cadence;
+use crate::report::gif::{preview_name, ProgressGif};
 use crate::report::progress::Progress;
 use crate::report::{self, LossRecord, PREVIEW_SEEDS};
 use crate::step::{dcgan_step, wgan_step, StepCtx};
@@ -80,7 +84,7 @@ pub enum Start {
 /// Layers the saved config of a run being resumed, the config file and the flags, then trains.
 pub fn train_with(flags: &Settings, config_file: Option<&Path>, start: Start) -> anyhow::Result<TrainOutcome> {
     let file = config_file.map(Settings::from_toml_file).transpose()?.unwrap_or_default();
-    let layered = file.clone().overlay(flags);
+    let layered = file.clone().overlay(flags)?;
     let name = layered.name.clone().context("--name is required (on the command line or in --config)")?;
     let run_dir = layered.runs_dir.clone().unwrap_or_else(|| "runs".into()).join(&name);
     if start == Start::Fresh && run_dir.exists() {
@@ -93,7 +97,7 @@ pub fn train_with(flags: &Settings, config_file: Option<&Path>, start: Start) ->
     let settings = if has_checkpoint {
         // The run's own settings first, so a resumed run continues as it started unless told otherwise.
         let saved = run_dir.join("config.toml");
-        Settings::from_toml_file(&saved)?.overlay(&file).overlay(flags)
+        Settings::from_toml_file(&saved)?.overlay(&file)?.overlay(flags)?
     } else {
         layered
     };
@@ -154,7 +158,7 @@ pub fn train(cfg: &TrainConfig) -> anyhow::Result<TrainOutcome> {
     if batch < cfg.batch_size {
         eprintln!("canard-train: only {} images: batch size reduced from {} to {batch}", data.len, cfg.batch_size);
     }
-    atomic::write_atomic(&run_dir.join("config.toml"), cfg.to_toml().as_bytes())?;
+    atomic::write_atomic(&run_dir.join("config.toml"), cfg.to_toml()?.as_bytes())?;
 
     let shape =
         DcganShape { image_size: cfg.image_size, channels: data.channels, nz: cfg.nz, ngf: cfg.ngf, ndf: cfg.ndf };
@@ -211,21 +215,17 @@ pub fn train(cfg: &TrainConfig) -> anyhow::Result<TrainOutcome> {
 
     let mut cursor = Cursor::new(data.len, batch, cfg.seed, st.cursor_epoch, st.cursor_pos);
     let per_epoch = cursor.per_epoch();
-    let (total_steps, total_epochs) = match (cfg.steps, cfg.epochs) {
-        (Some(s), _) => (s, batches_to_epochs(&cfg, s, per_epoch)),
-        (None, e) => {
-            let e = e.unwrap_or(DEFAULT_EPOCHS);
-            (steps_for_epochs(&cfg, e, per_epoch), e)
-        }
-    };
-    let done = |step: usize, cursor: &Cursor| match cfg.steps {
-        Some(s) => step >= s,
-        None => cursor.completed() >= total_epochs,
-    };
+    let length = Length::of(&cfg, per_epoch, batch);
     let labels = if cfg.arch == Arch::Dcgan { ("D(x)", "D(G(z))") } else { ("C(x)", "C(G(z))") };
-    let mut progress = Progress::new(total_steps, st.step, batch, cfg.log_every, labels);
+    let mut progress = Progress::new(length, (st.step, st.seconds), batch, cfg.log_every, labels);
+    let default = if cfg.steps.is_none() && cfg.epochs.is_none() && cfg.minutes.is_none() {
+        " (the default; --steps, --epochs or --minutes to change)"
+    } else {
+        ""
+    };
     progress.message(&format!(
-        "canard-train: {total_steps} steps, {total_epochs} epochs of {per_epoch} batches of {batch}; writing {}",
+        "canard-train: {}{default}; {per_epoch} batches of {batch} an epoch; writing {}",
+        length.describe(batch),
         run_dir.display()
     ));
 
@@ -234,14 +234,20 @@ pub fn train(cfg: &TrainConfig) -> anyhow::Result<TrainOutcome> {
     let preview_seeds: Vec<u64> = PREVIEW_SEEDS.collect();
     let started = Instant::now();
     let seconds_before = st.seconds;
+    let seconds = || seconds_before + started.elapsed().as_secs_f64();
+    let mut previews = Cadence::new(length.steps, length.seconds, st.step, st.seconds);
+    let mut gif = ProgressGif::from_previews(&samples_dir)?;
     let mut last_saved = st.step;
-    while !done(st.step, &cursor) {
-        let (rec, images) = match cfg.arch {
+    let mut finished = length.done(st.step, st.seconds);
+    while !finished {
+        let (mut rec, images) = match cfg.arch {
             Arch::Dcgan => dcgan_step(&ctx, &mut opt_g, &mut opt_d, &mut cursor, &mut rng, st.step + 1)?,
             _ => wgan_step(&ctx, &mut opt_g, &mut opt_d, &mut cursor, &mut rng, st.step + 1)?,
         };
+        rec.seconds = seconds();
         st.step += 1;
         st.images_seen += images as u64;
+        st.epochs_done = cursor.completed();
         if let Err(divergence) = guard.check(&rec) {
             losses.push(rec);
             report::write_losses_csv(&losses, &run_dir.join("losses.csv"))?;
@@ -252,27 +258,29 @@ pub fn train(cfg: &TrainConfig) -> anyhow::Result<TrainOutcome> {
             e.update(&gan.g_params)?;
         }
         losses.push(rec);
-        progress.update(cursor.epoch + 1, total_epochs, &rec);
+        progress.update(cursor.epoch + 1, &rec);
 
-        let finished = done(st.step, &cursor);
-        let epoch_ended = cursor.completed() > st.epochs_done;
-        if epoch_ended || finished {
-            st.epochs_done = cursor.completed();
+        let now = seconds();
+        finished = length.done(st.step, now);
+        if finished || previews.due(st.step, now) {
+            let t = Instant::now();
             let preview = ema.as_ref().map_or(&gan.g, |e| &e.g);
-            let grid = samples_dir.join(format!("epoch_{:03}.png", st.epochs_done.max(1)));
-            report::save_grid(&report::generate(preview, &preview_seeds, &device)?, &grid)?;
+            let path = samples_dir.join(preview_name(st.step));
+            let grid = report::save_grid(&report::generate(preview, &preview_seeds, &device)?, &path)?;
             report::plot::write_loss_plot(
                 &losses,
                 &format!("{} — {}", cfg.name, cfg.arch.name()),
                 &run_dir.join("losses.png"),
             )?;
-            report::gif::write_progress_gif(&samples_dir, &run_dir.join("progress.gif"))?;
+            gif.push(grid.to_rgb8())?;
+            gif.write(&run_dir.join("progress.gif"))?;
+            previews.wrote(st.step, now, t.elapsed().as_secs_f64());
         }
-        if epoch_ended || finished || st.step - last_saved >= cfg.checkpoint_every {
+        if finished || st.step - last_saved >= cfg.checkpoint_every {
             // The loss history first: a resume keeps the rows up to its checkpoint's step,
             // so the file must always reach at least that far.
             report::write_losses_csv(&losses, &run_dir.join("losses.csv"))?;
-            st.seconds = seconds_before + started.elapsed().as_secs_f64();
+            st.seconds = seconds();
             save_checkpoint(&run_dir, &cfg, &gan, &opt_g, &opt_d, ema.as_ref(), &guard, &cursor, &rng, &mut st)?;
             last_saved = st.step;
         }
@@ -352,28 +360,4 @@ fn save_checkpoint(
     st.guard_streak = guard.streak;
     checkpoint::save(run_dir, &tensors, st, cfg.keep_checkpoints)?;
     Ok(())
-}
-
-/// Batches one generator update consumes at update `step` (0-based).
-fn batches_per_step(cfg: &TrainConfig, step: usize) -> usize {
-    match cfg.arch {
-        Arch::Dcgan => 1,
-        _ => critic_updates(cfg.arch, step, cfg.critic_steps, cfg.critic_steps_burst),
-    }
-}
-
-/// Generator updates that `epochs` passes over the data take (for progress and ETA).
-fn steps_for_epochs(cfg: &TrainConfig, epochs: usize, per_epoch: usize) -> usize {
-    let (mut batches, mut steps) = (0, 0);
-    while batches < epochs * per_epoch {
-        batches += batches_per_step(cfg, steps);
-        steps += 1;
-    }
-    steps
-}
-
-/// Epochs that `steps` generator updates reach (at least 1).
-fn batches_to_epochs(cfg: &TrainConfig, steps: usize, per_epoch: usize) -> usize {
-    let batches: usize = (0..steps).map(|s| batches_per_step(cfg, s)).sum();
-    batches.div_ceil(per_epoch).max(1)
 }

@@ -104,9 +104,8 @@ fn the_tape_refuses_wgan_gp_critics() {
     assert!(err.contains("LayerNorm"), "{err}");
 }
 
-/// The tape runs where it gives the same training: DCGAN and WGAN on the CPU without
-/// DiffAugment; WGAN-GP (second-order gradients) and DiffAugment (candle transforms in the
-/// generator's gradient) stay on candle's graph.
+/// The tape runs where it gives the same training: DCGAN and WGAN on the CPU, with or
+/// without DiffAugment; WGAN-GP (second-order gradients) stays on candle's graph.
 #[test]
 fn the_tape_is_chosen_only_where_it_applies() {
     use canard_train::augment::DiffAugment;
@@ -125,15 +124,20 @@ fn the_tape_is_chosen_only_where_it_applies() {
         let cfg = settings.resolve().unwrap();
         assert_eq!(StepCtx::new(&cfg, &gan, &data, &dev, None).tape, want, "{arch:?}");
         let augment = DiffAugment { colour: true, translation: true, cutout: true };
-        assert!(!StepCtx::new(&cfg, &gan, &data, &dev, Some(&augment)).tape, "{arch:?} with DiffAugment");
+        assert_eq!(StepCtx::new(&cfg, &gan, &data, &dev, Some(&augment)).tape, want, "{arch:?} with DiffAugment");
     }
 }
 
 /// Whole steps, tape against graph, from the same network, data and random numbers: the
-/// losses each step reports and every parameter after three steps.
+/// losses each step reports and every parameter after three steps, with and without
+/// DiffAugment (and mirroring).
 #[test]
 fn a_step_on_the_tape_trains_as_the_graph_does() {
-    for arch in [Arch::Dcgan, Arch::Wgan] {
+    use canard_train::augment::DiffAugment;
+    let all = DiffAugment::all();
+    for (arch, augment) in
+        [(Arch::Dcgan, None), (Arch::Wgan, None), (Arch::Dcgan, Some(&all)), (Arch::Wgan, Some(&all))]
+    {
         let settings = Settings {
             data: Some("random".into()),
             name: Some("tape".into()),
@@ -145,6 +149,7 @@ fn a_step_on_the_tape_trains_as_the_graph_does() {
             nz: Some(8),
             critic_steps: Some(2),
             critic_steps_burst: Some(2),
+            mirror: Some(augment.is_some()),
             ..Settings::default()
         };
         let cfg = settings.resolve().unwrap();
@@ -162,7 +167,7 @@ fn a_step_on_the_tape_trains_as_the_graph_does() {
             };
             let mut opt_g = Optimizer::new(gan.g_params.trainable(), rule, cfg.lr_g).unwrap();
             let mut opt_d = Optimizer::new(gan.d_params.trainable(), rule, cfg.lr_d).unwrap();
-            let mut ctx = StepCtx::new(&cfg, &gan, &data, &dev, None);
+            let mut ctx = StepCtx::new(&cfg, &gan, &data, &dev, augment);
             assert!(ctx.tape, "the tape is chosen on the CPU for {arch:?}");
             ctx.tape = tape;
             let mut cursor = Cursor::new(data.len, 4, 0, 0, 1);
@@ -184,10 +189,11 @@ fn a_step_on_the_tape_trains_as_the_graph_does() {
             (losses, params, rng.random::<u64>())
         };
         let (tape, graph) = (run(true), run(false));
-        assert_eq!(tape.2, graph.2, "{arch:?}: both used the same random numbers");
-        assert_close(&format!("{arch:?} losses"), &tape.0, &graph.0, 1e-4);
+        let what = format!("{arch:?}, DiffAugment {}", augment.is_some());
+        assert_eq!(tape.2, graph.2, "{what}: both used the same random numbers");
+        assert_close(&format!("{what} losses"), &tape.0, &graph.0, 1e-4);
         for ((name, a), (_, b)) in tape.1.iter().zip(&graph.1) {
-            assert_close(&format!("{arch:?} {name} after 3 steps"), a, b, 1e-4);
+            assert_close(&format!("{what} {name} after 3 steps"), a, b, 1e-4);
         }
     }
 }

@@ -1,8 +1,10 @@
-//! `progress.gif`: the preview grids of every epoch as one looping animation.
+//! `progress.gif`: the preview grids through training as one looping animation.
 //!
-//! Rewritten after every epoch, so it must stay cheap: at most [`MAX_FRAMES`] frames
-//! (evenly chosen, always the newest), at most [`MAX_WIDTH`] pixels wide, and each
-//! frame's palette quantised on its own thread (the slow part, and independent per frame).
+//! Each preview is quantised and compressed once, when it is added ([`ProgressGif::push`]),
+//! and kept in memory; writing the file only strings the kept frames together. At most
+//! [`MAX_FRAMES`] frames and [`MAX_BYTES`] bytes are kept, whatever the run's length: past
+//! either, every other older frame is dropped (the newest always stays). Frames are at most
+//! [`MAX_WIDTH`] pixels wide. A resumed run rebuilds the frames from the preview PNGs.
 
 use std::path::{Path, PathBuf};
 
@@ -14,71 +16,129 @@ use rayon::prelude::*;
 use crate::atomic::write_atomic;
 
 pub const MAX_FRAMES: usize = 120;
+/// progress.gif stays under 10 MB at any run length.
+pub const MAX_BYTES: usize = 9 << 20;
 pub const MAX_WIDTH: u32 = 512;
 /// Hundredths of a second per frame: ≈ 8 frames per second.
 const FRAME_DELAY: u16 = 12;
 /// The newest grid stays up for two seconds before the loop starts again.
 const LAST_DELAY: u16 = 200;
-/// NeuQuant's sampling factor (1 best … 30 fastest); 10 is the gif crate's own default
-/// trade-off and keeps 100 frames well under a second on two cores.
+/// NeuQuant's sampling factor (1 best … 30 fastest); 10 is the gif crate's own default.
 const QUANTISE_SPEED: i32 = 10;
 
-/// Writes the GIF of `samples_dir/epoch_*.png` (in epoch order) to `path`, atomically.
-pub fn write_progress_gif(samples_dir: &Path, path: &Path) -> anyhow::Result<()> {
-    let all = epoch_frames(samples_dir)?;
-    if all.is_empty() {
-        anyhow::bail!("no epoch_*.png in {} to animate", samples_dir.display());
-    }
-    let chosen = subsample(all.len(), MAX_FRAMES);
-    let images: Vec<RgbImage> = chosen
-        .par_iter()
-        .map(|&i| {
-            let p = &all[i];
-            Ok(image::open(p).with_context(|| format!("cannot read {}", p.display()))?.to_rgb8())
-        })
-        .collect::<anyhow::Result<_>>()?;
-    write_atomic(path, &encode(images)?)?;
-    Ok(())
+/// The kept frames, compressed.
+#[derive(Default)]
+pub struct ProgressGif {
+    frames: Vec<gif::Frame<'static>>,
+    /// The frame size: the first grid's (at most [`MAX_WIDTH`] wide); later grids are scaled to it.
+    size: Option<(u16, u16)>,
 }
 
-/// The GIF bytes of `frames`: sized like the first one (at most [`MAX_WIDTH`] wide), looping forever.
-pub fn encode(frames: Vec<RgbImage>) -> anyhow::Result<Vec<u8>> {
-    let first = frames.first().context("a GIF needs at least one frame")?;
-    let (w, h) = fit(first.width(), first.height());
-    let (gw, gh) = (u16::try_from(w)?, u16::try_from(h)?);
-    let last = frames.len() - 1;
-    let frames: Vec<gif::Frame<'static>> = frames
-        .into_par_iter()
-        .enumerate()
-        .map(|(i, img)| {
-            let img = if img.dimensions() == (w, h) {
-                img
-            } else {
-                image::imageops::resize(&img, w, h, FilterType::Triangle)
-            };
-            let mut frame = gif::Frame::from_rgb_speed(gw, gh, img.as_raw(), QUANTISE_SPEED);
-            frame.delay = if i == last { LAST_DELAY } else { FRAME_DELAY };
-            frame
-        })
-        .collect();
-    let mut out = Vec::new();
-    {
-        let mut enc = gif::Encoder::new(&mut out, gw, gh, &[])?;
-        enc.set_repeat(gif::Repeat::Infinite)?;
-        for f in &frames {
-            enc.write_frame(f)?;
+impl ProgressGif {
+    /// The frames of the preview PNGs already in `dir` (`step_N.png`, in order of N), for a
+    /// resumed run; none for a new one.
+    pub fn from_previews(dir: &Path) -> anyhow::Result<Self> {
+        let all = preview_files(dir)?;
+        let mut gif = Self::default();
+        let chosen: Vec<&PathBuf> = subsample(all.len(), MAX_FRAMES).into_iter().map(|i| &all[i]).collect();
+        let Some(first) = chosen.first() else { return Ok(gif) };
+        let first = image::open(first).with_context(|| format!("cannot read {}", first.display()))?.to_rgb8();
+        gif.size = Some(frame_size(&first)?);
+        gif.frames = chosen
+            .par_iter()
+            .map(|p| {
+                let img = image::open(p).with_context(|| format!("cannot read {}", p.display()))?.to_rgb8();
+                gif.encode(img)
+            })
+            .collect::<anyhow::Result<_>>()?;
+        gif.thin();
+        Ok(gif)
+    }
+
+    /// Adds a grid as the newest frame.
+    pub fn push(&mut self, grid: RgbImage) -> anyhow::Result<()> {
+        if self.size.is_none() {
+            self.size = Some(frame_size(&grid)?);
+        }
+        let frame = self.encode(grid)?;
+        self.frames.push(frame);
+        self.thin();
+        Ok(())
+    }
+
+    pub fn len(&self) -> usize {
+        self.frames.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.frames.is_empty()
+    }
+
+    /// The GIF's bytes: every kept frame, looping forever, the newest held longest.
+    pub fn bytes(&mut self) -> anyhow::Result<Vec<u8>> {
+        let (w, h) = self.size.context("a GIF needs at least one frame")?;
+        let mut out = Vec::with_capacity(self.kept_bytes() + 1024);
+        {
+            let mut enc = gif::Encoder::new(&mut out, w, h, &[])?;
+            enc.set_repeat(gif::Repeat::Infinite)?;
+            let last = self.frames.len().saturating_sub(1);
+            for (i, f) in self.frames.iter_mut().enumerate() {
+                f.delay = if i == last { LAST_DELAY } else { FRAME_DELAY };
+                enc.write_lzw_pre_encoded_frame(f)?;
+            }
+        }
+        Ok(out)
+    }
+
+    /// Writes the GIF to `path`, atomically.
+    pub fn write(&mut self, path: &Path) -> anyhow::Result<()> {
+        write_atomic(path, &self.bytes()?)?;
+        Ok(())
+    }
+
+    /// One grid as a compressed frame of the GIF's size.
+    fn encode(&self, img: RgbImage) -> anyhow::Result<gif::Frame<'static>> {
+        let (w, h) = self.size.context("the GIF's size is set by its first frame")?;
+        let img = if img.dimensions() == (w as u32, h as u32) {
+            img
+        } else {
+            image::imageops::resize(&img, w as u32, h as u32, FilterType::Triangle)
+        };
+        let mut frame = gif::Frame::from_rgb_speed(w, h, img.as_raw(), QUANTISE_SPEED);
+        frame.make_lzw_pre_encoded();
+        Ok(frame)
+    }
+
+    fn kept_bytes(&self) -> usize {
+        self.frames.iter().map(|f| f.buffer.len() + f.palette.as_ref().map_or(0, Vec::len)).sum()
+    }
+
+    /// Halves the older frames while too many are kept (the newest stays).
+    fn thin(&mut self) {
+        while self.frames.len() > 2 && (self.frames.len() > MAX_FRAMES || self.kept_bytes() > MAX_BYTES) {
+            let Some(newest) = self.frames.pop() else { return };
+            let older = std::mem::take(&mut self.frames);
+            self.frames = older.into_iter().step_by(2).collect();
+            self.frames.push(newest);
         }
     }
-    Ok(out)
 }
 
-/// `dir/epoch_N.png` files in order of N (numerically: epoch_1000 comes after epoch_999).
-fn epoch_frames(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
+/// The preview grid's file name at `step`; [`preview_files`] finds them again.
+pub fn preview_name(step: usize) -> String {
+    format!("step_{step:06}.png")
+}
+
+/// `dir/step_N.png` files in order of N (numerically: step_1000000 comes after step_999999).
+fn preview_files(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
     let mut found: Vec<(u64, PathBuf)> = Vec::new();
+    if !dir.exists() {
+        return Ok(Vec::new());
+    }
     for entry in std::fs::read_dir(dir).with_context(|| format!("cannot list {}", dir.display()))? {
         let path = entry?.path();
         let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default();
-        let number = name.strip_prefix("epoch_").and_then(|r| r.strip_suffix(".png")).and_then(|n| n.parse().ok());
+        let number = name.strip_prefix("step_").and_then(|r| r.strip_suffix(".png")).and_then(|n| n.parse().ok());
         if let Some(n) = number {
             found.push((n, path));
         }
@@ -95,7 +155,12 @@ fn subsample(n: usize, k: usize) -> Vec<usize> {
     (0..k).map(|i| i * (n - 1) / (k - 1)).collect()
 }
 
-/// The frame size: the grid's own, scaled down to [`MAX_WIDTH`] wide if larger.
+/// The frame size for a grid: its own, scaled down to [`MAX_WIDTH`] wide if larger.
+fn frame_size(img: &RgbImage) -> anyhow::Result<(u16, u16)> {
+    let (w, h) = fit(img.width(), img.height());
+    Ok((u16::try_from(w)?, u16::try_from(h)?))
+}
+
 fn fit(w: u32, h: u32) -> (u32, u32) {
     if w <= MAX_WIDTH {
         return (w, h);
@@ -112,56 +177,91 @@ mod tests {
         RgbImage::from_fn(w, h, |x, y| Rgb([(x * 7 + i * 13) as u8, (y * 5 + i * 3) as u8, ((x ^ y) + i) as u8]))
     }
 
-    #[test]
-    fn frames_in_numeric_order_subsampled_downsized_and_looping() {
-        let dir = tempfile::tempdir().unwrap();
-        let samples = dir.path().join("samples");
-        std::fs::create_dir(&samples).unwrap();
-        // 130 epochs, 600 px wide: more frames and wider than the GIF keeps.
-        for e in 1..=130 {
-            grid(e, 600, 300).save(samples.join(format!("epoch_{e:03}.png"))).unwrap();
-        }
-        std::fs::write(samples.join("notes.txt"), b"ignored").unwrap();
-        std::fs::write(samples.join("epoch_x.png"), b"ignored too").unwrap();
-        let out = dir.path().join("progress.gif");
-        let t = std::time::Instant::now();
-        write_progress_gif(&samples, &out).unwrap();
-        eprintln!("130 frames of 600×300 → GIF in {:.2}s", t.elapsed().as_secs_f64());
+    /// Noise: the worst case for the GIF's compression.
+    fn noisy(i: u32, w: u32, h: u32) -> RgbImage {
+        let mut state = 0x9E37_79B9u32.wrapping_mul(i + 1);
+        RgbImage::from_fn(w, h, |_, _| {
+            state ^= state << 13;
+            state ^= state >> 17;
+            state ^= state << 5;
+            Rgb([state as u8, (state >> 8) as u8, (state >> 16) as u8])
+        })
+    }
 
+    fn frame_delays(bytes: &[u8]) -> ((u16, u16), Vec<u16>) {
         let mut opts = gif::DecodeOptions::new();
         opts.set_color_output(gif::ColorOutput::RGBA);
-        let mut dec = opts.read_info(std::fs::File::open(&out).unwrap()).unwrap();
-        assert_eq!((dec.width(), dec.height()), (512, 256));
+        let mut dec = opts.read_info(bytes).unwrap();
+        let size = (dec.width(), dec.height());
         let mut delays = Vec::new();
         while let Some(f) = dec.read_next_frame().unwrap() {
             delays.push(f.delay);
         }
-        assert_eq!(delays.len(), MAX_FRAMES);
-        assert!(delays[..MAX_FRAMES - 1].iter().all(|&d| d == FRAME_DELAY));
-        assert_eq!(delays[MAX_FRAMES - 1], LAST_DELAY);
-        let bytes = std::fs::read(&out).unwrap();
+        (size, delays)
+    }
+
+    #[test]
+    fn frames_are_appended_thinned_downsized_and_looping() {
+        let mut gif = ProgressGif::default();
+        // 130 previews, 600 px wide: more frames and wider than the GIF keeps.
+        for i in 1..=130 {
+            gif.push(grid(i, 600, 300)).unwrap();
+            assert!(gif.len() <= MAX_FRAMES);
+        }
+        let bytes = gif.bytes().unwrap();
+        let ((w, h), delays) = frame_delays(&bytes);
+        assert_eq!((w, h), (512, 256));
+        assert_eq!(delays.len(), gif.len());
+        assert!(delays.len() > MAX_FRAMES / 2, "{} frames", delays.len());
+        assert!(delays[..delays.len() - 1].iter().all(|&d| d == FRAME_DELAY));
+        assert_eq!(delays[delays.len() - 1], LAST_DELAY);
         assert!(bytes.windows(11).any(|w| w == b"NETSCAPE2.0"), "loops forever");
     }
 
     #[test]
-    fn numbering_subsampling_and_sizes() {
-        let dir = tempfile::tempdir().unwrap();
-        for n in ["epoch_1000.png", "epoch_999.png", "epoch_002.png"] {
-            std::fs::write(dir.path().join(n), b"").unwrap();
+    fn a_long_run_of_noisy_grids_stays_under_the_byte_bound() {
+        let mut gif = ProgressGif::default();
+        for i in 0..200 {
+            gif.push(noisy(i, 530, 530)).unwrap();
         }
-        let names: Vec<String> = epoch_frames(dir.path())
-            .unwrap()
-            .iter()
-            .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
-            .collect();
-        assert_eq!(names, ["epoch_002.png", "epoch_999.png", "epoch_1000.png"]);
+        let bytes = gif.bytes().unwrap();
+        assert!(bytes.len() < 10 << 20, "{} bytes", bytes.len());
+        assert!(gif.len() >= 8, "{} frames kept", gif.len());
+    }
+
+    #[test]
+    fn a_resumed_run_rebuilds_its_frames_from_the_previews_in_step_order() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(ProgressGif::from_previews(&dir.path().join("missing")).unwrap().is_empty());
+        // Steps 5, 40, 1000000 (numeric order), each grid a different colour.
+        for (k, step) in [(0u8, 1_000_000usize), (1, 5), (2, 40)] {
+            RgbImage::from_pixel(40, 40, Rgb([k * 100, 0, 0])).save(dir.path().join(preview_name(step))).unwrap();
+        }
+        std::fs::write(dir.path().join("notes.txt"), b"ignored").unwrap();
+        std::fs::write(dir.path().join("step_x.png"), b"ignored too").unwrap();
+        let mut gif = ProgressGif::from_previews(dir.path()).unwrap();
+        assert_eq!(gif.len(), 3);
+        let bytes = gif.bytes().unwrap();
+        let mut opts = gif::DecodeOptions::new();
+        opts.set_color_output(gif::ColorOutput::RGBA);
+        let mut dec = opts.read_info(&bytes[..]).unwrap();
+        let mut reds = Vec::new();
+        while let Some(f) = dec.read_next_frame().unwrap() {
+            reds.push(f.buffer[0]);
+        }
+        assert_eq!(reds.len(), 3);
+        // Step 5 (red 100), step 40 (red 200), step 1000000 (red 0).
+        assert!((90..110).contains(&reds[0]) && reds[1] > 190 && reds[2] < 10, "{reds:?}");
+    }
+
+    #[test]
+    fn subsampling_and_sizes() {
         assert_eq!(subsample(5, 120), [0, 1, 2, 3, 4]);
         let s = subsample(1000, 120);
         assert_eq!((s.len(), s[0], s[119]), (120, 0, 999));
         assert!(s.windows(2).all(|w| w[0] < w[1]));
         assert_eq!(fit(274, 274), (274, 274));
         assert_eq!(fit(1042, 1042), (512, 512));
-        let empty = tempfile::tempdir().unwrap();
-        assert!(write_progress_gif(empty.path(), &empty.path().join("a.gif")).is_err());
+        assert!(ProgressGif::default().bytes().is_err());
     }
 }

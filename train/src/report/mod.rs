@@ -1,6 +1,7 @@
 //! What the trainer shows its user: sample grids, the loss log and plot, the progress
 //! GIF ([`gif`]), and the live progress bar or lines ([`progress`]).
 
+pub mod cadence;
 pub mod gif;
 pub mod plot;
 pub mod progress;
@@ -10,6 +11,7 @@ use std::path::Path;
 use canard_shared::image::{batch_to_images, encode_png, grid};
 use canard_shared::latent::latent_batch;
 use candle_core::{Device, Tensor};
+use image::DynamicImage;
 
 use crate::atomic::write_atomic;
 use crate::model::Generator;
@@ -24,13 +26,14 @@ pub fn generate(g: &Generator, seeds: &[u64], device: &Device) -> candle_core::R
     g.forward(&z, false)
 }
 
-/// Writes an NCHW batch in [-1, 1] as a PNG grid, 8 to a row.
-pub fn save_grid(images: &Tensor, path: &Path) -> anyhow::Result<()> {
+/// Writes an NCHW batch in [-1, 1] as a PNG grid, 8 to a row; the grid.
+pub fn save_grid(images: &Tensor, path: &Path) -> anyhow::Result<DynamicImage> {
     let (n, c, h, w) = images.dims4()?;
     let data = images.flatten_all()?.to_vec1::<f32>()?;
     let tiles = batch_to_images(&data, n, c, h, w)?;
-    write_atomic(path, &encode_png(&grid(&tiles, 8, 2))?)?;
-    Ok(())
+    let grid = grid(&tiles, 8, 2);
+    write_atomic(path, &encode_png(&grid)?)?;
+    Ok(grid)
 }
 
 /// One row of `losses.csv`: one generator step.
@@ -46,9 +49,11 @@ pub struct LossRecord {
     pub d_fake: f32,
     /// The gradient penalty (WGAN-GP), 0 when unused.
     pub gp: f32,
+    /// Seconds of training when the step finished (counted across resumes; set by the trainer).
+    pub seconds: f64,
 }
 
-const CSV_HEADER: &str = "step,epoch,loss_d,loss_g,d_real,d_fake,gp";
+const CSV_HEADER: &str = "step,epoch,loss_d,loss_g,d_real,d_fake,gp,seconds";
 
 pub fn write_losses_csv(records: &[LossRecord], path: &Path) -> std::io::Result<()> {
     let mut s = String::with_capacity(64 * (records.len() + 1));
@@ -56,15 +61,15 @@ pub fn write_losses_csv(records: &[LossRecord], path: &Path) -> std::io::Result<
     s.push('\n');
     for r in records {
         s.push_str(&format!(
-            "{},{},{:.6},{:.6},{:.6},{:.6},{:.6}\n",
-            r.step, r.epoch, r.loss_d, r.loss_g, r.d_real, r.d_fake, r.gp
+            "{},{},{:.6},{:.6},{:.6},{:.6},{:.6},{:.3}\n",
+            r.step, r.epoch, r.loss_d, r.loss_g, r.d_real, r.d_fake, r.gp, r.seconds
         ));
     }
     write_atomic(path, s.as_bytes())
 }
 
-/// Reads `losses.csv` back (to continue it on resume). Accepts the older 6-column
-/// file (no `gp`: read as 0). Lines that do not parse (the header, a hand edit, a line
+/// Reads `losses.csv` back (to continue it on resume). Accepts the older 6- and
+/// 7-column files (no `gp`, no `seconds`: read as 0). Lines that do not parse (the header, a hand edit, a line
 /// cut short) are skipped, not fatal: the log is a record for people, and losing a
 /// line of it must not stop a resume.
 pub fn read_losses_csv(path: &Path) -> std::io::Result<Vec<LossRecord>> {
@@ -74,7 +79,7 @@ pub fn read_losses_csv(path: &Path) -> std::io::Result<Vec<LossRecord>> {
 
 fn parse_line(line: &str) -> Option<LossRecord> {
     let f: Vec<&str> = line.trim().split(',').map(str::trim).collect();
-    if f.len() != 6 && f.len() != 7 {
+    if !(6..=8).contains(&f.len()) {
         return None;
     }
     let float = |s: &str| s.parse::<f32>().ok();
@@ -85,7 +90,8 @@ fn parse_line(line: &str) -> Option<LossRecord> {
         loss_g: float(f[3])?,
         d_real: float(f[4])?,
         d_fake: float(f[5])?,
-        gp: if f.len() == 7 { float(f[6])? } else { 0.0 },
+        gp: if f.len() >= 7 { float(f[6])? } else { 0.0 },
+        seconds: if f.len() == 8 { f[7].parse().ok()? } else { 0.0 },
     })
 }
 
@@ -94,7 +100,16 @@ mod tests {
     use super::*;
 
     fn rec(step: usize) -> LossRecord {
-        LossRecord { step, epoch: 1 + step / 10, loss_d: 1.25, loss_g: -0.5, d_real: 0.75, d_fake: 0.125, gp: 0.0625 }
+        LossRecord {
+            step,
+            epoch: 1 + step / 10,
+            loss_d: 1.25,
+            loss_g: -0.5,
+            d_real: 0.75,
+            d_fake: 0.125,
+            gp: 0.0625,
+            seconds: step as f64 * 0.5,
+        }
     }
 
     #[test]
@@ -104,7 +119,7 @@ mod tests {
         let recs: Vec<LossRecord> = (1..=25).map(rec).collect();
         write_losses_csv(&recs, &p).unwrap();
         let text = std::fs::read_to_string(&p).unwrap();
-        assert!(text.starts_with("step,epoch,loss_d,loss_g,d_real,d_fake,gp\n"), "{text}");
+        assert!(text.starts_with("step,epoch,loss_d,loss_g,d_real,d_fake,gp,seconds\n"), "{text}");
         assert_eq!(read_losses_csv(&p).unwrap(), recs);
     }
 

@@ -232,6 +232,7 @@ mod tests {
                     d_real: 0.5 + 0.3 * (1.0 - (-t / 250.0).exp()) + 0.1 * noise,
                     d_fake: 0.5 - 0.35 * (1.0 - (-t / 250.0).exp()) + 0.1 * noise,
                     gp: if gp { 0.2 * (-t / 500.0).exp() } else { 0.0 },
+                    seconds: s as f64,
                 }
             })
             .collect()

@@ -3,7 +3,8 @@
 //! CI logs, pipes and `| tee` get no cursor tricks: a bar redrawn in place becomes
 //! thousands of lines or one unreadable one there. Plain lines come every `log_every`
 //! steps and at the end of every epoch; on a terminal each finished epoch leaves one
-//! such line above the bar, so the scrollback still tells the story.
+//! such line above the bar, so the scrollback still tells the story. Once the first few
+//! steps have set the pace, one line says when the run will end.
 
 use std::io::{IsTerminal, Write};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -13,35 +14,42 @@ use std::time::{Duration, Instant};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use super::LossRecord;
+use crate::length::Length;
 
 /// Where plain lines go: stderr, or a buffer in tests.
 type Sink = Mutex<Box<dyn Write + Send>>;
 
 /// The bar (or lines) for a training run.
 pub struct Progress {
-    total_steps: usize,
+    length: Length,
     /// Steps already done when this process started (a resumed run): rate and ETA count from here.
     start_step: usize,
+    /// Training seconds done when this process started (for a time budget).
+    start_seconds: f64,
     batch: usize,
     log_every: usize,
     labels: (String, String),
     started: Instant,
     bar: Option<ProgressBar>,
     sink: Sink,
-    /// The latest update (epoch, total epochs, record), to print when its epoch turns out to be over.
-    last: Option<(usize, usize, LossRecord)>,
+    /// The latest update (epoch, record), to print when its epoch turns out to be over.
+    last: Option<(usize, LossRecord)>,
     /// The step of the last line printed (0: none), so a line is never printed twice.
     printed: AtomicUsize,
+    /// Whether the line with the expected end has been printed.
+    estimated: bool,
 }
 
 impl Progress {
     /// `labels` name the d_real / d_fake columns, e.g. `("D(x)", "D(G(z))")` or `("C(x)", "C(G(z))")`.
-    pub fn new(total_steps: usize, start_step: usize, batch: usize, log_every: usize, labels: (&str, &str)) -> Self {
-        let mut p = Self::plain(total_steps, start_step, batch, log_every, labels, Box::new(std::io::stderr()));
+    pub fn new(length: Length, start: (usize, f64), batch: usize, log_every: usize, labels: (&str, &str)) -> Self {
+        let mut p = Self::plain(length, start, batch, log_every, labels, Box::new(std::io::stderr()));
         if interactive() {
-            let bar = ProgressBar::with_draw_target(Some(total_steps as u64), ProgressDrawTarget::stderr())
+            // A run with only a time budget: the bar's length is re-estimated as it goes.
+            let total = length.steps.unwrap_or(start.0 + 1);
+            let bar = ProgressBar::with_draw_target(Some(total as u64), ProgressDrawTarget::stderr())
                 .with_style(bar_style())
-                .with_position(start_step.min(total_steps) as u64);
+                .with_position(start.0.min(total) as u64);
             bar.enable_steady_tick(Duration::from_millis(250));
             p.bar = Some(bar);
         }
@@ -50,16 +58,17 @@ impl Progress {
 
     /// Plain lines into `sink`, whatever stderr is (for tests, and for callers that log to a file).
     pub fn plain(
-        total_steps: usize,
-        start_step: usize,
+        length: Length,
+        (start_step, start_seconds): (usize, f64),
         batch: usize,
         log_every: usize,
         labels: (&str, &str),
         sink: Box<dyn Write + Send>,
     ) -> Self {
         Self {
-            total_steps,
+            length,
             start_step,
+            start_seconds,
             batch,
             log_every: log_every.max(1),
             labels: (labels.0.to_string(), labels.1.to_string()),
@@ -68,27 +77,47 @@ impl Progress {
             sink: Mutex::new(sink),
             last: None,
             printed: AtomicUsize::new(0),
+            estimated: false,
         }
     }
 
     /// Records one finished step (`rec.step` counts from 1, over the whole run).
-    pub fn update(&mut self, epoch: usize, total_epochs: usize, rec: &LossRecord) {
+    pub fn update(&mut self, epoch: usize, rec: &LossRecord) {
         // The epoch changed: the previous update was that epoch's last step.
-        if let Some((e, te, prev)) = self.last.filter(|(e, _, _)| *e != epoch) {
-            self.line_once(e, te, &prev);
+        if let Some((e, prev)) = self.last.filter(|(e, _)| *e != epoch) {
+            self.line_once(e, &prev);
         }
-        self.last = Some((epoch, total_epochs, *rec));
+        self.last = Some((epoch, *rec));
+        self.estimate_once(rec.step);
         match &self.bar {
             Some(bar) => {
-                bar.set_prefix(format!("epoch {epoch}/{total_epochs}"));
-                bar.set_position(rec.step.min(self.total_steps) as u64);
+                bar.set_prefix(self.epochs(epoch));
+                if self.length.steps.is_none() {
+                    let (rate, eta) = self.rate_and_eta(rec.step);
+                    let left = eta.map_or(1.0, |s| s * rate / self.batch as f64).ceil() as u64;
+                    bar.set_length(rec.step as u64 + left.max(1));
+                }
+                bar.set_position(self.length.steps.map_or(rec.step, |s| rec.step.min(s)) as u64);
                 bar.set_message(self.stats(rec));
             }
             None => {
-                if rec.step.is_multiple_of(self.log_every) || rec.step >= self.total_steps {
-                    self.line_once(epoch, total_epochs, rec);
+                if rec.step.is_multiple_of(self.log_every) || self.length.steps.is_some_and(|s| rec.step >= s) {
+                    self.line_once(epoch, rec);
                 }
             }
+        }
+    }
+
+    /// After the first steps in this process (3 of them, and 2 s), one line with the pace
+    /// and the expected end.
+    fn estimate_once(&mut self, step: usize) {
+        let done = step.saturating_sub(self.start_step);
+        if self.estimated || done < 3 || (self.started.elapsed().as_secs_f64() < 2.0 && done < 10) {
+            return;
+        }
+        self.estimated = true;
+        if let (rate, Some(eta)) = self.rate_and_eta(step) {
+            self.message(&format!("canard-train: {rate:.1} img/s; this run ends in about {}", duration(eta)));
         }
     }
 
@@ -102,15 +131,16 @@ impl Progress {
 
     /// The last step's line (if not printed yet), and the bar left in its final state.
     pub fn finish(&self) {
-        if let Some((e, te, rec)) = &self.last {
-            self.line_once(*e, *te, rec);
+        if let Some((e, rec)) = &self.last {
+            self.line_once(*e, rec);
         }
         if let Some(bar) = &self.bar {
             bar.finish();
         }
     }
 
-    /// Images per second since this process started, and the seconds left at that rate.
+    /// Images per second since this process started, and the seconds left: at that rate
+    /// for a number of steps, by the clock for a time budget, the sooner of the two.
     pub fn rate_and_eta(&self, step: usize) -> (f64, Option<f64>) {
         let images = step.saturating_sub(self.start_step) as f64 * self.batch as f64;
         let secs = self.started.elapsed().as_secs_f64();
@@ -118,13 +148,27 @@ impl Progress {
             return (0.0, None);
         }
         let rate = images / secs;
-        let left = self.total_steps.saturating_sub(step) as f64 * self.batch as f64;
-        (rate, Some(left / rate))
+        let by_steps = self.length.steps.map(|s| s.saturating_sub(step) as f64 * self.batch as f64 / rate);
+        let by_clock = self.length.seconds.map(|s| (s - self.start_seconds - secs).max(0.0));
+        let eta = match (by_steps, by_clock) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        (rate, eta)
     }
 
     /// The full plain line for one record.
-    pub fn line(&self, epoch: usize, total_epochs: usize, rec: &LossRecord) -> String {
-        format!("[{epoch}/{total_epochs}] step {}/{}  {}", rec.step, self.total_steps, self.stats(rec))
+    pub fn line(&self, epoch: usize, rec: &LossRecord) -> String {
+        let of = self.length.steps.map(|s| format!("/{s}")).unwrap_or_default();
+        format!("[{}] step {}{of}  {}", self.epochs(epoch).trim_start_matches("epoch "), rec.step, self.stats(rec))
+    }
+
+    /// "epoch 2/3", or "epoch 2" when the run's end is a time.
+    fn epochs(&self, epoch: usize) -> String {
+        match self.length.epochs {
+            Some(total) => format!("epoch {epoch}/{total}"),
+            None => format!("epoch {epoch}"),
+        }
     }
 
     /// Losses, rate and ETA: the bar's message and the tail of a plain line.
@@ -143,9 +187,9 @@ impl Progress {
         )
     }
 
-    fn line_once(&self, epoch: usize, total_epochs: usize, rec: &LossRecord) {
+    fn line_once(&self, epoch: usize, rec: &LossRecord) {
         if self.printed.swap(rec.step, Ordering::Relaxed) != rec.step {
-            self.message(&self.line(epoch, total_epochs, rec));
+            self.message(&self.line(epoch, rec));
         }
     }
 
@@ -242,22 +286,28 @@ mod tests {
     }
 
     fn rec(step: usize, epoch: usize) -> LossRecord {
-        LossRecord { step, epoch, loss_d: 1.5, loss_g: 0.25, d_real: 0.75, d_fake: 0.125, gp: 0.0 }
+        LossRecord { step, epoch, loss_d: 1.5, loss_g: 0.25, d_real: 0.75, d_fake: 0.125, gp: 0.0, seconds: 0.0 }
     }
 
     #[test]
     fn plain_lines_every_log_every_steps_and_at_each_epoch_end() {
         let buf = Buf::default();
         // 3 epochs of 7 steps, resumed after step 7, a line every 5 steps.
-        let mut p = Progress::plain(21, 7, 4, 5, ("C(x)", "C(G(z))"), Box::new(buf.clone()));
+        let length = Length { steps: Some(21), seconds: None, epochs: Some(3) };
+        let mut p = Progress::plain(length, (7, 0.0), 4, 5, ("C(x)", "C(G(z))"), Box::new(buf.clone()));
         p.message("hello");
         for step in 8..=21 {
             let epoch = (step - 1) / 7 + 1;
-            p.update(epoch, 3, &rec(step, epoch));
+            p.update(epoch, &rec(step, epoch));
         }
         p.finish();
         p.finish();
         let lines = buf.lines();
+        // After 3 steps and 2 s (or 10 steps), the pace and the expected end, once.
+        let estimate: Vec<&String> = lines.iter().filter(|l| l.contains("this run ends in about")).collect();
+        assert_eq!(estimate.len(), 1, "{lines:?}");
+        assert!(estimate[0].starts_with("canard-train: ") && estimate[0].contains(" img/s"), "{lines:?}");
+        let lines: Vec<String> = lines.into_iter().filter(|l| !l.contains("this run ends")).collect();
         let steps: Vec<&str> = lines.iter().skip(1).map(|l| l.split("  ").next().unwrap()).collect();
         assert_eq!(lines[0], "hello");
         assert_eq!(
@@ -268,13 +318,33 @@ mod tests {
         assert!(l.contains("Loss_D 1.5000  Loss_G 0.2500  C(x) 0.750  C(G(z)) 0.125  "), "{l}");
         assert!(l.contains(" img/s  ETA "), "{l}");
         assert!(!l.contains("GP"), "{l}");
-        let with_gp = p.line(3, 3, &LossRecord { gp: 0.5, ..rec(21, 3) });
+        let with_gp = p.line(3, &LossRecord { gp: 0.5, ..rec(21, 3) });
         assert!(with_gp.contains("GP 0.5000"), "{with_gp}");
     }
 
     #[test]
+    fn a_time_budget_counts_down_by_the_clock_and_shows_no_step_total() {
+        let length = Length { steps: None, seconds: Some(60.0), epochs: None };
+        let p = Progress::plain(length, (40, 50.0), 8, 10, ("D(x)", "D(G(z))"), Box::new(std::io::sink()));
+        std::thread::sleep(Duration::from_millis(20));
+        let (_, eta) = p.rate_and_eta(41);
+        // 10 s of the budget were left when this process started.
+        let eta = eta.unwrap();
+        assert!(eta < 10.0 && eta > 9.0, "{eta}");
+        let line = p.line(2, &rec(41, 2));
+        assert!(line.starts_with("[2] step 41  Loss_D"), "{line}");
+        // Steps and a budget: the sooner.
+        let both = Length { steps: Some(1_000_000), seconds: Some(60.0), epochs: Some(9) };
+        let p = Progress::plain(both, (40, 50.0), 8, 10, ("D(x)", "D(G(z))"), Box::new(std::io::sink()));
+        std::thread::sleep(Duration::from_millis(20));
+        assert!(p.rate_and_eta(41).1.unwrap() < 10.0);
+        assert!(p.line(2, &rec(41, 2)).starts_with("[2/9] step 41/1000000  "));
+    }
+
+    #[test]
     fn rate_and_eta_count_from_the_start_step() {
-        let p = Progress::plain(100, 40, 8, 10, ("D(x)", "D(G(z))"), Box::new(std::io::sink()));
+        let length = Length { steps: Some(100), seconds: None, epochs: Some(1) };
+        let p = Progress::plain(length, (40, 0.0), 8, 10, ("D(x)", "D(G(z))"), Box::new(std::io::sink()));
         assert_eq!(p.rate_and_eta(40), (0.0, None));
         std::thread::sleep(Duration::from_millis(20));
         let (rate, eta) = p.rate_and_eta(50);
