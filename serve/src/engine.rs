@@ -22,6 +22,7 @@ use prometheus::{Histogram, HistogramOpts, IntCounter};
 use tokio::sync::oneshot;
 
 use crate::batcher::{self, Job, Rules};
+use crate::caching::Compute;
 use crate::device::{self, Device, Provider};
 use crate::latents::{self, Point};
 use crate::render::ImageSpec;
@@ -114,7 +115,7 @@ impl Default for Observer {
 pub struct Engine {
     name: String,
     manifest: Manifest,
-    provider: Provider,
+    compute: Compute,
     jobs: SyncSender<Job<Point>>,
     queue: usize,
     depth: Arc<AtomicUsize>,
@@ -142,12 +143,12 @@ impl Engine {
         let io =
             Io { input: manifest.onnx.input.clone(), output: manifest.onnx.output.clone(), dim: manifest.latent.dim };
         let item_len = ImageSpec::of(&manifest).len();
-        let (mut session, provider) = refuse_panics(&onnx_path, || {
+        let (mut session, compute) = refuse_panics(&onnx_path, || {
             let (mut session, provider) = build_session(env, name, &onnx_path, &bytes, opts)?;
             check_graph(&session, &manifest).map_err(|reason| LoadError::Graph { path: onnx_path.clone(), reason })?;
             test_inference(&mut session, &io, item_len)
                 .map_err(|reason| LoadError::TestInference { path: onnx_path.clone(), reason })?;
-            Ok((session, provider))
+            Ok((session, Compute::here(provider)))
         })?;
 
         let (jobs, rx) = sync_channel(opts.queue);
@@ -164,7 +165,7 @@ impl Engine {
                 Ok(out)
             })
         })?;
-        Ok(Engine { name: name.to_string(), manifest, provider, jobs, queue: opts.queue, depth, alive })
+        Ok(Engine { name: name.to_string(), manifest, compute, jobs, queue: opts.queue, depth, alive })
     }
 
     pub fn name(&self) -> &str {
@@ -181,11 +182,16 @@ impl Engine {
 
     /// ONNX Runtime's name of the provider this model's session runs on.
     pub fn execution_provider(&self) -> &'static str {
-        self.provider.name()
+        self.compute.provider.name()
     }
 
     pub fn provider(&self) -> Provider {
-        self.provider
+        self.compute.provider
+    }
+
+    /// How this model's pictures are computed, for their ETags.
+    pub fn compute(&self) -> &Compute {
+        &self.compute
     }
 
     /// Requests waiting for the inference thread.
@@ -375,4 +381,21 @@ fn check_shape(outlet: &Outlet, name: &str, expected: [i64; 3]) -> Result<(), St
         ));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_engine_is_marked_dead_when_its_thread_panics() {
+        let alive = Arc::new(AtomicBool::new(true));
+        let guard = AliveGuard(alive.clone());
+        let thread = thread::spawn(move || {
+            let _guard = guard;
+            panic!("an inference thread that dies");
+        });
+        assert!(thread.join().is_err());
+        assert!(!alive.load(Ordering::Relaxed), "/readyz reads this flag");
+    }
 }

@@ -124,7 +124,8 @@ async fn serve(req: &HttpRequest, engine: Arc<Engine>, job: Picture) -> Result<H
     check_budget(job.points.len(), spec.size, &out)?;
     // The effective size, so `size=` equal to the model's size shares the ETag.
     let tag = job.key.map(|key| {
-        caching::entity_tag(engine.manifest(), &format!("{key} format={} size={}", out.format.name(), out.size))
+        let key = format!("{key} format={} size={}", out.format.name(), out.size);
+        caching::entity_tag(engine.manifest(), engine.compute(), &key)
     });
     if let Some(tag) = &tag {
         if caching::not_modified(req, tag) {
