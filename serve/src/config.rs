@@ -116,31 +116,35 @@ fn positive(s: &str) -> Result<usize, String> {
     }
 }
 
-fn bounded(s: &str, max: f64, unit: &str) -> Result<f64, String> {
+/// A duration of `unit`s (`scale` of them per second), `0` or from 1 ms to `max`. A
+/// smaller value would round to zero on the way to a `Duration`, where `0` means
+/// something else (actix reads a zero timeout as "no limit").
+fn duration(s: &str, max: f64, unit: &str, scale: f64) -> Result<f64, String> {
     match s.parse::<f64>() {
-        Ok(v) if (0.0..=max).contains(&v) => Ok(v),
-        _ => Err(format!("{s:?} is not a number of {unit} from 0 to {max}")),
+        Ok(v) if v == 0.0 => Ok(0.0),
+        Ok(v) if v / scale >= 0.001 && v <= max => Ok(v),
+        _ => Err(format!("{s:?} is not 0 or a number of {unit} from {} to {max}", 0.001 * scale)),
     }
 }
 
 fn wait_ms(s: &str) -> Result<f64, String> {
-    bounded(s, 1000.0, "milliseconds")
+    duration(s, 1000.0, "milliseconds", 1000.0)
 }
 
 fn interval_s(s: &str) -> Result<f64, String> {
-    bounded(s, 86_400.0, "seconds")
+    duration(s, 86_400.0, "seconds", 1.0)
 }
 
 /// Above 0 (actix reads 0 as "no limit", which would let slow clients hold connections forever).
 fn request_timeout_s(s: &str) -> Result<f64, String> {
-    match s.parse::<f64>() {
-        Ok(v) if v > 0.0 && v <= 3600.0 => Ok(v),
-        _ => Err(format!("{s:?} is not a number of seconds above 0 and at most 3600")),
+    match duration(s, 3600.0, "seconds", 1.0) {
+        Ok(v) if v > 0.0 => Ok(v),
+        _ => Err(format!("{s:?} is not a number of seconds from 0.001 to 3600 (0 is not allowed)")),
     }
 }
 
 fn keep_alive_s(s: &str) -> Result<f64, String> {
-    bounded(s, 3600.0, "seconds")
+    duration(s, 3600.0, "seconds", 1.0)
 }
 
 #[cfg(test)]
@@ -188,5 +192,20 @@ mod tests {
         ] {
             assert!(Args::try_parse_from(["canard-serve"].iter().chain(bad)).is_err(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn durations_that_would_round_to_zero_are_refused_naming_the_setting() {
+        for flag in ["--request-timeout", "--keep-alive", "--reload-interval", "--batch-wait-ms"] {
+            let tiny = if flag == "--batch-wait-ms" { "0.0009" } else { "0.0000009" };
+            for value in ["1e-10", tiny] {
+                let err = Args::try_parse_from(["canard-serve", flag, value]).unwrap_err().to_string();
+                assert!(err.contains(flag) && err.contains(" from "), "{flag} {value}: {err}");
+            }
+            let smallest = if flag == "--batch-wait-ms" { "1" } else { "0.001" };
+            assert!(Args::try_parse_from(["canard-serve", flag, smallest]).is_ok(), "{flag} {smallest}");
+        }
+        let a = Args::try_parse_from(["canard-serve", "--request-timeout", "0.001", "--keep-alive", "0"]).unwrap();
+        assert_eq!((a.request_timeout(), a.keep_alive()), (Duration::from_millis(1), None));
     }
 }

@@ -43,6 +43,7 @@ async fn errors_and_limits_are_json_with_the_right_status() {
     let root = tempfile::tempdir().unwrap();
     let app = app!(AppState::fixed(two_models(root.path())));
     let long = format!("/generate?model={}", "x".repeat(5000));
+    let long_path = format!("/models/{}", "x".repeat(60_000));
     let cases: &[(&str, &str, u16, &str)] = &[
         ("GET", "/generate?seed=abc", 400, r#"got \"abc\""#),
         ("GET", "/generate?seed=-1", 400, "from 0 to 18446744073709551615"),
@@ -50,6 +51,8 @@ async fn errors_and_limits_are_json_with_the_right_status() {
         ("GET", "/generate?seed=1&seed=2", 400, "at most once"),
         ("GET", "/generate?sizes=3", 400, "allowed: seed, seeds, n, model, format, size, truncation"),
         ("GET", "/generate?seed=%zz", 400, "malformed"),
+        ("GET", "/generate?seed=%+5", 400, "bad percent-escape"),
+        ("GET", "/generate?model=%-1", 400, "bad percent-escape"),
         ("GET", "/generate?n=65", 400, "n must be an integer from 1 to 64"),
         ("GET", "/generate?seeds=1-100", 400, "at most 64 per request"),
         ("GET", "/generate?seeds=0-18446744073709551615", 400, "at most 64 per request"),
@@ -70,6 +73,8 @@ async fn errors_and_limits_are_json_with_the_right_status() {
         ("GET", "/nothing", 404, "no route"),
         ("POST", "/generate", 405, "use GET"),
         ("DELETE", "/models/demo", 405, "use GET"),
+        ("DELETE", &long_path, 405, "use GET"),
+        ("GET", &long_path, 404, "unknown model"),
     ];
     for (method, uri, status, needle) in cases {
         let req = test::TestRequest::default().method(method.parse().unwrap()).uri(uri).to_request();

@@ -98,8 +98,10 @@ fn percent_decode(raw: &str) -> Result<String, QueryError> {
         match bytes[i] {
             b'+' => out.push(b' '),
             b'%' => {
+                // Two hex digits, checked here: `from_str_radix` alone takes a sign (`%+5` is 5).
                 let byte = bytes
                     .get(i + 1..i + 3)
+                    .filter(|hex| hex.iter().all(u8::is_ascii_hexdigit))
                     .and_then(|hex| std::str::from_utf8(hex).ok())
                     .and_then(|hex| u8::from_str_radix(hex, 16).ok())
                     .ok_or_else(|| QueryError::Malformed(format!("bad percent-escape in {}", echo(raw))))?;
@@ -159,7 +161,7 @@ mod tests {
 
     #[test]
     fn malformed_and_overlong_strings_are_refused() {
-        for q in ["seed=%", "seed=%4", "seed=%zz", "model=%FF", "=5", "%=1", "model=%C3"] {
+        for q in ["seed=%", "seed=%4", "seed=%zz", "model=%FF", "=5", "%=1", "model=%C3", "seed=%+5", "model=%-1"] {
             assert!(err(q).starts_with("malformed query string"), "{q}: {}", err(q));
         }
         let long = format!("model={}", "x".repeat(MAX_QUERY_BYTES));

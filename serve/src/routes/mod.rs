@@ -54,7 +54,7 @@ async fn method_not_allowed(req: HttpRequest) -> HttpResponse {
     ApiError::MethodNotAllowed(format!(
         "{} is not allowed on {}; use GET or HEAD",
         echo(req.method().as_str()),
-        req.path()
+        echo(req.path())
     ))
     .error_response()
 }
