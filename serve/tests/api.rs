@@ -9,6 +9,7 @@ use std::sync::Arc;
 use actix_web::http::{header as h, StatusCode};
 use actix_web::test;
 use canard_serve::app::{self, AppState, CorsOrigins};
+use canard_serve::caching;
 use canard_serve::live::Live;
 use canard_serve::metrics::Metrics;
 use canard_serve::query::{GENERATE_PARAMS, INTERPOLATE_PARAMS};
@@ -43,6 +44,11 @@ async fn explicit_seeds_are_cacheable_and_if_none_match_costs_no_inference() {
     let (headers, body) = get!(&app, "/generate?seed=9");
     let etag = hv(&headers, "etag");
     assert!(etag.starts_with('"') && etag.len() == 34, "{etag}");
+    // The tag also names how the picture was computed (provider, ONNX Runtime, CPU).
+    let engine = state.live.snapshot().get(Some("demo")).unwrap().clone();
+    assert!(engine.compute().runtime.contains("ORT Build Info"), "{:?}", engine.compute());
+    let key = "generate seeds=9 truncation=1 format=png size=8";
+    assert_eq!(etag, caching::entity_tag(engine.manifest(), engine.compute(), key).to_string());
     assert_eq!(hv(&headers, "cache-control"), "public, max-age=31536000, immutable");
     let generated = images(&state);
 
@@ -157,6 +163,32 @@ async fn models_list_manifests_and_readyz_is_ready() {
     assert_eq!(hv(&headers, "content-type"), "application/json");
     let ready: Value = serde_json::from_slice(&body).unwrap();
     assert_eq!(ready, serde_json::json!({"status": "ready", "models": ["demo", "other"]}));
+}
+
+/// The trainer records where the pictures were (`/home/...`); the server shows only
+/// the folder's name. An upper-case SHA-256 in model.json is the same hash.
+#[actix_web::test]
+async fn manifests_hide_the_dataset_path_and_take_upper_case_hashes() {
+    let root = tempfile::tempdir().unwrap();
+    write_model(root.path(), "demo", 8, |m| {
+        m.training.dataset = "/home/someone/private/photos".into();
+        m.onnx.sha256.make_ascii_uppercase();
+    });
+    write_model(root.path(), "other", 4, |m| m.training.dataset = "builtin:shapes".into());
+    let (reg, skipped) =
+        Loader::new(&runtime().env, options(), Arc::new(Metrics::new())).load_all(root.path(), None).unwrap();
+    assert!(skipped.is_empty(), "{:?}", skipped.iter().map(|s| s.error.to_string()).collect::<Vec<_>>());
+    let app = app!(AppState::fixed(reg));
+    let list: Value = serde_json::from_slice(&get!(&app, "/models").1).unwrap();
+    let one: Value = serde_json::from_slice(&get!(&app, "/models/demo").1).unwrap();
+    for demo in [&list[0], &one] {
+        assert_eq!(demo["training"]["dataset"], "photos", "{demo}");
+        let sha = demo["onnx"]["sha256"].as_str().unwrap();
+        assert_eq!(sha, sha.to_ascii_lowercase());
+    }
+    assert_eq!(list[1]["training"]["dataset"], "builtin:shapes");
+    assert!(!String::from_utf8(get!(&app, "/models").1).unwrap().contains("someone"));
+    get!(&app, "/generate?seed=1&model=demo");
 }
 
 #[actix_web::test]
