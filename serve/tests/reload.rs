@@ -12,6 +12,7 @@ use canard_serve::live::Live;
 use canard_serve::metrics::Metrics;
 use canard_serve::registry::Loader;
 use canard_serve::reload::{Changes, Reloader, Watcher};
+use futures_util::FutureExt;
 use serde_json::Value;
 use support::{hv, options, runtime, write_model};
 
@@ -124,6 +125,33 @@ async fn new_changed_broken_and_removed_models() {
     get!(&app, "/generate?seed=1");
     assert!(logged().contains("no model left"));
     get!(&app, "/readyz");
+}
+
+/// A request that has taken its model when the reload swaps in a new version
+/// finishes on the version it took: its answer is the old model's picture.
+#[actix_web::test]
+async fn a_request_in_flight_during_a_reload_finishes_on_the_old_model() {
+    let root = tempfile::tempdir().unwrap();
+    let (mut reloader, state) = setup(root.path());
+    let app = app!(state);
+    let uri = "/generate?seeds=1-64&size=64";
+    let (old_headers, old) = get!(&app, uri);
+
+    let req = actix_web::test::TestRequest::get().uri(uri).to_request();
+    let mut in_flight = Box::pin(actix_web::test::call_service(&app, req));
+    // Polled once: the request has taken the registry and queued on the old engine.
+    assert!(in_flight.as_mut().now_or_never().is_none(), "a 64-picture request cannot be done in one poll");
+
+    write_model(root.path(), "demo", 6, |_| {});
+    assert_eq!(names(&settle(&mut reloader).loaded), ["demo"]);
+    let (new_headers, new) = get!(&app, uri);
+    assert_ne!(new, old, "the reload took effect");
+    assert_ne!(hv(&new_headers, "etag"), hv(&old_headers, "etag"));
+
+    let res = in_flight.await;
+    assert_eq!(res.status().as_u16(), 200);
+    assert_eq!(hv(res.headers(), "etag"), hv(&old_headers, "etag"));
+    assert!(actix_web::test::read_body(res).await.to_vec() == old, "the old model's picture");
 }
 
 #[actix_web::test]

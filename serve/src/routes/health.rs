@@ -67,10 +67,41 @@ pub async fn healthz(state: web::Data<AppState>) -> HttpResponse {
 )]
 pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
     let registry = state.live.snapshot();
-    let models: Vec<String> = registry.models().filter(|e| e.is_alive()).map(|e| e.name().to_string()).collect();
-    if models.is_empty() {
-        let why = if registry.is_empty() { "no model is loaded" } else { "no model's inference thread is running" };
-        return ApiError::NotReady(why.into()).error_response();
+    match ready(registry.models().map(|e| (e.name(), e.is_alive()))) {
+        Ok(models) => HttpResponse::Ok().json(Ready { status: "ready", models }),
+        Err(why) => ApiError::NotReady(why.into()).error_response(),
     }
-    HttpResponse::Ok().json(Ready { status: "ready", models })
+}
+
+/// The models whose inference thread runs, from (name, running) of each loaded
+/// model; or why none can serve. Apart from the handler so the case of a stopped
+/// thread, which a working model never reaches, is tested too.
+fn ready<'a>(models: impl Iterator<Item = (&'a str, bool)>) -> Result<Vec<String>, &'static str> {
+    let mut loaded = false;
+    let mut running = Vec::new();
+    for (name, alive) in models {
+        loaded = true;
+        if alive {
+            running.push(name.to_string());
+        }
+    }
+    match (loaded, running.is_empty()) {
+        (false, _) => Err("no model is loaded"),
+        (true, true) => Err("no model's inference thread is running"),
+        (true, false) => Ok(running),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ready_only_while_an_inference_thread_runs() {
+        assert_eq!(ready([].into_iter()), Err("no model is loaded"));
+        assert_eq!(ready([("demo", false)].into_iter()), Err("no model's inference thread is running"));
+        assert_eq!(ready([("a", false), ("b", true)].into_iter()), Ok(vec!["b".to_string()]));
+        let err = ApiError::NotReady("no model's inference thread is running".into()).error_response();
+        assert_eq!(err.status().as_u16(), 503);
+    }
 }

@@ -14,8 +14,8 @@ pub fn ort_path() -> PathBuf {
     super::runtime().path.clone()
 }
 
-/// `canard-serve --models MODELS --ort-lib ORT --bind 127.0.0.1:0 --log info` with
-/// no `CANARD_*`/`ORT_DYLIB_PATH`/`RUST_LOG` from the test's environment; `args` follow.
+/// `canard-serve --models MODELS --ort-lib ORT --bind 127.0.0.1:0`, logging at info level
+/// as text, with no `CANARD_*`/`ORT_DYLIB_PATH`/`RUST_LOG` from the test's environment; `args` follow.
 pub fn command(models: &Path, args: &[&str]) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_canard-serve"));
     for (key, _) in std::env::vars_os() {
@@ -23,11 +23,14 @@ pub fn command(models: &Path, args: &[&str]) -> Command {
             cmd.env_remove(key);
         }
     }
-    cmd.arg("--models")
+    // Logging through the environment, so `args` may still ask for other logs (a flag wins).
+    cmd.env("CANARD_LOG", "info")
+        .env("CANARD_LOG_FORMAT", "text")
+        .arg("--models")
         .arg(models)
         .arg("--ort-lib")
         .arg(ort_path())
-        .args(["--bind", "127.0.0.1:0", "--log", "info", "--log-format", "text"])
+        .args(["--bind", "127.0.0.1:0"])
         .args(args);
     cmd
 }
@@ -37,6 +40,7 @@ pub struct Server {
     child: Child,
     pub addr: SocketAddr,
     log: Arc<Mutex<Vec<String>>>,
+    reader: Option<std::thread::JoinHandle<()>>,
 }
 
 /// How a start ended when the server did not listen: its exit status and its log.
@@ -66,12 +70,13 @@ impl Server {
         });
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
-            let addr =
-                log.lock().unwrap().iter().find_map(|l| {
-                    l.split("listening on http://").nth(1).and_then(|a| a.trim().parse::<SocketAddr>().ok())
-                });
+            let addr = log.lock().unwrap().iter().find_map(|l| {
+                // The address ends the text line, or the message string of a JSON line.
+                let rest = l.split("listening on http://").nth(1)?;
+                rest.split(|c: char| c == '"' || c.is_whitespace()).next()?.parse::<SocketAddr>().ok()
+            });
             if let Some(addr) = addr {
-                return Ok(Server { child, addr, log });
+                return Ok(Server { child, addr, log, reader: Some(reader) });
             }
             if let Ok(Some(status)) = child.try_wait() {
                 let _ = reader.join(); // EOF after the exit: the whole log is in.
@@ -88,6 +93,40 @@ impl Server {
 
     pub fn pid(&self) -> u32 {
         self.child.id()
+    }
+
+    /// Sends SIGTERM, as an orchestrator stopping a replica does.
+    pub fn terminate(&self) {
+        self.signal("TERM");
+    }
+
+    /// Sends the signal `name` (`TERM`, `INT`, ...).
+    pub fn signal(&self, name: &str) {
+        let status =
+            Command::new("kill").args([format!("-{name}"), self.pid().to_string()]).status().expect("run kill");
+        assert!(status.success(), "kill -{name} {}", self.pid());
+    }
+
+    /// The exit status, once the process has ended within `within` (its whole log is then in).
+    pub fn wait_exit(&mut self, within: Duration) -> Option<ExitStatus> {
+        let deadline = Instant::now() + within;
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                if let Some(reader) = self.reader.take() {
+                    let _ = reader.join();
+                }
+                return Some(status);
+            }
+            if Instant::now() > deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// Every line logged so far.
+    pub fn log_lines_all(&self) -> Vec<String> {
+        self.log.lock().unwrap().clone()
     }
 
     /// Everything logged so far.
