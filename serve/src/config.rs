@@ -70,7 +70,8 @@ pub struct Args {
     /// (which must then arrive whole within --request-timeout); 0: close after every answer.
     #[arg(long, env = "CANARD_KEEP_ALIVE", default_value_t = 5.0, value_parser = keep_alive_s)]
     pub keep_alive: f64,
-    /// On SIGTERM/Ctrl-C, seconds to let in-flight requests finish before stopping.
+    /// On SIGTERM, seconds to let in-flight requests finish before stopping (SIGINT, i.e. Ctrl-C,
+    /// and SIGQUIT stop at once: actix's rule).
     #[arg(long, env = "CANARD_SHUTDOWN_TIMEOUT", default_value_t = 30)]
     pub shutdown_timeout: u64,
     /// Log filter, e.g. 'debug' or 'info,canard_serve=debug' [also RUST_LOG; default: info].

@@ -1,6 +1,6 @@
-//! `canard-serve`: load ONNX Runtime and the models, then serve HTTP until Ctrl-C
-//! or SIGTERM (actix then stops accepting and lets in-flight requests finish, for
-//! at most `--shutdown-timeout` seconds).
+//! `canard-serve`: load ONNX Runtime and the models, then serve HTTP until SIGTERM
+//! (actix then stops accepting and lets in-flight requests finish, for at most
+//! `--shutdown-timeout` seconds) or Ctrl-C / SIGINT (actix stops at once).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
