@@ -24,7 +24,13 @@
 #                        sampling the server's RSS (VmRSS) every 10 s; at the end, the
 #                        answers to /generate by status (from the server's /metrics): 200
 #                        and 503 (a full queue) are fine, anything else, or a socket error,
-#                        fails the run (exit 1)
+#                        fails the run (exit 1); so does memory growth (--rss-growth)
+#   --rss-growth MIB     with --soak: the run fails (exit 1) when the server's RSS, at any
+#                        sample after the warm-up, exceeds the RSS at the end of the
+#                        warm-up by more than MIB [RSS_GROWTH_MIB; default 64]. The warm-up
+#                        is the first minute, or the first half of a soak shorter than two
+#                        minutes: allocator arenas and ONNX Runtime's buffers grow to their
+#                        working size first, a leak keeps growing after
 #   --reload-every SECONDS  with --soak: serve a scratch copy of the model's folder (the
 #                        real one is never touched) and every SECONDS replace its files
 #                        with the other of two versions (each file copied beside and
@@ -48,6 +54,7 @@ QUERY="${QUERY:-}"
 SOAK=""
 RELOAD_EVERY=""
 RELOAD_WITH=""
+RSS_GROWTH_MIB="${RSS_GROWTH_MIB:-64}"
 RAW=1
 CARGO="${CARGO:-cargo}"
 
@@ -64,6 +71,7 @@ while [[ $# -gt 0 ]]; do
         --soak) SOAK="${2:?--soak needs a number of minutes}"; shift 2 ;;
         --reload-every) RELOAD_EVERY="${2:?--reload-every needs a number of seconds}"; shift 2 ;;
         --reload-with) RELOAD_WITH="${2:?--reload-with needs a model folder}"; shift 2 ;;
+        --rss-growth) RSS_GROWTH_MIB="${2:?--rss-growth needs a number of MiB}"; shift 2 ;;
         --no-raw) RAW=0; shift ;;
         -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
         *) die "unknown argument $1 (try --help)" ;;
@@ -71,6 +79,7 @@ while [[ $# -gt 0 ]]; do
 done
 [[ "$DURATION" =~ ^[0-9]+$ && "$DURATION" -gt 0 ]] || die "--duration must be a whole number of seconds"
 [[ -z "$SOAK" || "$SOAK" =~ ^[0-9]+$ ]] || die "--soak must be a whole number of minutes"
+[[ "$RSS_GROWTH_MIB" =~ ^[0-9]+$ ]] || die "--rss-growth must be a whole number of MiB"
 if [[ -n "$RELOAD_EVERY" ]]; then
     [[ -n "$SOAK" ]] || die "--reload-every goes with --soak"
     # A change is loaded once it looks the same on two polls a second apart.
@@ -282,8 +291,19 @@ if [[ -n "$SOAK" ]]; then
     fi
     echo "| t (s) | RSS (MiB) | model replaced | reloads loaded | refused |"
     echo "|---:|---:|---:|---:|---:|"
+    # RSS at the end of the warm-up, and the most after it (see --rss-growth).
+    warm=$(( secs >= 120 ? 60 : secs / 2 ))
+    rss_base=""
+    rss_peak=""
     sample() {
-        printf '| %d | %s | %d | %d | %d |\n' "$(( $(date +%s) - start ))" "$(rss_mib)" "$(wc -l <"$swaps")" \
+        local t rss
+        t=$(( $(date +%s) - start ))
+        rss="$(rss_mib)"
+        if [[ -n "$rss" && $t -ge $warm ]]; then
+            [[ -n "$rss_base" ]] || rss_base=$rss
+            rss_peak=$(awk -v a="${rss_peak:-0}" -v b="$rss" 'BEGIN { print (b > a ? b : a) }')
+        fi
+        printf '| %d | %s | %d | %d | %d |\n' "$t" "${rss:-?}" "$(wc -l <"$swaps")" \
             "$(( $(reloads loaded) - loaded_before ))" "$(( $(reloads refused) - refused_before ))"
     }
     start=$(date +%s)
@@ -342,6 +362,19 @@ if [[ -n "$SOAK" ]]; then
     if [[ $bad -gt 0 || $socket_errors -gt 0 ]]; then
         log "error: $bad answers other than 2xx or 503, $socket_errors socket errors"
         failed=1
+    fi
+    if [[ -z "$rss_base" ]]; then
+        log "error: no RSS sample after the ${warm} s warm-up"
+        failed=1
+    else
+        growth=$(awk -v a="$rss_base" -v b="$rss_peak" 'BEGIN { printf "%.1f", b - a }')
+        echo "Memory: RSS $rss_base MiB at the end of the ${warm} s warm-up, at most $rss_peak MiB after it" \
+            "(+$growth MiB; the bound is +$RSS_GROWTH_MIB MiB, --rss-growth)."
+        if awk -v g="$growth" -v max="$RSS_GROWTH_MIB" 'BEGIN { exit !(g > max) }'; then
+            log "error: the server's RSS grew by $growth MiB after the warm-up ($rss_base -> $rss_peak MiB)," \
+                "more than --rss-growth $RSS_GROWTH_MIB MiB: memory is not flat"
+            failed=1
+        fi
     fi
     kill -0 "$server_pid" 2>/dev/null || die "canard-serve died during the soak"
     exit "$failed"
