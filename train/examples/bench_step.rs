@@ -88,7 +88,7 @@ fn main() -> anyhow::Result<()> {
     let mut opt_g = Optimizer::new(gan.g_params.trainable(), rule, cfg.lr_g)?;
     let mut opt_d = Optimizer::new(gan.d_params.trainable(), rule, cfg.lr_d)?;
     let augment = DiffAugment::all();
-    let mut ctx = StepCtx::new(&cfg, &gan, &data, &device, a.augment.then_some(&augment));
+    let mut ctx = StepCtx::new(&cfg, &gan, &data, &device, a.augment.then_some(&augment))?;
     ctx.tape &= !a.graph;
     let mut cursor = Cursor::new(data.len, a.batch, 0, 0, 0);
 

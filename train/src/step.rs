@@ -21,6 +21,52 @@ use crate::model::params::randn;
 use crate::ops::Element;
 use crate::optim::Optimizer;
 use crate::report::LossRecord;
+
+/// A step's losses, left where they were computed (the GPU, say) until a log line or a
+/// record needs them: reading a value back waits for the device, so the trainer reads
+/// many steps' at once. `values` is [loss_d, loss_g, d_real, d_fake, gp], f32.
+pub struct StepLosses {
+    pub step: usize,
+    pub epoch: usize,
+    pub values: Tensor,
+}
+
+impl StepLosses {
+    fn new(step: usize, epoch: usize, values: [&Tensor; 5]) -> candle_core::Result<Self> {
+        let values = values.map(|v| v.to_dtype(DType::F32));
+        let values: Vec<Tensor> = values.into_iter().collect::<candle_core::Result<_>>()?;
+        Ok(Self { step, epoch, values: Tensor::stack(&values, 0)? })
+    }
+
+    /// The records of `steps`, read back in one transfer.
+    pub fn read(steps: &[StepLosses]) -> candle_core::Result<Vec<LossRecord>> {
+        if steps.is_empty() {
+            return Ok(Vec::new());
+        }
+        let all: Vec<&Tensor> = steps.iter().map(|s| &s.values).collect();
+        let rows = Tensor::stack(&all, 0)?.to_vec2::<f32>()?;
+        Ok(steps
+            .iter()
+            .zip(rows)
+            .map(|(s, v)| LossRecord {
+                step: s.step,
+                epoch: s.epoch,
+                loss_d: v[0],
+                loss_g: v[1],
+                d_real: v[2],
+                d_fake: v[3],
+                gp: v[4],
+                seconds: 0.0,
+            })
+            .collect())
+    }
+
+    /// This step's record alone.
+    pub fn record(&self) -> candle_core::Result<LossRecord> {
+        let mut r = Self::read(std::slice::from_ref(self))?;
+        r.pop().ok_or_else(|| candle_core::Error::Msg("internal error: no record".into()))
+    }
+}
 use crate::tape::{backward_both, Net, Tape, Values};
 use crate::trainer::Gan;
 
@@ -33,6 +79,10 @@ pub struct StepCtx<'a> {
     pub augment: Option<&'a DiffAugment>,
     /// Whether the gradients come from the CPU tape (`crate::tape`) rather than candle's graph.
     pub tape: bool,
+    /// The dataset's pixels on the device ([`Dataset::upload`]), where that is not the CPU:
+    /// batches are picked there. On the CPU the host's batches are the same (and a copy would
+    /// double the dataset's memory).
+    pub resident: Option<Tensor>,
 }
 
 impl<'a> StepCtx<'a> {
@@ -44,20 +94,21 @@ impl<'a> StepCtx<'a> {
         data: &'a Dataset,
         device: &'a Device,
         augment: Option<&'a DiffAugment>,
-    ) -> Self {
+    ) -> candle_core::Result<Self> {
         let tape = device.is_cpu() && cfg.arch != Arch::WganGp;
-        Self { cfg, gan, data, device, augment, tape }
+        let resident = if device.is_cpu() { None } else { Some(data.upload(device)?) };
+        Ok(Self { cfg, gan, data, device, augment, tape, resident })
     }
 }
 
 impl StepCtx<'_> {
     fn real_batch(&self, cursor: &mut Cursor, rng: &mut ChaCha8Rng) -> candle_core::Result<Tensor> {
         let idx = cursor.next_batch().to_vec();
-        if self.cfg.mirror {
-            let flips: Vec<bool> = (0..idx.len()).map(|_| rng.random::<bool>()).collect();
-            self.data.batch_mirrored(&idx, &flips, self.device)
-        } else {
-            self.data.batch(&idx, self.device)
+        let flips: Option<Vec<bool>> = self.cfg.mirror.then(|| (0..idx.len()).map(|_| rng.random::<bool>()).collect());
+        match (&self.resident, flips) {
+            (Some(pixels), flips) => crate::data::batch_from(pixels, &idx, flips.as_deref()),
+            (None, Some(flips)) => self.data.batch_mirrored(&idx, &flips, self.device),
+            (None, None) => self.data.batch(&idx, self.device),
         }
     }
 
@@ -91,7 +142,7 @@ pub fn dcgan_step(
     cursor: &mut Cursor,
     rng: &mut ChaCha8Rng,
     step: usize,
-) -> anyhow::Result<(LossRecord, usize)> {
+) -> anyhow::Result<(StepLosses, usize)> {
     match (c.tape, c.gan.g_params.dtype()) {
         (true, DType::F32) => return dcgan_step_on_tape::<f32>(c, opt_g, opt_d, cursor, rng, step),
         (true, DType::F64) => return dcgan_step_on_tape::<f64>(c, opt_g, opt_d, cursor, rng, step),
@@ -121,7 +172,7 @@ fn dcgan_step_on_tape<T: Element>(
     cursor: &mut Cursor,
     rng: &mut ChaCha8Rng,
     step: usize,
-) -> anyhow::Result<(LossRecord, usize)> {
+) -> anyhow::Result<(StepLosses, usize)> {
     let (g_net, d_net) = (Net::generator(&c.gan.g)?, Net::discriminator(&c.gan.d)?);
     let real = Values::<T>::of(&c.real_batch(cursor, rng)?)?;
     let b = real.dims[0];
@@ -144,19 +195,10 @@ fn dcgan_record(
     loss_g: &Tensor,
     d_real: &Tensor,
     d_fake: &Tensor,
-) -> candle_core::Result<LossRecord> {
-    let value = |t: &Tensor| t.to_dtype(DType::F32)?.to_scalar::<f32>();
-    let prob = |t: &Tensor| value(&candle_nn::ops::sigmoid(t)?.mean_all()?);
-    Ok(LossRecord {
-        step,
-        epoch,
-        loss_d: value(loss_d)?,
-        loss_g: value(loss_g)?,
-        d_real: prob(d_real)?,
-        d_fake: prob(d_fake)?,
-        gp: 0.0,
-        seconds: 0.0,
-    })
+) -> candle_core::Result<StepLosses> {
+    let prob = |t: &Tensor| candle_nn::ops::sigmoid(t)?.mean_all();
+    let zero = loss_d.zeros_like()?;
+    StepLosses::new(step, epoch, [loss_d, loss_g, &prob(d_real)?, &prob(d_fake)?, &zero])
 }
 
 /// One critic update on the tape: the critic on real and fake images side by side, `loss`
@@ -234,7 +276,7 @@ pub fn wgan_step(
     cursor: &mut Cursor,
     rng: &mut ChaCha8Rng,
     step: usize,
-) -> anyhow::Result<(LossRecord, usize)> {
+) -> anyhow::Result<(StepLosses, usize)> {
     match (c.tape, c.gan.g_params.dtype()) {
         (true, DType::F32) => return wgan_step_on_tape::<f32>(c, opt_g, opt_d, cursor, rng, step),
         (true, DType::F64) => return wgan_step_on_tape::<f64>(c, opt_g, opt_d, cursor, rng, step),
@@ -243,7 +285,8 @@ pub fn wgan_step(
     let cfg = c.cfg;
     let n = critic_updates(cfg.arch, step - 1, cfg.critic_steps, cfg.critic_steps_burst);
     let mut images = 0;
-    let (mut loss_d, mut s_real, mut s_fake, mut gp) = (0f32, 0f32, 0f32, 0f32);
+    // The last critic update's loss, scores and penalty, as tensors.
+    let mut last: Option<[Tensor; 4]> = None;
     for _ in 0..n {
         let real = c.view(&c.real_batch(cursor, rng)?, rng)?;
         let b = real.dim(0)?;
@@ -252,33 +295,24 @@ pub fn wgan_step(
         let score_real = c.gan.d.forward(&real, true)?.mean_all()?;
         let score_fake = c.gan.d.forward(&fake, true)?.mean_all()?;
         let mut loss = (&score_fake - &score_real)?;
+        let mut gp = loss.zeros_like()?;
         if cfg.arch == Arch::WganGp {
             let eps: Vec<f32> = (0..b).map(|_| rng.random::<f32>()).collect();
-            let penalty = gradient_penalty(&c.gan.d, &real, &fake, &Tensor::new(eps, c.device)?)?;
-            gp = penalty.to_scalar()?;
-            loss = (loss + (penalty * cfg.gp_lambda)?)?;
+            gp = gradient_penalty(&c.gan.d, &real, &fake, &Tensor::new(eps, c.device)?)?;
+            loss = (loss + (&gp * cfg.gp_lambda)?)?;
         }
         opt_d.backward_step(&loss)?;
         if cfg.arch == Arch::Wgan {
             c.gan.d_params.clamp(cfg.clamp)?;
         }
-        (loss_d, s_real, s_fake) = (loss.to_scalar()?, score_real.to_scalar()?, score_fake.to_scalar()?);
+        last = Some([loss.detach(), score_real.detach(), score_fake.detach(), gp.detach()]);
     }
     let b = cfg.batch_size.min(c.data.len);
     let fake = c.gan.g.forward(&c.noise(b, rng)?, true)?;
     let loss_g = c.gan.d.frozen().forward(&c.view(&fake, rng)?, true)?.mean_all()?.neg()?;
     opt_g.backward_step(&loss_g)?;
-    let rec = LossRecord {
-        step,
-        epoch: cursor.epoch + 1,
-        loss_d,
-        loss_g: loss_g.to_scalar()?,
-        d_real: s_real,
-        d_fake: s_fake,
-        gp,
-        seconds: 0.0,
-    };
-    Ok((rec, images))
+    let [loss_d, s_real, s_fake, gp] = last.context("a WGAN step makes at least one critic update")?;
+    Ok((StepLosses::new(step, cursor.epoch + 1, [&loss_d, &loss_g.detach(), &s_real, &s_fake, &gp])?, images))
 }
 
 /// [`wgan_step`] with weight clipping on the CPU tape (see [`dcgan_step_on_tape`]).
@@ -289,13 +323,12 @@ fn wgan_step_on_tape<T: Element>(
     cursor: &mut Cursor,
     rng: &mut ChaCha8Rng,
     step: usize,
-) -> anyhow::Result<(LossRecord, usize)> {
+) -> anyhow::Result<(StepLosses, usize)> {
     let cfg = c.cfg;
     let (g_net, d_net) = (Net::generator(&c.gan.g)?, Net::discriminator(&c.gan.d)?);
     let n = critic_updates(cfg.arch, step - 1, cfg.critic_steps, cfg.critic_steps_burst);
     let mut images = 0;
-    let (mut loss_d, mut s_real, mut s_fake) = (0f32, 0f32, 0f32);
-    let mean = |t: &Tensor| -> candle_core::Result<f32> { t.mean_all()?.to_dtype(DType::F32)?.to_scalar() };
+    let mut last: Option<[Tensor; 3]> = None;
     for _ in 0..n {
         let (real, _) = c.view_values(Values::<T>::of(&c.real_batch(cursor, rng)?)?, rng)?;
         let b = real.dims[0];
@@ -305,20 +338,12 @@ fn wgan_step_on_tape<T: Element>(
         let (loss, r, f) =
             critic_update_on_tape(c, &d_net, opt_d, real, fake, |[r, f]| f.mean_all()? - r.mean_all()?)?;
         c.gan.d_params.clamp(cfg.clamp)?;
-        (loss_d, s_real, s_fake) = (loss.to_scalar()?, mean(&r)?, mean(&f)?);
+        last = Some([loss, r.mean_all()?, f.mean_all()?]);
     }
     let b = cfg.batch_size.min(c.data.len);
     let g_tape = g_net.forward(Values::<T>::of(&c.noise(b, rng)?)?)?;
     let loss_g = generator_update_on_tape(c, &g_tape, &d_net, opt_g, rng, |[f]| f.mean_all()?.neg())?;
-    let rec = LossRecord {
-        step,
-        epoch: cursor.epoch + 1,
-        loss_d,
-        loss_g: loss_g.to_scalar()?,
-        d_real: s_real,
-        d_fake: s_fake,
-        gp: 0.0,
-        seconds: 0.0,
-    };
-    Ok((rec, images))
+    let [loss_d, s_real, s_fake] = last.context("a WGAN step makes at least one critic update")?;
+    let zero = loss_d.zeros_like()?;
+    Ok((StepLosses::new(step, cursor.epoch + 1, [&loss_d, &loss_g, &s_real, &s_fake, &zero])?, images))
 }

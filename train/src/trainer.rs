@@ -29,7 +29,7 @@ use crate::report::cadence::Cadence;
 use crate::report::gif::{preview_name, ProgressGif};
 use crate::report::progress::Progress;
 use crate::report::{self, LossRecord, PREVIEW_SEEDS};
-use crate::step::{dcgan_step, wgan_step, StepCtx};
+use crate::step::{dcgan_step, wgan_step, StepCtx, StepLosses};
 use crate::{atomic, device, export};
 
 /// The two networks.
@@ -230,7 +230,7 @@ pub fn train(cfg: &TrainConfig) -> anyhow::Result<TrainOutcome> {
     ));
 
     let aug = DiffAugment::all();
-    let ctx = StepCtx::new(&cfg, &gan, &data, &device, augment.then_some(&aug));
+    let ctx = StepCtx::new(&cfg, &gan, &data, &device, augment.then_some(&aug))?;
     let preview_seeds: Vec<u64> = PREVIEW_SEEDS.collect();
     let started = Instant::now();
     let seconds_before = st.seconds;
@@ -238,31 +238,43 @@ pub fn train(cfg: &TrainConfig) -> anyhow::Result<TrainOutcome> {
     let mut previews = Cadence::new(length.steps, length.seconds, st.step, st.seconds);
     let mut gif = ProgressGif::from_previews(&samples_dir)?;
     let mut last_saved = st.step;
+    // Losses are read back (which waits for a GPU) every `log_every` steps and before
+    // anything writes the records or the weights, so a checkpoint never holds weights past
+    // a divergence the guard has not seen.
+    let read_every = cfg.log_every.max(1);
+    let mut pending: Vec<(StepLosses, f64)> = Vec::new();
     let mut finished = length.done(st.step, st.seconds);
     while !finished {
-        let (mut rec, images) = match cfg.arch {
+        let (step_losses, images) = match cfg.arch {
             Arch::Dcgan => dcgan_step(&ctx, &mut opt_g, &mut opt_d, &mut cursor, &mut rng, st.step + 1)?,
             _ => wgan_step(&ctx, &mut opt_g, &mut opt_d, &mut cursor, &mut rng, st.step + 1)?,
         };
-        rec.seconds = seconds();
+        pending.push((step_losses, seconds()));
         st.step += 1;
         st.images_seen += images as u64;
         st.epochs_done = cursor.completed();
-        if let Err(divergence) = guard.check(&rec) {
-            losses.push(rec);
-            report::write_losses_csv(&losses, &run_dir.join("losses.csv"))?;
-            progress.finish();
-            return Err(divergence.into());
-        }
         if let Some(e) = ema.as_mut() {
             e.update(&gan.g_params)?;
         }
-        losses.push(rec);
-        progress.update(cursor.epoch + 1, &rec);
 
         let now = seconds();
         finished = length.done(st.step, now);
-        if finished || previews.due(st.step, now) {
+        let preview_due = finished || previews.due(st.step, now);
+        let checkpoint_due = finished || st.step - last_saved >= cfg.checkpoint_every;
+        if pending.len() >= read_every || preview_due || checkpoint_due {
+            let (steps, times): (Vec<StepLosses>, Vec<f64>) = pending.drain(..).unzip();
+            for (mut rec, at) in StepLosses::read(&steps)?.into_iter().zip(times) {
+                rec.seconds = at;
+                losses.push(rec);
+                if let Err(divergence) = guard.check(&rec) {
+                    report::write_losses_csv(&losses, &run_dir.join("losses.csv"))?;
+                    progress.finish();
+                    return Err(divergence.into());
+                }
+                progress.update(rec.epoch, &rec);
+            }
+        }
+        if preview_due {
             let t = Instant::now();
             let preview = ema.as_ref().map_or(&gan.g, |e| &e.g);
             let path = samples_dir.join(preview_name(st.step));
@@ -276,7 +288,7 @@ pub fn train(cfg: &TrainConfig) -> anyhow::Result<TrainOutcome> {
             gif.write(&run_dir.join("progress.gif"))?;
             previews.wrote(st.step, now, t.elapsed().as_secs_f64());
         }
-        if finished || st.step - last_saved >= cfg.checkpoint_every {
+        if checkpoint_due {
             // The loss history first: a resume keeps the rows up to its checkpoint's step,
             // so the file must always reach at least that far.
             report::write_losses_csv(&losses, &run_dir.join("losses.csv"))?;

@@ -122,15 +122,18 @@ fn the_tape_is_chosen_only_where_it_applies() {
             ..Settings::default()
         };
         let cfg = settings.resolve().unwrap();
-        assert_eq!(StepCtx::new(&cfg, &gan, &data, &dev, None).tape, want, "{arch:?}");
+        assert_eq!(StepCtx::new(&cfg, &gan, &data, &dev, None).unwrap().tape, want, "{arch:?}");
         let augment = DiffAugment { colour: true, translation: true, cutout: true };
-        assert_eq!(StepCtx::new(&cfg, &gan, &data, &dev, Some(&augment)).tape, want, "{arch:?} with DiffAugment");
+        let ctx = StepCtx::new(&cfg, &gan, &data, &dev, Some(&augment)).unwrap();
+        assert_eq!(ctx.tape, want, "{arch:?} with DiffAugment");
+        assert!(ctx.resident.is_none(), "on the CPU, batches come from the host's pixels");
     }
 }
 
 /// Whole steps, tape against graph, from the same network, data and random numbers: the
 /// losses each step reports and every parameter after three steps, with and without
-/// DiffAugment (and mirroring).
+/// DiffAugment (and mirroring). And batches picked from pixels uploaded to the device (as
+/// on a GPU) train bit for bit as the host's batches do.
 #[test]
 fn a_step_on_the_tape_trains_as_the_graph_does() {
     use canard_train::augment::DiffAugment;
@@ -158,7 +161,7 @@ fn a_step_on_the_tape_trains_as_the_graph_does() {
         let pixels: Vec<u8> = (0..12 * 3 * 16 * 16).map(|_| rng.random()).collect();
         let data = Dataset { source: "random".into(), pixels, len: 12, channels: 3, size: 16 };
         let shape = DcganShape { image_size: 16, channels: 3, nz: 8, ngf: 4, ndf: 4 };
-        let run = |tape: bool| {
+        let run = |tape: bool, resident: bool| {
             let mut rng = ChaCha8Rng::seed_from_u64(5);
             let gan = Gan::build(shape, CriticNorm::Batch, &mut rng, &dev, DType::F32).unwrap();
             let rule = match arch {
@@ -167,17 +170,20 @@ fn a_step_on_the_tape_trains_as_the_graph_does() {
             };
             let mut opt_g = Optimizer::new(gan.g_params.trainable(), rule, cfg.lr_g).unwrap();
             let mut opt_d = Optimizer::new(gan.d_params.trainable(), rule, cfg.lr_d).unwrap();
-            let mut ctx = StepCtx::new(&cfg, &gan, &data, &dev, augment);
+            let mut ctx = StepCtx::new(&cfg, &gan, &data, &dev, augment).unwrap();
             assert!(ctx.tape, "the tape is chosen on the CPU for {arch:?}");
             ctx.tape = tape;
+            ctx.resident = resident.then(|| data.upload(&dev).unwrap());
             let mut cursor = Cursor::new(data.len, 4, 0, 0, 1);
             let mut losses = vec![];
             for step in 1..=3 {
-                let (rec, _) = match arch {
+                let (out, _) = match arch {
                     Arch::Dcgan => dcgan_step(&ctx, &mut opt_g, &mut opt_d, &mut cursor, &mut rng, step),
                     _ => wgan_step(&ctx, &mut opt_g, &mut opt_d, &mut cursor, &mut rng, step),
                 }
                 .unwrap();
+                let rec = out.record().unwrap();
+                assert_eq!(rec.step, step);
                 losses.extend([rec.loss_d as f64, rec.loss_g as f64, rec.d_real as f64, rec.d_fake as f64]);
             }
             let params: Vec<(String, Vec<f64>)> = gan
@@ -188,7 +194,8 @@ fn a_step_on_the_tape_trains_as_the_graph_does() {
                 .collect();
             (losses, params, rng.random::<u64>())
         };
-        let (tape, graph) = (run(true), run(false));
+        let (tape, graph) = (run(true, false), run(false, false));
+        assert_eq!(run(true, true), tape, "{arch:?}: uploaded pixels give the same bits");
         let what = format!("{arch:?}, DiffAugment {}", augment.is_some());
         assert_eq!(tape.2, graph.2, "{what}: both used the same random numbers");
         assert_close(&format!("{what} losses"), &tape.0, &graph.0, 1e-4);

@@ -110,6 +110,28 @@ fn the_guard_stops_a_diverging_run_and_keeps_the_last_good_checkpoint() {
     assert!(steps.iter().all(|&s| s < diverged), "checkpoints {steps:?} must predate step {diverged}");
 }
 
+/// Losses are read back every `log_every` steps, not every step: a divergence is still
+/// caught before any checkpoint could hold its weights.
+#[test]
+fn the_guard_sees_every_step_when_losses_are_read_back_in_groups() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = settings(dir.path(), "dcgan", 40);
+    s.checkpoint_every = Some(3);
+    s.log_every = Some(7);
+    s.lr_g = Some(1e30);
+    s.lr_d = Some(1e30);
+    let err = train_with(&s, None, Start::Auto).err().expect("training must stop").to_string();
+    let diverged: usize = err.split("step ").nth(1).and_then(|s| s.split(':').next()).unwrap().parse().unwrap();
+    let steps: Vec<usize> = checkpoint::list(&dir.path().join("runs/t"))
+        .iter()
+        .map(|p| p.file_name().unwrap().to_string_lossy()["step_".len()..].parse().unwrap())
+        .collect();
+    assert!(steps.iter().all(|&s| s < diverged), "checkpoints {steps:?} must predate step {diverged}");
+    let rows = std::fs::read_to_string(dir.path().join("runs/t/losses.csv")).unwrap();
+    let last: usize = rows.lines().last().unwrap().split(',').next().unwrap().parse().unwrap();
+    assert_eq!(last, diverged, "the loss history ends at the step that diverged:\n{rows}");
+}
+
 #[test]
 fn resume_requires_a_checkpoint_and_fresh_starts_over() {
     let dir = tempfile::tempdir().unwrap();

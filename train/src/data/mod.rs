@@ -14,7 +14,7 @@ pub mod folder;
 use std::path::Path;
 
 use canard_shared::image::from_u8;
-use candle_core::{Device, Tensor};
+use candle_core::{DType, Device, Tensor};
 
 /// Every training image, decoded, resized and quantised to bytes once.
 #[derive(Debug)]
@@ -91,6 +91,12 @@ impl Dataset {
         self.assemble(indices, Some(flip), device)
     }
 
+    /// The pixels as one [N, C, S, S] u8 tensor on `device`, for [`batch_from`]: uploaded
+    /// once, so that each batch is picked and converted there, not sent from the host.
+    pub fn upload(&self, device: &Device) -> candle_core::Result<Tensor> {
+        Tensor::from_slice(&self.pixels, (self.len, self.channels, self.size, self.size), device)
+    }
+
     fn assemble(&self, indices: &[usize], flip: Option<&[bool]>, device: &Device) -> candle_core::Result<Tensor> {
         if let Some(&bad) = indices.iter().find(|&&i| i >= self.len) {
             candle_core::bail!("image {bad} asked of a dataset of {}", self.len);
@@ -109,6 +115,29 @@ impl Dataset {
         }
         Tensor::from_vec(data, (indices.len(), self.channels, s, s), device)
     }
+}
+
+/// [`Dataset::batch`] (or, with `flip`, [`Dataset::batch_mirrored`]) from pixels that
+/// [`Dataset::upload`] put on a device: the same numbers, computed on that device.
+pub fn batch_from(pixels: &Tensor, indices: &[usize], flip: Option<&[bool]>) -> candle_core::Result<Tensor> {
+    let (len, _, _, s) = pixels.dims4()?;
+    let device = pixels.device();
+    if let Some(&bad) = indices.iter().find(|&&i| i >= len) {
+        candle_core::bail!("image {bad} asked of a dataset of {len}");
+    }
+    if flip.is_some_and(|f| f.len() != indices.len()) {
+        candle_core::bail!("{} flip flags for a batch of {}", flip.map_or(0, <[bool]>::len), indices.len());
+    }
+    let n = indices.len();
+    let index = Tensor::from_vec(indices.iter().map(|&i| i as u32).collect::<Vec<u32>>(), n, device)?;
+    let mut x = pixels.index_select(&index, 0)?;
+    if let Some(flip) = flip.filter(|f| f.iter().any(|&b| b)) {
+        let reversed = Tensor::from_vec((0..s as u32).rev().collect::<Vec<u32>>(), s, device)?;
+        let mask = Tensor::from_vec(flip.iter().map(|&b| b as u8).collect::<Vec<u8>>(), (n, 1, 1, 1), device)?;
+        x = mask.broadcast_as(x.shape())?.where_cond(&x.index_select(&reversed, 3)?, &x)?;
+    }
+    // As `from_u8`: v / 127.5 − 1, in f32 (division, not a multiplication by 1/127.5, for the same bits).
+    x.to_dtype(DType::F32)?.broadcast_div(&Tensor::new(127.5f32, device)?)?.affine(1.0, -1.0)
 }
 
 #[cfg(test)]
@@ -133,6 +162,31 @@ mod tests {
         let want: Vec<f32> = [150u8, 120, 210, 180, 0, 30, 60, 90].iter().map(|&x| from_u8(x)).collect();
         assert_eq!(v, want);
         assert_eq!(d.to_f32(&[0]), want[4..]);
+    }
+
+    #[test]
+    fn batches_from_uploaded_pixels_are_the_same_bits() {
+        let len = 5;
+        let pixels: Vec<u8> = (0..len * 3 * 4 * 4).map(|i| (i * 37 % 256) as u8).collect();
+        let d = Dataset { source: "t".into(), pixels, len, channels: 3, size: 4 };
+        let up = d.upload(&Device::Cpu).unwrap();
+        let bits = |t: &Tensor| -> Vec<u32> {
+            t.flatten_all().unwrap().to_vec1::<f32>().unwrap().iter().map(|v| v.to_bits()).collect()
+        };
+        let idx = [4, 0, 2, 2];
+        assert_eq!(bits(&batch_from(&up, &idx, None).unwrap()), bits(&d.batch(&idx, &Device::Cpu).unwrap()));
+        let flip = [true, false, true, false];
+        assert_eq!(
+            bits(&batch_from(&up, &idx, Some(&flip)).unwrap()),
+            bits(&d.batch_mirrored(&idx, &flip, &Device::Cpu).unwrap())
+        );
+        // Every byte value converts as from_u8 does.
+        let all = Dataset { source: "t".into(), pixels: (0..=255).collect(), len: 1, channels: 1, size: 16 };
+        let got = bits(&batch_from(&all.upload(&Device::Cpu).unwrap(), &[0], None).unwrap());
+        let want: Vec<u32> = (0..=255u8).map(|v| from_u8(v).to_bits()).collect();
+        assert_eq!(got, want);
+        assert!(batch_from(&up, &[5], None).is_err());
+        assert!(batch_from(&up, &[0, 1], Some(&[true])).is_err());
     }
 
     #[test]
