@@ -333,6 +333,21 @@ fn one_keep_alive_request(s: &mut TcpStream) {
     assert_eq!(parse(&got).unwrap().status, 200);
 }
 
+/// `--keep-alive 0`: a request that asks to keep its connection still gets it closed
+/// after the answer.
+#[test]
+fn without_keep_alive_every_answer_closes_its_connection() {
+    let root = tempfile::tempdir().unwrap();
+    write_model(root.path(), "demo", 8, |_| {});
+    let server = Server::start(root.path(), &["--reload-interval", "0", "--keep-alive", "0"]);
+    let mut s = TcpStream::connect(server.addr).unwrap();
+    let start = Instant::now();
+    s.write_all(b"GET /healthz HTTP/1.1\r\nHost: canard\r\nConnection: keep-alive\r\n\r\n").unwrap();
+    let seen = until_closed(s, start, Duration::from_secs(10));
+    assert_eq!(seen.answer.map(|r| r.status), Some(200));
+    assert!(seen.closed_after.is_some_and(|t| t < Duration::from_secs(2)), "still open after 10 s");
+}
+
 #[test]
 fn slow_clients_are_timed_out_while_others_are_served() {
     let root = tempfile::tempdir().unwrap();
