@@ -122,7 +122,8 @@ fn positive(s: &str) -> Result<usize, String> {
 /// something else (actix reads a zero timeout as "no limit").
 fn duration(s: &str, max: f64, unit: &str, scale: f64) -> Result<f64, String> {
     match s.parse::<f64>() {
-        Ok(v) if v == 0.0 => Ok(0.0),
+        // -0 as well, made a plain 0.
+        Ok(0.0) => Ok(0.0),
         Ok(v) if v / scale >= 0.001 && v <= max => Ok(v),
         _ => Err(format!("{s:?} is not 0 or a number of {unit} from {} to {max}", 0.001 * scale)),
     }
