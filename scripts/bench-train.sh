@@ -18,7 +18,8 @@
 # ours and PyTorch's (DiffAugment written from the paper in bench_torch_step.py). Per step
 # it reads the training time from losses.csv (data, step, EMA, logging, previews,
 # checkpoints: everything in the loop) and the process's wall time, and the images/s of
-# the run's second and last tenths (is it flat?). A second table.
+# the run's second and last tenths (is it flat?). A second table; a third: the WGAN-GP
+# step (candle's graph, second-order gradients) against PyTorch's.
 #
 # Options (or the environment variables in brackets):
 #   --sizes LIST     image sizes [SIZES; default "32 64"]
@@ -27,7 +28,7 @@
 #   --steps N        timed steps per run, after 2 warm-up steps [STEPS; default 10]
 #   --python PATH    a Python with torch [TORCH_PYTHON; default: python3 if it has torch]
 #   --threads N      threads for both (rayon / torch.set_num_threads) [THREADS; default: all CPUs]
-#   --run-steps N    steps of each whole canard-train run; 0 skips them [RUN_STEPS; default 300]
+#   --run-steps N    steps of each whole canard-train run; 0 skips them and the WGAN-GP step [RUN_STEPS; default 300]
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -162,3 +163,11 @@ for mode in augment plain; do
     vs_torch="—"; [[ "$theirs" != "—" ]] && vs_torch=$(python3 -c "print(f'{$loop / $theirs:.2f}')")
     echo "| DiffAugment ${mode/plain/off} | $loop | $wall | $ours | $(python3 -c "print(f'{$loop / $ours:.2f}')") | $theirs | $vs_torch | $second | $last | $(python3 -c "print(f'{$last / $second:.2f}')") |"
 done
+
+log "WGAN-GP step at ${size}×${size} (5 critic updates with the gradient penalty, 1 generator update)"
+ours=$(bare --arch wgan-gp); theirs=$(torch_bare --arch wgan-gp)
+vs_torch="—"; [[ "$theirs" != "—" ]] && vs_torch=$(python3 -c "print(f'{$ours / $theirs:.2f}')")
+echo
+echo "| ${size}×${size}, batch $BATCH, ngf = ndf = $WIDTH | canard s/step | PyTorch s/step | canard / PyTorch |"
+echo "|---|---|---|---|"
+echo "| WGAN-GP (LayerNorm critic, λ 10, 5 critic updates) | $(python3 -c "print(f'{$ours:.3f}')") | $theirs | $vs_torch |"

@@ -2,8 +2,9 @@
 //!
 //! CI logs, pipes and `| tee` get no cursor tricks: a bar redrawn in place becomes
 //! thousands of lines or one unreadable one there. Plain lines come every `log_every`
-//! steps and at the end of every epoch; on a terminal each finished epoch leaves one
-//! such line above the bar, so the scrollback still tells the story. Once the first few
+//! steps and at the end; on a terminal one such line stays above the bar every
+//! [`TERMINAL_LINE_EVERY`] × `log_every` steps, so the scrollback still tells the story.
+//! (Not per epoch: a 131-picture folder has an epoch every 2 steps.) Once the first few
 //! steps have set the pace, one line says when the run will end.
 
 use std::io::{IsTerminal, Write};
@@ -15,6 +16,9 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use super::LossRecord;
 use crate::length::Length;
+
+/// On a terminal, a line above the bar every this many `log_every`s.
+pub const TERMINAL_LINE_EVERY: usize = 10;
 
 /// Where plain lines go: stderr, or a buffer in tests.
 type Sink = Mutex<Box<dyn Write + Send>>;
@@ -32,7 +36,7 @@ pub struct Progress {
     started: Instant,
     bar: Option<ProgressBar>,
     sink: Sink,
-    /// The latest update (epoch, record), to print when its epoch turns out to be over.
+    /// The latest update (epoch, record), for the last line.
     last: Option<(usize, LossRecord)>,
     /// The step of the last line printed (0: none), so a line is never printed twice.
     printed: AtomicUsize,
@@ -83,10 +87,6 @@ impl Progress {
 
     /// Records one finished step (`rec.step` counts from 1, over the whole run).
     pub fn update(&mut self, epoch: usize, rec: &LossRecord) {
-        // The epoch changed: the previous update was that epoch's last step.
-        if let Some((e, prev)) = self.last.filter(|(e, _)| *e != epoch) {
-            self.line_once(e, &prev);
-        }
         self.last = Some((epoch, *rec));
         self.estimate_once(rec.step);
         match &self.bar {
@@ -99,6 +99,9 @@ impl Progress {
                 }
                 bar.set_position(self.length.steps.map_or(rec.step, |s| rec.step.min(s)) as u64);
                 bar.set_message(self.stats(rec));
+                if rec.step.is_multiple_of(self.log_every * TERMINAL_LINE_EVERY) {
+                    self.line_once(epoch, rec);
+                }
             }
             None => {
                 if rec.step.is_multiple_of(self.log_every) || self.length.steps.is_some_and(|s| rec.step >= s) {
@@ -290,7 +293,7 @@ mod tests {
     }
 
     #[test]
-    fn plain_lines_every_log_every_steps_and_at_each_epoch_end() {
+    fn plain_lines_every_log_every_steps_and_at_the_end() {
         let buf = Buf::default();
         // 3 epochs of 7 steps, resumed after step 7, a line every 5 steps.
         let length = Length { steps: Some(21), seconds: None, epochs: Some(3) };
@@ -312,7 +315,7 @@ mod tests {
         assert_eq!(lines[0], "hello");
         assert_eq!(
             steps,
-            ["[2/3] step 10/21", "[2/3] step 14/21", "[3/3] step 15/21", "[3/3] step 20/21", "[3/3] step 21/21"]
+            ["[2/3] step 10/21", "[3/3] step 15/21", "[3/3] step 20/21", "[3/3] step 21/21"]
         );
         let l = &lines[1];
         assert!(l.contains("Loss_D 1.5000  Loss_G 0.2500  C(x) 0.750  C(G(z)) 0.125  "), "{l}");
