@@ -118,7 +118,10 @@ def main():
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--arch", choices=["dcgan", "wgan-gp"], default="dcgan")
     p.add_argument("--augment", action="store_true", help="DiffAugment on every image the critic sees")
+    p.add_argument("--device", default="cpu", help="cpu or cuda")
     a = p.parse_args()
+    if a.device != "cpu":
+        torch.set_default_device(a.device)  # not on the CPU: it adds a hook to every call
     torch.set_num_threads(a.threads)
     torch.manual_seed(0)
     view = diff_augment if a.augment else (lambda x: x)
@@ -173,11 +176,14 @@ def main():
 
     step = dcgan_step if a.arch == "dcgan" else wgan_gp_step
 
+    sync = torch.cuda.synchronize if a.device.startswith("cuda") else (lambda: None)
     for _ in range(a.warmup):
         step()
+    sync()
     start = time.perf_counter()
     for _ in range(a.steps):
         step()
+    sync()
     secs = time.perf_counter() - start
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(json.dumps({
@@ -187,6 +193,8 @@ def main():
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),
         "arch": a.arch,
+        "device": a.device,
+        "peak_gpu_mib": round(torch.cuda.max_memory_allocated() / 2**20) if a.device.startswith("cuda") else None,
         "augment": a.augment,
     }))
 

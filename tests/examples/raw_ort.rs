@@ -11,7 +11,9 @@
 //! Options: `--model DIR` (a model folder), `--batch N` (default 64), `--png` (also
 //! encode every image as PNG, on the same thread), `--seconds S` (how long to
 //! measure, default 5, after one warm-up run), `--threads N` (ONNX Runtime intra-op
-//! threads; default: every CPU, as the server). The last line printed is
+//! threads; default: every CPU, as the server), `--provider cpu|cuda` (default cpu;
+//! cuda needs the `cuda` feature and ONNX Runtime's GPU build, and fails rather than
+//! falling back). The last line printed is
 //! `RESULT batch=N png=BOOL images=I seconds=S images_per_s=R ms_per_run=M`.
 
 use std::path::PathBuf;
@@ -30,6 +32,7 @@ struct Args {
     png: bool,
     seconds: f64,
     threads: usize,
+    cuda: bool,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -39,6 +42,7 @@ fn parse_args() -> Result<Args, String> {
         png: false,
         seconds: 5.0,
         threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
+        cuda: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -49,8 +53,15 @@ fn parse_args() -> Result<Args, String> {
             "--seconds" => args.seconds = value("--seconds")?.parse().map_err(|e| format!("--seconds: {e}"))?,
             "--threads" => args.threads = value("--threads")?.parse().map_err(|e| format!("--threads: {e}"))?,
             "--png" => args.png = true,
+            "--provider" => {
+                args.cuda = match value("--provider")?.as_str() {
+                    "cpu" => false,
+                    "cuda" => true,
+                    other => return Err(format!("--provider {other:?}: cpu or cuda")),
+                }
+            }
             "-h" | "--help" => {
-                println!("raw_ort --model DIR [--batch N] [--png] [--seconds S] [--threads N]");
+                println!("raw_ort --model DIR [--batch N] [--png] [--seconds S] [--threads N] [--provider cpu|cuda]");
                 std::process::exit(0);
             }
             other => return Err(format!("unknown argument {other:?}; try --help")),
@@ -73,15 +84,31 @@ fn main() -> ExitCode {
 }
 
 /// As canard-serve builds its sessions.
-fn build_session(env: &ort::environment::Environment, onnx: &[u8], threads: usize) -> ort::Result<Session> {
-    Session::builder(env)?.with_intra_threads(threads)?.commit_from_memory(onnx)
+fn build_session(env: &ort::environment::Environment, onnx: &[u8], threads: usize, cuda: bool) -> ort::Result<Session> {
+    let mut builder = Session::builder(env)?.with_intra_threads(threads)?;
+    if cuda {
+        register_cuda(&mut builder)?;
+    }
+    builder.commit_from_memory(onnx)
+}
+
+/// The CUDA provider on device 0, as canard-serve registers it: an error, never a silent CPU fallback.
+#[cfg(feature = "cuda")]
+fn register_cuda(builder: &mut ort::session::builder::SessionBuilder) -> ort::Result<()> {
+    use ort::ep::ExecutionProvider;
+    ort::ep::CUDA::default().with_device_id(0).register(builder)
+}
+
+#[cfg(not(feature = "cuda"))]
+fn register_cuda(_builder: &mut ort::session::builder::SessionBuilder) -> ort::Result<()> {
+    Err(ort::Error::new("raw_ort was built without the cuda feature (cargo build --features cuda)"))
 }
 
 fn run(args: &Args) -> Result<(), String> {
     let manifest = Manifest::load(&args.model).map_err(|e| e.to_string())?;
     let onnx = manifest.read_onnx(&args.model).map_err(|e| e.to_string())?;
     let env = canard_e2e::ort_environment();
-    let mut session = build_session(&env, &onnx, args.threads)
+    let mut session = build_session(&env, &onnx, args.threads, args.cuda)
         .map_err(|e| format!("ONNX Runtime cannot load {}: {e}", args.model.display()))?;
     let (dim, c, s) = (manifest.latent.dim, manifest.channels as usize, manifest.image_size as usize);
     eprintln!(
