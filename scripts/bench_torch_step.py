@@ -35,7 +35,8 @@ def generator(size, nz, ngf, nc):
     return nn.Sequential(*layers)
 
 
-def discriminator(size, ndf, nc):
+def discriminator(size, ndf, nc, norm=nn.BatchNorm2d):
+    """The DCGAN discriminator; with norm=LayerNorm2d, the WGAN-GP critic."""
     stages = size.bit_length() - 3
     layers, c_in = [], nc
     for i in range(stages + 1):
@@ -45,8 +46,9 @@ def discriminator(size, ndf, nc):
         layers.append(nn.Conv2d(c_in, c_out, 4, stride, pad, bias=False))
         if not last:
             if i > 0:
-                layers.append(nn.BatchNorm2d(c_out))
-            layers.append(nn.LeakyReLU(0.2, inplace=True))
+                layers.append(norm(c_out))
+            # In place only where no second-order gradient goes through it.
+            layers.append(nn.LeakyReLU(0.2, inplace=norm is nn.BatchNorm2d))
         c_in = c_out
     return nn.Sequential(*layers)
 
@@ -62,23 +64,6 @@ class LayerNorm2d(nn.Module):
     def forward(self, x):
         x = nn.functional.layer_norm(x, x.shape[1:], eps=1e-5)
         return x * self.gamma.view(1, -1, 1, 1) + self.beta.view(1, -1, 1, 1)
-
-
-def critic(size, ndf, nc):
-    """The WGAN-GP critic: the DCGAN discriminator with LayerNorm for BatchNorm."""
-    stages = size.bit_length() - 3
-    layers, c_in = [], nc
-    for i in range(stages + 1):
-        last = i == stages
-        c_out = 1 if last else ndf << i
-        stride, pad = (1, 0) if last else (2, 1)
-        layers.append(nn.Conv2d(c_in, c_out, 4, stride, pad, bias=False))
-        if not last:
-            if i > 0:
-                layers.append(LayerNorm2d(c_out))
-            layers.append(nn.LeakyReLU(0.2))
-        c_in = c_out
-    return nn.Sequential(*layers)
 
 
 def diff_augment(x):
@@ -132,7 +117,7 @@ def main():
         opt_g = torch.optim.Adam(g.parameters(), lr=2e-4, betas=(0.5, 0.999))
         opt_d = torch.optim.Adam(d.parameters(), lr=2e-4, betas=(0.5, 0.999))
     else:
-        d = critic(a.image_size, a.width, a.channels)
+        d = discriminator(a.image_size, a.width, a.channels, norm=LayerNorm2d)
         opt_g = torch.optim.Adam(g.parameters(), lr=1e-4, betas=(0.0, 0.9))
         opt_d = torch.optim.Adam(d.parameters(), lr=1e-4, betas=(0.0, 0.9))
     bce = nn.BCEWithLogitsLoss()

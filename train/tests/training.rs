@@ -92,40 +92,36 @@ fn wgan_critic_weights_stay_within_the_clamp() {
     assert!(t["d.0.conv.weight"].iter().any(|x| x.abs() == 0.005));
 }
 
-#[test]
-fn the_guard_stops_a_diverging_run_and_keeps_the_last_good_checkpoint() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut s = settings(dir.path(), "dcgan", 12);
-    s.checkpoint_every = Some(1);
-    s.lr_g = Some(1e30);
-    s.lr_d = Some(1e30);
+/// A DCGAN run with absurd learning rates: the guard's error, the step it names, and the
+/// steps of the checkpoints left.
+fn diverging_run(dir: &Path, checkpoint_every: usize, log_every: usize) -> (String, usize, Vec<usize>) {
+    let mut s = settings(dir, "dcgan", 40);
+    (s.checkpoint_every, s.log_every) = (Some(checkpoint_every), Some(log_every));
+    (s.lr_g, s.lr_d) = (Some(1e30), Some(1e30));
     let err = train_with(&s, None, Start::Auto).err().expect("training must stop").to_string();
-    assert!(err.contains("diverged") && err.contains("lower learning rate"), "{err}");
-    assert!(!dir.path().join("models/t").exists(), "nothing exported from a diverged run");
-    let steps: Vec<usize> = checkpoint::list(&dir.path().join("runs/t"))
+    let diverged: usize = err.split("step ").nth(1).and_then(|s| s.split(':').next()).unwrap().parse().unwrap();
+    let steps = checkpoint::list(&dir.join("runs/t"))
         .iter()
         .map(|p| p.file_name().unwrap().to_string_lossy()["step_".len()..].parse().unwrap())
         .collect();
-    let diverged: usize = err.split("step ").nth(1).and_then(|s| s.split(':').next()).unwrap().parse().unwrap();
+    (err, diverged, steps)
+}
+
+#[test]
+fn the_guard_stops_a_diverging_run_and_keeps_the_last_good_checkpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let (err, diverged, steps) = diverging_run(dir.path(), 1, 1);
+    assert!(err.contains("diverged") && err.contains("lower learning rate"), "{err}");
+    assert!(!dir.path().join("models/t").exists(), "nothing exported from a diverged run");
     assert!(steps.iter().all(|&s| s < diverged), "checkpoints {steps:?} must predate step {diverged}");
 }
 
 /// Losses are read back every `log_every` steps, not every step: a divergence is still
-/// caught before any checkpoint could hold its weights.
+/// caught before any checkpoint could hold its weights, and the history ends at its step.
 #[test]
 fn the_guard_sees_every_step_when_losses_are_read_back_in_groups() {
     let dir = tempfile::tempdir().unwrap();
-    let mut s = settings(dir.path(), "dcgan", 40);
-    s.checkpoint_every = Some(3);
-    s.log_every = Some(7);
-    s.lr_g = Some(1e30);
-    s.lr_d = Some(1e30);
-    let err = train_with(&s, None, Start::Auto).err().expect("training must stop").to_string();
-    let diverged: usize = err.split("step ").nth(1).and_then(|s| s.split(':').next()).unwrap().parse().unwrap();
-    let steps: Vec<usize> = checkpoint::list(&dir.path().join("runs/t"))
-        .iter()
-        .map(|p| p.file_name().unwrap().to_string_lossy()["step_".len()..].parse().unwrap())
-        .collect();
+    let (_, diverged, steps) = diverging_run(dir.path(), 3, 7);
     assert!(steps.iter().all(|&s| s < diverged), "checkpoints {steps:?} must predate step {diverged}");
     let rows = std::fs::read_to_string(dir.path().join("runs/t/losses.csv")).unwrap();
     let last: usize = rows.lines().last().unwrap().split(',').next().unwrap().parse().unwrap();
