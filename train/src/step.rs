@@ -21,6 +21,8 @@ use crate::model::params::randn;
 use crate::ops::Element;
 use crate::optim::Optimizer;
 use crate::report::LossRecord;
+use crate::tape::{backward_both, Net, Tape, Values};
+use crate::trainer::Gan;
 
 /// A step's losses, left where they were computed (the GPU, say) until a log line or a
 /// record needs them: reading a value back waits for the device, so the trainer reads
@@ -67,8 +69,6 @@ impl StepLosses {
         r.pop().ok_or_else(|| candle_core::Error::Msg("internal error: no record".into()))
     }
 }
-use crate::tape::{backward_both, Net, Tape, Values};
-use crate::trainer::Gan;
 
 /// What one step needs to read.
 pub struct StepCtx<'a> {

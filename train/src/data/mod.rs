@@ -85,9 +85,6 @@ impl Dataset {
 
     /// As [`Dataset::batch`], with image k mirrored left–right where `flip[k]`.
     pub fn batch_mirrored(&self, indices: &[usize], flip: &[bool], device: &Device) -> candle_core::Result<Tensor> {
-        if flip.len() != indices.len() {
-            candle_core::bail!("{} flip flags for a batch of {}", flip.len(), indices.len());
-        }
         self.assemble(indices, Some(flip), device)
     }
 
@@ -98,9 +95,7 @@ impl Dataset {
     }
 
     fn assemble(&self, indices: &[usize], flip: Option<&[bool]>, device: &Device) -> candle_core::Result<Tensor> {
-        if let Some(&bad) = indices.iter().find(|&&i| i >= self.len) {
-            candle_core::bail!("image {bad} asked of a dataset of {}", self.len);
-        }
+        check_batch(self.len, indices, flip)?;
         let s = self.size;
         let mut data = Vec::with_capacity(indices.len() * self.image_len());
         for (k, &i) in indices.iter().enumerate() {
@@ -122,12 +117,7 @@ impl Dataset {
 pub fn batch_from(pixels: &Tensor, indices: &[usize], flip: Option<&[bool]>) -> candle_core::Result<Tensor> {
     let (len, _, _, s) = pixels.dims4()?;
     let device = pixels.device();
-    if let Some(&bad) = indices.iter().find(|&&i| i >= len) {
-        candle_core::bail!("image {bad} asked of a dataset of {len}");
-    }
-    if flip.is_some_and(|f| f.len() != indices.len()) {
-        candle_core::bail!("{} flip flags for a batch of {}", flip.map_or(0, <[bool]>::len), indices.len());
-    }
+    check_batch(len, indices, flip)?;
     let n = indices.len();
     let index = Tensor::from_vec(indices.iter().map(|&i| i as u32).collect::<Vec<u32>>(), n, device)?;
     let mut x = pixels.index_select(&index, 0)?;
@@ -138,6 +128,17 @@ pub fn batch_from(pixels: &Tensor, indices: &[usize], flip: Option<&[bool]>) -> 
     }
     // As `from_u8`: v / 127.5 − 1, in f32 (division, not a multiplication by 1/127.5, for the same bits).
     x.to_dtype(DType::F32)?.broadcast_div(&Tensor::new(127.5f32, device)?)?.affine(1.0, -1.0)
+}
+
+/// A batch of a dataset of `len` images: every index in range, one flip flag per image.
+fn check_batch(len: usize, indices: &[usize], flip: Option<&[bool]>) -> candle_core::Result<()> {
+    if let Some(&bad) = indices.iter().find(|&&i| i >= len) {
+        candle_core::bail!("image {bad} asked of a dataset of {len}");
+    }
+    if let Some(f) = flip.filter(|f| f.len() != indices.len()) {
+        candle_core::bail!("{} flip flags for a batch of {}", f.len(), indices.len());
+    }
+    Ok(())
 }
 
 #[cfg(test)]
