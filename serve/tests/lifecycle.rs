@@ -4,6 +4,8 @@
 
 mod support;
 
+use std::net::TcpStream;
+use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
 use support::server::{Response, Server};
@@ -14,28 +16,29 @@ use support::write_model;
 const HEAVY: &str = "/generate?seeds=1-9&size=1024";
 
 /// `n` clients each sending [`HEAVY`] at once: joined, each gives its answer (or
-/// the error that cut it) and when it ended.
+/// the error that cut it) and when it ended. All `n` connect first and send
+/// together, and this returns shortly after, so that every request is in the
+/// server's hands before the test signals it (waiting for a count of open
+/// connections instead raced with the first answers closing theirs).
 fn heavy_clients(server: &Server, n: usize) -> Vec<std::thread::JoinHandle<(std::io::Result<Response>, Instant)>> {
-    (0..n)
+    let connected = Arc::new(Barrier::new(n + 1));
+    let clients = (0..n)
         .map(|_| {
             let addr = server.addr;
+            let connected = Arc::clone(&connected);
             std::thread::spawn(move || {
+                let stream = TcpStream::connect(addr);
+                connected.wait();
                 let req = format!("GET {HEAVY} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
-                let res = support::server::request(addr, req.as_bytes());
+                let res = stream.and_then(|s| support::server::request_on(s, req.as_bytes()));
                 (res, Instant::now())
             })
         })
-        .collect()
-}
-
-/// Waits until the server has `n` requests in hand (each holds a connection open,
-/// counted in the open file descriptors beyond `idle_fds`).
-fn wait_for_connections(server: &Server, idle_fds: usize, n: usize) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while server.open_fds() < idle_fds + n {
-        assert!(Instant::now() < deadline, "the clients never connected");
-        std::thread::sleep(Duration::from_millis(5));
-    }
+        .collect();
+    connected.wait();
+    // Time for the requests to cross the loopback and be read; each takes far longer to answer.
+    std::thread::sleep(Duration::from_millis(200));
+    clients
 }
 
 #[test]
@@ -44,10 +47,8 @@ fn sigterm_lets_requests_in_flight_finish_then_exits() {
     write_model(root.path(), "demo", 8, |_| {});
     let mut server = Server::start(root.path(), &["--reload-interval", "0", "--shutdown-timeout", "60"]);
     let one = server.ok(HEAVY);
-    let idle_fds = server.open_fds();
 
     let clients = heavy_clients(&server, 6);
-    wait_for_connections(&server, idle_fds, 6);
     let signalled = Instant::now();
     server.terminate();
 
@@ -73,10 +74,8 @@ fn stop_while_busy(signal: &str, timeout_s: &str) -> (Duration, bool) {
     write_model(root.path(), "demo", 8, |_| {});
     let mut server = Server::start(root.path(), &["--reload-interval", "0", "--shutdown-timeout", timeout_s]);
     server.ok(HEAVY);
-    let idle_fds = server.open_fds();
     let n = 24;
     let clients = heavy_clients(&server, n);
-    wait_for_connections(&server, idle_fds, n);
     let signalled = Instant::now();
     server.signal(signal);
     let status = server.wait_exit(Duration::from_secs(90)).expect("the server exits");

@@ -226,7 +226,11 @@ impl Response {
 /// Sends `raw` as is on a new connection and reads the answer to the end of the
 /// connection (so `raw` should ask for `Connection: close`, or be refused).
 pub fn request(addr: SocketAddr, raw: &[u8]) -> std::io::Result<Response> {
-    let mut s = TcpStream::connect(addr)?;
+    request_on(TcpStream::connect(addr)?, raw)
+}
+
+/// [`request`] on a connection already open.
+pub fn request_on(mut s: TcpStream, raw: &[u8]) -> std::io::Result<Response> {
     s.set_read_timeout(Some(Duration::from_secs(30)))?;
     // The server may answer and close before it has read everything (431, 400):
     // the answer is what counts, not whether the rest could be written.
