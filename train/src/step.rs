@@ -21,6 +21,7 @@ use crate::model::params::randn;
 use crate::ops::Element;
 use crate::optim::Optimizer;
 use crate::report::LossRecord;
+use crate::tape::penalty::add_gradient_penalty;
 use crate::tape::{backward_both, Net, Tape, Values};
 use crate::trainer::Gan;
 
@@ -86,8 +87,8 @@ pub struct StepCtx<'a> {
 }
 
 impl<'a> StepCtx<'a> {
-    /// The tape where it can run: on the CPU, for DCGAN and WGAN (not WGAN-GP), with or
-    /// without DiffAugment.
+    /// The tape where it can run: on the CPU, for every architecture, with or without
+    /// DiffAugment.
     pub fn new(
         cfg: &'a TrainConfig,
         gan: &'a Gan,
@@ -95,7 +96,7 @@ impl<'a> StepCtx<'a> {
         device: &'a Device,
         augment: Option<&'a DiffAugment>,
     ) -> candle_core::Result<Self> {
-        let tape = device.is_cpu() && cfg.arch != Arch::WganGp;
+        let tape = device.is_cpu();
         let resident = if device.is_cpu() { None } else { Some(data.upload(device)?) };
         Ok(Self { cfg, gan, data, device, augment, tape, resident })
     }
@@ -179,7 +180,7 @@ fn dcgan_step_on_tape<T: Element>(
     let g_tape = g_net.forward(Values::<T>::of(&c.noise(b, rng)?)?)?;
     let (real, _) = c.view_values(real, rng)?;
     let (fake, _) = c.view_values(g_tape.output().clone(), rng)?;
-    let (loss_d, d_real, d_fake) = critic_update_on_tape(c, &d_net, opt_d, real, fake, |[r, f]| {
+    let (loss_d, d_real, d_fake, _) = critic_update_on_tape(c, &d_net, opt_d, real, fake, None, |[r, f]| {
         bce_with_logits(r, 1.0)? + bce_with_logits(f, 0.0)?
     })?;
     let loss_g = generator_update_on_tape(c, &g_tape, &d_net, opt_g, rng, |[f]| bce_with_logits(f, 1.0))?;
@@ -202,21 +203,28 @@ fn dcgan_record(
 }
 
 /// One critic update on the tape: the critic on real and fake images side by side, `loss`
-/// of its two outputs, both backward passes, the optimiser's step. The loss and the two
-/// outputs, as tensors.
+/// of its two outputs, both backward passes, with WGAN-GP the gradient penalty at the
+/// interpolated images `x_hat` (times λ, added to the loss), the optimiser's step. The
+/// loss and the two outputs, as tensors, and the penalty (0 without).
 fn critic_update_on_tape<T: Element>(
     c: &StepCtx,
     d_net: &Net,
     opt_d: &mut Optimizer,
     real: Values<T>,
     fake: Values<T>,
+    x_hat: Option<Values<T>>,
     loss: impl FnOnce([&Tensor; 2]) -> candle_core::Result<Tensor>,
-) -> anyhow::Result<(Tensor, Tensor, Tensor)> {
+) -> anyhow::Result<(Tensor, Tensor, Tensor, f64)> {
     let (d_real, d_fake) = d_net.forward_both(real, fake)?;
-    let (loss, [(r, dl_real), (f, dl_fake)]) = logit_loss(c.device, [d_real.output(), d_fake.output()], loss)?;
-    let grads = backward_both((&d_real, dl_real), (&d_fake, dl_fake))?;
+    let (mut loss, [(r, dl_real), (f, dl_fake)]) = logit_loss(c.device, [d_real.output(), d_fake.output()], loss)?;
+    let mut grads = backward_both((&d_real, dl_real), (&d_fake, dl_fake))?;
+    let mut gp = 0.0;
+    if let Some(x_hat) = x_hat {
+        gp = add_gradient_penalty(d_net, x_hat, c.cfg.gp_lambda, &mut grads)?;
+        loss = (loss + gp * c.cfg.gp_lambda)?;
+    }
     opt_d.step(&grads)?;
-    Ok((loss, r, f))
+    Ok((loss, r, f, gp))
 }
 
 /// The generator's update on the tape: the critic as just updated, frozen, scores the
@@ -315,7 +323,7 @@ pub fn wgan_step(
     Ok((StepLosses::new(step, cursor.epoch + 1, [&loss_d, &loss_g.detach(), &s_real, &s_fake, &gp])?, images))
 }
 
-/// [`wgan_step`] with weight clipping on the CPU tape (see [`dcgan_step_on_tape`]).
+/// [`wgan_step`] on the CPU tape (see [`dcgan_step_on_tape`]), clipped or with the penalty.
 fn wgan_step_on_tape<T: Element>(
     c: &StepCtx,
     opt_g: &mut Optimizer,
@@ -328,22 +336,41 @@ fn wgan_step_on_tape<T: Element>(
     let (g_net, d_net) = (Net::generator(&c.gan.g)?, Net::discriminator(&c.gan.d)?);
     let n = critic_updates(cfg.arch, step - 1, cfg.critic_steps, cfg.critic_steps_burst);
     let mut images = 0;
-    let mut last: Option<[Tensor; 3]> = None;
+    let mut last: Option<[Tensor; 4]> = None;
     for _ in 0..n {
         let (real, _) = c.view_values(Values::<T>::of(&c.real_batch(cursor, rng)?)?, rng)?;
         let b = real.dims[0];
         images += b;
         let fake = g_net.forward(Values::<T>::of(&c.noise(b, rng)?)?)?.into_output();
         let (fake, _) = c.view_values(fake, rng)?;
-        let (loss, r, f) =
-            critic_update_on_tape(c, &d_net, opt_d, real, fake, |[r, f]| f.mean_all()? - r.mean_all()?)?;
-        c.gan.d_params.clamp(cfg.clamp)?;
-        last = Some([loss, r.mean_all()?, f.mean_all()?]);
+        let x_hat = (cfg.arch == Arch::WganGp).then(|| interpolate(&real, &fake, rng));
+        let (loss, r, f, gp) =
+            critic_update_on_tape(c, &d_net, opt_d, real, fake, x_hat, |[r, f]| f.mean_all()? - r.mean_all()?)?;
+        if cfg.arch == Arch::Wgan {
+            c.gan.d_params.clamp(cfg.clamp)?;
+        }
+        let gp = Tensor::new(gp as f32, c.device)?;
+        last = Some([loss, r.mean_all()?, f.mean_all()?, gp]);
     }
     let b = cfg.batch_size.min(c.data.len);
     let g_tape = g_net.forward(Values::<T>::of(&c.noise(b, rng)?)?)?;
     let loss_g = generator_update_on_tape(c, &g_tape, &d_net, opt_g, rng, |[f]| f.mean_all()?.neg())?;
-    let [loss_d, s_real, s_fake] = last.context("a WGAN step makes at least one critic update")?;
-    let zero = loss_d.zeros_like()?;
-    Ok((StepLosses::new(step, cursor.epoch + 1, [&loss_d, &loss_g, &s_real, &s_fake, &zero])?, images))
+    let [loss_d, s_real, s_fake, gp] = last.context("a WGAN step makes at least one critic update")?;
+    Ok((StepLosses::new(step, cursor.epoch + 1, [&loss_d, &loss_g, &s_real, &s_fake, &gp])?, images))
+}
+
+/// x̂ = ε·real + (1 − ε)·fake, one ε ~ U(0, 1) per sample: where WGAN-GP's penalty is
+/// taken. The same random numbers, in the same order, as the graph's step.
+fn interpolate<T: Element>(real: &Values<T>, fake: &Values<T>, rng: &mut ChaCha8Rng) -> Values<T> {
+    let b = real.dims[0];
+    let per = real.data.len() / b.max(1);
+    let eps: Vec<T> = (0..b).map(|_| T::from_f64(rng.random::<f32>() as f64)).collect();
+    let data = real
+        .data
+        .chunks(per)
+        .zip(fake.data.chunks(per))
+        .zip(&eps)
+        .flat_map(|((r, f), &e)| r.iter().zip(f).map(move |(&r, &f)| r * e + f * (T::one() - e)))
+        .collect();
+    Values { data, dims: real.dims.clone() }
 }

@@ -25,6 +25,7 @@ mod batch_norm;
 mod conv;
 mod gemm;
 mod im2col;
+pub mod layer_norm;
 mod leaky_relu;
 pub mod profile;
 

@@ -313,10 +313,7 @@ mod tests {
         let lines: Vec<String> = lines.into_iter().filter(|l| !l.contains("this run ends")).collect();
         let steps: Vec<&str> = lines.iter().skip(1).map(|l| l.split("  ").next().unwrap()).collect();
         assert_eq!(lines[0], "hello");
-        assert_eq!(
-            steps,
-            ["[2/3] step 10/21", "[3/3] step 15/21", "[3/3] step 20/21", "[3/3] step 21/21"]
-        );
+        assert_eq!(steps, ["[2/3] step 10/21", "[3/3] step 15/21", "[3/3] step 20/21", "[3/3] step 21/21"]);
         let l = &lines[1];
         assert!(l.contains("Loss_D 1.5000  Loss_G 0.2500  C(x) 0.750  C(G(z)) 0.125  "), "{l}");
         assert!(l.contains(" img/s  ETA "), "{l}");

@@ -1,5 +1,5 @@
-//! A DCGAN's forward and backward passes written out by hand, on the CPU: how the DCGAN
-//! and WGAN (clipping) steps train there (`crate::step`).
+//! A DCGAN's forward and backward passes written out by hand, on the CPU: how every
+//! architecture's step trains there (`crate::step`).
 //!
 //! Why: the layers are the same operations as the candle graph's (`crate::ops`), but
 //! candle's backward pass starts every node's gradient as a fresh zero tensor and adds
@@ -13,16 +13,19 @@
 //! The parameters' gradients go into a candle `GradStore`, so the optimisers, the
 //! checkpoints and everything else see no difference; `tests/tape.rs` checks every
 //! gradient against candle's graph. DiffAugment runs between the networks with its own
-//! backward pass (`crate::augment::Draw`). Not used for WGAN-GP (its penalty
-//! differentiates a gradient, which needs candle's graph), nor on other devices.
+//! backward pass (`crate::augment::Draw`). WGAN-GP's penalty, which differentiates a
+//! gradient, has its own second-order pass (`penalty`). Not used on other devices.
 
 use candle_core::backprop::GradStore;
 use candle_core::{bail, Result, Tensor};
 use rayon::prelude::*;
 
-use crate::model::layers::{BatchNorm2d, BN_EPS, LEAKY_SLOPE};
+use crate::model::layers::{BatchNorm2d, LayerNorm2d, BN_EPS, LEAKY_SLOPE};
 use crate::model::{Discriminator, Generator, Norm};
+use crate::ops::layer_norm::{self, Normed};
 use crate::ops::{self, with_slice, Activation, BatchNormAct, Element, Geometry, Stats, TASK_VALUES};
+
+pub mod penalty;
 
 /// NCHW values and their shape.
 #[derive(Clone)]
@@ -42,6 +45,8 @@ impl<T: Element> Values<T> {
 /// What follows a layer's convolution.
 enum Post<'a> {
     BatchNorm(&'a BatchNorm2d, Activation),
+    /// LayerNorm per sample, then LeakyReLU (WGAN-GP's critic).
+    LayerNorm(&'a LayerNorm2d),
     LeakyRelu(f64),
     Tanh,
     Identity,
@@ -83,13 +88,13 @@ impl<'a> Net<'a> {
         Ok(Self { layers: layers.collect::<Result<_>>()? })
     }
 
-    /// The discriminator: BatchNorm or none between its convolutions (not WGAN-GP's LayerNorm).
+    /// The discriminator: BatchNorm, LayerNorm or none between its convolutions.
     pub fn discriminator(d: &'a Discriminator) -> Result<Self> {
         let last = d.blocks.len().saturating_sub(1);
         let layers = d.blocks.iter().enumerate().map(|(i, b)| {
             let post = match &b.norm {
                 Some(Norm::Batch(bn)) => Post::BatchNorm(bn, Activation::LeakyRelu(LEAKY_SLOPE)),
-                Some(Norm::Layer(_)) => bail!("the CPU tape does not run LayerNorm (WGAN-GP's critic)"),
+                Some(Norm::Layer(ln)) => Post::LayerNorm(ln),
                 None if i != last => Post::LeakyRelu(LEAKY_SLOPE),
                 None => Post::Identity,
             };
@@ -155,18 +160,25 @@ impl<'a> Net<'a> {
                     let (op, batch) = BatchNormAct::of(&z, frame, BN_EPS, act);
                     let y = with_slice(&bn.gamma, |g| with_slice(&bn.beta, |b| op.forward(&z, g, b)))??;
                     stats.push((batch, frame.0 * frame.2));
-                    Record { pre: Some((z, op)), out: Values { data: y, dims } }
+                    Record { pre: Pre::Batch(z, op), out: Values { data: y, dims } }
+                }
+                Post::LayerNorm(ln) => {
+                    let frame = (dims[0], dims[1], dims[2] * dims[3]);
+                    let (y, normed) = with_slice(&ln.gamma, |g| {
+                        with_slice(&ln.beta, |b| layer_norm::forward(&z, frame, g, b, BN_EPS, LEAKY_SLOPE))
+                    })??;
+                    Record { pre: Pre::Layer(normed), out: Values { data: y, dims } }
                 }
                 Post::LeakyRelu(slope) => {
                     let s = T::from_f64(slope);
                     in_parallel(&mut z, |v, _| v * ops::relu_slope(v, s), &[]);
-                    Record { pre: None, out: Values { data: z, dims } }
+                    Record { pre: Pre::None, out: Values { data: z, dims } }
                 }
                 Post::Tanh => {
                     in_parallel(&mut z, |v, _| v.tanh(), &[]);
-                    Record { pre: None, out: Values { data: z, dims } }
+                    Record { pre: Pre::None, out: Values { data: z, dims } }
                 }
-                Post::Identity => Record { pre: None, out: Values { data: z, dims } },
+                Post::Identity => Record { pre: Pre::None, out: Values { data: z, dims } },
             };
             records.push(record);
         }
@@ -174,11 +186,18 @@ impl<'a> Net<'a> {
     }
 }
 
-/// One layer's part of a forward pass: its output, and for BatchNorm the values it
-/// normalised and how.
+/// One layer's part of a forward pass: its output, and what its normalisation's backward
+/// pass reads.
 struct Record<T> {
-    pre: Option<(Vec<T>, BatchNormAct)>,
+    pre: Pre<T>,
     out: Values<T>,
+}
+
+enum Pre<T> {
+    None,
+    /// The values BatchNorm normalised, and how.
+    Batch(Vec<T>, BatchNormAct),
+    Layer(Normed<T>),
 }
 
 /// A recorded forward pass.
@@ -211,11 +230,21 @@ impl<T: Element> Tape<'_, '_, T> {
             let y = &rec.out;
             // Through what follows the convolution: d becomes the convolution output's gradient.
             match (&layer.post, &rec.pre) {
-                (Post::BatchNorm(bn, _), Some((z, op))) => {
+                (Post::BatchNorm(bn, _), Pre::Batch(z, op)) => {
                     let (dz, dgamma, dbeta) = with_slice(&bn.gamma, |g| op.backward(z, g, &y.data, &d))?;
                     if let Some(grads) = grads.as_deref_mut() {
                         accumulate(grads, &bn.gamma, dgamma)?;
                         accumulate(grads, &bn.beta, dbeta)?;
+                    }
+                    d = dz;
+                }
+                (Post::LayerNorm(ln), Pre::Layer(normed)) => {
+                    let frame = (y.dims[0], y.dims[1], y.dims[2] * y.dims[3]);
+                    let (dz, dgamma, dbeta) =
+                        with_slice(&ln.gamma, |g| layer_norm::backward(&d, &y.data, normed, frame, g, LEAKY_SLOPE))?;
+                    if let Some(grads) = grads.as_deref_mut() {
+                        accumulate(grads, &ln.gamma, dgamma)?;
+                        accumulate(grads, &ln.beta, dbeta)?;
                     }
                     d = dz;
                 }
@@ -225,7 +254,9 @@ impl<T: Element> Tape<'_, '_, T> {
                 }
                 (Post::Tanh, _) => in_parallel(&mut d, |d, y| d * (T::one() - y * y), &y.data),
                 (Post::Identity, _) => {}
-                (Post::BatchNorm(..), None) => bail!("internal error: a BatchNorm layer without its record"),
+                (Post::BatchNorm(..) | Post::LayerNorm(_), _) => {
+                    bail!("internal error: a normalisation layer without its record")
+                }
             }
             if let Some(grads) = grads.as_deref_mut() {
                 let (dw, _) = match layer.transposed {
@@ -276,8 +307,10 @@ pub fn backward_both<T: Element>(
     let (mut grads, mut b) = (a?, b?);
     for layer in &net.layers {
         let mut params = vec![layer.weight];
-        if let Post::BatchNorm(bn, _) = layer.post {
-            params.extend([&bn.gamma, &bn.beta]);
+        match layer.post {
+            Post::BatchNorm(bn, _) => params.extend([&bn.gamma, &bn.beta]),
+            Post::LayerNorm(ln) => params.extend([&ln.gamma, &ln.beta]),
+            _ => {}
         }
         for p in params {
             let sum = match (grads.get(p), b.remove(p)) {
