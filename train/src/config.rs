@@ -101,9 +101,14 @@ pub struct Settings {
     /// wgan-gp: gradient penalty weight λ [default: 10]
     #[arg(long)]
     pub gp_lambda: Option<f64>,
-    /// Decay of the generator's exponential moving average, exported by default; 0 turns it off [default: 0.999]
+    /// Half-life, in generated images, of the generator's moving average (exported and
+    /// previewed); 0 turns it off [default: 10000]
     #[arg(long)]
-    pub ema_decay: Option<f64>,
+    pub ema_half_life: Option<f64>,
+    /// The average's half-life is at most this fraction of the images generated so far,
+    /// so a short run is not averaged with its first, bad generators; 0: no ramp [default: 0.05]
+    #[arg(long)]
+    pub ema_rampup: Option<f64>,
     /// DiffAugment (colour, translation, cutout) on real and fake images [default: on under 2,000 images]
     #[arg(long, num_args = 0..=1, default_missing_value = "true")]
     pub augment: Option<bool>,
@@ -211,7 +216,8 @@ impl Settings {
             critic_steps_burst: self.critic_steps_burst.unwrap_or(100),
             clamp: self.clamp.unwrap_or(0.01),
             gp_lambda: self.gp_lambda.unwrap_or(10.0),
-            ema_decay: self.ema_decay.unwrap_or(0.999),
+            ema_half_life: self.ema_half_life.unwrap_or(10_000.0),
+            ema_rampup: self.ema_rampup.unwrap_or(0.05),
             augment: self.augment,
             mirror: self.mirror.unwrap_or(false),
             checkpoint_every: self.checkpoint_every.unwrap_or(200),
@@ -256,7 +262,9 @@ pub struct TrainConfig {
     pub critic_steps_burst: usize,
     pub clamp: f64,
     pub gp_lambda: f64,
-    pub ema_decay: f64,
+    /// Images; 0: no moving average.
+    pub ema_half_life: f64,
+    pub ema_rampup: f64,
     /// `None`: decided from the dataset's size when it is loaded.
     pub augment: Option<bool>,
     pub mirror: bool,
@@ -310,12 +318,16 @@ impl TrainConfig {
                 return bad(format!("--{flag} must be a positive number, not {v}"));
             }
         }
-        for (flag, v) in
-            [("beta1", self.beta1), ("beta2", self.beta2), ("rms-alpha", self.rms_alpha), ("ema-decay", self.ema_decay)]
-        {
+        for (flag, v) in [("beta1", self.beta1), ("beta2", self.beta2), ("rms-alpha", self.rms_alpha)] {
             if !(0.0..1.0).contains(&v) {
                 return bad(format!("--{flag} must be in [0, 1), not {v}"));
             }
+        }
+        if !(self.ema_half_life.is_finite() && self.ema_half_life >= 0.0) {
+            return bad(format!("--ema-half-life must be a number of images, 0 or more, not {}", self.ema_half_life));
+        }
+        if !(0.0..=1.0).contains(&self.ema_rampup) {
+            return bad(format!("--ema-rampup must be in [0, 1], not {}", self.ema_rampup));
         }
         if self.keep_checkpoints == 0 {
             return bad("--keep-checkpoints must be at least 1".into());
@@ -383,8 +395,10 @@ mod tests {
             "--critic-steps",
             "3",
             "--augment",
-            "--ema-decay",
-            "0.99",
+            "--ema-half-life",
+            "2000",
+            "--ema-rampup",
+            "0.1",
             "--steps",
             "10",
         ]);
@@ -396,7 +410,8 @@ mod tests {
             lr-g = 3e-4
             critic-steps = 3
             augment = true
-            ema-decay = 0.99
+            ema-half-life = 2000
+            ema-rampup = 0.1
             steps = 10
         "#;
         let from_file: Settings = toml::from_str(text).unwrap();
@@ -431,7 +446,10 @@ mod tests {
             ("--lr-d", "inf"),
             ("--beta1", "nan"),
             ("--beta2", "-inf"),
-            ("--ema-decay", "nan"),
+            ("--ema-half-life", "nan"),
+            ("--ema-half-life", "-1.0"),
+            ("--ema-rampup", "inf"),
+            ("--ema-rampup", "1.5"),
             ("--rms-alpha", "nan"),
             ("--clamp", "nan"),
             ("--gp-lambda", "inf"),

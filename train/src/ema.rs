@@ -1,5 +1,11 @@
 //! An exponential moving average of the generator's weights (Yazıcı et al. 2019): a
 //! smoother generator than the last step's, exported and previewed by default.
+//!
+//! Its window is a half-life in generated images, ramped up with the run as in
+//! StyleGAN2-ADA (Karras et al. 2020): at most `rampup` × the images seen so far. A
+//! fixed decay (0.999 was ours) is a window of ~44,000 images at batch 64, longer than a
+//! short run: the exported average then still remembered the early, bad generators
+//! (QUALITY.md has the SWD of both).
 
 use candle_core::{DType, Device, Result, Tensor};
 use rand::SeedableRng;
@@ -12,14 +18,17 @@ use crate::ops::{with_slice, Element, TASK_VALUES};
 pub struct Ema {
     pub g: Generator,
     pub params: Params,
-    pub decay: f64,
-    /// Updates so far: early on the average warms up faster (see [`Ema::update`]).
+    /// Images after which an old generator's weight in the average has halved.
+    pub half_life: f64,
+    /// The half-life is at most this fraction of the images seen so far; 0: no ramp.
+    pub rampup: f64,
+    /// Updates so far (kept in checkpoints).
     pub updates: u64,
 }
 
 impl Ema {
     /// An average that starts as a copy of `source`.
-    pub fn new(shape: DcganShape, source: &Params, decay: f64, device: &Device) -> Result<Self> {
+    pub fn new(shape: DcganShape, source: &Params, half_life: f64, rampup: f64, device: &Device) -> Result<Self> {
         let mut params = Params::default();
         // The throwaway RNG only fills tensors that are overwritten at once.
         let g = Generator::new(
@@ -27,15 +36,20 @@ impl Ema {
             shape,
         )?;
         params.copy_from(source)?;
-        Ok(Self { g, params, decay, updates: 0 })
+        Ok(Self { g, params, half_life, rampup, updates: 0 })
     }
 
-    /// ema ← d·ema + (1−d)·weights with d = min(decay, (1+n)/(10+n)), as TensorFlow's
-    /// ExponentialMovingAverage with `num_updates`: a short run is not dominated by the
-    /// initial weights. BatchNorm's running statistics are copied, not averaged.
-    pub fn update(&mut self, source: &Params) -> Result<()> {
-        let n = self.updates as f64;
-        let d = self.decay.min((1.0 + n) / (10.0 + n));
+    /// The decay for an update of `batch` images when `seen` images have been generated
+    /// (this update's included): 0.5^(batch / half-life), the half-life ramped.
+    pub fn decay(&self, seen: f64, batch: usize) -> f64 {
+        let h = if self.rampup > 0.0 { self.half_life.min(self.rampup * seen) } else { self.half_life };
+        0.5f64.powf(batch as f64 / h.max(1e-8))
+    }
+
+    /// ema ← d·ema + (1−d)·weights with d = [`Ema::decay`]. BatchNorm's running statistics
+    /// are copied, not averaged.
+    pub fn update(&mut self, source: &Params, seen: f64, batch: usize) -> Result<()> {
+        let d = self.decay(seen, batch);
         for (e, s) in self.params.iter().zip(source.iter()) {
             let next =
                 if e.trainable { blend(e.var.as_tensor(), s.var.as_tensor(), d)? } else { s.var.as_tensor().clone() };
@@ -77,6 +91,51 @@ fn blend_cpu<T: Element>(ema: &Tensor, w: &Tensor, d: f64) -> Result<Tensor> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn ema(half_life: f64, rampup: f64) -> Ema {
+        let shape = DcganShape { image_size: 8, channels: 1, nz: 2, ngf: 2, ndf: 2 };
+        let mut params = Params::default();
+        let dev = Device::Cpu;
+        let mut rng = ChaCha8Rng::seed_from_u64(1);
+        Generator::new(&mut Init::new(&mut params, &mut rng, &dev, DType::F32), shape).unwrap();
+        Ema::new(shape, &params, half_life, rampup, &dev).unwrap()
+    }
+
+    #[test]
+    fn an_images_half_life_halves_an_old_weight_and_ramps_up_with_the_run() {
+        let e = ema(10_000.0, 0.05);
+        // Past the ramp (10,000 ≤ 0.05 × 1M): 10,000 images in batches of 64 halve a weight.
+        let d = e.decay(1e6, 64);
+        assert!((d.powf(10_000.0 / 64.0) - 0.5).abs() < 1e-9, "{d}");
+        // Within it: the window is 5% of what was seen, so early generators fade fast.
+        assert!((e.decay(64_000.0, 64).powf(3_200.0 / 64.0) - 0.5).abs() < 1e-9);
+        assert!(e.decay(64.0, 64) < 1e-5, "the first update almost replaces the initial weights");
+        assert!(e.decay(1e5, 64) > e.decay(1e4, 64), "the window grows with the run");
+        // The same half-life in images whatever the batch.
+        assert!((e.decay(1e6, 32).powi(2) - e.decay(1e6, 64)).abs() < 1e-12);
+        // No ramp: the full half-life from the first step.
+        assert_eq!(ema(10_000.0, 0.0).decay(64.0, 64), e.decay(1e6, 64));
+    }
+
+    #[test]
+    fn the_average_follows_the_weights_by_the_decay() {
+        let mut e = ema(1_000.0, 0.0);
+        let before: Vec<f32> =
+            e.params.iter().next().unwrap().var.as_tensor().flatten_all().unwrap().to_vec1().unwrap();
+        let mut source = Params::default();
+        let mut rng = ChaCha8Rng::seed_from_u64(2);
+        let shape = DcganShape { image_size: 8, channels: 1, nz: 2, ngf: 2, ndf: 2 };
+        Generator::new(&mut Init::new(&mut source, &mut rng, &Device::Cpu, DType::F32), shape).unwrap();
+        let w: Vec<f32> = source.iter().next().unwrap().var.as_tensor().flatten_all().unwrap().to_vec1().unwrap();
+        e.update(&source, 1e6, 100).unwrap();
+        let d = e.decay(1e6, 100) as f32;
+        let after: Vec<f32> = e.params.iter().next().unwrap().var.as_tensor().flatten_all().unwrap().to_vec1().unwrap();
+        for ((a, b), w) in after.iter().zip(&before).zip(&w) {
+            assert!((a - (b * d + w * (1.0 - d))).abs() < 1e-6, "{a} from {b} and {w}");
+        }
+        assert_ne!(after, before);
+        assert_eq!(e.updates, 1);
+    }
 
     #[test]
     fn the_one_pass_blend_gives_the_tensor_versions_bits() {

@@ -180,8 +180,10 @@ pub fn train(cfg: &TrainConfig) -> anyhow::Result<TrainOutcome> {
     if cfg.arch == Arch::Wgan {
         gan.d_params.clamp(cfg.clamp)?;
     }
-    let mut ema =
-        if cfg.ema_decay > 0.0 { Some(Ema::new(shape, &gan.g_params, cfg.ema_decay, &device)?) } else { None };
+    let mut ema = match cfg.ema_half_life > 0.0 {
+        true => Some(Ema::new(shape, &gan.g_params, cfg.ema_half_life, cfg.ema_rampup, &device)?),
+        false => None,
+    };
     let mut guard = Guard::new(cfg.arch, cfg.guard_patience, cfg.lr_g, cfg.lr_d);
 
     // Resume the newest checkpoint, if any.
@@ -254,7 +256,8 @@ pub fn train(cfg: &TrainConfig) -> anyhow::Result<TrainOutcome> {
         st.images_seen += images as u64;
         st.epochs_done = cursor.completed();
         if let Some(e) = ema.as_mut() {
-            e.update(&gan.g_params)?;
+            // Every generator update makes a batch (WGAN's critic images do not count).
+            e.update(&gan.g_params, (st.step * batch) as f64, batch)?;
         }
 
         let now = seconds();
@@ -318,7 +321,7 @@ pub fn train(cfg: &TrainConfig) -> anyhow::Result<TrainOutcome> {
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_secs())
             .unwrap_or(0),
-        ema: cfg.ema_decay > 0.0,
+        ema: cfg.ema_half_life > 0.0,
         quality,
     };
     let (model_dir, _) = export::export(&g_out, &cfg.models_dir, &cfg.name, cfg.arch.name(), summary.clone())?;
