@@ -1,15 +1,20 @@
 //! `canard-train eval --model models/NAME --data DIR|builtin:NAME`: the multi-scale SWD
-//! between a model's pictures and a dataset (see [`crate::eval::swd`]).
+//! between a model's pictures and a dataset (see [`crate::eval::swd`]), then whether the
+//! model copies its pictures: nearest training pictures, and `nearest.png`
+//! ([`crate::eval::nearest`]).
 
 use std::borrow::Cow;
+
+use anyhow::Context;
 use std::path::PathBuf;
 use std::time::Instant;
 
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
+use crate::atomic::write_atomic;
 use crate::data::Dataset;
-use crate::eval::{sliced_wasserstein, ImageSet, SwdReport};
+use crate::eval::{nearest, sliced_wasserstein, ImageSet, Nearest, SwdReport};
 use crate::export::reader::OnnxGenerator;
 
 /// The number of images compared by default (when the data has that many).
@@ -19,6 +24,10 @@ pub const DEFAULT_IMAGES: usize = 2048;
 pub const MAX_IMAGES: usize = 16_384;
 /// Seeds handed to the generator at a time.
 const BATCH: usize = 64;
+/// Generated pictures matched with their nearest training pictures (seeds 0..64), and
+/// training pictures matched with theirs.
+pub const NEAREST_IMAGES: usize = 64;
+const NEAREST_TRAINING: usize = 128;
 
 #[derive(clap::Args, Debug)]
 pub struct EvalArgs {
@@ -35,6 +44,9 @@ pub struct EvalArgs {
     /// Seeds the built-in data, the choice of real images, and the SWD's patches and directions
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
+    /// Where to write the generated pictures beside their nearest training pictures
+    #[arg(long, default_value = "nearest.png")]
+    pub nearest: PathBuf,
 }
 
 /// Loads the model and the data (at the model's size and channels), prints the SWD table and returns it.
@@ -70,7 +82,36 @@ pub fn run(args: EvalArgs) -> anyhow::Result<SwdReport> {
         t0.elapsed().as_secs_f64()
     );
     println!("{report}");
+
+    let t0 = Instant::now();
+    let found = memorisation(&g, &data, &args.nearest, args.seed)?;
+    println!(
+        "\nNearest training pictures ({}×{size}, {:.1}s); {} shows each generated picture (left) beside its \
+         nearest training picture:",
+        data.source,
+        t0.elapsed().as_secs_f64(),
+        args.nearest.display()
+    );
+    println!("{found}");
     Ok(report)
+}
+
+/// Seeds 0..[`NEAREST_IMAGES`]' pictures against the data ([`nearest`]); the pairs written
+/// to `path`, eight to a row.
+pub fn memorisation(g: &OnnxGenerator, data: &Dataset, path: &std::path::Path, seed: u64) -> anyhow::Result<Nearest> {
+    let seeds: Vec<u64> = (0..NEAREST_IMAGES as u64).collect();
+    let fakes = g.generate(&seeds)?;
+    let found = nearest(&fakes, data, NEAREST_TRAINING, seed);
+    let (c, s) = (data.channels, data.size);
+    let mut pairs = Vec::with_capacity(2 * fakes.len());
+    for (fake, &(i, _)) in fakes.chunks(data.image_len()).zip(&found.generated) {
+        pairs.extend_from_slice(fake);
+        pairs.extend(data.image_u8(i).iter().map(|&v| canard_shared::image::from_u8(v)));
+    }
+    let tiles = canard_shared::image::batch_to_images(&pairs, 2 * found.generated.len(), c, s, s)?;
+    let png = canard_shared::image::encode_png(&canard_shared::image::grid(&tiles, 16, 2))?;
+    write_atomic(path, &png).with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(found)
 }
 
 /// The SWD between `images` pictures of `g` (seeds 0..images) and as many of `data`'s.

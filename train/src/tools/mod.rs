@@ -164,8 +164,31 @@ mod tests {
     fn eval_of_a_model_against_data_is_finite_and_checks_its_inputs() {
         let dir = tempfile::tempdir().unwrap();
         let model = model(dir.path());
-        let args = eval::EvalArgs { model: model.clone(), data: "builtin:shapes".into(), images: Some(64), seed: 1 };
+        let nearest = dir.path().join("nearest.png");
+        let args = eval::EvalArgs {
+            model: model.clone(),
+            data: "builtin:shapes".into(),
+            images: Some(64),
+            seed: 1,
+            nearest: nearest.clone(),
+        };
         let report = eval::run(args).unwrap();
+        // nearest.png: 64 pairs, 8 to a row; each generated picture beside a training picture.
+        let pairs = rgb(&nearest);
+        let s = SIZE as u32;
+        assert_eq!(pairs.dimensions(), (16 * (s + 2) + 2, 8 * (s + 2) + 2));
+        let tile = |col: u32, row: u32| {
+            image::imageops::crop_imm(&pairs, 2 + col * (s + 2), 2 + row * (s + 2), s, s).to_image().into_raw()
+        };
+        assert_eq!(tile(0, 0), picture(&model, z(0)));
+        assert_eq!(tile(2, 7), picture(&model, z(57)));
+        let shapes = Dataset::open("builtin:shapes", SIZE, Some(3), 1, None).unwrap().0;
+        let plane = SIZE * SIZE;
+        let hwc = |chw: &[u8]| (0..plane).flat_map(|i| [0, 1, 2].map(|c| chw[c * plane + i])).collect::<Vec<u8>>();
+        for (col, row) in [(1, 0), (15, 7)] {
+            let right = tile(col, row);
+            assert!((0..shapes.len).any(|i| hwc(shapes.image_u8(i)) == right), "pair ({col}, {row})");
+        }
         assert_eq!(report.levels.len(), 1);
         assert_eq!(report.levels[0].0, SIZE);
         assert!(report.mean.is_finite() && report.mean > 0.0, "{report}");
