@@ -6,9 +6,11 @@ ORT_LIB := .deps/onnxruntime/libonnxruntime.so
 export ORT_DYLIB_PATH ?= $(CURDIR)/$(ORT_LIB)
 
 # The demo: the built-in shapes at 32×32, a narrow DCGAN, about two minutes on two CPU cores.
-# The committed models/demo was made with DEMO_EPOCHS=20 (about 10 minutes).
+# It writes runs/my-demo and models/my-demo (ignored by git), never the committed models/demo,
+# which was made with `make demo-model DEMO_NAME=demo DEMO_EPOCHS=20` (about 10 minutes).
 DEMO_EPOCHS ?= 5
-DEMO_ARGS := --data builtin:shapes --name demo --image-size 32 --epochs $(DEMO_EPOCHS) --ngf 32 --ndf 32 --seed 0
+DEMO_NAME ?= my-demo
+DEMO_ARGS := --data builtin:shapes --image-size 32 --epochs $(DEMO_EPOCHS) --ngf 32 --ndf 32 --seed 0
 BIND ?= 127.0.0.1:8080
 
 .PHONY: demo test check-deploy setup setup-gpu setup-browser build build-cuda demo-model serve clean
@@ -54,13 +56,14 @@ build:
 build-cuda:
 	CARGO=$(CARGO) scripts/build-cuda.sh
 
-## demo-model: train models/demo (resumes runs/demo if it exists; `make demo-model DEMO_EPOCHS=20` made the committed one)
+## demo-model: train models/$(DEMO_NAME) (resumes runs/$(DEMO_NAME) if it exists)
 demo-model: build
-	./target/release/canard-train $(DEMO_ARGS)
+	./target/release/canard-train --name $(DEMO_NAME) $(DEMO_ARGS)
 
-## serve: serve models/ on $(BIND)
+## serve: serve models/ on $(BIND), models/$(DEMO_NAME) by default when it exists
 serve: setup build
-	./target/release/canard-serve --models models --bind $(BIND)
+	./target/release/canard-serve --models models --bind $(BIND) \
+		$$(test -f models/$(DEMO_NAME)/model.json && echo --model $(DEMO_NAME))
 
 clean:
 	rm -rf target .deps runs

@@ -121,7 +121,7 @@ if [[ ! -f "$model_dir/model.json" ]]; then
     "$CARGO" build --release --quiet -p canard-train
     demo_args=$(make -s --no-print-directory -f Makefile -f - print-demo-args <<<'print-demo-args: ; @echo $(DEMO_ARGS)')
     # shellcheck disable=SC2086
-    "$target_dir/release/canard-train" $demo_args --models-dir "$MODELS_DIR" >&2
+    "$target_dir/release/canard-train" --name demo $demo_args --models-dir "$MODELS_DIR" >&2
 fi
 
 cpu="$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')"
