@@ -115,29 +115,59 @@ async fn a_full_queue_answers_busy_at_once() {
 /// panics on it in `commit_from_memory` ("infallible": "dim_values must be -1 (symbolic
 /// dimension) or larger"). Found by fuzz/onnx_serve (fuzz/seeds/onnx_serve/crash-ort-negative-dim).
 fn onnx_with_negative_output_dim() -> Vec<u8> {
-    use canard_train::export::proto::{self, field, Dim, Message};
-    let mut graph = Message::new();
-    graph.message(field::graph::INITIALIZER, proto::tensor_f32("w", &[4, 1, 4, 4], &[0.1; 16 * 4]));
-    graph.message(field::graph::INITIALIZER, proto::tensor_f32("b", &[1], &[0.0]));
-    let pads = [("kernel_shape", vec![4, 4]), ("strides", vec![1, 1]), ("pads", vec![98, 0, 0, 0])];
-    graph.message(field::graph::NODE, proto::node("ConvTranspose", "c", &["z", "w", "b"], &["y"], &pads));
-    graph.message(field::graph::NODE, proto::node("Tanh", "t", &["y"], &["image"], &[]));
-    let z = [Dim::Symbol("N"), Dim::Fixed(4), Dim::Fixed(1), Dim::Fixed(1)];
-    graph.message(field::graph::INPUT, proto::value_info_f32("z", &z));
-    // A float tensor of unknown shape.
-    let mut tensor = Message::new();
-    tensor.int(field::type_proto::ELEM_TYPE, field::tensor::FLOAT);
-    let mut ty = Message::new();
-    ty.message(field::type_proto::TENSOR_TYPE, tensor);
-    let mut image = Message::new();
-    image.string(field::value_info::NAME, "image").message(field::value_info::TYPE, ty);
-    graph.message(field::graph::OUTPUT, image);
-    let mut opset = Message::new();
-    opset.int(field::opset::VERSION, 17);
-    let mut model = Message::new();
-    model.int(field::model::IR_VERSION, 8);
-    model.message(field::model::GRAPH, graph).message(field::model::OPSET_IMPORT, opset);
-    model.into_bytes()
+    use canard_train::export::pb::{
+        attribute_proto::AttributeType, tensor_proto::DataType, tensor_shape_proto::dimension::Value as Dim,
+        tensor_shape_proto::Dimension, type_proto, AttributeProto, GraphProto, ModelProto, NodeProto,
+        OperatorSetIdProto, TensorProto, TensorShapeProto, TypeProto, ValueInfoProto,
+    };
+    use prost::Message;
+    let float = Some(DataType::Float as i32);
+    let tensor = |name: &str, dims: Vec<i64>, n: usize| TensorProto {
+        name: Some(name.into()),
+        dims,
+        data_type: float,
+        float_data: vec![0.1; n],
+        ..Default::default()
+    };
+    let ints = |name: &str, ints: Vec<i64>| AttributeProto {
+        name: Some(name.into()),
+        r#type: Some(AttributeType::Ints as i32),
+        ints,
+        ..Default::default()
+    };
+    let node = |op: &str, input: &[&str], output: &str, attribute| NodeProto {
+        op_type: Some(op.into()),
+        input: input.iter().map(|s| s.to_string()).collect(),
+        output: vec![output.into()],
+        attribute,
+        ..Default::default()
+    };
+    let value = |name: &str, shape: Option<TensorShapeProto>| ValueInfoProto {
+        name: Some(name.into()),
+        r#type: Some(TypeProto {
+            value: Some(type_proto::Value::TensorType(type_proto::Tensor { elem_type: float, shape })),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let z = [Dim::DimParam("N".into()), Dim::DimValue(4), Dim::DimValue(1), Dim::DimValue(1)];
+    let z = TensorShapeProto { dim: z.map(|v| Dimension { value: Some(v), ..Default::default() }).into() };
+    let pads = vec![ints("kernel_shape", vec![4, 4]), ints("strides", vec![1, 1]), ints("pads", vec![98, 0, 0, 0])];
+    let graph = GraphProto {
+        initializer: vec![tensor("w", vec![4, 1, 4, 4], 16 * 4), tensor("b", vec![1], 1)],
+        node: vec![node("ConvTranspose", &["z", "w", "b"], "y", pads), node("Tanh", &["y"], "image", vec![])],
+        input: vec![value("z", Some(z))],
+        // A float tensor of unknown shape.
+        output: vec![value("image", None)],
+        ..Default::default()
+    };
+    ModelProto {
+        ir_version: Some(8),
+        graph: Some(graph),
+        opset_import: vec![OperatorSetIdProto { version: Some(17), ..Default::default() }],
+        ..Default::default()
+    }
+    .encode_to_vec()
 }
 
 #[tokio::test]

@@ -1,8 +1,13 @@
 //! Export: the trained generator → `models/NAME/generator.onnx` + `model.json`.
 
 pub mod onnx;
-pub mod proto;
 pub mod reader;
+
+/// ONNX's protobuf messages, generated from `proto/onnx.proto` by `build.rs`.
+#[allow(clippy::all, clippy::pedantic)]
+pub mod pb {
+    include!(concat!(env!("OUT_DIR"), "/onnx.rs"));
+}
 
 use std::path::{Path, PathBuf};
 

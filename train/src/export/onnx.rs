@@ -1,14 +1,22 @@
-//! The trained generator → `generator.onnx`, in inference form.
+//! The trained generator → `generator.onnx`: opset 17, input `z` [N, nz, 1, 1], output
+//! `image` [N, C, S, S], the batch dimension `N` dynamic, written with ONNX's own
+//! protobuf types ([`super::pb`]).
 //!
-//! Each BatchNorm is folded into the transposed convolution before it (its running
-//! statistics become a per-output-channel scale on the weights and a bias), so the graph
-//! is only ConvTranspose, Relu and Tanh: opset 17, input `z` [N, nz, 1, 1], output
-//! `image` [N, C, S, S], batch dimension `N` dynamic.
+//! Every parameter is an initializer under its name in the network (`0.conv.weight`,
+//! `0.bn.gamma`, …, as in checkpoints), so the file loads back into the very candle
+//! module that trained it ([`super::reader`]). BatchNorm stays a node, in inference form
+//! (running statistics): ONNX Runtime folds it into the convolution before it when it
+//! optimises the session, so serving pays nothing for it.
 
-use candle_core::{Result, Tensor};
+use candle_core::{DType, Result, Tensor};
+use prost::Message;
 
-use super::proto::{self, field, Dim, Message};
-use crate::model::layers::{BatchNorm2d, BN_EPS};
+use super::pb::{
+    attribute_proto::AttributeType, tensor_proto::DataType, tensor_shape_proto::dimension,
+    tensor_shape_proto::Dimension, type_proto, AttributeProto, GraphProto, ModelProto, NodeProto, OperatorSetIdProto,
+    TensorProto, TensorShapeProto, TypeProto, ValueInfoProto,
+};
+use crate::model::layers::BN_EPS;
 use crate::model::Generator;
 
 pub const OPSET: i64 = 17;
@@ -17,97 +25,116 @@ pub const IR_VERSION: i64 = 8;
 pub const INPUT: &str = "z";
 pub const OUTPUT: &str = "image";
 
-/// One transposed convolution of the inference graph, with BatchNorm folded in.
-pub struct FoldedConv {
-    /// [in, out, k, k]
-    pub weight: Vec<f32>,
-    pub dims: [usize; 4],
-    pub bias: Vec<f32>,
-    pub stride: usize,
-    pub padding: usize,
-}
-
-/// The generator as a list of folded layers: the last is followed by Tanh, the others by ReLU.
-pub fn fold(g: &Generator) -> Result<Vec<FoldedConv>> {
-    g.blocks
-        .iter()
-        .map(|b| {
-            let (c_in, c_out, kh, kw) = b.conv.weight.dims4()?;
-            let weight = b.conv.weight.flatten_all()?.to_vec1::<f32>()?;
-            let (scale, bias) = match &b.bn {
-                Some(bn) => bn_scale_shift(bn)?,
-                None => (vec![1.0; c_out], vec![0.0; c_out]),
-            };
-            let k = kh * kw;
-            let weight = weight.iter().enumerate().map(|(i, w)| w * scale[(i / k) % c_out]).collect();
-            Ok(FoldedConv { weight, dims: [c_in, c_out, kh, kw], bias, stride: b.conv.stride, padding: b.conv.padding })
-        })
-        .collect()
-}
-
-/// BatchNorm in eval mode is `x·scale + shift` per channel.
-fn bn_scale_shift(bn: &BatchNorm2d) -> Result<(Vec<f32>, Vec<f32>)> {
-    let v = |t: &Tensor| t.to_vec1::<f32>();
-    let (gamma, beta) = (v(&bn.gamma)?, v(&bn.beta)?);
-    let (mean, var) = (v(bn.running_mean.as_tensor())?, v(bn.running_var.as_tensor())?);
-    let scale: Vec<f32> = gamma.iter().zip(&var).map(|(g, v)| g / (v + BN_EPS as f32).sqrt()).collect();
-    let shift = beta.iter().zip(&mean).zip(&scale).map(|((b, m), s)| b - m * s).collect();
-    Ok((scale, shift))
-}
-
 /// The ONNX model bytes.
 pub fn generator_to_onnx(g: &Generator, doc: &str) -> Result<Vec<u8>> {
-    use field::graph;
-    let layers = fold(g)?;
-    let shape = g.shape;
-    let mut graph = Message::new();
-    graph.string(graph::NAME, "canard_generator");
+    let model = ModelProto {
+        ir_version: Some(IR_VERSION),
+        opset_import: vec![OperatorSetIdProto { domain: Some(String::new()), version: Some(OPSET) }],
+        producer_name: Some("canard-train".into()),
+        producer_version: Some(env!("CARGO_PKG_VERSION").into()),
+        doc_string: Some(doc.into()),
+        graph: Some(graph(g)?),
+        ..Default::default()
+    };
+    Ok(model.encode_to_vec())
+}
+
+/// The generator's graph: for each block, ConvTranspose, then BatchNormalization and Relu,
+/// or Tanh after the last; its parameters as initializers.
+pub fn graph(g: &Generator) -> Result<GraphProto> {
+    let mut graph = GraphProto { name: Some("canard_generator".into()), ..Default::default() };
     let mut x = INPUT.to_string();
-    for (i, l) in layers.iter().enumerate() {
-        let (w, b) = (format!("l{i}.weight"), format!("l{i}.bias"));
-        graph.message(graph::INITIALIZER, proto::tensor_f32(&w, &l.dims, &l.weight));
-        graph.message(graph::INITIALIZER, proto::tensor_f32(&b, &[l.dims[1]], &l.bias));
-        let conv_out = format!("l{i}.conv");
-        let p = l.padding as i64;
+    let last = g.blocks.len().saturating_sub(1);
+    for (i, b) in g.blocks.iter().enumerate() {
+        let weight = format!("{i}.conv.weight");
+        graph.initializer.push(tensor(&weight, &b.conv.weight)?);
+        let (k, p) = (b.conv.weight.dim(3)? as i64, b.conv.padding as i64);
         let attrs = [
-            ("kernel_shape", vec![l.dims[2] as i64, l.dims[3] as i64]),
-            ("strides", vec![l.stride as i64; 2]),
-            ("pads", vec![p; 4]),
+            ints("kernel_shape", vec![k; 2]),
+            ints("strides", vec![b.conv.stride as i64; 2]),
+            ints("pads", vec![p; 4]),
         ];
-        graph.message(
-            graph::NODE,
-            proto::node("ConvTranspose", &format!("l{i}.convt"), &[&x, &w, &b], &[&conv_out], &attrs),
-        );
-        let last = i + 1 == layers.len();
-        let (act, out) = if last { ("Tanh", OUTPUT.to_string()) } else { ("Relu", format!("l{i}.relu")) };
-        graph.message(
-            graph::NODE,
-            proto::node(act, &format!("l{i}.{}", act.to_lowercase()), &[&conv_out], &[&out], &[]),
-        );
+        let conv = format!("{i}.conv");
+        graph.node.push(node("ConvTranspose", &conv, &[&x, &weight], attrs.into()));
+        x = conv;
+        if let Some(bn) = &b.bn {
+            let names = ["gamma", "beta", "running_mean", "running_var"].map(|n| format!("{i}.bn.{n}"));
+            for (name, t) in
+                names.iter().zip([&bn.gamma, &bn.beta, bn.running_mean.as_tensor(), bn.running_var.as_tensor()])
+            {
+                graph.initializer.push(tensor(name, t)?);
+            }
+            let eps = AttributeProto {
+                name: Some("epsilon".into()),
+                r#type: Some(AttributeType::Float as i32),
+                f: Some(BN_EPS as f32),
+                ..Default::default()
+            };
+            let out = format!("{i}.bn");
+            let inputs = [x.as_str(), &names[0], &names[1], &names[2], &names[3]];
+            graph.node.push(node("BatchNormalization", &out, &inputs, vec![eps]));
+            x = out;
+        }
+        let (op, out) = if i == last { ("Tanh", OUTPUT.to_string()) } else { ("Relu", format!("{i}.relu")) };
+        graph.node.push(node(op, &out, &[&x], vec![]));
         x = out;
     }
-    let s = shape.image_size as i64;
-    graph.message(
-        graph::INPUT,
-        proto::value_info_f32(INPUT, &[Dim::Symbol("N"), Dim::Fixed(shape.nz as i64), Dim::Fixed(1), Dim::Fixed(1)]),
-    );
-    graph.message(
-        graph::OUTPUT,
-        proto::value_info_f32(
-            OUTPUT,
-            &[Dim::Symbol("N"), Dim::Fixed(shape.channels as i64), Dim::Fixed(s), Dim::Fixed(s)],
-        ),
-    );
+    let (nz, c, s) = (g.shape.nz as i64, g.shape.channels as i64, g.shape.image_size as i64);
+    graph.input.push(value_info(INPUT, &[None, Some(nz), Some(1), Some(1)]));
+    graph.output.push(value_info(OUTPUT, &[None, Some(c), Some(s), Some(s)]));
+    Ok(graph)
+}
 
-    let mut opset = Message::new();
-    opset.string(field::opset::DOMAIN, "").int(field::opset::VERSION, OPSET);
-    let mut model = Message::new();
-    model
-        .int(field::model::IR_VERSION, IR_VERSION)
-        .string(field::model::PRODUCER_NAME, "canard-train")
-        .string(field::model::PRODUCER_VERSION, env!("CARGO_PKG_VERSION"))
-        .string(field::model::DOC_STRING, doc)
-        .message(field::model::GRAPH, graph)
-        .message(field::model::OPSET_IMPORT, opset);
-    Ok(model.into_bytes())
+/// A float tensor initializer, its values little-endian in `raw_data`.
+fn tensor(name: &str, t: &Tensor) -> Result<TensorProto> {
+    let values = t.flatten_all()?.to_dtype(DType::F32)?.to_vec1::<f32>()?;
+    Ok(TensorProto {
+        dims: t.dims().iter().map(|&d| d as i64).collect(),
+        data_type: Some(DataType::Float as i32),
+        name: Some(name.into()),
+        raw_data: Some(values.iter().flat_map(|v| v.to_le_bytes()).collect()),
+        ..Default::default()
+    })
+}
+
+fn ints(name: &str, values: Vec<i64>) -> AttributeProto {
+    AttributeProto {
+        name: Some(name.into()),
+        r#type: Some(AttributeType::Ints as i32),
+        ints: values,
+        ..Default::default()
+    }
+}
+
+/// A node named after its one output.
+fn node(op: &str, output: &str, inputs: &[&str], attribute: Vec<AttributeProto>) -> NodeProto {
+    NodeProto {
+        input: inputs.iter().map(|s| s.to_string()).collect(),
+        output: vec![output.into()],
+        name: Some(output.into()),
+        op_type: Some(op.into()),
+        attribute,
+        ..Default::default()
+    }
+}
+
+/// A graph input or output: a float tensor of the given shape, `None` for the batch
+/// dimension `N`.
+fn value_info(name: &str, dims: &[Option<i64>]) -> ValueInfoProto {
+    let dim = dims
+        .iter()
+        .map(|d| Dimension {
+            value: Some(match d {
+                Some(v) => dimension::Value::DimValue(*v),
+                None => dimension::Value::DimParam("N".into()),
+            }),
+            ..Default::default()
+        })
+        .collect();
+    let tensor = type_proto::Tensor { elem_type: Some(DataType::Float as i32), shape: Some(TensorShapeProto { dim }) };
+    ValueInfoProto {
+        name: Some(name.into()),
+        r#type: Some(TypeProto { value: Some(type_proto::Value::TensorType(tensor)), ..Default::default() }),
+        ..Default::default()
+    }
 }

@@ -9,7 +9,7 @@
 use candle_core::{Result, Tensor};
 use serde::{Deserialize, Serialize};
 
-use super::layers::{leaky_relu, BatchNorm2d, Conv2d, ConvTranspose2d, LayerNorm2d, LEAKY_SLOPE};
+use super::layers::{leaky_relu, BatchNorm2d, Conv2d, ConvTranspose2d, LayerNorm2d, KERNEL, LEAKY_SLOPE};
 use super::params::Init;
 use crate::ops::Activation;
 
@@ -26,6 +26,24 @@ impl DcganShape {
     /// Upsampling blocks after the first 4×4 layer: log2(size) - 2.
     pub fn stages(&self) -> usize {
         self.image_size.trailing_zeros() as usize - 2
+    }
+
+    /// The generator's widths, input to output: nz, ngf·2^(n−1), …, ngf, channels.
+    pub fn generator_widths(&self) -> Vec<usize> {
+        let n = self.stages();
+        let hidden = (0..n).map(|i| self.ngf << (n - 1 - i));
+        std::iter::once(self.nz).chain(hidden).chain(std::iter::once(self.channels)).collect()
+    }
+
+    /// The generator's parameter count (weights, BatchNorm's four vectors per hidden layer),
+    /// computed without building it.
+    pub fn generator_parameters(&self) -> Option<usize> {
+        let w = self.generator_widths();
+        let convs = w
+            .windows(2)
+            .try_fold(0usize, |sum, p| sum.checked_add(p[0].checked_mul(p[1])?.checked_mul(KERNEL * KERNEL)?))?;
+        let norms = w[1..w.len() - 1].iter().try_fold(0usize, |sum, &c| sum.checked_add(c.checked_mul(4)?))?;
+        convs.checked_add(norms)
     }
 
     pub fn validate(&self) -> std::result::Result<(), String> {
@@ -55,19 +73,16 @@ pub struct Generator {
 
 impl Generator {
     pub fn new(init: &mut Init, shape: DcganShape) -> Result<Self> {
-        let n = shape.stages();
+        let widths = shape.generator_widths();
+        let n = widths.len() - 2;
         let mut blocks = Vec::with_capacity(n + 1);
-        let mut c_in = shape.nz;
-        for i in 0..=n {
-            let last = i == n;
-            // Widths ngf·2^(n-1), …, ngf, then the image channels.
-            let c_out = if last { shape.channels } else { shape.ngf << (n - 1 - i) };
+        for (i, pair) in widths.windows(2).enumerate() {
+            let (c_in, c_out, last) = (pair[0], pair[1], i == n);
             let (stride, padding) = if i == 0 { (1, 0) } else { (2, 1) };
             let mut b = init.pp(i);
             let conv = ConvTranspose2d::new(&mut b.pp("conv"), c_in, c_out, stride, padding)?;
             let bn = if last { None } else { Some(BatchNorm2d::new(&mut b.pp("bn"), c_out)?) };
             blocks.push(GenBlock { conv, bn });
-            c_in = c_out;
         }
         Ok(Self { shape, blocks })
     }
