@@ -5,9 +5,9 @@ CARGO ?= cargo
 ORT_LIB := .deps/onnxruntime/libonnxruntime.so
 export ORT_DYLIB_PATH ?= $(CURDIR)/$(ORT_LIB)
 
-# The demo: the built-in shapes at 32×32, a narrow DCGAN, about two minutes on two CPU cores.
+# The demo: the built-in shapes at 32×32, a narrow DCGAN, under a minute of training on two CPU cores.
 # It writes runs/my-demo and models/my-demo (ignored by git), never the committed models/demo,
-# which was made with `make demo-model DEMO_NAME=demo DEMO_EPOCHS=20` (about 10 minutes).
+# which was made with `make demo-model DEMO_NAME=demo DEMO_EPOCHS=20` (about 2 minutes).
 DEMO_EPOCHS ?= 5
 DEMO_NAME ?= my-demo
 DEMO_ARGS := --data builtin:shapes --image-size 32 --epochs $(DEMO_EPOCHS) --ngf 32 --ndf 32 --seed 0
