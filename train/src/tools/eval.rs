@@ -1,7 +1,8 @@
 //! `canard-train eval --model models/NAME --data DIR|builtin:NAME`: the multi-scale SWD
 //! between a model's pictures and a dataset (see [`crate::eval::swd`]), then whether the
 //! model copies its pictures: nearest training pictures, and `nearest.png`
-//! ([`crate::eval::nearest`]).
+//! ([`crate::eval::nearest`]). `--generated DIR` measures a folder of pictures another
+//! program made instead (the reference in `scripts/bench-quality.sh`), with the same code.
 
 use std::borrow::Cow;
 
@@ -32,8 +33,17 @@ const NEAREST_TRAINING: usize = 128;
 #[derive(clap::Args, Debug)]
 pub struct EvalArgs {
     /// The exported model's folder (models/NAME)
-    #[arg(long)]
-    pub model: PathBuf,
+    #[arg(long, required_unless_present = "generated", conflicts_with = "generated")]
+    pub model: Option<PathBuf>,
+    /// Instead of a model: a folder of generated pictures (another program's), taken in name order
+    #[arg(long, requires = "image_size")]
+    pub generated: Option<PathBuf>,
+    /// With --generated: the size to compare at (pictures are resized as training pictures are)
+    #[arg(long, requires = "generated")]
+    pub image_size: Option<usize>,
+    /// With --generated: 1 (grey) or 3 (RGB) [default: 3]
+    #[arg(long, requires = "generated")]
+    pub channels: Option<usize>,
     /// The pictures to compare with: a folder, or builtin:shapes
     #[arg(long)]
     pub data: String,
@@ -49,34 +59,75 @@ pub struct EvalArgs {
     pub nearest: PathBuf,
 }
 
-/// Loads the model and the data (at the model's size and channels), prints the SWD table and returns it.
+/// What is measured: an exported model, or a folder of pictures already generated.
+enum Source {
+    Model(OnnxGenerator),
+    Folder(Dataset),
+}
+
+impl Source {
+    /// The pictures of seeds 0..n (the folder's first n), NCHW in [-1, 1].
+    fn pictures(&self, seeds: &[u64]) -> anyhow::Result<Vec<f32>> {
+        match self {
+            Source::Model(g) => Ok(g.generate(seeds)?),
+            Source::Folder(d) => {
+                let idx: Vec<usize> = seeds.iter().map(|&s| s as usize).filter(|&i| i < d.len).collect();
+                Ok(d.to_f32(&idx))
+            }
+        }
+    }
+}
+
+/// Loads the model (or the generated pictures) and the data (at the model's size and
+/// channels), prints the SWD table and the nearest training pictures; the SWD report.
 pub fn run(args: EvalArgs) -> anyhow::Result<SwdReport> {
-    let (manifest, g) = super::load(&args.model)?;
-    let (size, channels) = (manifest.image_size as usize, manifest.channels as usize);
-    // No cache folder: `eval` does not know the run's, and writes nothing but its report.
     // The trainer's cache (runs/.cache), so evaluating against a training folder decodes nothing.
     let cache = std::path::Path::new("runs").join(".cache");
+    let (name, source, size, channels) = match (&args.model, &args.generated) {
+        (Some(model), _) => {
+            let (manifest, g) = super::load(model)?;
+            let (size, channels) = (manifest.image_size as usize, manifest.channels as usize);
+            (manifest.name, Source::Model(g), size, channels)
+        }
+        (None, Some(dir)) => {
+            let size = args.image_size.context("--generated needs --image-size")?;
+            let channels = args.channels.unwrap_or(3);
+            crate::model::DcganShape { image_size: size, channels, nz: 1, ngf: 1, ndf: 1 }
+                .validate()
+                .map_err(|e| anyhow::anyhow!("--image-size/--channels: {e}"))?;
+            let folder = dir.to_str().with_context(|| format!("{} is not UTF-8", dir.display()))?;
+            let (pictures, skipped) = Dataset::open(folder, size, Some(channels), args.seed, None)?;
+            if let Some(w) = skipped.warning() {
+                eprintln!("{w}");
+            }
+            (dir.display().to_string(), Source::Folder(pictures), size, channels)
+        }
+        (None, None) => anyhow::bail!("give --model or --generated"),
+    };
     let (data, skipped) = Dataset::open(&args.data, size, Some(channels), args.seed, Some(&cache))?;
     if let Some(w) = skipped.warning() {
         eprintln!("{w}");
     }
+    let available = match &source {
+        Source::Model(_) => data.len,
+        Source::Folder(d) => data.len.min(d.len),
+    };
     let images = match args.images {
         Some(n) if n == 0 || n > MAX_IMAGES => anyhow::bail!("--images must be from 1 to {MAX_IMAGES}, not {n}"),
-        Some(n) if n > data.len => {
+        Some(n) if n > available => {
             eprintln!(
-                "canard-train eval: {} has {} images; comparing {} instead of {n}",
-                data.source, data.len, data.len
+                "canard-train eval: comparing {available} images instead of {n} ({} has {})",
+                data.source, data.len
             );
-            data.len
+            available
         }
         Some(n) => n,
-        None => DEFAULT_IMAGES.min(data.len),
+        None => DEFAULT_IMAGES.min(available),
     };
     let t0 = Instant::now();
-    let report = evaluate(&g, &data, images, args.seed)?;
+    let report = evaluate_with(|seeds| source.pictures(seeds), &data, images, args.seed)?;
     println!(
-        "SWD between {} (seeds 0..{images}) and {} ({images} of {} images), {size}×{size}, {:.1}s:",
-        manifest.name,
+        "SWD between {name} (seeds 0..{images}) and {} ({images} of {} images), {size}×{size}, {:.1}s:",
         data.source,
         data.len,
         t0.elapsed().as_secs_f64()
@@ -84,7 +135,8 @@ pub fn run(args: EvalArgs) -> anyhow::Result<SwdReport> {
     println!("{report}");
 
     let t0 = Instant::now();
-    let found = memorisation(&g, &data, &args.nearest, args.seed)?;
+    let seeds: Vec<u64> = (0..NEAREST_IMAGES.min(images) as u64).collect();
+    let found = memorisation(&source.pictures(&seeds)?, &data, &args.nearest, args.seed)?;
     println!(
         "\nNearest training pictures ({}×{size}, {:.1}s); {} shows each generated picture (left) beside its \
          nearest training picture:",
@@ -96,12 +148,10 @@ pub fn run(args: EvalArgs) -> anyhow::Result<SwdReport> {
     Ok(report)
 }
 
-/// Seeds 0..[`NEAREST_IMAGES`]' pictures against the data ([`nearest`]); the pairs written
-/// to `path`, eight to a row.
-pub fn memorisation(g: &OnnxGenerator, data: &Dataset, path: &std::path::Path, seed: u64) -> anyhow::Result<Nearest> {
-    let seeds: Vec<u64> = (0..NEAREST_IMAGES as u64).collect();
-    let fakes = g.generate(&seeds)?;
-    let found = nearest(&fakes, data, NEAREST_TRAINING, seed);
+/// Generated pictures (`fakes`, NCHW in [-1, 1]) against the data ([`nearest`]); the pairs
+/// written to `path`, eight to a row.
+pub fn memorisation(fakes: &[f32], data: &Dataset, path: &std::path::Path, seed: u64) -> anyhow::Result<Nearest> {
+    let found = nearest(fakes, data, NEAREST_TRAINING, seed);
     let (c, s) = (data.channels, data.size);
     let mut pairs = Vec::with_capacity(2 * fakes.len());
     for (fake, &(i, _)) in fakes.chunks(data.image_len()).zip(&found.generated) {

@@ -166,7 +166,10 @@ mod tests {
         let model = model(dir.path());
         let nearest = dir.path().join("nearest.png");
         let args = eval::EvalArgs {
-            model: model.clone(),
+            model: Some(model.clone()),
+            generated: None,
+            image_size: None,
+            channels: None,
             data: "builtin:shapes".into(),
             images: Some(64),
             seed: 1,
@@ -213,5 +216,26 @@ mod tests {
         assert!(eval::evaluate(&g, &all, 64, 1).unwrap().mean.is_finite());
         let grey = Dataset::open("builtin:shapes", SIZE, Some(1), 1, None).unwrap().0;
         assert!(eval::evaluate(&g, &grey, 8, 1).unwrap_err().to_string().contains("channel"));
+
+        // The same 64 pictures as PNG files (another program's output): the same SWD, but
+        // for 8-bit rounding.
+        let pngs = dir.path().join("pngs");
+        let seeds = sample::parse_seeds("0-63").unwrap();
+        sample::run(sample::SampleArgs { model: model.clone(), seeds, out: Some(pngs.clone()), truncation: 1.0 })
+            .unwrap();
+        std::fs::remove_file(pngs.join("grid.png")).ok();
+        let args = eval::EvalArgs {
+            model: None,
+            generated: Some(pngs),
+            image_size: Some(SIZE),
+            channels: Some(3),
+            data: "builtin:shapes".into(),
+            images: Some(64),
+            seed: 1,
+            nearest: dir.path().join("nearest-pngs.png"),
+        };
+        let from_files = eval::run(args).unwrap();
+        assert!((from_files.mean - report.mean).abs() <= 0.02 * report.mean, "{from_files} vs {report}");
+        assert!(dir.path().join("nearest-pngs.png").is_file());
     }
 }
