@@ -84,10 +84,7 @@ fn the_tapes_penalty_matches_the_graphs() {
         let shape = DcganShape { image_size: size, channels, nz: 4, ngf: 2, ndf };
         let mut rng = ChaCha8Rng::seed_from_u64(size as u64 + batch as u64);
         let gan = Gan::build(shape, CriticNorm::Layer, &mut rng, &dev, dtype).unwrap();
-        for p in gan.d_params.iter().filter(|p| p.name.contains("ln")) {
-            let moved = randn(&mut rng, p.var.dims(), &dev).unwrap().to_dtype(dtype).unwrap();
-            p.var.set(&(p.var.as_tensor() + (moved * 0.3).unwrap()).unwrap()).unwrap();
-        }
+        steps::move_layer_norms(&gan.d_params, &mut rng);
         let images =
             |rng: &mut ChaCha8Rng| randn(rng, &[batch, channels, size, size], &dev).unwrap().to_dtype(dtype).unwrap();
         let (real, fake) = (images(&mut rng), images(&mut rng));

@@ -1,10 +1,12 @@
-//! Shared by the tape's tests: values compared with a tolerance, and whole training steps
-//! on the tape against the same steps on candle's graph.
+//! Shared by the tape's tests: values compared with a tolerance, LayerNorm parameters
+//! moved off their initial values, and whole training steps on the tape against the same
+//! steps on candle's graph.
 
 use canard_train::augment::DiffAugment;
 use canard_train::config::{Arch, Settings};
 use canard_train::cursor::Cursor;
 use canard_train::data::Dataset;
+use canard_train::model::params::randn;
 use canard_train::model::{CriticNorm, DcganShape};
 use canard_train::optim::{Optimizer, Rule};
 use canard_train::step::{dcgan_step, wgan_step, StepCtx};
@@ -15,6 +17,15 @@ use rand_chacha::ChaCha8Rng;
 
 pub fn vec(t: &Tensor) -> Vec<f64> {
     t.flatten_all().unwrap().to_dtype(DType::F64).unwrap().to_vec1().unwrap()
+}
+
+/// LayerNorm's γ and β (names with `ln`) moved away from their initial 1 and 0 by
+/// N(0, 0.3²) noise, so a mistake in either shows.
+pub fn move_layer_norms(params: &canard_train::model::Params, rng: &mut ChaCha8Rng) {
+    for p in params.iter().filter(|p| p.name.contains("ln")) {
+        let moved = randn(rng, p.var.dims(), p.var.device()).unwrap().to_dtype(p.var.dtype()).unwrap();
+        p.var.set(&(p.var.as_tensor() + (moved * 0.3).unwrap()).unwrap()).unwrap();
+    }
 }
 
 pub fn assert_close(what: &str, ours: &[f64], reference: &[f64], tol: f64) {
