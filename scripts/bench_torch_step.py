@@ -10,6 +10,9 @@ over each sample's (C, H, W) and a per-channel scale and shift (no BatchNorm), 5
 updates each on a new batch with the gradient penalty (λ 10, double backward), then one
 generator update; Adam(1e-4, β (0, 0.9)).
 
+--arch fastgan is canard's small-data GAN, scripts/reference_fastgan.py's networks and step
+(DiffAugment always on).
+
 --augment adds DiffAugment (Zhao et al. 2020; colour, translation, cutout), written here
 from the paper's definition: every image the critic sees, real or fake, goes through it.
 """
@@ -101,7 +104,7 @@ def main():
     p.add_argument("--warmup", type=int, default=2)
     p.add_argument("--steps", type=int, default=10)
     p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--arch", choices=["dcgan", "wgan-gp"], default="dcgan")
+    p.add_argument("--arch", choices=["dcgan", "wgan-gp", "fastgan"], default="dcgan")
     p.add_argument("--augment", action="store_true", help="DiffAugment on every image the critic sees")
     p.add_argument("--device", default="cpu", help="cpu or cuda")
     a = p.parse_args()
@@ -112,7 +115,11 @@ def main():
     view = diff_augment if a.augment else (lambda x: x)
     g = generator(a.image_size, a.nz, a.width, a.channels)
     real = torch.rand(a.batch, a.channels, a.image_size, a.image_size) * 2 - 1
-    if a.arch == "dcgan":
+    if a.arch == "fastgan":
+        import reference_fastgan  # here: it imports this file's diff_augment
+
+        g, d, opt_g, opt_d = reference_fastgan.networks(a.image_size, a.nz, a.width, a.width, a.channels)
+    elif a.arch == "dcgan":
         d = discriminator(a.image_size, a.width, a.channels)
         opt_g = torch.optim.Adam(g.parameters(), lr=2e-4, betas=(0.5, 0.999))
         opt_d = torch.optim.Adam(d.parameters(), lr=2e-4, betas=(0.5, 0.999))
@@ -159,7 +166,10 @@ def main():
         opt_g.step()
         return loss_d.item(), loss_g.item()
 
-    step = dcgan_step if a.arch == "dcgan" else wgan_gp_step
+    def fastgan_step():
+        return reference_fastgan.step(g, d, opt_g, opt_d, real, a.nz)
+
+    step = {"dcgan": dcgan_step, "wgan-gp": wgan_gp_step, "fastgan": fastgan_step}[a.arch]
 
     sync = torch.cuda.synchronize if a.device.startswith("cuda") else (lambda: None)
     for _ in range(a.warmup):

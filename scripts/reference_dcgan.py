@@ -89,6 +89,29 @@ def save(images: torch.Tensor, path: pathlib.Path) -> None:
     Image.fromarray(a[:, :, 0] if a.shape[2] == 1 else a).save(path)
 
 
+def write_samples(g, nz, args, steps, batch, seconds, pictures_in_data) -> None:
+    """OUT/generated/NNNN.png (--samples pictures from fixed noise), OUT/grid.png (the first
+    64, 8 to a row) and OUT/stats.json; `g` in evaluation mode."""
+    size = args.image_size
+    out = args.out / "generated"
+    out.mkdir(parents=True, exist_ok=True)
+    gen = torch.Generator().manual_seed(args.seed + 1)
+    with torch.no_grad():
+        pictures = torch.cat([g(torch.randn(min(256, args.samples - k), nz, 1, 1, generator=gen))
+                              for k in range(0, args.samples, 256)])
+    for k, p in enumerate(pictures):
+        save(p, out / f"{k:04d}.png")
+    n = min(64, len(pictures))
+    grid = torch.ones(args.channels, 8 * (size + 2) + 2, 8 * (size + 2) + 2)
+    for k in range(n):
+        r, c = divmod(k, 8)
+        grid[:, 2 + r * (size + 2) : 2 + r * (size + 2) + size, 2 + c * (size + 2) : 2 + c * (size + 2) + size] = pictures[k]
+    save(grid, args.out / "grid.png")
+    stats = {"steps": steps, "images_seen": steps * batch, "seconds": round(seconds, 1), "pictures": pictures_in_data}
+    (args.out / "stats.json").write_text(json.dumps(stats))
+    print(json.dumps(stats))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", type=pathlib.Path, required=True)
@@ -136,25 +159,8 @@ def main() -> None:
             steps += 1
             if time.monotonic() - start >= args.minutes * 60:
                 break
-    seconds = time.monotonic() - start
     g.eval()
-    out = args.out / "generated"
-    out.mkdir(parents=True, exist_ok=True)
-    gen = torch.Generator().manual_seed(args.seed + 1)
-    with torch.no_grad():
-        pictures = torch.cat([g(torch.randn(min(256, args.samples - k), nz, 1, 1, generator=gen))
-                              for k in range(0, args.samples, 256)])
-    for k, p in enumerate(pictures):
-        save(p, out / f"{k:04d}.png")
-    n = min(64, len(pictures))
-    grid = torch.ones(args.channels, 8 * (size + 2) + 2, 8 * (size + 2) + 2)
-    for k in range(n):
-        r, c = divmod(k, 8)
-        grid[:, 2 + r * (size + 2) : 2 + r * (size + 2) + size, 2 + c * (size + 2) : 2 + c * (size + 2) + size] = pictures[k]
-    save(grid, args.out / "grid.png")
-    stats = {"steps": steps, "images_seen": steps * batch, "seconds": round(seconds, 1), "pictures": len(data)}
-    (args.out / "stats.json").write_text(json.dumps(stats))
-    print(json.dumps(stats))
+    write_samples(g, nz, args, steps, batch, time.monotonic() - start, len(data))
 
 
 if __name__ == "__main__":

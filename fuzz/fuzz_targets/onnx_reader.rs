@@ -34,12 +34,12 @@ fuzz_target!(|data: &[u8]| {
 });
 
 fn check(g: &OnnxGenerator) {
-    let shape = g.g.shape;
+    let shape = g.g.shape();
     assert_eq!((shape.nz, shape.channels, shape.image_size), (g.nz, g.channels, g.image_size));
     assert_eq!(g.image_len(), g.channels * g.image_size * g.image_size);
     let bytes = canard_train::export::onnx::generator_to_onnx(&g.g, "again").unwrap();
     let again = read_generator(&bytes, FILE, &Device::Cpu).unwrap_or_else(|e| panic!("a re-export is refused: {e}"));
-    assert_eq!(again.g.shape, shape);
+    assert_eq!(again.g.shape(), shape);
 
     let widths = shape.generator_widths();
     let mut side = 1u128;

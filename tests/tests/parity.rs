@@ -2,6 +2,7 @@
 
 use canard_e2e::ort_environment;
 use canard_shared::latent::latent_batch;
+use canard_train::config::Arch;
 use canard_train::{report, train, Settings};
 use ort::session::Session;
 use ort::value::TensorRef;
@@ -11,11 +12,12 @@ fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
     a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
 }
 
-fn check(image_size: usize, channels: usize) {
+fn check(image_size: usize, channels: usize, arch: Arch) {
     let dir = tempfile::tempdir().unwrap();
     let cfg = Settings {
         data: Some("builtin:shapes".into()),
         name: Some(format!("parity{image_size}")),
+        arch: Some(arch),
         image_size: Some(image_size),
         channels: Some(channels),
         steps: Some(3),
@@ -33,7 +35,7 @@ fn check(image_size: usize, channels: usize) {
     let out = train(&cfg).unwrap();
     // A few steps leave BatchNorm near its initial state; give every BN layer distinct,
     // non-trivial statistics and affine terms so the folding is really exercised.
-    for (i, bn) in out.generator.blocks.iter().filter_map(|b| b.bn.as_ref()).enumerate() {
+    for (i, bn) in out.generator.batch_norms().into_iter().enumerate() {
         let c = bn.gamma.dim(0).unwrap();
         let wave = |a: f32, b: f32| -> Vec<f32> { (0..c).map(|k| a + b * ((k * 7 + i * 3) as f32).sin()).collect() };
         let set = |t: &candle_core::Tensor, v: Vec<f32>| {
@@ -45,7 +47,7 @@ fn check(image_size: usize, channels: usize) {
         set(bn.running_var.as_tensor(), wave(0.02, 0.015));
     }
     let onnx_dir = dir.path().join("reexport");
-    canard_train::export::export(&out.generator, &onnx_dir, "parity", "dcgan", out.summary.clone()).unwrap();
+    canard_train::export::export(&out.generator, &onnx_dir, "parity", arch.name(), out.summary.clone()).unwrap();
     let out_dir = onnx_dir.join("parity");
     let manifest = canard_shared::Manifest::load(&out_dir).unwrap();
     let onnx = manifest.read_onnx(&out_dir).unwrap();
@@ -61,7 +63,7 @@ fn check(image_size: usize, channels: usize) {
     assert_eq!(got.shape(), &[seeds.len(), channels, image_size, image_size]);
     let got: Vec<f32> = got.iter().copied().collect();
     let diff = max_abs_diff(&got, &want);
-    assert!(diff <= 1e-4, "{image_size}px/{channels}ch: ONNX Runtime and candle differ by {diff}");
+    assert!(diff <= 1e-4, "{arch:?} {image_size}px/{channels}ch: ONNX Runtime and candle differ by {diff}");
     // The images are far from constant, so a 1e-4 agreement means something.
     let spread = got.iter().fold(f32::MIN, |m, &v| m.max(v)) - got.iter().fold(f32::MAX, |m, &v| m.min(v));
     assert!(spread > 0.1, "output spread {spread}");
@@ -69,15 +71,23 @@ fn check(image_size: usize, channels: usize) {
 
 #[test]
 fn onnx_matches_candle_at_32_px_rgb() {
-    check(32, 3);
+    check(32, 3, Arch::Dcgan);
 }
 
 #[test]
 fn onnx_matches_candle_at_64_px_grey() {
-    check(64, 1);
+    check(64, 1, Arch::Dcgan);
 }
 
 #[test]
 fn onnx_matches_candle_at_128_px() {
-    check(128, 3);
+    check(128, 3, Arch::Dcgan);
+}
+
+/// fastgan's graph: Resize, GLU as Split/Sigmoid/Mul, the excitation (pooled from 8×8 at
+/// 64 px, not at 32 px) and 3×3 convolutions.
+#[test]
+fn fastgan_onnx_matches_candle_at_32_and_64_px() {
+    check(32, 3, Arch::Fastgan);
+    check(64, 1, Arch::Fastgan);
 }

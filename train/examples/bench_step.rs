@@ -10,7 +10,8 @@
 //! Options: `--image-size S`, `--batch B`, `--width W` (ngf = ndf), `--warmup N`,
 //! `--steps N`, `--export DIR` (also export the generator to DIR/bench for the ONNX
 //! Runtime column), `--graph` (candle's graph instead of the CPU tape, for comparison),
-//! `--arch dcgan|wgan|wgan-gp`, `--augment` (DiffAugment on every image the critic sees).
+//! `--arch dcgan|wgan|wgan-gp|fastgan`, `--augment` (DiffAugment on every image the critic
+//! sees; fastgan always has it).
 
 use anyhow::Context;
 use canard_shared::manifest::TrainingSummary;
@@ -21,7 +22,7 @@ use canard_train::data::Dataset;
 use canard_train::export;
 use canard_train::model::{CriticNorm, DcganShape};
 use canard_train::optim::{Optimizer, Rule};
-use canard_train::step::{dcgan_step, wgan_step, StepCtx};
+use canard_train::step::{dcgan_step, fastgan_step, wgan_step, StepCtx};
 use canard_train::trainer::Gan;
 use candle_core::{DType, Device};
 use clap::Parser;
@@ -78,9 +79,9 @@ fn main() -> anyhow::Result<()> {
     let pixels: Vec<u8> = (0..len * 3 * a.image_size * a.image_size).map(|_| rng.random()).collect();
     let data = Dataset { source: "random".into(), pixels, len, channels: 3, size: a.image_size };
     let shape = DcganShape { image_size: a.image_size, channels: 3, nz: cfg.nz, ngf: a.width, ndf: a.width };
-    shape.validate().map_err(anyhow::Error::msg)?;
+    a.arch.kind().validate(&shape).map_err(anyhow::Error::msg)?;
     let norm = if a.arch == Arch::WganGp { CriticNorm::Layer } else { CriticNorm::Batch };
-    let gan = Gan::build(shape, norm, &mut rng, &device, DType::F32)?;
+    let gan = Gan::build_kind(a.arch.kind(), shape, norm, &mut rng, &device, DType::F32)?;
     let rule = match a.arch {
         Arch::Wgan => Rule::RmsProp { alpha: cfg.rms_alpha, eps: 1e-8 },
         _ => Rule::Adam { beta1: cfg.beta1, beta2: cfg.beta2, eps: 1e-8 },
@@ -88,7 +89,8 @@ fn main() -> anyhow::Result<()> {
     let mut opt_g = Optimizer::new(gan.g_params.trainable(), rule, cfg.lr_g)?;
     let mut opt_d = Optimizer::new(gan.d_params.trainable(), rule, cfg.lr_d)?;
     let augment = DiffAugment::all();
-    let mut ctx = StepCtx::new(&cfg, &gan, &data, &device, a.augment.then_some(&augment))?;
+    let augmented = a.augment || a.arch == Arch::Fastgan;
+    let mut ctx = StepCtx::new(&cfg, &gan, &data, &device, augmented.then_some(&augment))?;
     ctx.tape &= !a.graph;
     let mut cursor = Cursor::new(data.len, a.batch, 0, 0, 0);
 
@@ -98,6 +100,7 @@ fn main() -> anyhow::Result<()> {
         // Past WGAN's burst of critic updates (steps 1–25): the steady state.
         match a.arch {
             Arch::Dcgan => dcgan_step(&ctx, &mut opt_g, &mut opt_d, &mut cursor, &mut rng, step)?,
+            Arch::Fastgan => fastgan_step(&ctx, &mut opt_g, &mut opt_d, &mut cursor, &mut rng, step)?,
             _ => wgan_step(&ctx, &mut opt_g, &mut opt_d, &mut cursor, &mut rng, step + 100)?,
         };
         if step > a.warmup {
@@ -118,7 +121,7 @@ fn main() -> anyhow::Result<()> {
             ema: false,
             quality: None,
         };
-        export::export(&gan.g, dir, "bench", "dcgan", summary).context("exporting the generator")?;
+        export::export(&gan.g, dir, "bench", a.arch.name(), summary).context("exporting the generator")?;
     }
     println!(
         "{{\"images_per_s\": {:.2}, \"step_s\": {:.4}, \"peak_rss_mib\": {:.1}, \"threads\": {}, \"tape\": {}}}",

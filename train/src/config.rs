@@ -19,6 +19,10 @@ pub enum Arch {
     Wgan,
     /// Gulrajani et al. 2017: gradient penalty λ 10, Adam 1e-4 β (0, 0.9), LayerNorm critic.
     WganGp,
+    /// canard's small-data GAN after FastGAN (Liu et al. 2021): GLU upsampling blocks with
+    /// skip-layer excitation; a spectrally normalised critic with hinge loss that also
+    /// rebuilds the real pictures; DiffAugment always; Adam 2e-4 β (0.5, 0.999).
+    Fastgan,
 }
 
 impl Arch {
@@ -27,6 +31,15 @@ impl Arch {
             Arch::Dcgan => "dcgan",
             Arch::Wgan => "wgan",
             Arch::WganGp => "wgan-gp",
+            Arch::Fastgan => "fastgan",
+        }
+    }
+
+    /// The networks it trains.
+    pub fn kind(self) -> crate::model::Kind {
+        match self {
+            Arch::Fastgan => crate::model::Kind::Fastgan,
+            _ => crate::model::Kind::Dcgan,
         }
     }
 }
@@ -41,7 +54,7 @@ pub struct Settings {
     /// Run and model name: writes runs/NAME/ and models/NAME/
     #[arg(long)]
     pub name: Option<String>,
-    /// dcgan, wgan (weight clipping) or wgan-gp (gradient penalty) [default: dcgan]
+    /// dcgan, wgan (weight clipping), wgan-gp (gradient penalty) or fastgan (small data) [default: dcgan]
     #[arg(long, value_enum)]
     pub arch: Option<Arch>,
     /// Output image side in pixels, a power of two (32, 64, 128, 256) [default: 64]
@@ -183,7 +196,7 @@ impl Settings {
     pub fn resolve(&self) -> Result<TrainConfig, ConfigError> {
         let arch = self.arch.unwrap_or(Arch::Dcgan);
         let (lr, beta1, beta2, critic) = match arch {
-            Arch::Dcgan => (2e-4, 0.5, 0.999, 1),
+            Arch::Dcgan | Arch::Fastgan => (2e-4, 0.5, 0.999, 1),
             Arch::Wgan => (5e-5, 0.5, 0.999, 5),
             Arch::WganGp => (1e-4, 0.0, 0.9, 5),
         };
@@ -339,7 +352,7 @@ impl TrainConfig {
             ngf: self.ngf,
             ndf: self.ndf,
         };
-        shape.validate().map_err(ConfigError::Invalid)
+        self.arch.kind().validate(&shape).map_err(ConfigError::Invalid)
     }
 
     pub fn to_toml(&self) -> Result<String, ConfigError> {

@@ -12,7 +12,7 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
 
-use crate::model::{DcganShape, Generator, Init, Params};
+use crate::model::{DcganShape, Generator, Init, Kind, Params};
 use crate::ops::{with_slice, Element, TASK_VALUES};
 
 pub struct Ema {
@@ -28,11 +28,19 @@ pub struct Ema {
 
 impl Ema {
     /// An average that starts as a copy of `source`.
-    pub fn new(shape: DcganShape, source: &Params, half_life: f64, rampup: f64, device: &Device) -> Result<Self> {
+    pub fn new(
+        kind: Kind,
+        shape: DcganShape,
+        source: &Params,
+        half_life: f64,
+        rampup: f64,
+        device: &Device,
+    ) -> Result<Self> {
         let mut params = Params::default();
         // The throwaway RNG only fills tensors that are overwritten at once.
         let g = Generator::new(
             &mut Init::new(&mut params, &mut ChaCha8Rng::seed_from_u64(0), device, source.dtype()),
+            kind,
             shape,
         )?;
         params.copy_from(source)?;
@@ -97,8 +105,8 @@ mod tests {
         let mut params = Params::default();
         let dev = Device::Cpu;
         let mut rng = ChaCha8Rng::seed_from_u64(1);
-        Generator::new(&mut Init::new(&mut params, &mut rng, &dev, DType::F32), shape).unwrap();
-        Ema::new(shape, &params, half_life, rampup, &dev).unwrap()
+        Generator::new(&mut Init::new(&mut params, &mut rng, &dev, DType::F32), Kind::Dcgan, shape).unwrap();
+        Ema::new(Kind::Dcgan, shape, &params, half_life, rampup, &dev).unwrap()
     }
 
     #[test]
@@ -125,7 +133,7 @@ mod tests {
         let mut source = Params::default();
         let mut rng = ChaCha8Rng::seed_from_u64(2);
         let shape = DcganShape { image_size: 8, channels: 1, nz: 2, ngf: 2, ndf: 2 };
-        Generator::new(&mut Init::new(&mut source, &mut rng, &Device::Cpu, DType::F32), shape).unwrap();
+        Generator::new(&mut Init::new(&mut source, &mut rng, &Device::Cpu, DType::F32), Kind::Dcgan, shape).unwrap();
         let w: Vec<f32> = source.iter().next().unwrap().var.as_tensor().flatten_all().unwrap().to_vec1().unwrap();
         e.update(&source, 1e6, 100).unwrap();
         let d = e.decay(1e6, 100) as f32;

@@ -43,6 +43,7 @@ impl Guard {
                 Arch::Dcgan => ", or --arch wgan-gp",
                 Arch::Wgan => ", or a smaller --clamp",
                 Arch::WganGp => ", or more --critic-steps",
+                Arch::Fastgan => "",
             };
             return Err(Divergence::NonFinite {
                 step: r.step,

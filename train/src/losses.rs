@@ -1,4 +1,5 @@
-//! GAN losses: DCGAN's cross-entropy, the Wasserstein critic loss and its gradient penalty.
+//! GAN losses: DCGAN's cross-entropy, the hinge loss, the Wasserstein critic loss and its
+//! gradient penalty.
 
 use candle_core::{Device, Result, Tensor, Var};
 
@@ -10,6 +11,14 @@ use crate::model::Discriminator;
 pub fn bce_with_logits(logits: &Tensor, target: f64) -> Result<Tensor> {
     let softplus_neg_abs = (logits.abs()?.neg()?.exp()? + 1.0)?.log()?;
     (logits.relu()? - (logits * target)?)?.add(&softplus_neg_abs)?.mean_all()
+}
+
+/// The critic's hinge loss on logits (Lim & Ye 2017; SAGAN, FastGAN): mean(max(0, 1 − x))
+/// for real pictures (`real` true), mean(max(0, 1 + x)) for generated ones. The generator's
+/// side is −mean(x).
+pub fn hinge(logits: &Tensor, real: bool) -> Result<Tensor> {
+    let sign = if real { -1.0 } else { 1.0 };
+    ((logits * sign)? + 1.0)?.relu()?.mean_all()
 }
 
 /// The environment variable that makes candle keep the graph of gradients, which the
@@ -75,6 +84,15 @@ mod tests {
         assert_eq!(schedule.iter().filter(|&&n| n == 100).count(), 25 + 2);
         assert!((0..600).all(|g| critic_updates(Arch::WganGp, g, 5, 100) == 5));
         assert!((0..600).all(|g| critic_updates(Arch::Dcgan, g, 1, 100) == 1));
+    }
+
+    #[test]
+    fn the_hinge_is_zero_past_the_margin_and_linear_inside_it() {
+        let t = Tensor::new(&[-2.0f32, -0.5, 0.0, 0.5, 2.0], &Device::Cpu).unwrap();
+        let real = hinge(&t, true).unwrap().to_scalar::<f32>().unwrap();
+        assert!((real - (3.0 + 1.5 + 1.0 + 0.5 + 0.0) / 5.0).abs() < 1e-6, "{real}");
+        let fake = hinge(&t, false).unwrap().to_scalar::<f32>().unwrap();
+        assert!((fake - (0.0 + 0.5 + 1.0 + 1.5 + 3.0) / 5.0).abs() < 1e-6, "{fake}");
     }
 
     fn naive(x: f64, y: f64) -> f64 {

@@ -5,6 +5,8 @@
 //! real and (detached) fake; one generator update against it (the non-saturating loss).
 //! WGAN / WGAN-GP: `critic_updates` critic updates, each on a new batch (clipping the
 //! weights, or adding the gradient penalty), then one generator update.
+//! fastgan: as DCGAN's, with the hinge loss, and the critic's reconstruction of the real
+//! pictures added to its loss.
 
 use anyhow::Context;
 use candle_core::backprop::GradStore;
@@ -16,7 +18,8 @@ use crate::augment::{DiffAugment, Draw};
 use crate::config::{Arch, TrainConfig};
 use crate::cursor::Cursor;
 use crate::data::Dataset;
-use crate::losses::{bce_with_logits, critic_updates, gradient_penalty};
+use crate::losses::{bce_with_logits, critic_updates, gradient_penalty, hinge};
+use crate::model::fastgan::{rebuild_loss, rebuild_targets};
 use crate::model::params::randn;
 use crate::ops::Element;
 use crate::optim::Optimizer;
@@ -87,8 +90,8 @@ pub struct StepCtx<'a> {
 }
 
 impl<'a> StepCtx<'a> {
-    /// The tape where it can run: on the CPU, for every architecture, with or without
-    /// DiffAugment.
+    /// The tape where it can run: on the CPU, for DCGAN's networks (dcgan, wgan, wgan-gp),
+    /// with or without DiffAugment; fastgan runs on candle's graph.
     pub fn new(
         cfg: &'a TrainConfig,
         gan: &'a Gan,
@@ -96,7 +99,7 @@ impl<'a> StepCtx<'a> {
         device: &'a Device,
         augment: Option<&'a DiffAugment>,
     ) -> candle_core::Result<Self> {
-        let tape = device.is_cpu();
+        let tape = device.is_cpu() && cfg.arch.kind() == crate::model::Kind::Dcgan;
         let resident = if device.is_cpu() { None } else { Some(data.upload(device)?) };
         Ok(Self { cfg, gan, data, device, augment, tape, resident })
     }
@@ -185,6 +188,37 @@ fn dcgan_step_on_tape<T: Element>(
     })?;
     let loss_g = generator_update_on_tape(c, &g_tape, &d_net, opt_g, rng, |[f]| bce_with_logits(f, 1.0))?;
     Ok((dcgan_record(step, cursor.epoch + 1, &loss_d, &loss_g, &d_real, &d_fake)?, b))
+}
+
+/// One fastgan step, on candle's graph (any device): the critic's hinge loss on real and
+/// generated pictures (DiffAugment always on) plus its reconstruction of the real ones,
+/// then the generator's −mean(D(G(z))). Reports the mean logits, and the reconstruction
+/// error in the fifth column.
+pub fn fastgan_step(
+    c: &StepCtx,
+    opt_g: &mut Optimizer,
+    opt_d: &mut Optimizer,
+    cursor: &mut Cursor,
+    rng: &mut ChaCha8Rng,
+    step: usize,
+) -> anyhow::Result<(StepLosses, usize)> {
+    let d = c.gan.d.fastgan().context("internal error: a fastgan step without fastgan's critic")?;
+    let real = c.real_batch(cursor, rng)?;
+    let b = real.dim(0)?;
+    let fake = c.gan.g.forward(&c.noise(b, rng)?, true)?;
+
+    let part = rng.random_range(0..4usize);
+    let real_seen = c.view(&real, rng)?;
+    let (d_real, all, quarter) = d.forward_rebuilt(&real_seen, part, true)?;
+    let rebuilt = rebuild_loss(&all, &quarter, &rebuild_targets(&real_seen, part)?)?;
+    let d_fake = d.forward(&c.view(&fake.detach(), rng)?, true)?;
+    let loss_d = ((hinge(&d_real, true)? + hinge(&d_fake, false)?)? + &rebuilt)?;
+    opt_d.backward_step(&loss_d)?;
+
+    let loss_g = d.frozen().forward(&c.view(&fake, rng)?, true)?.mean_all()?.neg()?;
+    opt_g.backward_step(&loss_g)?;
+    let (r, f) = (d_real.mean_all()?, d_fake.mean_all()?);
+    Ok((StepLosses::new(step, cursor.epoch + 1, [&loss_d, &loss_g, &r, &f, &rebuilt])?, b))
 }
 
 /// What a DCGAN step reports: its losses, and how likely the critic finds the real and

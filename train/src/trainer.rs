@@ -23,13 +23,13 @@ use crate::ema::Ema;
 use crate::guard::Guard;
 use crate::length::Length;
 use crate::losses::{second_order_gradients_work, SECOND_ORDER_ENV};
-use crate::model::{CriticNorm, DcganShape, Discriminator, Generator, Init, Params};
+use crate::model::{CriticNorm, DcganShape, Discriminator, Generator, Init, Kind, Params};
 use crate::optim::{Optimizer, Rule};
 use crate::report::cadence::Cadence;
 use crate::report::gif::{preview_name, ProgressGif};
 use crate::report::progress::Progress;
 use crate::report::{self, LossRecord, PREVIEW_SEEDS};
-use crate::step::{dcgan_step, wgan_step, StepCtx, StepLosses};
+use crate::step::{dcgan_step, fastgan_step, wgan_step, StepCtx, StepLosses};
 use crate::{atomic, device, export};
 
 /// The two networks.
@@ -46,7 +46,7 @@ impl Gan {
         Self::build(shape, CriticNorm::Batch, rng, device, DType::F32)
     }
 
-    /// `dtype` F64 lets tests compare gradients with finite differences precisely.
+    /// DCGAN's networks; `dtype` F64 lets tests compare gradients with finite differences precisely.
     pub fn build(
         shape: DcganShape,
         norm: CriticNorm,
@@ -54,10 +54,22 @@ impl Gan {
         device: &Device,
         dtype: DType,
     ) -> candle_core::Result<Self> {
+        Self::build_kind(Kind::Dcgan, shape, norm, rng, device, dtype)
+    }
+
+    /// The networks of `kind` (`norm` is the DCGAN critic's).
+    pub fn build_kind(
+        kind: Kind,
+        shape: DcganShape,
+        norm: CriticNorm,
+        rng: &mut ChaCha8Rng,
+        device: &Device,
+        dtype: DType,
+    ) -> candle_core::Result<Self> {
         let mut g_params = Params::default();
-        let g = Generator::new(&mut Init::new(&mut g_params, rng, device, dtype), shape)?;
+        let g = Generator::new(&mut Init::new(&mut g_params, rng, device, dtype), kind, shape)?;
         let mut d_params = Params::default();
-        let d = Discriminator::new(&mut Init::new(&mut d_params, rng, device, dtype), shape, norm)?;
+        let d = Discriminator::new(&mut Init::new(&mut d_params, rng, device, dtype), kind, shape, norm)?;
         Ok(Self { g, d, g_params, d_params })
     }
 }
@@ -141,7 +153,8 @@ pub fn train(cfg: &TrainConfig) -> anyhow::Result<TrainOutcome> {
     if let Some(w) = skipped.warning() {
         eprintln!("{w}");
     }
-    let augment = *cfg.augment.get_or_insert(data.len < AUGMENT_BELOW);
+    // fastgan's recipe always augments.
+    let augment = *cfg.augment.get_or_insert(cfg.arch == Arch::Fastgan || data.len < AUGMENT_BELOW);
     cfg.channels = Some(data.channels);
     let batch = cfg.batch_size.min(data.len);
     eprintln!(
@@ -162,10 +175,11 @@ pub fn train(cfg: &TrainConfig) -> anyhow::Result<TrainOutcome> {
 
     let shape =
         DcganShape { image_size: cfg.image_size, channels: data.channels, nz: cfg.nz, ngf: cfg.ngf, ndf: cfg.ndf };
-    shape.validate().map_err(anyhow::Error::msg)?;
+    let kind = cfg.arch.kind();
+    kind.validate(&shape).map_err(anyhow::Error::msg)?;
     let norm = if cfg.arch == Arch::WganGp { CriticNorm::Layer } else { CriticNorm::Batch };
     let mut rng = ChaCha8Rng::seed_from_u64(cfg.seed);
-    let gan = Gan::build(shape, norm, &mut rng, &device, DType::F32)?;
+    let gan = Gan::build_kind(kind, shape, norm, &mut rng, &device, DType::F32)?;
     let (rule_g, rule_d) = match cfg.arch {
         Arch::Wgan => {
             (Rule::RmsProp { alpha: cfg.rms_alpha, eps: 1e-8 }, Rule::RmsProp { alpha: cfg.rms_alpha, eps: 1e-8 })
@@ -181,7 +195,7 @@ pub fn train(cfg: &TrainConfig) -> anyhow::Result<TrainOutcome> {
         gan.d_params.clamp(cfg.clamp)?;
     }
     let mut ema = match cfg.ema_half_life > 0.0 {
-        true => Some(Ema::new(shape, &gan.g_params, cfg.ema_half_life, cfg.ema_rampup, &device)?),
+        true => Some(Ema::new(kind, shape, &gan.g_params, cfg.ema_half_life, cfg.ema_rampup, &device)?),
         false => None,
     };
     let mut guard = Guard::new(cfg.arch, cfg.guard_patience, cfg.lr_g, cfg.lr_d);
@@ -249,6 +263,7 @@ pub fn train(cfg: &TrainConfig) -> anyhow::Result<TrainOutcome> {
     while !finished {
         let (step_losses, images) = match cfg.arch {
             Arch::Dcgan => dcgan_step(&ctx, &mut opt_g, &mut opt_d, &mut cursor, &mut rng, st.step + 1)?,
+            Arch::Fastgan => fastgan_step(&ctx, &mut opt_g, &mut opt_d, &mut cursor, &mut rng, st.step + 1)?,
             _ => wgan_step(&ctx, &mut opt_g, &mut opt_d, &mut cursor, &mut rng, st.step + 1)?,
         };
         pending.push((step_losses, seconds()));

@@ -26,7 +26,7 @@ fn generators_and_critics_fit_every_image_size_and_channel_count() {
                     assert!(grads.get(p.var.as_tensor()).is_some(), "{norm:?} {size}px: no gradient for {}", p.name);
                 }
                 // Widths double per stage and stop at the image: log2(size) - 1 layers each.
-                assert_eq!(gan.g.blocks.len(), size.trailing_zeros() as usize - 1);
+                assert_eq!(gan.g.dcgan().unwrap().blocks.len(), size.trailing_zeros() as usize - 1);
             }
         }
     }

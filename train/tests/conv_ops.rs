@@ -168,6 +168,7 @@ fn fused_batch_norm_matches_candle_composition() {
         ([1, 3, 5, 7], Activation::Relu),
         ([4, 2, 3, 3], Activation::LeakyRelu(LEAKY_SLOPE)),
         ([3, 5, 1, 1], Activation::Relu),
+        ([2, 6, 4, 4], Activation::Identity),
     ] {
         let layer = |rng: &mut ChaCha8Rng| {
             let mut params = Params::default();
@@ -186,6 +187,7 @@ fn fused_batch_norm_matches_candle_composition() {
                 match act {
                     Activation::Relu => z.relu().unwrap(),
                     Activation::LeakyRelu(s) => z.maximum(&(&z * s).unwrap()).unwrap(),
+                    Activation::Identity => z,
                 }
             };
             let g = (&y * r.as_tensor()).unwrap().sum_all().unwrap().backward().unwrap();

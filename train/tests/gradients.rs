@@ -55,7 +55,7 @@ fn a_frozen_critic_gives_the_generator_the_same_gradients_and_itself_none() {
         let fake = gan.g.forward(&z, true).unwrap();
         let live = bce_with_logits(&gan.d.forward(&fake, true).unwrap(), 1.0).unwrap();
         let running = |gan: &Gan| -> Vec<f32> {
-            let bn = gan.d.blocks.iter().find_map(|b| match &b.norm {
+            let bn = gan.d.dcgan().unwrap().blocks.iter().find_map(|b| match &b.norm {
                 Some(canard_train::model::dcgan::Norm::Batch(bn)) => Some(bn),
                 _ => None,
             });

@@ -33,7 +33,7 @@ pub fn export(
     let doc = format!("canard {arch} generator '{name}', trained on {}", training.dataset);
     let bytes = onnx::generator_to_onnx(g, &doc)?;
     write_atomic(&dir.join(ONNX_FILE), &bytes)?;
-    let shape = g.shape;
+    let shape = g.shape();
     let manifest = Manifest {
         format_version: FORMAT_VERSION,
         name: name.to_string(),

@@ -19,7 +19,7 @@ use rand::SeedableRng;
 use super::pb::{
     tensor_proto::DataType, tensor_shape_proto::dimension, type_proto, ModelProto, TensorProto, ValueInfoProto,
 };
-use crate::model::{DcganShape, Generator, Init, Params};
+use crate::model::{fastgan, DcganShape, Generator, Init, Kind, Params};
 
 /// Why a file is not a readable canard generator.
 #[derive(Debug, thiserror::Error)]
@@ -58,7 +58,7 @@ impl OnnxGenerator {
         if !z.len().is_multiple_of(self.nz) {
             candle_core::bail!("{} latent values are not a whole number of {}-long vectors", z.len(), self.nz);
         }
-        let device = self.g.blocks[0].conv.weight.device();
+        let device = self.g.device();
         let mut out = Vec::with_capacity(z.len() / self.nz * self.image_len());
         for chunk in z.chunks(BATCH * self.nz) {
             let n = chunk.len() / self.nz;
@@ -130,32 +130,45 @@ fn read(bytes: &[u8], device: &Device) -> Result<OnnxGenerator, String> {
         .iter()
         .map(|t| Ok((t.name().to_string(), tensor(t, device)?)))
         .collect::<Result<_, String>>()?;
-    // The widths follow from the first layer's: ngf·2^(stages−1) channels out of it.
+    // Which network, and its width, follow from the first layer's initializer.
     let probe = DcganShape { image_size: size, channels, nz, ngf: 1, ndf: 1 };
     probe.validate().map_err(|e| format!("not a canard generator: {e}"))?;
-    let first = tensors.get("0.conv.weight").ok_or("not a canard generator: no initializer 0.conv.weight")?;
-    let widest = first.dims().get(1).copied().unwrap_or(0);
-    let ngf = widest >> (probe.stages() - 1);
-    if ngf == 0 || ngf << (probe.stages() - 1) != widest {
-        return Err(format!(
-            "not a canard generator: its first layer has {widest} channels for {size}×{size} pictures"
-        ));
-    }
+    let (kind, ngf) = if let Some(first) = tensors.get("first.weight") {
+        let out = first.dims().get(1).copied().unwrap_or(0);
+        let ngf = fastgan::ngf_from_first(size, out).ok_or_else(|| {
+            format!("not a canard generator: its first layer has {out} channels for {size}×{size} pictures")
+        })?;
+        (Kind::Fastgan, ngf)
+    } else {
+        // DCGAN: ngf·2^(stages−1) channels out of the first layer.
+        let first = tensors.get("0.conv.weight").ok_or("not a canard generator: no initializer 0.conv.weight")?;
+        let widest = first.dims().get(1).copied().unwrap_or(0);
+        let ngf = widest >> (probe.stages() - 1);
+        if ngf == 0 || ngf << (probe.stages() - 1) != widest {
+            return Err(format!(
+                "not a canard generator: its first layer has {widest} channels for {size}×{size} pictures"
+            ));
+        }
+        (Kind::Dcgan, ngf)
+    };
     let shape = DcganShape { ngf, ndf: ngf, ..probe };
+    kind.validate(&shape).map_err(|e| format!("not a canard generator: {e}"))?;
     // Every parameter must be in the file: a generator is never built bigger than its bytes.
     let held: usize = tensors.values().map(Tensor::elem_count).sum();
-    if shape.generator_parameters() != Some(held) {
+    let want = kind.generator_parameters(&shape);
+    if want != Some(held) {
         return Err(format!(
-            "not a canard generator: its initializers hold {held} values where a {size}×{size} generator with these \
-             widths has {}",
-            shape.generator_parameters().map_or("too many".into(), |n| n.to_string())
+            "not a canard generator: its initializers hold {held} values where a {size}×{size} {} generator with \
+             these widths has {}",
+            kind.name(),
+            want.map_or("too many".into(), |n| n.to_string())
         ));
     }
 
     let mut params = Params::default();
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0); // fills tensors overwritten at once
-    let g =
-        Generator::new(&mut Init::new(&mut params, &mut rng, device, DType::F32), shape).map_err(|e| e.to_string())?;
+    let g = Generator::new(&mut Init::new(&mut params, &mut rng, device, DType::F32), kind, shape)
+        .map_err(|e| e.to_string())?;
     params.load(&tensors, "").map_err(|e| format!("not a canard generator: {e}"))?;
     if tensors.len() != params.iter().count() {
         return Err(format!(
@@ -234,8 +247,9 @@ mod tests {
         let shape = DcganShape { image_size: size, channels, nz: 12, ngf: 4, ndf: 4 };
         let mut params = Params::default();
         let mut rng = ChaCha8Rng::seed_from_u64(3);
-        let g = Generator::new(&mut Init::new(&mut params, &mut rng, &Device::Cpu, DType::F32), shape).unwrap();
-        for (i, bn) in g.blocks.iter().filter_map(|b| b.bn.as_ref()).enumerate() {
+        let g = Generator::new(&mut Init::new(&mut params, &mut rng, &Device::Cpu, DType::F32), Kind::Dcgan, shape)
+            .unwrap();
+        for (i, bn) in g.dcgan().unwrap().blocks.iter().filter_map(|b| b.bn.as_ref()).enumerate() {
             let c = bn.gamma.dim(0).unwrap();
             let wave =
                 |a: f32, b: f32| -> Vec<f32> { (0..c).map(|k| a + b * ((k * 7 + i * 3) as f32).sin()).collect() };
@@ -257,7 +271,7 @@ mod tests {
             let dir = tempfile::tempdir().unwrap();
             let (model_dir, _) = crate::export::export(&g, dir.path(), "x", "dcgan", Default::default()).unwrap();
             let (manifest, reader) = load_generator(&model_dir, &Device::Cpu).unwrap();
-            assert_eq!((reader.nz, reader.channels, reader.image_size, reader.g.shape.ngf), (12, channels, size, 4));
+            assert_eq!((reader.nz, reader.channels, reader.image_size, reader.g.shape().ngf), (12, channels, size, 4));
             assert_eq!(manifest.name, "x");
 
             let seeds = [0u64, 1, 42, u64::MAX];
@@ -305,7 +319,7 @@ mod tests {
                     assert!(e.to_string().starts_with("g.onnx: "), "{e}");
                 }
                 // A flipped byte inside a weight is still a valid generator.
-                Ok(r) => assert_eq!(r.g.blocks.len(), 3),
+                Ok(r) => assert_eq!(r.g.dcgan().map(|g| g.blocks.len()), Some(3)),
             }
         }
         assert!(errors > 200, "only {errors} of 400 mutations were rejected");
@@ -337,7 +351,10 @@ mod tests {
             .unwrap();
         assert!(e.contains("is Identity where canard's exporter writes nothing"), "{e}");
         let e = read(edited(|g| g.initializer.retain(|t| t.name() != "1.bn.gamma"))).unwrap();
-        assert!(e.contains("initializers hold 2284 values where a 16×16 generator with these widths has 2288"), "{e}");
+        assert!(
+            e.contains("initializers hold 2284 values where a 16×16 dcgan generator with these widths has 2288"),
+            "{e}"
+        );
         let e = read(edited(|g| {
             g.initializer.iter_mut().find(|t| t.name() == "1.bn.gamma").unwrap().name = Some("x".into())
         }))

@@ -156,12 +156,7 @@ impl Discriminator {
             .map(|b| DiscBlock {
                 conv: Conv2d { weight: b.conv.weight.detach(), ..b.conv },
                 norm: b.norm.as_ref().map(|n| match n {
-                    Norm::Batch(bn) => Norm::Batch(BatchNorm2d {
-                        gamma: bn.gamma.detach(),
-                        beta: bn.beta.detach(),
-                        running_mean: bn.running_mean.clone(),
-                        running_var: bn.running_var.clone(),
-                    }),
+                    Norm::Batch(bn) => Norm::Batch(bn.frozen()),
                     Norm::Layer(ln) => Norm::Layer(LayerNorm2d { gamma: ln.gamma.detach(), beta: ln.beta.detach() }),
                 }),
             })

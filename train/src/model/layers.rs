@@ -1,4 +1,4 @@
-//! The three layers a DCGAN is made of, as plain structs over [`Params`].
+//! The layers the networks are made of, as plain structs over [`Params`].
 
 use candle_core::{Result, Tensor, Var, D};
 
@@ -17,12 +17,22 @@ pub struct Conv2d {
 
 impl Conv2d {
     pub fn new(init: &mut Init, c_in: usize, c_out: usize, stride: usize, padding: usize) -> Result<Self> {
-        let weight = init.normal("weight", &[c_out, c_in, KERNEL, KERNEL], 0.0, 0.02)?;
+        Self::square(init, c_in, c_out, KERNEL, stride, padding)
+    }
+
+    /// A `k`×`k` kernel.
+    pub fn square(init: &mut Init, c_in: usize, c_out: usize, k: usize, stride: usize, padding: usize) -> Result<Self> {
+        let weight = init.normal("weight", &[c_out, c_in, k, k], 0.0, 0.02)?;
         Ok(Self { weight, stride, padding })
     }
 
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        ops::conv2d(x, &self.weight, self.stride, self.padding)
+        self.forward_with(x, &self.weight)
+    }
+
+    /// The convolution with another weight of the same shape (a normalised one).
+    pub fn forward_with(&self, x: &Tensor, weight: &Tensor) -> Result<Tensor> {
+        ops::conv2d(x, weight, self.stride, self.padding)
     }
 }
 
@@ -66,6 +76,16 @@ impl BatchNorm2d {
         Ok(Self { gamma, beta, running_mean, running_var })
     }
 
+    /// The same layer with γ and β detached; the running statistics shared (and still updated).
+    pub fn frozen(&self) -> Self {
+        Self {
+            gamma: self.gamma.detach(),
+            beta: self.beta.detach(),
+            running_mean: self.running_mean.clone(),
+            running_var: self.running_var.clone(),
+        }
+    }
+
     /// act(BatchNorm(x)); on the CPU in training mode one fused operation.
     pub fn forward_act(&self, x: &Tensor, train: bool, act: Activation) -> Result<Tensor> {
         if train && x.device().is_cpu() {
@@ -77,6 +97,7 @@ impl BatchNorm2d {
         match act {
             Activation::Relu => y.relu(),
             Activation::LeakyRelu(s) => ops::leaky_relu(&y, s),
+            Activation::Identity => Ok(y),
         }
     }
 

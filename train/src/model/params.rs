@@ -108,6 +108,13 @@ impl<'a> Init<'a> {
         self.add(name, Tensor::from_vec(values, shape, self.device)?.to_dtype(self.dtype)?, true)
     }
 
+    /// N(0, 1) values that are kept but not trained (spectral norm's vector).
+    pub fn buffer_normal(&mut self, name: &str, shape: &[usize]) -> Result<Tensor> {
+        let n: usize = shape.iter().product();
+        let values: Vec<f32> = (0..n).map(|_| self.rng.sample::<f32, _>(rand_distr::StandardNormal)).collect();
+        self.add(name, Tensor::from_vec(values, shape, self.device)?.to_dtype(self.dtype)?, false)
+    }
+
     pub fn constant(&mut self, name: &str, shape: &[usize], value: f32, trainable: bool) -> Result<Tensor> {
         let t = (Tensor::ones(shape, self.dtype, self.device)? * value as f64)?;
         self.add(name, t, trainable)

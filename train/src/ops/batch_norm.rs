@@ -25,6 +25,8 @@ pub enum Activation {
     Relu,
     /// max(x, slope·x).
     LeakyRelu(f64),
+    /// None (a GLU follows, in `fastgan`).
+    Identity,
 }
 
 impl Activation {
@@ -33,6 +35,7 @@ impl Activation {
         match self {
             Activation::Relu => 0.0,
             Activation::LeakyRelu(s) => s,
+            Activation::Identity => 1.0,
         }
     }
 }

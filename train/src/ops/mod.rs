@@ -17,17 +17,19 @@
 //! - the weight gradient of conv2d, which is also conv_transpose2d's weight gradient.
 //!
 //! BatchNorm (training mode) and its activation are one fused operation too
-//! ([`batch_norm_act`], [`BatchNormAct`]), and so is LeakyReLU on its own
-//! ([`leaky_relu`]). Other devices (CUDA) use candle's own kernels. [`profile`] counts
+//! ([`batch_norm_act`], [`BatchNormAct`]), and so are LeakyReLU on its own
+//! ([`leaky_relu`]), the gated linear unit ([`glu`]) and upsampling ([`upsample2`]). Other devices (CUDA) use candle's own kernels. [`profile`] counts
 //! where the time goes.
 
 mod batch_norm;
 mod conv;
 mod gemm;
+mod glu;
 mod im2col;
 pub mod layer_norm;
 mod leaky_relu;
 pub mod profile;
+mod upsample;
 
 pub use batch_norm::{batch_norm_act, Activation, BatchNormAct, Stats};
 pub use conv::{conv2d_values, conv_transpose2d_values, weight_grad_values, Geometry};
@@ -52,6 +54,30 @@ pub fn conv_transpose2d(x: &Tensor, w: &Tensor, stride: usize, padding: usize) -
     let g = Geometry::new(w.dim(3)?, stride, padding)?;
     let (_, _, h, wd) = x.dims4()?;
     conv::conv_transpose2d(x, w, g, (g.big(h)?, g.big(wd)?))
+}
+
+/// x[:, :C]·σ(x[:, C:]) for x with 2C channels (Dauphin et al.'s gated linear unit).
+pub fn glu(x: &Tensor) -> Result<Tensor> {
+    if !x.device().is_cpu() {
+        let c = x.dim(1)? / 2;
+        return x.narrow(1, 0, c)?.mul(&candle_nn::ops::sigmoid(&x.narrow(1, c, c)?)?);
+    }
+    glu::glu(x)
+}
+
+/// Nearest-neighbour upsampling ×2: [N, C, H, W] → [N, C, 2H, 2W].
+pub fn upsample2(x: &Tensor) -> Result<Tensor> {
+    if !x.device().is_cpu() {
+        // A broadcast, whose backward pass is a sum (see `upsample`).
+        let (n, c, h, w) = x.dims4()?;
+        return x.reshape((n, c, h, 1, w, 1))?.broadcast_as((n, c, h, 2, w, 2))?.contiguous()?.reshape((
+            n,
+            c,
+            2 * h,
+            2 * w,
+        ));
+    }
+    upsample::upsample2(x)
 }
 
 /// max(x, slope·x), with PyTorch's derivative (`slope` at 0).

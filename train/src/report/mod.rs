@@ -21,7 +21,7 @@ pub const PREVIEW_SEEDS: std::ops::Range<u64> = 0..64;
 
 /// Runs the generator in evaluation mode (as exported) on the latent vectors of `seeds`.
 pub fn generate(g: &Generator, seeds: &[u64], device: &Device) -> candle_core::Result<Tensor> {
-    let nz = g.shape.nz;
+    let nz = g.shape().nz;
     let z = Tensor::from_vec(latent_batch(seeds, nz), (seeds.len(), nz, 1, 1), device)?;
     g.forward(&z, false)
 }

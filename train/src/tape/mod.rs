@@ -77,7 +77,9 @@ pub struct Net<'a> {
 }
 
 impl<'a> Net<'a> {
+    /// DCGAN's generator (the tape runs no other).
     pub fn generator(g: &'a Generator) -> Result<Self> {
+        let Some(g) = g.dcgan() else { bail!("the CPU tape runs DCGAN's generator only") };
         let layers = g.blocks.iter().map(|b| {
             let post = match &b.bn {
                 Some(bn) => Post::BatchNorm(bn, Activation::Relu),
@@ -90,6 +92,7 @@ impl<'a> Net<'a> {
 
     /// The discriminator: BatchNorm, LayerNorm or none between its convolutions.
     pub fn discriminator(d: &'a Discriminator) -> Result<Self> {
+        let Some(d) = d.dcgan() else { bail!("the CPU tape runs DCGAN's critic only") };
         let last = d.blocks.len().saturating_sub(1);
         let layers = d.blocks.iter().enumerate().map(|(i, b)| {
             let post = match &b.norm {
