@@ -38,7 +38,7 @@ echo "|---|---|---|---|---|"
 for steps in $LENGTHS; do
     for mode in ema none; do
         extra=(); [[ "$mode" == none ]] && extra=(--ema-half-life 0)
-        "$BIN" --data "$DATA" --name "$mode-$steps" --image-size "$SIZE" --ngf "$WIDTH" --ndf "$WIDTH" --seed 0 \
+        "$BIN" --data "$DATA" --name "$mode-$steps" --arch dcgan --image-size "$SIZE" --ngf "$WIDTH" --ndf "$WIDTH" --seed 0 \
             --steps "$steps" --runs-dir "$tmp/runs" --models-dir "$tmp/models" "${extra[@]}" > "$tmp/$mode-$steps.log" 2>&1 \
             || { tail "$tmp/$mode-$steps.log" >&2; die "the $mode run of $steps steps failed"; }
     done

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Picture quality at equal wall-clock time: every canard arch and the reference (the
-# pytorch/examples DCGAN recipe, scripts/reference_dcgan.py) trained for the same minutes on
+# pytorch/examples DCGAN recipe, scripts/reference_dcgan.py; `reference-fastgan` is canard's
+# fastgan written in PyTorch, scripts/reference_fastgan.py) trained for the same minutes on
 # the same folders, then the SWD of 2,048 generated pictures against the data
 # (`canard-train eval`, the same code for all), and each sample grid kept as a PNG.
 # Prints a Markdown table (QUALITY.md) and copies the grids to --grids.
@@ -11,14 +12,14 @@
 # scikit-learn and npm).
 #
 # Usage: scripts/bench-quality.sh --python PY [--minutes 10] [--sets "shapes digits twemoji-food twemoji"]
-#        [--archs "dcgan wgan-gp reference"] [--data-dir .deps/quality-data] [--grids docs/quality]
+#        [--archs "fastgan dcgan wgan-gp reference"] (also: wgan, reference-fastgan) [--data-dir .deps/quality-data] [--grids docs/quality]
 #        [--threads 2]
 #   --python PY   a Python with torch, scikit-learn and Pillow (the reference, and the digits set)
 set -euo pipefail
 
 MINUTES=10
 SETS="shapes digits twemoji-food twemoji"
-ARCHS="dcgan wgan-gp reference"
+ARCHS="fastgan dcgan wgan-gp reference"
 DATA_DIR=.deps/quality-data
 GRIDS=docs/quality
 THREADS=2
@@ -63,9 +64,14 @@ for set in $SETS; do
     for arch in $ARCHS; do
         name="$set-$arch"
         log "$name: $MINUTES minutes"
-        if [[ "$arch" == reference ]]; then
-            [[ "$set" != shapes ]] || { log "skipping the reference on builtin:shapes (it needs a folder)"; continue; }
-            "$PY" scripts/reference_dcgan.py --data "$data" --out "$tmp/$name" --minutes "$MINUTES" \
+        if [[ "$arch" == reference* ]]; then
+            [[ "$set" != shapes ]] || { log "skipping $arch on builtin:shapes (it needs a folder)"; continue; }
+            case "$arch" in
+                reference) script=scripts/reference_dcgan.py ;;
+                reference-fastgan) script=scripts/reference_fastgan.py ;;
+                *) die "unknown arch $arch" ;;
+            esac
+            "$PY" "$script" --data "$data" --out "$tmp/$name" --minutes "$MINUTES" \
                 --image-size 32 --channels "$channels" --threads "$THREADS" > "$tmp/$name.json"
             read -r steps seen pictures < <(python3 -c 'import json,sys; s=json.load(open(sys.argv[1])); print(s["steps"], s["images_seen"], s["pictures"])' "$tmp/$name.json")
             swd=$("$bin" eval --generated "$tmp/$name/generated" --image-size 32 --channels "$channels" --data "$data" \

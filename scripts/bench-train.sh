@@ -152,7 +152,7 @@ for mode in augment plain; do
     flag=(); bflag=(); [[ "$mode" == augment ]] && bflag=(--augment) || flag=(--augment false)
     log "canard-train, DiffAugment ${mode/plain/off}"
     start=$(date +%s.%N)
-    RAYON_NUM_THREADS="$THREADS" "$target_dir/release/canard-train" --data "$tmp/folder" --name "$mode" \
+    RAYON_NUM_THREADS="$THREADS" "$target_dir/release/canard-train" --data "$tmp/folder" --name "$mode" --arch dcgan \
         --image-size "$size" --ngf "$WIDTH" --ndf "$WIDTH" --batch-size "$BATCH" --steps "$RUN_STEPS" --eval-images 0 \
         --runs-dir "$tmp/runs" --models-dir "$tmp/models" "${flag[@]}" >"$tmp/$mode.log" 2>&1 \
         || { tail -20 "$tmp/$mode.log" >&2; die "canard-train failed"; }

@@ -178,7 +178,7 @@ say "## Training that learns (builtin:shapes, 32×32, $LEARN_STEPS steps)"
 say
 say "| arch | command | steps | images/s | SWD ×10³ | samples |"
 say "|---|---|---|---|---|---|"
-for arch in dcgan wgan-gp; do
+for arch in fastgan dcgan wgan-gp; do
     log "learning run: $arch"
     flags=(--arch "$arch" --image-size 32 --steps "$LEARN_STEPS" --eval-images 2048)
     train "learn-$arch" "${flags[@]}" >/dev/null
@@ -264,7 +264,7 @@ for case in "64 64" "64 256" "128 64"; do
     read -r size batch <<<"$case"
     log "speed: ${size}×${size}, batch $batch"
     name="speed-$size-$batch"
-    peak=$(train "$name" --image-size "$size" --batch-size "$batch" --steps "$STEPS" --eval-images 0 --log-every 1000000)
+    peak=$(train "$name" --arch dcgan --image-size "$size" --batch-size "$batch" --steps "$STEPS" --eval-images 0 --log-every 1000000)
     ours=$(loop_rate "$work/runs/$name/losses.csv" "$batch")
     theirs="—"; tpeak="—"; ratio="—"
     if [[ -n "$TORCH_PYTHON" ]]; then

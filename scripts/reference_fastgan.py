@@ -18,11 +18,11 @@ at half its side (at most 128) from the 8×8 features, and a random quarter of i
 matching quarter of the 16×16 features; their mean squared error is added to the
 discriminator's loss.
 DiffAugment (colour, translation, cutout) on everything the discriminator sees. Adam 2e-4,
-β (0.5, 0.999), batch 64; weights N(0, 0.02), BatchNorm γ ~ N(1, 0.02); the exported
+β (0.5, 0.999), batch 16; weights N(0, 0.02), BatchNorm γ ~ N(1, 0.02); the exported
 generator is canard's moving average (half-life 10,000 images, ramped over the first 5%).
 
 Usage: reference_fastgan.py --data DIR --out DIR --minutes M [--image-size 32] [--channels 3]
-                            [--ngf 64] [--ndf 64] [--threads 2] [--samples 2048] [--seed 0]
+                            [--ngf 16] [--ndf 16] [--batch 16] [--threads 2] [--samples 2048] [--seed 0]
 Writes what reference_dcgan.py writes (OUT/generated/, OUT/grid.png, OUT/stats.json).
 """
 import argparse
@@ -194,8 +194,9 @@ def main() -> None:
     ap.add_argument("--minutes", type=float, required=True)
     ap.add_argument("--image-size", type=int, default=32)
     ap.add_argument("--channels", type=int, default=3, choices=[1, 3])
-    ap.add_argument("--ngf", type=int, default=64)
-    ap.add_argument("--ndf", type=int, default=64)
+    ap.add_argument("--ngf", type=int, default=16, help="canard's fastgan default")
+    ap.add_argument("--ndf", type=int, default=16, help="canard's fastgan default")
+    ap.add_argument("--batch", type=int, default=16, help="canard's fastgan default")
     ap.add_argument("--ema-half-life", type=float, default=10000, help="images (canard's default), ramped")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--samples", type=int, default=2048)
@@ -207,7 +208,7 @@ def main() -> None:
     torch.manual_seed(args.seed)
     torch.set_num_threads(args.threads)
     data = load(args.data, size, args.channels)
-    nz, batch = 100, 64
+    nz, batch = 100, args.batch
     g, d, opt_g, opt_d = networks(size, nz, args.ngf, args.ndf, args.channels)
     g_ema = copy.deepcopy(g).eval()
     steps, start = 0, time.monotonic()

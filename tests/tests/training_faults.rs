@@ -17,15 +17,28 @@ const KILLS: usize = 30;
 
 fn command(bin: &Path, dir: &Path) -> Command {
     let mut c = Command::new(bin);
-    c.args(["--data", "builtin:shapes", "--name", "k", "--image-size", "16", "--ngf", "8", "--ndf", "8"])
-        .args(["--batch-size", "16", "--steps", "300", "--checkpoint-every", "1", "--keep-checkpoints", "2"])
-        .args(["--eval-images", "512", "--seed", "3"])
-        .arg("--runs-dir")
-        .arg(dir.join("runs"))
-        .arg("--models-dir")
-        .arg(dir.join("models"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
+    c.args([
+        "--data",
+        "builtin:shapes",
+        "--name",
+        "k",
+        "--arch",
+        "dcgan",
+        "--image-size",
+        "16",
+        "--ngf",
+        "8",
+        "--ndf",
+        "8",
+    ])
+    .args(["--batch-size", "16", "--steps", "300", "--checkpoint-every", "1", "--keep-checkpoints", "2"])
+    .args(["--eval-images", "512", "--seed", "3"])
+    .arg("--runs-dir")
+    .arg(dir.join("runs"))
+    .arg("--models-dir")
+    .arg(dir.join("models"))
+    .stdout(Stdio::null())
+    .stderr(Stdio::null());
     c
 }
 

@@ -232,7 +232,11 @@ pub fn train(cfg: &TrainConfig) -> anyhow::Result<TrainOutcome> {
     let mut cursor = Cursor::new(data.len, batch, cfg.seed, st.cursor_epoch, st.cursor_pos);
     let per_epoch = cursor.per_epoch();
     let length = Length::of(&cfg, per_epoch, batch);
-    let labels = if cfg.arch == Arch::Dcgan { ("D(x)", "D(G(z))") } else { ("C(x)", "C(G(z))") };
+    let labels = match cfg.arch {
+        Arch::Dcgan => ("D(x)", "D(G(z))", "GP"),
+        Arch::Fastgan => ("D(x)", "D(G(z))", "Rebuilt"),
+        Arch::Wgan | Arch::WganGp => ("C(x)", "C(G(z))", "GP"),
+    };
     let mut progress = Progress::new(length, (st.step, st.seconds), batch, cfg.log_every, labels);
     let default = if cfg.steps.is_none() && cfg.epochs.is_none() && cfg.minutes.is_none() {
         " (the default; --steps, --epochs or --minutes to change)"
@@ -299,6 +303,7 @@ pub fn train(cfg: &TrainConfig) -> anyhow::Result<TrainOutcome> {
             let grid = report::save_grid(&report::generate(preview, &preview_seeds, &device)?, &path)?;
             report::plot::write_loss_plot(
                 &losses,
+                labels.2,
                 &format!("{} — {}", cfg.name, cfg.arch.name()),
                 &run_dir.join("losses.png"),
             )?;

@@ -45,19 +45,20 @@ impl<'a> Series<'a> {
 }
 
 /// Writes the plot of `records` to `path` (PNG). Fine with no records (empty axes).
-pub fn write_loss_plot(records: &[LossRecord], title: &str, path: &Path) -> anyhow::Result<()> {
-    let png = render(records, title)?;
+/// `extra` names the fifth column (the penalty, or fastgan's reconstruction error), drawn when not zero.
+pub fn write_loss_plot(records: &[LossRecord], extra: &str, title: &str, path: &Path) -> anyhow::Result<()> {
+    let png = render(records, extra, title)?;
     write_atomic(path, &png)?;
     Ok(())
 }
 
 /// The PNG bytes.
-pub fn render(records: &[LossRecord], title: &str) -> anyhow::Result<Vec<u8>> {
+pub fn render(records: &[LossRecord], extra: &str, title: &str) -> anyhow::Result<Vec<u8>> {
     register_fonts();
     let mut losses =
         vec![Series::new("loss_d", BLUE, records, |r| r.loss_d), Series::new("loss_g", ORANGE, records, |r| r.loss_g)];
     if records.iter().any(|r| r.gp != 0.0) {
-        losses.push(Series::new("gp", GREEN, records, |r| r.gp));
+        losses.push(Series::new(extra, GREEN, records, |r| r.gp));
     }
     let outputs =
         [Series::new("d_real", GREEN, records, |r| r.d_real), Series::new("d_fake", PURPLE, records, |r| r.d_fake)];
@@ -244,7 +245,7 @@ mod tests {
         let p = dir.path().join("losses.png");
         let mut recs = records(1500, true);
         recs[700].loss_g = 1e6; // one spike must not flatten the rest
-        write_loss_plot(&recs, "test — wgan-gp", &p).unwrap();
+        write_loss_plot(&recs, "gp", "test — wgan-gp", &p).unwrap();
         let img = image::open(&p).unwrap();
         assert_eq!((img.width(), img.height()), (WIDTH, HEIGHT));
         // Text and lines were drawn: far from a blank page.
@@ -258,11 +259,11 @@ mod tests {
     #[test]
     fn empty_and_single_records_still_plot() {
         let dir = tempfile::tempdir().unwrap();
-        write_loss_plot(&[], "empty", &dir.path().join("a.png")).unwrap();
-        write_loss_plot(&records(1, false), "one", &dir.path().join("b.png")).unwrap();
+        write_loss_plot(&[], "gp", "empty", &dir.path().join("a.png")).unwrap();
+        write_loss_plot(&records(1, false), "gp", "one", &dir.path().join("b.png")).unwrap();
         let mut nan = records(3, false);
         nan[2].loss_d = f32::NAN;
-        write_loss_plot(&nan, "diverged", &dir.path().join("c.png")).unwrap();
+        write_loss_plot(&nan, "gp", "diverged", &dir.path().join("c.png")).unwrap();
     }
 
     #[test]

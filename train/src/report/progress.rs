@@ -32,7 +32,7 @@ pub struct Progress {
     start_seconds: f64,
     batch: usize,
     log_every: usize,
-    labels: (String, String),
+    labels: (String, String, String),
     started: Instant,
     bar: Option<ProgressBar>,
     sink: Sink,
@@ -45,8 +45,15 @@ pub struct Progress {
 }
 
 impl Progress {
-    /// `labels` name the d_real / d_fake columns, e.g. `("D(x)", "D(G(z))")` or `("C(x)", "C(G(z))")`.
-    pub fn new(length: Length, start: (usize, f64), batch: usize, log_every: usize, labels: (&str, &str)) -> Self {
+    /// `labels` name the d_real / d_fake / gp columns, e.g. `("D(x)", "D(G(z))", "GP")`; the third is
+    /// shown when not zero.
+    pub fn new(
+        length: Length,
+        start: (usize, f64),
+        batch: usize,
+        log_every: usize,
+        labels: (&str, &str, &str),
+    ) -> Self {
         let mut p = Self::plain(length, start, batch, log_every, labels, Box::new(std::io::stderr()));
         if interactive() {
             // A run with only a time budget: the bar's length is re-estimated as it goes.
@@ -66,7 +73,7 @@ impl Progress {
         (start_step, start_seconds): (usize, f64),
         batch: usize,
         log_every: usize,
-        labels: (&str, &str),
+        labels: (&str, &str, &str),
         sink: Box<dyn Write + Send>,
     ) -> Self {
         Self {
@@ -75,7 +82,7 @@ impl Progress {
             start_seconds,
             batch,
             log_every: log_every.max(1),
-            labels: (labels.0.to_string(), labels.1.to_string()),
+            labels: (labels.0.to_string(), labels.1.to_string(), labels.2.to_string()),
             started: Instant::now(),
             bar: None,
             sink: Mutex::new(sink),
@@ -177,7 +184,7 @@ impl Progress {
     /// Losses, rate and ETA: the bar's message and the tail of a plain line.
     fn stats(&self, rec: &LossRecord) -> String {
         let (rate, eta) = self.rate_and_eta(rec.step);
-        let gp = if rec.gp != 0.0 { format!("  GP {:.4}", rec.gp) } else { String::new() };
+        let gp = if rec.gp != 0.0 { format!("  {} {:.4}", self.labels.2, rec.gp) } else { String::new() };
         format!(
             "Loss_D {:.4}  Loss_G {:.4}  {} {:.3}  {} {:.3}{gp}  {rate:.1} img/s  ETA {}",
             rec.loss_d,
@@ -297,7 +304,7 @@ mod tests {
         let buf = Buf::default();
         // 3 epochs of 7 steps, resumed after step 7, a line every 5 steps.
         let length = Length { steps: Some(21), seconds: None, epochs: Some(3) };
-        let mut p = Progress::plain(length, (7, 0.0), 4, 5, ("C(x)", "C(G(z))"), Box::new(buf.clone()));
+        let mut p = Progress::plain(length, (7, 0.0), 4, 5, ("C(x)", "C(G(z))", "GP"), Box::new(buf.clone()));
         p.message("hello");
         for step in 8..=21 {
             let epoch = (step - 1) / 7 + 1;
@@ -325,7 +332,7 @@ mod tests {
     #[test]
     fn a_time_budget_counts_down_by_the_clock_and_shows_no_step_total() {
         let length = Length { steps: None, seconds: Some(60.0), epochs: None };
-        let p = Progress::plain(length, (40, 50.0), 8, 10, ("D(x)", "D(G(z))"), Box::new(std::io::sink()));
+        let p = Progress::plain(length, (40, 50.0), 8, 10, ("D(x)", "D(G(z))", "GP"), Box::new(std::io::sink()));
         std::thread::sleep(Duration::from_millis(20));
         let (_, eta) = p.rate_and_eta(41);
         // 10 s of the budget were left when this process started.
@@ -335,7 +342,7 @@ mod tests {
         assert!(line.starts_with("[2] step 41  Loss_D"), "{line}");
         // Steps and a budget: the sooner.
         let both = Length { steps: Some(1_000_000), seconds: Some(60.0), epochs: Some(9) };
-        let p = Progress::plain(both, (40, 50.0), 8, 10, ("D(x)", "D(G(z))"), Box::new(std::io::sink()));
+        let p = Progress::plain(both, (40, 50.0), 8, 10, ("D(x)", "D(G(z))", "GP"), Box::new(std::io::sink()));
         std::thread::sleep(Duration::from_millis(20));
         assert!(p.rate_and_eta(41).1.unwrap() < 10.0);
         assert!(p.line(2, &rec(41, 2)).starts_with("[2/9] step 41/1000000  "));
@@ -344,7 +351,7 @@ mod tests {
     #[test]
     fn rate_and_eta_count_from_the_start_step() {
         let length = Length { steps: Some(100), seconds: None, epochs: Some(1) };
-        let p = Progress::plain(length, (40, 0.0), 8, 10, ("D(x)", "D(G(z))"), Box::new(std::io::sink()));
+        let p = Progress::plain(length, (40, 0.0), 8, 10, ("D(x)", "D(G(z))", "GP"), Box::new(std::io::sink()));
         assert_eq!(p.rate_and_eta(40), (0.0, None));
         std::thread::sleep(Duration::from_millis(20));
         let (rate, eta) = p.rate_and_eta(50);
