@@ -100,7 +100,7 @@ fn main() -> anyhow::Result<()> {
         // Past WGAN's burst of critic updates (steps 1–25): the steady state.
         match a.arch {
             Arch::Dcgan => dcgan_step(&ctx, &mut opt_g, &mut opt_d, &mut cursor, &mut rng, step)?,
-            Arch::Fastgan => fastgan_step(&ctx, &mut opt_g, &mut opt_d, &mut cursor, &mut rng, step)?,
+            Arch::Fastgan => fastgan_step(&ctx, &mut opt_g, &mut opt_d, &mut cursor, &mut rng, step, None)?,
             _ => wgan_step(&ctx, &mut opt_g, &mut opt_d, &mut cursor, &mut rng, step + 100)?,
         };
         if step > a.warmup {

@@ -80,6 +80,83 @@ impl DiffAugment {
     }
 }
 
+impl DiffAugment {
+    /// As [`DiffAugment::draw`], then each transform is kept for each sample with
+    /// probability `p` and made the identity otherwise (ADA's per-transform probability,
+    /// [`Ada`]). At `p` ≥ 1 nothing more is drawn: the same random numbers as `draw`.
+    pub fn draw_sometimes(&self, dims: (usize, usize, usize, usize), p: f64, rng: &mut ChaCha8Rng) -> Draw {
+        let mut d = self.draw(dims, rng);
+        if p >= 1.0 {
+            return d;
+        }
+        let (b, _, h, w) = dims;
+        for i in 0..b {
+            let [colour, shift, cut] = [0; 3].map(|_| rng.random::<f64>() >= p);
+            if let (true, Some(c)) = (colour, d.colour.as_mut()) {
+                c[i] = (0.0, 1.0, 1.0);
+            }
+            if let (true, Some(s)) = (shift, d.shifts.as_mut()) {
+                s[i] = (0, 0);
+            }
+            if let (true, Some((centres, _))) = (cut, d.cutout.as_mut()) {
+                centres[i] = (-2 * h as i64, -2 * w as i64); // a square wholly outside: nothing cut
+            }
+        }
+        d
+    }
+
+    /// [`DiffAugment::apply`] with [`DiffAugment::draw_sometimes`]'s probability.
+    pub fn apply_sometimes(&self, x: &Tensor, p: f64, rng: &mut ChaCha8Rng) -> Result<Tensor> {
+        self.draw_sometimes(x.dims4()?, p, rng).apply(x)
+    }
+}
+
+/// ADA's adaptive augmentation probability (Karras et al. 2020, "Training Generative
+/// Adversarial Networks with Limited Data"): every [`Ada::INTERVAL`] steps, r = E[sign(D(real))]
+/// over them; above `target` the critic is overfitting and p rises, below it p falls, by
+/// the images seen over [`Ada::SPEED_IMAGES`], within [0, 1].
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Ada {
+    pub p: f64,
+    pub target: f64,
+    /// Σ sign(D(real)) and the logits counted since the last adjustment, and the steps.
+    pub signs: f64,
+    pub count: usize,
+    pub steps: usize,
+}
+
+impl Ada {
+    pub const INTERVAL: usize = 4;
+    /// Images over which p can go from 0 to 1: ADA's 500,000 is longer than a CPU run, so a
+    /// tenth of it.
+    pub const SPEED_IMAGES: f64 = 50_000.0;
+
+    /// Starts at p = 0, as ADA.
+    pub fn new(target: f64) -> Self {
+        Self { p: 0.0, target, signs: 0.0, count: 0, steps: 0 }
+    }
+
+    /// One step's real-picture logits.
+    pub fn observe(&mut self, real_logits: &[f32]) {
+        self.signs += real_logits.iter().map(|&l| (l > 0.0) as i32 as f64 - (l < 0.0) as i32 as f64).sum::<f64>();
+        self.count += real_logits.len();
+        self.steps += 1;
+        if self.steps == Self::INTERVAL {
+            let r = self.signs / self.count.max(1) as f64;
+            let step = self.count as f64 / Self::SPEED_IMAGES;
+            let direction = if r > self.target {
+                1.0
+            } else if r < self.target {
+                -1.0
+            } else {
+                0.0
+            };
+            self.p = (self.p + direction * step).clamp(0.0, 1.0);
+            (self.signs, self.count, self.steps) = (0.0, 0, 0);
+        }
+    }
+}
+
 impl Draw {
     /// The transforms as candle ops on `x` (any device; candle differentiates them).
     pub fn apply(&self, x: &Tensor) -> Result<Tensor> {
@@ -314,6 +391,49 @@ mod tests {
         let n = b * c * s * s;
         let v: Vec<f32> = (0..n).map(|i| ((i * 37 % 101) as f32 / 50.0) - 1.0).collect();
         Tensor::from_vec(v, (b, c, s, s), &Device::Cpu).unwrap().to_dtype(dtype).unwrap()
+    }
+
+    #[test]
+    fn a_probability_of_one_is_plain_diffaugment_and_of_zero_the_identity() {
+        let x = input(DType::F32, 6, 3, 16);
+        let a = DiffAugment::all();
+        let plain = a.apply(&x, &mut ChaCha8Rng::seed_from_u64(7)).unwrap();
+        let one = a.apply_sometimes(&x, 1.0, &mut ChaCha8Rng::seed_from_u64(7)).unwrap();
+        assert_eq!(host(&plain).unwrap(), host(&one).unwrap());
+        let zero = a.apply_sometimes(&x, 0.0, &mut ChaCha8Rng::seed_from_u64(7)).unwrap();
+        assert_eq!(host(&zero).unwrap(), host(&x).unwrap());
+        // In between, some samples keep a transform and others do not.
+        let half = a.draw_sometimes((64, 3, 16, 16), 0.5, &mut ChaCha8Rng::seed_from_u64(3));
+        let kept = half.shifts.as_ref().unwrap().iter().filter(|s| **s != (0, 0)).count();
+        assert!((16..48).contains(&kept), "{kept} of 64 samples shifted");
+        let tape = half.forward(&host(&input(DType::F32, 64, 3, 16)).unwrap());
+        let graph = host(&half.apply(&input(DType::F32, 64, 3, 16)).unwrap()).unwrap();
+        assert!(tape.iter().zip(&graph).all(|(a, b)| (a - b).abs() < 1e-5), "tape and graph agree");
+    }
+
+    #[test]
+    fn ada_raises_p_when_the_critic_is_sure_of_the_real_pictures_and_lowers_it_when_not() {
+        let mut ada = Ada::new(0.6);
+        for _ in 0..Ada::INTERVAL - 1 {
+            ada.observe(&[1.0; 16]);
+        }
+        assert_eq!(ada.p, 0.0, "adjusted only every INTERVAL steps");
+        ada.observe(&[1.0; 16]);
+        assert!((ada.p - 64.0 / Ada::SPEED_IMAGES).abs() < 1e-12, "{}", ada.p);
+        // r = 0.5 < 0.6: down by the same step, then held at 0.
+        for _ in 0..Ada::INTERVAL {
+            ada.observe(&[1.0, 1.0, 1.0, -1.0].repeat(4));
+        }
+        assert!(ada.p.abs() < 1e-15, "{}", ada.p);
+        for _ in 0..Ada::INTERVAL {
+            ada.observe(&[1.0, 1.0, 1.0, -1.0].repeat(4));
+        }
+        assert_eq!(ada.p, 0.0, "never below 0");
+        let mut high = Ada { p: 0.99999, ..Ada::new(0.6) };
+        for _ in 0..Ada::INTERVAL {
+            high.observe(&[3.0; 64]);
+        }
+        assert_eq!(high.p, 1.0, "never above 1");
     }
 
     #[test]

@@ -36,6 +36,9 @@ pub struct State {
     pub images_seen: u64,
     /// Training time before this checkpoint, for the manifest's summary.
     pub seconds: f64,
+    /// ADA's probability and counters (`--ada-target`); absent in older checkpoints.
+    #[serde(default)]
+    pub ada: Option<crate::augment::Ada>,
 }
 
 /// ChaCha8's full state: seed, stream and position (u128 as text: JSON numbers are f64).
@@ -154,6 +157,7 @@ pub fn new_state() -> State {
         ema_updates: 0,
         guard_streak: 0,
         images_seen: 0,
+        ada: None,
         seconds: 0.0,
     }
 }

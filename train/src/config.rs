@@ -128,6 +128,10 @@ pub struct Settings {
     /// Mirror real images horizontally at random [default: false]
     #[arg(long, num_args = 0..=1, default_missing_value = "true")]
     pub mirror: Option<bool>,
+    /// fastgan: ADA's adaptive augmentation, each transform applied with a probability that
+    /// keeps E[sign(D(real))] at this target (the paper's 0.6) [default: off: always applied]
+    #[arg(long)]
+    pub ada_target: Option<f64>,
     /// Save a checkpoint every N generator updates, and at the end [default: 200]
     #[arg(long)]
     pub checkpoint_every: Option<usize>,
@@ -236,6 +240,7 @@ impl Settings {
             ema_rampup: self.ema_rampup.unwrap_or(0.05),
             augment: self.augment,
             mirror: self.mirror.unwrap_or(false),
+            ada_target: self.ada_target,
             checkpoint_every: self.checkpoint_every.unwrap_or(200),
             keep_checkpoints: self.keep_checkpoints.unwrap_or(3),
             guard_patience: self.guard_patience.unwrap_or(300),
@@ -284,6 +289,8 @@ pub struct TrainConfig {
     /// `None`: decided from the dataset's size when it is loaded.
     pub augment: Option<bool>,
     pub mirror: bool,
+    /// ADA's target for E[sign(D(real))]; `None`: augmentation always applied.
+    pub ada_target: Option<f64>,
     pub checkpoint_every: usize,
     pub keep_checkpoints: usize,
     pub guard_patience: usize,
@@ -344,6 +351,14 @@ impl TrainConfig {
         }
         if !(0.0..=1.0).contains(&self.ema_rampup) {
             return bad(format!("--ema-rampup must be in [0, 1], not {}", self.ema_rampup));
+        }
+        if let Some(t) = self.ada_target {
+            if !(t > 0.0 && t < 1.0) {
+                return bad(format!("--ada-target must be in (0, 1), not {t}"));
+            }
+            if self.arch != Arch::Fastgan {
+                return bad(format!("--ada-target works with --arch fastgan only, not {}", self.arch.name()));
+            }
         }
         if self.keep_checkpoints == 0 {
             return bad("--keep-checkpoints must be at least 1".into());
@@ -524,6 +539,10 @@ mod tests {
             (vec!["--data", "d", "--name", "n", "--image-size", "48"], "power of two"),
             (vec!["--data", "d", "--name", "n", "--epochs", "2", "--steps", "3"], "not both"),
             (vec!["--data", "d", "--name", "n", "--beta2", "1"], "beta2"),
+            (vec!["--data", "d", "--name", "n", "--ada-target", "1.5"], "--ada-target must be in (0, 1), not 1.5"),
+            (vec!["--data", "d", "--name", "n", "--ada-target", "NaN"], "--ada-target must be in (0, 1), not NaN"),
+            (vec!["--data", "d", "--name", "n", "--ada-target", "0.6", "--arch", "dcgan"], "fastgan only, not dcgan"),
+            (vec!["--data", "d", "--name", "n", "--image-size", "16"], "fastgan needs pictures of 32×32"),
         ] {
             let err = flags(&args).resolve().unwrap_err().to_string();
             assert!(err.contains(needle), "{args:?}: {err}");

@@ -14,7 +14,7 @@ use candle_core::{DType, Device, Tensor, Var};
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 
-use crate::augment::{DiffAugment, Draw};
+use crate::augment::{Ada, DiffAugment, Draw};
 use crate::config::{Arch, TrainConfig};
 use crate::cursor::Cursor;
 use crate::data::Dataset;
@@ -128,6 +128,14 @@ impl StepCtx<'_> {
         }
     }
 
+    /// [`StepCtx::view`] with each transform applied with probability `p` (ADA).
+    fn view_sometimes(&self, x: &Tensor, p: f64, rng: &mut ChaCha8Rng) -> candle_core::Result<Tensor> {
+        match self.augment {
+            Some(a) => a.apply_sometimes(x, p, rng),
+            None => Ok(x.clone()),
+        }
+    }
+
     /// [`StepCtx::view`] on the tape: the images as the critic sees them, and the
     /// transforms drawn (for the generator's gradient to go back through). The same random
     /// numbers as `view`.
@@ -193,7 +201,8 @@ fn dcgan_step_on_tape<T: Element>(
 /// One fastgan step, on candle's graph (any device): the critic's hinge loss on real and
 /// generated pictures (DiffAugment always on) plus its reconstruction of the real ones,
 /// then the generator's −mean(D(G(z))). Reports the mean logits, and the reconstruction
-/// error in the fifth column.
+/// error in the fifth column. With `ada`, each transform is applied with its probability,
+/// which the real pictures' logits then adjust.
 pub fn fastgan_step(
     c: &StepCtx,
     opt_g: &mut Optimizer,
@@ -201,21 +210,26 @@ pub fn fastgan_step(
     cursor: &mut Cursor,
     rng: &mut ChaCha8Rng,
     step: usize,
+    ada: Option<&mut Ada>,
 ) -> anyhow::Result<(StepLosses, usize)> {
+    let p = ada.as_ref().map_or(1.0, |a| a.p);
     let d = c.gan.d.fastgan().context("internal error: a fastgan step without fastgan's critic")?;
     let real = c.real_batch(cursor, rng)?;
     let b = real.dim(0)?;
     let fake = c.gan.g.forward(&c.noise(b, rng)?, true)?;
 
     let part = rng.random_range(0..4usize);
-    let real_seen = c.view(&real, rng)?;
+    let real_seen = c.view_sometimes(&real, p, rng)?;
     let (d_real, all, quarter) = d.forward_rebuilt(&real_seen, part, true)?;
+    if let Some(ada) = ada {
+        ada.observe(&d_real.to_dtype(DType::F32)?.to_vec1::<f32>()?);
+    }
     let rebuilt = rebuild_loss(&all, &quarter, &rebuild_targets(&real_seen, part)?)?;
-    let d_fake = d.forward(&c.view(&fake.detach(), rng)?, true)?;
+    let d_fake = d.forward(&c.view_sometimes(&fake.detach(), p, rng)?, true)?;
     let loss_d = ((hinge(&d_real, true)? + hinge(&d_fake, false)?)? + &rebuilt)?;
     opt_d.backward_step(&loss_d)?;
 
-    let loss_g = d.frozen().forward(&c.view(&fake, rng)?, true)?.mean_all()?.neg()?;
+    let loss_g = d.frozen().forward(&c.view_sometimes(&fake, p, rng)?, true)?.mean_all()?.neg()?;
     opt_g.backward_step(&loss_g)?;
     let (r, f) = (d_real.mean_all()?, d_fake.mean_all()?);
     Ok((StepLosses::new(step, cursor.epoch + 1, [&loss_d, &loss_g, &r, &f, &rebuilt])?, b))

@@ -14,7 +14,7 @@ use candle_core::{DType, Device};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
-use crate::augment::DiffAugment;
+use crate::augment::{Ada, DiffAugment};
 use crate::checkpoint::{self, RngState, State};
 use crate::config::{Arch, Settings, TrainConfig, AUGMENT_BELOW};
 use crate::cursor::Cursor;
@@ -199,6 +199,7 @@ pub fn train(cfg: &TrainConfig) -> anyhow::Result<TrainOutcome> {
         false => None,
     };
     let mut guard = Guard::new(cfg.arch, cfg.guard_patience, cfg.lr_g, cfg.lr_d);
+    let mut ada = cfg.ada_target.map(Ada::new);
 
     // Resume the newest checkpoint, if any.
     let mut st: State = checkpoint::new_state();
@@ -218,6 +219,9 @@ pub fn train(cfg: &TrainConfig) -> anyhow::Result<TrainOutcome> {
         }
         rng = saved.rng.restore()?;
         guard.streak = saved.guard_streak;
+        if let (Some(a), Some(s)) = (ada.as_mut(), &saved.ada) {
+            *a = Ada { target: a.target, ..s.clone() };
+        }
         losses = report::read_losses_csv(&run_dir.join("losses.csv")).unwrap_or_default();
         losses.retain(|r| r.step <= saved.step);
         eprintln!("canard-train: resuming {} at step {} (epoch {})", dir.display(), saved.step, saved.epochs_done + 1);
@@ -267,7 +271,9 @@ pub fn train(cfg: &TrainConfig) -> anyhow::Result<TrainOutcome> {
     while !finished {
         let (step_losses, images) = match cfg.arch {
             Arch::Dcgan => dcgan_step(&ctx, &mut opt_g, &mut opt_d, &mut cursor, &mut rng, st.step + 1)?,
-            Arch::Fastgan => fastgan_step(&ctx, &mut opt_g, &mut opt_d, &mut cursor, &mut rng, st.step + 1)?,
+            Arch::Fastgan => {
+                fastgan_step(&ctx, &mut opt_g, &mut opt_d, &mut cursor, &mut rng, st.step + 1, ada.as_mut())?
+            }
             _ => wgan_step(&ctx, &mut opt_g, &mut opt_d, &mut cursor, &mut rng, st.step + 1)?,
         };
         pending.push((step_losses, seconds()));
@@ -316,11 +322,15 @@ pub fn train(cfg: &TrainConfig) -> anyhow::Result<TrainOutcome> {
             // so the file must always reach at least that far.
             report::write_losses_csv(&losses, &run_dir.join("losses.csv"))?;
             st.seconds = seconds();
+            st.ada = ada.clone();
             save_checkpoint(&run_dir, &cfg, &gan, &opt_g, &opt_d, ema.as_ref(), &guard, &cursor, &rng, &mut st)?;
             last_saved = st.step;
         }
     }
     progress.finish();
+    if let Some(a) = &ada {
+        eprintln!("canard-train: ADA's augmentation probability ended at {:.3}", a.p);
+    }
 
     // Export the EMA generator when there is one: smoother, and what the previews showed.
     let g_out = match ema {

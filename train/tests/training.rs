@@ -40,15 +40,28 @@ fn final_tensors(dir: &Path) -> std::collections::HashMap<String, Vec<f32>> {
 }
 
 fn resume_is_exact(arch: &str) {
+    resume_is_exact_with(arch, |_| {});
+}
+
+/// 6 steps straight and 3 + 3 give the same checkpoint, model and loss history.
+fn resume_is_exact_with(arch: &str, tweak: impl Fn(&mut Settings)) {
+    let run = |dir: &Path, steps| {
+        let mut s = settings(dir, arch, steps);
+        tweak(&mut s);
+        train_with(&s, None, Start::Auto).unwrap()
+    };
     let straight = tempfile::tempdir().unwrap();
-    train_with(&settings(straight.path(), arch, 6), None, Start::Auto).unwrap();
+    run(straight.path(), 6);
 
     let resumed = tempfile::tempdir().unwrap();
-    train_with(&settings(resumed.path(), arch, 3), None, Start::Auto).unwrap();
+    run(resumed.path(), 3);
     // Re-running with the same name and more steps continues from the checkpoint.
-    let out = train_with(&settings(resumed.path(), arch, 6), None, Start::Auto).unwrap();
+    let out = run(resumed.path(), 6);
     assert_eq!(out.summary.steps, 6);
 
+    let state = |d: &Path| checkpoint::latest(&d.join("runs/t"), &Device::Cpu).expect("a checkpoint").1;
+    let (sa, sb) = (state(straight.path()), state(resumed.path()));
+    assert_eq!((sa.ada, sa.rng, sa.images_seen), (sb.ada, sb.rng, sb.images_seen), "{arch}: counters differ");
     let (a, b) = (final_tensors(straight.path()), final_tensors(resumed.path()));
     assert_eq!(a.len(), b.len());
     assert!(a.keys().any(|k| k.starts_with("opt_d.")) && a.keys().any(|k| k.starts_with("ema.")));
@@ -80,6 +93,23 @@ fn wgan_gp_resume_is_exact() {
 #[test]
 fn fastgan_resume_is_exact() {
     resume_is_exact("fastgan");
+}
+
+/// ADA's probability and counters resume too (p moves every 4 steps: once before the
+/// resume at step 3 is saved mid-interval, once after).
+#[test]
+fn fastgan_with_ada_resume_is_exact() {
+    resume_is_exact_with("fastgan", |s| s.ada_target = Some(0.2));
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = settings(dir.path(), "fastgan", 8);
+    s.ada_target = Some(0.2);
+    train_with(&s, None, Start::Auto).unwrap();
+    let (_, st, _) = checkpoint::latest(&dir.path().join("runs/t"), &Device::Cpu).unwrap();
+    let ada = st.ada.expect("the checkpoint holds ADA's state");
+    // Adjusted at steps 4 and 8 by 4 × 8 images over SPEED_IMAGES each, up or down from 0.
+    let moves = ada.p * canard_train::augment::Ada::SPEED_IMAGES / 32.0;
+    assert!((moves - moves.round()).abs() < 1e-9 && (0.0..=2.0).contains(&moves), "p = {}", ada.p);
+    assert_eq!((ada.steps, ada.count, ada.target), (0, 0, 0.2));
 }
 
 #[test]
