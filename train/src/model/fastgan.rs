@@ -75,7 +75,7 @@ pub fn generator_parameters(shape: &DcganShape) -> Option<usize> {
 pub fn ngf_from_first(size: usize, first_out: usize) -> Option<usize> {
     let per = (size / 8).clamp(1, 8); // w(4) = base·min(size/8, 8)
     let w4 = first_out / 2;
-    (first_out % 2 == 0 && w4 % per == 0 && w4 > 0).then_some(w4 / per)
+    (first_out.is_multiple_of(2) && w4.is_multiple_of(per) && w4 > 0).then_some(w4 / per)
 }
 
 pub use crate::ops::{glu, upsample2};

@@ -25,7 +25,7 @@ struct GluGrad;
 /// Values per (sample, half): C·H·W, from x's layout.
 fn half(shape: &Shape) -> Result<(usize, usize)> {
     let d = shape.dims();
-    if d.len() != 4 || d[1] % 2 != 0 {
+    if d.len() != 4 || !d[1].is_multiple_of(2) {
         bail!("glu: an NCHW input with an even number of channels, not {d:?}");
     }
     Ok((d[0], d[1] / 2 * d[2] * d[3]))

@@ -68,7 +68,7 @@ impl CustomOp1 for Upsample2Grad {
 
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
         let (n, c, h2, w2) = dims(l.shape())?;
-        if h2 % 2 != 0 || w2 % 2 != 0 {
+        if !h2.is_multiple_of(2) || !w2.is_multiple_of(2) {
             bail!("upsample backward: an even-sided gradient, not {h2}×{w2}");
         }
         let w = w2 / 2;
