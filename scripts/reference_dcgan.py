@@ -112,17 +112,23 @@ def write_samples(g, nz, args, steps, batch, seconds, pictures_in_data) -> None:
     print(json.dumps(stats))
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def common_arguments(description: str) -> argparse.ArgumentParser:
+    """The arguments every reference script takes (bench-quality.sh passes them alike)."""
+    ap = argparse.ArgumentParser(description=description)
     ap.add_argument("--data", type=pathlib.Path, required=True)
     ap.add_argument("--out", type=pathlib.Path, required=True)
     ap.add_argument("--minutes", type=float, required=True)
     ap.add_argument("--image-size", type=int, default=32)
     ap.add_argument("--channels", type=int, default=3, choices=[1, 3])
-    ap.add_argument("--width", type=int, default=64, help="ngf = ndf (the example's 64)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--samples", type=int, default=2048)
     ap.add_argument("--seed", type=int, default=0)
+    return ap
+
+
+def main() -> None:
+    ap = common_arguments(__doc__.splitlines()[0])
+    ap.add_argument("--width", type=int, default=64, help="ngf = ndf (the example's 64)")
     args = ap.parse_args()
     if not (args.minutes > 0 and math.isfinite(args.minutes)):
         raise SystemExit(f"reference_dcgan: --minutes must be a positive number, not {args.minutes}")

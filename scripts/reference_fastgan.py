@@ -25,7 +25,6 @@ Usage: reference_fastgan.py --data DIR --out DIR --minutes M [--image-size 32] [
                             [--ngf 16] [--ndf 16] [--batch 16] [--threads 2] [--samples 2048] [--seed 0]
 Writes what reference_dcgan.py writes (OUT/generated/, OUT/grid.png, OUT/stats.json).
 """
-import argparse
 import copy
 import math
 import pathlib
@@ -39,7 +38,7 @@ from torch.nn.utils import spectral_norm
 
 sys.path.insert(0, str(pathlib.Path(__file__).parent))
 from bench_torch_step import diff_augment  # noqa: E402
-from reference_dcgan import load, write_samples  # noqa: E402
+from reference_dcgan import common_arguments, load, write_samples  # noqa: E402
 
 
 def glu_block(c_in: int, c_out: int) -> nn.Sequential:
@@ -188,19 +187,11 @@ def networks(size, nz, ngf, ndf, nc):
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--data", type=pathlib.Path, required=True)
-    ap.add_argument("--out", type=pathlib.Path, required=True)
-    ap.add_argument("--minutes", type=float, required=True)
-    ap.add_argument("--image-size", type=int, default=32)
-    ap.add_argument("--channels", type=int, default=3, choices=[1, 3])
+    ap = common_arguments(__doc__.splitlines()[0])
     ap.add_argument("--ngf", type=int, default=16, help="canard's fastgan default")
     ap.add_argument("--ndf", type=int, default=16, help="canard's fastgan default")
     ap.add_argument("--batch", type=int, default=16, help="canard's fastgan default")
     ap.add_argument("--ema-half-life", type=float, default=10000, help="images (canard's default), ramped")
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--samples", type=int, default=2048)
-    ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
     size = args.image_size
     if size not in (32, 64, 128, 256):

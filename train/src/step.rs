@@ -122,13 +122,11 @@ impl StepCtx<'_> {
 
     /// DiffAugment when on: the discriminator only ever sees augmented images, real and fake alike.
     fn view(&self, x: &Tensor, rng: &mut ChaCha8Rng) -> candle_core::Result<Tensor> {
-        match self.augment {
-            Some(a) => a.apply(x, rng),
-            None => Ok(x.clone()),
-        }
+        self.view_sometimes(x, 1.0, rng)
     }
 
-    /// [`StepCtx::view`] with each transform applied with probability `p` (ADA).
+    /// [`StepCtx::view`] with each transform applied with probability `p` (ADA); at 1, the
+    /// same draws as DiffAugment's own `apply`.
     fn view_sometimes(&self, x: &Tensor, p: f64, rng: &mut ChaCha8Rng) -> candle_core::Result<Tensor> {
         match self.augment {
             Some(a) => a.apply_sometimes(x, p, rng),

@@ -65,20 +65,12 @@ fn every_parameter_gradient_matches_finite_differences() {
     for p in gan.g_params.iter().chain(gan.d_params.iter()).filter(|p| p.trainable) {
         let grad = grads.get(p.var.as_tensor()).unwrap_or_else(|| panic!("no gradient for {}", p.name));
         let analytic = grad.flatten_all().unwrap().to_vec1::<f64>().unwrap();
-        for i in [0, p.var.elem_count() / 2, p.var.elem_count() - 1] {
-            // A small step: with widths of one or two channels the loss bends sharply.
-            let numeric = common::finite_difference(&p.var, i, 1e-6, || {
-                restore(&gan, &saved);
-                loss(&gan, &z, &real).to_scalar::<f64>().unwrap()
-            });
-            let a = analytic[i];
-            assert!(
-                (numeric - a).abs() <= 1e-7 + 1e-4 * a.abs(),
-                "{}[{i}]: autograd {a}, finite difference {numeric}",
-                p.name
-            );
-            checked += 1;
-        }
+        let at = [0, p.var.elem_count() / 2, p.var.elem_count() - 1];
+        // A small step: with widths of one or two channels the loss bends sharply.
+        checked += common::assert_matches_differences(&p.name, &p.var, &analytic, at, 1e-6, 1e-7, || {
+            restore(&gan, &saved);
+            loss(&gan, &z, &real).to_scalar::<f64>().unwrap()
+        });
     }
     let trainable = gan.g_params.trainable().len() + gan.d_params.trainable().len();
     assert_eq!(checked, 3 * trainable);

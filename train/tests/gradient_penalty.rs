@@ -51,16 +51,10 @@ fn penalty_gradients_match_finite_differences_for_every_critic_weight() {
         if p.name.contains("conv") || p.name.ends_with("gamma") {
             assert!(analytic.iter().any(|g| g.abs() > 1e-9), "{}: the penalty does not reach it", p.name);
         }
-        for i in [0, p.var.elem_count() / 3, p.var.elem_count() - 1] {
-            let numeric = common::finite_difference(&p.var, i, 1e-6, || penalty().to_scalar::<f64>().unwrap());
-            let a = analytic[i];
-            assert!(
-                (numeric - a).abs() <= 1e-7 + 1e-4 * a.abs(),
-                "{}[{i}]: autograd {a}, finite difference {numeric}",
-                p.name
-            );
-            checked += 1;
-        }
+        let at = [0, p.var.elem_count() / 3, p.var.elem_count() - 1];
+        checked += common::assert_matches_differences(&p.name, &p.var, &analytic, at, 1e-6, 1e-7, || {
+            penalty().to_scalar::<f64>().unwrap()
+        });
     }
     // Critic at 16 px: conv 0, conv 1 + LayerNorm (γ, β), conv 2 → 5 tensors.
     assert_eq!(checked, 3 * 5);

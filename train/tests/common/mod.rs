@@ -1,4 +1,5 @@
-//! Shared by the gradient tests: a central finite difference of a loss in one tensor element.
+//! Shared by the gradient tests: a central finite difference of a loss in one tensor
+//! element, and autograd's gradient checked against it.
 
 use candle_core::{Tensor, Var};
 
@@ -14,4 +15,27 @@ pub fn finite_difference(var: &Var, i: usize, h: f64, loss: impl Fn() -> f64) ->
         l
     };
     (at(h) - at(-h)) / (2.0 * h)
+}
+
+/// Asserts that `analytic`, autograd's gradient of `loss` in `var` (named `name`), matches
+/// central differences with step `h` at each of `indices`, within `abs` + 1e-4·|gradient|.
+/// How many elements it checked.
+#[allow(dead_code)] // conv_ops checks every element at a tolerance of its own
+pub fn assert_matches_differences(
+    name: &str,
+    var: &Var,
+    analytic: &[f64],
+    indices: impl IntoIterator<Item = usize>,
+    h: f64,
+    abs: f64,
+    loss: impl Fn() -> f64,
+) -> usize {
+    let mut checked = 0;
+    for i in indices {
+        let numeric = finite_difference(var, i, h, &loss);
+        let a = analytic[i];
+        assert!((numeric - a).abs() <= abs + 1e-4 * a.abs(), "{name}[{i}]: autograd {a}, finite difference {numeric}");
+        checked += 1;
+    }
+    checked
 }
