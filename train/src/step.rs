@@ -25,6 +25,7 @@ use crate::ops::Element;
 use crate::optim::Optimizer;
 use crate::report::LossRecord;
 use crate::tape::penalty::add_gradient_penalty;
+use crate::tape::fastgan::{critic_backward_both, CriticWeights, GeneratorTape};
 use crate::tape::{backward_both, Net, Tape, Values};
 use crate::trainer::Gan;
 
@@ -90,8 +91,7 @@ pub struct StepCtx<'a> {
 }
 
 impl<'a> StepCtx<'a> {
-    /// The tape where it can run: on the CPU, for DCGAN's networks (dcgan, wgan, wgan-gp),
-    /// with or without DiffAugment; fastgan runs on candle's graph.
+    /// The tape where it can run: on the CPU, for every architecture.
     pub fn new(
         cfg: &'a TrainConfig,
         gan: &'a Gan,
@@ -99,7 +99,7 @@ impl<'a> StepCtx<'a> {
         device: &'a Device,
         augment: Option<&'a DiffAugment>,
     ) -> candle_core::Result<Self> {
-        let tape = device.is_cpu() && cfg.arch.kind() == crate::model::Kind::Dcgan;
+        let tape = device.is_cpu();
         let resident = if device.is_cpu() { None } else { Some(data.upload(device)?) };
         Ok(Self { cfg, gan, data, device, augment, tape, resident })
     }
@@ -134,13 +134,18 @@ impl StepCtx<'_> {
         }
     }
 
-    /// [`StepCtx::view`] on the tape: the images as the critic sees them, and the
+    /// [`StepCtx::view_sometimes`] on the tape: the images as the critic sees them, and the
     /// transforms drawn (for the generator's gradient to go back through). The same random
-    /// numbers as `view`.
-    fn view_values<T: Element>(&self, x: Values<T>, rng: &mut ChaCha8Rng) -> anyhow::Result<(Values<T>, Option<Draw>)> {
+    /// numbers as `view_sometimes`.
+    fn view_values<T: Element>(
+        &self,
+        x: Values<T>,
+        p: f64,
+        rng: &mut ChaCha8Rng,
+    ) -> anyhow::Result<(Values<T>, Option<Draw>)> {
         let Some(a) = self.augment else { return Ok((x, None)) };
         let [b, c, h, w] = x.dims[..] else { anyhow::bail!("DiffAugment needs NCHW images, not {:?}", x.dims) };
-        let draw = a.draw((b, c, h, w), rng);
+        let draw = a.draw_sometimes((b, c, h, w), p, rng);
         Ok((Values { data: draw.forward(&x.data), dims: x.dims }, Some(draw)))
     }
 }
@@ -187,8 +192,8 @@ fn dcgan_step_on_tape<T: Element>(
     let real = Values::<T>::of(&c.real_batch(cursor, rng)?)?;
     let b = real.dims[0];
     let g_tape = g_net.forward(Values::<T>::of(&c.noise(b, rng)?)?)?;
-    let (real, _) = c.view_values(real, rng)?;
-    let (fake, _) = c.view_values(g_tape.output().clone(), rng)?;
+    let (real, _) = c.view_values(real, 1.0, rng)?;
+    let (fake, _) = c.view_values(g_tape.output().clone(), 1.0, rng)?;
     let (loss_d, d_real, d_fake, _) = critic_update_on_tape(c, &d_net, opt_d, real, fake, None, |[r, f]| {
         bce_with_logits(r, 1.0)? + bce_with_logits(f, 0.0)?
     })?;
@@ -210,6 +215,11 @@ pub fn fastgan_step(
     step: usize,
     ada: Option<&mut Ada>,
 ) -> anyhow::Result<(StepLosses, usize)> {
+    match (c.tape, c.gan.g_params.dtype()) {
+        (true, DType::F32) => return fastgan_step_on_tape::<f32>(c, opt_g, opt_d, cursor, rng, step, ada),
+        (true, DType::F64) => return fastgan_step_on_tape::<f64>(c, opt_g, opt_d, cursor, rng, step, ada),
+        _ => {}
+    }
     let p = ada.as_ref().map_or(1.0, |a| a.p);
     let d = c.gan.d.fastgan().context("internal error: a fastgan step without fastgan's critic")?;
     let real = c.real_batch(cursor, rng)?;
@@ -229,6 +239,69 @@ pub fn fastgan_step(
 
     let loss_g = d.frozen().forward(&c.view_sometimes(&fake, p, rng)?, true)?.mean_all()?.neg()?;
     opt_g.backward_step(&loss_g)?;
+    let (r, f) = (d_real.mean_all()?, d_fake.mean_all()?);
+    Ok((StepLosses::new(step, cursor.epoch + 1, [&loss_d, &loss_g, &r, &f, &rebuilt])?, b))
+}
+
+/// [`fastgan_step`] on the CPU tape (`crate::tape::fastgan`): the same operations in the
+/// same order, the same random numbers; the critic's passes on real and generated
+/// pictures run side by side.
+fn fastgan_step_on_tape<T: Element>(
+    c: &StepCtx,
+    opt_g: &mut Optimizer,
+    opt_d: &mut Optimizer,
+    cursor: &mut Cursor,
+    rng: &mut ChaCha8Rng,
+    step: usize,
+    ada: Option<&mut Ada>,
+) -> anyhow::Result<(StepLosses, usize)> {
+    let p = ada.as_ref().map_or(1.0, |a| a.p);
+    let internal = "internal error: a fastgan step without fastgan's networks";
+    let (g, d) = (c.gan.g.fastgan().context(internal)?, c.gan.d.fastgan().context(internal)?);
+    let real = Values::<T>::of(&c.real_batch(cursor, rng)?)?;
+    let b = real.dims[0];
+    let g_tape = GeneratorTape::forward(g, Values::<T>::of(&c.noise(b, rng)?)?)?;
+
+    let part = rng.random_range(0..4usize);
+    let (real, _) = c.view_values(real, p, rng)?;
+    let targets = rebuild_targets(&Tensor::from_vec(real.data.clone(), real.dims.clone(), c.device)?, part)?;
+    let (fake, _) = c.view_values(g_tape.output().clone(), p, rng)?;
+    let (w_real, w_fake) = (CriticWeights::of(d, true)?, CriticWeights::of(d, false)?);
+    let (on_real, on_fake) = rayon::join(|| w_real.forward(real, part), || w_fake.forward(fake, part));
+    let (mut on_real, mut on_fake) = (on_real?, on_fake?);
+    on_real.record()?;
+    on_fake.record()?;
+    let [all, quarter] = on_real.rebuilt().context("internal error: the critic rebuilt nothing")?;
+    let flat = |v: &Values<T>| Values { data: v.data.clone(), dims: vec![v.data.len()] };
+    let mut rebuilt = None;
+    let outputs = [on_real.logits(), on_fake.logits(), &flat(all), &flat(quarter)];
+    let (loss_d, [(d_real, dl_real), (d_fake, dl_fake), (_, dl_all), (_, dl_quarter)]) =
+        logit_loss(c.device, outputs, |[r, f, a, q]| {
+            let loss = rebuild_loss(a, q, &(targets.0.flatten_all()?, targets.1.flatten_all()?))?;
+            rebuilt = Some(loss.clone());
+            (hinge(r, true)? + hinge(f, false)?)? + loss
+        })?;
+    if let Some(ada) = ada {
+        ada.observe(&d_real.to_dtype(DType::F32)?.to_vec1::<f32>()?);
+    }
+    let grads = critic_backward_both(d, (&on_real, dl_real, Some([dl_all, dl_quarter])), (&on_fake, dl_fake, None))?;
+    drop((on_real, on_fake));
+    opt_d.step(&grads)?;
+
+    let (seen, draw) = c.view_values(g_tape.output().clone(), p, rng)?;
+    let w_gen = CriticWeights::of(d, false)?;
+    let mut on_gen = w_gen.forward(seen, part)?;
+    on_gen.record()?;
+    let (loss_g, [(_, dl)]) = logit_loss(c.device, [on_gen.logits()], |[f]| f.mean_all()?.neg())?;
+    let dseen = on_gen.backward(dl, None, None, true)?.context("the critic's tape gave no input gradient")?;
+    let dfake = match draw {
+        Some(d) => d.backward(&dseen),
+        None => dseen,
+    };
+    let mut grads = GradStore::default();
+    g_tape.backward(dfake, &mut grads)?;
+    opt_g.step(&grads)?;
+    let rebuilt = rebuilt.context("internal error: no reconstruction loss")?.to_dtype(DType::F32)?;
     let (r, f) = (d_real.mean_all()?, d_fake.mean_all()?);
     Ok((StepLosses::new(step, cursor.epoch + 1, [&loss_d, &loss_g, &r, &f, &rebuilt])?, b))
 }
@@ -284,7 +357,7 @@ fn generator_update_on_tape<T: Element>(
     rng: &mut ChaCha8Rng,
     loss: impl FnOnce([&Tensor; 1]) -> candle_core::Result<Tensor>,
 ) -> anyhow::Result<Tensor> {
-    let (seen, draw) = c.view_values(g_tape.output().clone(), rng)?;
+    let (seen, draw) = c.view_values(g_tape.output().clone(), 1.0, rng)?;
     let d_gen = d_net.forward(seen)?;
     let (loss, [(_, dl)]) = logit_loss(c.device, [d_gen.output()], loss)?;
     let dseen = d_gen.backward(dl, None, true)?.context("the critic's tape gave no input gradient")?;
@@ -384,11 +457,11 @@ fn wgan_step_on_tape<T: Element>(
     let mut images = 0;
     let mut last: Option<[Tensor; 4]> = None;
     for _ in 0..n {
-        let (real, _) = c.view_values(Values::<T>::of(&c.real_batch(cursor, rng)?)?, rng)?;
+        let (real, _) = c.view_values(Values::<T>::of(&c.real_batch(cursor, rng)?)?, 1.0, rng)?;
         let b = real.dims[0];
         images += b;
         let fake = g_net.forward(Values::<T>::of(&c.noise(b, rng)?)?)?.into_output();
-        let (fake, _) = c.view_values(fake, rng)?;
+        let (fake, _) = c.view_values(fake, 1.0, rng)?;
         let x_hat = (cfg.arch == Arch::WganGp).then(|| interpolate(&real, &fake, rng));
         let (loss, r, f, gp) =
             critic_update_on_tape(c, &d_net, opt_d, real, fake, x_hat, |[r, f]| f.mean_all()? - r.mean_all()?)?;

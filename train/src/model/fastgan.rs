@@ -332,6 +332,20 @@ impl Discriminator {
         Ok((logits, self.rebuild_all.forward(&f8, train)?, self.rebuild_part.forward(&quarter, train)?))
     }
 
+    /// Every spectrally normalised convolution: the down blocks', the logit's, the decoders'.
+    pub fn spectral_layers(&self) -> Vec<&SpectralConv> {
+        let decoders = [&self.rebuild_all, &self.rebuild_part]
+            .into_iter()
+            .flat_map(|d| d.ups.iter().map(|(c, _)| c).chain(std::iter::once(&d.out)));
+        self.downs.iter().map(|b| &b.conv).chain(std::iter::once(&self.logit)).chain(decoders).collect()
+    }
+
+    /// Every BatchNorm layer: the down blocks', then the decoders'.
+    pub fn batch_norms(&self) -> Vec<&BatchNorm2d> {
+        let decoders = [&self.rebuild_all, &self.rebuild_part].into_iter().flat_map(|d| d.ups.iter().map(|(_, bn)| bn));
+        self.downs.iter().filter_map(|b| b.bn.as_ref()).chain(decoders).collect()
+    }
+
     /// The same critic with its parameters detached (see `dcgan::Discriminator::frozen`);
     /// its spectral norms share their estimates and keep iterating in training mode, as
     /// PyTorch's do.

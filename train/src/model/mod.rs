@@ -102,6 +102,14 @@ impl Generator {
             Self::Fastgan(_) => None,
         }
     }
+
+    /// The fastgan generator, if this is one.
+    pub fn fastgan(&self) -> Option<&fastgan::Generator> {
+        match self {
+            Self::Fastgan(g) => Some(g),
+            Self::Dcgan(_) => None,
+        }
+    }
 }
 
 pub enum Discriminator {

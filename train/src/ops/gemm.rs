@@ -37,6 +37,7 @@ impl<'a, T> Mat<'a, T> {
 pub trait Element: candle_core::WithDType {
     fn sqrt(self) -> Self;
     fn tanh(self) -> Self;
+    fn exp(self) -> Self;
 }
 
 impl Element for f32 {
@@ -46,6 +47,9 @@ impl Element for f32 {
     fn tanh(self) -> Self {
         f32::tanh(self)
     }
+    fn exp(self) -> Self {
+        f32::exp(self)
+    }
 }
 
 impl Element for f64 {
@@ -54,6 +58,9 @@ impl Element for f64 {
     }
     fn tanh(self) -> Self {
         f64::tanh(self)
+    }
+    fn exp(self) -> Self {
+        f64::exp(self)
     }
 }
 

@@ -35,6 +35,37 @@ fn sigmoid<T: WithDType>(v: T) -> T {
     T::from_f64(1.0 / (1.0 + (-v.to_f64()).exp()))
 }
 
+/// The GLU on plain values: `n` samples of 2·`per` values (a, then b) → `n` of `per`.
+pub fn glu_values<T: WithDType>(x: &[T], n: usize, per: usize) -> Vec<T> {
+    let mut y = vec![T::zero(); n * per];
+    y.par_chunks_mut(per).zip(x.par_chunks(2 * per)).for_each(|(y, x)| {
+        let (a, b) = x.split_at(per);
+        for ((y, &a), &b) in y.iter_mut().zip(a).zip(b) {
+            *y = a * sigmoid(b);
+        }
+    });
+    y
+}
+
+/// [`glu_values`]' input gradient from its input and its output's gradient:
+/// da = dy·σ(b), db = dy·a·σ(b)·(1 − σ(b)).
+pub fn glu_grad_values<T: WithDType>(x: &[T], dy: &[T], n: usize, per: usize) -> Result<Vec<T>> {
+    if dy.len() != n * per || x.len() != 2 * n * per {
+        bail!("glu backward: {} gradients and {} inputs for {} outputs", dy.len(), x.len(), n * per);
+    }
+    let mut dx = vec![T::zero(); 2 * n * per];
+    dx.par_chunks_mut(2 * per).zip(x.par_chunks(2 * per)).zip(dy.par_chunks(per)).for_each(|((dx, x), dy)| {
+        let (da, db) = dx.split_at_mut(per);
+        let (a, b) = x.split_at(per);
+        for i in 0..per {
+            let s = sigmoid(b[i]);
+            da[i] = dy[i] * s;
+            db[i] = dy[i] * a[i] * s * (T::one() - s);
+        }
+    });
+    Ok(dx)
+}
+
 impl CustomOp1 for Glu {
     fn name(&self) -> &'static str {
         "canard-glu"
@@ -42,19 +73,9 @@ impl CustomOp1 for Glu {
 
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
         let (n, per) = half(l.shape())?;
-        fn run<T: WithDType>(x: &[T], n: usize, per: usize) -> Vec<T> {
-            let mut y = vec![T::zero(); n * per];
-            y.par_chunks_mut(per).zip(x.par_chunks(2 * per)).for_each(|(y, x)| {
-                let (a, b) = x.split_at(per);
-                for ((y, &a), &b) in y.iter_mut().zip(a).zip(b) {
-                    *y = a * sigmoid(b);
-                }
-            });
-            y
-        }
         let out = match s {
-            CpuStorage::F32(x) => CpuStorage::F32(run(contiguous(x, l)?, n, per)),
-            CpuStorage::F64(x) => CpuStorage::F64(run(contiguous(x, l)?, n, per)),
+            CpuStorage::F32(x) => CpuStorage::F32(glu_values(contiguous(x, l)?, n, per)),
+            CpuStorage::F64(x) => CpuStorage::F64(glu_values(contiguous(x, l)?, n, per)),
             _ => bail!("glu: f32 or f64 only, got {:?}", s.dtype()),
         };
         let d = l.shape().dims();
@@ -71,31 +92,14 @@ impl CustomOp2 for GluGrad {
         "canard-glu-grad"
     }
 
-    /// da = dy·σ(b), db = dy·a·σ(b)·(1 − σ(b)).
     fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> Result<(CpuStorage, Shape)> {
         let (n, per) = half(l1.shape())?;
-        fn run<T: WithDType>(x: &[T], dy: &[T], n: usize, per: usize) -> Result<Vec<T>> {
-            if dy.len() != n * per {
-                bail!("glu backward: {} gradients for {} outputs", dy.len(), n * per);
-            }
-            let mut dx = vec![T::zero(); 2 * n * per];
-            dx.par_chunks_mut(2 * per).zip(x.par_chunks(2 * per)).zip(dy.par_chunks(per)).for_each(|((dx, x), dy)| {
-                let (da, db) = dx.split_at_mut(per);
-                let (a, b) = x.split_at(per);
-                for i in 0..per {
-                    let s = sigmoid(b[i]);
-                    da[i] = dy[i] * s;
-                    db[i] = dy[i] * a[i] * s * (T::one() - s);
-                }
-            });
-            Ok(dx)
-        }
         let out = match (s1, s2) {
             (CpuStorage::F32(x), CpuStorage::F32(dy)) => {
-                CpuStorage::F32(run(contiguous(x, l1)?, contiguous(dy, l2)?, n, per)?)
+                CpuStorage::F32(glu_grad_values(contiguous(x, l1)?, contiguous(dy, l2)?, n, per)?)
             }
             (CpuStorage::F64(x), CpuStorage::F64(dy)) => {
-                CpuStorage::F64(run(contiguous(x, l1)?, contiguous(dy, l2)?, n, per)?)
+                CpuStorage::F64(glu_grad_values(contiguous(x, l1)?, contiguous(dy, l2)?, n, per)?)
             }
             _ => bail!("glu backward: f32 or f64 operands of one type"),
         };

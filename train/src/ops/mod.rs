@@ -24,12 +24,12 @@
 mod batch_norm;
 mod conv;
 mod gemm;
-mod glu;
+pub mod glu;
 mod im2col;
 pub mod layer_norm;
 mod leaky_relu;
 pub mod profile;
-mod upsample;
+pub mod upsample;
 
 pub use batch_norm::{batch_norm_act, Activation, BatchNormAct, Stats};
 pub use conv::{conv2d_values, conv_transpose2d_values, weight_grad_values, Geometry};

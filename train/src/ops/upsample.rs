@@ -28,6 +28,33 @@ fn dims(shape: &Shape) -> Result<(usize, usize, usize, usize)> {
     }
 }
 
+/// Upsampling on plain values: rows of `w` values, each made two rows of 2·`w`.
+pub fn upsample2_values<T: WithDType>(x: &[T], w: usize) -> Vec<T> {
+    let mut y = vec![T::zero(); x.len() * 4];
+    // One output row pair per task: row 2i and 2i+1 both repeat input row i.
+    y.par_chunks_mut(4 * w).zip(x.par_chunks(w)).for_each(|(rows, x)| {
+        let (top, bottom) = rows.split_at_mut(2 * w);
+        for (j, &v) in x.iter().enumerate() {
+            top[2 * j] = v;
+            top[2 * j + 1] = v;
+        }
+        bottom.copy_from_slice(top);
+    });
+    y
+}
+
+/// [`upsample2_values`]' adjoint: each 2×2 block of the gradient summed (`w`: the input's width).
+pub fn upsample2_grad_values<T: WithDType>(dy: &[T], w: usize) -> Vec<T> {
+    let mut dx = vec![T::zero(); dy.len() / 4];
+    dx.par_chunks_mut(w).zip(dy.par_chunks(4 * w)).for_each(|(dx, rows)| {
+        let (top, bottom) = rows.split_at(2 * w);
+        for (j, d) in dx.iter_mut().enumerate() {
+            *d = top[2 * j] + top[2 * j + 1] + bottom[2 * j] + bottom[2 * j + 1];
+        }
+    });
+    dx
+}
+
 impl CustomOp1 for Upsample2 {
     fn name(&self) -> &'static str {
         "canard-upsample2"
@@ -35,22 +62,9 @@ impl CustomOp1 for Upsample2 {
 
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
         let (n, c, h, w) = dims(l.shape())?;
-        fn run<T: WithDType>(x: &[T], w: usize) -> Vec<T> {
-            let mut y = vec![T::zero(); x.len() * 4];
-            // One output row pair per task: row 2i and 2i+1 both repeat input row i.
-            y.par_chunks_mut(4 * w).zip(x.par_chunks(w)).for_each(|(rows, x)| {
-                let (top, bottom) = rows.split_at_mut(2 * w);
-                for (j, &v) in x.iter().enumerate() {
-                    top[2 * j] = v;
-                    top[2 * j + 1] = v;
-                }
-                bottom.copy_from_slice(top);
-            });
-            y
-        }
         let out = match s {
-            CpuStorage::F32(x) => CpuStorage::F32(run(contiguous(x, l)?, w)),
-            CpuStorage::F64(x) => CpuStorage::F64(run(contiguous(x, l)?, w)),
+            CpuStorage::F32(x) => CpuStorage::F32(upsample2_values(contiguous(x, l)?, w)),
+            CpuStorage::F64(x) => CpuStorage::F64(upsample2_values(contiguous(x, l)?, w)),
             _ => bail!("upsample: f32 or f64 only, got {:?}", s.dtype()),
         };
         Ok((out, Shape::from((n, c, 2 * h, 2 * w))))
@@ -72,19 +86,9 @@ impl CustomOp1 for Upsample2Grad {
             bail!("upsample backward: an even-sided gradient, not {h2}×{w2}");
         }
         let w = w2 / 2;
-        fn run<T: WithDType>(dy: &[T], w: usize) -> Vec<T> {
-            let mut dx = vec![T::zero(); dy.len() / 4];
-            dx.par_chunks_mut(w).zip(dy.par_chunks(4 * w)).for_each(|(dx, rows)| {
-                let (top, bottom) = rows.split_at(2 * w);
-                for (j, d) in dx.iter_mut().enumerate() {
-                    *d = top[2 * j] + top[2 * j + 1] + bottom[2 * j] + bottom[2 * j + 1];
-                }
-            });
-            dx
-        }
         let out = match s {
-            CpuStorage::F32(dy) => CpuStorage::F32(run(contiguous(dy, l)?, w)),
-            CpuStorage::F64(dy) => CpuStorage::F64(run(contiguous(dy, l)?, w)),
+            CpuStorage::F32(dy) => CpuStorage::F32(upsample2_grad_values(contiguous(dy, l)?, w)),
+            CpuStorage::F64(dy) => CpuStorage::F64(upsample2_grad_values(contiguous(dy, l)?, w)),
             _ => bail!("upsample backward: f32 or f64 only, got {:?}", s.dtype()),
         };
         Ok((out, Shape::from((n, c, h2 / 2, w))))

@@ -25,6 +25,7 @@ use crate::model::{Discriminator, Generator, Norm};
 use crate::ops::layer_norm::{self, Normed};
 use crate::ops::{self, with_slice, Activation, BatchNormAct, Element, Geometry, Stats, TASK_VALUES};
 
+pub mod fastgan;
 pub mod penalty;
 
 /// NCHW values and their shape.

@@ -2,14 +2,14 @@
 //! moved off their initial values, and whole training steps on the tape against the same
 //! steps on candle's graph.
 
-use canard_train::augment::DiffAugment;
+use canard_train::augment::{Ada, DiffAugment};
 use canard_train::config::{Arch, Settings};
 use canard_train::cursor::Cursor;
 use canard_train::data::Dataset;
 use canard_train::model::params::randn;
 use canard_train::model::{CriticNorm, DcganShape};
 use canard_train::optim::{Optimizer, Rule};
-use canard_train::step::{dcgan_step, wgan_step, StepCtx};
+use canard_train::step::{dcgan_step, fastgan_step, wgan_step, StepCtx};
 use canard_train::trainer::Gan;
 use candle_core::{DType, Device, Tensor};
 use rand::{Rng, SeedableRng};
@@ -38,14 +38,16 @@ pub fn assert_close(what: &str, ours: &[f64], reference: &[f64], tol: f64) {
 
 /// Whole steps, tape against graph, from the same network, data and random numbers: the
 /// losses each step reports and every parameter after three steps, with or without
-/// DiffAugment (and mirroring). And batches picked from pixels uploaded to the device (as
+/// DiffAugment (and mirroring; fastgan always has it, here with ADA's probability at 0.5).
+/// And batches picked from pixels uploaded to the device (as
 /// on a GPU) train bit for bit as the host's batches do.
 pub fn tape_and_graph_steps_agree(arch: Arch, augment: Option<&DiffAugment>) {
+    let size = if arch == Arch::Fastgan { 32 } else { 16 };
     let settings = Settings {
         data: Some("random".into()),
         name: Some("tape".into()),
         arch: Some(arch),
-        image_size: Some(16),
+        image_size: Some(size),
         batch_size: Some(4),
         ngf: Some(4),
         ndf: Some(4),
@@ -58,13 +60,15 @@ pub fn tape_and_graph_steps_agree(arch: Arch, augment: Option<&DiffAugment>) {
     let cfg = settings.resolve().unwrap();
     let dev = Device::Cpu;
     let mut rng = ChaCha8Rng::seed_from_u64(3);
-    let pixels: Vec<u8> = (0..12 * 3 * 16 * 16).map(|_| rng.random()).collect();
-    let data = Dataset { source: "random".into(), pixels, len: 12, channels: 3, size: 16 };
-    let shape = DcganShape { image_size: 16, channels: 3, nz: 8, ngf: 4, ndf: 4 };
+    let pixels: Vec<u8> = (0..12 * 3 * size * size).map(|_| rng.random()).collect();
+    let data = Dataset { source: "random".into(), pixels, len: 12, channels: 3, size };
+    let shape = DcganShape { image_size: size, channels: 3, nz: 8, ngf: 4, ndf: 4 };
     let run = |tape: bool, resident: bool| {
         let mut rng = ChaCha8Rng::seed_from_u64(5);
         let norm = if arch == Arch::WganGp { CriticNorm::Layer } else { CriticNorm::Batch };
-        let gan = Gan::build(shape, norm, &mut rng, &dev, DType::F32).unwrap();
+        let gan = Gan::build_kind(arch.kind(), shape, norm, &mut rng, &dev, DType::F32).unwrap();
+        let mut ada = Ada::new(0.6);
+        ada.p = 0.5;
         let rule = match arch {
             Arch::Wgan => Rule::RmsProp { alpha: 0.99, eps: 1e-8 },
             _ => Rule::Adam { beta1: 0.5, beta2: 0.999, eps: 1e-8 },
@@ -80,6 +84,9 @@ pub fn tape_and_graph_steps_agree(arch: Arch, augment: Option<&DiffAugment>) {
         for step in 1..=3 {
             let (out, _) = match arch {
                 Arch::Dcgan => dcgan_step(&ctx, &mut opt_g, &mut opt_d, &mut cursor, &mut rng, step),
+                Arch::Fastgan => {
+                    fastgan_step(&ctx, &mut opt_g, &mut opt_d, &mut cursor, &mut rng, step, Some(&mut ada))
+                }
                 _ => wgan_step(&ctx, &mut opt_g, &mut opt_d, &mut cursor, &mut rng, step),
             }
             .unwrap();
@@ -89,7 +96,7 @@ pub fn tape_and_graph_steps_agree(arch: Arch, augment: Option<&DiffAugment>) {
         }
         let params: Vec<(String, Vec<f64>)> =
             gan.g_params.iter().chain(gan.d_params.iter()).map(|p| (p.name.clone(), vec(p.var.as_tensor()))).collect();
-        (losses, params, rng.random::<u64>())
+        (losses, params, (rng.random::<u64>(), ada.signs.to_bits()))
     };
     let (tape, graph) = (run(true, false), run(false, false));
     assert_eq!(run(true, true), tape, "{arch:?}: uploaded pixels give the same bits");
