@@ -110,19 +110,23 @@ impl SpectralConv {
 
     /// W/σ(W); `update` advances the power iteration (training), else the kept `u` is used.
     pub fn weight(&self, update: bool) -> Result<Tensor> {
+        let (u, v) = self.singular_vectors(update)?;
         let w = &self.conv.weight;
-        let mat = w.flatten_from(1)?; // [out, in·k·k]
+        w.broadcast_div(&sigma(w, &u, &v)?)
+    }
+
+    /// The power iteration's estimates u [out, 1] and v [in·k·k, 1] (detached); `update`
+    /// takes one step from the kept u and keeps the new one.
+    pub fn singular_vectors(&self, update: bool) -> Result<(Tensor, Tensor)> {
+        let mat = self.conv.weight.detach().flatten_from(1)?; // [out, in·k·k]
         let u = self.u.as_tensor().unsqueeze(1)?; // [out, 1]
-        let v = unit(&mat.detach().t()?.matmul(&u)?)?; // [in·k·k, 1]
-        let u = if update {
-            let u = unit(&mat.detach().matmul(&v)?)?;
-            self.u.set(&u.squeeze(1)?)?;
-            u
-        } else {
-            u
-        };
-        let sigma = u.t()?.matmul(&mat.matmul(&v)?)?.reshape(())?;
-        w.broadcast_div(&sigma)
+        let v = unit(&mat.t()?.matmul(&u)?)?; // [in·k·k, 1]
+        if !update {
+            return Ok((u, v));
+        }
+        let u = unit(&mat.matmul(&v)?)?;
+        self.u.set(&u.squeeze(1)?)?;
+        Ok((u, v))
     }
 
     pub fn forward(&self, x: &Tensor, train: bool) -> Result<Tensor> {
@@ -133,6 +137,11 @@ impl SpectralConv {
     fn frozen(&self) -> Self {
         Self { conv: Conv2d { weight: self.conv.weight.detach(), ..self.conv }, u: self.u.clone() }
     }
+}
+
+/// σ = uᵀ W v for a weight and the power iteration's estimates (a scalar; differentiable in W).
+pub fn sigma(w: &Tensor, u: &Tensor, v: &Tensor) -> Result<Tensor> {
+    u.t()?.matmul(&w.flatten_from(1)?.matmul(v)?)?.reshape(())
 }
 
 /// v/‖v‖ (PyTorch's eps of 1e-12).

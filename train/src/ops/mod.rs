@@ -29,7 +29,7 @@ mod im2col;
 pub mod layer_norm;
 mod leaky_relu;
 pub mod profile;
-pub mod upsample;
+mod upsample;
 
 pub use batch_norm::{batch_norm_act, Activation, BatchNormAct, Stats};
 pub use conv::{conv2d_values, conv_transpose2d_values, weight_grad_values, Geometry};

@@ -4,20 +4,19 @@
 //!
 //! The networks are not a chain, so each has its own record: the generator's maps feed
 //! the next block and, three blocks on, a skip-layer excitation; the critic's 16×16 and
-//! 8×8 features feed the decoders. Spectral normalisation stays in candle: W/σ(W) is
-//! computed (and u advanced) by [`SpectralConv::weight`] on the small weight, the tape runs
-//! the convolution with its values, and W's gradient comes back through candle's graph of
-//! that one division ([`spectral_grads`]). `tests/tape.rs` checks every gradient against
+//! 8×8 features feed the decoders. Spectral normalisation's power iteration stays in
+//! candle ([`SpectralConv::singular_vectors`]); the tape divides by σ and carries the
+//! gradient back through it ([`Spectral`]). `tests/tape.rs` checks every gradient against
 //! candle's graph.
 
 use candle_core::backprop::GradStore;
 use candle_core::{bail, Result, Tensor};
+use rayon::prelude::*;
 
 use super::{accumulate, in_parallel, Pending, Values};
-use crate::model::fastgan::{Decoder, Discriminator, Excitation, Generator, SpectralConv, EXCITE_SLOPE};
+use crate::model::fastgan::{self, Decoder, Discriminator, Excitation, Generator, SpectralConv, EXCITE_SLOPE};
 use crate::model::layers::{BatchNorm2d, BN_EPS, LEAKY_SLOPE};
 use crate::ops::glu::{glu_grad_values, glu_values};
-use crate::ops::upsample::{upsample2_grad_values, upsample2_values};
 use crate::ops::{self, Activation, BatchNormAct, Element, Geometry};
 
 /// A convolution's weight values and geometry, as one pass reads them.
@@ -56,19 +55,56 @@ impl<T: Element> Kernel<T> {
     }
 }
 
-/// A spectrally normalised convolution for one pass: W/σ(W) in candle (its graph leads
-/// back to W) and its values.
-struct Spectral<T> {
-    bar: Tensor,
+/// A spectrally normalised convolution for one pass: W̄ = W/σ as the kernel, with
+/// σ = uᵀWv from the power iteration's u and v.
+struct Spectral<'a, T> {
+    layer: &'a SpectralConv,
     kernel: Kernel<T>,
+    u: Vec<T>,
+    v: Vec<T>,
+    sigma: T,
 }
 
-impl<T: Element> Spectral<T> {
+impl<'a, T: Element> Spectral<'a, T> {
     /// Advances the layer's power iteration, as a training forward pass does.
-    fn of(layer: &SpectralConv) -> Result<Self> {
-        let bar = layer.weight(true)?;
-        let kernel = Kernel::of(&bar, layer.conv.stride, layer.conv.padding)?;
-        Ok(Self { bar, kernel })
+    fn of(layer: &'a SpectralConv) -> Result<Self> {
+        let (u, v) = layer.singular_vectors(true)?;
+        let w = layer.conv.weight.detach();
+        let sigma = fastgan::sigma(&w, &u, &v)?;
+        let kernel = Kernel::of(&w.broadcast_div(&sigma)?, layer.conv.stride, layer.conv.padding)?;
+        let sigma = T::from_f64(sigma.to_dtype(candle_core::DType::F64)?.to_scalar::<f64>()?);
+        Ok(Self { layer, kernel, u: Values::of(&u)?.data, v: Values::of(&v)?.data, sigma })
+    }
+
+    /// Adds W's gradient to `grads` from W̄'s: (dW̄ − ⟨dW̄, W̄⟩·u vᵀ)/σ, u and v held
+    /// constant (as PyTorch's `spectral_norm` differentiates).
+    fn accumulate(&self, grads: &mut GradStore, dbar: Vec<T>) -> Result<()> {
+        let bar = &self.kernel.w.data;
+        let dot = dbar.iter().zip(bar).fold(T::zero(), |s, (&d, &b)| s + d * b);
+        let cols = self.v.len();
+        let mut dw = dbar;
+        for (row, &u) in dw.chunks_mut(cols).zip(&self.u) {
+            for (d, &v) in row.iter_mut().zip(&self.v) {
+                *d = (*d - dot * u * v) / self.sigma;
+            }
+        }
+        accumulate(grads, &self.layer.conv.weight, dw)
+    }
+}
+
+/// A weight whose gradient a block adds: a parameter's own, or a spectral layer's W̄.
+#[derive(Clone, Copy)]
+enum Weight<'a, T> {
+    Param(&'a Tensor),
+    Spectral(&'a Spectral<'a, T>),
+}
+
+impl<T: Element> Weight<'_, T> {
+    fn accumulate(self, grads: &mut GradStore, dw: Vec<T>) -> Result<()> {
+        match self {
+            Weight::Param(t) => accumulate(grads, t, dw),
+            Weight::Spectral(s) => s.accumulate(grads, dw),
+        }
     }
 }
 
@@ -103,11 +139,6 @@ impl<'a, T: Element> Normed<'a, T> {
     }
 }
 
-fn upsampled<T: Element>(x: &Values<T>) -> Values<T> {
-    let d = &x.dims;
-    Values { data: upsample2_values(&x.data, d[3]), dims: vec![d[0], d[1], 2 * d[2], 2 * d[3]] }
-}
-
 fn tanh<T: Element>(mut x: Values<T>) -> Values<T> {
     in_parallel(&mut x.data, |v, _| v.tanh(), &[]);
     x
@@ -125,101 +156,187 @@ fn add_into<T: Element>(dst: &mut Option<Vec<T>>, src: Vec<T>) {
     }
 }
 
-/// [upsample ×2 →] a convolution (transposed for the generator's first) → BatchNorm → GLU:
-/// fastgan's generator and decoder blocks.
+/// Nearest upsampling ×2 and then a 3×3 convolution (stride 1, padding 1), computed on
+/// the small map: each of the four output phases (even or odd row, even or odd column)
+/// reads two rows and two columns of the small map, so it is a 2×2 convolution whose taps
+/// are the 3×3 kernel's summed over the rows and columns that read the same small pixel.
+/// All four phases are one convolution (4·out channels, 2×2, padding 1, (h+1)×(w+1)
+/// outputs), interleaved: 16 products per small pixel and output channel instead of 36,
+/// and no upsampled copy. The same function as [`crate::ops::upsample2`] then the
+/// convolution, up to rounding.
+mod up_conv {
+    use super::{Element, Geometry, Kernel, Values};
+    use candle_core::{bail, Result};
+    use rayon::prelude::*;
+
+    /// Which of the 2×2 taps 3×3 tap `k` (0–2) reads, for phase `a` (0 even, 1 odd): the
+    /// upsampled row 2i + a − 1 + k is small row i − 1 + tap (phase 0) or i + tap (phase 1).
+    fn tap(a: usize, k: usize) -> usize {
+        [[0, 1, 1], [0, 0, 1]][a][k]
+    }
+
+    /// The four phases' 2×2 kernels [4·out, in, 2, 2] (phase 2a + b first) from the 3×3 one.
+    pub fn fold<T: Element>(k: &Kernel<T>) -> Result<Kernel<T>> {
+        let &[o, c, 3, 3] = &k.w.dims[..] else { bail!("internal error: upsampling 3×3 kernels only, not {:?}", k.w.dims) };
+        let mut f = vec![T::zero(); 4 * o * c * 4];
+        for (a, b) in [(0, 0), (0, 1), (1, 0), (1, 1)] {
+            for oc in 0..o * c {
+                let w = &k.w.data[oc * 9..oc * 9 + 9];
+                let dst = &mut f[((2 * a + b) * o * c + oc) * 4..][..4];
+                for ky in 0..3 {
+                    for kx in 0..3 {
+                        dst[tap(a, ky) * 2 + tap(b, kx)] += w[ky * 3 + kx];
+                    }
+                }
+            }
+        }
+        Ok(Kernel { w: Values { data: f, dims: vec![4 * o, c, 2, 2] }, g: Geometry::new(2, 1, 1)? })
+    }
+
+    /// [`fold`]'s adjoint: the 3×3 kernel's gradient from the phases' [o, c, 3, 3].
+    pub fn unfold<T: Element>(df: &[T], o: usize, c: usize) -> Vec<T> {
+        let mut dw = vec![T::zero(); o * c * 9];
+        for (a, b) in [(0, 0), (0, 1), (1, 0), (1, 1)] {
+            for oc in 0..o * c {
+                let src = &df[((2 * a + b) * o * c + oc) * 4..][..4];
+                let w = &mut dw[oc * 9..oc * 9 + 9];
+                for ky in 0..3 {
+                    for kx in 0..3 {
+                        w[ky * 3 + kx] += src[tap(a, ky) * 2 + tap(b, kx)];
+                    }
+                }
+            }
+        }
+        dw
+    }
+
+    /// The phases' outputs [N, 4·o, h+1, w+1] → the picture [N, o, 2h, 2w]:
+    /// y[2i+a, 2j+b] = phase (a, b) at (i+a, j+b).
+    pub fn interleave<T: Element>(p: &Values<T>, o: usize) -> Values<T> {
+        let (n, h1, w1) = (p.dims[0], p.dims[2], p.dims[3]);
+        let (h, w) = (h1 - 1, w1 - 1);
+        let mut y = vec![T::zero(); n * o * 4 * h * w];
+        y.par_chunks_mut(o * 4 * h * w).zip(p.data.par_chunks(4 * o * h1 * w1)).for_each(|(img, src)| {
+            for (phase, src) in src.chunks(o * h1 * w1).enumerate() {
+                let (a, b) = (phase / 2, phase % 2);
+                for (plane, src) in img.chunks_mut(4 * h * w).zip(src.chunks(h1 * w1)) {
+                    for i in 0..h {
+                        let row = &mut plane[(2 * i + a) * 2 * w..][..2 * w];
+                        let from = &src[(i + a) * w1 + b..][..w];
+                        for (j, &v) in from.iter().enumerate() {
+                            row[2 * j + b] = v;
+                        }
+                    }
+                }
+            }
+        });
+        Values { data: y, dims: vec![n, o, 2 * h, 2 * w] }
+    }
+
+    /// [`interleave`]'s adjoint: the phases' gradient (zero where no output reads them).
+    pub fn deinterleave<T: Element>(dy: &[T], p_dims: &[usize]) -> Vec<T> {
+        let (n, o4, h1, w1) = (p_dims[0], p_dims[1], p_dims[2], p_dims[3]);
+        let (o, h, w) = (o4 / 4, h1 - 1, w1 - 1);
+        let mut dp = vec![T::zero(); n * o4 * h1 * w1];
+        dp.par_chunks_mut(o4 * h1 * w1).zip(dy.par_chunks(o * 4 * h * w)).for_each(|(img, src)| {
+            for (phase, dst) in img.chunks_mut(o * h1 * w1).enumerate() {
+                let (a, b) = (phase / 2, phase % 2);
+                for (plane, src) in dst.chunks_mut(h1 * w1).zip(src.chunks(4 * h * w)) {
+                    for i in 0..h {
+                        let row = &src[(2 * i + a) * 2 * w..][..2 * w];
+                        let to = &mut plane[(i + a) * w1 + b..][..w];
+                        for (j, v) in to.iter_mut().enumerate() {
+                            *v = row[2 * j + b];
+                        }
+                    }
+                }
+            }
+        });
+        dp
+    }
+}
+
+/// How a block's convolution meets its input.
+#[derive(Clone, Copy, PartialEq)]
+enum Conv {
+    /// Transposed (the generator's first, from z).
+    Transposed,
+    /// Upsampled ×2 first ([`up_conv`]).
+    Up,
+}
+
+/// A convolution → BatchNorm → GLU: fastgan's generator and decoder blocks.
 struct GluBlock<'a, T> {
-    /// The convolution's input (upsampled, when the block upsamples).
     input: Values<T>,
-    up: bool,
-    transposed: bool,
-    weight: &'a Tensor,
+    conv: Conv,
+    weight: Weight<'a, T>,
+    /// The kernel as run: for [`Conv::Up`] the four phases' (of `out` channels each).
     kernel: Kernel<T>,
+    out: usize,
+    /// The convolution's output before interleaving (its own shape).
+    z_dims: Vec<usize>,
     normed: Normed<'a, T>,
     /// BatchNorm's output, the GLU's input.
     y: Values<T>,
 }
 
 impl<'a, T: Element> GluBlock<'a, T> {
-    #[allow(clippy::too_many_arguments)]
     fn forward(
         x: &Values<T>,
-        up: bool,
-        transposed: bool,
-        weight: &'a Tensor,
+        conv: Conv,
+        weight: Weight<'a, T>,
         kernel: Kernel<T>,
         bn: &'a BatchNorm2d,
         stats: &mut Pending,
     ) -> Result<(Self, Values<T>)> {
-        let input = if up { upsampled(x) } else { x.clone() };
-        let z = if transposed { kernel.conv_transposed(&input)? } else { kernel.conv(&input)? };
+        let out = kernel.w.dims[match conv {
+            Conv::Transposed => 1,
+            Conv::Up => 0,
+        }];
+        let (kernel, z, z_dims) = match conv {
+            Conv::Transposed => {
+                let z = kernel.conv_transposed(x)?;
+                let dims = z.dims.clone();
+                (kernel, z, dims)
+            }
+            Conv::Up => {
+                let folded = up_conv::fold(&kernel)?;
+                let p = folded.conv(x)?;
+                (folded, up_conv::interleave(&p, out), p.dims)
+            }
+        };
         let (normed, y) = Normed::forward(bn, z, Activation::Identity, stats)?;
         let d = &y.dims;
-        let out = Values { data: glu_values(&y.data, d[0], d[1] / 2 * d[2] * d[3]), dims: vec![d[0], d[1] / 2, d[2], d[3]] };
-        Ok((Self { input, up, transposed, weight, kernel, normed, y }, out))
+        let glu = Values { data: glu_values(&y.data, d[0], d[1] / 2 * d[2] * d[3]), dims: vec![d[0], d[1] / 2, d[2], d[3]] };
+        Ok((Self { input: x.clone(), conv, weight, kernel, out, z_dims, normed, y }, glu))
     }
 
-    /// The block's input gradient (before upsampling) from its output's, when
-    /// `want_input`; the weight's gradient (as `dweight` wants it: by tensor, or as values
-    /// for a spectral weight) and BatchNorm's added to `grads`.
-    fn backward(&self, dout: &[T], mut grads: Grads<'_, T>, want_input: bool) -> Result<Option<Vec<T>>> {
+    /// The block's input gradient from its output's, when `want_input`; the weight's
+    /// gradient and BatchNorm's added to `grads` when given.
+    fn backward(&self, dout: &[T], mut grads: Option<&mut GradStore>, want_input: bool) -> Result<Option<Vec<T>>> {
         let d = &self.y.dims;
         let dy = glu_grad_values(&self.y.data, dout, d[0], d[1] / 2 * d[2] * d[3])?;
-        let dz = self.normed.backward(&self.y.data, &dy, grads.store())?;
-        let dw = match self.transposed {
-            true => ops::weight_grad_values(&dz, d, &self.input.data, &self.input.dims, self.kernel.g)?.0,
-            false => self.kernel.weight_grad(&self.input, &dz, d)?,
-        };
-        grads.weight(self.weight, dw)?;
-        if !want_input {
-            return Ok(None);
-        }
-        if self.transposed {
-            bail!("internal error: the generator's first block has no input gradient");
-        }
-        let dx = self.kernel.input_grad(&dz, d, &self.input.dims)?;
-        Ok(Some(if self.up { upsample2_grad_values(&dx, self.input.dims[3] / 2) } else { dx }))
-    }
-}
-
-/// Where a backward pass puts the parameters' gradients: none (a frozen network), or a
-/// store for plain parameters and a list of W/σ's gradients for spectral ones.
-enum Grads<'g, T> {
-    None,
-    Generator(&'g mut GradStore),
-    Critic(&'g mut CriticGrads<T>),
-}
-
-impl<T: Element> Grads<'_, T> {
-    fn reborrow(&mut self) -> Grads<'_, T> {
-        match self {
-            Grads::None => Grads::None,
-            Grads::Generator(g) => Grads::Generator(g),
-            Grads::Critic(c) => Grads::Critic(c),
-        }
-    }
-
-    fn store(&mut self) -> Option<&mut GradStore> {
-        match self {
-            Grads::None => None,
-            Grads::Generator(g) => Some(g),
-            Grads::Critic(c) => Some(&mut c.store),
-        }
-    }
-
-    /// A weight's gradient: `weight` is the parameter itself (generator) or W/σ (critic).
-    fn weight(&mut self, weight: &Tensor, dw: Vec<T>) -> Result<()> {
-        match self {
-            Grads::None => Ok(()),
-            Grads::Generator(g) => accumulate(g, weight, dw),
-            Grads::Critic(c) => {
-                c.spectral.push((weight.clone(), dw));
-                Ok(())
+        let dz = self.normed.backward(&self.y.data, &dy, grads.as_deref_mut())?;
+        let (x, g) = (&self.input, self.kernel.g);
+        match self.conv {
+            Conv::Transposed => {
+                if let Some(grads) = grads {
+                    self.weight.accumulate(grads, ops::weight_grad_values(&dz, d, &x.data, &x.dims, g)?.0)?;
+                }
+                if want_input {
+                    bail!("internal error: the generator's first block has no input gradient");
+                }
+                Ok(None)
+            }
+            Conv::Up => {
+                let dp = up_conv::deinterleave(&dz, &self.z_dims);
+                if let Some(grads) = grads {
+                    let df = self.kernel.weight_grad(x, &dp, &self.z_dims)?;
+                    self.weight.accumulate(grads, up_conv::unfold(&df, self.out, x.dims[1]))?;
+                }
+                want_input.then(|| self.kernel.input_grad(&dp, &self.z_dims, &x.dims)).transpose()
             }
         }
-    }
-
-    fn wanted(&self) -> bool {
-        !matches!(self, Grads::None)
     }
 }
 
@@ -253,7 +370,7 @@ impl<'a, T: Element> Excited<'a, T> {
             bail!("internal error: excitation gates {} planes of {:?}", gate.len(), big.dims);
         }
         let mut out = big.clone();
-        out.data.chunks_mut(plane).zip(&gate).for_each(|(p, &g)| p.iter_mut().for_each(|v| *v *= g));
+        out.data.par_chunks_mut(plane).zip(&gate).for_each(|(p, &g)| p.iter_mut().for_each(|v| *v *= g));
         Ok((Self { e, small_dims: small.dims.clone(), pooled, squeeze, s, a, excite, gate, big }, out))
     }
 
@@ -261,11 +378,16 @@ impl<'a, T: Element> Excited<'a, T> {
     fn backward(&self, dout: &[T], grads: &mut GradStore) -> Result<(Vec<T>, Vec<T>)> {
         let plane = self.big.dims[2] * self.big.dims[3];
         let mut dbig = dout.to_vec();
-        let mut dgate = Vec::with_capacity(self.gate.len());
-        for ((db, big), &g) in dbig.chunks_mut(plane).zip(self.big.data.chunks(plane)).zip(&self.gate) {
-            dgate.push(db.iter().zip(big).fold(T::zero(), |s, (&d, &b)| s + d * b) * g * (T::one() - g));
-            db.iter_mut().for_each(|d| *d *= g);
-        }
+        let dgate: Vec<T> = dbig
+            .par_chunks_mut(plane)
+            .zip(self.big.data.par_chunks(plane))
+            .zip(&self.gate)
+            .map(|((db, big), &g)| {
+                let dg = db.iter().zip(big).fold(T::zero(), |s, (&d, &b)| s + d * b) * g * (T::one() - g);
+                db.iter_mut().for_each(|d| *d *= g);
+                dg
+            })
+            .collect();
         let e_dims = &self.s.dims; // the excite's output has the squeeze's shape
         accumulate(grads, &self.e.excite.weight, self.excite.weight_grad(&self.a, &dgate, e_dims)?)?;
         let mut ds = self.excite.input_grad(&dgate, e_dims, &self.a.dims)?;
@@ -328,12 +450,12 @@ impl<'g, T: Element> GeneratorTape<'g, T> {
     pub fn forward(g: &'g Generator, z: Values<T>) -> Result<Self> {
         let mut stats = Vec::new();
         let first_k = Kernel::of(&g.first.weight, g.first.stride, g.first.padding)?;
-        let (first, map) = GluBlock::forward(&z, false, true, &g.first.weight, first_k, &g.first_bn, &mut stats)?;
+        let (first, map) = GluBlock::forward(&z, Conv::Transposed, Weight::Param(&g.first.weight), first_k, &g.first_bn, &mut stats)?;
         let mut maps = vec![map];
         let (mut ups, mut excited) = (Vec::new(), Vec::new());
         for (k, up) in g.ups.iter().enumerate() {
             let kernel = Kernel::of(&up.conv.weight, up.conv.stride, up.conv.padding)?;
-            let (block, mut x) = GluBlock::forward(&maps[k], true, false, &up.conv.weight, kernel, &up.bn, &mut stats)?;
+            let (block, mut x) = GluBlock::forward(&maps[k], Conv::Up, Weight::Param(&up.conv.weight), kernel, &up.bn, &mut stats)?;
             let e = match g.excitations.iter().find(|(s, _)| *s == 8 << k) {
                 Some((_, e)) => {
                     let (rec, out) = Excited::forward(e, &maps[k - 2], x)?; // side/8
@@ -379,69 +501,11 @@ impl<'g, T: Element> GeneratorTape<'g, T> {
                 add_into(&mut dmaps[k - 2], dsmall);
                 d = dbig;
             }
-            let dx = self.ups[k].backward(&d, Grads::Generator(grads), true)?.ok_or_else(missing)?;
+            let dx = self.ups[k].backward(&d, Some(grads), true)?.ok_or_else(missing)?;
             add_into(&mut dmaps[k], dx);
         }
         let d0 = dmaps[0].take().ok_or_else(|| candle_core::Error::Msg("internal error: no first gradient".into()))?;
-        self.first.backward(&d0, Grads::Generator(grads), false)?;
-        Ok(())
-    }
-}
-
-/// The critic's parameters' gradients from one or more backward passes: BatchNorm's in
-/// `store`, and each spectral layer's W/σ with that normalised weight's gradient.
-pub struct CriticGrads<T> {
-    store: GradStore,
-    spectral: Vec<(Tensor, Vec<T>)>,
-}
-
-impl<T> Default for CriticGrads<T> {
-    fn default() -> Self {
-        Self { store: GradStore::default(), spectral: Vec::new() }
-    }
-}
-
-impl<T: Element> CriticGrads<T> {
-    /// The gradients of every parameter: W's through candle's graph of W/σ(W), one
-    /// backward pass over Σ ⟨W/σ, its gradient⟩ for every pass's normalised weights.
-    pub fn into_store(self, d: &Discriminator) -> Result<GradStore> {
-        let Self { mut store, spectral } = self;
-        let mut total: Option<Tensor> = None;
-        for (bar, dbar) in spectral {
-            let dbar = Tensor::from_vec(dbar, bar.shape(), bar.device())?.to_dtype(bar.dtype())?;
-            let term = (bar * dbar)?.sum_all()?;
-            total = Some(match total {
-                Some(t) => (t + term)?,
-                None => term,
-            });
-        }
-        let Some(total) = total else { return Ok(store) };
-        let spectral_grads = total.backward()?;
-        for layer in d.spectral_layers() {
-            let w = &layer.conv.weight;
-            if let Some(g) = spectral_grads.get(w) {
-                let sum = match store.get(w) {
-                    Some(old) => (old + g)?,
-                    None => g.clone(),
-                };
-                store.insert(w, sum);
-            }
-        }
-        Ok(store)
-    }
-
-    /// Adds another pass's gradients.
-    fn merge(&mut self, other: CriticGrads<T>, d: &Discriminator) -> Result<()> {
-        let CriticGrads { mut store, spectral } = other;
-        for p in d.batch_norms().into_iter().flat_map(|bn| [&bn.gamma, &bn.beta]) {
-            let sum = match (self.store.get(p), store.remove(p)) {
-                (Some(x), Some(y)) => (x + y)?,
-                (None, Some(y)) => y,
-                (_, None) => continue,
-            };
-            self.store.insert(p, sum);
-        }
-        self.spectral.extend(spectral);
+        self.first.backward(&d0, Some(grads), false)?;
         Ok(())
     }
 }
@@ -450,15 +514,15 @@ impl<T: Element> CriticGrads<T> {
 /// once, as a training forward pass advances it); with the decoders' when the pass rebuilds.
 pub struct CriticWeights<'d, T> {
     d: &'d Discriminator,
-    downs: Vec<Spectral<T>>,
-    logit: Spectral<T>,
+    downs: Vec<Spectral<'d, T>>,
+    logit: Spectral<'d, T>,
     decoders: Option<[DecoderWeights<'d, T>; 2]>,
 }
 
 struct DecoderWeights<'d, T> {
     decoder: &'d Decoder,
-    ups: Vec<Spectral<T>>,
-    out: Spectral<T>,
+    ups: Vec<Spectral<'d, T>>,
+    out: Spectral<'d, T>,
 }
 
 impl<'d, T: Element> DecoderWeights<'d, T> {
@@ -566,7 +630,7 @@ impl<'w, 'd, T: Element> DecoderTape<'w, 'd, T> {
         let input_dims = x.dims.clone();
         for (s, (_, bn)) in w.ups.iter().zip(&w.decoder.ups) {
             let kernel = Kernel { w: s.kernel.w.clone(), g: s.kernel.g };
-            let (block, out) = GluBlock::forward(&x, true, false, &s.bar, kernel, bn, stats)?;
+            let (block, out) = GluBlock::forward(&x, Conv::Up, Weight::Spectral(s), kernel, bn, stats)?;
             blocks.push(block);
             x = out;
         }
@@ -575,16 +639,16 @@ impl<'w, 'd, T: Element> DecoderTape<'w, 'd, T> {
     }
 
     /// The input's gradient from the picture's; the parameters' into `grads`.
-    fn backward(&self, dimage: &[T], mut grads: Grads<'_, T>) -> Result<Vec<T>> {
+    fn backward(&self, dimage: &[T], mut grads: Option<&mut GradStore>) -> Result<Vec<T>> {
         let mut d = dimage.to_vec();
         in_parallel(&mut d, |d, y| d * (T::one() - y * y), &self.image.data);
-        if grads.wanted() {
-            grads.weight(&self.w.out.bar, self.w.out.kernel.weight_grad(&self.last, &d, &self.image.dims)?)?;
+        if let Some(grads) = grads.as_deref_mut() {
+            self.w.out.accumulate(grads, self.w.out.kernel.weight_grad(&self.last, &d, &self.image.dims)?)?;
         }
         let mut d = self.w.out.kernel.input_grad(&d, &self.image.dims, &self.last.dims)?;
         for block in self.blocks.iter().rev() {
             d = block
-                .backward(&d, grads.reborrow(), true)?
+                .backward(&d, grads.as_deref_mut(), true)?
                 .ok_or_else(|| candle_core::Error::Msg("internal error: a decoder block without its input gradient".into()))?;
         }
         if d.len() != self.input_dims.iter().product::<usize>() {
@@ -644,7 +708,7 @@ impl<T: Element> CriticTape<'_, '_, T> {
         &self,
         dlogits: Vec<T>,
         drebuilt: Option<[Vec<T>; 2]>,
-        mut grads: Option<&mut CriticGrads<T>>,
+        mut grads: Option<&mut GradStore>,
         want_input: bool,
     ) -> Result<Option<Vec<T>>> {
         if dlogits.len() != self.logits.data.len() {
@@ -654,8 +718,8 @@ impl<T: Element> CriticTape<'_, '_, T> {
         let mut extra: Vec<Option<Vec<T>>> = (0..self.xs.len()).map(|_| None).collect();
         match (&self.rebuilt, drebuilt) {
             (Some(r), Some([dall, dquarter])) => {
-                add_into(&mut extra[r.f8], r.all.backward(&dall, grads_of(&mut grads))?);
-                let dq = r.quarter.backward(&dquarter, grads_of(&mut grads))?;
+                add_into(&mut extra[r.f8], r.all.backward(&dall, grads.as_deref_mut())?);
+                let dq = r.quarter.backward(&dquarter, grads.as_deref_mut())?;
                 let f16 = &self.xs[r.f16];
                 let mut d = vec![T::zero(); f16.data.len()];
                 add_quarter(&mut d, &f16.dims, &dq, r.part);
@@ -667,7 +731,7 @@ impl<T: Element> CriticTape<'_, '_, T> {
         let top = &self.xs[self.xs.len() - 1];
         let logit = &self.w.logit;
         if let Some(g) = grads.as_deref_mut() {
-            g.spectral.push((logit.bar.clone(), logit.kernel.weight_grad(top, &dlogits, &self.logits.dims)?));
+            logit.accumulate(g, logit.kernel.weight_grad(top, &dlogits, &self.logits.dims)?)?;
         }
         let mut d = logit.kernel.input_grad(&dlogits, &self.logits.dims, &top.dims)?;
         for i in (0..self.w.downs.len()).rev() {
@@ -676,7 +740,7 @@ impl<T: Element> CriticTape<'_, '_, T> {
                 d.iter_mut().zip(e).for_each(|(d, e)| *d += e);
             }
             d = match &self.normed[i] {
-                Some(n) => n.backward(&y.data, &d, grads.as_deref_mut().map(|g| &mut g.store))?,
+                Some(n) => n.backward(&y.data, &d, grads.as_deref_mut())?,
                 None => {
                     let s = T::from_f64(LEAKY_SLOPE);
                     in_parallel(&mut d, |d, y| d * ops::relu_slope(y, s), &y.data);
@@ -685,7 +749,7 @@ impl<T: Element> CriticTape<'_, '_, T> {
             };
             let spectral = &self.w.downs[i];
             if let Some(g) = grads.as_deref_mut() {
-                g.spectral.push((spectral.bar.clone(), spectral.kernel.weight_grad(x, &d, &y.dims)?));
+                spectral.accumulate(g, spectral.kernel.weight_grad(x, &d, &y.dims)?)?;
             }
             if i == 0 && !want_input {
                 return Ok(None);
@@ -696,27 +760,29 @@ impl<T: Element> CriticTape<'_, '_, T> {
     }
 }
 
-fn grads_of<'g, T>(g: &'g mut Option<&mut CriticGrads<T>>) -> Grads<'g, T> {
-    match g {
-        Some(g) => Grads::Critic(g),
-        None => Grads::None,
-    }
-}
-
 /// Two backward passes of the critic side by side (real and fake pictures, as
-/// `super::backward_both`), their gradients merged.
+/// `super::backward_both`), their gradients added first-then-second.
 pub fn critic_backward_both<T: Element>(
     d: &Discriminator,
     first: (&CriticTape<'_, '_, T>, Vec<T>, Option<[Vec<T>; 2]>),
     second: (&CriticTape<'_, '_, T>, Vec<T>, Option<[Vec<T>; 2]>),
 ) -> Result<GradStore> {
-    let pass = |(tape, dl, dr): (&CriticTape<'_, '_, T>, Vec<T>, Option<[Vec<T>; 2]>)| -> Result<CriticGrads<T>> {
-        let mut grads = CriticGrads::default();
+    let pass = |(tape, dl, dr): (&CriticTape<'_, '_, T>, Vec<T>, Option<[Vec<T>; 2]>)| -> Result<GradStore> {
+        let mut grads = GradStore::default();
         tape.backward(dl, dr, Some(&mut grads), false)?;
         Ok(grads)
     };
     let (a, b) = rayon::join(|| pass(first), || pass(second));
-    let mut grads = a?;
-    grads.merge(b?, d)?;
-    grads.into_store(d)
+    let (mut grads, mut b) = (a?, b?);
+    let weights = d.spectral_layers().into_iter().map(|l| &l.conv.weight);
+    let norms = d.batch_norms().into_iter().flat_map(|bn| [&bn.gamma, &bn.beta]);
+    for p in weights.chain(norms) {
+        let sum = match (grads.get(p), b.remove(p)) {
+            (Some(x), Some(y)) => (x + y)?,
+            (None, Some(y)) => y,
+            (_, None) => continue,
+        };
+        grads.insert(p, sum);
+    }
+    Ok(grads)
 }
