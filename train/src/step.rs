@@ -201,7 +201,7 @@ fn dcgan_step_on_tape<T: Element>(
     Ok((dcgan_record(step, cursor.epoch + 1, &loss_d, &loss_g, &d_real, &d_fake)?, b))
 }
 
-/// One fastgan step, on candle's graph (any device): the critic's hinge loss on real and
+/// One fastgan step (on candle's graph off the CPU; on the CPU, [`fastgan_step_on_tape`]): the critic's hinge loss on real and
 /// generated pictures (DiffAugment always on) plus its reconstruction of the real ones,
 /// then the generator's −mean(D(G(z))). Reports the mean logits, and the reconstruction
 /// error in the fifth column. With `ada`, each transform is applied with its probability,

@@ -1,5 +1,6 @@
-//! A DCGAN's forward and backward passes written out by hand, on the CPU: how every
-//! architecture's step trains there (`crate::step`).
+//! The networks' forward and backward passes written out by hand, on the CPU: how every
+//! architecture's step trains there (`crate::step`). DCGAN's networks (dcgan, wgan,
+//! wgan-gp) are chains of layers, here; fastgan's are not, in [`fastgan`].
 //!
 //! Why: the layers are the same operations as the candle graph's (`crate::ops`), but
 //! candle's backward pass starts every node's gradient as a fresh zero tensor and adds
