@@ -12,7 +12,7 @@
 # scikit-learn and npm).
 #
 # Usage: scripts/bench-quality.sh --python PY [--minutes 10] [--sets "shapes digits twemoji-food twemoji"]
-#        [--archs "fastgan dcgan wgan-gp reference"] (also: wgan, reference-fastgan) [--data-dir .deps/quality-data] [--grids docs/quality]
+#        [--archs "fastgan dcgan wgan-gp reference"] (also: wgan, reference-fastgan, fastgan-ada) [--data-dir .deps/quality-data] [--grids docs/quality]
 #        [--threads 2]
 #   --python PY   a Python with torch, scikit-learn and Pillow (the reference, and the digits set)
 set -euo pipefail
@@ -78,7 +78,10 @@ for set in $SETS; do
                 --nearest "$tmp/$name-nearest.png" | awk '/^ *mean/ {print $2}')
             cp "$tmp/$name/grid.png" "$GRIDS/$name.png"
         else
-            RAYON_NUM_THREADS="$THREADS" "$bin" --data "$data" --name "$name" --arch "$arch" --image-size 32 \
+            # fastgan-ada: fastgan with ADA's adaptive augmentation probability (target 0.6).
+            arch_args=(--arch "$arch")
+            [[ "$arch" != fastgan-ada ]] || arch_args=(--arch fastgan --ada-target 0.6)
+            RAYON_NUM_THREADS="$THREADS" "$bin" --data "$data" --name "$name" "${arch_args[@]}" --image-size 32 \
                 --channels "$channels" --minutes "$MINUTES" --seed 0 --runs-dir "$tmp/runs" --models-dir "$tmp/models" \
                 --eval-images 0 > "$tmp/$name.log" 2>&1 || { tail "$tmp/$name.log" >&2; die "$name failed"; }
             read -r steps seen pictures < <(python3 -c 'import json,sys; t=json.load(open(sys.argv[1]))["training"]; print(t["steps"], t["images_seen"], t["dataset_images"])' "$tmp/models/$name/model.json")
