@@ -11,7 +11,7 @@
 //! `--steps N`, `--export DIR` (also export the generator to DIR/bench for the ONNX
 //! Runtime column), `--graph` (candle's graph instead of the CPU tape, for comparison),
 //! `--arch dcgan|wgan|wgan-gp|fastgan`, `--augment` (DiffAugment on every image the critic
-//! sees; fastgan always has it).
+//! sees; fastgan always has it), `--r1 GAMMA` (fastgan's R1 penalty).
 
 use anyhow::Context;
 use canard_shared::manifest::TrainingSummary;
@@ -52,6 +52,9 @@ struct Args {
     arch: Arch,
     #[arg(long)]
     augment: bool,
+    /// fastgan: R1's γ (0: off).
+    #[arg(long, default_value_t = 0.0)]
+    r1: f64,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -65,6 +68,7 @@ fn main() -> anyhow::Result<()> {
         ngf: Some(a.width),
         ndf: Some(a.width),
         arch: Some(a.arch),
+        r1: Some(a.r1),
         ..Settings::default()
     };
     let cfg = settings.resolve()?;

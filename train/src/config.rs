@@ -132,6 +132,10 @@ pub struct Settings {
     /// keeps E[sign(D(real))] at this target (the paper's 0.6) [default: off: always applied]
     #[arg(long)]
     pub ada_target: Option<f64>,
+    /// fastgan: R1's weight γ, a penalty of γ/2·‖∇ₓD(x)‖² on the (augmented) real pictures
+    /// (Mescheder et al. 2018); CPU only [default: 0: off]
+    #[arg(long)]
+    pub r1: Option<f64>,
     /// Save a checkpoint every N generator updates, and at the end [default: 200]
     #[arg(long)]
     pub checkpoint_every: Option<usize>,
@@ -241,6 +245,7 @@ impl Settings {
             augment: self.augment,
             mirror: self.mirror.unwrap_or(false),
             ada_target: self.ada_target,
+            r1: self.r1.unwrap_or(0.0),
             checkpoint_every: self.checkpoint_every.unwrap_or(200),
             keep_checkpoints: self.keep_checkpoints.unwrap_or(3),
             guard_patience: self.guard_patience.unwrap_or(300),
@@ -291,6 +296,8 @@ pub struct TrainConfig {
     pub mirror: bool,
     /// ADA's target for E[sign(D(real))]; `None`: augmentation always applied.
     pub ada_target: Option<f64>,
+    /// R1's γ; 0: off.
+    pub r1: f64,
     pub checkpoint_every: usize,
     pub keep_checkpoints: usize,
     pub guard_patience: usize,
@@ -359,6 +366,12 @@ impl TrainConfig {
             if self.arch != Arch::Fastgan {
                 return bad(format!("--ada-target works with --arch fastgan only, not {}", self.arch.name()));
             }
+        }
+        if !(self.r1.is_finite() && self.r1 >= 0.0) {
+            return bad(format!("--r1 must be a number, 0 or more, not {}", self.r1));
+        }
+        if self.r1 > 0.0 && self.arch != Arch::Fastgan {
+            return bad(format!("--r1 works with --arch fastgan only, not {}", self.arch.name()));
         }
         if self.keep_checkpoints == 0 {
             return bad("--keep-checkpoints must be at least 1".into());
@@ -542,6 +555,9 @@ mod tests {
             (vec!["--data", "d", "--name", "n", "--ada-target", "1.5"], "--ada-target must be in (0, 1), not 1.5"),
             (vec!["--data", "d", "--name", "n", "--ada-target", "NaN"], "--ada-target must be in (0, 1), not NaN"),
             (vec!["--data", "d", "--name", "n", "--ada-target", "0.6", "--arch", "dcgan"], "fastgan only, not dcgan"),
+            (vec!["--data", "d", "--name", "n", "--r1=-1"], "--r1 must be a number, 0 or more, not -1"),
+            (vec!["--data", "d", "--name", "n", "--r1", "inf"], "--r1 must be a number, 0 or more, not inf"),
+            (vec!["--data", "d", "--name", "n", "--r1", "1", "--arch", "wgan-gp"], "--r1 works with --arch fastgan only"),
             (vec!["--data", "d", "--name", "n", "--image-size", "16"], "fastgan needs pictures of 32×32"),
         ] {
             let err = flags(&args).resolve().unwrap_err().to_string();

@@ -220,6 +220,9 @@ pub fn fastgan_step(
         (true, DType::F64) => return fastgan_step_on_tape::<f64>(c, opt_g, opt_d, cursor, rng, step, ada),
         _ => {}
     }
+    if c.cfg.r1 > 0.0 {
+        anyhow::bail!("--r1 trains on the CPU only: its second-order pass is written for canard's CPU tape");
+    }
     let p = ada.as_ref().map_or(1.0, |a| a.p);
     let d = c.gan.d.fastgan().context("internal error: a fastgan step without fastgan's critic")?;
     let real = c.real_batch(cursor, rng)?;
@@ -284,7 +287,8 @@ fn fastgan_step_on_tape<T: Element>(
     if let Some(ada) = ada {
         ada.observe(&d_real.to_dtype(DType::F32)?.to_vec1::<f32>()?);
     }
-    let grads = critic_backward_both(d, (&on_real, dl_real, Some([dl_all, dl_quarter])), (&on_fake, dl_fake, None))?;
+    let mut grads = critic_backward_both(d, (&on_real, dl_real, Some([dl_all, dl_quarter])), (&on_fake, dl_fake, None))?;
+    let loss_d = if c.cfg.r1 > 0.0 { (loss_d + on_real.add_r1(c.cfg.r1, &mut grads)?)? } else { loss_d };
     drop((on_real, on_fake));
     opt_d.step(&grads)?;
 

@@ -129,6 +129,9 @@ pub fn train(cfg: &TrainConfig) -> anyhow::Result<TrainOutcome> {
         }
     }
     let device = device::select(cfg.device)?;
+    if cfg.r1 > 0.0 && !device.is_cpu() {
+        anyhow::bail!("--r1 trains on the CPU only (its second-order pass is written for canard's CPU tape): add --device cpu, or leave --r1 out");
+    }
     eprintln!("canard-train: {} on {}", cfg.arch.name(), device::describe(&device));
     let run_dir = cfg.runs_dir.join(&cfg.name);
     let samples_dir = run_dir.join("samples");

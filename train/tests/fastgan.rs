@@ -245,3 +245,63 @@ fn the_export_reads_back_into_the_same_generator() {
         want.flatten_all().unwrap().to_vec1::<f32>().unwrap()
     );
 }
+
+/// R1 on the tape (`CriticTape::add_r1`): its value is γ/2·mean ‖∇ₓD‖² from the tape's
+/// own input gradient, and its gradient with respect to every parameter the logits depend
+/// on (spectral convolutions through σ, BatchNorm's γ and β: the second-order pass
+/// through BatchNorm's batch statistics) agrees with finite differences of that value.
+#[test]
+fn r1s_gradient_matches_finite_differences() {
+    use canard_train::tape::fastgan::CriticWeights;
+    use canard_train::tape::Values;
+    use candle_core::backprop::GradStore;
+    let dev = Device::Cpu;
+    let shape = DcganShape { image_size: 32, channels: 3, nz: 5, ngf: 2, ndf: 3 };
+    let gan = fastgan(shape, 21, DType::F64);
+    move_batch_norms(&gan, 22);
+    let d = gan.d.fastgan().unwrap();
+    let mut rng = ChaCha8Rng::seed_from_u64(23);
+    let real = (randn(&mut rng, &[3, 3, 32, 32], &dev).unwrap().to_dtype(DType::F64).unwrap() * 0.5).unwrap();
+    for _ in 0..300 {
+        d.forward(&real, true).unwrap(); // converge the power iterations (see above)
+    }
+    let saved = buffers(&gan);
+    let gamma = 10.0;
+    let r1 = |grads: &mut GradStore| {
+        restore(&gan, &saved);
+        let weights = CriticWeights::<f64>::of(d, false).unwrap();
+        let tape = weights.forward(Values::of(&real).unwrap(), 0).unwrap();
+        tape.add_r1(gamma, grads).unwrap()
+    };
+    let mut grads = GradStore::default();
+    let value = r1(&mut grads);
+    // The value from candle's graph: the input gradient of Σ D, first order.
+    restore(&gan, &saved);
+    let x = candle_core::Var::from_tensor(&real).unwrap();
+    let g = d.forward(x.as_tensor(), true).unwrap().sum_all().unwrap().backward().unwrap();
+    let g = g.get(x.as_tensor()).unwrap().flatten_all().unwrap().to_vec1::<f64>().unwrap();
+    let want = gamma / 2.0 * g.iter().map(|v| v * v).sum::<f64>() / 3.0;
+    assert!((value - want).abs() <= 1e-9 * want, "R1 {value}, from candle's input gradient {want}");
+    assert!(value > 1e-3, "R1 is {value}: too small to test its gradient");
+
+    let mut checked = 0;
+    for p in gan.d_params.iter().filter(|p| p.trainable && !p.name.contains("rebuild")) {
+        let grad = grads.get(p.var.as_tensor()).unwrap_or_else(|| panic!("R1 gave no gradient for {}", p.name));
+        let analytic = grad.flatten_all().unwrap().to_vec1::<f64>().unwrap();
+        let at = [0, p.var.elem_count() / 2, p.var.elem_count() - 1];
+        checked += common::assert_matches_differences(&p.name, &p.var, &analytic, at, 1e-6, 1e-7, || {
+            r1(&mut GradStore::default())
+        });
+    }
+    // Three down blocks (two with BatchNorm) and the logit: 4 weights, 2 γ, 2 β.
+    assert_eq!(checked, 3 * 8);
+}
+
+/// BatchNorm's γ and β moved off their initial values, so a mistake in either shows.
+fn move_batch_norms(gan: &Gan, seed: u64) {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    for p in gan.d_params.iter().filter(|p| p.name.ends_with("gamma") || p.name.ends_with("beta")) {
+        let moved = randn(&mut rng, p.var.dims(), p.var.device()).unwrap().to_dtype(p.var.dtype()).unwrap();
+        p.var.set(&(p.var.as_tensor() + (moved * 0.3).unwrap()).unwrap()).unwrap();
+    }
+}

@@ -95,6 +95,22 @@ fn fastgan_resume_is_exact() {
     resume_is_exact("fastgan");
 }
 
+/// With R1 the critic trains differently (the penalty reaches it), and resumes exactly.
+#[test]
+fn fastgan_with_r1_trains_and_resumes_exactly() {
+    resume_is_exact_with("fastgan", |s| s.r1 = Some(1.0));
+    let run = |r1: Option<f64>| {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = settings(dir.path(), "fastgan", 2);
+        s.r1 = r1;
+        let out = train_with(&s, None, Start::Auto).unwrap();
+        (final_tensors(dir.path()), out)
+    };
+    let ((plain, _), (with_r1, _)) = (run(None), run(Some(10.0)));
+    let differs = |prefix: &str| plain.iter().filter(|(k, _)| k.starts_with(prefix)).any(|(k, v)| with_r1.get(k) != Some(v));
+    assert!(differs("d.down"), "R1 changed none of the critic's down blocks");
+}
+
 /// ADA's probability and counters resume too (p moves every 4 steps: once before the
 /// resume at step 3 is saved mid-interval, once after).
 #[test]

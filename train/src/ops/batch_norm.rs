@@ -220,6 +220,89 @@ impl BatchNormAct {
     }
 }
 
+/// The second-order pieces (R1's penalty on the tape, `crate::tape::fastgan`): with
+/// x̂ = (x − mean)/σ per channel over its M values, BatchNorm's Jacobian is
+/// J = (I − 11ᵀ/M − x̂x̂ᵀ/M)/σ (symmetric), so a tangent t of x becomes
+/// tx̂ = (t − mean(t) − x̂·mean(t·x̂))/σ, and ty = act′·γ·tx̂ (LeakyReLU's second
+/// derivative is zero almost everywhere).
+impl BatchNormAct {
+    fn normalised<T: WithDType>(&self, ch: usize, x: T) -> T {
+        T::from_f64((x.to_f64() - self.mean[ch]) * self.inv_std[ch])
+    }
+
+    /// The output's tangent ty from the input's, `t` (x and y: the recorded pass).
+    pub fn tangent<T: Element>(&self, x: &[T], gamma: &[T], y: &[T], t: &[T]) -> Vec<T> {
+        let (n, c, p) = self.frame;
+        let m = (n * p) as f64;
+        let sums = per_channel(x, t, t, c, p, |ch, x, t, _| (t, t * self.normalised(ch, x)));
+        let slope = T::from_f64(self.act.negative_slope());
+        let mut ty = vec![T::zero(); x.len()];
+        ty.par_chunks_mut(p).enumerate().for_each(|(i, ty)| {
+            let ch = i % c;
+            let (a, cc) = (sums[ch].0 / m, sums[ch].1 / m);
+            let at = i * p..(i + 1) * p;
+            for ((o, &x), (&y, &t)) in ty.iter_mut().zip(&x[at.clone()]).zip(y[at.clone()].iter().zip(&t[at])) {
+                let tx = (t.to_f64() - a - self.normalised(ch, x).to_f64() * cc) * self.inv_std[ch];
+                *o = relu_slope(y, slope) * gamma[ch] * T::from_f64(tx);
+            }
+        });
+        ty
+    }
+
+    /// The reverse of (x, t) ↦ (y, ty): from `aty`, the adjoint of ty, and `ay`, that of y
+    /// (None: zero), the adjoints of t and of x, and γ's and β's gradients. With u = γ·act′·aty
+    /// and, per channel, a = mean(t), c = mean(t·x̂), U₁ = Σu(t − a), U_z = Σu·x̂:
+    /// at = J·u, and ∂⟨u, J(x)·t⟩/∂xᵢ = (−U₁x̂ᵢ/M − U_z(tᵢ − a)/M − c(uᵢ − ū) + 3c·U_z·x̂ᵢ/M)/σ².
+    #[allow(clippy::type_complexity)]
+    pub fn tangent_backward<T: Element>(
+        &self,
+        x: &[T],
+        gamma: &[T],
+        y: &[T],
+        t: &[T],
+        aty: &[T],
+        ay: Option<&[T]>,
+    ) -> (Vec<T>, Vec<T>, Vec<T>, Vec<T>) {
+        let (n, c, p) = self.frame;
+        let m = (n * p) as f64;
+        let slope = T::from_f64(self.act.negative_slope());
+        // w = act′·aty (u = γ·w).
+        let w: Vec<T> = y.iter().zip(aty).map(|(&y, &a)| a * relu_slope(y, slope)).collect();
+        let s1 = per_channel(x, &w, &w, c, p, |ch, x, w, _| (w, w * self.normalised(ch, x)));
+        let s2 = per_channel(x, &w, t, c, p, |_, _, w, t| (w * t, t));
+        let s3 = per_channel(x, t, t, c, p, |ch, x, t, _| (t * self.normalised(ch, x), T::zero()));
+        let (mut at, mut ax) = (vec![T::zero(); x.len()], vec![T::zero(); x.len()]);
+        let mut dgamma_t = vec![T::zero(); c];
+        for ch in 0..c {
+            let g = gamma[ch].to_f64();
+            let (sw, swx, swt, st, stx) = (s1[ch].0, s1[ch].1, s2[ch].0, s2[ch].1, s3[ch].0);
+            let (a, cc) = (st / m, stx / m);
+            dgamma_t[ch] = T::from_f64((swt - a * sw - cc * swx) * self.inv_std[ch]);
+            let (u_mean, uz, u1) = (g * sw / m, g * swx, g * (swt - a * sw));
+            let inv = self.inv_std[ch];
+            for img in 0..n {
+                let at_ = (img * c + ch) * p..(img * c + ch + 1) * p;
+                for i in at_ {
+                    let xh = self.normalised(ch, x[i]).to_f64();
+                    let u = g * w[i].to_f64();
+                    at[i] = T::from_f64((u - u_mean - xh * g * swx / m) * inv);
+                    let ti = t[i].to_f64();
+                    let dq = -u1 / m * xh - uz / m * (ti - a) - cc * (u - u_mean) + 3.0 * cc * uz / m * xh;
+                    ax[i] = T::from_f64(dq * inv * inv);
+                }
+            }
+        }
+        let (mut dgamma, mut dbeta) = (dgamma_t, vec![T::zero(); c]);
+        if let Some(ay) = ay {
+            let (dx, dg, db) = self.backward(x, gamma, y, ay);
+            ax.iter_mut().zip(dx).for_each(|(a, d)| *a += d);
+            dgamma.iter_mut().zip(dg).for_each(|(a, d)| *a += d);
+            dbeta = db;
+        }
+        (at, ax, dgamma, dbeta)
+    }
+}
+
 /// act(z) for a slope left of zero (0 for ReLU).
 #[inline(always)]
 fn activate<T: WithDType>(z: T, slope: T) -> T {

@@ -701,6 +701,86 @@ impl<T: Element> CriticTape<'_, '_, T> {
         Ok(())
     }
 
+    /// R1 (Mescheder et al. 2018) at this pass's pictures: R = γ/2 · mean_b ‖∇ₓ D(x_b)‖²;
+    /// its value, and its gradient with respect to the critic's parameters added to
+    /// `grads`, for this pass's BatchNorm statistics and normalised weights. As WGAN-GP's
+    /// penalty on the tape (`super::penalty`): g = ∇ₓ Σ D; v = ∂R/∂g = γ/B·g; ∇_θ R =
+    /// ∇_θ ⟨v, ∇ₓ Σ D⟩, the derivative of Σ D(x + s·v) at s = 0: v pushed forward through
+    /// the critic beside the recorded values, then that push reversed with two adjoints
+    /// (the tangent's and the values'), BatchNorm's second derivative included.
+    pub fn add_r1(&self, gamma: f64, grads: &mut GradStore) -> Result<f64> {
+        let internal = |m: &str| candle_core::Error::Msg(format!("internal error: {m}"));
+        let b = self.xs[0].dims[0];
+        let g = self.backward(vec![T::one(); self.logits.data.len()], None, None, true)?;
+        let g = g.ok_or_else(|| internal("no input gradient"))?;
+        let penalty = gamma / 2.0 * g.iter().map(|v| v.to_f64().powi(2)).sum::<f64>() / b as f64;
+        let scale = T::from_f64(gamma / b as f64);
+        let v = Values { data: g.into_iter().map(|x| x * scale).collect(), dims: self.xs[0].dims.clone() };
+
+        // v pushed forward: ts[i] is the tangent of xs[i], tzs[i] of down block i's convolution.
+        let mut ts = vec![v];
+        let mut tzs = Vec::with_capacity(self.w.downs.len());
+        for (i, spectral) in self.w.downs.iter().enumerate() {
+            let y = &self.xs[i + 1];
+            let tz = spectral.kernel.conv(&ts[i])?.data;
+            let ty = match &self.normed[i] {
+                Some(n) => n.op.tangent(&n.z, &n.gamma, &y.data, &tz),
+                None => {
+                    let (mut t, s) = (tz.clone(), T::from_f64(LEAKY_SLOPE));
+                    in_parallel(&mut t, |t, y| t * ops::relu_slope(y, s), &y.data);
+                    t
+                }
+            };
+            tzs.push(tz);
+            ts.push(Values { data: ty, dims: y.dims.clone() });
+        }
+
+        // The reverse: ⟨v, g⟩ is the sum of the logits' tangents, so their adjoint is 1;
+        // `ay`, the values' adjoint, is zero above the topmost BatchNorm.
+        let (top, logit) = (&self.xs[self.xs.len() - 1], &self.w.logit);
+        let ones = vec![T::one(); self.logits.data.len()];
+        let tangent_top = ts.last().ok_or_else(|| internal("no tangents"))?;
+        logit.accumulate(grads, logit.kernel.weight_grad(tangent_top, &ones, &self.logits.dims)?)?;
+        let mut at = logit.kernel.input_grad(&ones, &self.logits.dims, &top.dims)?;
+        let mut ay: Option<Vec<T>> = None;
+        for i in (0..self.w.downs.len()).rev() {
+            let (x, y) = (&self.xs[i], &self.xs[i + 1]);
+            match &self.normed[i] {
+                Some(n) => {
+                    let (atz, az, dgamma, dbeta) =
+                        n.op.tangent_backward(&n.z, &n.gamma, &y.data, &tzs[i], &at, ay.as_deref());
+                    accumulate(grads, &n.bn.gamma, dgamma)?;
+                    accumulate(grads, &n.bn.beta, dbeta)?;
+                    (at, ay) = (atz, Some(az));
+                }
+                None => {
+                    let s = T::from_f64(LEAKY_SLOPE);
+                    in_parallel(&mut at, |a, y| a * ops::relu_slope(y, s), &y.data);
+                    if let Some(ay) = ay.as_mut() {
+                        in_parallel(ay, |a, y| a * ops::relu_slope(y, s), &y.data);
+                    }
+                }
+            }
+            // The convolution is linear in its input: the tangent's and the values' parts of
+            // its weight's gradient add.
+            let spectral = &self.w.downs[i];
+            let mut dw = spectral.kernel.weight_grad(&ts[i], &at, &y.dims)?;
+            if let Some(ay) = &ay {
+                let dv = spectral.kernel.weight_grad(x, ay, &y.dims)?;
+                dw.iter_mut().zip(dv).for_each(|(d, v)| *d += v);
+            }
+            spectral.accumulate(grads, dw)?;
+            if i == 0 {
+                break;
+            }
+            at = spectral.kernel.input_grad(&at, &y.dims, &x.dims)?;
+            if let Some(a) = ay.as_mut() {
+                *a = spectral.kernel.input_grad(a, &y.dims, &x.dims)?;
+            }
+        }
+        Ok(penalty)
+    }
+
     /// Backpropagates the logits' gradient (and the rebuilt pictures', when rebuilt):
     /// the parameters' gradients into `grads` when given, the input's returned when
     /// `want_input`.
@@ -725,8 +805,8 @@ impl<T: Element> CriticTape<'_, '_, T> {
                 add_quarter(&mut d, &f16.dims, &dq, r.part);
                 add_into(&mut extra[r.f16], d);
             }
-            (None, None) => {}
-            _ => bail!("internal error: the rebuilt pictures' gradients without a rebuilding pass, or the reverse"),
+            (_, None) => {}
+            (None, Some(_)) => bail!("internal error: the rebuilt pictures' gradients without a rebuilding pass"),
         }
         let top = &self.xs[self.xs.len() - 1];
         let logit = &self.w.logit;
