@@ -7,8 +7,8 @@ export ORT_DYLIB_PATH ?= $(CURDIR)/$(ORT_LIB)
 
 # The demo: the built-in shapes at 32×32 with the default recipe (fastgan), a few minutes of training
 # on two CPU cores. It writes runs/my-demo and models/my-demo (ignored by git), never the committed
-# models/demo, which was made with `make demo-model DEMO_NAME=demo DEMO_EPOCHS=20`.
-DEMO_EPOCHS ?= 12
+# models/demo, which was made with `make demo-model DEMO_NAME=demo DEMO_EPOCHS=40`.
+DEMO_EPOCHS ?= 20
 DEMO_NAME ?= my-demo
 DEMO_ARGS := --data builtin:shapes --image-size 32 --epochs $(DEMO_EPOCHS) --seed 0
 BIND ?= 127.0.0.1:8080
