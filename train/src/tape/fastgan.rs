@@ -13,7 +13,7 @@ use candle_core::backprop::GradStore;
 use candle_core::{bail, Result, Tensor};
 use rayon::prelude::*;
 
-use super::{accumulate, in_parallel, Pending, Values};
+use super::{accumulate, in_parallel, merge_grads, Pending, Values};
 use crate::model::fastgan::{self, Decoder, Discriminator, Excitation, Generator, SpectralConv, EXCITE_SLOPE};
 use crate::model::layers::{BatchNorm2d, BN_EPS, LEAKY_SLOPE};
 use crate::ops::glu::{glu_grad_values, glu_values};
@@ -856,13 +856,6 @@ pub fn critic_backward_both<T: Element>(
     let (mut grads, mut b) = (a?, b?);
     let weights = d.spectral_layers().into_iter().map(|l| &l.conv.weight);
     let norms = d.batch_norms().into_iter().flat_map(|bn| [&bn.gamma, &bn.beta]);
-    for p in weights.chain(norms) {
-        let sum = match (grads.get(p), b.remove(p)) {
-            (Some(x), Some(y)) => (x + y)?,
-            (None, Some(y)) => y,
-            (_, None) => continue,
-        };
-        grads.insert(p, sum);
-    }
+    merge_grads(&mut grads, &mut b, weights.chain(norms))?;
     Ok(grads)
 }

@@ -317,16 +317,27 @@ pub fn backward_both<T: Element>(
             Post::LayerNorm(ln) => params.extend([&ln.gamma, &ln.beta]),
             _ => {}
         }
-        for p in params {
-            let sum = match (grads.get(p), b.remove(p)) {
-                (Some(x), Some(y)) => (x + y)?,
-                (None, Some(y)) => y,
-                (_, None) => continue,
-            };
-            grads.insert(p, sum);
-        }
+        merge_grads(&mut grads, &mut b, params)?;
     }
     Ok(grads)
+}
+
+/// grads[p] += b[p] for each of `params` that `b` holds (the second pass of two over the
+/// same network), taking them out of `b`.
+pub(crate) fn merge_grads<'p>(
+    grads: &mut GradStore,
+    b: &mut GradStore,
+    params: impl IntoIterator<Item = &'p Tensor>,
+) -> Result<()> {
+    for p in params {
+        let sum = match (grads.get(p), b.remove(p)) {
+            (Some(x), Some(y)) => (x + y)?,
+            (None, Some(y)) => y,
+            (_, None) => continue,
+        };
+        grads.insert(p, sum);
+    }
+    Ok(())
 }
 
 /// grads[param] += g.
