@@ -69,8 +69,9 @@ class LayerNorm2d(nn.Module):
         return x * self.gamma.view(1, -1, 1, 1) + self.beta.view(1, -1, 1, 1)
 
 
-def diff_augment(x):
-    """DiffAugment's colour, translation and cutout, per sample, differentiable in x."""
+def diff_augment(x, cutout=True):
+    """DiffAugment's colour, translation and (unless told not to) cutout, per sample,
+    differentiable in x."""
     b, c, h, w = x.shape
     # Colour: brightness ±0.5, saturation ×[0, 2] about the channel mean, contrast ×[0.5, 1.5] about the image mean.
     x = x + (torch.rand(b, 1, 1, 1) - 0.5)
@@ -85,6 +86,8 @@ def diff_augment(x):
     inside = (src_y >= 0) & (src_y < h) & (src_x >= 0) & (src_x < w)
     index = (src_y.clamp(0, h - 1) * w + src_x.clamp(0, w - 1)).view(b, 1, h * w).expand(b, c, h * w)
     x = torch.gather(x.reshape(b, c, h * w), 2, index).view(b, c, h, w) * inside.unsqueeze(1)
+    if not cutout:
+        return x
     # Cutout: a zeroed square of half the size at a random centre, clipped at the border.
     ch, cw = int(h * 0.5 + 0.5), int(w * 0.5 + 0.5)
     top = torch.randint(0, h + 1 - ch % 2, (b, 1, 1)) - ch // 2

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::augment::DiffAugment;
 use crate::device::DeviceChoice;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
@@ -122,9 +123,13 @@ pub struct Settings {
     /// so a short run is not averaged with its first, bad generators; 0: no ramp [default: 0.05]
     #[arg(long)]
     pub ema_rampup: Option<f64>,
-    /// DiffAugment (colour, translation, cutout) on real and fake images [default: on under 2,000 images]
+    /// DiffAugment (--augment-policy) on real and fake images [default: fastgan always, others under 2,000 images]
     #[arg(long, num_args = 0..=1, default_missing_value = "true")]
     pub augment: Option<bool>,
+    /// Which DiffAugment transforms: color, translation and/or cutout, comma-separated
+    /// [default: fastgan color,translation (FastGAN's); others color,translation,cutout]
+    #[arg(long, value_parser = DiffAugment::parse)]
+    pub augment_policy: Option<DiffAugment>,
     /// Mirror real images horizontally at random [default: false]
     #[arg(long, num_args = 0..=1, default_missing_value = "true")]
     pub mirror: Option<bool>,
@@ -243,6 +248,11 @@ impl Settings {
             ema_half_life: self.ema_half_life.unwrap_or(10_000.0),
             ema_rampup: self.ema_rampup.unwrap_or(0.05),
             augment: self.augment,
+            augment_policy: self.augment_policy.unwrap_or(if arch == Arch::Fastgan {
+                DiffAugment::fastgan()
+            } else {
+                DiffAugment::all()
+            }),
             mirror: self.mirror.unwrap_or(false),
             ada_target: self.ada_target,
             r1: self.r1.unwrap_or(0.0),
@@ -293,6 +303,8 @@ pub struct TrainConfig {
     pub ema_rampup: f64,
     /// `None`: decided from the dataset's size when it is loaded.
     pub augment: Option<bool>,
+    /// The transforms DiffAugment applies when it is on.
+    pub augment_policy: DiffAugment,
     pub mirror: bool,
     /// ADA's target for E[sign(D(real))]; `None`: augmentation always applied.
     pub ada_target: Option<f64>,
@@ -539,6 +551,25 @@ mod tests {
         assert_eq!((w.lr_g, w.lr_d, w.clamp, w.critic_steps, w.critic_steps_burst), (5e-5, 5e-5, 0.01, 5, 100));
         let gp = Settings { arch: Some(Arch::WganGp), ..base }.resolve().unwrap();
         assert_eq!((gp.lr_g, gp.beta1, gp.beta2, gp.gp_lambda, gp.critic_steps), (1e-4, 0.0, 0.9, 10.0, 5));
+        // FastGAN's augmentation policy for fastgan, DiffAugment's for the rest.
+        assert_eq!((f.augment_policy, d.augment_policy), (DiffAugment::fastgan(), DiffAugment::all()));
+        assert_eq!((w.augment_policy, gp.augment_policy), (DiffAugment::all(), DiffAugment::all()));
+    }
+
+    #[test]
+    fn an_augment_policy_reads_from_flags_and_files_and_a_bad_one_is_refused_by_name() {
+        let from_flags = flags(&["--data", "d", "--name", "n", "--augment-policy", "cutout,color"]);
+        let from_file: Settings = toml::from_str("data = 'd'\nname = 'n'\naugment-policy = 'color,cutout'").unwrap();
+        assert_eq!(from_flags, from_file);
+        let cfg = from_file.resolve().unwrap();
+        assert_eq!(cfg.augment_policy, DiffAugment { colour: true, translation: false, cutout: true });
+        assert!(cfg.to_toml().unwrap().contains("augment-policy = \"color,cutout\""));
+        assert_eq!(cfg.as_settings().unwrap().resolve().unwrap(), cfg);
+        let args = ["canard-train", "--data", "d", "--name", "n", "--augment-policy", "color,flip"];
+        let err = Cli::try_parse_from(args).err().unwrap().to_string();
+        assert!(err.contains("--augment-policy") && err.contains("\"flip\" is not one of"), "{err}");
+        let err = toml::from_str::<Settings>("augment-policy = 'color,color'").unwrap_err().to_string();
+        assert!(err.contains("augment-policy") && err.contains("named twice"), "{err}");
     }
 
     #[test]
@@ -557,7 +588,10 @@ mod tests {
             (vec!["--data", "d", "--name", "n", "--ada-target", "0.6", "--arch", "dcgan"], "fastgan only, not dcgan"),
             (vec!["--data", "d", "--name", "n", "--r1=-1"], "--r1 must be a number, 0 or more, not -1"),
             (vec!["--data", "d", "--name", "n", "--r1", "inf"], "--r1 must be a number, 0 or more, not inf"),
-            (vec!["--data", "d", "--name", "n", "--r1", "1", "--arch", "wgan-gp"], "--r1 works with --arch fastgan only"),
+            (
+                vec!["--data", "d", "--name", "n", "--r1", "1", "--arch", "wgan-gp"],
+                "--r1 works with --arch fastgan only",
+            ),
             (vec!["--data", "d", "--name", "n", "--image-size", "16"], "fastgan needs pictures of 32×32"),
         ] {
             let err = flags(&args).resolve().unwrap_err().to_string();

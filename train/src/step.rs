@@ -24,8 +24,8 @@ use crate::model::params::randn;
 use crate::ops::Element;
 use crate::optim::Optimizer;
 use crate::report::LossRecord;
-use crate::tape::penalty::add_gradient_penalty;
 use crate::tape::fastgan::{critic_backward_both, CriticWeights, GeneratorTape};
+use crate::tape::penalty::add_gradient_penalty;
 use crate::tape::{backward_both, Net, Tape, Values};
 use crate::trainer::Gan;
 
@@ -287,7 +287,8 @@ fn fastgan_step_on_tape<T: Element>(
     if let Some(ada) = ada {
         ada.observe(&d_real.to_dtype(DType::F32)?.to_vec1::<f32>()?);
     }
-    let mut grads = critic_backward_both(d, (&on_real, dl_real, Some([dl_all, dl_quarter])), (&on_fake, dl_fake, None))?;
+    let mut grads =
+        critic_backward_both(d, (&on_real, dl_real, Some([dl_all, dl_quarter])), (&on_fake, dl_fake, None))?;
     let loss_d = if c.cfg.r1 > 0.0 { (loss_d + on_real.add_r1(c.cfg.r1, &mut grads)?)? } else { loss_d };
     drop((on_real, on_fake));
     opt_d.step(&grads)?;

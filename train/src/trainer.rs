@@ -14,7 +14,7 @@ use candle_core::{DType, Device};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
-use crate::augment::{Ada, DiffAugment};
+use crate::augment::Ada;
 use crate::checkpoint::{self, RngState, State};
 use crate::config::{Arch, Settings, TrainConfig, AUGMENT_BELOW};
 use crate::cursor::Cursor;
@@ -169,7 +169,7 @@ pub fn train(cfg: &TrainConfig) -> anyhow::Result<TrainOutcome> {
         data.channels,
         if data.channels == 1 { "" } else { "s" },
         t0.elapsed().as_secs_f64(),
-        if augment { "on" } else { "off" },
+        if augment { format!("on ({})", cfg.augment_policy) } else { "off".into() },
     );
     if batch < cfg.batch_size {
         eprintln!("canard-train: only {} images: batch size reduced from {} to {batch}", data.len, cfg.batch_size);
@@ -256,7 +256,7 @@ pub fn train(cfg: &TrainConfig) -> anyhow::Result<TrainOutcome> {
         run_dir.display()
     ));
 
-    let aug = DiffAugment::all();
+    let aug = cfg.augment_policy;
     let ctx = StepCtx::new(&cfg, &gan, &data, &device, augment.then_some(&aug))?;
     let preview_seeds: Vec<u64> = PREVIEW_SEEDS.collect();
     let started = Instant::now();

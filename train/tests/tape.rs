@@ -127,7 +127,8 @@ fn fastgan_on_the_tape_gives_candles_gradients() {
     use canard_train::model::Kind;
     use canard_train::tape::fastgan::{CriticWeights, GeneratorTape};
     let dev = Device::Cpu;
-    for (size, channels, batch, width, part) in [(32, 3, 2, 4, 0), (32, 1, 3, 3, 3), (64, 3, 2, 2, 1), (64, 1, 2, 2, 2)] {
+    for (size, channels, batch, width, part) in [(32, 3, 2, 4, 0), (32, 1, 3, 3, 3), (64, 3, 2, 2, 1), (64, 1, 2, 2, 2)]
+    {
         let what = format!("fastgan {size}px ×{channels} batch {batch} quarter {part}");
         let shape = DcganShape { image_size: size, channels, nz: 6, ngf: width, ndf: width };
         let mut rng = ChaCha8Rng::seed_from_u64(size as u64 + batch as u64);
@@ -179,7 +180,9 @@ fn fastgan_on_the_tape_gives_candles_gradients() {
 
 /// BatchNorm's γ and β moved off their initial values, so a mistake in either shows.
 fn move_batch_norms(gan: &Gan, rng: &mut ChaCha8Rng) {
-    for p in gan.g_params.iter().chain(gan.d_params.iter()).filter(|p| p.name.ends_with("gamma") || p.name.ends_with("beta")) {
+    for p in
+        gan.g_params.iter().chain(gan.d_params.iter()).filter(|p| p.name.ends_with("gamma") || p.name.ends_with("beta"))
+    {
         let moved = randn(rng, p.var.dims(), p.var.device()).unwrap().to_dtype(p.var.dtype()).unwrap();
         p.var.set(&(p.var.as_tensor() + (moved * 0.3).unwrap()).unwrap()).unwrap();
     }
@@ -189,8 +192,10 @@ fn move_batch_norms(gan: &Gan, rng: &mut ChaCha8Rng) {
 fn assert_same_gradients(what: &str, params: &canard_train::model::Params, ours: &GradStore, reference: &GradStore) {
     let mut checked = 0;
     for p in params.iter().filter(|p| p.trainable) {
-        let g = ours.get(p.var.as_tensor()).unwrap_or_else(|| panic!("{what}: the tape gave no gradient for {}", p.name));
-        let want = reference.get(p.var.as_tensor()).unwrap_or_else(|| panic!("{what}: candle gave none for {}", p.name));
+        let g =
+            ours.get(p.var.as_tensor()).unwrap_or_else(|| panic!("{what}: the tape gave no gradient for {}", p.name));
+        let want =
+            reference.get(p.var.as_tensor()).unwrap_or_else(|| panic!("{what}: candle gave none for {}", p.name));
         assert_close(&format!("{what} d/d{}", p.name), &vec(g), &vec(want), 1e-9);
         checked += 1;
     }
@@ -202,9 +207,13 @@ fn assert_same_gradients(what: &str, params: &canard_train::model::Params, ours:
 #[test]
 fn a_step_on_the_tape_trains_as_the_graph_does() {
     let all = DiffAugment::all();
-    for (arch, augment) in
-        [(Arch::Dcgan, None), (Arch::Wgan, None), (Arch::Dcgan, Some(&all)), (Arch::Wgan, Some(&all)), (Arch::Fastgan, Some(&all))]
-    {
+    for (arch, augment) in [
+        (Arch::Dcgan, None),
+        (Arch::Wgan, None),
+        (Arch::Dcgan, Some(&all)),
+        (Arch::Wgan, Some(&all)),
+        (Arch::Fastgan, Some(&all)),
+    ] {
         tape_and_graph_steps_agree(arch, augment);
     }
 }

@@ -107,7 +107,8 @@ fn fastgan_with_r1_trains_and_resumes_exactly() {
         (final_tensors(dir.path()), out)
     };
     let ((plain, _), (with_r1, _)) = (run(None), run(Some(10.0)));
-    let differs = |prefix: &str| plain.iter().filter(|(k, _)| k.starts_with(prefix)).any(|(k, v)| with_r1.get(k) != Some(v));
+    let differs =
+        |prefix: &str| plain.iter().filter(|(k, _)| k.starts_with(prefix)).any(|(k, v)| with_r1.get(k) != Some(v));
     assert!(differs("d.down"), "R1 changed none of the critic's down blocks");
 }
 

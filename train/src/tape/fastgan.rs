@@ -177,7 +177,9 @@ mod up_conv {
 
     /// The four phases' 2×2 kernels [4·out, in, 2, 2] (phase 2a + b first) from the 3×3 one.
     pub fn fold<T: Element>(k: &Kernel<T>) -> Result<Kernel<T>> {
-        let &[o, c, 3, 3] = &k.w.dims[..] else { bail!("internal error: upsampling 3×3 kernels only, not {:?}", k.w.dims) };
+        let &[o, c, 3, 3] = &k.w.dims[..] else {
+            bail!("internal error: upsampling 3×3 kernels only, not {:?}", k.w.dims)
+        };
         let mut f = vec![T::zero(); 4 * o * c * 4];
         for (a, b) in [(0, 0), (0, 1), (1, 0), (1, 1)] {
             for oc in 0..o * c {
@@ -307,7 +309,8 @@ impl<'a, T: Element> GluBlock<'a, T> {
         };
         let (normed, y) = Normed::forward(bn, z, Activation::Identity, stats)?;
         let d = &y.dims;
-        let glu = Values { data: glu_values(&y.data, d[0], d[1] / 2 * d[2] * d[3]), dims: vec![d[0], d[1] / 2, d[2], d[3]] };
+        let glu =
+            Values { data: glu_values(&y.data, d[0], d[1] / 2 * d[2] * d[3]), dims: vec![d[0], d[1] / 2, d[2], d[3]] };
         Ok((Self { input: x.clone(), conv, weight, kernel, out, z_dims, normed, y }, glu))
     }
 
@@ -450,12 +453,14 @@ impl<'g, T: Element> GeneratorTape<'g, T> {
     pub fn forward(g: &'g Generator, z: Values<T>) -> Result<Self> {
         let mut stats = Vec::new();
         let first_k = Kernel::of(&g.first.weight, g.first.stride, g.first.padding)?;
-        let (first, map) = GluBlock::forward(&z, Conv::Transposed, Weight::Param(&g.first.weight), first_k, &g.first_bn, &mut stats)?;
+        let (first, map) =
+            GluBlock::forward(&z, Conv::Transposed, Weight::Param(&g.first.weight), first_k, &g.first_bn, &mut stats)?;
         let mut maps = vec![map];
         let (mut ups, mut excited) = (Vec::new(), Vec::new());
         for (k, up) in g.ups.iter().enumerate() {
             let kernel = Kernel::of(&up.conv.weight, up.conv.stride, up.conv.padding)?;
-            let (block, mut x) = GluBlock::forward(&maps[k], Conv::Up, Weight::Param(&up.conv.weight), kernel, &up.bn, &mut stats)?;
+            let (block, mut x) =
+                GluBlock::forward(&maps[k], Conv::Up, Weight::Param(&up.conv.weight), kernel, &up.bn, &mut stats)?;
             let e = match g.excitations.iter().find(|(s, _)| *s == 8 << k) {
                 Some((_, e)) => {
                     let (rec, out) = Excited::forward(e, &maps[k - 2], x)?; // side/8
@@ -577,7 +582,8 @@ impl<'d, T: Element> CriticWeights<'d, T> {
         let logits = self.logit.kernel.conv(&xs[xs.len() - 1])?;
         let rebuilt = match &self.decoders {
             Some([all, quarter]) => {
-                let missing = || candle_core::Error::Msg("internal error: fastgan's critic lacks a 16×16 or 8×8 map".into());
+                let missing =
+                    || candle_core::Error::Msg("internal error: fastgan's critic lacks a 16×16 or 8×8 map".into());
                 let (f16, f8) = (f16.ok_or_else(missing)?, f8.ok_or_else(missing)?);
                 let all = DecoderTape::forward(all, &xs[f8], &mut stats)?;
                 let quarter = DecoderTape::forward(quarter, &quarter_of(&xs[f16], part), &mut stats)?;
@@ -647,9 +653,9 @@ impl<'w, 'd, T: Element> DecoderTape<'w, 'd, T> {
         }
         let mut d = self.w.out.kernel.input_grad(&d, &self.image.dims, &self.last.dims)?;
         for block in self.blocks.iter().rev() {
-            d = block
-                .backward(&d, grads.as_deref_mut(), true)?
-                .ok_or_else(|| candle_core::Error::Msg("internal error: a decoder block without its input gradient".into()))?;
+            d = block.backward(&d, grads.as_deref_mut(), true)?.ok_or_else(|| {
+                candle_core::Error::Msg("internal error: a decoder block without its input gradient".into())
+            })?;
         }
         if d.len() != self.input_dims.iter().product::<usize>() {
             bail!("internal error: a decoder's input gradient has {} values", d.len());
