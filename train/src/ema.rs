@@ -7,11 +7,13 @@
 //! short run: the exported average then still remembered the early, bad generators
 //! (QUALITY.md has the SWD of both).
 
-use candle_core::{DType, Device, Result, Tensor};
+use candle_core::{DType, Device, Result, Tensor, Var};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
 
+use crate::model::layers::BN_MOMENTUM;
+use crate::model::params::randn;
 use crate::model::{DcganShape, Generator, Init, Kind, Params};
 use crate::ops::{with_slice, Element, TASK_VALUES};
 
@@ -66,7 +68,39 @@ impl Ema {
         self.updates += 1;
         Ok(())
     }
+
+    /// BatchNorm's running statistics measured on the average itself ("standing
+    /// statistics", Brock et al. 2019, BigGAN): [`Ema::update`] copies the raw generator's,
+    /// which belong to other weights. From zero, [`STANDING_BATCHES`] batches of 64 latents
+    /// from `seed` run through the average in training mode, and the momentum-weighted sum
+    /// is divided by its total weight (as Adam's bias correction), so nothing of the copied
+    /// statistics is left. Training's own random numbers are not touched, and the next
+    /// update copies the raw statistics back, so a resumed run is unchanged.
+    pub fn recalibrate(&self, nz: usize, seed: u64) -> Result<()> {
+        let stats: Vec<&Var> = self
+            .params
+            .iter()
+            .filter(|p| p.name.ends_with("running_mean") || p.name.ends_with("running_var"))
+            .map(|p| &p.var)
+            .collect();
+        for v in &stats {
+            v.set(&v.as_tensor().zeros_like()?)?;
+        }
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        for _ in 0..STANDING_BATCHES {
+            let z = randn(&mut rng, &[64, nz, 1, 1], self.g.device())?.to_dtype(self.params.dtype())?;
+            self.g.forward(&z, true)?;
+        }
+        let weight = 1.0 - (1.0 - BN_MOMENTUM).powi(STANDING_BATCHES as i32);
+        for v in &stats {
+            v.set(&(v.as_tensor() / weight)?)?;
+        }
+        Ok(())
+    }
 }
+
+/// Batches of 64 latents for [`Ema::recalibrate`].
+pub const STANDING_BATCHES: usize = 32;
 
 /// ema·d + w·(1−d). On the CPU in one pass (the tensor version is four passes and three
 /// allocations over every weight, each step), with the tensor version's arithmetic
@@ -143,6 +177,43 @@ mod tests {
         }
         assert_ne!(after, before);
         assert_eq!(e.updates, 1);
+    }
+
+    #[test]
+    fn recalibrating_measures_batchnorms_statistics_on_the_average_itself() {
+        let e = ema(1_000.0, 0.0);
+        let Generator::Dcgan(g) = &e.g else { panic!("a DCGAN generator") };
+        let bn = g.blocks[0].bn.as_ref().unwrap();
+        // Statistics that belong to other weights, as `update` copies them from the raw generator.
+        let c = bn.running_mean.dim(0).unwrap();
+        bn.running_mean.set(&Tensor::full(5f32, c, &Device::Cpu).unwrap()).unwrap();
+        bn.running_var.set(&Tensor::full(9f32, c, &Device::Cpu).unwrap()).unwrap();
+        e.recalibrate(2, 7).unwrap();
+        // The first layer's own per-channel mean and variance over many fresh latents.
+        let z = randn(&mut ChaCha8Rng::seed_from_u64(99), &[8192, 2, 1, 1], &Device::Cpu).unwrap();
+        let flat = g.blocks[0].conv.forward(&z).unwrap().transpose(0, 1).unwrap().flatten_from(1).unwrap();
+        let mean: Vec<f32> = flat.mean(1).unwrap().to_vec1().unwrap();
+        let var: Vec<f32> = flat
+            .broadcast_sub(&flat.mean_keepdim(1).unwrap())
+            .unwrap()
+            .sqr()
+            .unwrap()
+            .mean(1)
+            .unwrap()
+            .to_vec1()
+            .unwrap();
+        let (rm, rv): (Vec<f32>, Vec<f32>) =
+            (bn.running_mean.as_tensor().to_vec1().unwrap(), bn.running_var.as_tensor().to_vec1().unwrap());
+        for i in 0..c {
+            assert!(
+                (rm[i] - mean[i]).abs() < 0.1 * var[i].sqrt(),
+                "channel {i}: mean {} vs {} (var {})",
+                rm[i],
+                mean[i],
+                var[i]
+            );
+            assert!((rv[i] / var[i] - 1.0).abs() < 0.15, "channel {i}: variance {} vs {}", rv[i], var[i]);
+        }
     }
 
     #[test]

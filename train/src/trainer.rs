@@ -307,6 +307,9 @@ pub fn train(cfg: &TrainConfig) -> anyhow::Result<TrainOutcome> {
         }
         if preview_due {
             let t = Instant::now();
+            if let Some(e) = &ema {
+                e.recalibrate(cfg.nz, cfg.seed)?;
+            }
             let preview = ema.as_ref().map_or(&gan.g, |e| &e.g);
             let path = samples_dir.join(preview_name(st.step));
             let grid = report::save_grid(&report::generate(preview, &preview_seeds, &device)?, &path)?;
@@ -335,7 +338,8 @@ pub fn train(cfg: &TrainConfig) -> anyhow::Result<TrainOutcome> {
         eprintln!("canard-train: ADA's augmentation probability ended at {:.3}", a.p);
     }
 
-    // Export the EMA generator when there is one: smoother, and what the previews showed.
+    // Export the EMA generator when there is one: smoother, and what the previews showed
+    // (the last preview, at this step, recalibrated its BatchNorm statistics).
     let g_out = match ema {
         Some(e) => e.g,
         None => gan.g,

@@ -65,7 +65,8 @@ pub struct BatchNorm2d {
 }
 
 pub const BN_EPS: f64 = 1e-5;
-const BN_MOMENTUM: f64 = 0.1;
+/// The running statistics' momentum (PyTorch's).
+pub const BN_MOMENTUM: f64 = 0.1;
 
 impl BatchNorm2d {
     pub fn new(init: &mut Init, channels: usize) -> Result<Self> {
