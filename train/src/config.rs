@@ -183,6 +183,15 @@ impl Settings {
         toml::from_str(&text).map_err(|source| ConfigError::Parse { path: path.into(), source })
     }
 
+    /// A run's own saved settings (`runs/NAME/config.toml`). Runs saved before the policy was
+    /// recorded trained with all three DiffAugment transforms, so resuming them keeps that
+    /// (fastgan's default is now colour and translation).
+    pub fn from_saved_run(path: &Path) -> Result<Settings, ConfigError> {
+        let mut saved = Self::from_toml_file(path)?;
+        saved.augment_policy.get_or_insert(DiffAugment::all());
+        Ok(saved)
+    }
+
     /// `self` with every setting that `over` gives replaced by `over`'s. A run's length
     /// (`--steps`, `--epochs`, `--minutes`) is one setting: `over` giving any part of it
     /// replaces all of it, so a resumed `--steps` run can be continued with `--epochs`.
@@ -570,6 +579,20 @@ mod tests {
         assert!(err.contains("--augment-policy") && err.contains("\"flip\" is not one of"), "{err}");
         let err = toml::from_str::<Settings>("augment-policy = 'color,color'").unwrap_err().to_string();
         assert!(err.contains("augment-policy") && err.contains("named twice"), "{err}");
+    }
+
+    #[test]
+    fn a_run_saved_before_the_policy_was_recorded_resumes_with_all_three_transforms() {
+        let dir = std::env::temp_dir().join(format!("canard-config-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let new = flags(&["--data", "d", "--name", "n"]).resolve().unwrap().to_toml().unwrap();
+        let old: String = new.lines().filter(|l| !l.starts_with("augment-policy")).map(|l| format!("{l}\n")).collect();
+        for (text, policy) in [(old, DiffAugment::all()), (new, DiffAugment::fastgan())] {
+            std::fs::write(dir.join("config.toml"), &text).unwrap();
+            let cfg = Settings::from_saved_run(&dir.join("config.toml")).unwrap().resolve().unwrap();
+            assert_eq!((cfg.arch, cfg.augment_policy), (Arch::Fastgan, policy), "{text}");
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

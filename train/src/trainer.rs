@@ -109,7 +109,7 @@ pub fn train_with(flags: &Settings, config_file: Option<&Path>, start: Start) ->
     let settings = if has_checkpoint {
         // The run's own settings first, so a resumed run continues as it started unless told otherwise.
         let saved = run_dir.join("config.toml");
-        Settings::from_toml_file(&saved)?.overlay(&file)?.overlay(flags)?
+        Settings::from_saved_run(&saved)?.overlay(&file)?.overlay(flags)?
     } else {
         layered
     };
