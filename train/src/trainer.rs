@@ -338,10 +338,15 @@ pub fn train(cfg: &TrainConfig) -> anyhow::Result<TrainOutcome> {
         eprintln!("canard-train: ADA's augmentation probability ended at {:.3}", a.p);
     }
 
-    // Export the EMA generator when there is one: smoother, and what the previews showed
-    // (the last preview, at this step, recalibrated its BatchNorm statistics).
+    // Export the EMA generator when there is one: smoother, and what the previews showed.
+    // Its BatchNorm statistics are measured here, not left to the last preview: a finished
+    // run resumed only to export has no preview (recalibrating is deterministic, so twice
+    // at one step gives the same bits).
     let g_out = match ema {
-        Some(e) => e.g,
+        Some(e) => {
+            e.recalibrate(cfg.nz, cfg.seed)?;
+            e.g
+        }
         None => gan.g,
     };
     let quality = measure_swd(&cfg, &g_out, &data, &device)?;
