@@ -59,6 +59,11 @@ fn temporaries(dir: &Path) -> Vec<PathBuf> {
     found
 }
 
+/// The last step's checkpoint is written: what runs now is the final previews, SWD or export.
+fn past_last_step(dir: &Path) -> bool {
+    checkpoint::list(&dir.join("runs/k")).last().is_some_and(|p| p.ends_with("step_00000300"))
+}
+
 /// Every checkpoint a resume could pick is complete, and a model folder, if any, is whole.
 fn assert_whole(dir: &Path, kill: usize) {
     let run = dir.join("runs/k");
@@ -117,6 +122,16 @@ fn kill_9_at_random_moments_then_resume_ends_with_the_uninterrupted_model() {
             if Instant::now() >= deadline {
                 break None;
             }
+            // Writes and the final SWD and export are small slices of the run that random
+            // delays can all miss (CI once did): until a kill has landed in each, also kill
+            // the moment a write is seen under way, and (once the random kills are done) the
+            // first life seen past the last step.
+            if mid_write == 0 && !temporaries(faulty.path()).is_empty() {
+                break None;
+            }
+            if lives > KILLS && in_final_phase == 0 && past_last_step(faulty.path()) {
+                break None;
+            }
             std::thread::sleep(Duration::from_millis(1));
         };
         match exited {
@@ -130,9 +145,7 @@ fn kill_9_at_random_moments_then_resume_ends_with_the_uninterrupted_model() {
                 kills += 1;
                 mid_write += !temporaries(faulty.path()).is_empty() as usize;
                 // Past the last step: killed during the final previews, SWD or export.
-                let last_step =
-                    checkpoint::list(&faulty.path().join("runs/k")).last().map(|p| p.ends_with("step_00000300"));
-                in_final_phase += (last_step == Some(true)) as usize;
+                in_final_phase += past_last_step(faulty.path()) as usize;
                 assert_whole(faulty.path(), kills);
             }
         }
