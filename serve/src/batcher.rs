@@ -206,36 +206,48 @@ mod tests {
         assert!(run_queued(vec![a, b], 64).is_empty());
     }
 
-    /// Starts the loop on its own thread with a long wait; `before` is queued first.
-    fn worker(
-        before: Vec<Job<u64>>,
-    ) -> (std::sync::mpsc::SyncSender<Job<u64>>, std::thread::JoinHandle<Vec<Vec<u64>>>) {
+    type Log = Arc<Mutex<Vec<Vec<u64>>>>;
+
+    /// Starts the loop on its own thread with a 5 s wait; `before` is queued first. The
+    /// log of batches run is shared, so a test can wait for a batch instead of sleeping
+    /// (a loaded machine may start the thread late).
+    fn worker(before: Vec<Job<u64>>) -> (std::sync::mpsc::SyncSender<Job<u64>>, std::thread::JoinHandle<()>, Log) {
         let (tx, rx) = sync_channel(8);
         for j in before {
             tx.send(j).unwrap();
         }
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let fake_log = log.clone();
         let handle = std::thread::spawn(move || {
-            let log = Arc::new(Mutex::new(Vec::new()));
-            let rules = Rules { max_batch: 8, max_wait: Duration::from_millis(500) };
-            run(rx, rules, 2, &AtomicUsize::new(0), fake(log.clone()));
-            let batches = log.lock().unwrap().clone();
-            batches
+            let rules = Rules { max_batch: 8, max_wait: Duration::from_secs(5) };
+            run(rx, rules, 2, &AtomicUsize::new(0), fake(fake_log));
         });
-        (tx, handle)
+        (tx, handle, log)
+    }
+
+    /// Waits until the log holds `batches`; how long that took.
+    fn until_logged(log: &Log, batches: &[Vec<u64>]) -> Duration {
+        let started = Instant::now();
+        while log.lock().unwrap().as_slice() != batches {
+            assert!(started.elapsed() < Duration::from_secs(60), "never ran {batches:?}: {:?}", log.lock().unwrap());
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        started.elapsed()
     }
 
     #[test]
     fn a_lone_client_never_waits() {
         let (a, _ra) = job(&[1]);
         let (b, _rb) = job(&[2]);
-        let (tx, handle) = worker(vec![]);
-        let started = Instant::now();
+        let (tx, handle, log) = worker(vec![]);
         tx.send(a).unwrap();
-        std::thread::sleep(Duration::from_millis(50));
+        // Waiting for company would take the whole 5 s wait.
+        let took = until_logged(&log, &[vec![1]]);
+        assert!(took < Duration::from_millis(2500), "the first job waited {took:?} for company");
         tx.send(b).unwrap();
         drop(tx);
-        assert_eq!(handle.join().unwrap(), vec![vec![1], vec![2]]);
-        assert!(started.elapsed() < Duration::from_millis(400), "the first job waited for company");
+        handle.join().unwrap();
+        assert_eq!(*log.lock().unwrap(), vec![vec![1], vec![2]]);
     }
 
     #[test]
@@ -246,13 +258,14 @@ mod tests {
         let (b, _rb) = job(&[2]);
         let (c, _rc) = job(&[3]);
         let (d, _rd) = job(&[4]);
-        let (tx, handle) = worker(vec![a, b]);
-        std::thread::sleep(Duration::from_millis(50));
+        let (tx, handle, log) = worker(vec![a, b]);
+        until_logged(&log, &[vec![1, 2]]);
         tx.send(c).unwrap();
         std::thread::sleep(Duration::from_millis(20));
         tx.send(d).unwrap();
         drop(tx);
-        assert_eq!(handle.join().unwrap(), vec![vec![1, 2], vec![3, 4]]);
+        handle.join().unwrap();
+        assert_eq!(*log.lock().unwrap(), vec![vec![1, 2], vec![3, 4]]);
     }
 
     #[test]

@@ -354,7 +354,9 @@ fn slow_clients_are_timed_out_while_others_are_served() {
     write_model(root.path(), "demo", 8, |_| {});
     let server = Server::start(root.path(), &["--reload-interval", "0", "--request-timeout", "1", "--keep-alive", "1"]);
     let addr = server.addr;
-    let limit = Duration::from_secs(10);
+    // Bounds below are loose (0.4–8 s for a 1 s timeout): actix checks its timers against a
+    // clock it refreshes every 500 ms, and a loaded CI machine adds seconds.
+    let limit = Duration::from_secs(20);
     let full = b"GET /healthz HTTP/1.1\r\nHost: canard\r\nConnection: close\r\n\r\n";
 
     // 1. The request line and headers one byte every 100 ms (5 s in all).
@@ -418,26 +420,26 @@ fn slow_clients_are_timed_out_while_others_are_served() {
 
     let (trickled, sent) = trickle.join().unwrap();
     let closed = trickled.closed_after.expect("the trickling client is disconnected");
-    assert!(sent < full.len() && closed < Duration::from_secs(3), "closed after {closed:?}, {sent} bytes sent");
+    assert!(sent < full.len() && closed < Duration::from_secs(8), "closed after {closed:?}, {sent} bytes sent");
     assert_eq!(trickled.answer.map(|r| r.status), Some(408));
 
     let unfinished = unfinished.join().unwrap();
     let closed = unfinished.closed_after.expect("the unfinished request is disconnected");
-    assert!((Duration::from_millis(800)..Duration::from_secs(3)).contains(&closed), "{closed:?}");
+    assert!((Duration::from_millis(400)..Duration::from_secs(8)).contains(&closed), "{closed:?}");
     assert_eq!(unfinished.answer.map(|r| r.status), Some(408));
 
     let silent = silent.join().unwrap();
     let closed = silent.closed_after.expect("the silent client is disconnected");
-    assert!((Duration::from_millis(800)..Duration::from_secs(3)).contains(&closed), "{closed:?}");
+    assert!((Duration::from_millis(400)..Duration::from_secs(8)).contains(&closed), "{closed:?}");
 
     let idle = idle.join().unwrap();
     let closed = idle.closed_after.expect("the idle kept-alive connection is closed");
-    assert!((Duration::from_millis(800)..Duration::from_secs(3)).contains(&closed), "{closed:?}");
+    assert!((Duration::from_millis(400)..Duration::from_secs(8)).contains(&closed), "{closed:?}");
 
     let second = second.join().unwrap();
     let closed = second.closed_after.expect("the unfinished second request is disconnected");
     // --keep-alive + --request-timeout, and the watchdog's granularity.
-    assert!((Duration::from_millis(800)..Duration::from_secs(4)).contains(&closed), "{closed:?}");
+    assert!((Duration::from_millis(400)..Duration::from_secs(8)).contains(&closed), "{closed:?}");
     assert_eq!(server.metric("canard_stalled_connections_closed_total"), 1.0);
     server.ok("/healthz");
 }
@@ -461,7 +463,9 @@ fn thousands_of_idle_connections_are_held_cheaply_then_closed() {
     assert!(limit >= IDLE as u64 + 1024, "the hard limit on open files ({limit}) is too low for {IDLE} connections");
     let root = tempfile::tempdir().unwrap();
     write_model(root.path(), "demo", 8, |_| {});
-    let server = Server::start(root.path(), &["--reload-interval", "0", "--request-timeout", "4", "--keep-alive", "1"]);
+    // A request timeout long enough to open and measure 2,000 connections on a loaded machine.
+    let server =
+        Server::start(root.path(), &["--reload-interval", "0", "--request-timeout", "10", "--keep-alive", "1"]);
     let before = server.ok("/generate?seed=5");
     let (rss_before, fds_before) = (server.rss_kib(), server.open_fds());
 
@@ -469,7 +473,7 @@ fn thousands_of_idle_connections_are_held_cheaply_then_closed() {
     let idle: Vec<TcpStream> =
         (0..IDLE).map(|i| TcpStream::connect(server.addr).unwrap_or_else(|e| panic!("connection {i}: {e}"))).collect();
     // Every one accepted and held by the server...
-    let deadline = Instant::now() + Duration::from_secs(3);
+    let deadline = Instant::now() + Duration::from_secs(6);
     while server.open_fds() + 5 < fds_before + IDLE && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(20));
     }
@@ -481,12 +485,12 @@ fn thousands_of_idle_connections_are_held_cheaply_then_closed() {
     assert_eq!(server.ok("/generate?seed=5"), before);
     assert!(t.elapsed() < Duration::from_secs(2), "{:?} with {IDLE} idle connections", t.elapsed());
     let rss_during = server.rss_kib();
-    assert!(opened.elapsed() < Duration::from_secs(4), "all measured before the request timeout");
+    assert!(opened.elapsed() < Duration::from_secs(9), "all measured before the request timeout");
     let grown_mib = rss_during.saturating_sub(rss_before) / 1024;
     assert!(grown_mib < 200, "RSS grew by {grown_mib} MiB for {IDLE} idle connections");
 
     // After --request-timeout the server has closed every one of them.
-    let deadline = opened + Duration::from_secs(4 + 10);
+    let deadline = opened + Duration::from_secs(10 + 10);
     while server.open_fds() > fds_before + 10 && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(100));
     }
