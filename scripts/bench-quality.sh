@@ -13,7 +13,9 @@
 #
 # Usage: scripts/bench-quality.sh --python PY [--minutes 10] [--sets "shapes digits twemoji-food twemoji"]
 #        [--archs "fastgan dcgan wgan-gp reference"] (also: wgan, reference-fastgan, fastgan-ada) [--data-dir .deps/quality-data] [--grids docs/quality]
-#        [--threads 2]
+#        [--threads 2] [--seeds "0"]
+#   --seeds "0 1 2"  one run per seed for every cell (a row each, then the cell's mean): one run's
+#                 SWD moves ±10% within a few hundred steps, so one seed decides less than it seems
 #   --python PY   a Python with torch, scikit-learn and Pillow (the reference, and the digits set)
 set -euo pipefail
 
@@ -23,6 +25,7 @@ ARCHS="fastgan dcgan wgan-gp reference"
 DATA_DIR=.deps/quality-data
 GRIDS=docs/quality
 THREADS=2
+SEEDS=0
 PY=""
 die() { echo "bench-quality: error: $*" >&2; exit 1; }
 log() { echo "bench-quality: $*" >&2; }
@@ -35,12 +38,15 @@ while [[ $# -gt 0 ]]; do
         --data-dir) DATA_DIR="${2:?--data-dir needs a path}"; shift 2 ;;
         --grids) GRIDS="${2:?--grids needs a path}"; shift 2 ;;
         --threads) THREADS="${2:?--threads needs a value}"; shift 2 ;;
+        --seeds) SEEDS="${2:?--seeds needs a value}"; shift 2 ;;
         -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
         *) die "unknown argument $1 (try --help)" ;;
     esac
 done
 python3 -c "import sys; m = float(sys.argv[1]); assert m > 0 and m < 1e6" "$MINUTES" 2>/dev/null \
     || die "--minutes must be a positive number, not $MINUTES"
+for seed in $SEEDS; do [[ "$seed" =~ ^[0-9]+$ ]] || die "--seeds must be whole numbers, not $seed"; done
+[[ -n "${SEEDS// /}" ]] || die "--seeds needs at least one seed"
 [[ -n "$PY" ]] || die "--python is required (a Python with torch, scikit-learn and Pillow)"
 "$PY" -c "import torch, sklearn, PIL" 2>/dev/null || die "$PY lacks torch, scikit-learn or Pillow"
 
@@ -62,7 +68,10 @@ for set in $SETS; do
         *) die "unknown set $set" ;;
     esac
     for arch in $ARCHS; do
+      swds=()
+      for seed in $SEEDS; do
         name="$set-$arch"
+        [[ "$seed" == 0 ]] || name="$set-$arch-seed$seed"
         log "$name: $MINUTES minutes"
         if [[ "$arch" == reference* ]]; then
             [[ "$set" != shapes ]] || { log "skipping $arch on builtin:shapes (it needs a folder)"; continue; }
@@ -71,7 +80,7 @@ for set in $SETS; do
                 reference-fastgan) script=scripts/reference_fastgan.py ;;
                 *) die "unknown arch $arch" ;;
             esac
-            "$PY" "$script" --data "$data" --out "$tmp/$name" --minutes "$MINUTES" \
+            "$PY" "$script" --data "$data" --out "$tmp/$name" --minutes "$MINUTES" --seed "$seed" \
                 --image-size 32 --channels "$channels" --threads "$THREADS" > "$tmp/$name.json"
             read -r steps seen pictures < <(python3 -c 'import json,sys; s=json.load(open(sys.argv[1])); print(s["steps"], s["images_seen"], s["pictures"])' "$tmp/$name.json")
             swd=$("$bin" eval --generated "$tmp/$name/generated" --image-size 32 --channels "$channels" --data "$data" \
@@ -82,7 +91,7 @@ for set in $SETS; do
             arch_args=(--arch "$arch")
             [[ "$arch" != fastgan-ada ]] || arch_args=(--arch fastgan --ada-target 0.6)
             RAYON_NUM_THREADS="$THREADS" "$bin" --data "$data" --name "$name" "${arch_args[@]}" --image-size 32 \
-                --channels "$channels" --minutes "$MINUTES" --seed 0 --runs-dir "$tmp/runs" --models-dir "$tmp/models" \
+                --channels "$channels" --minutes "$MINUTES" --seed "$seed" --runs-dir "$tmp/runs" --models-dir "$tmp/models" \
                 --eval-images 0 > "$tmp/$name.log" 2>&1 || { tail "$tmp/$name.log" >&2; die "$name failed"; }
             read -r steps seen pictures < <(python3 -c 'import json,sys; t=json.load(open(sys.argv[1]))["training"]; print(t["steps"], t["images_seen"], t["dataset_images"])' "$tmp/models/$name/model.json")
             swd=$("$bin" eval --model "$tmp/models/$name" --data "$data" --nearest "$tmp/$name-nearest.png" \
@@ -90,6 +99,12 @@ for set in $SETS; do
             cp "$(ls "$tmp/runs/$name/samples/"step_*.png | tail -1)" "$GRIDS/$name.png"
         fi
         cp "$tmp/$name-nearest.png" "$GRIDS/$name-nearest.png"
-        echo "| $set | $pictures | $arch | $steps | $seen | $swd | [grid]($GRIDS/$name.png), [nearest]($GRIDS/$name-nearest.png) |"
+        swds+=("$swd")
+        echo "| $set | $pictures | $arch (seed $seed) | $steps | $seen | $swd | [grid]($GRIDS/$name.png), [nearest]($GRIDS/$name-nearest.png) |"
+      done
+      if [[ ${#swds[@]} -gt 1 ]]; then
+          mean=$(printf '%s\n' "${swds[@]}" | awk '{s += $1; if (NR == 1 || $1 < lo) lo = $1; if (NR == 1 || $1 > hi) hi = $1} END {printf "%.1f (%.1f–%.1f)", s / NR, lo, hi}')
+          echo "| $set | | **$arch, mean of ${#swds[@]} seeds** | | | **$mean** | |"
+      fi
     done
 done
