@@ -583,16 +583,15 @@ mod tests {
 
     #[test]
     fn a_run_saved_before_the_policy_was_recorded_resumes_with_all_three_transforms() {
-        let dir = std::env::temp_dir().join(format!("canard-config-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let saved = dir.path().join("config.toml");
         let new = flags(&["--data", "d", "--name", "n"]).resolve().unwrap().to_toml().unwrap();
         let old: String = new.lines().filter(|l| !l.starts_with("augment-policy")).map(|l| format!("{l}\n")).collect();
         for (text, policy) in [(old, DiffAugment::all()), (new, DiffAugment::fastgan())] {
-            std::fs::write(dir.join("config.toml"), &text).unwrap();
-            let cfg = Settings::from_saved_run(&dir.join("config.toml")).unwrap().resolve().unwrap();
+            std::fs::write(&saved, &text).unwrap();
+            let cfg = Settings::from_saved_run(&saved).unwrap().resolve().unwrap();
             assert_eq!((cfg.arch, cfg.augment_policy), (Arch::Fastgan, policy), "{text}");
         }
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
