@@ -14,6 +14,8 @@ use support::write_model;
 /// Big enough to take a while to resize and encode (a 3×3 grid of 1024² pictures),
 /// so that several of them are still running when the signal comes.
 const HEAVY: &str = "/generate?seeds=1-9&size=1024";
+/// The pictures one [`HEAVY`] request generates.
+const HEAVY_IMAGES: usize = 9;
 
 /// `n` clients each sending [`HEAVY`] at once: joined, each gives its answer (or
 /// the error that cut it) and when it ended. All `n` connect first and send
@@ -23,7 +25,7 @@ const HEAVY: &str = "/generate?seeds=1-9&size=1024";
 /// first answers closing theirs).
 fn heavy_clients(server: &Server, n: usize) -> Vec<std::thread::JoinHandle<(std::io::Result<Response>, Instant)>> {
     let generated = "canard_images_generated_total{model=\"demo\"}";
-    let want = server.metric(generated) + (9 * n) as f64;
+    let want = server.metric(generated) + (HEAVY_IMAGES * n) as f64;
     let connected = Arc::new(Barrier::new(n + 1));
     let clients: Vec<_> = (0..n)
         .map(|_| {
