@@ -102,6 +102,8 @@ def main():
     p.add_argument("--image-size", type=int, default=64)
     p.add_argument("--batch", type=int, default=64)
     p.add_argument("--width", type=int, default=64, help="ngf = ndf")
+    p.add_argument("--ngf", type=int, help="fastgan: the generator's base width, if not --width")
+    p.add_argument("--ndf", type=int, help="fastgan: the critic's base width, if not --width")
     p.add_argument("--nz", type=int, default=100)
     p.add_argument("--channels", type=int, default=3)
     p.add_argument("--warmup", type=int, default=2)
@@ -121,7 +123,9 @@ def main():
     if a.arch == "fastgan":
         import reference_fastgan  # here: it imports this file's diff_augment
 
-        g, d, opt_g, opt_d = reference_fastgan.networks(a.image_size, a.nz, a.width, a.width, a.channels)
+        g, d, opt_g, opt_d = reference_fastgan.networks(
+            a.image_size, a.nz, a.ngf or a.width, a.ndf or a.width, a.channels
+        )
     elif a.arch == "dcgan":
         d = discriminator(a.image_size, a.width, a.channels)
         opt_g = torch.optim.Adam(g.parameters(), lr=2e-4, betas=(0.5, 0.999))

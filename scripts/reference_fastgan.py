@@ -22,7 +22,7 @@ DiffAugment (colour, translation, cutout) on everything the discriminator sees. 
 generator is canard's moving average (half-life 10,000 images, ramped over the first 5%).
 
 Usage: reference_fastgan.py --data DIR --out DIR --minutes M [--image-size 32] [--channels 3]
-                            [--ngf 16] [--ndf 16] [--batch 16] [--threads 2] [--samples 2048] [--seed 0]
+                            [--ngf 16] [--ndf 32] [--batch 16] [--threads 2] [--samples 2048] [--seed 0]
 Writes what reference_dcgan.py writes (OUT/generated/, OUT/grid.png, OUT/stats.json).
 """
 import copy
@@ -189,7 +189,7 @@ def networks(size, nz, ngf, ndf, nc):
 def main() -> None:
     ap = common_arguments(__doc__.splitlines()[0])
     ap.add_argument("--ngf", type=int, default=16, help="canard's fastgan default")
-    ap.add_argument("--ndf", type=int, default=16, help="canard's fastgan default")
+    ap.add_argument("--ndf", type=int, default=32, help="canard's fastgan default")
     ap.add_argument("--batch", type=int, default=16, help="canard's fastgan default")
     ap.add_argument("--ema-half-life", type=float, default=10000, help="images (canard's default), ramped")
     args = ap.parse_args()

@@ -7,7 +7,8 @@
 //! cargo run --release -p canard-train --example bench_step -- --image-size 64 --batch 64 --width 64
 //! ```
 //!
-//! Options: `--image-size S`, `--batch B`, `--width W` (ngf = ndf), `--warmup N`,
+//! Options: `--image-size S`, `--batch B`, `--width W` (ngf = ndf; or
+//! `--ngf`, `--ndf` apart), `--warmup N`,
 //! `--steps N`, `--export DIR` (also export the generator to DIR/bench for the ONNX
 //! Runtime column), `--graph` (candle's graph instead of the CPU tape, for comparison),
 //! `--arch dcgan|wgan|wgan-gp|fastgan`, `--augment` (DiffAugment on every image the critic
@@ -39,6 +40,12 @@ struct Args {
     batch: usize,
     #[arg(long, default_value_t = 64)]
     width: usize,
+    /// The generator's base width, if not `--width`.
+    #[arg(long)]
+    ngf: Option<usize>,
+    /// The critic's base width, if not `--width`.
+    #[arg(long)]
+    ndf: Option<usize>,
     #[arg(long, default_value_t = 2)]
     warmup: usize,
     #[arg(long, default_value_t = 10)]
@@ -60,13 +67,14 @@ struct Args {
 fn main() -> anyhow::Result<()> {
     canard_train::alloc::keep_freed_memory();
     let a = Args::parse();
+    let (ngf, ndf) = (a.ngf.unwrap_or(a.width), a.ndf.unwrap_or(a.width));
     let settings = Settings {
         data: Some("random".into()),
         name: Some("bench".into()),
         image_size: Some(a.image_size),
         batch_size: Some(a.batch),
-        ngf: Some(a.width),
-        ndf: Some(a.width),
+        ngf: Some(ngf),
+        ndf: Some(ndf),
         arch: Some(a.arch),
         r1: Some(a.r1),
         ..Settings::default()
@@ -82,7 +90,7 @@ fn main() -> anyhow::Result<()> {
     let len = a.batch * 4;
     let pixels: Vec<u8> = (0..len * 3 * a.image_size * a.image_size).map(|_| rng.random()).collect();
     let data = Dataset { source: "random".into(), pixels, len, channels: 3, size: a.image_size };
-    let shape = DcganShape { image_size: a.image_size, channels: 3, nz: cfg.nz, ngf: a.width, ndf: a.width };
+    let shape = DcganShape { image_size: a.image_size, channels: 3, nz: cfg.nz, ngf, ndf };
     a.arch.kind().validate(&shape).map_err(anyhow::Error::msg)?;
     let norm = if a.arch == Arch::WganGp { CriticNorm::Layer } else { CriticNorm::Batch };
     let gan = Gan::build_kind(a.arch.kind(), shape, norm, &mut rng, &device, DType::F32)?;
