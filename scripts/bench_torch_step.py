@@ -113,6 +113,10 @@ def main():
     p.add_argument("--augment", action="store_true", help="DiffAugment on every image the critic sees")
     p.add_argument("--device", default="cpu", help="cpu or cuda")
     a = p.parse_args()
+    if a.arch != "fastgan" and (a.ngf is not None or a.ndf is not None):
+        p.error("--ngf and --ndf apply to --arch fastgan; the other archs take --width")
+    ngf = a.width if a.ngf is None else a.ngf
+    ndf = a.width if a.ndf is None else a.ndf
     if a.device != "cpu":
         torch.set_default_device(a.device)  # not on the CPU: it adds a hook to every call
     torch.set_num_threads(a.threads)
@@ -123,9 +127,7 @@ def main():
     if a.arch == "fastgan":
         import reference_fastgan  # here: it imports this file's diff_augment
 
-        g, d, opt_g, opt_d = reference_fastgan.networks(
-            a.image_size, a.nz, a.ngf or a.width, a.ndf or a.width, a.channels
-        )
+        g, d, opt_g, opt_d = reference_fastgan.networks(a.image_size, a.nz, ngf, ndf, a.channels)
     elif a.arch == "dcgan":
         d = discriminator(a.image_size, a.width, a.channels)
         opt_g = torch.optim.Adam(g.parameters(), lr=2e-4, betas=(0.5, 0.999))
