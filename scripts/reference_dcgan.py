@@ -112,26 +112,38 @@ def write_samples(g, nz, args, steps, batch, seconds, pictures_in_data) -> None:
     print(json.dumps(stats))
 
 
+def positive(kind, zero: bool = False):
+    """An argparse type: a finite number of `kind` above 0 (or 0 too, with `zero`); argparse
+    names the flag it refuses."""
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be a number, not {text!r}") from None
+        if not (math.isfinite(value) and (value > 0 or zero and value == 0)):
+            raise argparse.ArgumentTypeError(f"must be {'0 or more' if zero else 'a positive number'}, not {text}")
+        return value
+    return parse
+
+
 def common_arguments(description: str) -> argparse.ArgumentParser:
     """The arguments every reference script takes (bench-quality.sh passes them alike)."""
     ap = argparse.ArgumentParser(description=description)
     ap.add_argument("--data", type=pathlib.Path, required=True)
     ap.add_argument("--out", type=pathlib.Path, required=True)
-    ap.add_argument("--minutes", type=float, required=True)
+    ap.add_argument("--minutes", type=positive(float), required=True)
     ap.add_argument("--image-size", type=int, default=32)
     ap.add_argument("--channels", type=int, default=3, choices=[1, 3])
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--samples", type=int, default=2048)
+    ap.add_argument("--threads", type=positive(int), default=2)
+    ap.add_argument("--samples", type=positive(int), default=2048)
     ap.add_argument("--seed", type=int, default=0)
     return ap
 
 
 def main() -> None:
     ap = common_arguments(__doc__.splitlines()[0])
-    ap.add_argument("--width", type=int, default=64, help="ngf = ndf (the example's 64)")
+    ap.add_argument("--width", type=positive(int), default=64, help="ngf = ndf (the example's 64)")
     args = ap.parse_args()
-    if not (args.minutes > 0 and math.isfinite(args.minutes)):
-        raise SystemExit(f"reference_dcgan: --minutes must be a positive number, not {args.minutes}")
     size = args.image_size
     stages = int(math.log2(size)) - 2  # 32 → 3, 64 → 4 upsampling stages after the first
     if 2 ** (stages + 2) != size or stages < 2:

@@ -38,7 +38,7 @@ from torch.nn.utils import spectral_norm
 
 sys.path.insert(0, str(pathlib.Path(__file__).parent))
 from bench_torch_step import diff_augment  # noqa: E402
-from reference_dcgan import common_arguments, load, write_samples  # noqa: E402
+from reference_dcgan import common_arguments, load, positive, write_samples  # noqa: E402
 
 
 def glu_block(c_in: int, c_out: int) -> nn.Sequential:
@@ -188,10 +188,10 @@ def networks(size, nz, ngf, ndf, nc):
 
 def main() -> None:
     ap = common_arguments(__doc__.splitlines()[0])
-    ap.add_argument("--ngf", type=int, default=16, help="canard's fastgan default")
-    ap.add_argument("--ndf", type=int, default=32, help="canard's fastgan default")
-    ap.add_argument("--batch", type=int, default=16, help="canard's fastgan default")
-    ap.add_argument("--ema-half-life", type=float, default=10000, help="images (canard's default), ramped")
+    ap.add_argument("--ngf", type=positive(int), default=16, help="canard's fastgan default")
+    ap.add_argument("--ndf", type=positive(int), default=32, help="canard's fastgan default")
+    ap.add_argument("--batch", type=positive(int), default=16, help="canard's fastgan default")
+    ap.add_argument("--ema-half-life", type=positive(float, zero=True), default=10000, help="images (canard's default), ramped; 0: no average")
     args = ap.parse_args()
     size = args.image_size
     if size not in (32, 64, 128, 256):

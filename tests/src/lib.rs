@@ -141,7 +141,21 @@ pub struct Server {
 
 impl Server {
     /// Starts `canard-serve` on a free port with `args` and waits until `/healthz` answers.
+    /// The port is free when picked but may be taken before the server binds it: a server
+    /// that exits without answering is started again on another port, up to three times.
     pub fn start(args: &[&str]) -> Server {
+        let mut exits = Vec::new();
+        while exits.len() < 3 {
+            match Server::try_start(args) {
+                Ok(server) => return server,
+                Err(status) => exits.push(status.to_string()),
+            }
+        }
+        panic!("canard-serve exited before answering, three times: {exits:?}");
+    }
+
+    /// One start: the server once `/healthz` answers, or its exit status if it ends first.
+    fn try_start(args: &[&str]) -> Result<Server, std::process::ExitStatus> {
         let bin = cargo_bin("canard-serve", "canard-serve");
         let port = free_port();
         let bind = format!("127.0.0.1:{port}");
@@ -157,11 +171,11 @@ impl Server {
         loop {
             if let Ok(r) = get(port, "/healthz") {
                 if r.status == 200 {
-                    return Server { port, child };
+                    return Ok(Server { port, child });
                 }
             }
             if let Ok(Some(status)) = child.try_wait() {
-                panic!("canard-serve exited before answering: {status}");
+                return Err(status);
             }
             assert!(Instant::now() < deadline, "canard-serve did not answer /healthz within 60 s");
             std::thread::sleep(Duration::from_millis(100));

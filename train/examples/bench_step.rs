@@ -12,11 +12,10 @@
 //! `--steps N`, `--export DIR` (also export the generator to DIR/bench for the ONNX
 //! Runtime column), `--graph` (candle's graph instead of the CPU tape, for comparison),
 //! `--arch dcgan|wgan|wgan-gp|fastgan`, `--augment` (DiffAugment on every image the critic
-//! sees; fastgan always has it), `--r1 GAMMA` (fastgan's R1 penalty).
+//! sees, with the policy the trainer would use; fastgan always has it), `--r1 GAMMA` (fastgan's R1 penalty).
 
 use anyhow::Context;
 use canard_shared::manifest::TrainingSummary;
-use canard_train::augment::DiffAugment;
 use canard_train::config::{Arch, Settings};
 use canard_train::cursor::Cursor;
 use canard_train::data::Dataset;
@@ -100,9 +99,9 @@ fn main() -> anyhow::Result<()> {
     };
     let mut opt_g = Optimizer::new(gan.g_params.trainable(), rule, cfg.lr_g)?;
     let mut opt_d = Optimizer::new(gan.d_params.trainable(), rule, cfg.lr_d)?;
-    let augment = DiffAugment::all();
+    // The policy the trainer would use: fastgan's (colour, translation), or all three.
     let augmented = a.augment || a.arch == Arch::Fastgan;
-    let mut ctx = StepCtx::new(&cfg, &gan, &data, &device, augmented.then_some(&augment))?;
+    let mut ctx = StepCtx::new(&cfg, &gan, &data, &device, augmented.then_some(&cfg.augment_policy))?;
     ctx.tape &= !a.graph;
     let mut cursor = Cursor::new(data.len, a.batch, 0, 0, 0);
 

@@ -47,7 +47,8 @@ pub struct LossRecord {
     /// WGAN: the mean raw critic scores, and `loss_d` = D(fake) − D(real) (+ λ·gp).
     pub d_real: f32,
     pub d_fake: f32,
-    /// The gradient penalty (WGAN-GP), 0 when unused.
+    /// The gradient penalty (WGAN-GP) or the reconstruction loss (fastgan), 0 otherwise;
+    /// the `gp` column of `losses.csv`, named before fastgan, kept so older files still read.
     pub gp: f32,
     /// Seconds of training when the step finished (counted across resumes; set by the trainer).
     pub seconds: f64,
