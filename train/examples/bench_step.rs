@@ -66,14 +66,13 @@ struct Args {
 fn main() -> anyhow::Result<()> {
     canard_train::alloc::keep_freed_memory();
     let a = Args::parse();
-    let (ngf, ndf) = (a.ngf.unwrap_or(a.width), a.ndf.unwrap_or(a.width));
     let settings = Settings {
         data: Some("random".into()),
         name: Some("bench".into()),
         image_size: Some(a.image_size),
         batch_size: Some(a.batch),
-        ngf: Some(ngf),
-        ndf: Some(ndf),
+        ngf: Some(a.ngf.unwrap_or(a.width)),
+        ndf: Some(a.ndf.unwrap_or(a.width)),
         arch: Some(a.arch),
         r1: Some(a.r1),
         ..Settings::default()
@@ -89,7 +88,7 @@ fn main() -> anyhow::Result<()> {
     let len = a.batch * 4;
     let pixels: Vec<u8> = (0..len * 3 * a.image_size * a.image_size).map(|_| rng.random()).collect();
     let data = Dataset { source: "random".into(), pixels, len, channels: 3, size: a.image_size };
-    let shape = DcganShape { image_size: a.image_size, channels: 3, nz: cfg.nz, ngf, ndf };
+    let shape = DcganShape { image_size: a.image_size, channels: 3, nz: cfg.nz, ngf: cfg.ngf, ndf: cfg.ndf };
     a.arch.kind().validate(&shape).map_err(anyhow::Error::msg)?;
     let norm = if a.arch == Arch::WganGp { CriticNorm::Layer } else { CriticNorm::Batch };
     let gan = Gan::build_kind(a.arch.kind(), shape, norm, &mut rng, &device, DType::F32)?;
