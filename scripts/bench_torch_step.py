@@ -24,6 +24,8 @@ import time
 import torch
 from torch import nn
 
+from arguments import positive
+
 
 def generator(size, nz, ngf, nc):
     stages = size.bit_length() - 3  # log2(size) - 2
@@ -99,16 +101,16 @@ def diff_augment(x, cutout=True):
 
 def main():
     p = argparse.ArgumentParser()
-    p.add_argument("--image-size", type=int, default=64)
-    p.add_argument("--batch", type=int, default=64)
-    p.add_argument("--width", type=int, default=64, help="ngf = ndf")
-    p.add_argument("--ngf", type=int, help="fastgan: the generator's base width, if not --width")
-    p.add_argument("--ndf", type=int, help="fastgan: the critic's base width, if not --width")
-    p.add_argument("--nz", type=int, default=100)
-    p.add_argument("--channels", type=int, default=3)
-    p.add_argument("--warmup", type=int, default=2)
-    p.add_argument("--steps", type=int, default=10)
-    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--image-size", type=positive(int), default=64)
+    p.add_argument("--batch", type=positive(int), default=64)
+    p.add_argument("--width", type=positive(int), default=64, help="ngf = ndf")
+    p.add_argument("--ngf", type=positive(int), help="fastgan: the generator's base width, if not --width")
+    p.add_argument("--ndf", type=positive(int), help="fastgan: the critic's base width, if not --width")
+    p.add_argument("--nz", type=positive(int), default=100)
+    p.add_argument("--channels", type=positive(int), default=3)
+    p.add_argument("--warmup", type=positive(int, zero=True), default=2)
+    p.add_argument("--steps", type=positive(int), default=10)
+    p.add_argument("--threads", type=positive(int), default=2)
     p.add_argument("--arch", choices=["dcgan", "wgan-gp", "fastgan"], default="dcgan")
     p.add_argument("--augment", action="store_true", help="DiffAugment on every image the critic sees")
     p.add_argument("--device", default="cpu", help="cpu or cuda")

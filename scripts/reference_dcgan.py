@@ -30,6 +30,8 @@ import torch
 import torch.nn as nn
 from PIL import Image
 
+from arguments import positive
+
 
 def load(folder: pathlib.Path, size: int, channels: int) -> torch.Tensor:
     files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in {".png", ".jpg", ".jpeg"})
@@ -110,20 +112,6 @@ def write_samples(g, nz, args, steps, batch, seconds, pictures_in_data) -> None:
     stats = {"steps": steps, "images_seen": steps * batch, "seconds": round(seconds, 1), "pictures": pictures_in_data}
     (args.out / "stats.json").write_text(json.dumps(stats))
     print(json.dumps(stats))
-
-
-def positive(kind, zero: bool = False):
-    """An argparse type: a finite number of `kind` above 0 (or 0 too, with `zero`); argparse
-    names the flag it refuses."""
-    def parse(text: str):
-        try:
-            value = kind(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"must be a number, not {text!r}") from None
-        if not (math.isfinite(value) and (value > 0 or zero and value == 0)):
-            raise argparse.ArgumentTypeError(f"must be {'0 or more' if zero else 'a positive number'}, not {text}")
-        return value
-    return parse
 
 
 def common_arguments(description: str) -> argparse.ArgumentParser:

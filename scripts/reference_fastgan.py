@@ -38,7 +38,8 @@ from torch.nn.utils import spectral_norm
 
 sys.path.insert(0, str(pathlib.Path(__file__).parent))
 from bench_torch_step import diff_augment  # noqa: E402
-from reference_dcgan import common_arguments, load, positive, write_samples  # noqa: E402
+from arguments import positive  # noqa: E402
+from reference_dcgan import common_arguments, load, write_samples  # noqa: E402
 
 
 def glu_block(c_in: int, c_out: int) -> nn.Sequential:

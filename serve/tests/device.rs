@@ -7,17 +7,13 @@
 
 mod support;
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
 use std::path::Path;
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::mpsc::{channel, Receiver};
-use std::time::{Duration, Instant};
 
 use canard_serve::device::{Device, CUDA_BUILT, CUDA_PROVIDER_LIB};
 use canard_serve::engine::{Engine, EngineOptions, LoadError};
 use canard_serve::registry::{Loader, RegistryError};
 use serde_json::Value;
+use support::server::{command, Refused, Server};
 use support::{options, runtime, write_model};
 
 const CPU: &str = "CPUExecutionProvider";
@@ -63,86 +59,12 @@ fn a_model_that_loads_on_the_cpu_but_not_on_cuda_fails_the_start_under_device_cu
 
 // ---- the binary ----
 
-/// A running `canard-serve` with its log (stderr) collected line by line; killed when dropped.
-struct Served {
-    child: Child,
-    lines: Receiver<String>,
-    log: Vec<String>,
-}
-
-impl Served {
-    fn start(models: &Path, args: &[&str], env: &[(&str, &str)]) -> Served {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_canard-serve"));
-        cmd.arg("--models")
-            .arg(models)
-            .arg("--ort-lib")
-            .arg(&runtime().path)
-            .args(["--bind", "127.0.0.1:0", "--reload-interval", "0", "--log", "info", "--log-format", "text"])
-            .args(args)
-            .env_remove("CANARD_DEVICE")
-            .env_remove("RUST_LOG")
-            .envs(env.iter().copied())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped());
-        let mut child = cmd.spawn().expect("canard-serve starts");
-        let stderr = child.stderr.take().expect("piped stderr");
-        let (tx, lines) = channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        Served { child, lines, log: Vec::new() }
-    }
-
-    /// Waits for `listening on http://ADDR` (`Ok(addr)`) or the exit (`Err(status)`).
-    fn wait_ready(&mut self) -> Result<String, ExitStatus> {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            match self.lines.recv_timeout(Duration::from_millis(100)) {
-                Ok(line) => {
-                    let addr = line.split("listening on http://").nth(1).map(|a| a.trim().to_string());
-                    self.log.push(line);
-                    if let Some(addr) = addr {
-                        return Ok(addr);
-                    }
-                }
-                Err(_) => {
-                    if let Ok(Some(status)) = self.child.try_wait() {
-                        // The reader thread ends at EOF; collect what is left.
-                        self.log.extend(self.lines.iter());
-                        return Err(status);
-                    }
-                }
-            }
-            assert!(Instant::now() < deadline, "canard-serve neither listened nor exited in 60 s:\n{}", self.text());
-        }
-    }
-
-    fn text(&self) -> String {
-        self.log.join("\n")
-    }
-}
-
-impl Drop for Served {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// `GET path` over plain HTTP/1.1: the body of a 200 answer.
-fn get(addr: &str, path: &str) -> String {
-    let mut stream = TcpStream::connect(addr).unwrap_or_else(|e| panic!("connect {addr}: {e}"));
-    stream.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-    write!(stream, "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").unwrap();
-    let mut answer = String::new();
-    stream.read_to_string(&mut answer).unwrap();
-    let (head, body) = answer.split_once("\r\n\r\n").unwrap_or_else(|| panic!("GET {path}: {answer}"));
-    assert!(head.starts_with("HTTP/1.1 200"), "GET {path}: {head}");
-    body.to_string()
+/// `canard-serve` on `models` with `args` and the extra environment `env`, logging at info
+/// level as text, without hot reload: the server once it listens, or how it ended.
+fn spawn(models: &Path, args: &[&str], env: &[(&str, &str)]) -> Result<Server, Refused> {
+    let mut cmd = command(models, &[&["--reload-interval", "0", "--log", "info", "--log-format", "text"], args].concat());
+    cmd.envs(env.iter().copied());
+    Server::spawn(cmd)
 }
 
 /// Serves one model with `args`/`env` and checks that it runs on the CPU in
@@ -150,19 +72,16 @@ fn get(addr: &str, path: &str) -> String {
 fn serves_on_the_cpu(args: &[&str], env: &[(&str, &str)]) -> String {
     let root = tempfile::tempdir().unwrap();
     write_model(root.path(), "demo", 8, |_| {});
-    let mut server = Served::start(root.path(), args, env);
-    let addr = match server.wait_ready() {
-        Ok(addr) => addr,
-        Err(status) => panic!("canard-serve {args:?} {env:?} exited ({status}):\n{}", server.text()),
-    };
-    let health: Value = serde_json::from_str(&get(&addr, "/healthz")).unwrap();
+    let server = spawn(root.path(), args, env)
+        .unwrap_or_else(|r| panic!("canard-serve {args:?} {env:?} exited ({}):\n{}", r.status, r.log));
+    let health: Value = serde_json::from_slice(&server.ok("/healthz")).unwrap();
     assert_eq!(health["execution_provider"], CPU, "{health}");
     assert_eq!(health["execution_providers"], serde_json::json!({"demo": CPU}), "{health}");
-    let metrics = get(&addr, "/metrics");
+    let metrics = String::from_utf8(server.ok("/metrics")).unwrap();
     let sample = format!(r#"canard_execution_provider{{model="demo",provider="{CPU}"}} 1"#);
     assert!(metrics.lines().any(|l| l == sample), "{sample} not in:\n{metrics}");
     assert!(!metrics.contains(r#"provider="CUDAExecutionProvider""#), "{metrics}");
-    server.text()
+    server.log()
 }
 
 #[test]
@@ -200,12 +119,10 @@ fn auto_is_the_default() {
 fn device_cuda_refuses_to_start_and_names_what_is_missing() {
     let root = tempfile::tempdir().unwrap();
     write_model(root.path(), "demo", 8, |_| {});
-    let mut server = Served::start(root.path(), &["--device", "cuda"], &[]);
-    let status = match server.wait_ready() {
-        Ok(addr) => panic!("canard-serve --device cuda listened on {addr} with the CPU-only library"),
-        Err(status) => status,
+    let Refused { status, log } = match spawn(root.path(), &["--device", "cuda"], &[]) {
+        Ok(server) => panic!("canard-serve --device cuda listened on {} with the CPU-only library", server.addr),
+        Err(refused) => refused,
     };
-    let log = server.text();
     assert!(!status.success(), "{status}\n{log}");
     let error = log.lines().find(|l| l.contains("ERROR")).unwrap_or_else(|| panic!("no error in:\n{log}"));
     if CUDA_BUILT {

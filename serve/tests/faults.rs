@@ -160,7 +160,7 @@ fn a_broken_model_on_disk_never_replaces_the_one_serving() {
     let dir = write_model(&models, "demo", 8, |_| {});
     std::fs::copy(dir.join(ONNX), root.path().join(ONNX)).unwrap();
     let good = files(&dir);
-    let server = Server::start(&models, &["--reload-interval", "0.05"]);
+    let server = Server::start(command(&models, &["--reload-interval", "0.05"]));
     let picture = server.get("/generate?seed=7");
     assert_eq!(picture.status, 200);
     let etag = picture.header("etag").unwrap().to_string();
@@ -242,7 +242,7 @@ fn at_start_a_broken_model_is_refused_with_its_path_and_cause() {
         (fault.apply)(&dir, &onnx);
         broken.push((dir, fault));
     }
-    let server = Server::start(&all, &["--reload-interval", "0"]);
+    let server = Server::start(command(&all, &["--reload-interval", "0"]));
     let health: serde_json::Value = serde_json::from_slice(&server.ok("/healthz")).unwrap();
     assert_eq!(health["models"], serde_json::json!(["good"]));
     server.ok("/generate?seed=1");

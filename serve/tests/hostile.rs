@@ -15,7 +15,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use support::server::{cut, parse, request, Response, Server};
+use support::server::{command, cut, parse, request, Response, Server};
 use support::write_model;
 
 /// `GET target` (sent byte for byte, nothing normalised) with `Connection: close`.
@@ -111,7 +111,7 @@ fn model_names_never_reach_the_filesystem() {
 
     let opens = Opens::watch(&[root.clone(), etc.clone(), srv.clone(), decoy.clone(), models.clone(), demo.clone()]);
     // Hot reload on and fast, so its polling runs between the requests too.
-    let server = Server::start(&models, &["--reload-interval", "0.05", "--workers", "1"]);
+    let server = Server::start(command(&models, &["--reload-interval", "0.05", "--workers", "1"]));
     let seen_at_start = opens.take();
     assert!(
         seen_at_start.iter().any(|p| p.starts_with(&demo)),
@@ -216,7 +216,7 @@ fn model_names_never_reach_the_filesystem() {
 fn huge_and_repeated_query_strings_are_400_with_a_reason() {
     let root = tempfile::tempdir().unwrap();
     write_model(root.path(), "demo", 8, |_| {});
-    let server = Server::start(root.path(), &["--reload-interval", "0"]);
+    let server = Server::start(command(root.path(), &["--reload-interval", "0"]));
     let cases: Vec<(String, &str)> = vec![
         (format!("/generate?seed=1&model={}", "x".repeat(5000)), "at most 4096"),
         (format!("/generate?seed=1&truncation=0.{}", "5".repeat(60_000)), "at most 4096"),
@@ -252,7 +252,7 @@ fn huge_and_repeated_query_strings_are_400_with_a_reason() {
 fn oversized_headers_are_refused_and_the_server_keeps_serving() {
     let root = tempfile::tempdir().unwrap();
     write_model(root.path(), "demo", 8, |_| {});
-    let server = Server::start(root.path(), &["--reload-interval", "0"]);
+    let server = Server::start(command(root.path(), &["--reload-interval", "0"]));
     let before = server.ok("/generate?seed=3");
     let send = |extra: &str| {
         let raw = format!("GET /generate?seed=3 HTTP/1.1\r\nHost: canard\r\n{extra}Connection: close\r\n\r\n");
@@ -339,7 +339,7 @@ fn one_keep_alive_request(s: &mut TcpStream) {
 fn without_keep_alive_every_answer_closes_its_connection() {
     let root = tempfile::tempdir().unwrap();
     write_model(root.path(), "demo", 8, |_| {});
-    let server = Server::start(root.path(), &["--reload-interval", "0", "--keep-alive", "0"]);
+    let server = Server::start(command(root.path(), &["--reload-interval", "0", "--keep-alive", "0"]));
     let mut s = TcpStream::connect(server.addr).unwrap();
     let start = Instant::now();
     s.write_all(b"GET /healthz HTTP/1.1\r\nHost: canard\r\nConnection: keep-alive\r\n\r\n").unwrap();
@@ -352,7 +352,7 @@ fn without_keep_alive_every_answer_closes_its_connection() {
 fn slow_clients_are_timed_out_while_others_are_served() {
     let root = tempfile::tempdir().unwrap();
     write_model(root.path(), "demo", 8, |_| {});
-    let server = Server::start(root.path(), &["--reload-interval", "0", "--request-timeout", "1", "--keep-alive", "1"]);
+    let server = Server::start(command(root.path(), &["--reload-interval", "0", "--request-timeout", "1", "--keep-alive", "1"]));
     let addr = server.addr;
     // Bounds below are loose (0.4–8 s for a 1 s timeout): actix checks its timers against a
     // clock it refreshes every 500 ms, and a loaded CI machine adds seconds.
@@ -465,7 +465,7 @@ fn thousands_of_idle_connections_are_held_cheaply_then_closed() {
     write_model(root.path(), "demo", 8, |_| {});
     // A request timeout long enough to open and measure 2,000 connections on a loaded machine.
     let server =
-        Server::start(root.path(), &["--reload-interval", "0", "--request-timeout", "10", "--keep-alive", "1"]);
+        Server::start(command(root.path(), &["--reload-interval", "0", "--request-timeout", "10", "--keep-alive", "1"]));
     let before = server.ok("/generate?seed=5");
     let (rss_before, fds_before) = (server.rss_kib(), server.open_fds());
 

@@ -8,7 +8,7 @@ use std::net::TcpStream;
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
-use support::server::{Response, Server};
+use support::server::{command, Response, Server};
 use support::write_model;
 
 /// Big enough to take a while to resize and encode (a 3×3 grid of 1024² pictures),
@@ -61,7 +61,7 @@ fn heavy_clients(server: &Server, n: usize) -> Vec<std::thread::JoinHandle<(std:
 fn sigterm_lets_requests_in_flight_finish_then_exits() {
     let root = tempfile::tempdir().unwrap();
     write_model(root.path(), "demo", 8, |_| {});
-    let mut server = Server::start(root.path(), &["--reload-interval", "0", "--shutdown-timeout", "60"]);
+    let mut server = Server::start(command(root.path(), &["--reload-interval", "0", "--shutdown-timeout", "60"]));
     let one = server.ok(HEAVY);
 
     let clients = heavy_clients(&server, 6);
@@ -88,7 +88,7 @@ fn sigterm_lets_requests_in_flight_finish_then_exits() {
 fn stop_while_busy(signal: &str, timeout_s: &str) -> (Duration, bool) {
     let root = tempfile::tempdir().unwrap();
     write_model(root.path(), "demo", 8, |_| {});
-    let mut server = Server::start(root.path(), &["--reload-interval", "0", "--shutdown-timeout", timeout_s]);
+    let mut server = Server::start(command(root.path(), &["--reload-interval", "0", "--shutdown-timeout", timeout_s]));
     server.ok(HEAVY);
     let n = 24;
     let clients = heavy_clients(&server, n);
@@ -128,7 +128,7 @@ fn json_logs_are_one_json_object_per_line() {
     write_model(root.path(), "demo", 8, |_| {});
     // A broken folder: its warning is logged too.
     write_model(root.path(), "broken", 8, |m| m.onnx.sha256 = "0".repeat(64));
-    let mut server = Server::start(root.path(), &["--reload-interval", "0", "--log-format", "json", "--log", "debug"]);
+    let mut server = Server::start(command(root.path(), &["--reload-interval", "0", "--log-format", "json", "--log", "debug"]));
     server.ok("/generate?seed=1");
     assert_eq!(server.get("/generate?seed=x").status, 400);
     server.terminate();

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use canard_e2e::{train_tiny, workspace_root, Server};
+use canard_e2e::{serve, train_tiny, workspace_root};
 
 /// Tiles on the gallery's first page (`PAGE` in serve/src/gallery/index.html).
 const FIRST_PAGE: u64 = 48;
@@ -144,11 +144,11 @@ fn the_gallery_renders_generated_images_in_chromium() {
     chromium(); // fail first, and clearly, without a browser
     let tmp = tempfile::tempdir().unwrap();
     let (models, model) = models_dir(tmp.path());
-    let server = Server::start(&["--models", models.to_str().unwrap(), "--model", &model]);
+    let server = serve(&models, &["--model", &model]);
     let page = server.get("/");
     assert_eq!(page.status, 200, "GET / : {}", String::from_utf8_lossy(&page.body));
     assert!(page.header("content-type").is_some_and(|c| c.starts_with("text/html")), "{:?}", page.headers);
-    let base = format!("http://127.0.0.1:{}", server.port);
+    let base = format!("http://{}", server.addr);
 
     // The grid: every tile of the first page decoded, at the size asked for.
     let dom = chromium_run(&format!("{base}/"), &["--dump-dom"]);

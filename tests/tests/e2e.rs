@@ -2,7 +2,7 @@
 
 use std::process::Command;
 
-use canard_e2e::{cargo_bin, train_tiny, Server};
+use canard_e2e::{cargo_bin, serve, train_tiny};
 use canard_shared::Manifest;
 
 #[test]
@@ -33,7 +33,7 @@ fn trains_exports_and_serves_deterministic_images() {
     assert_eq!(leftovers.len(), 2, "only generator.onnx and model.json: {leftovers:?}");
 
     let models = dir.path().join("models");
-    let server = Server::start(&["--models", models.to_str().unwrap(), "--model", "tiny"]);
+    let server = serve(&models, &["--model", "tiny"]);
 
     let health = server.get("/healthz");
     assert_eq!(health.status, 200);
@@ -76,7 +76,7 @@ fn the_server_image_is_the_trainers_preview() {
     let dir = tempfile::tempdir().unwrap();
     train_tiny(dir.path(), "preview");
     let grid = image::open(dir.path().join("runs/preview/samples/step_000004.png")).unwrap().to_rgb8();
-    let server = Server::start(&["--models", dir.path().join("models").to_str().unwrap()]);
+    let server = serve(&dir.path().join("models"), &[]);
     let served = image::load_from_memory(&server.get("/generate?seed=0&model=preview").body).unwrap().to_rgb8();
     let mut max_diff = 0;
     for (x, y, p) in served.enumerate_pixels() {
