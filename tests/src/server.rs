@@ -246,7 +246,8 @@ pub fn request_on(mut s: TcpStream, raw: &[u8]) -> std::io::Result<Response> {
     parse(&got).ok_or_else(|| std::io::Error::other(format!("no HTTP answer in {:?}", String::from_utf8_lossy(&got))))
 }
 
-/// One HTTP/1.1 answer at the start of `raw` (a `Content-Length` body, a chunked one, or the rest).
+/// One HTTP/1.1 answer at the start of `raw` (a `Content-Length` body, or the rest: canard-serve
+/// streams no answers, so none is chunked).
 pub fn parse(raw: &[u8]) -> Option<Response> {
     let end = raw.windows(4).position(|w| w == b"\r\n\r\n")?;
     let head = String::from_utf8_lossy(&raw[..end]).into_owned();
@@ -257,25 +258,8 @@ pub fn parse(raw: &[u8]) -> Option<Response> {
     let mut body = raw[end + 4..].to_vec();
     if let Some(len) = headers.iter().find(|(k, _)| k.eq_ignore_ascii_case("content-length")) {
         body.truncate(len.1.parse().ok()?);
-    } else if headers.iter().any(|(k, v)| k.eq_ignore_ascii_case("transfer-encoding") && v.contains("chunked")) {
-        body = dechunk(&body)?;
     }
     Some(Response { status, headers, body })
-}
-
-/// A chunked body's data, up to the last (empty) chunk; `None` if it is cut short.
-fn dechunk(mut b: &[u8]) -> Option<Vec<u8>> {
-    let mut out = Vec::new();
-    loop {
-        let eol = b.windows(2).position(|w| w == b"\r\n")?;
-        let size = String::from_utf8_lossy(&b[..eol]);
-        let len = usize::from_str_radix(size.split(';').next()?.trim(), 16).ok()?;
-        if len == 0 {
-            return Some(out);
-        }
-        out.extend_from_slice(b.get(eol + 2..eol + 2 + len)?);
-        b = b.get(eol + 2 + len + 2..)?;
-    }
 }
 
 /// At most 80 characters of `s`, for messages.
