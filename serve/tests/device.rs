@@ -59,10 +59,10 @@ fn a_model_that_loads_on_the_cpu_but_not_on_cuda_fails_the_start_under_device_cu
 
 // ---- the binary ----
 
-/// `canard-serve` on `models` with `args` and the extra environment `env`, logging at info
-/// level as text, without hot reload: the server once it listens, or how it ended.
+/// `canard-serve` on `models` with `args` and the extra environment `env` (logging at info
+/// level as text, as `command` sets), without hot reload: the server once it listens, or how it ended.
 fn spawn(models: &Path, args: &[&str], env: &[(&str, &str)]) -> Result<Server, Refused> {
-    let mut cmd = command(models, &[&["--reload-interval", "0", "--log", "info", "--log-format", "text"], args].concat());
+    let mut cmd = command(models, &[&["--reload-interval", "0"], args].concat());
     cmd.envs(env.iter().copied());
     Server::spawn(cmd)
 }

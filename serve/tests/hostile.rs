@@ -352,7 +352,8 @@ fn without_keep_alive_every_answer_closes_its_connection() {
 fn slow_clients_are_timed_out_while_others_are_served() {
     let root = tempfile::tempdir().unwrap();
     write_model(root.path(), "demo", 8, |_| {});
-    let server = Server::start(command(root.path(), &["--reload-interval", "0", "--request-timeout", "1", "--keep-alive", "1"]));
+    let server =
+        Server::start(command(root.path(), &["--reload-interval", "0", "--request-timeout", "1", "--keep-alive", "1"]));
     let addr = server.addr;
     // Bounds below are loose (0.4–8 s for a 1 s timeout): actix checks its timers against a
     // clock it refreshes every 500 ms, and a loaded CI machine adds seconds.
@@ -464,8 +465,10 @@ fn thousands_of_idle_connections_are_held_cheaply_then_closed() {
     let root = tempfile::tempdir().unwrap();
     write_model(root.path(), "demo", 8, |_| {});
     // A request timeout long enough to open and measure 2,000 connections on a loaded machine.
-    let server =
-        Server::start(command(root.path(), &["--reload-interval", "0", "--request-timeout", "10", "--keep-alive", "1"]));
+    let server = Server::start(command(
+        root.path(),
+        &["--reload-interval", "0", "--request-timeout", "10", "--keep-alive", "1"],
+    ));
     let before = server.ok("/generate?seed=5");
     let (rss_before, fds_before) = (server.rss_kib(), server.open_fds());
 

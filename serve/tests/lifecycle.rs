@@ -128,7 +128,8 @@ fn json_logs_are_one_json_object_per_line() {
     write_model(root.path(), "demo", 8, |_| {});
     // A broken folder: its warning is logged too.
     write_model(root.path(), "broken", 8, |m| m.onnx.sha256 = "0".repeat(64));
-    let mut server = Server::start(command(root.path(), &["--reload-interval", "0", "--log-format", "json", "--log", "debug"]));
+    let mut server =
+        Server::start(command(root.path(), &["--reload-interval", "0", "--log-format", "json", "--log", "debug"]));
     server.ok("/generate?seed=1");
     assert_eq!(server.get("/generate?seed=x").status, 400);
     server.terminate();

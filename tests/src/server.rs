@@ -210,16 +210,15 @@ impl Response {
         String::from_utf8_lossy(&self.body).into_owned()
     }
 
-    /// The `{"error": "..."}` message of a JSON error answer; panics on anything else.
     /// The body as JSON; panics on anything else.
     pub fn json(&self) -> serde_json::Value {
         serde_json::from_slice(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.text()))
     }
 
+    /// The `{"error": "..."}` message of a JSON error answer; panics on anything else.
     pub fn error(&self) -> String {
         assert_eq!(self.header("content-type"), Some("application/json"), "{self:?}");
-        let json: serde_json::Value =
-            serde_json::from_slice(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.text()));
+        let json = self.json();
         json["error"].as_str().unwrap_or_else(|| panic!("no error message: {json}")).to_string()
     }
 }
