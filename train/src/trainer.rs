@@ -385,7 +385,7 @@ fn measure_swd(cfg: &TrainConfig, g: &Generator, data: &Dataset, device: &Device
     )?;
     let levels: Vec<String> = report.levels.iter().map(|(r, v)| format!("{r}px {v:.2}")).collect();
     eprintln!("canard-train: SWD ×10³ {:.2} (per level: {})", report.mean, levels.join(", "));
-    Ok(Some(Quality { swd: report.mean, swd_levels: report.levels, images: cfg.eval_images.min(data.len) }))
+    Ok(Some(Quality { swd: report.mean, swd_levels: report.levels, images: cfg.eval_images }))
 }
 
 #[allow(clippy::too_many_arguments)]
