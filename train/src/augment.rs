@@ -347,7 +347,7 @@ fn channel_mean<T: Element>(x: &[T], c: usize) -> Vec<T> {
         m.iter_mut().zip(plane).for_each(|(a, &b)| *a += b);
     }
     let n = T::from_f64(c as f64);
-    m.iter_mut().for_each(|a| *a = *a / n);
+    m.iter_mut().for_each(|a| *a /= n);
     m
 }
 

@@ -65,7 +65,7 @@ pub fn gradient_penalty(d: &Discriminator, real: &Tensor, fake: &Tensor, eps: &T
 /// every 500th, so the critic is near-optimal when it matters; otherwise `n`.
 pub fn critic_updates(arch: crate::config::Arch, gen_step: usize, n: usize, burst: usize) -> usize {
     match arch {
-        crate::config::Arch::Wgan if gen_step < 25 || gen_step % 500 == 0 => burst,
+        crate::config::Arch::Wgan if gen_step < 25 || gen_step.is_multiple_of(500) => burst,
         _ => n,
     }
 }

@@ -10,7 +10,8 @@ use rand_chacha::ChaCha8Rng;
 mod common;
 
 /// (batch, in channels, out channels, height, width, kernel, stride, padding)
-const CASES: &[(usize, usize, usize, usize, usize, usize, usize, usize)] = &[
+type Case = (usize, usize, usize, usize, usize, usize, usize, usize);
+const CASES: &[Case] = &[
     (1, 1, 1, 5, 5, 3, 1, 0),
     (1, 3, 2, 7, 5, 3, 1, 1),
     (3, 2, 4, 9, 7, 4, 2, 1),

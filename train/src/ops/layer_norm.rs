@@ -112,10 +112,10 @@ pub fn tangent<T: Element>(tz: &[T], y: &[T], normed: &Normed<T>, f: Frame, gamm
     ty.par_chunks_mut(len).zip(y.par_chunks(len)).zip(normed.xhat.par_chunks(len)).zip(normed.r.par_iter()).for_each(
         |(((ty, y), xhat), &r)| {
             through_normalisation(ty, xhat, r);
-            for ch in 0..c {
+            for (ch, &g) in gamma[..c].iter().enumerate() {
                 let plane = ch * hw..(ch + 1) * hw;
                 for (t, &y) in ty[plane.clone()].iter_mut().zip(&y[plane]) {
-                    *t = *t * gamma[ch] * relu_slope(y, s);
+                    *t = *t * g * relu_slope(y, s);
                 }
             }
         },
@@ -174,7 +174,7 @@ pub fn tangent_backward<T: Element>(
             let mean_atau_x = T::from_f64(atz.iter().zip(xhat).map(|(&t, &x)| (t * x).to_f64()).sum::<f64>() / nf);
             let ar = atz.iter().zip(&tau).map(|(&t, &u)| (t * u).to_f64()).sum::<f64>() / r.to_f64();
             for k in 0..len {
-                az[k] = az[k] - r * (a * atz[k] + tz[k] * mean_atau_x);
+                az[k] -= r * (a * atz[k] + tz[k] * mean_atau_x);
             }
             // ...and tz itself (the symmetric map), then x̂'s adjoint back to z, plus r's:
             // r = (var + eps)^(-1/2), d var/dz = 2·(z − mean)/N = 2·x̂/(r·N), so dr/dz = −r²·x̂/N.
@@ -182,7 +182,7 @@ pub fn tangent_backward<T: Element>(
             through_normalisation(az, xhat, r);
             let r_to_z = T::from_f64(ar * r.to_f64().powi(2) / nf);
             for k in 0..len {
-                az[k] = az[k] - r_to_z * xhat[k];
+                az[k] -= r_to_z * xhat[k];
             }
             (dgamma, dbeta)
         })

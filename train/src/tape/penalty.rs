@@ -46,7 +46,7 @@ pub fn add_gradient_penalty<T: Element>(
         let norm = (sample.iter().map(|&x| x.to_f64().powi(2)).sum::<f64>() + 1e-12).sqrt();
         penalty += (norm - 1.0).powi(2) / b as f64;
         let scale = T::from_f64(lambda * 2.0 / b as f64 * (norm - 1.0) / norm);
-        sample.iter_mut().for_each(|x| *x = *x * scale);
+        sample.iter_mut().for_each(|x| *x *= scale);
     }
 
     // (3) v pushed forward: each layer's input tangent, and for LayerNorm layers the
