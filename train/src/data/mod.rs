@@ -66,6 +66,13 @@ impl Dataset {
         self.channels * self.size * self.size
     }
 
+    /// The first `n` images, as a data set of their own (tests that need a small one).
+    #[cfg(test)]
+    pub fn first(&self, n: usize) -> Dataset {
+        let pixels = self.pixels[..n * self.image_len()].to_vec();
+        Dataset { source: self.source.clone(), pixels, len: n, channels: self.channels, size: self.size }
+    }
+
     /// Image `i`'s bytes, planar [C, S, S].
     pub fn image_u8(&self, i: usize) -> &[u8] {
         let n = self.image_len();

@@ -241,14 +241,7 @@ mod tests {
 
     /// The first `n` of builtin:shapes at 16 px.
     fn shapes(n: usize) -> Dataset {
-        let all = Dataset::open("builtin:shapes", 16, Some(3), 0, None).unwrap().0;
-        Dataset {
-            source: "shapes".into(),
-            pixels: all.pixels[..n * all.image_len()].to_vec(),
-            len: n,
-            channels: 3,
-            size: 16,
-        }
+        Dataset::open("builtin:shapes", 16, Some(3), 0, None).unwrap().0.first(n)
     }
 
     fn which(data: &Dataset, pixels: &[u8]) -> Vec<usize> {

@@ -205,15 +205,8 @@ mod tests {
         assert_eq!(a, b);
         let e = eval::evaluate_with(|_| Ok(vec![0.0; 3]), &data, 64, 1).unwrap_err();
         assert!(e.to_string().contains("values for"), "{e}");
-        // More images than the data has: all of the data, as many generated.
-        let all = Dataset {
-            source: "few".into(),
-            pixels: data.pixels[..10 * 3 * SIZE * SIZE].to_vec(),
-            len: 10,
-            channels: 3,
-            size: SIZE,
-        };
-        assert!(eval::evaluate(&g, &all, 64, 1).unwrap().mean.is_finite());
+        // More images than the data has: the data cycled to 64, as many generated.
+        assert!(eval::evaluate(&g, &data.first(10), 64, 1).unwrap().mean.is_finite());
         let grey = Dataset::open("builtin:shapes", SIZE, Some(1), 1, None).unwrap().0;
         assert!(eval::evaluate(&g, &grey, 8, 1).unwrap_err().to_string().contains("channel"));
 
