@@ -57,6 +57,13 @@ impl DiffAugment {
         Self { cutout: false, ..Self::all() }
     }
 
+    /// The same policy without the colour transform, for the end of a run (`--color-until`);
+    /// `None` when nothing would be left.
+    pub fn without_colour(self) -> Option<Self> {
+        let rest = Self { colour: false, ..self };
+        (rest.translation || rest.cutout).then_some(rest)
+    }
+
     /// A policy string: the names `color`, `translation`, `cutout`, comma-separated, each at
     /// most once, at least one.
     pub fn parse(policy: &str) -> std::result::Result<Self, String> {
@@ -450,6 +457,11 @@ mod tests {
             assert_eq!(DiffAugment::parse(&a.to_string()), Ok(a));
         }
         assert_eq!(DiffAugment::fastgan().to_string(), "color,translation");
+        // What is left when colour stops (--color-until): the rest, or nothing.
+        assert_eq!(DiffAugment::fastgan().without_colour(), DiffAugment::parse("translation").ok());
+        assert_eq!(DiffAugment::all().without_colour(), DiffAugment::parse("translation,cutout").ok());
+        assert_eq!(cut.without_colour(), Some(cut));
+        assert_eq!(DiffAugment::parse("color").unwrap().without_colour(), None);
         for (bad, why) in [("", "\"\""), ("colour", "\"colour\" is not one of"), ("color,color", "named twice")] {
             let err = DiffAugment::parse(bad).unwrap_err();
             assert!(err.contains(why), "{bad:?}: {err}");

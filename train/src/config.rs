@@ -130,6 +130,11 @@ pub struct Settings {
     /// [default: fastgan color,translation (FastGAN's); others color,translation,cutout]
     #[arg(long, value_parser = DiffAugment::parse)]
     pub augment_policy: Option<DiffAugment>,
+    /// DiffAugment's colour transform stops when the run is this fraction through its length
+    /// (steps or minutes, as they stand), so the critic sees true colours at the end
+    /// [default: fastgan 0.5; others 1: to the end]
+    #[arg(long)]
+    pub color_until: Option<f64>,
     /// Mirror real images horizontally at random [default: false]
     #[arg(long, num_args = 0..=1, default_missing_value = "true")]
     pub mirror: Option<bool>,
@@ -184,11 +189,13 @@ impl Settings {
     }
 
     /// A run's own saved settings (`runs/NAME/config.toml`). Runs saved before the policy was
-    /// recorded trained with all three DiffAugment transforms, so resuming them keeps that
-    /// (fastgan's default is now colour and translation).
+    /// recorded trained with all three DiffAugment transforms, and those saved before
+    /// `--color-until` with colour to the end, so resuming them keeps that (fastgan's
+    /// defaults are now colour and translation, colour for half the run).
     pub fn from_saved_run(path: &Path) -> Result<Settings, ConfigError> {
         let mut saved = Self::from_toml_file(path)?;
         saved.augment_policy.get_or_insert(DiffAugment::all());
+        saved.color_until.get_or_insert(1.0);
         Ok(saved)
     }
 
@@ -263,6 +270,7 @@ impl Settings {
             } else {
                 DiffAugment::all()
             }),
+            color_until: self.color_until.unwrap_or(if arch == Arch::Fastgan { 0.5 } else { 1.0 }),
             mirror: self.mirror.unwrap_or(false),
             ada_target: self.ada_target,
             r1: self.r1.unwrap_or(0.0),
@@ -315,6 +323,8 @@ pub struct TrainConfig {
     pub augment: Option<bool>,
     /// The transforms DiffAugment applies when it is on.
     pub augment_policy: DiffAugment,
+    /// The fraction of the run after which the colour transform stops; 1: never.
+    pub color_until: f64,
     pub mirror: bool,
     /// ADA's target for E[sign(D(real))]; `None`: augmentation always applied.
     pub ada_target: Option<f64>,
@@ -380,6 +390,9 @@ impl TrainConfig {
         }
         if !(0.0..=1.0).contains(&self.ema_rampup) {
             return bad(format!("--ema-rampup must be in [0, 1], not {}", self.ema_rampup));
+        }
+        if !(0.0..=1.0).contains(&self.color_until) {
+            return bad(format!("--color-until must be a fraction of the run, in [0, 1], not {}", self.color_until));
         }
         if let Some(t) = self.ada_target {
             if !(t > 0.0 && t < 1.0) {
@@ -564,6 +577,8 @@ mod tests {
         // FastGAN's augmentation policy for fastgan, DiffAugment's for the rest.
         assert_eq!((f.augment_policy, d.augment_policy), (DiffAugment::fastgan(), DiffAugment::all()));
         assert_eq!((w.augment_policy, gp.augment_policy), (DiffAugment::all(), DiffAugment::all()));
+        // fastgan stops colour augmentation halfway; the papers' recipes keep it to the end.
+        assert_eq!((f.color_until, d.color_until, w.color_until, gp.color_until), (0.5, 1.0, 1.0, 1.0));
     }
 
     #[test]
@@ -583,15 +598,20 @@ mod tests {
     }
 
     #[test]
-    fn a_run_saved_before_the_policy_was_recorded_resumes_with_all_three_transforms() {
+    fn a_run_saved_before_a_setting_existed_resumes_as_it_trained() {
         let dir = tempfile::tempdir().unwrap();
         let saved = dir.path().join("config.toml");
         let new = flags(&["--data", "d", "--name", "n"]).resolve().unwrap().to_toml().unwrap();
-        let old: String = new.lines().filter(|l| !l.starts_with("augment-policy")).map(|l| format!("{l}\n")).collect();
-        for (text, policy) in [(old, DiffAugment::all()), (new, DiffAugment::fastgan())] {
+        let without =
+            |key: &str| -> String { new.lines().filter(|l| !l.starts_with(key)).map(|l| format!("{l}\n")).collect() };
+        for (text, policy, until) in [
+            (without("augment-policy"), DiffAugment::all(), 0.5),
+            (without("color-until"), DiffAugment::fastgan(), 1.0),
+            (new.clone(), DiffAugment::fastgan(), 0.5),
+        ] {
             std::fs::write(&saved, &text).unwrap();
             let cfg = Settings::from_saved_run(&saved).unwrap().resolve().unwrap();
-            assert_eq!((cfg.arch, cfg.augment_policy), (Arch::Fastgan, policy), "{text}");
+            assert_eq!((cfg.arch, cfg.augment_policy, cfg.color_until), (Arch::Fastgan, policy, until), "{text}");
         }
     }
 
@@ -610,6 +630,12 @@ mod tests {
             (vec!["--data", "d", "--name", "n", "--ada-target", "NaN"], "--ada-target must be in (0, 1), not NaN"),
             (vec!["--data", "d", "--name", "n", "--ada-target", "0.6", "--arch", "dcgan"], "fastgan only, not dcgan"),
             (vec!["--data", "d", "--name", "n", "--r1=-1"], "--r1 must be a number, 0 or more, not -1"),
+            (vec!["--data", "d", "--name", "n", "--color-until", "1.5"], "--color-until must be a fraction"),
+            (vec!["--data", "d", "--name", "n", "--color-until=-0.1"], "in [0, 1], not -0.1"),
+            (
+                vec!["--data", "d", "--name", "n", "--color-until", "NaN"],
+                "--color-until must be a fraction of the run, in [0, 1], not NaN",
+            ),
             (vec!["--data", "d", "--name", "n", "--r1", "inf"], "--r1 must be a number, 0 or more, not inf"),
             (
                 vec!["--data", "d", "--name", "n", "--r1", "1", "--arch", "wgan-gp"],

@@ -36,6 +36,14 @@ impl Length {
         self.steps.is_some_and(|s| step >= s) || self.seconds.is_some_and(|s| seconds >= s)
     }
 
+    /// How far through its length a run at `step` after `seconds` of training is, from 0 to 1:
+    /// the larger of the two fractions when it has both limits.
+    pub fn fraction(&self, step: usize, seconds: f64) -> f64 {
+        let of_steps = self.steps.map_or(0.0, |s| step as f64 / s as f64);
+        let of_seconds = self.seconds.map_or(0.0, |s| seconds / s);
+        of_steps.max(of_seconds).clamp(0.0, 1.0)
+    }
+
     /// For the run's first lines, e.g. "2000 steps (128,000 images)" or "30 minutes".
     pub fn describe(&self, batch: usize) -> String {
         let steps = self.steps.map(|s| format!("{s} steps ({} images)", thousands(s * batch)));
@@ -126,5 +134,9 @@ mod tests {
         let both = Length::of(&cfg(Settings { steps: Some(10), minutes: Some(1.0), ..Settings::default() }), 3, 64);
         assert!(both.done(10, 0.0) && both.done(2, 60.0) && !both.done(9, 59.0));
         assert_eq!(both.describe(64), "10 steps (640 images) or 1 minute of training, whichever comes first");
+        // How far through: the further of the two limits, never past the end.
+        assert_eq!((s.fraction(0, 1e9), s.fraction(7, 0.0), s.fraction(14, 0.0)), (0.0, 1.0, 1.0));
+        assert_eq!((m.fraction(1_000_000, 45.0), m.fraction(0, 180.0)), (0.5, 1.0));
+        assert_eq!((both.fraction(5, 6.0), both.fraction(1, 30.0)), (0.5, 0.5));
     }
 }

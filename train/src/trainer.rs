@@ -169,7 +169,11 @@ pub fn train(cfg: &TrainConfig) -> anyhow::Result<TrainOutcome> {
         data.channels,
         if data.channels == 1 { "" } else { "s" },
         t0.elapsed().as_secs_f64(),
-        if augment { format!("on ({})", cfg.augment_policy) } else { "off".into() },
+        match (augment, cfg.augment_policy.colour && cfg.color_until < 1.0) {
+            (false, _) => "off".into(),
+            (true, false) => format!("on ({})", cfg.augment_policy),
+            (true, true) => format!("on ({}; color until {} of the run)", cfg.augment_policy, cfg.color_until),
+        },
     );
     if batch < cfg.batch_size {
         eprintln!("canard-train: only {} images: batch size reduced from {} to {batch}", data.len, cfg.batch_size);
@@ -257,7 +261,11 @@ pub fn train(cfg: &TrainConfig) -> anyhow::Result<TrainOutcome> {
     ));
 
     let aug = cfg.augment_policy;
-    let ctx = StepCtx::new(&cfg, &gan, &data, &device, augment.then_some(&aug))?;
+    // Colour augmentation hides colour from the critic: it keeps a small folder's shapes
+    // crisp early on, then stops (--color-until) so the rest of the run fits the colours.
+    let late = aug.without_colour();
+    let mut colour_stopped = !(augment && aug.colour && cfg.color_until < 1.0);
+    let mut ctx = StepCtx::new(&cfg, &gan, &data, &device, augment.then_some(&aug))?;
     let preview_seeds: Vec<u64> = PREVIEW_SEEDS.collect();
     let started = Instant::now();
     let seconds_before = st.seconds;
@@ -272,6 +280,14 @@ pub fn train(cfg: &TrainConfig) -> anyhow::Result<TrainOutcome> {
     let mut pending: Vec<(StepLosses, f64)> = Vec::new();
     let mut finished = length.done(st.step, st.seconds);
     while !finished {
+        if !colour_stopped && length.fraction(st.step, seconds()) >= cfg.color_until {
+            colour_stopped = true;
+            ctx.augment = late.as_ref();
+            progress.message(&format!(
+                "canard-train: colour augmentation stops at step {} ({} of the run; --color-until)",
+                st.step, cfg.color_until
+            ));
+        }
         let (step_losses, images) = match cfg.arch {
             Arch::Dcgan => dcgan_step(&ctx, &mut opt_g, &mut opt_d, &mut cursor, &mut rng, st.step + 1)?,
             Arch::Fastgan => {

@@ -21,6 +21,7 @@ fn settings(dir: &Path, arch: &str, steps: usize) -> Settings {
         steps = {steps}
         seed = 3
         augment = true
+        color-until = 1.0
         mirror = true
         checkpoint-every = 2
         critic-steps-burst = 10
@@ -43,7 +44,9 @@ fn resume_is_exact(arch: &str) {
     resume_is_exact_with(arch, |_| {});
 }
 
-/// 6 steps straight and 3 + 3 give the same checkpoint, model and loss history.
+/// 6 steps straight and 3 + 3 give the same checkpoint, model and loss history. (Colour
+/// augmentation runs to the end: fastgan's default stops it halfway through the run's length,
+/// which a 3-step run and a 6-step one place differently; `fastgan_stops_colour_augmentation_partway`.)
 fn resume_is_exact_with(arch: &str, tweak: impl Fn(&mut Settings)) {
     let run = |dir: &Path, steps| {
         let mut s = settings(dir, arch, steps);
@@ -127,6 +130,27 @@ fn fastgan_with_ada_resume_is_exact() {
     let moves = ada.p * canard_train::augment::Ada::SPEED_IMAGES / 32.0;
     assert!((moves - moves.round()).abs() < 1e-9 && (0.0..=2.0).contains(&moves), "p = {}", ada.p);
     assert_eq!((ada.steps, ada.count, ada.target), (0, 0, 0.2));
+}
+
+/// `--color-until 0.5` stops colour augmentation before step 4 of 6: the same as 3 steps with
+/// colour and translation and then 3 with translation alone, and not the same as colour throughout.
+#[test]
+fn fastgan_stops_colour_augmentation_partway() {
+    use canard_train::augment::DiffAugment;
+    let run = |dir: &Path, steps, until, policy: &str| {
+        let mut s = settings(dir, "fastgan", steps);
+        (s.color_until, s.augment_policy) = (Some(until), DiffAugment::parse(policy).ok());
+        train_with(&s, None, Start::Auto).unwrap();
+        final_tensors(dir)
+    };
+    let (halfway, by_hand, throughout) =
+        (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let stopped = run(halfway.path(), 6, 0.5, "color,translation");
+    run(by_hand.path(), 3, 1.0, "color,translation");
+    assert_eq!(stopped, run(by_hand.path(), 6, 1.0, "translation"), "colour did not stop exactly before step 4");
+    let coloured = run(throughout.path(), 6, 1.0, "color,translation");
+    let differs = stopped.iter().any(|(k, v)| k.starts_with("d.") && coloured.get(k) != Some(v));
+    assert!(differs, "stopping colour changed nothing");
 }
 
 #[test]
