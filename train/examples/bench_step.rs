@@ -12,7 +12,7 @@
 //! `--steps N`, `--export DIR` (also export the generator to DIR/bench for the ONNX
 //! Runtime column), `--graph` (candle's graph instead of the CPU tape, for comparison),
 //! `--arch dcgan|wgan|wgan-gp|fastgan`, `--augment` (DiffAugment on every image the critic
-//! sees, with the policy the trainer would use; fastgan always has it), `--r1 GAMMA` (fastgan's R1 penalty).
+//! sees, with the policy the trainer starts with; fastgan always has it), `--r1 GAMMA` (fastgan's R1 penalty).
 
 use anyhow::Context;
 use canard_shared::manifest::TrainingSummary;
@@ -98,7 +98,8 @@ fn main() -> anyhow::Result<()> {
     };
     let mut opt_g = Optimizer::new(gan.g_params.trainable(), rule, cfg.lr_g)?;
     let mut opt_d = Optimizer::new(gan.d_params.trainable(), rule, cfg.lr_d)?;
-    // The policy the trainer would use: fastgan's (colour, translation), or all three.
+    // The policy the trainer starts with: fastgan's (colour, translation), or all three.
+    // (fastgan's second half drops colour, `--color-until`: its steps cost a little less.)
     let augmented = a.augment || a.arch == Arch::Fastgan;
     let mut ctx = StepCtx::new(&cfg, &gan, &data, &device, augmented.then_some(&cfg.augment_policy))?;
     ctx.tape &= !a.graph;

@@ -57,11 +57,11 @@ impl DiffAugment {
         Self { cutout: false, ..Self::all() }
     }
 
-    /// The same policy without the colour transform, for the end of a run (`--color-until`);
-    /// `None` when nothing would be left.
-    pub fn without_colour(self) -> Option<Self> {
+    /// The policy once the colour transform stops (`--color-until`): `None` when it has no
+    /// colour to stop, or nothing else (colour alone then stays: DiffAugment is never dropped).
+    pub fn colour_stopped(self) -> Option<Self> {
         let rest = Self { colour: false, ..self };
-        (rest.translation || rest.cutout).then_some(rest)
+        (self.colour && (rest.translation || rest.cutout)).then_some(rest)
     }
 
     /// A policy string: the names `color`, `translation`, `cutout`, comma-separated, each at
@@ -457,11 +457,11 @@ mod tests {
             assert_eq!(DiffAugment::parse(&a.to_string()), Ok(a));
         }
         assert_eq!(DiffAugment::fastgan().to_string(), "color,translation");
-        // What is left when colour stops (--color-until): the rest, or nothing.
-        assert_eq!(DiffAugment::fastgan().without_colour(), DiffAugment::parse("translation").ok());
-        assert_eq!(DiffAugment::all().without_colour(), DiffAugment::parse("translation,cutout").ok());
-        assert_eq!(cut.without_colour(), Some(cut));
-        assert_eq!(DiffAugment::parse("color").unwrap().without_colour(), None);
+        // What is left when colour stops (--color-until); no change without colour, or with colour alone.
+        assert_eq!(DiffAugment::fastgan().colour_stopped(), DiffAugment::parse("translation").ok());
+        assert_eq!(DiffAugment::all().colour_stopped(), DiffAugment::parse("translation,cutout").ok());
+        assert_eq!(cut.colour_stopped(), None);
+        assert_eq!(DiffAugment::parse("color").unwrap().colour_stopped(), None);
         for (bad, why) in [("", "\"\""), ("colour", "\"colour\" is not one of"), ("color,color", "named twice")] {
             let err = DiffAugment::parse(bad).unwrap_err();
             assert!(err.contains(why), "{bad:?}: {err}");

@@ -160,6 +160,9 @@ pub fn train(cfg: &TrainConfig) -> anyhow::Result<TrainOutcome> {
     let augment = *cfg.augment.get_or_insert(cfg.arch == Arch::Fastgan || data.len < AUGMENT_BELOW);
     cfg.channels = Some(data.channels);
     let batch = cfg.batch_size.min(data.len);
+    // Colour augmentation hides colour from the critic: it keeps a small folder's shapes
+    // crisp early on, then stops (--color-until) so the rest of the run fits the colours.
+    let late = cfg.augment_policy.colour_stopped().filter(|_| augment && cfg.color_until < 1.0);
     eprintln!(
         "canard-train: {} images from {} ({}×{}, {} channel{}) in {:.1}s; DiffAugment {}",
         data.len,
@@ -169,10 +172,10 @@ pub fn train(cfg: &TrainConfig) -> anyhow::Result<TrainOutcome> {
         data.channels,
         if data.channels == 1 { "" } else { "s" },
         t0.elapsed().as_secs_f64(),
-        match (augment, cfg.augment_policy.colour && cfg.color_until < 1.0) {
+        match (augment, late) {
             (false, _) => "off".into(),
-            (true, false) => format!("on ({})", cfg.augment_policy),
-            (true, true) => format!("on ({}; color until {} of the run)", cfg.augment_policy, cfg.color_until),
+            (true, None) => format!("on ({})", cfg.augment_policy),
+            (true, Some(_)) => format!("on ({}; color until {} of the run)", cfg.augment_policy, cfg.color_until),
         },
     );
     if batch < cfg.batch_size {
@@ -261,10 +264,7 @@ pub fn train(cfg: &TrainConfig) -> anyhow::Result<TrainOutcome> {
     ));
 
     let aug = cfg.augment_policy;
-    // Colour augmentation hides colour from the critic: it keeps a small folder's shapes
-    // crisp early on, then stops (--color-until) so the rest of the run fits the colours.
-    let late = aug.without_colour();
-    let mut colour_stopped = !(augment && aug.colour && cfg.color_until < 1.0);
+    let mut colour_stopped = late.is_none();
     let mut ctx = StepCtx::new(&cfg, &gan, &data, &device, augment.then_some(&aug))?;
     let preview_seeds: Vec<u64> = PREVIEW_SEEDS.collect();
     let started = Instant::now();
@@ -284,8 +284,9 @@ pub fn train(cfg: &TrainConfig) -> anyhow::Result<TrainOutcome> {
             colour_stopped = true;
             ctx.augment = late.as_ref();
             progress.message(&format!(
-                "canard-train: colour augmentation stops at step {} ({} of the run; --color-until)",
-                st.step, cfg.color_until
+                "canard-train: colour augmentation off from step {} ({} of the run; --color-until)",
+                st.step + 1,
+                cfg.color_until
             ));
         }
         let (step_losses, images) = match cfg.arch {

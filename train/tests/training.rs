@@ -133,7 +133,8 @@ fn fastgan_with_ada_resume_is_exact() {
 }
 
 /// `--color-until 0.5` stops colour augmentation before step 4 of 6: the same as 3 steps with
-/// colour and translation and then 3 with translation alone, and not the same as colour throughout.
+/// colour and translation and then 3 with translation alone, and not the same as colour throughout;
+/// a run resumed past the point keeps it off.
 #[test]
 fn fastgan_stops_colour_augmentation_partway() {
     use canard_train::augment::DiffAugment;
@@ -148,6 +149,11 @@ fn fastgan_stops_colour_augmentation_partway() {
     let stopped = run(halfway.path(), 6, 0.5, "color,translation");
     run(by_hand.path(), 3, 1.0, "color,translation");
     assert_eq!(stopped, run(by_hand.path(), 6, 1.0, "translation"), "colour did not stop exactly before step 4");
+    // Resumed past the point (4 steps at 0.5, then to 8 at 0.25) colour stays off: 8 straight at 0.25.
+    let (straight, past) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    run(past.path(), 4, 0.5, "color,translation");
+    let resumed = run(past.path(), 8, 0.25, "color,translation");
+    assert_eq!(resumed, run(straight.path(), 8, 0.25, "color,translation"), "colour came back after a resume");
     let coloured = run(throughout.path(), 6, 1.0, "color,translation");
     let differs = stopped.iter().any(|(k, v)| k.starts_with("d.") && coloured.get(k) != Some(v));
     assert!(differs, "stopping colour changed nothing");
