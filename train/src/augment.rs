@@ -57,6 +57,12 @@ impl DiffAugment {
         Self { cutout: false, ..Self::all() }
     }
 
+    /// Translation alone: fastgan's on grey pictures, where colour augmentation (brightness
+    /// and contrast there) measured worse (QUALITY.md).
+    pub fn translation() -> Self {
+        Self { colour: false, translation: true, cutout: false }
+    }
+
     /// The policy once the colour transform stops (`--color-until`): `None` when it has no
     /// colour to stop, or nothing else (colour alone then stays: DiffAugment is never dropped).
     pub fn colour_stopped(self) -> Option<Self> {

@@ -113,11 +113,11 @@ pub fn train_with(flags: &Settings, config_file: Option<&Path>, start: Start) ->
     } else {
         layered
     };
-    train(&settings.resolve()?)
+    train(&settings)
 }
 
-pub fn train(cfg: &TrainConfig) -> anyhow::Result<TrainOutcome> {
-    let mut cfg = cfg.clone();
+pub fn train(settings: &Settings) -> anyhow::Result<TrainOutcome> {
+    let mut cfg = settings.resolve()?;
     if cfg.arch == Arch::WganGp {
         // Must be set before this thread's first backward pass; checked just below.
         std::env::set_var(SECOND_ORDER_ENV, "1");
@@ -156,9 +156,12 @@ pub fn train(cfg: &TrainConfig) -> anyhow::Result<TrainOutcome> {
     if let Some(w) = skipped.warning() {
         eprintln!("{w}");
     }
+    if cfg.channels.is_none() {
+        // Some of fastgan's defaults differ on grey pictures: settle them now the data says which.
+        cfg = Settings { channels: Some(data.channels), ..settings.clone() }.resolve()?;
+    }
     // fastgan's recipe always augments.
     let augment = *cfg.augment.get_or_insert(cfg.arch == Arch::Fastgan || data.len < AUGMENT_BELOW);
-    cfg.channels = Some(data.channels);
     let batch = cfg.batch_size.min(data.len);
     // Colour augmentation hides colour from the critic: it keeps a small folder's shapes
     // crisp early on, then stops (--color-until) so the rest of the run fits the colours.

@@ -159,6 +159,36 @@ fn fastgan_stops_colour_augmentation_partway() {
     assert!(differs, "stopping colour changed nothing");
 }
 
+/// fastgan on a folder of grey pictures, with no --channels: the data settles the grey
+/// defaults (a critic as narrow as the generator, translation alone) and the run records them;
+/// the same folder read as RGB keeps the colour defaults, and flags still win.
+#[test]
+fn fastgan_on_grey_pictures_gets_the_grey_defaults() {
+    let dir = tempfile::tempdir().unwrap();
+    let folder = dir.path().join("grey");
+    std::fs::create_dir_all(&folder).unwrap();
+    for i in 0..4u32 {
+        let img = image::GrayImage::from_fn(32, 32, |x, y| image::Luma([((x * 7 + y * 3 + i * 50) % 256) as u8]));
+        img.save(folder.join(format!("{i}.png"))).unwrap();
+    }
+    let recorded = |name: &str, extra: &str| {
+        let text = format!(
+            "data = \"{data}\"\nname = \"{name}\"\nimage-size = 32\nbatch-size = 4\nngf = 4\nnz = 8\nsteps = 1\n\
+             eval-images = 0\nruns-dir = \"{runs}\"\nmodels-dir = \"{models}\"\n{extra}",
+            data = folder.display(),
+            runs = dir.path().join("runs").display(),
+            models = dir.path().join("models").display(),
+        );
+        train_with(&toml::from_str(&text).unwrap(), None, Start::Auto).unwrap();
+        let saved = Settings::from_toml_file(&dir.path().join("runs").join(name).join("config.toml")).unwrap();
+        (saved.channels, saved.ndf, saved.augment_policy.map(|p| p.to_string()))
+    };
+    assert_eq!(recorded("grey", ""), (Some(1), Some(16), Some("translation".into())));
+    assert_eq!(recorded("rgb", "channels = 3"), (Some(3), Some(32), Some("color,translation".into())));
+    let told = recorded("told", "ndf = 8\naugment-policy = \"color,translation\"");
+    assert_eq!(told, (Some(1), Some(8), Some("color,translation".into())));
+}
+
 #[test]
 fn wgan_critic_weights_stay_within_the_clamp() {
     let dir = tempfile::tempdir().unwrap();
