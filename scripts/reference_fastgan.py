@@ -190,7 +190,7 @@ def networks(size, nz, ngf, ndf, nc):
 def main() -> None:
     ap = common_arguments(__doc__.splitlines()[0])
     ap.add_argument("--ngf", type=positive(int), default=16, help="canard's fastgan default")
-    ap.add_argument("--ndf", type=positive(int), default=32, help="canard's fastgan default")
+    ap.add_argument("--ndf", type=positive(int), default=32, help="canard's fastgan default on colour pictures (16 on grey)")
     ap.add_argument("--batch", type=positive(int), default=16, help="canard's fastgan default")
     ap.add_argument("--ema-half-life", type=positive(float, zero=True), default=10000, help="images (canard's default), ramped; 0: no average")
     args = ap.parse_args()

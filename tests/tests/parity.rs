@@ -14,7 +14,7 @@ fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
 
 fn check(image_size: usize, channels: usize, arch: Arch) {
     let dir = tempfile::tempdir().unwrap();
-    let cfg = Settings {
+    let settings = Settings {
         data: Some("builtin:shapes".into()),
         name: Some(format!("parity{image_size}")),
         arch: Some(arch),
@@ -29,10 +29,9 @@ fn check(image_size: usize, channels: usize, arch: Arch) {
         runs_dir: Some(dir.path().join("runs")),
         models_dir: Some(dir.path().join("models")),
         ..Settings::default()
-    }
-    .resolve()
-    .unwrap();
-    let out = train(&cfg).unwrap();
+    };
+    let out = train(&settings).unwrap();
+    let nz = out.config.nz;
     // A few steps leave BatchNorm near its initial state; give every BN layer distinct,
     // non-trivial statistics and affine terms so the folding is really exercised.
     for (i, bn) in out.generator.batch_norms().into_iter().enumerate() {
@@ -57,7 +56,7 @@ fn check(image_size: usize, channels: usize, arch: Arch) {
     let want = want.flatten_all().unwrap().to_vec1::<f32>().unwrap();
 
     let mut session = Session::builder(&ort_environment()).unwrap().commit_from_memory(&onnx).unwrap();
-    let z = ndarray::Array4::from_shape_vec((seeds.len(), cfg.nz, 1, 1), latent_batch(&seeds, cfg.nz)).unwrap();
+    let z = ndarray::Array4::from_shape_vec((seeds.len(), nz, 1, 1), latent_batch(&seeds, nz)).unwrap();
     let outputs = session.run(ort::inputs!["z" => TensorRef::from_array_view(&z).unwrap()]).unwrap();
     let got = outputs["image"].try_extract_array::<f32>().unwrap();
     assert_eq!(got.shape(), &[seeds.len(), channels, image_size, image_size]);

@@ -235,7 +235,7 @@ impl Settings {
         // and a critic twice the generator's width, which pays for its slower steps (the best
         // at equal minutes of the widths and batches tried; QUALITY.md). Grey pictures carry a
         // third of the values and no colour: there a critic as narrow as the generator, whose
-        // 1.6 times the steps pay more, and no colour augmentation, measured better on digits.
+        // 1.9 times the steps pay more, and no colour augmentation, measured better on digits.
         let grey_fastgan = arch == Arch::Fastgan && self.channels == Some(1);
         let (batch, ngf, ndf) = match arch {
             Arch::Fastgan => (16, 16, if grey_fastgan { 16 } else { 32 }),

@@ -116,6 +116,8 @@ pub fn train_with(flags: &Settings, config_file: Option<&Path>, start: Start) ->
     train(&settings)
 }
 
+/// Trains one run from its layered settings; what they leave to the data (`channels: None`,
+/// and with it fastgan's grey defaults) is settled once the folder is read.
 pub fn train(settings: &Settings) -> anyhow::Result<TrainOutcome> {
     let mut cfg = settings.resolve()?;
     if cfg.arch == Arch::WganGp {
