@@ -236,9 +236,9 @@ impl Settings {
         // at equal minutes of the widths and batches tried; QUALITY.md). Grey pictures carry a
         // third of the values and no colour: there a critic as narrow as the generator, whose
         // 1.9 times the steps pay more, and no colour augmentation, measured better on digits.
-        let grey_fastgan = arch == Arch::Fastgan && self.channels == Some(1);
+        let grey = self.channels == Some(1);
         let (batch, ngf, ndf) = match arch {
-            Arch::Fastgan => (16, 16, if grey_fastgan { 16 } else { 32 }),
+            Arch::Fastgan => (16, 16, if grey { 16 } else { 32 }),
             _ => (64, 64, 64),
         };
         let need = |v: &Option<String>, flag: &str| {
@@ -273,7 +273,7 @@ impl Settings {
             ema_rampup: self.ema_rampup.unwrap_or(0.05),
             augment: self.augment,
             augment_policy: self.augment_policy.unwrap_or(match arch {
-                Arch::Fastgan if grey_fastgan => DiffAugment::translation(),
+                Arch::Fastgan if grey => DiffAugment::translation(),
                 Arch::Fastgan => DiffAugment::fastgan(),
                 _ => DiffAugment::all(),
             }),
