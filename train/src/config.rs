@@ -380,6 +380,12 @@ impl TrainConfig {
         if self.batch_size == 0 || self.critic_steps == 0 || self.critic_steps_burst == 0 {
             return bad("--batch-size, --critic-steps and --critic-steps-burst must be at least 1".into());
         }
+        if self.critic_steps > 1 && matches!(self.arch, Arch::Dcgan | Arch::Fastgan) {
+            return bad(format!(
+                "--critic-steps works with wgan and wgan-gp only: {} updates its critic once a step",
+                self.arch.name()
+            ));
+        }
         for (flag, v) in
             [("lr-g", self.lr_g), ("lr-d", self.lr_d), ("clamp", self.clamp), ("gp-lambda", self.gp_lambda)]
         {
@@ -660,6 +666,11 @@ mod tests {
                 "--r1 works with --arch fastgan only",
             ),
             (vec!["--data", "d", "--name", "n", "--image-size", "16"], "fastgan needs pictures of 32×32"),
+            (
+                vec!["--data", "d", "--name", "n", "--critic-steps", "2"],
+                "--critic-steps works with wgan and wgan-gp only",
+            ),
+            (vec!["--data", "d", "--name", "n", "--critic-steps", "2", "--arch", "dcgan"], "dcgan updates its critic"),
         ] {
             let err = flags(&args).resolve().unwrap_err().to_string();
             assert!(err.contains(needle), "{args:?}: {err}");
