@@ -135,7 +135,8 @@ fn json_logs_are_one_json_object_per_line() {
     server.terminate();
     server.wait_exit(Duration::from_secs(60)).expect("the server exits");
 
-    let lines = server.log_lines_all();
+    let log = server.log();
+    let lines: Vec<&str> = log.lines().collect();
     assert!(lines.len() >= 5, "{lines:?}");
     let mut levels = Vec::new();
     for line in &lines {

@@ -120,11 +120,6 @@ impl Server {
         }
     }
 
-    /// Every line logged so far.
-    pub fn log_lines_all(&self) -> Vec<String> {
-        self.log.lock().unwrap().clone()
-    }
-
     /// Everything logged so far.
     pub fn log(&self) -> String {
         self.log.lock().unwrap().join("\n")

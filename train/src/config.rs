@@ -264,11 +264,11 @@ impl Settings {
             lr_d: self.lr_d.unwrap_or(lr_g),
             beta1: self.beta1.unwrap_or(beta1),
             beta2: self.beta2.unwrap_or(beta2),
-            rms_alpha: self.rms_alpha.unwrap_or(0.99),
+            rms_alpha: self.rms_alpha.unwrap_or(RMS_ALPHA),
             critic_steps: self.critic_steps.unwrap_or(critic),
-            critic_steps_burst: self.critic_steps_burst.unwrap_or(100),
-            clamp: self.clamp.unwrap_or(0.01),
-            gp_lambda: self.gp_lambda.unwrap_or(10.0),
+            critic_steps_burst: self.critic_steps_burst.unwrap_or(CRITIC_STEPS_BURST),
+            clamp: self.clamp.unwrap_or(CLAMP),
+            gp_lambda: self.gp_lambda.unwrap_or(GP_LAMBDA),
             ema_half_life: self.ema_half_life.unwrap_or(10_000.0),
             ema_rampup: self.ema_rampup.unwrap_or(0.05),
             augment: self.augment,
@@ -283,7 +283,7 @@ impl Settings {
             r1: self.r1.unwrap_or(0.0),
             checkpoint_every: self.checkpoint_every.unwrap_or(200),
             keep_checkpoints: self.keep_checkpoints.unwrap_or(3),
-            guard_patience: self.guard_patience.unwrap_or(300),
+            guard_patience: self.guard_patience.unwrap_or(GUARD_PATIENCE),
             eval_images: self.eval_images.unwrap_or(2048),
             device: self.device.unwrap_or_default(),
             runs_dir: self.runs_dir.clone().unwrap_or_else(|| "runs".into()),
@@ -294,6 +294,13 @@ impl Settings {
         Ok(cfg)
     }
 }
+
+/// Defaults of the settings only some architectures read (every run records them).
+const CRITIC_STEPS_BURST: usize = 100;
+const CLAMP: f64 = 0.01;
+const RMS_ALPHA: f64 = 0.99;
+const GP_LAMBDA: f64 = 10.0;
+const GUARD_PATIENCE: usize = 300;
 
 /// Every setting decided: what a run uses, saved as `runs/NAME/config.toml`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -380,12 +387,6 @@ impl TrainConfig {
         if self.batch_size == 0 || self.critic_steps == 0 || self.critic_steps_burst == 0 {
             return bad("--batch-size, --critic-steps and --critic-steps-burst must be at least 1".into());
         }
-        if self.critic_steps > 1 && matches!(self.arch, Arch::Dcgan | Arch::Fastgan) {
-            return bad(format!(
-                "--critic-steps works with wgan and wgan-gp only: {} updates its critic once a step",
-                self.arch.name()
-            ));
-        }
         for (flag, v) in
             [("lr-g", self.lr_g), ("lr-d", self.lr_d), ("clamp", self.clamp), ("gp-lambda", self.gp_lambda)]
         {
@@ -396,6 +397,24 @@ impl TrainConfig {
         for (flag, v) in [("beta1", self.beta1), ("beta2", self.beta2), ("rms-alpha", self.rms_alpha)] {
             if !(0.0..1.0).contains(&v) {
                 return bad(format!("--{flag} must be in [0, 1), not {v}"));
+            }
+        }
+        // A setting this architecture never reads is refused when it differs from the value
+        // every run records, rather than silently doing nothing (wgan's RMSprop reads no β;
+        // there the recorded β are Adam's usual 0.5 and 0.999).
+        let (wgan, gp) = (self.arch == Arch::Wgan, self.arch == Arch::WganGp);
+        for (flag, changed, read, readers) in [
+            ("critic-steps", self.critic_steps != 1, wgan || gp, "wgan and wgan-gp"),
+            ("critic-steps-burst", self.critic_steps_burst != CRITIC_STEPS_BURST, wgan, "wgan"),
+            ("clamp", self.clamp != CLAMP, wgan, "wgan"),
+            ("rms-alpha", self.rms_alpha != RMS_ALPHA, wgan, "wgan"),
+            ("gp-lambda", self.gp_lambda != GP_LAMBDA, gp, "wgan-gp"),
+            ("guard-patience", self.guard_patience != GUARD_PATIENCE, self.arch == Arch::Dcgan, "dcgan"),
+            ("beta1", self.beta1 != 0.5, !wgan, "fastgan, dcgan and wgan-gp (Adam)"),
+            ("beta2", self.beta2 != 0.999, !wgan, "fastgan, dcgan and wgan-gp (Adam)"),
+        ] {
+            if changed && !read {
+                return bad(format!("--{flag} is read by {readers} only, not {}", self.arch.name()));
             }
         }
         if !(self.ema_half_life.is_finite() && self.ema_half_life >= 0.0) {
@@ -413,6 +432,12 @@ impl TrainConfig {
             }
             if self.arch != Arch::Fastgan {
                 return bad(format!("--ada-target works with --arch fastgan only, not {}", self.arch.name()));
+            }
+            if self.augment == Some(false) {
+                return bad(
+                    "--ada-target adjusts how often pictures are augmented, and --augment=false turns augmentation off"
+                        .into(),
+                );
             }
         }
         if !(self.r1.is_finite() && self.r1 >= 0.0) {
@@ -668,12 +693,48 @@ mod tests {
             (vec!["--data", "d", "--name", "n", "--image-size", "16"], "fastgan needs pictures of 32×32"),
             (
                 vec!["--data", "d", "--name", "n", "--critic-steps", "2"],
-                "--critic-steps works with wgan and wgan-gp only",
+                "--critic-steps is read by wgan and wgan-gp only, not fastgan",
             ),
-            (vec!["--data", "d", "--name", "n", "--critic-steps", "2", "--arch", "dcgan"], "dcgan updates its critic"),
+            (vec!["--data", "d", "--name", "n", "--critic-steps", "2", "--arch", "dcgan"], "wgan-gp only, not dcgan"),
+            (
+                vec!["--data", "d", "--name", "n", "--critic-steps-burst", "9", "--arch", "wgan-gp"],
+                "--critic-steps-burst is read by wgan only, not wgan-gp",
+            ),
+            (vec!["--data", "d", "--name", "n", "--clamp", "0.02"], "--clamp is read by wgan only, not fastgan"),
+            (
+                vec!["--data", "d", "--name", "n", "--rms-alpha", "0.9", "--arch", "dcgan"],
+                "--rms-alpha is read by wgan only",
+            ),
+            (
+                vec!["--data", "d", "--name", "n", "--gp-lambda", "5", "--arch", "wgan"],
+                "--gp-lambda is read by wgan-gp only, not wgan",
+            ),
+            (
+                vec!["--data", "d", "--name", "n", "--guard-patience", "50"],
+                "--guard-patience is read by dcgan only, not fastgan",
+            ),
+            (
+                vec!["--data", "d", "--name", "n", "--beta1", "0", "--arch", "wgan"],
+                "--beta1 is read by fastgan, dcgan and wgan-gp (Adam) only, not wgan",
+            ),
+            (
+                vec!["--data", "d", "--name", "n", "--ada-target", "0.6", "--augment=false"],
+                "--augment=false turns augmentation off",
+            ),
         ] {
             let err = flags(&args).resolve().unwrap_err().to_string();
             assert!(err.contains(needle), "{args:?}: {err}");
+        }
+        // The same settings are taken where the architecture reads them.
+        for args in [
+            vec!["--data", "d", "--name", "n", "--arch", "wgan", "--critic-steps-burst", "9", "--clamp", "0.02"],
+            vec!["--data", "d", "--name", "n", "--arch", "wgan", "--rms-alpha", "0.9"],
+            vec!["--data", "d", "--name", "n", "--arch", "wgan-gp", "--gp-lambda", "5", "--critic-steps", "3"],
+            vec!["--data", "d", "--name", "n", "--arch", "dcgan", "--guard-patience", "50", "--beta1", "0"],
+            vec!["--data", "d", "--name", "n", "--ada-target", "0.6", "--augment"],
+        ] {
+            let cfg = flags(&args).resolve();
+            assert!(cfg.is_ok(), "{args:?}: {cfg:?}");
         }
     }
 }

@@ -8,6 +8,7 @@ use candle_core::Device;
 
 fn settings(dir: &Path, arch: &str, steps: usize) -> Settings {
     let size = if arch == "fastgan" { 32 } else { 16 }; // fastgan's smallest
+    let burst = if arch == "wgan" { "critic-steps-burst = 10" } else { "" }; // wgan's alone
     let text = format!(
         r#"
         data = "builtin:shapes"
@@ -24,7 +25,7 @@ fn settings(dir: &Path, arch: &str, steps: usize) -> Settings {
         color-until = 1.0
         mirror = true
         checkpoint-every = 2
-        critic-steps-burst = 10
+        {burst}
         eval-images = 64
         runs-dir = "{runs}"
         models-dir = "{models}"
