@@ -11,11 +11,13 @@
 //! - a removed folder unloads its model, unless no model would be left: then the
 //!   server keeps what it has (and says so in the log) until a model appears;
 //! - the default model follows the start-up rule: `--model` while it is loaded,
-//!   else `demo`, else the first name.
+//!   else `demo`, else the first name;
+//! - only regular files are read (a FIFO or device named like a model file is refused),
+//!   and a load that hangs anyway shows in `/readyz` and the log, and never holds up shutdown.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::sync::mpsc::{channel, RecvTimeoutError, Sender};
+use std::sync::mpsc::{channel, Receiver, RecvTimeoutError, Sender};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -90,7 +92,10 @@ impl Reloader {
             }
             self.pending.remove(name);
             let replacing = models.contains_key(name);
-            match self.loader.engine(name, path) {
+            let loading = self.live.loading(name);
+            let loaded = self.loader.engine(name, path);
+            drop(loading);
+            match loaded {
                 Ok(loaded) => {
                     self.refused.remove(name);
                     log_loaded(name, &loaded, replacing);
@@ -155,32 +160,48 @@ fn log_loaded(name: &str, loaded: &Loaded, replacing: bool) {
     );
 }
 
-/// The polling thread; stops (and is joined) when dropped.
+/// How long shutdown waits for the polling thread to finish a load in progress.
+const STOP_WAIT: Duration = Duration::from_secs(5);
+
+/// The polling thread; stops when dropped, waiting at most [`STOP_WAIT`] for it, so a
+/// load that hangs never keeps the process from exiting.
 pub struct Watcher {
     stop: Option<Sender<()>>,
+    stopped: Receiver<()>,
     thread: Option<JoinHandle<()>>,
 }
 
 impl Watcher {
     pub fn spawn(mut reloader: Reloader, interval: Duration) -> std::io::Result<Watcher> {
-        let (stop, stopped) = channel::<()>();
-        let thread = std::thread::Builder::new().name("model-reload".into()).spawn(move || loop {
-            match stopped.recv_timeout(interval) {
-                Err(RecvTimeoutError::Timeout) => {
-                    reloader.poll();
+        let (stop, stop_asked) = channel::<()>();
+        let (done, stopped) = channel::<()>();
+        let thread = std::thread::Builder::new().name("model-reload".into()).spawn(move || {
+            let _done = done; // dropped, and so seen, however the thread ends
+            loop {
+                match stop_asked.recv_timeout(interval) {
+                    Err(RecvTimeoutError::Timeout) => {
+                        reloader.poll();
+                    }
+                    Ok(()) | Err(RecvTimeoutError::Disconnected) => return,
                 }
-                Ok(()) | Err(RecvTimeoutError::Disconnected) => return,
             }
         })?;
-        Ok(Watcher { stop: Some(stop), thread: Some(thread) })
+        Ok(Watcher { stop: Some(stop), stopped, thread: Some(thread) })
     }
 }
 
 impl Drop for Watcher {
     fn drop(&mut self) {
         drop(self.stop.take());
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
+        match self.stopped.recv_timeout(STOP_WAIT) {
+            Err(RecvTimeoutError::Timeout) => {
+                tracing::warn!("hot reload: a model load has not finished; stopping without waiting for it")
+            }
+            _ => {
+                if let Some(t) = self.thread.take() {
+                    let _ = t.join();
+                }
+            }
         }
     }
 }

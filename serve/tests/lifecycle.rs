@@ -150,3 +150,25 @@ fn json_logs_are_one_json_object_per_line() {
     }
     assert!(lines.iter().any(|l| l.contains("skipping model folder") && l.contains("broken")), "{lines:?}");
 }
+
+/// A FIFO named like a model file, present at start-up: the server skips that model by
+/// name, listens, serves the others, and stops on SIGTERM (it once waited on the FIFO
+/// forever, logging nothing).
+#[test]
+fn a_fifo_model_file_at_start_up_is_skipped_and_shutdown_still_works() {
+    let root = tempfile::tempdir().unwrap();
+    write_model(root.path(), "demo", 8, |_| {});
+    let pipe = write_model(root.path(), "pipe", 8, |_| {});
+    std::fs::remove_file(pipe.join("generator.onnx")).unwrap();
+    let c = std::ffi::CString::new(pipe.join("generator.onnx").to_str().unwrap()).unwrap();
+    // SAFETY: mkfifo reads a NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o644) }, 0);
+    let mut server = Server::start(command(root.path(), &["--reload-interval", "1"]));
+    server.ok("/generate?seed=1");
+    assert_eq!(server.get("/readyz").status, 200);
+    let log = server.log();
+    assert!(log.contains("skipping model folder") && log.contains("FIFO"), "{log}");
+    server.terminate();
+    let status = server.wait_exit(Duration::from_secs(30)).expect("the server exits after SIGTERM");
+    assert!(status.success(), "{status}\n{}", server.log());
+}

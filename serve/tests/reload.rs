@@ -174,3 +174,44 @@ async fn the_watcher_thread_picks_up_a_new_model_by_itself() {
     }
     assert!(logged().contains("model later loaded"));
 }
+
+fn mkfifo(path: &std::path::Path) {
+    let c = std::ffi::CString::new(path.to_str().unwrap()).unwrap();
+    // SAFETY: mkfifo reads a NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o644) }, 0, "mkfifo {}", path.display());
+}
+
+/// A FIFO named like the model's ONNX file is refused by name, at once: reading it would
+/// wait forever for a writer and stop every later reload. Later changes still load.
+#[actix_web::test]
+async fn a_fifo_in_place_of_a_model_file_is_refused_without_blocking_the_reload() {
+    let root = tempfile::tempdir().unwrap();
+    let (mut reloader, state) = setup(root.path());
+    let app = app!(state);
+    let pipe = write_model(root.path(), "pipe", 4, |_| {});
+    std::fs::remove_file(pipe.join("generator.onnx")).unwrap();
+    mkfifo(&pipe.join("generator.onnx"));
+
+    // On a thread with a deadline: the old reader blocked here for good.
+    let polled = std::thread::spawn(move || {
+        let first = reloader.poll();
+        let second = reloader.poll();
+        (reloader, first, second)
+    });
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !polled.is_finished() {
+        assert!(Instant::now() < deadline, "the reload blocked on the FIFO");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let (mut reloader, first, second) = polled.join().unwrap();
+    assert!(first.is_empty(), "{first:?}");
+    assert_eq!(names(&second.refused), ["pipe"]);
+    let log = logged();
+    assert!(log.contains("model pipe refused") && log.contains("FIFO"), "{log}");
+
+    // The reload goes on: another model appears and is served; /readyz stays ready.
+    write_model(root.path(), "after", 4, |_| {});
+    assert_eq!(names(&settle(&mut reloader).loaded), ["after"]);
+    assert_eq!(hv(&get!(&app, "/generate?seed=1&model=after").0, "x-model"), "after");
+    get!(&app, "/readyz");
+}

@@ -6,12 +6,15 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use crate::files::read_regular;
 use crate::latent;
 
 /// The manifest's file name inside a model folder.
 pub const MANIFEST_FILE: &str = "model.json";
 /// The format this crate writes and reads.
 pub const FORMAT_VERSION: u32 = 1;
+/// The longest latent vector a manifest may name (the trainer's `--nz` bound too).
+pub const MAX_LATENT_DIM: usize = 65536;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Manifest {
@@ -100,7 +103,7 @@ impl Manifest {
     /// Reads and validates `dir/model.json`.
     pub fn load(dir: &Path) -> Result<Manifest, ManifestError> {
         let path = dir.join(MANIFEST_FILE);
-        let bytes = std::fs::read(&path).map_err(|source| ManifestError::Io { path: path.clone(), source })?;
+        let bytes = read_regular(&path).map_err(|source| ManifestError::Io { path: path.clone(), source })?;
         let manifest: Manifest =
             serde_json::from_slice(&bytes).map_err(|source| ManifestError::Parse { path: path.clone(), source })?;
         manifest.validate().map_err(|reason| ManifestError::Invalid { path, reason })?;
@@ -111,7 +114,7 @@ impl Manifest {
     /// returned only when they are the file that was exported.
     pub fn read_onnx(&self, dir: &Path) -> Result<Vec<u8>, ManifestError> {
         let path = dir.join(&self.onnx.file);
-        let bytes = std::fs::read(&path).map_err(|source| ManifestError::Io { path: path.clone(), source })?;
+        let bytes = read_regular(&path).map_err(|source| ManifestError::Io { path: path.clone(), source })?;
         let actual = sha256_hex(&bytes);
         // Hex digits in either case are the same hash (validate takes both).
         if !actual.eq_ignore_ascii_case(&self.onnx.sha256) {
@@ -143,8 +146,8 @@ impl Manifest {
         if self.channels != 1 && self.channels != 3 {
             return Err(format!("channels must be 1 or 3, not {}", self.channels));
         }
-        if self.latent.dim == 0 || self.latent.dim > 65536 {
-            return Err(format!("latent.dim {} is out of range 1..=65536", self.latent.dim));
+        if self.latent.dim == 0 || self.latent.dim > MAX_LATENT_DIM {
+            return Err(format!("latent.dim {} is out of range 1..={MAX_LATENT_DIM}", self.latent.dim));
         }
         if self.latent.algorithm != latent::ALGORITHM || self.latent.distribution != latent::DISTRIBUTION {
             return Err(format!(

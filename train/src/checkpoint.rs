@@ -88,7 +88,7 @@ pub fn save(run_dir: &Path, tensors: &HashMap<String, Tensor>, state: &State, ke
         std::fs::File::open(tmp.join(f))?.sync_all()?;
     }
     if final_dir.exists() {
-        discard(&final_dir)?;
+        discard(&final_dir).with_context(|| format!("cannot replace {}", final_dir.display()))?;
     }
     std::fs::rename(&tmp, &final_dir)
         .with_context(|| format!("cannot move checkpoint into {}", final_dir.display()))?;
@@ -103,31 +103,54 @@ pub fn save(run_dir: &Path, tensors: &HashMap<String, Tensor>, state: &State, ke
 
 /// Deletes a checkpoint folder so that it is never seen half-deleted: it is renamed to a
 /// temporary name first (one atomic step), then removed; a kill in between leaves a
-/// temporary that the next run clears (`atomic::remove_stale_temporaries`).
+/// temporary that the next run clears (`atomic::remove_stale_temporaries`). The name is
+/// not the one [`save`] writes into, which may be in use for the same step.
 fn discard(dir: &Path) -> std::io::Result<()> {
     let name = dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    let aside = dir.with_file_name(format!(".{name}.{}.tmp", std::process::id()));
+    let aside = dir.with_file_name(format!(".{name}.old.{}.tmp", std::process::id()));
     std::fs::rename(dir, &aside)?;
     std::fs::remove_dir_all(&aside)
 }
 
-/// Checkpoint folders, oldest first (the zero-padded step sorts them).
+/// Moves a checkpoint that does not read back out of the way, as `damaged-step_NNNNNNNN`
+/// (numbered if that is taken), so the run goes on from the one before and can save that
+/// step again; the files are kept for a look. Returns where it went.
+fn set_aside(dir: &Path) -> std::io::Result<PathBuf> {
+    let name = dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let free = (1..).map(|i| match i {
+        1 => dir.with_file_name(format!("damaged-{name}")),
+        i => dir.with_file_name(format!("damaged-{name}-{i}")),
+    });
+    let aside = free.take(1000).find(|p| !p.exists()).ok_or_else(|| std::io::Error::other("no free name"))?;
+    std::fs::rename(dir, &aside)?;
+    Ok(aside)
+}
+
+/// Checkpoint folders (`step_` and eight digits), oldest first (the zero-padded step sorts them).
 pub fn list(run_dir: &Path) -> Vec<PathBuf> {
     let mut dirs: Vec<PathBuf> = std::fs::read_dir(run_dir.join(DIR))
         .map(|rd| rd.filter_map(|e| e.ok()).map(|e| e.path()).collect())
         .unwrap_or_default();
-    dirs.retain(|p| p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with("step_")) && p.is_dir());
+    let is_step = |n: &str| n.strip_prefix("step_").is_some_and(|d| d.len() == 8 && d.bytes().all(|b| b.is_ascii_digit()));
+    dirs.retain(|p| p.file_name().and_then(|n| n.to_str()).is_some_and(is_step) && p.is_dir());
     dirs.sort();
     dirs
 }
 
 /// The newest checkpoint that reads back completely, with its tensors; unreadable ones
-/// are reported and passed over.
+/// are reported and set aside ([`set_aside`]).
 pub fn latest(run_dir: &Path, device: &Device) -> Option<(PathBuf, State, HashMap<String, Tensor>)> {
     for dir in list(run_dir).into_iter().rev() {
         match read(&dir, device) {
             Ok((state, tensors)) => return Some((dir, state, tensors)),
-            Err(e) => eprintln!("warning: ignoring checkpoint {}: {e:#}", dir.display()),
+            Err(e) => match set_aside(&dir) {
+                Ok(aside) => eprintln!(
+                    "warning: checkpoint {} is damaged ({e:#}); moved it to {} and going on from the one before",
+                    dir.display(),
+                    aside.display()
+                ),
+                Err(m) => eprintln!("warning: ignoring damaged checkpoint {} ({e:#}); cannot move it: {m}", dir.display()),
+            },
         }
     }
     None
@@ -193,5 +216,35 @@ mod tests {
         let (_, state, tensors) = latest(dir.path(), &Device::Cpu).unwrap();
         assert_eq!(state.step, 15);
         assert_eq!(tensors["a"].to_vec1::<f32>().unwrap(), [1.0, 2.0]);
+    }
+
+    /// A truncated newest checkpoint is moved aside, and the run saves that step again
+    /// (the move once reused save's temporary name: "Directory not empty", every re-run).
+    #[test]
+    fn a_damaged_newest_checkpoint_is_moved_aside_and_its_step_saved_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let t: HashMap<String, Tensor> = [("a".to_string(), Tensor::new(&[1f32, 2.0], &Device::Cpu).unwrap())].into();
+        for step in [29, 30] {
+            save(dir.path(), &t, &State { step, ..new_state() }, 3).unwrap();
+        }
+        let newest = dir.path().join(DIR).join("step_00000030");
+        let file = std::fs::OpenOptions::new().write(true).open(newest.join(TENSORS)).unwrap();
+        file.set_len(10).unwrap();
+        for round in 1..=2 {
+            let (_, state, _) = latest(dir.path(), &Device::Cpu).unwrap();
+            assert_eq!(state.step, 29);
+            let aside = match round {
+                1 => dir.path().join(DIR).join("damaged-step_00000030"),
+                _ => dir.path().join(DIR).join("damaged-step_00000030-2"),
+            };
+            assert!(aside.join(TENSORS).is_file(), "round {round}: the damaged files are kept");
+            save(dir.path(), &t, &State { step: 30, ..new_state() }, 3).unwrap();
+            assert_eq!(latest(dir.path(), &Device::Cpu).unwrap().1.step, 30);
+            // Damaged again, to see the second one gets a name of its own.
+            std::fs::OpenOptions::new().write(true).open(newest.join(TENSORS)).unwrap().set_len(10).unwrap();
+        }
+        let names: Vec<String> =
+            list(dir.path()).iter().map(|p| p.file_name().unwrap().to_string_lossy().into()).collect();
+        assert_eq!(names, ["step_00000029", "step_00000030"], "damaged folders are not checkpoints");
     }
 }

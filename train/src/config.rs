@@ -64,25 +64,26 @@ pub struct Settings {
     /// 1 (grey) or 3 (RGB) [default: grey only when every picture is grey]
     #[arg(long)]
     pub channels: Option<usize>,
-    /// Passes over the data, instead of --steps [default: 128,000 generated images: 2,000 steps at batch 64]
+    /// Passes over the data, instead of --steps; at most 10⁹ steps in all [default: 128,000 generated images: 2,000 steps at batch 64]
     #[arg(long)]
     pub epochs: Option<usize>,
-    /// Generator updates, instead of --epochs [default: 128,000 generated images: 2,000 steps at batch 64]
+    /// Generator updates, instead of --epochs; at most 10⁹ [default: 128,000 generated images: 2,000 steps at batch 64]
     #[arg(long)]
     pub steps: Option<usize>,
-    /// Stop after this many minutes of training (counted across resumes), or at --steps/--epochs if sooner
+    /// Stop after this many minutes of training (counted across resumes), or at --steps/--epochs if sooner;
+    /// at most 525,600 (a year)
     #[arg(long)]
     pub minutes: Option<f64>,
-    /// [default: 64; fastgan 16]
+    /// Pictures a batch, 1 to 4096 [default: 64; fastgan 16]
     #[arg(long)]
     pub batch_size: Option<usize>,
-    /// Seeds weights, noise, augmentation and data order [default: 0]
+    /// Seeds weights, noise, augmentation and data order, 0 to 2⁶³−1 [default: 0]
     #[arg(long)]
     pub seed: Option<u64>,
-    /// Latent vector length [default: 100]
+    /// Latent vector length, 1 to 65536 [default: 100]
     #[arg(long)]
     pub nz: Option<usize>,
-    /// Generator width [default: 64; fastgan 16]
+    /// Generator width; each network at most 134,217,728 parameters [default: 64; fastgan 16]
     #[arg(long)]
     pub ngf: Option<usize>,
     /// Discriminator/critic width [default: 64; fastgan 32, or 16 on grey pictures]
@@ -144,10 +145,10 @@ pub struct Settings {
     #[arg(long)]
     pub ada_target: Option<f64>,
     /// fastgan: R1's weight γ, a penalty of γ/2·‖∇ₓD(x)‖² on the (augmented) real pictures
-    /// (Mescheder et al. 2018); CPU only [default: 0: off]
+    /// (Mescheder et al. 2018), 0 to 1000; CPU only [default: 0: off]
     #[arg(long)]
     pub r1: Option<f64>,
-    /// Save a checkpoint every N generator updates, and at the end [default: 200]
+    /// Save a checkpoint every N generator updates (at least 1), and at the end [default: 200]
     #[arg(long)]
     pub checkpoint_every: Option<usize>,
     /// Checkpoints kept [default: 3]
@@ -219,6 +220,7 @@ impl Settings {
         for (flag, path) in [("runs-dir", &self.runs_dir), ("models-dir", &self.models_dir)] {
             check_utf8(flag, path.as_deref())?;
         }
+        check_integers(self)?;
         toml::Table::try_from(self).map_err(|e| ConfigError::Invalid(format!("settings cannot be recorded: {e}")))
     }
 
@@ -272,12 +274,8 @@ impl Settings {
             ema_half_life: self.ema_half_life.unwrap_or(10_000.0),
             ema_rampup: self.ema_rampup.unwrap_or(0.05),
             augment: self.augment,
-            augment_policy: self.augment_policy.unwrap_or(match arch {
-                Arch::Fastgan if grey => DiffAugment::translation(),
-                Arch::Fastgan => DiffAugment::fastgan(),
-                _ => DiffAugment::all(),
-            }),
-            color_until: self.color_until.unwrap_or(if arch == Arch::Fastgan { 0.5 } else { 1.0 }),
+            augment_policy: self.augment_policy.unwrap_or(default_policy(arch, grey)),
+            color_until: self.color_until.unwrap_or(default_color_until(arch)),
             mirror: self.mirror.unwrap_or(false),
             ada_target: self.ada_target,
             r1: self.r1.unwrap_or(0.0),
@@ -294,6 +292,38 @@ impl Settings {
         Ok(cfg)
     }
 }
+
+/// DiffAugment's transforms when none are named: FastGAN's for fastgan (translation alone on
+/// grey pictures, where colour is brightness and contrast only), DiffAugment's for the rest.
+fn default_policy(arch: Arch, grey: bool) -> DiffAugment {
+    match arch {
+        Arch::Fastgan if grey => DiffAugment::translation(),
+        Arch::Fastgan => DiffAugment::fastgan(),
+        _ => DiffAugment::all(),
+    }
+}
+
+/// When colour augmentation stops, as a fraction of the run: fastgan's at half, the papers' never.
+fn default_color_until(arch: Arch) -> f64 {
+    if arch == Arch::Fastgan {
+        0.5
+    } else {
+        1.0
+    }
+}
+
+/// The longest run in generator updates (`--steps`, or what `--epochs` comes to): about
+/// four months at a hundred steps a second, and far from any counter's overflow.
+pub const MAX_STEPS: usize = 1_000_000_000;
+/// The longest `--minutes`: a year.
+pub const MAX_MINUTES: f64 = 525_600.0;
+/// The largest `--batch-size`.
+pub const MAX_BATCH: usize = 4096;
+/// The most parameters either network may have: 512 MiB of f32 weights (the exported
+/// generator must stay far below ONNX's 2 GiB; Adam and the average triple it in memory).
+pub const MAX_PARAMETERS: usize = 1 << 27;
+/// The largest R1 weight γ (the papers use 0.1 to 100; more only diverges).
+pub const MAX_R1: f64 = 1000.0;
 
 /// Defaults of the settings only some architectures read (every run records them).
 const CRITIC_STEPS_BURST: usize = 100;
@@ -374,18 +404,37 @@ impl TrainConfig {
         if self.epochs.is_some() && self.steps.is_some() {
             return bad("give --epochs or --steps, not both".into());
         }
-        if self.epochs == Some(0) || self.steps == Some(0) {
-            return bad("--epochs and --steps must be at least 1".into());
+        for (flag, n) in [("epochs", self.epochs), ("steps", self.steps)] {
+            match n {
+                Some(0) => return bad(format!("--{flag} must be at least 1")),
+                Some(n) if n > MAX_STEPS => return bad(format!("--{flag} {n} is too long: at most {MAX_STEPS}")),
+                _ => {}
+            }
         }
         if let Some(m) = self.minutes {
             if !(m.is_finite() && m > 0.0) {
                 return bad(format!("--minutes must be a positive number of minutes, not {m}"));
+            }
+            if m > MAX_MINUTES {
+                return bad(format!("--minutes {m:?} is too long: at most {MAX_MINUTES} (a year)"));
             }
         }
         check_utf8("runs-dir", Some(&self.runs_dir))?;
         check_utf8("models-dir", Some(&self.models_dir))?;
         if self.batch_size == 0 || self.critic_steps == 0 || self.critic_steps_burst == 0 {
             return bad("--batch-size, --critic-steps and --critic-steps-burst must be at least 1".into());
+        }
+        if self.batch_size > MAX_BATCH {
+            return bad(format!("--batch-size {} is too large: at most {MAX_BATCH}", self.batch_size));
+        }
+        // A WGAN critic step is a batch of the data each: bounded as the batch is.
+        for (flag, n) in [("critic-steps", self.critic_steps), ("critic-steps-burst", self.critic_steps_burst)] {
+            if n > MAX_BATCH {
+                return bad(format!("--{flag} {n} is too large: at most {MAX_BATCH}"));
+            }
+        }
+        if self.checkpoint_every == 0 {
+            return bad("--checkpoint-every must be at least 1 (a checkpoint every N steps)".into());
         }
         for (flag, v) in
             [("lr-g", self.lr_g), ("lr-d", self.lr_d), ("clamp", self.clamp), ("gp-lambda", self.gp_lambda)]
@@ -443,11 +492,48 @@ impl TrainConfig {
         if !(self.r1.is_finite() && self.r1 >= 0.0) {
             return bad(format!("--r1 must be a number, 0 or more, not {}", self.r1));
         }
+        if self.r1 > MAX_R1 {
+            return bad(format!("--r1 {:?} is too large: at most {MAX_R1}", self.r1));
+        }
         if self.r1 > 0.0 && self.arch != Arch::Fastgan {
             return bad(format!("--r1 works with --arch fastgan only, not {}", self.arch.name()));
         }
         if self.keep_checkpoints == 0 {
             return bad("--keep-checkpoints must be at least 1".into());
+        }
+        if self.augment == Some(false) {
+            self.refuse_unused_augmentation("--augment=false turns augmentation off")?;
+        }
+        self.check_networks()
+    }
+
+    /// With augmentation off, a policy or colour schedule other than the default would do
+    /// nothing: refused by name (`why` says why augmentation is off).
+    pub fn refuse_unused_augmentation(&self, why: &str) -> Result<(), ConfigError> {
+        let grey = self.channels == Some(1);
+        if self.augment_policy != default_policy(self.arch, grey) {
+            return Err(ConfigError::Invalid(format!("--augment-policy {} does nothing: {why}", self.augment_policy)));
+        }
+        if self.color_until != default_color_until(self.arch) {
+            return Err(ConfigError::Invalid(format!("--color-until {} does nothing: {why}", self.color_until)));
+        }
+        Ok(())
+    }
+
+    /// The networks' shape, and their size within what can be trained and exported.
+    fn check_networks(&self) -> Result<(), ConfigError> {
+        let bad = |m: String| Err(ConfigError::Invalid(m));
+        let max_nz = canard_shared::manifest::MAX_LATENT_DIM;
+        if self.nz > max_nz {
+            return bad(format!("--nz {} is too large: at most {max_nz} (what a model's manifest may hold)", self.nz));
+        }
+        for (flag, n) in [("nz", self.nz), ("ngf", self.ngf), ("ndf", self.ndf)] {
+            if n == 0 {
+                return bad(format!("--{flag} must be at least 1"));
+            }
+        }
+        if let Some(c) = self.channels.filter(|&c| c != 1 && c != 3) {
+            return bad(format!("--channels must be 1 (grey) or 3 (RGB), not {c}"));
         }
         let shape = crate::model::DcganShape {
             image_size: self.image_size,
@@ -456,12 +542,29 @@ impl TrainConfig {
             ngf: self.ngf,
             ndf: self.ndf,
         };
-        self.arch.kind().validate(&shape).map_err(ConfigError::Invalid)
+        let kind = self.arch.kind();
+        kind.validate(&shape).map_err(ConfigError::Invalid)?;
+        // The critic mirrors the generator, so a generator as wide as the critic measures it.
+        let critic = crate::model::DcganShape { ngf: self.ndf, nz: 1, ..shape };
+        for (flag, width, network, count) in [
+            ("ngf", self.ngf, "generator", kind.generator_parameters(&shape)),
+            ("ndf", self.ndf, "critic", kind.generator_parameters(&critic)),
+        ] {
+            if count.is_none_or(|n| n > MAX_PARAMETERS) {
+                let size = self.image_size;
+                let has = count.map_or("more than can be counted".into(), |n| format!("about {n}"));
+                return bad(format!(
+                    "--{flag} {width} at {size}×{size} makes a {network} of {has} parameters: at most {MAX_PARAMETERS}"
+                ));
+            }
+        }
+        Ok(())
     }
 
     pub fn to_toml(&self) -> Result<String, ConfigError> {
         check_utf8("runs-dir", Some(&self.runs_dir))?;
         check_utf8("models-dir", Some(&self.models_dir))?;
+        check_integers(self)?;
         toml::to_string(self).map_err(|e| ConfigError::Invalid(format!("settings cannot be recorded: {e}")))
     }
 
@@ -469,6 +572,18 @@ impl TrainConfig {
     pub fn as_settings(&self) -> Result<Settings, ConfigError> {
         toml::from_str(&self.to_toml()?).map_err(|e| ConfigError::Invalid(format!("settings do not read back: {e}")))
     }
+}
+
+/// TOML's integers are i64: a larger value (a seed from the top half of u64's range, say)
+/// cannot be recorded, so it is refused by name.
+fn check_integers(settings: &impl Serialize) -> Result<(), ConfigError> {
+    let Ok(serde_json::Value::Object(fields)) = serde_json::to_value(settings) else { return Ok(()) };
+    for (key, value) in fields {
+        if let Some(n) = value.as_u64().filter(|&n| n > i64::MAX as u64) {
+            return Err(ConfigError::Invalid(format!("--{key} {n} is too large: at most {}", i64::MAX)));
+        }
+    }
+    Ok(())
 }
 
 /// Settings are saved as TOML, which is text: a folder whose name is not UTF-8 is refused by name.
@@ -721,10 +836,42 @@ mod tests {
                 vec!["--data", "d", "--name", "n", "--ada-target", "0.6", "--augment=false"],
                 "--augment=false turns augmentation off",
             ),
+            (
+                vec!["--data", "d", "--name", "n", "--augment=false", "--augment-policy", "cutout"],
+                "--augment-policy cutout does nothing: --augment=false",
+            ),
+            (
+                vec!["--data", "d", "--name", "n", "--augment=false", "--color-until", "0.2"],
+                "--color-until 0.2 does nothing: --augment=false",
+            ),
+            (vec!["--data", "d", "--name", "n", "--checkpoint-every", "0"], "--checkpoint-every must be at least 1"),
+            (vec!["--data", "d", "--name", "n", "--minutes", "1e308"], "--minutes 1e308 is too long: at most 525600"),
+            (vec!["--data", "d", "--name", "n", "--r1", "1e308"], "--r1 1e308 is too large: at most 1000"),
+            (vec!["--data", "d", "--name", "n", "--steps", "1000000001"], "--steps 1000000001 is too long"),
+            (vec!["--data", "d", "--name", "n", "--epochs", "72057594037927936"], "--epochs 72057594037927936 is too"),
+            (vec!["--data", "d", "--name", "n", "--batch-size", "4097"], "--batch-size 4097 is too large"),
+            (vec!["--data", "d", "--name", "n", "--nz", "70000"], "--nz 70000 is too large: at most 65536"),
+            (vec!["--data", "d", "--name", "n", "--ngf", "100000"], "--ngf 100000 at 64×64 makes a generator of about"),
+            (vec!["--data", "d", "--name", "n", "--ndf", "1000000"], "--ndf 1000000 at 64×64 makes a critic of about"),
+            (
+                vec!["--data", "d", "--name", "n", "--ngf", "1152921504606846976"],
+                "makes a generator of more than can be counted",
+            ),
         ] {
             let err = flags(&args).resolve().unwrap_err().to_string();
             assert!(err.contains(needle), "{args:?}: {err}");
         }
+        // A seed or length past TOML's i64, from a flag or a file, is refused by name.
+        for (layer, needle) in [
+            (flags(&["--seed", "18446744073709551615"]), "--seed 18446744073709551615 is too large"),
+            (toml::from_str::<Settings>("seed = 9223372036854775808").unwrap(), "--seed 9223372036854775808"),
+            (flags(&["--steps", "9223372036854775808"]), "--steps 9223372036854775808 is too large"),
+        ] {
+            let err = flags(&["--data", "d", "--name", "n"]).overlay(&layer).unwrap_err().to_string();
+            assert!(err.contains(needle), "{err}");
+        }
+        let top = flags(&["--data", "d", "--name", "n", "--seed", "9223372036854775807"]).resolve().unwrap();
+        assert!(top.to_toml().unwrap().contains("seed = 9223372036854775807"));
         // The same settings are taken where the architecture reads them.
         for args in [
             vec!["--data", "d", "--name", "n", "--arch", "wgan", "--critic-steps-burst", "9", "--clamp", "0.02"],
@@ -736,5 +883,66 @@ mod tests {
             let cfg = flags(&args).resolve();
             assert!(cfg.is_ok(), "{args:?}: {cfg:?}");
         }
+    }
+
+    /// Lengths, sizes, seeds and names drawn at random, near and far past every bound:
+    /// each either resolves to a run that can be trained and recorded or is refused naming
+    /// a flag; nothing panics, and an accepted name is one folder inside the runs folder.
+    #[test]
+    fn random_lengths_sizes_seeds_and_names_are_taken_or_refused_by_name() {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(30);
+        let big = |rng: &mut rand_chacha::ChaCha8Rng| -> usize {
+            match rng.random_range(0..4) {
+                0 => rng.random_range(0..8),
+                1 => rng.random_range(0..200),
+                2 => 1usize << rng.random_range(0..64),
+                _ => rng.random::<u64>() as usize,
+            }
+        };
+        let (mut taken, mut refused) = (0, 0);
+        for _ in 0..3000 {
+            let pick = |rng: &mut rand_chacha::ChaCha8Rng| rng.random_bool(0.3);
+            const ALPHABET: &[u8] = b"ab./-_\\ \0";
+            let name: String =
+                (0..rng.random_range(0..6)).map(|_| ALPHABET[rng.random_range(0..ALPHABET.len())] as char).collect();
+            let s = Settings {
+                data: Some("d".into()),
+                name: Some(name.clone()),
+                arch: Some([Arch::Fastgan, Arch::Dcgan, Arch::Wgan, Arch::WganGp][rng.random_range(0..4)]),
+                image_size: pick(&mut rng).then(|| 1usize << rng.random_range(2..12)),
+                steps: pick(&mut rng).then(|| big(&mut rng)),
+                epochs: pick(&mut rng).then(|| big(&mut rng)),
+                minutes: pick(&mut rng).then(|| 10f64.powi(rng.random_range(-3..12))),
+                batch_size: pick(&mut rng).then(|| big(&mut rng)),
+                seed: pick(&mut rng).then(|| rng.random::<u64>() >> rng.random_range(0..2)),
+                nz: pick(&mut rng).then(|| big(&mut rng)),
+                ngf: pick(&mut rng).then(|| big(&mut rng)),
+                ndf: pick(&mut rng).then(|| big(&mut rng)),
+                checkpoint_every: pick(&mut rng).then(|| big(&mut rng)),
+                ..Settings::default()
+            };
+            let resolved = Settings::default().overlay(&s).and_then(|layered| layered.resolve());
+            match resolved {
+                Ok(cfg) => {
+                    taken += 1;
+                    assert!(cfg.to_toml().is_ok(), "{s:?}: accepted but cannot be recorded");
+                    let parts: Vec<_> = Path::new(&cfg.name).components().collect();
+                    assert!(matches!(parts[..], [std::path::Component::Normal(_)]), "{name:?} is not one folder");
+                    let length = crate::length::Length::of(&cfg, big(&mut rng).clamp(1, 1 << 20), cfg.batch_size);
+                    match length {
+                        Ok(l) => assert!(l.steps.is_none_or(|n| (1..=MAX_STEPS).contains(&n)), "{l:?}"),
+                        Err(e) => assert!(e.to_string().contains("--epochs"), "{e}"),
+                    }
+                }
+                Err(e) => {
+                    refused += 1;
+                    let e = e.to_string();
+                    let named = e.contains("--") || e.contains("image size") || e.contains("fastgan needs");
+                    assert!(named, "{s:?}: refused without naming the setting: {e}");
+                }
+            }
+        }
+        assert!(taken > 100 && refused > 100, "taken {taken}, refused {refused}: the draws miss one side");
     }
 }

@@ -1,4 +1,5 @@
-//! The divergence guard: stops a run that has gone wrong, with what happened and what to try.
+//! The divergence guard: stops a run that has gone wrong, with what happened and what to try
+//! (the trainer adds where the run can go on from).
 
 use crate::config::Arch;
 use crate::report::LossRecord;
@@ -7,15 +8,13 @@ use crate::report::LossRecord;
 pub enum Divergence {
     #[error(
         "training diverged at step {step}: a loss became {value} (NaN or infinite). \
-         Try a lower learning rate (e.g. --lr-g {lr_g:e} --lr-d {lr_d:e}){hint}. \
-         The last good checkpoint is kept; re-run the same command to resume from it."
+         Try a lower learning rate (e.g. --lr-g {lr_g:e} --lr-d {lr_d:e}){hint}."
     )]
     NonFinite { step: usize, value: f32, lr_g: f64, lr_d: f64, hint: &'static str },
     #[error(
         "the discriminator has won outright for {steps} steps (D(x) ≈ {d_real:.4}, D(G(z)) ≈ {d_fake:.5} at step {step}): \
          the generator gets no useful gradient any more and will not recover. Try a lower discriminator \
-         learning rate (--lr-d), --augment (DiffAugment) if you have few pictures, or --arch wgan-gp. \
-         The last good checkpoint is kept; re-run the same command with new settings to resume from it."
+         learning rate (--lr-d), --augment (DiffAugment) if you have few pictures, or --arch wgan-gp."
     )]
     DiscriminatorWins { step: usize, steps: usize, d_real: f32, d_fake: f32 },
 }
@@ -86,7 +85,7 @@ mod tests {
         let e = g.check(&rec(2, 0.6, 0.4, f32::NAN)).unwrap_err();
         let msg = e.to_string();
         assert!(matches!(e, Divergence::NonFinite { step: 2, .. }));
-        assert!(msg.contains("lower learning rate") && msg.contains("1e-4") && msg.contains("checkpoint"), "{msg}");
+        assert!(msg.contains("lower learning rate") && msg.contains("1e-4"), "{msg}");
         let mut g = Guard::new(Arch::WganGp, 10, 1e-4, 1e-4);
         assert!(g.check(&LossRecord { gp: f32::INFINITY, ..rec(3, 1.0, -1.0, 1.0) }).is_err());
     }

@@ -93,27 +93,81 @@ pub enum Start {
     Fresh,
 }
 
-/// Layers the saved config of a run being resumed, the config file and the flags, then trains.
+/// Layers the saved config of a run being resumed, the config file and the flags, then
+/// trains. Every setting is checked before anything on disk is touched.
 pub fn train_with(flags: &Settings, config_file: Option<&Path>, start: Start) -> anyhow::Result<TrainOutcome> {
     let file = config_file.map(Settings::from_toml_file).transpose()?.unwrap_or_default();
     let layered = file.clone().overlay(flags)?;
     let name = layered.name.clone().context("--name is required (on the command line or in --config)")?;
-    let run_dir = layered.runs_dir.clone().unwrap_or_else(|| "runs".into()).join(&name);
-    if start == Start::Fresh && run_dir.exists() {
-        std::fs::remove_dir_all(&run_dir).with_context(|| format!("cannot remove {}", run_dir.display()))?;
-    }
-    let has_checkpoint = !checkpoint::list(&run_dir).is_empty();
+    // The name becomes a path: checked before it is used as one.
+    check_name(&name)?;
+    let runs_dir = layered.runs_dir.clone().unwrap_or_else(|| "runs".into());
+    let run_dir = runs_dir.join(&name);
+    let has_checkpoint = start != Start::Fresh && !checkpoint::list(&run_dir).is_empty();
     if start == Start::Resume && !has_checkpoint {
         anyhow::bail!("--resume: {} has no checkpoint to resume from", run_dir.display());
     }
     let settings = if has_checkpoint {
         // The run's own settings first, so a resumed run continues as it started unless told otherwise.
-        let saved = run_dir.join("config.toml");
-        Settings::from_saved_run(&saved)?.overlay(&file)?.overlay(flags)?
+        let saved = Settings::from_saved_run(&run_dir.join("config.toml"))?;
+        let settings = saved.clone().overlay(&file)?.overlay(flags)?;
+        same_networks(&saved, &settings.resolve()?, &run_dir)?;
+        settings
     } else {
         layered
     };
+    settings.resolve()?;
+    if start == Start::Fresh {
+        discard_run(&runs_dir, &run_dir)?;
+    }
     train(&settings)
+}
+
+fn check_name(name: &str) -> anyhow::Result<()> {
+    if !canard_shared::manifest::is_plain_name(name) {
+        anyhow::bail!("--name {name:?} must be letters, digits, '-', '_' or '.' (it becomes a folder name)");
+    }
+    Ok(())
+}
+
+/// A resumed run's checkpoints hold networks of the shape it was started with: a setting
+/// that changes that shape is refused by name, before anything is written.
+fn same_networks(saved: &Settings, now: &TrainConfig, run_dir: &Path) -> anyhow::Result<()> {
+    let name = |a: Option<Arch>| a.map(Arch::name);
+    let differs: [(&str, Option<String>, String); 6] = [
+        ("arch", name(saved.arch).map(Into::into), now.arch.name().into()),
+        ("image-size", saved.image_size.map(|v| v.to_string()), now.image_size.to_string()),
+        ("nz", saved.nz.map(|v| v.to_string()), now.nz.to_string()),
+        ("ngf", saved.ngf.map(|v| v.to_string()), now.ngf.to_string()),
+        ("ndf", saved.ndf.map(|v| v.to_string()), now.ndf.to_string()),
+        ("channels", saved.channels.map(|v| v.to_string()), now.channels.map_or("auto".into(), |c| c.to_string())),
+    ];
+    for (flag, was, is) in differs {
+        if let Some(was) = was.filter(|was| *was != is) {
+            anyhow::bail!(
+                "--{flag} {is} differs from the run's {was}: {} holds checkpoints of networks made with --{flag} {was}. \
+                 Leave --{flag} out to resume it, or start over with --fresh (discards that run) or another --name",
+                run_dir.display()
+            );
+        }
+    }
+    Ok(())
+}
+
+/// `--fresh`: removes the run's folder, which must resolve to a folder directly inside the
+/// runs folder (a link elsewhere is refused, never followed).
+fn discard_run(runs_dir: &Path, run_dir: &Path) -> anyhow::Result<()> {
+    let Ok(meta) = std::fs::symlink_metadata(run_dir) else { return Ok(()) };
+    let root = runs_dir.canonicalize().with_context(|| format!("cannot resolve {}", runs_dir.display()))?;
+    let inside = run_dir.canonicalize().ok().and_then(|p| p.parent().map(|d| d == root)).unwrap_or(false);
+    if !meta.is_dir() || !inside {
+        anyhow::bail!(
+            "--fresh: {} is not a run folder inside {}; refusing to delete it",
+            run_dir.display(),
+            runs_dir.display()
+        );
+    }
+    std::fs::remove_dir_all(run_dir).with_context(|| format!("cannot remove {}", run_dir.display()))
 }
 
 /// Trains one run from its layered settings; what they leave to the data (`channels: None`,
@@ -137,7 +191,6 @@ pub fn train(settings: &Settings) -> anyhow::Result<TrainOutcome> {
     eprintln!("canard-train: {} on {}", cfg.arch.name(), device::describe(&device));
     let run_dir = cfg.runs_dir.join(&cfg.name);
     let samples_dir = run_dir.join("samples");
-    std::fs::create_dir_all(&samples_dir).with_context(|| format!("cannot create {}", samples_dir.display()))?;
 
     // A run killed mid-write leaves temporaries behind (never half-written files).
     let dirs = [
@@ -164,6 +217,9 @@ pub fn train(settings: &Settings) -> anyhow::Result<TrainOutcome> {
     }
     // fastgan's recipe always augments.
     let augment = *cfg.augment.get_or_insert(cfg.arch == Arch::Fastgan || data.len < AUGMENT_BELOW);
+    if !augment {
+        cfg.refuse_unused_augmentation(&format!("augmentation is off for {} pictures (--augment turns it on)", data.len))?;
+    }
     let batch = cfg.batch_size.min(data.len);
     // Colour augmentation hides colour from the critic: it keeps a small folder's shapes
     // crisp early on, then stops (--color-until) so the rest of the run fits the colours.
@@ -186,7 +242,11 @@ pub fn train(settings: &Settings) -> anyhow::Result<TrainOutcome> {
     if batch < cfg.batch_size {
         eprintln!("canard-train: only {} images: batch size reduced from {} to {batch}", data.len, cfg.batch_size);
     }
-    atomic::write_atomic(&run_dir.join("config.toml"), cfg.to_toml()?.as_bytes())?;
+    let config_toml = cfg.to_toml()?;
+    let mut cursor = Cursor::new(data.len, batch, cfg.seed, 0, 0);
+    let per_epoch = cursor.per_epoch();
+    let length = Length::of(&cfg, per_epoch, batch)?;
+    std::fs::create_dir_all(&samples_dir).with_context(|| format!("cannot create {}", samples_dir.display()))?;
 
     let shape =
         DcganShape { image_size: cfg.image_size, channels: data.channels, nz: cfg.nz, ngf: cfg.ngf, ndf: cfg.ndf };
@@ -241,16 +301,16 @@ pub fn train(settings: &Settings) -> anyhow::Result<TrainOutcome> {
         losses.retain(|r| r.step <= saved.step);
         eprintln!("canard-train: resuming {} at step {} (epoch {})", dir.display(), saved.step, saved.epochs_done + 1);
         st = saved;
+        cursor = Cursor::new(data.len, batch, cfg.seed, st.cursor_epoch, st.cursor_pos);
     } else {
         // Spread over the whole dataset: folders are read in path order, often one class per folder.
         let shown = data.len.min(64);
         let spread: Vec<usize> = (0..shown).map(|i| i * data.len / shown).collect();
         report::save_grid(&data.batch(&spread, &device)?, &run_dir.join("real_samples.png"))?;
     }
-
-    let mut cursor = Cursor::new(data.len, batch, cfg.seed, st.cursor_epoch, st.cursor_pos);
-    let per_epoch = cursor.per_epoch();
-    let length = Length::of(&cfg, per_epoch, batch);
+    // Only now that the checkpoint has loaded: a resume refused on the way leaves the run's
+    // settings as they were, so it still resumes as it did.
+    atomic::write_atomic(&run_dir.join("config.toml"), config_toml.as_bytes())?;
     let labels = match cfg.arch {
         Arch::Dcgan => ("D(x)", "D(G(z))", "GP"),
         Arch::Fastgan => ("D(x)", "D(G(z))", "Rebuilt"),
@@ -322,7 +382,18 @@ pub fn train(settings: &Settings) -> anyhow::Result<TrainOutcome> {
                 if let Err(divergence) = guard.check(&rec) {
                     report::write_losses_csv(&losses, &run_dir.join("losses.csv"))?;
                     progress.finish();
-                    return Err(divergence.into());
+                    let advice = match checkpoint::list(&run_dir).last() {
+                        Some(_) => format!(
+                            "The last good checkpoint (step {last_saved}) is kept; re-run the same command, with \
+                             new settings, to resume from it."
+                        ),
+                        None => format!(
+                            "No checkpoint was saved before it (the first comes at step {}); re-run with new \
+                             settings to start over.",
+                            cfg.checkpoint_every
+                        ),
+                    };
+                    return Err(anyhow::anyhow!("{divergence} {advice}"));
                 }
                 progress.update(rec.epoch, &rec);
             }

@@ -252,3 +252,100 @@ fn resume_requires_a_checkpoint_and_fresh_starts_over() {
     let out = train_with(&settings(dir.path(), "dcgan", 1), None, Start::Fresh).unwrap();
     assert_eq!(out.summary.steps, 1);
 }
+
+/// `--fresh` deletes only a run folder inside the runs folder, and only once every setting
+/// is known to be good: a bad name or a bad value deletes nothing (it once deleted first).
+#[test]
+fn fresh_checks_every_setting_first_and_never_deletes_outside_the_runs_folder() {
+    let dir = tempfile::tempdir().unwrap();
+    let runs = dir.path().join("runs");
+    let victim = dir.path().join("victim");
+    std::fs::create_dir_all(runs.join("other")).unwrap();
+    std::fs::create_dir_all(&victim).unwrap();
+    std::fs::write(victim.join("keep.txt"), b"mine").unwrap();
+    std::fs::write(runs.join("other/keep.txt"), b"another run").unwrap();
+    let absolute = victim.to_string_lossy().into_owned();
+    for name in ["../victim", absolute.as_str(), ".", "..", "other/..", ""] {
+        let s = Settings { name: Some(name.into()), ..settings(dir.path(), "dcgan", 1) };
+        let err = train_with(&s, None, Start::Fresh).err().expect("refused").to_string();
+        assert!(err.contains("--name"), "{name:?}: {err}");
+    }
+    // The same name from a config file.
+    let file = dir.path().join("c.toml");
+    std::fs::write(&file, "name = \"../victim\"\n").unwrap();
+    let s = Settings { name: None, ..settings(dir.path(), "dcgan", 1) };
+    assert!(train_with(&s, Some(&file), Start::Fresh).err().unwrap().to_string().contains("--name"));
+    // A good name with a bad value: the run is refused before it is deleted.
+    train_with(&settings(dir.path(), "dcgan", 2), None, Start::Auto).unwrap();
+    let bad = Settings { image_size: Some(48), ..settings(dir.path(), "dcgan", 1) };
+    let err = train_with(&bad, None, Start::Fresh).err().unwrap().to_string();
+    assert!(err.contains("power of two"), "{err}");
+    assert_eq!(checkpoint::list(&runs.join("t")).len(), 1, "the run is still there");
+    // A run folder that is a link elsewhere is not followed.
+    std::os::unix::fs::symlink(&victim, runs.join("link")).unwrap();
+    let s = Settings { name: Some("link".into()), ..settings(dir.path(), "dcgan", 1) };
+    let err = train_with(&s, None, Start::Fresh).err().unwrap().to_string();
+    assert!(err.contains("refusing to delete"), "{err}");
+    assert_eq!(std::fs::read(victim.join("keep.txt")).unwrap(), b"mine");
+    assert_eq!(std::fs::read(runs.join("other/keep.txt")).unwrap(), b"another run");
+    assert!(runs.join("link").exists());
+}
+
+/// Resuming with a setting that changes the networks' shape is refused by name before
+/// anything is written, so the run still resumes as it was (config.toml was once saved
+/// first, and every later resume failed on the tensors' shapes).
+#[test]
+fn a_resume_that_changes_the_networks_is_refused_by_name_and_leaves_the_run_as_it_was() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = || Settings { checkpoint_every: Some(1), ..settings(dir.path(), "fastgan", 2) };
+    train_with(&base(), None, Start::Auto).unwrap();
+    let config = dir.path().join("runs/t/config.toml");
+    let saved = std::fs::read(&config).unwrap();
+    for (flag, tweak) in [
+        ("--nz 50", Settings { nz: Some(50), ..Settings::default() }),
+        ("--arch dcgan", Settings { arch: Some(canard_train::config::Arch::Dcgan), ..Settings::default() }),
+        ("--ngf 8", Settings { ngf: Some(8), ..Settings::default() }),
+        ("--ndf 8", Settings { ndf: Some(8), ..Settings::default() }),
+        ("--channels 1", Settings { channels: Some(1), ..Settings::default() }),
+        ("--image-size 64", Settings { image_size: Some(64), ..Settings::default() }),
+    ] {
+        let s = base().overlay(&tweak).unwrap();
+        let err = train_with(&s, None, Start::Auto).err().expect("refused").to_string();
+        assert!(err.contains(flag) && err.contains("--fresh"), "{flag}: {err}");
+        assert_eq!(std::fs::read(&config).unwrap(), saved, "{flag}: config.toml untouched");
+    }
+    // Plain resume still works, and a changed batch size (no change of shape) is taken.
+    let more = Settings { steps: Some(3), ..base() };
+    assert_eq!(train_with(&more, None, Start::Resume).unwrap().summary.steps, 3);
+    let wider_batch = Settings { steps: Some(4), batch_size: Some(4), ..base() };
+    assert_eq!(train_with(&wider_batch, None, Start::Resume).unwrap().summary.steps, 4);
+}
+
+/// A run that diverges before its first checkpoint is not told to resume from one.
+#[test]
+fn a_divergence_before_any_checkpoint_does_not_advise_resuming() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = settings(dir.path(), "dcgan", 40);
+    (s.checkpoint_every, s.log_every) = (Some(1000), Some(1));
+    (s.lr_g, s.lr_d) = (Some(1e30), Some(1e30));
+    let err = train_with(&s, None, Start::Auto).err().expect("training must stop").to_string();
+    assert!(err.contains("No checkpoint was saved") && !err.contains("last good checkpoint"), "{err}");
+    let (err, _, steps) = diverging_run(&dir.path().join("with"), 1, 1);
+    assert!(!steps.is_empty() && err.contains(&format!("last good checkpoint (step {})", steps.last().unwrap())), "{err}");
+}
+
+/// Augmentation that the data's size turns off (dcgan on builtin:shapes' 4,096 pictures)
+/// makes an explicit policy meaningless: refused by name, not ignored.
+#[test]
+fn a_policy_for_augmentation_the_data_turns_off_is_refused_by_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Settings {
+        augment: None,
+        augment_policy: Some(canard_train::augment::DiffAugment::parse("cutout").unwrap()),
+        ..settings(dir.path(), "dcgan", 1)
+    };
+    let err = train_with(&s, None, Start::Auto).err().expect("refused").to_string();
+    assert!(err.contains("--augment-policy cutout does nothing") && err.contains("--augment"), "{err}");
+    let on = Settings { augment: Some(true), ..s };
+    train_with(&on, None, Start::Auto).unwrap();
+}

@@ -1,5 +1,6 @@
 //! `GET /healthz` (liveness: the process answers) and `GET /readyz` (readiness: a
-//! model is loaded, passed its test inference and its inference thread runs).
+//! model is loaded, passed its test inference and its inference thread runs, and hot
+//! reload is not stuck loading a model).
 
 use std::collections::BTreeMap;
 
@@ -9,6 +10,7 @@ use utoipa::ToSchema;
 
 use crate::app::AppState;
 use crate::error::{ApiError, ErrorBody};
+use crate::live::STUCK_AFTER;
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Health {
@@ -55,7 +57,8 @@ pub async fn healthz(state: web::Data<AppState>) -> HttpResponse {
 }
 
 /// Readiness: 200 when at least one model is loaded (every model passes a test
-/// inference before it is served) and its inference thread is running; else 503.
+/// inference before it is served) and its inference thread is running, and no hot
+/// reload has been stuck loading a model for [`STUCK_AFTER`]; else 503.
 #[utoipa::path(
     get,
     path = "/readyz",
@@ -66,6 +69,10 @@ pub async fn healthz(state: web::Data<AppState>) -> HttpResponse {
     )
 )]
 pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
+    if let Some((name, took)) = state.live.stuck(STUCK_AFTER) {
+        let why = format!("hot reload has been loading model {name} for {}s and has not finished", took.as_secs());
+        return ApiError::NotReady(why).error_response();
+    }
     let registry = state.live.snapshot();
     match ready(registry.models().map(|e| (e.name(), e.is_alive()))) {
         Ok(models) => HttpResponse::Ok().json(Ready { status: "ready", models }),

@@ -16,23 +16,28 @@ use crate::data::Dataset;
 pub struct Nearest {
     /// Per generated picture: the index of its nearest training picture, and the distance.
     pub generated: Vec<(usize, f64)>,
-    /// Per training picture of a sample: the distance to its nearest other training picture.
+    /// Per training picture of a sample: the distance to its nearest other training picture
+    /// that is not an exact copy of it.
     pub training: Vec<f64>,
+    /// Training pictures that are exact copies of another (a folder with the same file
+    /// twice): left out of `training`, where their distance 0 would make every copy look new.
+    pub duplicates: usize,
 }
 
 /// Generated pictures (`fakes`, NCHW in [-1, 1], at the data's size and channels) against
 /// every picture of `data`; `sample` training pictures (chosen with `seed`) against all
-/// the others.
+/// the others that differ from them.
 pub fn nearest(fakes: &[f32], data: &Dataset, sample: usize, seed: u64) -> Nearest {
     let n = data.image_len();
     let reals: Vec<f32> = data.pixels.iter().map(|&p| p as f32 / 255.0).collect();
-    let closest = |picture: &[f32], skip: Option<usize>| -> (usize, f64) {
+    // `distinct`: only pictures that differ from `picture` count (a training picture's exact copies).
+    let closest = |picture: &[f32], distinct: bool| -> (usize, f64) {
         let mut best = (usize::MAX, f64::INFINITY);
         for (i, real) in reals.chunks(n).enumerate() {
-            if Some(i) == skip {
+            let d: f32 = picture.iter().zip(real).map(|(a, b)| (a - b) * (a - b)).sum();
+            if distinct && d == 0.0 {
                 continue;
             }
-            let d: f32 = picture.iter().zip(real).map(|(a, b)| (a - b) * (a - b)).sum();
             if (d as f64) < best.1 {
                 best = (i, d as f64);
             }
@@ -43,7 +48,7 @@ pub fn nearest(fakes: &[f32], data: &Dataset, sample: usize, seed: u64) -> Neare
         .par_chunks(n)
         .map(|f| {
             let picture: Vec<f32> = f.iter().map(|&v| ((v + 1.0) / 2.0).clamp(0.0, 1.0)).collect();
-            closest(&picture, None)
+            closest(&picture, false)
         })
         .collect();
     let picked = match data.len > sample {
@@ -54,11 +59,14 @@ pub fn nearest(fakes: &[f32], data: &Dataset, sample: usize, seed: u64) -> Neare
         }
         false => (0..data.len).collect(),
     };
-    let training = match data.len {
-        0 | 1 => Vec::new(),
-        _ => picked.par_iter().map(|&i| closest(&reals[i * n..(i + 1) * n], Some(i)).1).collect(),
-    };
-    Nearest { generated, training }
+    // A folder of one picture (or of copies of one) has no distinct neighbour: no distance.
+    let training = picked
+        .par_iter()
+        .map(|&i| closest(&reals[i * n..(i + 1) * n], true).1)
+        .filter(|d| d.is_finite())
+        .collect::<Vec<f64>>();
+    let distinct: std::collections::HashSet<&[u8]> = data.pixels.chunks(n.max(1)).collect();
+    Nearest { generated, training, duplicates: data.len - distinct.len() }
 }
 
 impl Nearest {
@@ -92,6 +100,13 @@ impl fmt::Display for Nearest {
         writeln!(f, "|---|---|---|---|---|")?;
         row(f, "generated", &gen)?;
         row(f, "training (to the nearest other)", &self.training)?;
+        if self.duplicates > 0 {
+            writeln!(
+                f,
+                "{} training pictures are exact copies of another; the training distances leave them out.",
+                self.duplicates
+            )?;
+        }
         let (close, threshold) = self.suspiciously_close();
         let share = close as f64 / gen.len().max(1) as f64;
         write!(
@@ -151,5 +166,30 @@ mod tests {
         let inventions = nearest(&to_f(&new), &d, 40, 0);
         assert!(inventions.suspiciously_close().0 <= 8, "{inventions}");
         assert!(!inventions.to_string().contains("memorising"), "{inventions}");
+    }
+
+    /// Exact duplicates in the training folder do not blind the check: their distance 0
+    /// once made the threshold 0, so 64 exact copies read "no sign of copying".
+    #[test]
+    fn duplicate_training_pictures_do_not_hide_copies() {
+        let mut rng = 11u64;
+        let mut next = || {
+            rng = rng.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            (rng >> 56) as u8
+        };
+        let mut pixels: Vec<u8> = (0..40 * 4).map(|_| next()).collect();
+        // Three files twice over.
+        for i in [0, 5, 9] {
+            pixels.extend_from_within(i * 4..(i + 1) * 4);
+        }
+        let d = data(pixels.clone(), 43);
+        let to_f = |p: &[u8]| p.iter().map(|&v| v as f32 / 127.5 - 1.0).collect::<Vec<f32>>();
+        let copies: Vec<u8> = (0..64).flat_map(|k| pixels[(k % 40) * 4..(k % 40 + 1) * 4].to_vec()).collect();
+        let found = nearest(&to_f(&copies), &d, 128, 0);
+        assert_eq!(found.duplicates, 3);
+        assert!(found.training.iter().all(|&t| t > 0.0), "{:?}", found.training);
+        assert_eq!(found.suspiciously_close().0, 64);
+        let verdict = found.to_string();
+        assert!(verdict.contains("memorising") && verdict.contains("3 training pictures are exact copies"), "{verdict}");
     }
 }

@@ -29,10 +29,8 @@ pub fn export(
     training: TrainingSummary,
 ) -> anyhow::Result<(PathBuf, Manifest)> {
     let dir = models_dir.join(name);
-    std::fs::create_dir_all(&dir).map_err(|e| anyhow::anyhow!("cannot create {}: {e}", dir.display()))?;
     let doc = format!("canard {arch} generator '{name}', trained on {}", training.dataset);
     let bytes = onnx::generator_to_onnx(g, &doc)?;
-    write_atomic(&dir.join(ONNX_FILE), &bytes)?;
     let shape = g.shape();
     let manifest = Manifest {
         format_version: FORMAT_VERSION,
@@ -55,7 +53,10 @@ pub fn export(
         output_range: [-1.0, 1.0],
         training,
     };
+    // Checked before anything is written: an export completes or leaves nothing.
     manifest.validate().map_err(|e| anyhow::anyhow!("internal error: exported manifest is invalid: {e}"))?;
+    std::fs::create_dir_all(&dir).map_err(|e| anyhow::anyhow!("cannot create {}: {e}", dir.display()))?;
+    write_atomic(&dir.join(ONNX_FILE), &bytes)?;
     write_atomic(&dir.join(MANIFEST_FILE), manifest.to_json().as_bytes())?;
     Ok((dir, manifest))
 }

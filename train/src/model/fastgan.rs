@@ -35,7 +35,8 @@ pub const EXCITE_SLOPE: f64 = 0.1;
 
 /// Channels at side `side` of a network for `size`-pixel pictures with base width `base`.
 pub fn width(size: usize, side: usize, base: usize) -> usize {
-    (base * size / (2 * side)).min(8 * base)
+    // Saturating: a width too large to count makes a parameter count that overflows, refused.
+    (base.saturating_mul(size) / (2 * side)).min(base.saturating_mul(8))
 }
 
 /// The sides 4, 8, …, size.

@@ -54,9 +54,30 @@ pub struct EvalArgs {
     /// Seeds the built-in data, the choice of real images, and the SWD's patches and directions
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
-    /// Where to write the generated pictures beside their nearest training pictures
-    #[arg(long, default_value = "nearest.png")]
-    pub nearest: PathBuf,
+    /// Where to write the generated pictures beside their nearest training pictures, a .png
+    /// file [default: nearest.png in the model's folder; with --generated, not written unless given]
+    #[arg(long)]
+    pub nearest: Option<PathBuf>,
+}
+
+/// Where `nearest.png` goes: `--nearest` (a PNG file name), else into the model's folder;
+/// with `--generated` and no `--nearest`, nowhere. Never the current folder by default,
+/// never over a model's own files (which are not PNGs).
+fn nearest_path(args: &EvalArgs) -> anyhow::Result<Option<PathBuf>> {
+    match (&args.nearest, &args.model) {
+        (Some(path), _) => {
+            let png = path.extension().and_then(|e| e.to_str()).is_some_and(|e| e.eq_ignore_ascii_case("png"));
+            if !png {
+                anyhow::bail!("--nearest {}: the pairs are written as a PNG; give a file name ending in .png", path.display());
+            }
+            if path.is_dir() {
+                anyhow::bail!("--nearest {} is a folder; give a file name ending in .png", path.display());
+            }
+            Ok(Some(path.clone()))
+        }
+        (None, Some(model)) => Ok(Some(model.join("nearest.png"))),
+        (None, None) => Ok(None),
+    }
 }
 
 /// What is measured: an exported model, or a folder of pictures already generated.
@@ -81,8 +102,18 @@ impl Source {
 /// Loads the model (or the generated pictures) and the data (at the model's size and
 /// channels), prints the SWD table and the nearest training pictures; the SWD report.
 pub fn run(args: EvalArgs) -> anyhow::Result<SwdReport> {
-    // The trainer's cache (runs/.cache), so evaluating against a training folder decodes nothing.
+    if args.model.is_some() {
+        for (flag, given) in [("--image-size", args.image_size.is_some()), ("--channels", args.channels.is_some())] {
+            if given {
+                anyhow::bail!("{flag} goes with --generated; a model's pictures are compared at the size and channels its manifest gives");
+            }
+        }
+    }
+    let nearest_png = nearest_path(&args)?;
+    // The trainer's cache (runs/.cache) when there is one, so evaluating against a training
+    // folder decodes nothing; eval never creates it.
     let cache = std::path::Path::new("runs").join(".cache");
+    let cache = cache.is_dir().then_some(cache.as_path());
     let (name, source, size, channels) = match (&args.model, &args.generated) {
         (Some(model), _) => {
             let (manifest, g) = super::load(model)?;
@@ -104,7 +135,7 @@ pub fn run(args: EvalArgs) -> anyhow::Result<SwdReport> {
         }
         (None, None) => anyhow::bail!("give --model or --generated"),
     };
-    let (data, skipped) = Dataset::open(&args.data, size, Some(channels), args.seed, Some(&cache))?;
+    let (data, skipped) = Dataset::open(&args.data, size, Some(channels), args.seed, cache)?;
     if let Some(w) = skipped.warning() {
         eprintln!("{w}");
     }
@@ -137,22 +168,26 @@ pub fn run(args: EvalArgs) -> anyhow::Result<SwdReport> {
 
     let t0 = Instant::now();
     let seeds: Vec<u64> = (0..NEAREST_IMAGES.min(images) as u64).collect();
-    let found = memorisation(&source.pictures(&seeds)?, &data, &args.nearest, args.seed)?;
-    println!(
-        "\nNearest training pictures ({}×{size}, {:.1}s); {} shows each generated picture (left) beside its \
-         nearest training picture:",
-        data.source,
-        t0.elapsed().as_secs_f64(),
-        args.nearest.display()
-    );
+    let found = memorisation(&source.pictures(&seeds)?, &data, nearest_png.as_deref(), args.seed)?;
+    let shown = match &nearest_png {
+        Some(path) => format!("{} shows each generated picture (left) beside its nearest training picture", path.display()),
+        None => "add --nearest FILE.png to see each generated picture beside its nearest training picture".into(),
+    };
+    println!("\nNearest training pictures ({}×{size}, {:.1}s); {shown}:", data.source, t0.elapsed().as_secs_f64());
     println!("{found}");
     Ok(report)
 }
 
 /// Generated pictures (`fakes`, NCHW in [-1, 1]) against the data ([`nearest`]); the pairs
-/// written to `path`, eight to a row.
-pub fn memorisation(fakes: &[f32], data: &Dataset, path: &std::path::Path, seed: u64) -> anyhow::Result<Nearest> {
+/// written to `path` (when given), eight to a row.
+pub fn memorisation(
+    fakes: &[f32],
+    data: &Dataset,
+    path: Option<&std::path::Path>,
+    seed: u64,
+) -> anyhow::Result<Nearest> {
     let found = nearest(fakes, data, NEAREST_TRAINING, seed);
+    let Some(path) = path else { return Ok(found) };
     let (c, s) = (data.channels, data.size);
     let mut pairs = Vec::with_capacity(2 * fakes.len());
     for (fake, &(i, _)) in fakes.chunks(data.image_len()).zip(&found.generated) {

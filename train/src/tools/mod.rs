@@ -164,8 +164,9 @@ mod tests {
     fn eval_of_a_model_against_data_is_finite_and_checks_its_inputs() {
         let dir = tempfile::tempdir().unwrap();
         let model = model(dir.path());
-        let nearest = dir.path().join("nearest.png");
-        let args = eval::EvalArgs {
+        let model_files = |m: &Path| ["generator.onnx", "model.json"].map(|f| std::fs::read(m.join(f)).unwrap());
+        let before = model_files(&model);
+        let eval_args = |nearest: Option<PathBuf>| eval::EvalArgs {
             model: Some(model.clone()),
             generated: None,
             image_size: None,
@@ -173,9 +174,33 @@ mod tests {
             data: "builtin:shapes".into(),
             images: Some(64),
             seed: 1,
-            nearest: nearest.clone(),
+            nearest,
         };
-        let report = eval::run(args).unwrap();
+        // Refused before anything is read or written: another format, the model's own file, a
+        // folder, and --image-size/--channels, which only --generated reads.
+        for (nearest, needle) in [
+            ("x.jpg", "ending in .png"),
+            ("models/tiny/generator.onnx", "ending in .png"),
+            ("models/tiny/model.json", "ending in .png"),
+        ] {
+            let err = eval::run(eval_args(Some(dir.path().join(nearest)))).unwrap_err().to_string();
+            assert!(err.contains("--nearest") && err.contains(needle), "{nearest}: {err}");
+        }
+        let folder = dir.path().join("folder.png");
+        std::fs::create_dir(&folder).unwrap();
+        assert!(eval::run(eval_args(Some(folder))).unwrap_err().to_string().contains("is a folder"));
+        let err = eval::run(eval::EvalArgs { image_size: Some(64), ..eval_args(None) }).unwrap_err().to_string();
+        assert!(err.contains("--image-size goes with --generated"), "{err}");
+        let err = eval::run(eval::EvalArgs { channels: Some(1), ..eval_args(None) }).unwrap_err().to_string();
+        assert!(err.contains("--channels goes with --generated"), "{err}");
+        assert_eq!(model_files(&model), before, "the model is untouched");
+        assert!(!dir.path().join("x.jpg").exists());
+
+        // By default nearest.png goes into the model's folder, never the current one.
+        let report = eval::run(eval_args(None)).unwrap();
+        let nearest = model.join("nearest.png");
+        assert!(!Path::new("nearest.png").exists(), "nothing written into the current folder");
+        assert_eq!(model_files(&model), before, "the model's own files are untouched");
         // nearest.png: 64 pairs, 8 to a row; each generated picture beside a training picture.
         let pairs = rgb(&nearest);
         let s = SIZE as u32;
@@ -225,7 +250,7 @@ mod tests {
             data: "builtin:shapes".into(),
             images: Some(64),
             seed: 1,
-            nearest: dir.path().join("nearest-pngs.png"),
+            nearest: Some(dir.path().join("nearest-pngs.png")),
         };
         let from_files = eval::run(args).unwrap();
         assert!((from_files.mean - report.mean).abs() <= 0.02 * report.mean, "{from_files} vs {report}");
