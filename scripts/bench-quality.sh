@@ -4,7 +4,9 @@
 # fastgan written in PyTorch, scripts/reference_fastgan.py) trained for the same minutes on
 # the same folders, then the SWD of 2,048 generated pictures against the data
 # (`canard-train eval`, the same code for all), and each sample grid kept as a PNG.
-# Prints a Markdown table (QUALITY.md) and copies the grids to --grids.
+# Prints a Markdown table (QUALITY.md) and copies every grid and nearest.png to --grids
+# (default runs/bench/quality, ignored by git). --refresh-docs also copies the first seed's
+# fastgan grid and nearest.png and reference grid into docs/quality/, the pictures QUALITY.md shows.
 #
 # Sets: shapes (builtin:shapes, 32×32; canard only: the reference needs a folder),
 # digits (scikit-learn's 1,797, 32×32 grey), twemoji-food (131 colour drawings, 32×32),
@@ -12,8 +14,8 @@
 # scikit-learn and npm).
 #
 # Usage: scripts/bench-quality.sh --python PY [--minutes 10] [--sets "shapes digits twemoji-food twemoji"]
-#        [--archs "fastgan dcgan wgan-gp reference"] (also: wgan, reference-fastgan, fastgan-ada) [--data-dir .deps/quality-data] [--grids docs/quality]
-#        [--threads 2] [--seeds "0"]
+#        [--archs "fastgan dcgan wgan-gp reference"] (also: wgan, reference-fastgan, fastgan-ada) [--data-dir .deps/quality-data]
+#        [--grids runs/bench/quality] [--refresh-docs] [--threads 2] [--seeds "0"]
 #   --seeds "0 1 2"  one run per seed for every cell (a row each, then the cell's mean): one run's
 #                 SWD moves ±10% within a few hundred steps, so one seed decides less than it seems
 #   --python PY   a Python with torch, scikit-learn and Pillow (the reference, and the digits set)
@@ -23,7 +25,9 @@ MINUTES=10
 SETS="shapes digits twemoji-food twemoji"
 ARCHS="fastgan dcgan wgan-gp reference"
 DATA_DIR=.deps/quality-data
-GRIDS=docs/quality
+GRIDS=runs/bench/quality
+DOCS=docs/quality
+REFRESH_DOCS=0
 THREADS=2
 SEEDS=0
 PY=""
@@ -37,6 +41,7 @@ while [[ $# -gt 0 ]]; do
         --archs) ARCHS="${2:?--archs needs a value}"; shift 2 ;;
         --data-dir) DATA_DIR="${2:?--data-dir needs a path}"; shift 2 ;;
         --grids) GRIDS="${2:?--grids needs a path}"; shift 2 ;;
+        --refresh-docs) REFRESH_DOCS=1; shift ;;
         --threads) THREADS="${2:?--threads needs a value}"; shift 2 ;;
         --seeds) SEEDS="${2:?--seeds needs a value}"; shift 2 ;;
         -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
@@ -47,6 +52,7 @@ python3 -c "import sys; m = float(sys.argv[1]); assert m > 0 and m < 1e6" "$MINU
     || die "--minutes must be a positive number, not $MINUTES"
 for seed in $SEEDS; do [[ "$seed" =~ ^[0-9]+$ ]] || die "--seeds must be whole numbers, not $seed"; done
 [[ -n "${SEEDS// /}" ]] || die "--seeds needs at least one seed"
+read -r first_seed _ <<<"$SEEDS"
 [[ -n "$PY" ]] || die "--python is required (a Python with torch, scikit-learn and Pillow)"
 "$PY" -c "import torch, sklearn, PIL" 2>/dev/null || die "$PY lacks torch, scikit-learn or Pillow"
 
@@ -55,6 +61,7 @@ bin=target/release/canard-train
 folder_sets=$(tr ' ' '\n' <<<"$SETS" | grep -v '^shapes$' | paste -sd, - || true)
 [[ -z "$folder_sets" ]] || "$PY" scripts/quality_data.py "$DATA_DIR" --sets "$folder_sets" >&2
 mkdir -p "$GRIDS"
+[[ "$REFRESH_DOCS" == 0 ]] || mkdir -p "$DOCS"
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 
@@ -99,6 +106,11 @@ for set in $SETS; do
             cp "$(ls "$tmp/runs/$name/samples/"step_*.png | tail -1)" "$GRIDS/$name.png"
         fi
         cp "$tmp/$name-nearest.png" "$GRIDS/$name-nearest.png"
+        if [[ "$REFRESH_DOCS" == 1 && "$seed" == "$first_seed" && ( "$arch" == fastgan || "$arch" == reference ) ]]; then
+            cp "$GRIDS/$name.png" "$DOCS/$set-$arch.png"
+            [[ "$arch" != fastgan ]] || cp "$GRIDS/$name-nearest.png" "$DOCS/$set-$arch-nearest.png"
+            log "$name: refreshed $DOCS/$set-$arch.png"
+        fi
         swds+=("$swd")
         echo "| $set | $pictures | $arch (seed $seed) | $steps | $seen | $swd | [grid]($GRIDS/$name.png), [nearest]($GRIDS/$name-nearest.png) |"
       done
