@@ -23,7 +23,7 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use crate::fingerprint::{self, Fingerprint};
-use crate::live::Live;
+use crate::live::{Live, STUCK_AFTER};
 use crate::registry::{model_folders, Loaded, Loader, Registry, Skipped};
 
 pub struct Reloader {
@@ -162,43 +162,64 @@ fn log_loaded(name: &str, loaded: &Loaded, replacing: bool) {
 
 /// How long shutdown waits for the polling thread to finish a load in progress.
 const STOP_WAIT: Duration = Duration::from_secs(5);
+/// How often the watcher looks for a load that has hung, to log it.
+const STUCK_CHECK: Duration = Duration::from_secs(10);
 
-/// The polling thread; stops when dropped, waiting at most [`STOP_WAIT`] for it, so a
-/// load that hangs never keeps the process from exiting.
+/// The polling thread, and a second one that logs a load that hangs (the polling thread
+/// cannot: it is the one waiting). Both stop when dropped, with at most [`STOP_WAIT`] for
+/// the polling thread, so a load that hangs never keeps the process from exiting.
 pub struct Watcher {
-    stop: Option<Sender<()>>,
-    stopped: Receiver<()>,
-    thread: Option<JoinHandle<()>>,
+    /// Dropped to ask the threads to stop.
+    stops: Vec<Sender<()>>,
+    /// Disconnected once the polling thread has ended.
+    polling_done: Receiver<()>,
+    polling: Option<JoinHandle<()>>,
+    monitor: Option<JoinHandle<()>>,
 }
 
 impl Watcher {
     pub fn spawn(mut reloader: Reloader, interval: Duration) -> std::io::Result<Watcher> {
+        let live = reloader.live.clone();
+        let mut watcher = Self::spawn_polling(interval, move || {
+            reloader.poll();
+        })?;
         let (stop, stop_asked) = channel::<()>();
-        let (done, stopped) = channel::<()>();
-        let thread = std::thread::Builder::new().name("model-reload".into()).spawn(move || {
-            let _done = done; // dropped, and so seen, however the thread ends
-            loop {
-                match stop_asked.recv_timeout(interval) {
-                    Err(RecvTimeoutError::Timeout) => {
-                        reloader.poll();
-                    }
-                    Ok(()) | Err(RecvTimeoutError::Disconnected) => return,
-                }
+        let monitor = std::thread::Builder::new().name("model-reload-monitor".into()).spawn(move || {
+            while let Err(RecvTimeoutError::Timeout) = stop_asked.recv_timeout(STUCK_CHECK) {
+                live.stuck(STUCK_AFTER); // logs a hung load, once
             }
         })?;
-        Ok(Watcher { stop: Some(stop), stopped, thread: Some(thread) })
+        watcher.stops.push(stop);
+        watcher.monitor = Some(monitor);
+        Ok(watcher)
+    }
+
+    /// Calls `poll` every `interval` on a thread of its own until dropped.
+    pub fn spawn_polling(interval: Duration, mut poll: impl FnMut() + Send + 'static) -> std::io::Result<Watcher> {
+        let (stop, stop_asked) = channel::<()>();
+        let (done, polling_done) = channel::<()>();
+        let polling = std::thread::Builder::new().name("model-reload".into()).spawn(move || {
+            let _done = done; // dropped, and so seen, however the thread ends
+            while let Err(RecvTimeoutError::Timeout) = stop_asked.recv_timeout(interval) {
+                poll();
+            }
+        })?;
+        Ok(Watcher { stops: vec![stop], polling_done, polling: Some(polling), monitor: None })
     }
 }
 
 impl Drop for Watcher {
     fn drop(&mut self) {
-        drop(self.stop.take());
-        match self.stopped.recv_timeout(STOP_WAIT) {
+        self.stops.clear();
+        if let Some(m) = self.monitor.take() {
+            let _ = m.join();
+        }
+        match self.polling_done.recv_timeout(STOP_WAIT) {
             Err(RecvTimeoutError::Timeout) => {
                 tracing::warn!("hot reload: a model load has not finished; stopping without waiting for it")
             }
             _ => {
-                if let Some(t) = self.thread.take() {
+                if let Some(t) = self.polling.take() {
                     let _ = t.join();
                 }
             }

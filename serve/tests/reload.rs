@@ -215,3 +215,22 @@ async fn a_fifo_in_place_of_a_model_file_is_refused_without_blocking_the_reload(
     assert_eq!(hv(&get!(&app, "/generate?seed=1&model=after").0, "x-model"), "after");
     get!(&app, "/readyz");
 }
+
+/// A poll that never returns (a load hanging on a dead mount, say) does not keep the
+/// watcher, and so the process, from stopping: dropping it gives up after a few seconds.
+#[test]
+fn stopping_does_not_wait_for_a_load_that_hangs() {
+    logs();
+    let (entered, hung) = std::sync::mpsc::channel();
+    let watcher = Watcher::spawn_polling(Duration::from_millis(10), move || {
+        let _ = entered.send(());
+        std::thread::sleep(Duration::from_secs(3600));
+    })
+    .unwrap();
+    hung.recv_timeout(Duration::from_secs(30)).expect("the poll started");
+    let t = Instant::now();
+    drop(watcher);
+    let took = t.elapsed();
+    assert!(took >= Duration::from_secs(4) && took < Duration::from_secs(20), "{took:?}");
+    assert!(logged().contains("a model load has not finished"));
+}

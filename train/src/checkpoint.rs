@@ -131,39 +131,73 @@ pub fn list(run_dir: &Path) -> Vec<PathBuf> {
     let mut dirs: Vec<PathBuf> = std::fs::read_dir(run_dir.join(DIR))
         .map(|rd| rd.filter_map(|e| e.ok()).map(|e| e.path()).collect())
         .unwrap_or_default();
-    let is_step = |n: &str| n.strip_prefix("step_").is_some_and(|d| d.len() == 8 && d.bytes().all(|b| b.is_ascii_digit()));
+    let is_step =
+        |n: &str| n.strip_prefix("step_").is_some_and(|d| d.len() == 8 && d.bytes().all(|b| b.is_ascii_digit()));
     dirs.retain(|p| p.file_name().and_then(|n| n.to_str()).is_some_and(is_step) && p.is_dir());
     dirs.sort();
     dirs
 }
 
-/// The newest checkpoint that reads back completely, with its tensors; unreadable ones
-/// are reported and set aside ([`set_aside`]).
+/// The newest checkpoint that reads back completely, with its tensors. A damaged one is
+/// reported and set aside ([`set_aside`]); one unreadable for another reason (permissions,
+/// another format, the device) is reported and left where it is.
 pub fn latest(run_dir: &Path, device: &Device) -> Option<(PathBuf, State, HashMap<String, Tensor>)> {
     for dir in list(run_dir).into_iter().rev() {
-        match read(&dir, device) {
+        match read_checked(&dir, device) {
             Ok((state, tensors)) => return Some((dir, state, tensors)),
-            Err(e) => match set_aside(&dir) {
+            Err(Unusable::Damaged(e)) => match set_aside(&dir) {
                 Ok(aside) => eprintln!(
-                    "warning: checkpoint {} is damaged ({e:#}); moved it to {} and going on from the one before",
+                    "warning: checkpoint {} is damaged ({e:#}); moved it to {} (kept for a look: delete it when \
+                     done) and going on from the one before",
                     dir.display(),
                     aside.display()
                 ),
-                Err(m) => eprintln!("warning: ignoring damaged checkpoint {} ({e:#}); cannot move it: {m}", dir.display()),
+                Err(m) => {
+                    eprintln!("warning: ignoring damaged checkpoint {} ({e:#}); cannot move it: {m}", dir.display())
+                }
             },
+            Err(Unusable::Other(e)) => eprintln!("warning: cannot read checkpoint {}: {e:#}", dir.display()),
         }
     }
     None
 }
 
+/// Why a checkpoint folder cannot be used.
+enum Unusable {
+    /// Its files are missing, cut short or garbage: nothing will make it readable.
+    Damaged(anyhow::Error),
+    /// Not the checkpoint's fault: a permission, a disk error, a newer format, the device.
+    Other(anyhow::Error),
+}
+
 /// Reads one checkpoint folder (both files, checked).
 pub fn read(dir: &Path, device: &Device) -> anyhow::Result<(State, HashMap<String, Tensor>)> {
-    let state: State = serde_json::from_slice(&std::fs::read(dir.join(STATE))?).context("state.json is corrupt")?;
+    read_checked(dir, device).map_err(|(Unusable::Damaged(e) | Unusable::Other(e))| e)
+}
+
+fn read_checked(dir: &Path, device: &Device) -> Result<(State, HashMap<String, Tensor>), Unusable> {
+    let file = |name: &str| match std::fs::read(dir.join(name)) {
+        Ok(bytes) => Ok(bytes),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            Err(Unusable::Damaged(anyhow::anyhow!("{name} is missing")))
+        }
+        Err(e) => Err(Unusable::Other(anyhow::anyhow!("cannot read {name}: {e}"))),
+    };
+    let state: State = serde_json::from_slice(&file(STATE)?)
+        .map_err(|e| Unusable::Damaged(anyhow::Error::new(e).context("state.json is corrupt")))?;
     if state.format != FORMAT {
-        anyhow::bail!("checkpoint format {} is not {FORMAT}", state.format);
+        let why =
+            anyhow::anyhow!("checkpoint format {} is not {FORMAT} (another version of canard wrote it)", state.format);
+        return Err(Unusable::Other(why));
     }
-    let tensors =
-        candle_core::safetensors::load(dir.join(TENSORS), device).context("tensors.safetensors is unreadable")?;
+    // Parsed on the CPU first, so a device that cannot take the tensors is not mistaken for damage.
+    let cpu = candle_core::safetensors::load_buffer(&file(TENSORS)?, &Device::Cpu)
+        .map_err(|e| Unusable::Damaged(anyhow::Error::new(e).context("tensors.safetensors is unreadable")))?;
+    let tensors = cpu
+        .into_iter()
+        .map(|(k, t)| Ok((k, t.to_device(device)?)))
+        .collect::<candle_core::Result<_>>()
+        .map_err(|e| Unusable::Other(anyhow::Error::new(e).context("cannot move the checkpoint to the device")))?;
     Ok((state, tensors))
 }
 
@@ -246,5 +280,10 @@ mod tests {
         let names: Vec<String> =
             list(dir.path()).iter().map(|p| p.file_name().unwrap().to_string_lossy().into()).collect();
         assert_eq!(names, ["step_00000029", "step_00000030"], "damaged folders are not checkpoints");
+
+        // A checkpoint of another format is not damaged: passed over, left where it is.
+        save(dir.path(), &t, &State { step: 31, format: FORMAT + 1, ..new_state() }, 3).unwrap();
+        assert_eq!(latest(dir.path(), &Device::Cpu).unwrap().1.step, 29);
+        assert!(dir.path().join(DIR).join("step_00000031").is_dir());
     }
 }

@@ -64,10 +64,10 @@ pub struct Settings {
     /// 1 (grey) or 3 (RGB) [default: grey only when every picture is grey]
     #[arg(long)]
     pub channels: Option<usize>,
-    /// Passes over the data, instead of --steps; at most 10⁹ steps in all [default: 128,000 generated images: 2,000 steps at batch 64]
+    /// Passes over the data, instead of --steps; at most 99,999,999 steps in all [default: 128,000 generated images: 2,000 steps at batch 64]
     #[arg(long)]
     pub epochs: Option<usize>,
-    /// Generator updates, instead of --epochs; at most 10⁹ [default: 128,000 generated images: 2,000 steps at batch 64]
+    /// Generator updates, instead of --epochs; at most 99,999,999 [default: 128,000 generated images: 2,000 steps at batch 64]
     #[arg(long)]
     pub steps: Option<usize>,
     /// Stop after this many minutes of training (counted across resumes), or at --steps/--epochs if sooner;
@@ -157,7 +157,7 @@ pub struct Settings {
     /// Steps the discriminator may win outright before training stops [default: 300]
     #[arg(long)]
     pub guard_patience: Option<usize>,
-    /// Generated images compared with the data for the SWD at export; 0 skips it [default: 2048]
+    /// Generated images compared with the data for the SWD at export, at most 16384; 0 skips it [default: 2048]
     #[arg(long)]
     pub eval_images: Option<usize>,
     /// auto (the GPU when built with CUDA and one is present), cuda or cpu [default: auto]
@@ -196,8 +196,14 @@ impl Settings {
     /// defaults are now colour and translation, colour for half the run).
     pub fn from_saved_run(path: &Path) -> Result<Settings, ConfigError> {
         let mut saved = Self::from_toml_file(path)?;
-        saved.augment_policy.get_or_insert(DiffAugment::all());
-        saved.color_until.get_or_insert(1.0);
+        if saved.augment == Some(false) {
+            // They did nothing in that run: not carried on, so augmentation turned on at a
+            // resume gets the defaults, and left off is not refused for them.
+            (saved.augment_policy, saved.color_until) = (None, None);
+        } else {
+            saved.augment_policy.get_or_insert(DiffAugment::all());
+            saved.color_until.get_or_insert(1.0);
+        }
         Ok(saved)
     }
 
@@ -312,9 +318,10 @@ fn default_color_until(arch: Arch) -> f64 {
     }
 }
 
-/// The longest run in generator updates (`--steps`, or what `--epochs` comes to): about
-/// four months at a hundred steps a second, and far from any counter's overflow.
-pub const MAX_STEPS: usize = 1_000_000_000;
+/// The longest run in generator updates (`--steps`, or what `--epochs` comes to): eleven
+/// days at a hundred steps a second, far from any counter's overflow, and the most that
+/// checkpoints' eight-digit names (`step_NNNNNNNN`) can number.
+pub const MAX_STEPS: usize = 99_999_999;
 /// The longest `--minutes`: a year.
 pub const MAX_MINUTES: f64 = 525_600.0;
 /// The largest `--batch-size`.
@@ -498,11 +505,17 @@ impl TrainConfig {
         if self.r1 > 0.0 && self.arch != Arch::Fastgan {
             return bad(format!("--r1 works with --arch fastgan only, not {}", self.arch.name()));
         }
+        let most = crate::tools::eval::MAX_IMAGES;
+        if self.eval_images > most {
+            return bad(format!("--eval-images {} is too many: at most {most}", self.eval_images));
+        }
         if self.keep_checkpoints == 0 {
             return bad("--keep-checkpoints must be at least 1".into());
         }
         if self.augment == Some(false) {
-            self.refuse_unused_augmentation("--augment=false turns augmentation off")?;
+            self.refuse_unused_augmentation(
+                "--augment=false turns augmentation off (here or in the run's config.toml)",
+            )?;
         }
         self.check_networks()
     }
@@ -847,7 +860,11 @@ mod tests {
             (vec!["--data", "d", "--name", "n", "--checkpoint-every", "0"], "--checkpoint-every must be at least 1"),
             (vec!["--data", "d", "--name", "n", "--minutes", "1e308"], "--minutes 1e308 is too long: at most 525600"),
             (vec!["--data", "d", "--name", "n", "--r1", "1e308"], "--r1 1e308 is too large: at most 1000"),
-            (vec!["--data", "d", "--name", "n", "--steps", "1000000001"], "--steps 1000000001 is too long"),
+            (
+                vec!["--data", "d", "--name", "n", "--steps", "100000000"],
+                "--steps 100000000 is too long: at most 99999999",
+            ),
+            (vec!["--data", "d", "--name", "n", "--eval-images", "16385"], "--eval-images 16385 is too many"),
             (vec!["--data", "d", "--name", "n", "--epochs", "72057594037927936"], "--epochs 72057594037927936 is too"),
             (vec!["--data", "d", "--name", "n", "--batch-size", "4097"], "--batch-size 4097 is too large"),
             (vec!["--data", "d", "--name", "n", "--nz", "70000"], "--nz 70000 is too large: at most 65536"),

@@ -153,7 +153,8 @@ mod tests {
         assert_eq!((m.steps, m.seconds, m.epochs), (None, Some(90.0), None));
         assert!(!m.done(1_000_000, 89.9) && m.done(1, 90.0));
         assert_eq!(m.describe(64), "1.5 minutes of training");
-        let both = Length::of(&cfg(Settings { steps: Some(10), minutes: Some(1.0), ..Settings::default() }), 3, 64).unwrap();
+        let both =
+            Length::of(&cfg(Settings { steps: Some(10), minutes: Some(1.0), ..Settings::default() }), 3, 64).unwrap();
         assert!(both.done(10, 0.0) && both.done(2, 60.0) && !both.done(9, 59.0));
         assert_eq!(both.describe(64), "10 steps (640 images) or 1 minute of training, whichever comes first");
         // How far through: the further of the two limits, never past the end.
@@ -172,7 +173,11 @@ mod tests {
             let mut batches = 0u128;
             for step in 0..2600usize {
                 assert_eq!(batches_for_steps(&c, step as u128), batches, "{arch:?} after {step} updates");
-                let per = if arch == Arch::Dcgan { 1 } else { critic_updates(arch, step, c.critic_steps, c.critic_steps_burst) };
+                let per = if arch == Arch::Dcgan {
+                    1
+                } else {
+                    critic_updates(arch, step, c.critic_steps, c.critic_steps_burst)
+                };
                 batches += per as u128;
             }
             for target in [1u128, 7, 99, 100, 2500, 2501, 12_345] {
@@ -190,12 +195,13 @@ mod tests {
         for epochs in [100_000_000, 72_057_594_037_927_936, usize::MAX / 2, MAX_STEPS] {
             let c = TrainConfig { epochs: Some(epochs), ..cfg(Settings::default()) };
             let err = Length::of(&c, 1000, 16).unwrap_err().to_string();
-            assert!(err.contains("--epochs") && err.contains("at most 1000000000"), "{epochs}: {err}");
+            assert!(err.contains("--epochs") && err.contains(&format!("at most {MAX_STEPS}")), "{epochs}: {err}");
         }
         assert!(start.elapsed().as_secs() < 5, "computed, not counted");
-        let c = TrainConfig { epochs: Some(MAX_STEPS / 10), ..cfg(Settings::default()) };
-        assert_eq!(Length::of(&c, 10, 16).unwrap().steps, Some(MAX_STEPS));
+        let c = TrainConfig { epochs: Some(MAX_STEPS / 9), ..cfg(Settings::default()) };
+        assert_eq!(Length::of(&c, 9, 16).unwrap().steps, Some(MAX_STEPS));
+        assert!(Length::of(&c, 10, 16).is_err(), "one batch an epoch more is past the bound");
         let c = TrainConfig { steps: Some(MAX_STEPS), ..cfg(Settings::default()) };
-        assert_eq!(Length::of(&c, 10, 4096).unwrap().describe(4096), "1000000000 steps (4,096,000,000,000 images)");
+        assert_eq!(Length::of(&c, 10, 4096).unwrap().describe(4096), "99999999 steps (409,599,995,904 images)");
     }
 }

@@ -116,11 +116,7 @@ pub fn train_with(flags: &Settings, config_file: Option<&Path>, start: Start) ->
     } else {
         layered
     };
-    settings.resolve()?;
-    if start == Start::Fresh {
-        discard_run(&runs_dir, &run_dir)?;
-    }
-    train(&settings)
+    run(&settings, start)
 }
 
 fn check_name(name: &str) -> anyhow::Result<()> {
@@ -146,7 +142,8 @@ fn same_networks(saved: &Settings, now: &TrainConfig, run_dir: &Path) -> anyhow:
         if let Some(was) = was.filter(|was| *was != is) {
             anyhow::bail!(
                 "--{flag} {is} differs from the run's {was}: {} holds checkpoints of networks made with --{flag} {was}. \
-                 Leave --{flag} out to resume it, or start over with --fresh (discards that run) or another --name",
+                 Leave {flag} out of the flags and the --config file to resume it, or start over with --fresh \
+                 (discards that run) or another --name",
                 run_dir.display()
             );
         }
@@ -155,14 +152,17 @@ fn same_networks(saved: &Settings, now: &TrainConfig, run_dir: &Path) -> anyhow:
 }
 
 /// `--fresh`: removes the run's folder, which must resolve to a folder directly inside the
-/// runs folder (a link elsewhere is refused, never followed).
+/// runs folder (a link elsewhere is refused, never followed) and look like a run: empty, or
+/// holding what canard-train writes there (`--runs-dir ~ --name Documents` deletes nothing).
 fn discard_run(runs_dir: &Path, run_dir: &Path) -> anyhow::Result<()> {
     let Ok(meta) = std::fs::symlink_metadata(run_dir) else { return Ok(()) };
     let root = runs_dir.canonicalize().with_context(|| format!("cannot resolve {}", runs_dir.display()))?;
     let inside = run_dir.canonicalize().ok().and_then(|p| p.parent().map(|d| d == root)).unwrap_or(false);
-    if !meta.is_dir() || !inside {
+    let empty = std::fs::read_dir(run_dir).is_ok_and(|mut d| d.next().is_none());
+    let a_run = ["config.toml", checkpoint::DIR, "samples"].iter().any(|f| run_dir.join(f).exists());
+    if !meta.is_dir() || !inside || !(empty || a_run) {
         anyhow::bail!(
-            "--fresh: {} is not a run folder inside {}; refusing to delete it",
+            "--fresh: {} is not a canard run folder inside {}; refusing to delete it",
             run_dir.display(),
             runs_dir.display()
         );
@@ -170,9 +170,16 @@ fn discard_run(runs_dir: &Path, run_dir: &Path) -> anyhow::Result<()> {
     std::fs::remove_dir_all(run_dir).with_context(|| format!("cannot remove {}", run_dir.display()))
 }
 
-/// Trains one run from its layered settings; what they leave to the data (`channels: None`,
-/// and with it fastgan's grey defaults) is settled once the folder is read.
+/// Trains one run from its layered settings, resuming its newest checkpoint if there is
+/// one; what they leave to the data (`channels: None`, and with it fastgan's grey defaults)
+/// is settled once the folder is read.
 pub fn train(settings: &Settings) -> anyhow::Result<TrainOutcome> {
+    run(settings, Start::Auto)
+}
+
+/// [`train`], started as `start` says: `Fresh` deletes the run's folder once every setting,
+/// the data and the device have been checked; `Resume` fails if no checkpoint reads back.
+fn run(settings: &Settings, start: Start) -> anyhow::Result<TrainOutcome> {
     let mut cfg = settings.resolve()?;
     if cfg.arch == Arch::WganGp {
         // Must be set before this thread's first backward pass; checked just below.
@@ -218,7 +225,10 @@ pub fn train(settings: &Settings) -> anyhow::Result<TrainOutcome> {
     // fastgan's recipe always augments.
     let augment = *cfg.augment.get_or_insert(cfg.arch == Arch::Fastgan || data.len < AUGMENT_BELOW);
     if !augment {
-        cfg.refuse_unused_augmentation(&format!("augmentation is off for {} pictures (--augment turns it on)", data.len))?;
+        cfg.refuse_unused_augmentation(&format!(
+            "augmentation is off for {} pictures (--augment turns it on)",
+            data.len
+        ))?;
     }
     let batch = cfg.batch_size.min(data.len);
     // Colour augmentation hides colour from the critic: it keeps a small folder's shapes
@@ -246,6 +256,9 @@ pub fn train(settings: &Settings) -> anyhow::Result<TrainOutcome> {
     let mut cursor = Cursor::new(data.len, batch, cfg.seed, 0, 0);
     let per_epoch = cursor.per_epoch();
     let length = Length::of(&cfg, per_epoch, batch)?;
+    if start == Start::Fresh {
+        discard_run(&cfg.runs_dir, &run_dir)?;
+    }
     std::fs::create_dir_all(&samples_dir).with_context(|| format!("cannot create {}", samples_dir.display()))?;
 
     let shape =
@@ -279,7 +292,11 @@ pub fn train(settings: &Settings) -> anyhow::Result<TrainOutcome> {
     // Resume the newest checkpoint, if any.
     let mut st: State = checkpoint::new_state();
     let mut losses: Vec<LossRecord> = Vec::new();
-    if let Some((dir, saved, tensors)) = checkpoint::latest(&run_dir, &device) {
+    let newest = checkpoint::latest(&run_dir, &device);
+    if start == Start::Resume && newest.is_none() {
+        anyhow::bail!("--resume: no checkpoint of {} reads back (see the warnings above)", run_dir.display());
+    }
+    if let Some((dir, saved, tensors)) = newest {
         gan.g_params.load(&tensors, "g.")?;
         gan.d_params.load(&tensors, "d.")?;
         opt_g.load_state(&tensors, "opt_g.", saved.opt_g_t)?;

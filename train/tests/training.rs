@@ -280,7 +280,20 @@ fn fresh_checks_every_setting_first_and_never_deletes_outside_the_runs_folder() 
     let bad = Settings { image_size: Some(48), ..settings(dir.path(), "dcgan", 1) };
     let err = train_with(&bad, None, Start::Fresh).err().unwrap().to_string();
     assert!(err.contains("power of two"), "{err}");
+    // Nor is it deleted when the data cannot be read, or the length it makes is too long.
+    let missing = Settings {
+        data: Some(dir.path().join("no-such-folder").display().to_string()),
+        ..settings(dir.path(), "dcgan", 1)
+    };
+    assert!(train_with(&missing, None, Start::Fresh).is_err());
+    let long = Settings { steps: None, epochs: Some(99_999_999), ..settings(dir.path(), "dcgan", 1) };
+    let err = train_with(&long, None, Start::Fresh).err().unwrap().to_string();
+    assert!(err.contains("--epochs 99999999 is"), "{err}");
     assert_eq!(checkpoint::list(&runs.join("t")).len(), 1, "the run is still there");
+    // A folder inside the runs folder that is not a run is not deleted either.
+    let s = Settings { name: Some("other".into()), ..settings(dir.path(), "dcgan", 1) };
+    let err = train_with(&s, None, Start::Fresh).err().unwrap().to_string();
+    assert!(err.contains("not a canard run folder"), "{err}");
     // A run folder that is a link elsewhere is not followed.
     std::os::unix::fs::symlink(&victim, runs.join("link")).unwrap();
     let s = Settings { name: Some("link".into()), ..settings(dir.path(), "dcgan", 1) };
@@ -319,6 +332,32 @@ fn a_resume_that_changes_the_networks_is_refused_by_name_and_leaves_the_run_as_i
     assert_eq!(train_with(&more, None, Start::Resume).unwrap().summary.steps, 3);
     let wider_batch = Settings { steps: Some(4), batch_size: Some(4), ..base() };
     assert_eq!(train_with(&wider_batch, None, Start::Resume).unwrap().summary.steps, 4);
+    // --resume with no checkpoint that reads back fails instead of starting over.
+    for c in checkpoint::list(&dir.path().join("runs/t")) {
+        std::fs::write(c.join("tensors.safetensors"), b"cut").unwrap();
+    }
+    let err = train_with(&Settings { steps: Some(5), ..base() }, None, Start::Resume).err().unwrap().to_string();
+    assert!(err.contains("reads back"), "{err}");
+}
+
+/// A run saved with augmentation off resumes, however old its config.toml (one without
+/// `augment-policy` or `color-until`, from before they were recorded).
+#[test]
+fn a_run_with_augmentation_off_resumes() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = || Settings { augment: Some(false), color_until: None, ..settings(dir.path(), "fastgan", 2) };
+    train_with(&base(), None, Start::Auto).unwrap();
+    let config = dir.path().join("runs/t/config.toml");
+    let text = std::fs::read_to_string(&config).unwrap();
+    let old: String = text
+        .lines()
+        .filter(|l| !l.starts_with("augment-policy") && !l.starts_with("color-until"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    std::fs::write(&config, old).unwrap();
+    let more = Settings { name: Some("t".into()), steps: Some(3), ..Settings::default() };
+    let runs = Settings { runs_dir: base().runs_dir, models_dir: base().models_dir, ..more };
+    assert_eq!(train_with(&runs, None, Start::Resume).unwrap().summary.steps, 3);
 }
 
 /// A run that diverges before its first checkpoint is not told to resume from one.

@@ -1,6 +1,6 @@
 //! `GET /healthz` (liveness: the process answers) and `GET /readyz` (readiness: a
-//! model is loaded, passed its test inference and its inference thread runs, and hot
-//! reload is not stuck loading a model).
+//! model is loaded, passed its test inference and its inference thread runs; a hot
+//! reload stuck loading a model is reported there too).
 
 use std::collections::BTreeMap;
 
@@ -36,6 +36,10 @@ pub struct Ready {
     status: &'static str,
     /// The models able to serve.
     models: Vec<String>,
+    /// Set while hot reload has been loading a model for over a minute: new and changed
+    /// models wait until it finishes (the loaded ones keep serving, so the server stays ready).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reload: Option<String>,
 }
 
 /// Liveness: always 200 while the process serves HTTP; describes the default model.
@@ -57,8 +61,8 @@ pub async fn healthz(state: web::Data<AppState>) -> HttpResponse {
 }
 
 /// Readiness: 200 when at least one model is loaded (every model passes a test
-/// inference before it is served) and its inference thread is running, and no hot
-/// reload has been stuck loading a model for [`STUCK_AFTER`]; else 503.
+/// inference before it is served) and its inference thread is running; else 503. A hot
+/// reload stuck loading a model for [`STUCK_AFTER`] is reported in the answer's `reload`.
 #[utoipa::path(
     get,
     path = "/readyz",
@@ -69,13 +73,12 @@ pub async fn healthz(state: web::Data<AppState>) -> HttpResponse {
     )
 )]
 pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
-    if let Some((name, took)) = state.live.stuck(STUCK_AFTER) {
-        let why = format!("hot reload has been loading model {name} for {}s and has not finished", took.as_secs());
-        return ApiError::NotReady(why).error_response();
-    }
+    let reload = state.live.stuck(STUCK_AFTER).map(|(name, took)| {
+        format!("stuck: loading model {name} has taken {}s; new and changed models wait for it", took.as_secs())
+    });
     let registry = state.live.snapshot();
     match ready(registry.models().map(|e| (e.name(), e.is_alive()))) {
-        Ok(models) => HttpResponse::Ok().json(Ready { status: "ready", models }),
+        Ok(models) => HttpResponse::Ok().json(Ready { status: "ready", models, reload }),
         Err(why) => ApiError::NotReady(why.into()).error_response(),
     }
 }

@@ -118,7 +118,9 @@ impl fmt::Display for Nearest {
         )?;
         match share {
             s if s > 0.5 => write!(f, "most are near-copies: the model is memorising its pictures"),
-            s if s > 0.25 => write!(f, "more than a model that invents would make: look at nearest.png for copies"),
+            s if s > 0.25 => {
+                write!(f, "more than a model that invents would make: look at the pairs (nearest.png) for copies")
+            }
             _ => write!(f, "no sign of copying"),
         }
     }
@@ -190,6 +192,9 @@ mod tests {
         assert!(found.training.iter().all(|&t| t > 0.0), "{:?}", found.training);
         assert_eq!(found.suspiciously_close().0, 64);
         let verdict = found.to_string();
-        assert!(verdict.contains("memorising") && verdict.contains("3 training pictures are exact copies"), "{verdict}");
+        assert!(
+            verdict.contains("memorising") && verdict.contains("3 training pictures are exact copies"),
+            "{verdict}"
+        );
     }
 }

@@ -68,10 +68,18 @@ fn nearest_path(args: &EvalArgs) -> anyhow::Result<Option<PathBuf>> {
         (Some(path), _) => {
             let png = path.extension().and_then(|e| e.to_str()).is_some_and(|e| e.eq_ignore_ascii_case("png"));
             if !png {
-                anyhow::bail!("--nearest {}: the pairs are written as a PNG; give a file name ending in .png", path.display());
+                anyhow::bail!(
+                    "--nearest {}: the pairs are written as a PNG; give a file name ending in .png",
+                    path.display()
+                );
             }
             if path.is_dir() {
                 anyhow::bail!("--nearest {} is a folder; give a file name ending in .png", path.display());
+            }
+            // Checked now, not after the whole measurement.
+            let folder = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(std::path::Path::new("."));
+            if !folder.is_dir() {
+                anyhow::bail!("--nearest {}: the folder {} does not exist", path.display(), folder.display());
             }
             Ok(Some(path.clone()))
         }
@@ -170,7 +178,9 @@ pub fn run(args: EvalArgs) -> anyhow::Result<SwdReport> {
     let seeds: Vec<u64> = (0..NEAREST_IMAGES.min(images) as u64).collect();
     let found = memorisation(&source.pictures(&seeds)?, &data, nearest_png.as_deref(), args.seed)?;
     let shown = match &nearest_png {
-        Some(path) => format!("{} shows each generated picture (left) beside its nearest training picture", path.display()),
+        Some(path) => {
+            format!("{} shows each generated picture (left) beside its nearest training picture", path.display())
+        }
         None => "add --nearest FILE.png to see each generated picture beside its nearest training picture".into(),
     };
     println!("\nNearest training pictures ({}×{size}, {:.1}s); {shown}:", data.source, t0.elapsed().as_secs_f64());

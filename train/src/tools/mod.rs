@@ -180,6 +180,7 @@ mod tests {
         // folder, and --image-size/--channels, which only --generated reads.
         for (nearest, needle) in [
             ("x.jpg", "ending in .png"),
+            ("no-such-folder/n.png", "does not exist"),
             ("models/tiny/generator.onnx", "ending in .png"),
             ("models/tiny/model.json", "ending in .png"),
         ] {
@@ -197,9 +198,16 @@ mod tests {
         assert!(!dir.path().join("x.jpg").exists());
 
         // By default nearest.png goes into the model's folder, never the current one.
+        let listing = || {
+            let mut names: Vec<_> = std::fs::read_dir(".").unwrap().map(|e| e.unwrap().file_name()).collect();
+            names.sort();
+            names
+        };
+        let here = listing();
         let report = eval::run(eval_args(None)).unwrap();
         let nearest = model.join("nearest.png");
-        assert!(!Path::new("nearest.png").exists(), "nothing written into the current folder");
+        assert!(nearest.is_file());
+        assert_eq!(listing(), here, "nothing written into the current folder");
         assert_eq!(model_files(&model), before, "the model's own files are untouched");
         // nearest.png: 64 pairs, 8 to a row; each generated picture beside a training picture.
         let pairs = rgb(&nearest);
