@@ -1,4 +1,6 @@
-//! The training loop for all three architectures, on any device.
+//! The training loop for every architecture, on any device: [`Setup`] settles the settings,
+//! the device, the data and the length; [`Training`] builds the networks and resumes the
+//! newest checkpoint, then runs the steps; [`finish`] measures and exports.
 //!
 //! One *step* is one generator update ([`crate::step`]); a run lasts a number of steps or
 //! minutes ([`Length`]). Previews (grid, loss plot, GIF) come at a [`Cadence`] that costs at
@@ -14,7 +16,7 @@ use candle_core::{DType, Device};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
-use crate::augment::Ada;
+use crate::augment::{Ada, DiffAugment};
 use crate::checkpoint::{self, RngState, State};
 use crate::config::{Arch, Settings, TrainConfig, AUGMENT_BELOW};
 use crate::cursor::Cursor;
@@ -180,278 +182,352 @@ pub fn train(settings: &Settings) -> anyhow::Result<TrainOutcome> {
 /// [`train`], started as `start` says: `Fresh` deletes the run's folder once every setting,
 /// the data and the device have been checked; `Resume` fails if no checkpoint reads back.
 fn run(settings: &Settings, start: Start) -> anyhow::Result<TrainOutcome> {
-    let mut cfg = settings.resolve()?;
-    if cfg.arch == Arch::WganGp {
-        // Must be set before this thread's first backward pass; checked just below.
-        std::env::set_var(SECOND_ORDER_ENV, "1");
-        if !second_order_gradients_work()? {
-            anyhow::bail!(
-                "candle is not computing second-order gradients on this thread, so the gradient penalty would \
-                 silently reach only the critic's first layer; run canard-train with {SECOND_ORDER_ENV}=1 set"
-            );
-        }
-    }
-    let device = device::select(cfg.device)?;
-    if cfg.r1 > 0.0 && !device.is_cpu() {
-        anyhow::bail!("--r1 trains on the CPU only (its second-order pass is written for canard's CPU tape): add --device cpu, or leave --r1 out");
-    }
-    eprintln!("canard-train: {} on {}", cfg.arch.name(), device::describe(&device));
-    let run_dir = cfg.runs_dir.join(&cfg.name);
-    let samples_dir = run_dir.join("samples");
+    let setup = Setup::new(settings, start)?;
+    let mut training = Training::resume(&setup, start)?;
+    training.run(&setup)?;
+    finish(setup, training)
+}
 
-    // A run killed mid-write leaves temporaries behind (never half-written files).
-    let dirs = [
-        run_dir.clone(),
-        run_dir.join(checkpoint::DIR),
-        samples_dir.clone(),
-        cfg.runs_dir.join(".cache"),
-        cfg.models_dir.join(&cfg.name),
-    ];
-    let stale: usize = dirs.iter().map(|d| atomic::remove_stale_temporaries(d)).sum();
-    if stale > 0 {
-        eprintln!("canard-train: removed {stale} unfinished temporary file(s) left by an interrupted run");
-    }
+/// What a run is settled to before its first step: its settings, device, data and length.
+struct Setup {
+    cfg: TrainConfig,
+    device: Device,
+    data: Dataset,
+    run_dir: PathBuf,
+    samples_dir: PathBuf,
+    /// Pictures a batch: `--batch-size`, or the folder's size when that is smaller.
+    batch: usize,
+    per_epoch: usize,
+    length: Length,
+    augment: bool,
+    /// The transforms once colour augmentation stops (`--color-until`), when it does.
+    late: Option<DiffAugment>,
+    /// The settings as `config.toml` records them, written once a checkpoint has loaded.
+    config_toml: String,
+}
 
-    let t0 = Instant::now();
-    let cache = cfg.runs_dir.join(".cache");
-    let (data, skipped) = Dataset::open(&cfg.data, cfg.image_size, cfg.channels, cfg.seed, Some(&cache))?;
-    if let Some(w) = skipped.warning() {
-        eprintln!("{w}");
-    }
-    if cfg.channels.is_none() {
-        // Some of fastgan's defaults differ on grey pictures: settle them now the data says which.
-        cfg = Settings { channels: Some(data.channels), ..settings.clone() }.resolve()?;
-    }
-    // fastgan's recipe always augments.
-    let augment = *cfg.augment.get_or_insert(cfg.arch == Arch::Fastgan || data.len < AUGMENT_BELOW);
-    if !augment {
-        cfg.refuse_unused_augmentation(&format!(
-            "augmentation is off for {} pictures (--augment turns it on)",
-            data.len
-        ))?;
-    }
-    let batch = cfg.batch_size.min(data.len);
-    // Colour augmentation hides colour from the critic: it keeps a small folder's shapes
-    // crisp early on, then stops (--color-until) so the rest of the run fits the colours.
-    let late = cfg.augment_policy.colour_stopped().filter(|_| augment && cfg.color_until < 1.0);
-    eprintln!(
-        "canard-train: {} images from {} ({}×{}, {} channel{}) in {:.1}s; DiffAugment {}",
-        data.len,
-        data.source,
-        data.size,
-        data.size,
-        data.channels,
-        if data.channels == 1 { "" } else { "s" },
-        t0.elapsed().as_secs_f64(),
-        match (augment, late) {
-            (false, _) => "off".into(),
-            (true, None) => format!("on ({})", cfg.augment_policy),
-            (true, Some(_)) => format!("on ({}; color until {} of the run)", cfg.augment_policy, cfg.color_until),
-        },
-    );
-    if batch < cfg.batch_size {
-        eprintln!("canard-train: only {} images: batch size reduced from {} to {batch}", data.len, cfg.batch_size);
-    }
-    let config_toml = cfg.to_toml()?;
-    let mut cursor = Cursor::new(data.len, batch, cfg.seed, 0, 0);
-    let per_epoch = cursor.per_epoch();
-    let length = Length::of(&cfg, per_epoch, batch)?;
-    if start == Start::Fresh {
-        discard_run(&cfg.runs_dir, &run_dir)?;
-    }
-    std::fs::create_dir_all(&samples_dir).with_context(|| format!("cannot create {}", samples_dir.display()))?;
-
-    let shape =
-        DcganShape { image_size: cfg.image_size, channels: data.channels, nz: cfg.nz, ngf: cfg.ngf, ndf: cfg.ndf };
-    let kind = cfg.arch.kind();
-    kind.validate(&shape).map_err(anyhow::Error::msg)?;
-    let norm = if cfg.arch == Arch::WganGp { CriticNorm::Layer } else { CriticNorm::Batch };
-    let mut rng = ChaCha8Rng::seed_from_u64(cfg.seed);
-    let gan = Gan::build_kind(kind, shape, norm, &mut rng, &device, DType::F32)?;
-    let (rule_g, rule_d) = match cfg.arch {
-        Arch::Wgan => {
-            (Rule::RmsProp { alpha: cfg.rms_alpha, eps: 1e-8 }, Rule::RmsProp { alpha: cfg.rms_alpha, eps: 1e-8 })
-        }
-        _ => {
-            let adam = Rule::Adam { beta1: cfg.beta1, beta2: cfg.beta2, eps: 1e-8 };
-            (adam, adam)
-        }
-    };
-    let mut opt_g = Optimizer::new(gan.g_params.trainable(), rule_g, cfg.lr_g)?;
-    let mut opt_d = Optimizer::new(gan.d_params.trainable(), rule_d, cfg.lr_d)?;
-    if cfg.arch == Arch::Wgan {
-        gan.d_params.clamp(cfg.clamp)?;
-    }
-    let mut ema = match cfg.ema_half_life > 0.0 {
-        true => Some(Ema::new(kind, shape, &gan.g_params, cfg.ema_half_life, cfg.ema_rampup, &device)?),
-        false => None,
-    };
-    let mut guard = Guard::new(cfg.arch, cfg.guard_patience, cfg.lr_g, cfg.lr_d);
-    let mut ada = cfg.ada_target.map(Ada::new);
-
-    // Resume the newest checkpoint, if any.
-    let mut st: State = checkpoint::new_state();
-    let mut losses: Vec<LossRecord> = Vec::new();
-    let newest = checkpoint::latest(&run_dir, &device);
-    if start == Start::Resume && newest.is_none() {
-        anyhow::bail!("--resume: no checkpoint of {} reads back (see the warnings above)", run_dir.display());
-    }
-    if let Some((dir, saved, tensors)) = newest {
-        gan.g_params.load(&tensors, "g.")?;
-        gan.d_params.load(&tensors, "d.")?;
-        opt_g.load_state(&tensors, "opt_g.", saved.opt_g_t)?;
-        opt_d.load_state(&tensors, "opt_d.", saved.opt_d_t)?;
-        if let Some(e) = ema.as_mut() {
-            if tensors.keys().any(|k| k.starts_with("ema.")) {
-                e.params.load(&tensors, "ema.")?;
-                e.updates = saved.ema_updates;
-            } else {
-                e.params.copy_from(&gan.g_params)?;
+impl Setup {
+    /// Checks the settings against the device and the data, reads the data, then (for
+    /// `--fresh`, and only then) deletes the run's old folder.
+    fn new(settings: &Settings, start: Start) -> anyhow::Result<Self> {
+        let mut cfg = settings.resolve()?;
+        if cfg.arch == Arch::WganGp {
+            // Must be set before this thread's first backward pass; checked just below.
+            std::env::set_var(SECOND_ORDER_ENV, "1");
+            if !second_order_gradients_work()? {
+                anyhow::bail!(
+                    "candle is not computing second-order gradients on this thread, so the gradient penalty would \
+                     silently reach only the critic's first layer; run canard-train with {SECOND_ORDER_ENV}=1 set"
+                );
             }
         }
-        rng = saved.rng.restore()?;
-        guard.streak = saved.guard_streak;
-        if let (Some(a), Some(s)) = (ada.as_mut(), &saved.ada) {
-            *a = Ada { target: a.target, ..s.clone() };
+        let device = device::select(cfg.device)?;
+        if cfg.r1 > 0.0 && !device.is_cpu() {
+            anyhow::bail!("--r1 trains on the CPU only (its second-order pass is written for canard's CPU tape): add --device cpu, or leave --r1 out");
         }
-        losses = report::read_losses_csv(&run_dir.join("losses.csv")).unwrap_or_default();
-        losses.retain(|r| r.step <= saved.step);
-        eprintln!("canard-train: resuming {} at step {} (epoch {})", dir.display(), saved.step, saved.epochs_done + 1);
-        st = saved;
-        cursor = Cursor::new(data.len, batch, cfg.seed, st.cursor_epoch, st.cursor_pos);
-    } else {
-        // Spread over the whole dataset: folders are read in path order, often one class per folder.
-        let shown = data.len.min(64);
-        let spread: Vec<usize> = (0..shown).map(|i| i * data.len / shown).collect();
-        report::save_grid(&data.batch(&spread, &device)?, &run_dir.join("real_samples.png"))?;
-    }
-    // Only now that the checkpoint has loaded: a resume refused on the way leaves the run's
-    // settings as they were, so it still resumes as it did.
-    atomic::write_atomic(&run_dir.join("config.toml"), config_toml.as_bytes())?;
-    let labels = match cfg.arch {
-        Arch::Dcgan => ("D(x)", "D(G(z))", "GP"),
-        Arch::Fastgan => ("D(x)", "D(G(z))", "Rebuilt"),
-        Arch::Wgan | Arch::WganGp => ("C(x)", "C(G(z))", "GP"),
-    };
-    let mut progress = Progress::new(length, (st.step, st.seconds), batch, cfg.log_every, labels);
-    let default = if cfg.steps.is_none() && cfg.epochs.is_none() && cfg.minutes.is_none() {
-        " (the default; --steps, --epochs or --minutes to change)"
-    } else {
-        ""
-    };
-    progress.message(&format!(
-        "canard-train: {}{default}; {per_epoch} batches of {batch} an epoch; writing {}",
-        length.describe(batch),
-        run_dir.display()
-    ));
+        eprintln!("canard-train: {} on {}", cfg.arch.name(), device::describe(&device));
+        let run_dir = cfg.runs_dir.join(&cfg.name);
+        let samples_dir = run_dir.join("samples");
 
-    let aug = cfg.augment_policy;
-    let mut colour_stopped = late.is_none();
-    let mut ctx = StepCtx::new(&cfg, &gan, &data, &device, augment.then_some(&aug))?;
-    let preview_seeds: Vec<u64> = PREVIEW_SEEDS.collect();
-    let started = Instant::now();
-    let seconds_before = st.seconds;
-    let seconds = || seconds_before + started.elapsed().as_secs_f64();
-    let mut previews = Cadence::new(length.steps, length.seconds, st.step, st.seconds);
-    let mut gif = ProgressGif::from_previews(&samples_dir)?;
-    let mut last_saved = st.step;
-    // Losses are read back (which waits for a GPU) every `log_every` steps and before
-    // anything writes the records or the weights, so a checkpoint never holds weights past
-    // a divergence the guard has not seen.
-    let read_every = cfg.log_every.max(1);
-    let mut pending: Vec<(StepLosses, f64)> = Vec::new();
-    let mut finished = length.done(st.step, st.seconds);
-    while !finished {
-        if !colour_stopped && length.fraction(st.step, seconds()) >= cfg.color_until {
-            colour_stopped = true;
-            ctx.augment = late.as_ref();
-            progress.message(&format!(
-                "canard-train: colour augmentation off from step {} ({} of the run; --color-until)",
-                st.step + 1,
-                cfg.color_until
-            ));
+        // A run killed mid-write leaves temporaries behind (never half-written files).
+        let dirs = [
+            run_dir.clone(),
+            run_dir.join(checkpoint::DIR),
+            samples_dir.clone(),
+            cfg.runs_dir.join(".cache"),
+            cfg.models_dir.join(&cfg.name),
+        ];
+        let stale: usize = dirs.iter().map(|d| atomic::remove_stale_temporaries(d)).sum();
+        if stale > 0 {
+            eprintln!("canard-train: removed {stale} unfinished temporary file(s) left by an interrupted run");
         }
-        let (step_losses, images) = match cfg.arch {
-            Arch::Dcgan => dcgan_step(&ctx, &mut opt_g, &mut opt_d, &mut cursor, &mut rng, st.step + 1)?,
-            Arch::Fastgan => {
-                fastgan_step(&ctx, &mut opt_g, &mut opt_d, &mut cursor, &mut rng, st.step + 1, ada.as_mut())?
+
+        let t0 = Instant::now();
+        let cache = cfg.runs_dir.join(".cache");
+        let (data, skipped) = Dataset::open(&cfg.data, cfg.image_size, cfg.channels, cfg.seed, Some(&cache))?;
+        if let Some(w) = skipped.warning() {
+            eprintln!("{w}");
+        }
+        if cfg.channels.is_none() {
+            // Some of fastgan's defaults differ on grey pictures: settle them now the data says which.
+            cfg = Settings { channels: Some(data.channels), ..settings.clone() }.resolve()?;
+        }
+        // fastgan's recipe always augments.
+        let augment = *cfg.augment.get_or_insert(cfg.arch == Arch::Fastgan || data.len < AUGMENT_BELOW);
+        if !augment {
+            let why = format!("augmentation is off for {} pictures (--augment turns it on)", data.len);
+            cfg.refuse_unused_augmentation(&why)?;
+        }
+        let batch = cfg.batch_size.min(data.len);
+        // Colour augmentation hides colour from the critic: it keeps a small folder's shapes
+        // crisp early on, then stops (--color-until) so the rest of the run fits the colours.
+        let late = cfg.augment_policy.colour_stopped().filter(|_| augment && cfg.color_until < 1.0);
+        eprintln!(
+            "canard-train: {} images from {} ({}×{}, {} channel{}) in {:.1}s; DiffAugment {}",
+            data.len,
+            data.source,
+            data.size,
+            data.size,
+            data.channels,
+            if data.channels == 1 { "" } else { "s" },
+            t0.elapsed().as_secs_f64(),
+            match (augment, late) {
+                (false, _) => "off".into(),
+                (true, None) => format!("on ({})", cfg.augment_policy),
+                (true, Some(_)) => format!("on ({}; color until {} of the run)", cfg.augment_policy, cfg.color_until),
+            },
+        );
+        if batch < cfg.batch_size {
+            eprintln!("canard-train: only {} images: batch size reduced from {} to {batch}", data.len, cfg.batch_size);
+        }
+        let config_toml = cfg.to_toml()?;
+        let per_epoch = Cursor::new(data.len, batch, cfg.seed, 0, 0).per_epoch();
+        let length = Length::of(&cfg, per_epoch, batch)?;
+        if start == Start::Fresh {
+            discard_run(&cfg.runs_dir, &run_dir)?;
+        }
+        std::fs::create_dir_all(&samples_dir).with_context(|| format!("cannot create {}", samples_dir.display()))?;
+        Ok(Setup { cfg, device, data, run_dir, samples_dir, batch, per_epoch, length, augment, late, config_toml })
+    }
+
+    /// The networks' shape.
+    fn shape(&self) -> DcganShape {
+        let cfg = &self.cfg;
+        DcganShape { image_size: cfg.image_size, channels: self.data.channels, nz: cfg.nz, ngf: cfg.ngf, ndf: cfg.ndf }
+    }
+
+    /// The progress table's column names: the critic's scores and the third loss.
+    fn labels(&self) -> (&'static str, &'static str, &'static str) {
+        match self.cfg.arch {
+            Arch::Dcgan => ("D(x)", "D(G(z))", "GP"),
+            Arch::Fastgan => ("D(x)", "D(G(z))", "Rebuilt"),
+            Arch::Wgan | Arch::WganGp => ("C(x)", "C(G(z))", "GP"),
+        }
+    }
+}
+
+/// The networks, their optimisers and everything else a checkpoint holds.
+struct Training {
+    gan: Gan,
+    opt_g: Optimizer,
+    opt_d: Optimizer,
+    ema: Option<Ema>,
+    guard: Guard,
+    ada: Option<Ada>,
+    rng: ChaCha8Rng,
+    cursor: Cursor,
+    st: State,
+    losses: Vec<LossRecord>,
+}
+
+impl Training {
+    /// New networks from the seed, then the newest checkpoint's weights, optimiser moments,
+    /// counters and random state when there is one; `config.toml` is written only after it
+    /// has loaded, so a resume refused on the way leaves the run's settings as they were.
+    fn resume(setup: &Setup, start: Start) -> anyhow::Result<Self> {
+        let Setup { cfg, device, data, run_dir, batch, .. } = setup;
+        let shape = setup.shape();
+        let kind = cfg.arch.kind();
+        kind.validate(&shape).map_err(anyhow::Error::msg)?;
+        let norm = if cfg.arch == Arch::WganGp { CriticNorm::Layer } else { CriticNorm::Batch };
+        let mut rng = ChaCha8Rng::seed_from_u64(cfg.seed);
+        let gan = Gan::build_kind(kind, shape, norm, &mut rng, device, DType::F32)?;
+        let (rule_g, rule_d) = match cfg.arch {
+            Arch::Wgan => {
+                (Rule::RmsProp { alpha: cfg.rms_alpha, eps: 1e-8 }, Rule::RmsProp { alpha: cfg.rms_alpha, eps: 1e-8 })
             }
-            _ => wgan_step(&ctx, &mut opt_g, &mut opt_d, &mut cursor, &mut rng, st.step + 1)?,
+            _ => {
+                let adam = Rule::Adam { beta1: cfg.beta1, beta2: cfg.beta2, eps: 1e-8 };
+                (adam, adam)
+            }
         };
-        pending.push((step_losses, seconds()));
-        st.step += 1;
-        st.images_seen += images as u64;
-        st.epochs_done = cursor.completed();
-        if let Some(e) = ema.as_mut() {
-            // Every generator update makes a batch (WGAN's critic images do not count).
-            e.update(&gan.g_params, (st.step * batch) as f64, batch)?;
+        let mut opt_g = Optimizer::new(gan.g_params.trainable(), rule_g, cfg.lr_g)?;
+        let mut opt_d = Optimizer::new(gan.d_params.trainable(), rule_d, cfg.lr_d)?;
+        if cfg.arch == Arch::Wgan {
+            gan.d_params.clamp(cfg.clamp)?;
         }
+        let mut ema = match cfg.ema_half_life > 0.0 {
+            true => Some(Ema::new(kind, shape, &gan.g_params, cfg.ema_half_life, cfg.ema_rampup, device)?),
+            false => None,
+        };
+        let mut guard = Guard::new(cfg.arch, cfg.guard_patience, cfg.lr_g, cfg.lr_d);
+        let mut ada = cfg.ada_target.map(Ada::new);
 
-        let now = seconds();
-        finished = length.done(st.step, now);
-        let preview_due = finished || previews.due(st.step, now);
-        let checkpoint_due = finished || st.step - last_saved >= cfg.checkpoint_every;
-        if pending.len() >= read_every || preview_due || checkpoint_due {
-            let (steps, times): (Vec<StepLosses>, Vec<f64>) = pending.drain(..).unzip();
-            for (mut rec, at) in StepLosses::read(&steps)?.into_iter().zip(times) {
-                rec.seconds = at;
-                losses.push(rec);
-                if let Err(divergence) = guard.check(&rec) {
-                    report::write_losses_csv(&losses, &run_dir.join("losses.csv"))?;
-                    progress.finish();
-                    let advice = match checkpoint::list(&run_dir).last() {
-                        Some(_) => format!(
-                            "The last good checkpoint (step {last_saved}) is kept; re-run the same command, with \
-                             new settings, to resume from it."
-                        ),
-                        None => format!(
-                            "No checkpoint was saved before it (the first comes at step {}); re-run with new \
-                             settings to start over.",
-                            cfg.checkpoint_every
-                        ),
-                    };
-                    return Err(anyhow::anyhow!("{divergence} {advice}"));
+        let mut st: State = checkpoint::new_state();
+        let mut losses: Vec<LossRecord> = Vec::new();
+        let mut cursor = Cursor::new(data.len, *batch, cfg.seed, 0, 0);
+        let newest = checkpoint::latest(run_dir, device);
+        if start == Start::Resume && newest.is_none() {
+            anyhow::bail!("--resume: no checkpoint of {} reads back (see the warnings above)", run_dir.display());
+        }
+        if let Some((dir, saved, tensors)) = newest {
+            gan.g_params.load(&tensors, "g.")?;
+            gan.d_params.load(&tensors, "d.")?;
+            opt_g.load_state(&tensors, "opt_g.", saved.opt_g_t)?;
+            opt_d.load_state(&tensors, "opt_d.", saved.opt_d_t)?;
+            if let Some(e) = ema.as_mut() {
+                if tensors.keys().any(|k| k.starts_with("ema.")) {
+                    e.params.load(&tensors, "ema.")?;
+                    e.updates = saved.ema_updates;
+                } else {
+                    e.params.copy_from(&gan.g_params)?;
                 }
-                progress.update(rec.epoch, &rec);
             }
-        }
-        if preview_due {
-            let t = Instant::now();
-            if let Some(e) = &ema {
-                e.recalibrate(cfg.nz, cfg.seed)?;
+            rng = saved.rng.restore()?;
+            guard.streak = saved.guard_streak;
+            if let (Some(a), Some(s)) = (ada.as_mut(), &saved.ada) {
+                *a = Ada { target: a.target, ..s.clone() };
             }
-            let preview = ema.as_ref().map_or(&gan.g, |e| &e.g);
-            let path = samples_dir.join(preview_name(st.step));
-            let grid = report::save_grid(&report::generate(preview, &preview_seeds, &device)?, &path)?;
-            report::plot::write_loss_plot(
-                &losses,
-                labels.2,
-                &format!("{} — {}", cfg.name, cfg.arch.name()),
-                &run_dir.join("losses.png"),
-            )?;
-            gif.push(grid.to_rgb8())?;
-            gif.write(&run_dir.join("progress.gif"))?;
-            previews.wrote(st.step, now, t.elapsed().as_secs_f64());
+            losses = report::read_losses_csv(&run_dir.join("losses.csv")).unwrap_or_default();
+            losses.retain(|r| r.step <= saved.step);
+            eprintln!(
+                "canard-train: resuming {} at step {} (epoch {})",
+                dir.display(),
+                saved.step,
+                saved.epochs_done + 1
+            );
+            cursor = Cursor::new(data.len, *batch, cfg.seed, saved.cursor_epoch, saved.cursor_pos);
+            st = saved;
+        } else {
+            // Spread over the whole dataset: folders are read in path order, often one class per folder.
+            let shown = data.len.min(64);
+            let spread: Vec<usize> = (0..shown).map(|i| i * data.len / shown).collect();
+            report::save_grid(&data.batch(&spread, device)?, &run_dir.join("real_samples.png"))?;
         }
-        if checkpoint_due {
-            // The loss history first: a resume keeps the rows up to its checkpoint's step,
-            // so the file must always reach at least that far.
-            report::write_losses_csv(&losses, &run_dir.join("losses.csv"))?;
-            st.seconds = seconds();
-            st.ada = ada.clone();
-            save_checkpoint(&run_dir, &cfg, &gan, &opt_g, &opt_d, ema.as_ref(), &guard, &cursor, &rng, &mut st)?;
-            last_saved = st.step;
-        }
-    }
-    progress.finish();
-    if let Some(a) = &ada {
-        eprintln!("canard-train: ADA's augmentation probability ended at {:.3}", a.p);
+        atomic::write_atomic(&run_dir.join("config.toml"), setup.config_toml.as_bytes())?;
+        Ok(Training { gan, opt_g, opt_d, ema, guard, ada, rng, cursor, st, losses })
     }
 
-    // Export the EMA generator when there is one: smoother, and what the previews showed.
-    // Its BatchNorm statistics are measured here, not left to the last preview: a finished
-    // run resumed only to export has no preview (recalibrating is deterministic, so twice
-    // at one step gives the same bits).
+    /// Steps until the run's length is reached: losses read back and checked by the guard,
+    /// previews and checkpoints at their cadence, and both at the end.
+    fn run(&mut self, setup: &Setup) -> anyhow::Result<()> {
+        let Setup { cfg, device, data, run_dir, samples_dir, batch, per_epoch, length, augment, late, .. } = setup;
+        let (length, batch) = (*length, *batch);
+        let Training { gan, opt_g, opt_d, ema, guard, ada, rng, cursor, st, losses } = self;
+        let labels = setup.labels();
+        let mut progress = Progress::new(length, (st.step, st.seconds), batch, cfg.log_every, labels);
+        let default = if cfg.steps.is_none() && cfg.epochs.is_none() && cfg.minutes.is_none() {
+            " (the default; --steps, --epochs or --minutes to change)"
+        } else {
+            ""
+        };
+        progress.message(&format!(
+            "canard-train: {}{default}; {per_epoch} batches of {batch} an epoch; writing {}",
+            length.describe(batch),
+            run_dir.display()
+        ));
+
+        let mut colour_stopped = late.is_none();
+        let mut ctx = StepCtx::new(cfg, gan, data, device, augment.then_some(&cfg.augment_policy))?;
+        let preview_seeds: Vec<u64> = PREVIEW_SEEDS.collect();
+        let started = Instant::now();
+        let seconds_before = st.seconds;
+        let seconds = || seconds_before + started.elapsed().as_secs_f64();
+        let mut previews = Cadence::new(length.steps, length.seconds, st.step, st.seconds);
+        let mut gif = ProgressGif::from_previews(samples_dir)?;
+        let mut last_saved = st.step;
+        // Losses are read back (which waits for a GPU) every `log_every` steps and before
+        // anything writes the records or the weights, so a checkpoint never holds weights past
+        // a divergence the guard has not seen.
+        let read_every = cfg.log_every.max(1);
+        let mut pending: Vec<(StepLosses, f64)> = Vec::new();
+        let mut finished = length.done(st.step, st.seconds);
+        while !finished {
+            if !colour_stopped && length.fraction(st.step, seconds()) >= cfg.color_until {
+                colour_stopped = true;
+                ctx.augment = late.as_ref();
+                progress.message(&format!(
+                    "canard-train: colour augmentation off from step {} ({} of the run; --color-until)",
+                    st.step + 1,
+                    cfg.color_until
+                ));
+            }
+            let (step_losses, images) = match cfg.arch {
+                Arch::Dcgan => dcgan_step(&ctx, opt_g, opt_d, cursor, rng, st.step + 1)?,
+                Arch::Fastgan => fastgan_step(&ctx, opt_g, opt_d, cursor, rng, st.step + 1, ada.as_mut())?,
+                _ => wgan_step(&ctx, opt_g, opt_d, cursor, rng, st.step + 1)?,
+            };
+            pending.push((step_losses, seconds()));
+            st.step += 1;
+            st.images_seen += images as u64;
+            st.epochs_done = cursor.completed();
+            if let Some(e) = ema.as_mut() {
+                // Every generator update makes a batch (WGAN's critic images do not count).
+                e.update(&gan.g_params, (st.step * batch) as f64, batch)?;
+            }
+
+            let now = seconds();
+            finished = length.done(st.step, now);
+            let preview_due = finished || previews.due(st.step, now);
+            let checkpoint_due = finished || st.step - last_saved >= cfg.checkpoint_every;
+            if pending.len() >= read_every || preview_due || checkpoint_due {
+                let (steps, times): (Vec<StepLosses>, Vec<f64>) = pending.drain(..).unzip();
+                for (mut rec, at) in StepLosses::read(&steps)?.into_iter().zip(times) {
+                    rec.seconds = at;
+                    losses.push(rec);
+                    if let Err(divergence) = guard.check(&rec) {
+                        report::write_losses_csv(losses, &run_dir.join("losses.csv"))?;
+                        progress.finish();
+                        let advice = match checkpoint::list(run_dir).last() {
+                            Some(_) => format!(
+                                "The last good checkpoint (step {last_saved}) is kept; re-run the same command, \
+                                 with new settings, to resume from it."
+                            ),
+                            None => format!(
+                                "No checkpoint was saved before it (the first comes at step {}); re-run with new \
+                                 settings to start over.",
+                                cfg.checkpoint_every
+                            ),
+                        };
+                        return Err(anyhow::anyhow!("{divergence} {advice}"));
+                    }
+                    progress.update(rec.epoch, &rec);
+                }
+            }
+            if preview_due {
+                let t = Instant::now();
+                if let Some(e) = ema.as_ref() {
+                    e.recalibrate(cfg.nz, cfg.seed)?;
+                }
+                let preview = ema.as_ref().map_or(&gan.g, |e| &e.g);
+                let path = samples_dir.join(preview_name(st.step));
+                let grid = report::save_grid(&report::generate(preview, &preview_seeds, device)?, &path)?;
+                report::plot::write_loss_plot(
+                    losses,
+                    labels.2,
+                    &format!("{} — {}", cfg.name, cfg.arch.name()),
+                    &run_dir.join("losses.png"),
+                )?;
+                gif.push(grid.to_rgb8())?;
+                gif.write(&run_dir.join("progress.gif"))?;
+                previews.wrote(st.step, now, t.elapsed().as_secs_f64());
+            }
+            if checkpoint_due {
+                // The loss history first: a resume keeps the rows up to its checkpoint's step,
+                // so the file must always reach at least that far.
+                report::write_losses_csv(losses, &run_dir.join("losses.csv"))?;
+                st.seconds = seconds();
+                st.ada = ada.clone();
+                save_checkpoint(run_dir, cfg, gan, opt_g, opt_d, ema.as_ref(), guard, cursor, rng, st)?;
+                last_saved = st.step;
+            }
+        }
+        progress.finish();
+        if let Some(a) = ada.as_ref() {
+            eprintln!("canard-train: ADA's augmentation probability ended at {:.3}", a.p);
+        }
+        Ok(())
+    }
+}
+
+/// Measures the SWD of the generator and exports it: the average (EMA) when there is one,
+/// smoother, and what the previews showed.
+fn finish(setup: Setup, training: Training) -> anyhow::Result<TrainOutcome> {
+    let Setup { cfg, device, data, run_dir, batch, .. } = setup;
+    let Training { gan, ema, st, .. } = training;
+    // The average's BatchNorm statistics are measured here, not left to the last preview: a
+    // finished run resumed only to export has no preview (recalibrating is deterministic, so
+    // twice at one step gives the same bits).
     let g_out = match ema {
         Some(e) => {
             e.recalibrate(cfg.nz, cfg.seed)?;
