@@ -118,3 +118,45 @@ fn a_missing_onnx_runtime_names_the_install_command() {
     assert!(err.contains("setup-ort.sh") || err.contains("make setup"), "{err}");
     assert!(!err.contains("panicked"), "{err}");
 }
+
+/// `canard-train eval` run from a folder of the user's own writes nothing there: no
+/// `nearest.png` (it goes into the model's folder), no `runs/.cache/` for a folder `--data`;
+/// and it refuses to write over the model or in another format.
+#[test]
+fn eval_writes_only_into_the_models_folder() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = train_tiny(dir.path(), "tiny");
+    let pictures = dir.path().join("pictures");
+    std::fs::create_dir(&pictures).unwrap();
+    for i in 0..8u8 {
+        let img = image::RgbImage::from_fn(32, 32, |x, y| image::Rgb([i * 30, (x * 8) as u8, (y * 8) as u8]));
+        img.save(pictures.join(format!("p{i}.png"))).unwrap();
+    }
+    let here = tempfile::tempdir().unwrap();
+    let eval = |extra: &[&str]| {
+        Command::new(cargo_bin("canard-train", "canard-train"))
+            .current_dir(here.path())
+            .arg("eval")
+            .arg("--model")
+            .arg(&model)
+            .arg("--data")
+            .arg(&pictures)
+            .args(["--images", "16"])
+            .args(extra)
+            .output()
+            .expect("canard-train eval runs")
+    };
+    let before = std::fs::read(model.join("generator.onnx")).unwrap();
+    let onnx = model.join("generator.onnx");
+    for bad in [onnx.to_str().unwrap(), "x.jpg"] {
+        let out = eval(&["--nearest", bad]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success() && err.contains("ending in .png"), "--nearest {bad}: {err}");
+    }
+    assert_eq!(std::fs::read(&onnx).unwrap(), before, "the model is untouched");
+    let out = eval(&[]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(model.join("nearest.png").is_file());
+    let left: Vec<_> = std::fs::read_dir(here.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert!(left.is_empty(), "eval wrote into the current folder: {left:?}");
+}
