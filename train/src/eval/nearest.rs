@@ -134,6 +134,19 @@ mod tests {
         Dataset { source: "test".into(), pixels, len, channels: 1, size: 2 }
     }
 
+    /// Random pixel values, the same for the same seed (a linear congruential generator).
+    fn random_pixels(seed: u64) -> impl FnMut() -> u8 {
+        let mut state = seed;
+        move || {
+            state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            (state >> 56) as u8
+        }
+    }
+
+    fn to_f(p: &[u8]) -> Vec<f32> {
+        p.iter().map(|&v| v as f32 / 127.5 - 1.0).collect()
+    }
+
     #[test]
     fn finds_the_nearest_picture_and_its_distance() {
         // Four 2×2 grey pictures: black, white, mid-grey, and black with one white pixel.
@@ -153,14 +166,9 @@ mod tests {
     #[test]
     fn copies_are_called_copies_and_inventions_are_not() {
         // 40 random pictures; "copies" are the first 20 of them, "inventions" new random ones.
-        let mut rng = 7u64;
-        let mut next = || {
-            rng = rng.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-            (rng >> 56) as u8
-        };
+        let mut next = random_pixels(7);
         let pixels: Vec<u8> = (0..40 * 4).map(|_| next()).collect();
         let d = data(pixels.clone(), 40);
-        let to_f = |p: &[u8]| p.iter().map(|&v| v as f32 / 127.5 - 1.0).collect::<Vec<f32>>();
         let copies = nearest(&to_f(&pixels[..20 * 4]), &d, 40, 0);
         assert_eq!(copies.suspiciously_close().0, 20);
         assert!(copies.to_string().contains("memorising"), "{copies}");
@@ -174,18 +182,13 @@ mod tests {
     /// once made the threshold 0, so 64 exact copies read "no sign of copying".
     #[test]
     fn duplicate_training_pictures_do_not_hide_copies() {
-        let mut rng = 11u64;
-        let mut next = || {
-            rng = rng.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-            (rng >> 56) as u8
-        };
+        let mut next = random_pixels(11);
         let mut pixels: Vec<u8> = (0..40 * 4).map(|_| next()).collect();
         // Three files twice over.
         for i in [0, 5, 9] {
             pixels.extend_from_within(i * 4..(i + 1) * 4);
         }
         let d = data(pixels.clone(), 43);
-        let to_f = |p: &[u8]| p.iter().map(|&v| v as f32 / 127.5 - 1.0).collect::<Vec<f32>>();
         let copies: Vec<u8> = (0..64).flat_map(|k| pixels[(k % 40) * 4..(k % 40 + 1) * 4].to_vec()).collect();
         let found = nearest(&to_f(&copies), &d, 128, 0);
         assert_eq!(found.duplicates, 3);
