@@ -10,7 +10,7 @@ use clap::{Args, Parser, Subcommand};
 #[command(
     name = "canard-train",
     version,
-    about = "Train a GAN (DCGAN, WGAN, WGAN-GP) on a folder of pictures and export it to ONNX for canard-serve",
+    about = "Train a GAN (fastgan, DCGAN, WGAN, WGAN-GP) on a folder of pictures and export it to ONNX for canard-serve",
     args_conflicts_with_subcommands = true
 )]
 struct Cli {

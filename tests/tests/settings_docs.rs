@@ -1,0 +1,138 @@
+//! The settings' two references agree with the code: README's settings table and
+//! `canard-train --help` name the same flags, and every number either states as a default
+//! is what the settings resolve to, for every architecture (and fastgan on grey pictures).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::process::Command;
+
+use canard_e2e::{cargo_bin, workspace_root};
+use canard_train::{Arch, Settings};
+
+/// `--help` of the trainer: each flag with its whole description.
+fn help() -> BTreeMap<String, String> {
+    let out = Command::new(cargo_bin("canard-train", "canard-train")).arg("--help").output().expect("--help runs");
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    let mut flags = BTreeMap::new();
+    let mut current: Option<String> = None;
+    for line in text.lines() {
+        let trimmed = line.trim_start();
+        if trimmed.starts_with("--") && line.starts_with("      --") {
+            let flag = trimmed.split([' ', '<', '[', '=']).next().unwrap().to_string();
+            current = Some(flag.clone());
+            flags.insert(flag, String::new());
+        } else if let Some(f) = &current {
+            flags.get_mut(f).unwrap().push_str(trimmed);
+            flags.get_mut(f).unwrap().push(' ');
+        }
+    }
+    flags.remove("--help");
+    flags.remove("--version");
+    flags
+}
+
+/// README's settings table: each flag with its default cell (a row may name several flags).
+fn readme() -> BTreeMap<String, String> {
+    let text = std::fs::read_to_string(workspace_root().join("README.md")).unwrap();
+    let section = text.split("### Settings").nth(1).expect("README has a Settings section");
+    let section = section.split("\n#").next().unwrap();
+    let mut flags = BTreeMap::new();
+    for row in section.lines().filter(|l| l.starts_with("| `--")) {
+        let cells: Vec<&str> = row.split(" | ").collect();
+        for flag in cells[0].split('`').filter(|t| t.starts_with("--")) {
+            flags.insert(flag.to_string(), cells[1].to_string());
+        }
+    }
+    flags
+}
+
+/// Every number written in `text` ("2e-4", "0.999", "16", "128,000").
+fn numbers(text: &str) -> Vec<f64> {
+    let mut found = Vec::new();
+    let chars: Vec<char> = text.chars().collect();
+    let mut i = 0;
+    while i < chars.len() {
+        if chars[i].is_ascii_digit() && (i == 0 || !chars[i - 1].is_alphanumeric()) {
+            let mut j = i;
+            while j < chars.len()
+                && (chars[j].is_ascii_digit()
+                    || chars[j] == '.'
+                    || (chars[j] == ',' && chars.get(j + 1).is_some_and(char::is_ascii_digit))
+                    || (chars[j] == 'e' && chars.get(j + 1).is_some_and(|c| *c == '-' || c.is_ascii_digit()))
+                    || (chars[j] == '-' && j > 0 && chars[j - 1] == 'e'))
+            {
+                j += 1;
+            }
+            let token: String = chars[i..j].iter().filter(|c| **c != ',').collect();
+            if let Ok(v) = token.trim_end_matches('.').parse() {
+                found.push(v);
+            }
+            i = j;
+        } else {
+            i += 1;
+        }
+    }
+    found
+}
+
+#[test]
+fn readme_and_help_name_the_same_flags_with_the_resolved_defaults() {
+    let (help, readme) = (help(), readme());
+    let named = |m: &BTreeMap<String, String>| m.keys().cloned().collect::<BTreeSet<_>>();
+    assert!(help.len() >= 38, "--help lists {} flags: the parser missed some", help.len());
+    assert_eq!(named(&help), named(&readme), "--help and README's settings table name different flags");
+
+    let mut checked = 0;
+    for (arch, grey) in [
+        (Arch::Fastgan, false),
+        (Arch::Fastgan, true),
+        (Arch::Dcgan, false),
+        (Arch::Wgan, false),
+        (Arch::WganGp, false),
+    ] {
+        let settings = Settings {
+            data: Some("d".into()),
+            name: Some("n".into()),
+            arch: Some(arch),
+            channels: grey.then_some(1),
+            ..Settings::default()
+        };
+        let serde_json::Value::Object(resolved) = serde_json::to_value(settings.resolve().unwrap()).unwrap() else {
+            panic!("settings are a table")
+        };
+        for (key, value) in resolved {
+            // Given here, not defaulted.
+            if key == "channels" {
+                continue;
+            }
+            let Some(value) = value.as_f64().filter(|_| value.is_number()) else { continue };
+            let flag = format!("--{key}");
+            for (what, table) in [("README", &readme), ("--help", &help)] {
+                let cell = &table[&flag];
+                // "as `--lr-g`": that flag's default.
+                let same_as =
+                    cell.split("as ").nth(1).and_then(|r| r.trim_start_matches('`').split(['`', ']', ' ']).next());
+                let stated = match same_as.filter(|f| f.starts_with("--") && table.contains_key(*f)) {
+                    Some(other) => numbers(&table[other]),
+                    None => numbers(cell),
+                };
+                // A setting with no number in its text (a flag read by one architecture, say) states none.
+                if stated.is_empty() && what == "--help" {
+                    continue;
+                }
+                let close = stated.iter().any(|s| (s - value).abs() <= 1e-12 * value.abs().max(1.0));
+                assert!(close, "{what} gives {flag} as {cell:?}, but {arch:?} (grey: {grey}) resolves it to {value}");
+                checked += 1;
+            }
+        }
+    }
+    assert!(checked > 150, "only {checked} defaults compared");
+}
+
+#[test]
+fn numbers_are_read_as_written() {
+    assert_eq!(
+        numbers("fastgan 2e-4, wgan 5e-5; 0.999 and 128,000 (x2) [default: 16]"),
+        [2e-4, 5e-5, 0.999, 128000.0, 16.0]
+    );
+}
