@@ -45,133 +45,214 @@ impl Arch {
     }
 }
 
-/// Every setting, each optional: what a user wrote on the command line or in a file.
-#[derive(clap::Args, Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case", deny_unknown_fields)]
-pub struct Settings {
+/// Declares every setting once: its help (the doc comment), its flag (`#[arg]`), its type
+/// and its default, which may depend on the architecture and on grey pictures ([`Defaults`]).
+/// From that one list come [`Settings`] (each setting optional: a command line, a `--config`
+/// file, a saved run), [`TrainConfig`] (each decided: `runs/NAME/config.toml`) and
+/// [`Settings::fill`]. A default is `required` (no default: the run needs it), `open` (stays
+/// optional: decided later, or not at all) or `{ |d| value }`.
+macro_rules! settings {
+    ($( $(#[doc = $doc:literal])* #[arg($($arg:tt)*)] $field:ident : $ty:ident = $default:tt; )*) => {
+        /// Every setting, each optional: what a user wrote on the command line or in a file.
+        #[derive(clap::Args, Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+        #[serde(rename_all = "kebab-case", deny_unknown_fields)]
+        pub struct Settings {
+            $( $(#[doc = $doc])* #[arg($($arg)*)] pub $field: Option<$ty>, )*
+        }
+
+        /// Every setting decided: what a run uses, saved as `runs/NAME/config.toml`.
+        #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+        #[serde(rename_all = "kebab-case", deny_unknown_fields)]
+        pub struct TrainConfig {
+            $( $(#[doc = $doc])* pub $field: setting_type!($default, $ty), )*
+        }
+
+        impl Settings {
+            /// Each setting as given, or its default.
+            fn fill(&self, d: &Defaults) -> Result<TrainConfig, ConfigError> {
+                Ok(TrainConfig { $( $field: setting_value!($default, self.$field, d, stringify!($field)), )* })
+            }
+        }
+    };
+}
+
+/// A setting's type in [`TrainConfig`]: an `open` one stays optional.
+macro_rules! setting_type {
+    (open, $ty:ident) => { Option<$ty> };
+    ($default:tt, $ty:ident) => { $ty };
+}
+
+/// A setting's value in [`TrainConfig`]: as given, else by its kind of default.
+macro_rules! setting_value {
+    (required, $given:expr, $d:expr, $field:expr) => {
+        $given.clone().ok_or_else(|| {
+            let flag = $field.replace('_', "-");
+            ConfigError::Invalid(format!("--{flag} is required (on the command line or in --config)"))
+        })?
+    };
+    (open, $given:expr, $d:expr, $field:expr) => {
+        $given.clone()
+    };
+    ({ $default:expr }, $given:expr, $d:expr, $field:expr) => {
+        match &$given {
+            Some(v) => v.clone(),
+            None => default_of($d, $default),
+        }
+    };
+}
+
+/// What a default may depend on.
+struct Defaults<'a> {
+    arch: Arch,
+    /// Every picture grey (`--channels 1`): some of fastgan's defaults differ.
+    grey: bool,
+    /// The settings given, for a default that follows another setting (`--lr-d` follows `--lr-g`).
+    given: &'a Settings,
+}
+
+/// Calls a default (a closure typed here, so its argument's type is known).
+fn default_of<T>(d: &Defaults, default: impl FnOnce(&Defaults) -> T) -> T {
+    default(d)
+}
+
+/// The papers' learning rates: DCGAN's (and FastGAN's) 2e-4, WGAN's 5e-5, WGAN-GP's 1e-4.
+fn default_lr(arch: Arch) -> f64 {
+    match arch {
+        Arch::Dcgan | Arch::Fastgan => 2e-4,
+        Arch::Wgan => 5e-5,
+        Arch::WganGp => 1e-4,
+    }
+}
+
+settings! {
     /// A folder of pictures (searched recursively), or builtin:shapes
     #[arg(long)]
-    pub data: Option<String>,
+    data: String = required;
     /// Run and model name: writes runs/NAME/ and models/NAME/
     #[arg(long)]
-    pub name: Option<String>,
+    name: String = required;
     /// fastgan (small data), dcgan, wgan (weight clipping) or wgan-gp (gradient penalty) [default: fastgan]
     #[arg(long, value_enum)]
-    pub arch: Option<Arch>,
+    arch: Arch = { |d| d.arch };
     /// Output image side in pixels, a power of two (32, 64, 128, 256) [default: 64]
     #[arg(long)]
-    pub image_size: Option<usize>,
+    image_size: usize = { |_| 64 };
     /// 1 (grey) or 3 (RGB) [default: grey only when every picture is grey]
     #[arg(long)]
-    pub channels: Option<usize>,
+    channels: usize = open;
     /// Passes over the data, instead of --steps; at most 99,999,999 steps in all [default: 128,000 generated images: 2,000 steps at batch 64]
     #[arg(long)]
-    pub epochs: Option<usize>,
+    epochs: usize = open;
     /// Generator updates, instead of --epochs; at most 99,999,999 [default: 128,000 generated images: 2,000 steps at batch 64]
     #[arg(long)]
-    pub steps: Option<usize>,
+    steps: usize = open;
     /// Stop after this many minutes of training (counted across resumes), or at --steps/--epochs if sooner;
     /// at most 525,600 (a year)
     #[arg(long)]
-    pub minutes: Option<f64>,
+    minutes: f64 = open;
+    // fastgan's: a narrow generator and small batches, so more updates in the same minutes,
+    // and a critic twice the generator's width, which pays for its slower steps (the best
+    // at equal minutes of the widths and batches tried; QUALITY.md). Grey pictures carry a
+    // third of the values and no colour: there a critic as narrow as the generator, whose
+    // 1.9 times the steps pay more, and no colour augmentation, measured better on digits.
     /// Pictures a batch, 1 to 4096 [default: 64; fastgan 16]
     #[arg(long)]
-    pub batch_size: Option<usize>,
+    batch_size: usize = { |d| if d.arch == Arch::Fastgan { 16 } else { 64 } };
     /// Seeds weights, noise, augmentation and data order, 0 to 2⁶³−1 [default: 0]
     #[arg(long)]
-    pub seed: Option<u64>,
+    seed: u64 = { |_| 0 };
     /// Latent vector length, 1 to 65536 [default: 100]
     #[arg(long)]
-    pub nz: Option<usize>,
+    nz: usize = { |_| 100 };
     /// Generator width; each network at most 134,217,728 parameters [default: 64; fastgan 16]
     #[arg(long)]
-    pub ngf: Option<usize>,
+    ngf: usize = { |d| if d.arch == Arch::Fastgan { 16 } else { 64 } };
     /// Discriminator/critic width [default: 64; fastgan 32, or 16 on grey pictures]
     #[arg(long)]
-    pub ndf: Option<usize>,
+    ndf: usize = { |d| match d.arch { Arch::Fastgan if d.grey => 16, Arch::Fastgan => 32, _ => 64 } };
     /// Generator learning rate [default: fastgan and dcgan 2e-4, wgan 5e-5, wgan-gp 1e-4]
     #[arg(long)]
-    pub lr_g: Option<f64>,
+    lr_g: f64 = { |d| default_lr(d.arch) };
     /// Discriminator/critic learning rate [default: as --lr-g]
     #[arg(long)]
-    pub lr_d: Option<f64>,
+    lr_d: f64 = { |d| d.given.lr_g.unwrap_or(default_lr(d.arch)) };
     /// Adam β1 [default: fastgan and dcgan 0.5, wgan-gp 0]
     #[arg(long)]
-    pub beta1: Option<f64>,
+    beta1: f64 = { |d| if d.arch == Arch::WganGp { 0.0 } else { 0.5 } };
     /// Adam β2 [default: fastgan and dcgan 0.999, wgan-gp 0.9]
     #[arg(long)]
-    pub beta2: Option<f64>,
+    beta2: f64 = { |d| if d.arch == Arch::WganGp { 0.9 } else { 0.999 } };
     /// RMSprop smoothing constant (wgan) [default: 0.99]
     #[arg(long)]
-    pub rms_alpha: Option<f64>,
+    rms_alpha: f64 = { |_| RMS_ALPHA };
     /// Critic updates per generator update [default: fastgan and dcgan 1, wgan and wgan-gp 5]
     #[arg(long)]
-    pub critic_steps: Option<usize>,
+    critic_steps: usize = { |d| if matches!(d.arch, Arch::Wgan | Arch::WganGp) { 5 } else { 1 } };
     /// wgan: critic steps for the first 25 and every 500th generator update [default: 100]
     #[arg(long)]
-    pub critic_steps_burst: Option<usize>,
+    critic_steps_burst: usize = { |_| CRITIC_STEPS_BURST };
     /// wgan: clamp critic weights to ±CLAMP [default: 0.01]
     #[arg(long)]
-    pub clamp: Option<f64>,
+    clamp: f64 = { |_| CLAMP };
     /// wgan-gp: gradient penalty weight λ [default: 10]
     #[arg(long)]
-    pub gp_lambda: Option<f64>,
+    gp_lambda: f64 = { |_| GP_LAMBDA };
     /// Half-life, in generated images, of the generator's moving average (exported and
     /// previewed); 0 turns it off [default: 10000]
     #[arg(long)]
-    pub ema_half_life: Option<f64>,
+    ema_half_life: f64 = { |_| 10_000.0 };
     /// The average's half-life is at most this fraction of the images generated so far,
     /// so a short run is not averaged with its first, bad generators; 0: no ramp [default: 0.05]
     #[arg(long)]
-    pub ema_rampup: Option<f64>,
+    ema_rampup: f64 = { |_| 0.05 };
     /// DiffAugment (--augment-policy) on real and fake images [default: fastgan always, others under 2,000 images]
     #[arg(long, num_args = 0..=1, default_missing_value = "true")]
-    pub augment: Option<bool>,
+    augment: bool = open;
     /// Which DiffAugment transforms: color, translation and/or cutout, comma-separated
     /// [default: fastgan color,translation (FastGAN's), or translation on grey pictures; others
     /// color,translation,cutout]
     #[arg(long, value_parser = DiffAugment::parse)]
-    pub augment_policy: Option<DiffAugment>,
+    augment_policy: DiffAugment = { |d| default_policy(d.arch, d.grey) };
     /// DiffAugment's colour transform stops when the run is this fraction through its length
     /// (steps or minutes, as they stand), so the critic sees true colours at the end
     /// [default: fastgan 0.5; others 1: to the end]
     #[arg(long)]
-    pub color_until: Option<f64>,
+    color_until: f64 = { |d| default_color_until(d.arch) };
     /// Mirror real images horizontally at random [default: false]
     #[arg(long, num_args = 0..=1, default_missing_value = "true")]
-    pub mirror: Option<bool>,
+    mirror: bool = { |_| false };
     /// fastgan: ADA's adaptive augmentation, each transform applied with a probability that
     /// keeps E[sign(D(real))] at this target (the paper's 0.6) [default: off: always applied]
     #[arg(long)]
-    pub ada_target: Option<f64>,
+    ada_target: f64 = open;
     /// fastgan: R1's weight γ, a penalty of γ/2·‖∇ₓD(x)‖² on the (augmented) real pictures
     /// (Mescheder et al. 2018), 0 to 1000; CPU only [default: 0: off]
     #[arg(long)]
-    pub r1: Option<f64>,
+    r1: f64 = { |_| 0.0 };
     /// Save a checkpoint every N generator updates (at least 1), and at the end [default: 200]
     #[arg(long)]
-    pub checkpoint_every: Option<usize>,
+    checkpoint_every: usize = { |_| 200 };
     /// Checkpoints kept [default: 3]
     #[arg(long)]
-    pub keep_checkpoints: Option<usize>,
+    keep_checkpoints: usize = { |_| 3 };
     /// Steps the discriminator may win outright before training stops [default: 300]
     #[arg(long)]
-    pub guard_patience: Option<usize>,
+    guard_patience: usize = { |_| GUARD_PATIENCE };
     /// Generated images compared with the data for the SWD at export, at most 16384; 0 skips it [default: 2048]
     #[arg(long)]
-    pub eval_images: Option<usize>,
+    eval_images: usize = { |_| 2048 };
     /// auto (the GPU when built with CUDA and one is present), cuda or cpu [default: auto]
     #[arg(long, value_enum)]
-    pub device: Option<DeviceChoice>,
+    device: DeviceChoice = { |_| DeviceChoice::default() };
     /// Where runs/NAME/ goes [default: runs]
     #[arg(long)]
-    pub runs_dir: Option<PathBuf>,
+    runs_dir: PathBuf = { |_| "runs".into() };
     /// Where models/NAME/ goes [default: models]
     #[arg(long)]
-    pub models_dir: Option<PathBuf>,
+    models_dir: PathBuf = { |_| "models".into() };
     /// A plain progress line every N steps when stderr is not a terminal [default: 10]
     #[arg(long)]
-    pub log_every: Option<usize>,
+    log_every: usize = { |_| 10 };
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -233,67 +314,7 @@ impl Settings {
     /// Fills in the architecture's defaults and checks every value.
     pub fn resolve(&self) -> Result<TrainConfig, ConfigError> {
         let arch = self.arch.unwrap_or(Arch::Fastgan);
-        let (lr, beta1, beta2, critic) = match arch {
-            Arch::Dcgan | Arch::Fastgan => (2e-4, 0.5, 0.999, 1),
-            Arch::Wgan => (5e-5, 0.5, 0.999, 5),
-            Arch::WganGp => (1e-4, 0.0, 0.9, 5),
-        };
-        let lr_g = self.lr_g.unwrap_or(lr);
-        // fastgan's: a narrow generator and small batches, so more updates in the same minutes,
-        // and a critic twice the generator's width, which pays for its slower steps (the best
-        // at equal minutes of the widths and batches tried; QUALITY.md). Grey pictures carry a
-        // third of the values and no colour: there a critic as narrow as the generator, whose
-        // 1.9 times the steps pay more, and no colour augmentation, measured better on digits.
-        let grey = self.channels == Some(1);
-        let (batch, ngf, ndf) = match arch {
-            Arch::Fastgan => (16, 16, if grey { 16 } else { 32 }),
-            _ => (64, 64, 64),
-        };
-        let need = |v: &Option<String>, flag: &str| {
-            v.clone().ok_or_else(|| {
-                ConfigError::Invalid(format!("--{flag} is required (on the command line or in --config)"))
-            })
-        };
-        let cfg = TrainConfig {
-            data: need(&self.data, "data")?,
-            name: need(&self.name, "name")?,
-            arch,
-            image_size: self.image_size.unwrap_or(64),
-            channels: self.channels,
-            epochs: self.epochs,
-            steps: self.steps,
-            minutes: self.minutes,
-            batch_size: self.batch_size.unwrap_or(batch),
-            seed: self.seed.unwrap_or(0),
-            nz: self.nz.unwrap_or(100),
-            ngf: self.ngf.unwrap_or(ngf),
-            ndf: self.ndf.unwrap_or(ndf),
-            lr_g,
-            lr_d: self.lr_d.unwrap_or(lr_g),
-            beta1: self.beta1.unwrap_or(beta1),
-            beta2: self.beta2.unwrap_or(beta2),
-            rms_alpha: self.rms_alpha.unwrap_or(RMS_ALPHA),
-            critic_steps: self.critic_steps.unwrap_or(critic),
-            critic_steps_burst: self.critic_steps_burst.unwrap_or(CRITIC_STEPS_BURST),
-            clamp: self.clamp.unwrap_or(CLAMP),
-            gp_lambda: self.gp_lambda.unwrap_or(GP_LAMBDA),
-            ema_half_life: self.ema_half_life.unwrap_or(10_000.0),
-            ema_rampup: self.ema_rampup.unwrap_or(0.05),
-            augment: self.augment,
-            augment_policy: self.augment_policy.unwrap_or(default_policy(arch, grey)),
-            color_until: self.color_until.unwrap_or(default_color_until(arch)),
-            mirror: self.mirror.unwrap_or(false),
-            ada_target: self.ada_target,
-            r1: self.r1.unwrap_or(0.0),
-            checkpoint_every: self.checkpoint_every.unwrap_or(200),
-            keep_checkpoints: self.keep_checkpoints.unwrap_or(3),
-            guard_patience: self.guard_patience.unwrap_or(GUARD_PATIENCE),
-            eval_images: self.eval_images.unwrap_or(2048),
-            device: self.device.unwrap_or_default(),
-            runs_dir: self.runs_dir.clone().unwrap_or_else(|| "runs".into()),
-            models_dir: self.models_dir.clone().unwrap_or_else(|| "models".into()),
-            log_every: self.log_every.unwrap_or(10),
-        };
+        let cfg = self.fill(&Defaults { arch, grey: self.channels == Some(1), given: self })?;
         cfg.validate()?;
         Ok(cfg)
     }
@@ -338,58 +359,6 @@ const CLAMP: f64 = 0.01;
 const RMS_ALPHA: f64 = 0.99;
 const GP_LAMBDA: f64 = 10.0;
 const GUARD_PATIENCE: usize = 300;
-
-/// Every setting decided: what a run uses, saved as `runs/NAME/config.toml`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case", deny_unknown_fields)]
-pub struct TrainConfig {
-    pub data: String,
-    pub name: String,
-    pub arch: Arch,
-    pub image_size: usize,
-    /// `None`: follow the data.
-    pub channels: Option<usize>,
-    pub epochs: Option<usize>,
-    pub steps: Option<usize>,
-    /// Training time, in minutes, after which the run ends (with `steps`/`epochs`: whichever comes first).
-    pub minutes: Option<f64>,
-    pub batch_size: usize,
-    pub seed: u64,
-    pub nz: usize,
-    pub ngf: usize,
-    pub ndf: usize,
-    pub lr_g: f64,
-    pub lr_d: f64,
-    pub beta1: f64,
-    pub beta2: f64,
-    pub rms_alpha: f64,
-    pub critic_steps: usize,
-    pub critic_steps_burst: usize,
-    pub clamp: f64,
-    pub gp_lambda: f64,
-    /// Images; 0: no moving average.
-    pub ema_half_life: f64,
-    pub ema_rampup: f64,
-    /// `None`: decided from the dataset's size when it is loaded.
-    pub augment: Option<bool>,
-    /// The transforms DiffAugment applies when it is on.
-    pub augment_policy: DiffAugment,
-    /// The fraction of the run after which the colour transform stops; 1: never.
-    pub color_until: f64,
-    pub mirror: bool,
-    /// ADA's target for E[sign(D(real))]; `None`: augmentation always applied.
-    pub ada_target: Option<f64>,
-    /// R1's γ; 0: off.
-    pub r1: f64,
-    pub checkpoint_every: usize,
-    pub keep_checkpoints: usize,
-    pub guard_patience: usize,
-    pub eval_images: usize,
-    pub device: DeviceChoice,
-    pub runs_dir: PathBuf,
-    pub models_dir: PathBuf,
-    pub log_every: usize,
-}
 
 /// Below this many pictures DiffAugment is on unless told otherwise (Zhao et al. show it
 /// matters most for a few hundred to a few thousand images).
