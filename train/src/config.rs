@@ -524,8 +524,16 @@ impl TrainConfig {
             ngf: self.ngf,
             ndf: self.ndf,
         };
+        if !self.image_size.is_power_of_two() || !(8..=1024).contains(&self.image_size) {
+            return bad(format!("--image-size {} must be a power of two from 8 to 1024", self.image_size));
+        }
         let kind = self.arch.kind();
-        kind.validate(&shape).map_err(ConfigError::Invalid)?;
+        kind.validate(&shape).map_err(|e| {
+            ConfigError::Invalid(format!(
+                "{e} (--image-size {}, --ngf {}, --ndf {})",
+                self.image_size, self.ngf, self.ndf
+            ))
+        })?;
         // The critic mirrors the generator, so a generator as wide as the critic measures it.
         let critic = crate::model::DcganShape { ngf: self.ndf, nz: 1, ..shape };
         for (flag, width, network, count) in [
