@@ -371,12 +371,7 @@ pub const DEFAULT_IMAGES: usize = 128_000;
 impl TrainConfig {
     pub fn validate(&self) -> Result<(), ConfigError> {
         let bad = |m: String| Err(ConfigError::Invalid(m));
-        if !canard_shared::manifest::is_plain_name(&self.name) {
-            return bad(format!(
-                "--name {:?} must be letters, digits, '-', '_' or '.' (it becomes a folder name)",
-                self.name
-            ));
-        }
+        check_name(&self.name)?;
         if self.epochs.is_some() && self.steps.is_some() {
             return bad("give --epochs or --steps, not both".into());
         }
@@ -562,6 +557,16 @@ impl TrainConfig {
     pub fn as_settings(&self) -> Result<Settings, ConfigError> {
         toml::from_str(&self.to_toml()?).map_err(|e| ConfigError::Invalid(format!("settings do not read back: {e}")))
     }
+}
+
+/// `--name` becomes a folder name: one plain path component, checked before it is used as one.
+pub fn check_name(name: &str) -> Result<(), ConfigError> {
+    if !canard_shared::manifest::is_plain_name(name) {
+        return Err(ConfigError::Invalid(format!(
+            "--name {name:?} must be letters, digits, '-', '_' or '.' (it becomes a folder name)"
+        )));
+    }
+    Ok(())
 }
 
 /// TOML's integers are i64: a larger value (a seed from the top half of u64's range, say)

@@ -102,7 +102,7 @@ pub fn train_with(flags: &Settings, config_file: Option<&Path>, start: Start) ->
     let layered = file.clone().overlay(flags)?;
     let name = layered.name.clone().context("--name is required (on the command line or in --config)")?;
     // The name becomes a path: checked before it is used as one.
-    check_name(&name)?;
+    crate::config::check_name(&name)?;
     let runs_dir = layered.runs_dir.clone().unwrap_or_else(|| "runs".into());
     let run_dir = runs_dir.join(&name);
     let has_checkpoint = start != Start::Fresh && !checkpoint::list(&run_dir).is_empty();
@@ -119,13 +119,6 @@ pub fn train_with(flags: &Settings, config_file: Option<&Path>, start: Start) ->
         layered
     };
     run(&settings, start)
-}
-
-fn check_name(name: &str) -> anyhow::Result<()> {
-    if !canard_shared::manifest::is_plain_name(name) {
-        anyhow::bail!("--name {name:?} must be letters, digits, '-', '_' or '.' (it becomes a folder name)");
-    }
-    Ok(())
 }
 
 /// A resumed run's checkpoints hold networks of the shape it was started with: a setting
