@@ -10,7 +10,7 @@
 //! Options: `--image-size S`, `--batch B`, `--width W` (ngf = ndf; or
 //! `--ngf`, `--ndf` apart), `--warmup N`,
 //! `--steps N`, `--export DIR` (also export the generator to DIR/bench for the ONNX
-//! Runtime column), `--graph` (candle's graph instead of the CPU tape, for comparison),
+//! Runtime column), `--candle` (candle's ops instead of canard's CPU kernels, for comparison),
 //! `--arch dcgan|wgan|wgan-gp|fastgan`, `--augment` (DiffAugment on every image the critic
 //! sees, with the policy the trainer starts with; fastgan always has it), `--r1 GAMMA` (fastgan's R1 penalty).
 
@@ -20,7 +20,7 @@ use canard_train::config::{Arch, Settings};
 use canard_train::cursor::Cursor;
 use canard_train::data::Dataset;
 use canard_train::export;
-use canard_train::model::{CriticNorm, DcganShape};
+use canard_train::nn::{Engine, Shape};
 use canard_train::optim::{Optimizer, Rule};
 use canard_train::step::{dcgan_step, fastgan_step, wgan_step, StepCtx};
 use canard_train::trainer::Gan;
@@ -51,9 +51,9 @@ struct Args {
     steps: usize,
     #[arg(long)]
     export: Option<PathBuf>,
-    /// Backpropagate through candle's graph instead of the CPU tape (for comparison).
+    /// candle's ops instead of canard's CPU kernels (what other devices run), for comparison.
     #[arg(long)]
-    graph: bool,
+    candle: bool,
     #[arg(long, value_enum, default_value = "dcgan")]
     arch: Arch,
     #[arg(long)]
@@ -78,20 +78,15 @@ fn main() -> anyhow::Result<()> {
         ..Settings::default()
     };
     let cfg = settings.resolve()?;
-    if a.arch == Arch::WganGp {
-        // As the trainer: candle's second-order gradients, before this thread's first backward pass.
-        std::env::set_var(canard_train::losses::SECOND_ORDER_ENV, "1");
-    }
     let device = Device::Cpu;
     let mut rng = ChaCha8Rng::seed_from_u64(0);
     // Random pixels: the step's cost does not depend on them.
     let len = a.batch * 4;
     let pixels: Vec<u8> = (0..len * 3 * a.image_size * a.image_size).map(|_| rng.random()).collect();
     let data = Dataset { source: "random".into(), pixels, len, channels: 3, size: a.image_size };
-    let shape = DcganShape { image_size: a.image_size, channels: 3, nz: cfg.nz, ngf: cfg.ngf, ndf: cfg.ndf };
-    a.arch.kind().validate(&shape).map_err(anyhow::Error::msg)?;
-    let norm = if a.arch == Arch::WganGp { CriticNorm::Layer } else { CriticNorm::Batch };
-    let gan = Gan::build_kind(a.arch.kind(), shape, norm, &mut rng, &device, DType::F32)?;
+    let shape = Shape { image_size: a.image_size, channels: 3, nz: cfg.nz, ngf: cfg.ngf, ndf: cfg.ndf };
+    a.arch.validate_shape(&shape).map_err(anyhow::Error::msg)?;
+    let gan = Gan::new(a.arch, shape, &mut rng, &device, DType::F32)?;
     let rule = match a.arch {
         Arch::Wgan => Rule::RmsProp { alpha: cfg.rms_alpha, eps: 1e-8 },
         _ => Rule::Adam { beta1: cfg.beta1, beta2: cfg.beta2, eps: 1e-8 },
@@ -102,7 +97,9 @@ fn main() -> anyhow::Result<()> {
     // (fastgan's second half drops colour, `--color-until`: its steps cost a little less.)
     let augmented = a.augment || a.arch == Arch::Fastgan;
     let mut ctx = StepCtx::new(&cfg, &gan, &data, &device, augmented.then_some(&cfg.augment_policy))?;
-    ctx.tape &= !a.graph;
+    if a.candle {
+        ctx.engine = Engine::Candle;
+    }
     let mut cursor = Cursor::new(data.len, a.batch, 0, 0, 0);
 
     let mut secs = 0.0;
@@ -132,15 +129,15 @@ fn main() -> anyhow::Result<()> {
             ema: false,
             quality: None,
         };
-        export::export(&gan.g, dir, "bench", a.arch.name(), summary).context("exporting the generator")?;
+        export::export(&gan.g, &shape, dir, "bench", a.arch.name(), summary).context("exporting the generator")?;
     }
     println!(
-        "{{\"images_per_s\": {:.2}, \"step_s\": {:.4}, \"peak_rss_mib\": {:.1}, \"threads\": {}, \"tape\": {}}}",
+        "{{\"images_per_s\": {:.2}, \"step_s\": {:.4}, \"peak_rss_mib\": {:.1}, \"threads\": {}, \"kernels\": {}}}",
         (a.batch * a.steps) as f64 / secs,
         secs / a.steps as f64,
         peak_rss_mib()?,
         rayon::current_num_threads(),
-        ctx.tape,
+        ctx.engine == Engine::Kernels,
     );
     Ok(())
 }

@@ -5,7 +5,8 @@
 //! cargo run --release -p canard-train --example profile_ops
 //! ```
 
-use candle_core::{Device, Tensor, Var};
+use canard_train::ops::{self, Geometry};
+use candle_core::{Device, Tensor};
 use std::time::Instant;
 
 fn time<F: FnMut()>(mut f: F) -> f64 {
@@ -32,26 +33,28 @@ fn main() -> anyhow::Result<()> {
         (false, 256, 1, 4, 1, 0),
     ];
     for (tr, ci, co, side, s, p) in layers {
-        let x = Var::from_tensor(&Tensor::randn(0f32, 1., (n, ci, side, side), &dev)?)?;
-        let w = Var::from_tensor(&Tensor::randn(0f32, 1., if tr { (ci, co, 4, 4) } else { (co, ci, 4, 4) }, &dev)?)?;
-        let f = |x: &Tensor, w: &Tensor| {
-            if tr {
-                canard_train::ops::conv_transpose2d(x, w, s, p)
-            } else {
-                canard_train::ops::conv2d(x, w, s, p)
-            }
-        };
-        let y = f(x.as_tensor(), w.as_tensor())?;
+        let x = Tensor::randn(0f32, 1., (n, ci, side, side), &dev)?;
+        let w = Tensor::randn(0f32, 1., if tr { (ci, co, 4, 4) } else { (co, ci, 4, 4) }, &dev)?;
+        let g = Geometry::new(4, s, p)?;
+        let f = |x: &Tensor| if tr { ops::conv_transpose2d(x, &w, g, (g.big(side)?, g.big(side)?)) } else { ops::conv2d(x, &w, g) };
+        let y = f(&x)?;
         let osz = y.dim(2)?;
         let macs = (n * ci * co * 16 * if tr { side * side } else { osz * osz }) as f64;
         let fwd = time(|| {
-            f(x.as_tensor(), w.as_tensor()).unwrap();
+            f(&x).unwrap();
         });
-        let r = Tensor::randn(0f32, 1., y.shape(), &dev)?;
-        let bwd = time(|| {
-            let y = f(x.as_tensor(), w.as_tensor()).unwrap();
-            (y * &r).unwrap().sum_all().unwrap().backward().unwrap();
-        }) - fwd;
+        let dy = Tensor::randn(0f32, 1., y.shape(), &dev)?;
+        // The input's gradient (the other product) and the weight's.
+        let bwd = time(|| match tr {
+            true => {
+                ops::conv2d(&dy, &w, g).unwrap();
+                ops::conv_weight_grad(&dy, &x, g).unwrap();
+            }
+            false => {
+                ops::conv_transpose2d(&dy, &w, g, (side, side)).unwrap();
+                ops::conv_weight_grad(&x, &dy, g).unwrap();
+            }
+        });
         println!(
             "{} {ci:>3}->{co:>3} {side:>2}->{osz:>2}: fwd {:6.2} ms ({:5.0} GFLOP/s)  bwd {:6.2} ms ({:5.0} GFLOP/s)",
             if tr { "convT" } else { "conv " },

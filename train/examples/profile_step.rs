@@ -1,19 +1,20 @@
 //! Where a DCGAN training step's time goes on the CPU, for BENCHMARKS.md: the step's
-//! phases as the trainer runs them (the CPU tape, `canard_train::tape`), then the
+//! phases as the trainer runs them (`canard_train::nn` with canard's kernels), then the
 //! thread-time of each kind of work inside the convolutions and BatchNorm.
 //!
 //! ```sh
 //! cargo run --release -p canard-train --example profile_step -- 64   # image size; ngf = ndf = 64, batch 64
 //! ```
 
+use canard_train::config::Arch;
 use canard_train::losses::bce_with_logits;
-use canard_train::model::{params::randn, DcganShape};
+use canard_train::nn::params::randn;
+use canard_train::nn::{backward_both, Engine, Shape};
 use canard_train::ops::profile;
 use canard_train::optim::{Optimizer, Rule};
-use canard_train::tape::{backward_both, Net, Values};
 use canard_train::trainer::Gan;
 use candle_core::backprop::GradStore;
-use candle_core::{Device, Tensor, Var};
+use candle_core::{DType, Device, Tensor, Var};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use std::time::Instant;
@@ -24,16 +25,16 @@ const NAMES: [&str; 8] = [
     "D backward ×2",
     "D Adam",
     "D forward, fake for G",
-    "D backward, frozen",
+    "D backward, to the pictures",
     "G backward",
     "G Adam",
 ];
 
 /// The loss's gradient with respect to the logits, as the step takes it from candle.
-fn dlogits(logits: &Values<f32>, target: f64) -> anyhow::Result<Vec<f32>> {
-    let v = Var::from_vec(logits.data.clone(), logits.data.len(), &Device::Cpu)?;
+fn dlogits(logits: &Tensor, target: f64) -> anyhow::Result<Vec<(usize, Tensor)>> {
+    let v = Var::from_tensor(&logits.flatten_all()?.detach())?;
     let g = bce_with_logits(v.as_tensor(), target)?.backward()?;
-    Ok(g.get(v.as_tensor()).expect("a gradient").to_vec1()?)
+    Ok(vec![(0, g.get(v.as_tensor()).expect("a gradient").clone())])
 }
 
 fn main() -> anyhow::Result<()> {
@@ -42,12 +43,11 @@ fn main() -> anyhow::Result<()> {
     let (steps, warmup) = (6, 2);
     let dev = Device::Cpu;
     let mut rng = ChaCha8Rng::seed_from_u64(0);
-    let shape = DcganShape { image_size: size, channels: 3, nz: 100, ngf: 64, ndf: 64 };
-    let gan = Gan::new(shape, &mut rng, &dev)?;
+    let shape = Shape { image_size: size, channels: 3, nz: 100, ngf: 64, ndf: 64 };
+    let gan = Gan::new(Arch::Dcgan, shape, &mut rng, &dev, DType::F32)?;
     let adam = Rule::Adam { beta1: 0.5, beta2: 0.999, eps: 1e-8 };
     let mut opt_g = Optimizer::new(gan.g_params.trainable(), adam, 2e-4)?;
     let mut opt_d = Optimizer::new(gan.d_params.trainable(), adam, 2e-4)?;
-    let (g_net, d_net) = (Net::generator(&gan.g)?, Net::discriminator(&gan.d)?);
     let real = randn(&mut rng, &[64, 3, size, size], &dev)?;
     let mut t = [0f64; 8];
     let mut work = [0f64; 5];
@@ -61,21 +61,32 @@ fn main() -> anyhow::Result<()> {
             lap = Instant::now();
         };
         let noise: Tensor = randn(&mut rng, &[64, 100, 1, 1], &dev)?;
-        let g_tape = g_net.forward(Values::<f32>::of(&noise)?)?;
+        let g_pass = gan.g.pass(Engine::Kernels, true, &[0])?;
+        let made = g_pass.forward(noise, 0)?;
+        made.commit()?;
+        let fake = made.output(0)?.clone();
         tick(0, &mut t);
-        let (d_real, d_fake) = d_net.forward_both(Values::of(&real)?, g_tape.output().clone())?;
+        let d_pass = gan.d.pass(Engine::Kernels, true, &[0])?;
+        let (d_real, d_fake) = d_pass.forward_both(real.clone(), fake.clone(), 0)?;
+        d_real.commit()?;
+        d_fake.commit()?;
         tick(1, &mut t);
-        let grads =
-            backward_both((&d_real, dlogits(d_real.output(), 1.0)?), (&d_fake, dlogits(d_fake.output(), 0.0)?))?;
+        let grads = backward_both(
+            &gan.d,
+            (&d_real, dlogits(d_real.output(0)?, 1.0)?),
+            (&d_fake, dlogits(d_fake.output(0)?, 0.0)?),
+        )?;
         tick(2, &mut t);
         opt_d.step(&grads)?;
         tick(3, &mut t);
-        let d_gen = d_net.forward(g_tape.output().clone())?;
+        let d_pass = gan.d.pass(Engine::Kernels, true, &[0])?;
+        let d_gen = d_pass.forward(fake, 0)?;
+        d_gen.commit()?;
         tick(4, &mut t);
-        let dfake = d_gen.backward(dlogits(d_gen.output(), 1.0)?, None, true)?.expect("the input's gradient");
+        let dfake = d_gen.backward(dlogits(d_gen.output(0)?, 1.0)?, None, true)?.expect("the input's gradient");
         tick(5, &mut t);
         let mut grads = GradStore::default();
-        g_tape.backward(dfake, Some(&mut grads), false)?;
+        made.backward(vec![(0, dfake)], Some(&mut grads), false)?;
         tick(6, &mut t);
         opt_g.step(&grads)?;
         tick(7, &mut t);

@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::augment::DiffAugment;
 use crate::device::DeviceChoice;
+use crate::nn::{self, dcgan::CriticNorm, Init, Net, Shape};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "kebab-case")]
@@ -36,11 +37,36 @@ impl Arch {
         }
     }
 
-    /// The networks it trains.
-    pub fn kind(self) -> crate::model::Kind {
+    /// Its generator: latents [N, nz, 1, 1] → pictures [N, C, S, S] in [-1, 1].
+    pub fn generator(self, init: &mut Init, shape: Shape) -> candle_core::Result<Net> {
         match self {
-            Arch::Fastgan => crate::model::Kind::Fastgan,
-            _ => crate::model::Kind::Dcgan,
+            Arch::Fastgan => nn::fastgan::generator(init, shape),
+            _ => nn::dcgan::generator(init, shape),
+        }
+    }
+
+    /// Its critic: pictures → one logit or score each (fastgan's: and its rebuilt pictures).
+    pub fn critic(self, init: &mut Init, shape: Shape) -> candle_core::Result<Net> {
+        match self {
+            Arch::Fastgan => nn::fastgan::critic(init, shape),
+            Arch::WganGp => nn::dcgan::critic(init, shape, CriticNorm::Layer),
+            Arch::Dcgan | Arch::Wgan => nn::dcgan::critic(init, shape, CriticNorm::Batch),
+        }
+    }
+
+    /// Its generator's parameter count, computed without building it; `None` on overflow.
+    pub fn generator_parameters(self, shape: &Shape) -> Option<usize> {
+        match self {
+            Arch::Fastgan => nn::fastgan::generator_parameters(shape),
+            _ => nn::dcgan::generator_parameters(shape),
+        }
+    }
+
+    /// Whether it can build networks of `shape`.
+    pub fn validate_shape(self, shape: &Shape) -> std::result::Result<(), String> {
+        match self {
+            Arch::Fastgan => nn::fastgan::validate(shape),
+            _ => shape.validate(),
         }
     }
 }
@@ -512,7 +538,7 @@ impl TrainConfig {
         if let Some(c) = self.channels.filter(|&c| c != 1 && c != 3) {
             return bad(format!("--channels must be 1 (grey) or 3 (RGB), not {c}"));
         }
-        let shape = crate::model::DcganShape {
+        let shape = Shape {
             image_size: self.image_size,
             channels: self.channels.unwrap_or(3),
             nz: self.nz,
@@ -522,15 +548,15 @@ impl TrainConfig {
         if !self.image_size.is_power_of_two() || !(8..=1024).contains(&self.image_size) {
             return bad(format!("--image-size {} must be a power of two from 8 to 1024", self.image_size));
         }
-        let kind = self.arch.kind();
-        kind.validate(&shape).map_err(|e| {
+        let kind = self.arch;
+        kind.validate_shape(&shape).map_err(|e| {
             ConfigError::Invalid(format!(
                 "{e} (--image-size {}, --ngf {}, --ndf {})",
                 self.image_size, self.ngf, self.ndf
             ))
         })?;
         // The critic mirrors the generator, so a generator as wide as the critic measures it.
-        let critic = crate::model::DcganShape { ngf: self.ndf, nz: 1, ..shape };
+        let critic = Shape { ngf: self.ndf, nz: 1, ..shape };
         for (flag, width, network, count) in [
             ("ngf", self.ngf, "generator", kind.generator_parameters(&shape)),
             ("ndf", self.ndf, "critic", kind.generator_parameters(&critic)),

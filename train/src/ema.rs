@@ -12,13 +12,14 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
 
-use crate::model::layers::BN_MOMENTUM;
-use crate::model::params::randn;
-use crate::model::{DcganShape, Generator, Init, Kind, Params};
+use crate::config::Arch;
+use crate::nn::batch_norm::BN_MOMENTUM;
+use crate::nn::params::randn;
+use crate::nn::{Engine, Init, Net, Params, Shape};
 use crate::ops::{with_slice, Element, TASK_VALUES};
 
 pub struct Ema {
-    pub g: Generator,
+    pub g: Net,
     pub params: Params,
     /// Images after which an old generator's weight in the average has halved.
     pub half_life: f64,
@@ -26,13 +27,14 @@ pub struct Ema {
     pub rampup: f64,
     /// Updates so far (kept in checkpoints).
     pub updates: u64,
+    device: Device,
 }
 
 impl Ema {
     /// An average that starts as a copy of `source`.
     pub fn new(
-        kind: Kind,
-        shape: DcganShape,
+        arch: Arch,
+        shape: Shape,
         source: &Params,
         half_life: f64,
         rampup: f64,
@@ -40,13 +42,9 @@ impl Ema {
     ) -> Result<Self> {
         let mut params = Params::default();
         // The throwaway RNG only fills tensors that are overwritten at once.
-        let g = Generator::new(
-            &mut Init::new(&mut params, &mut ChaCha8Rng::seed_from_u64(0), device, source.dtype()),
-            kind,
-            shape,
-        )?;
+        let g = arch.generator(&mut Init::new(&mut params, &mut ChaCha8Rng::seed_from_u64(0), device, source.dtype()), shape)?;
         params.copy_from(source)?;
-        Ok(Self { g, params, half_life, rampup, updates: 0 })
+        Ok(Self { g, params, half_life, rampup, updates: 0, device: device.clone() })
     }
 
     /// The decay for an update of `batch` images when `seen` images have been generated
@@ -88,8 +86,8 @@ impl Ema {
         }
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
         for _ in 0..STANDING_BATCHES {
-            let z = randn(&mut rng, &[64, nz, 1, 1], self.g.device())?.to_dtype(self.params.dtype())?;
-            self.g.forward(&z, true)?;
+            let z = randn(&mut rng, &[64, nz, 1, 1], &self.device)?.to_dtype(self.params.dtype())?;
+            self.g.pass(Engine::for_device(&self.device), true, &[0])?.forward(z, 0)?.commit()?;
         }
         let weight = 1.0 - (1.0 - BN_MOMENTUM).powi(STANDING_BATCHES as i32);
         for v in &stats {
@@ -135,12 +133,12 @@ mod tests {
     use super::*;
 
     fn ema(half_life: f64, rampup: f64) -> Ema {
-        let shape = DcganShape { image_size: 8, channels: 1, nz: 2, ngf: 2, ndf: 2 };
+        let shape = Shape { image_size: 8, channels: 1, nz: 2, ngf: 2, ndf: 2 };
         let mut params = Params::default();
         let dev = Device::Cpu;
         let mut rng = ChaCha8Rng::seed_from_u64(1);
-        Generator::new(&mut Init::new(&mut params, &mut rng, &dev, DType::F32), Kind::Dcgan, shape).unwrap();
-        Ema::new(Kind::Dcgan, shape, &params, half_life, rampup, &dev).unwrap()
+        Arch::Dcgan.generator(&mut Init::new(&mut params, &mut rng, &dev, DType::F32), shape).unwrap();
+        Ema::new(Arch::Dcgan, shape, &params, half_life, rampup, &dev).unwrap()
     }
 
     #[test]
@@ -166,8 +164,8 @@ mod tests {
             e.params.iter().next().unwrap().var.as_tensor().flatten_all().unwrap().to_vec1().unwrap();
         let mut source = Params::default();
         let mut rng = ChaCha8Rng::seed_from_u64(2);
-        let shape = DcganShape { image_size: 8, channels: 1, nz: 2, ngf: 2, ndf: 2 };
-        Generator::new(&mut Init::new(&mut source, &mut rng, &Device::Cpu, DType::F32), Kind::Dcgan, shape).unwrap();
+        let shape = Shape { image_size: 8, channels: 1, nz: 2, ngf: 2, ndf: 2 };
+        Arch::Dcgan.generator(&mut Init::new(&mut source, &mut rng, &Device::Cpu, DType::F32), shape).unwrap();
         let w: Vec<f32> = source.iter().next().unwrap().var.as_tensor().flatten_all().unwrap().to_vec1().unwrap();
         e.update(&source, 1e6, 100).unwrap();
         let d = e.decay(1e6, 100) as f32;
@@ -182,16 +180,17 @@ mod tests {
     #[test]
     fn recalibrating_measures_batchnorms_statistics_on_the_average_itself() {
         let e = ema(1_000.0, 0.0);
-        let Generator::Dcgan(g) = &e.g else { panic!("a DCGAN generator") };
-        let bn = g.blocks[0].bn.as_ref().unwrap();
+        let param = |name: &str| e.params.iter().find(|p| p.name == name).unwrap().var.clone();
+        let (running_mean, running_var) = (param("0.bn.running_mean"), param("0.bn.running_var"));
         // Statistics that belong to other weights, as `update` copies them from the raw generator.
-        let c = bn.running_mean.dim(0).unwrap();
-        bn.running_mean.set(&Tensor::full(5f32, c, &Device::Cpu).unwrap()).unwrap();
-        bn.running_var.set(&Tensor::full(9f32, c, &Device::Cpu).unwrap()).unwrap();
+        let c = running_mean.dim(0).unwrap();
+        running_mean.set(&Tensor::full(5f32, c, &Device::Cpu).unwrap()).unwrap();
+        running_var.set(&Tensor::full(9f32, c, &Device::Cpu).unwrap()).unwrap();
         e.recalibrate(2, 7).unwrap();
         // The first layer's own per-channel mean and variance over many fresh latents.
         let z = randn(&mut ChaCha8Rng::seed_from_u64(99), &[8192, 2, 1, 1], &Device::Cpu).unwrap();
-        let flat = g.blocks[0].conv.forward(&z).unwrap().transpose(0, 1).unwrap().flatten_from(1).unwrap();
+        let first = z.conv_transpose2d(param("0.conv.weight").as_tensor(), 0, 0, 1, 1).unwrap();
+        let flat = first.transpose(0, 1).unwrap().flatten_from(1).unwrap();
         let mean: Vec<f32> = flat.mean(1).unwrap().to_vec1().unwrap();
         let var: Vec<f32> = flat
             .broadcast_sub(&flat.mean_keepdim(1).unwrap())
@@ -203,7 +202,7 @@ mod tests {
             .to_vec1()
             .unwrap();
         let (rm, rv): (Vec<f32>, Vec<f32>) =
-            (bn.running_mean.as_tensor().to_vec1().unwrap(), bn.running_var.as_tensor().to_vec1().unwrap());
+            (running_mean.as_tensor().to_vec1().unwrap(), running_var.as_tensor().to_vec1().unwrap());
         for i in 0..c {
             assert!(
                 (rm[i] - mean[i]).abs() < 0.1 * var[i].sqrt(),

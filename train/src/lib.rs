@@ -1,4 +1,4 @@
-//! canard-train: folder → tensors → trainer (DCGAN, WGAN, WGAN-GP) → checkpoints →
+//! canard-train: folder → tensors → trainer (fastgan, DCGAN, WGAN, WGAN-GP) → checkpoints →
 //! ONNX + manifest, and the tools to look at a model without the server.
 
 pub mod alloc;
@@ -15,12 +15,11 @@ pub mod export;
 pub mod guard;
 pub mod length;
 pub mod losses;
-pub mod model;
+pub mod nn;
 pub mod ops;
 pub mod optim;
 pub mod report;
 pub mod step;
-pub mod tape;
 pub mod tools;
 pub mod trainer;
 

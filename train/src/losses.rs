@@ -1,9 +1,10 @@
 //! GAN losses: DCGAN's cross-entropy, the hinge loss, the Wasserstein critic loss and its
 //! gradient penalty.
 
-use candle_core::{Device, Result, Tensor, Var};
+use candle_core::backprop::GradStore;
+use candle_core::{DType, Result, Tensor};
 
-use crate::model::Discriminator;
+use crate::nn::Record;
 
 /// Mean binary cross-entropy of `logits` against a constant `target` (1 real, 0 fake),
 /// in the stable form `max(x, 0) - x·y + ln(1 + e^(-|x|))`: candle's own version takes
@@ -21,43 +22,39 @@ pub fn hinge(logits: &Tensor, real: bool) -> Result<Tensor> {
     ((logits * sign)? + 1.0)?.relu()?.mean_all()
 }
 
-/// The environment variable that makes candle keep the graph of gradients, which the
-/// gradient penalty differentiates through. candle reads it once per thread, at the
-/// first backward pass, and without it silently drops the second-order terms.
-pub const SECOND_ORDER_ENV: &str = "CANDLE_GRAD_DO_NOT_DETACH";
-
-/// Whether second-order gradients flow on this thread: d/dw of (d/dx (x·w)²)² at
-/// x = 1.5, w = 2 is 16·w³·x² = 288. Checked before WGAN-GP training starts, so the
-/// penalty can never quietly reach only part of the critic.
-pub fn second_order_gradients_work() -> Result<bool> {
-    let x = Var::new(&[1.5f32], &Device::Cpu)?;
-    let w = Var::new(&[2.0f32], &Device::Cpu)?;
-    let y = (x.as_tensor() * w.as_tensor())?.sqr()?.sum_all()?;
-    let dy_dx =
-        y.backward()?.remove(x.as_tensor()).ok_or_else(|| candle_core::Error::Msg("no gradient for x".into()))?;
-    let penalty = dy_dx.sqr()?.sum_all()?;
-    Ok(match penalty.backward()?.get(w.as_tensor()) {
-        Some(g) => (g.to_vec1::<f32>()?[0] - 288.0).abs() < 1e-2,
-        None => false,
-    })
+/// WGAN-GP's penalty (Gulrajani et al.) E[(‖∇ₓ D(x̂)‖₂ − 1)²] at the interpolated pictures
+/// `at` recorded; its value, and λ times its gradient with respect to the critic's
+/// parameters added to `grads`. The penalty P depends on them only through g = ∇ₓ Σ D, so
+/// with v = λ·∂P/∂g = λ·(2/B)·(‖g_b‖ − 1)·g_b/‖g_b‖, λ∇_θ P = ∇_θ ⟨v, g⟩
+/// ([`Record::add_tangent_gradient`]).
+pub fn gradient_penalty(at: &Record, lambda: f64, grads: &mut GradStore) -> Result<f64> {
+    let g = input_gradient(at)?;
+    let b = g.dim(0)?;
+    // A tiny epsilon keeps the norm's gradient finite where the input gradient is zero.
+    let norm = (g.sqr()?.flatten_from(1)?.sum(1)?.to_dtype(DType::F64)? + 1e-12)?.sqrt()?;
+    let penalty = (&norm - 1.0)?.sqr()?.mean_all()?.to_scalar::<f64>()?;
+    let scale = ((&norm - 1.0)? / &norm)?.affine(lambda * 2.0 / b as f64, 0.0)?;
+    let v = g.broadcast_mul(&scale.to_dtype(g.dtype())?.reshape((b, 1, 1, 1))?)?;
+    at.add_tangent_gradient(v, 0, grads)?;
+    Ok(penalty)
 }
 
-/// Gulrajani et al.'s penalty E[(‖∇ D(x̂)‖₂ − 1)²] at x̂ = ε·real + (1−ε)·fake, one ε ~ U(0,1)
-/// per sample (`eps`: [B]). Differentiable with respect to the critic's weights when
-/// [`SECOND_ORDER_ENV`] is set (see [`second_order_gradients_work`]).
-pub fn gradient_penalty(d: &Discriminator, real: &Tensor, fake: &Tensor, eps: &Tensor) -> Result<Tensor> {
-    let e = eps.reshape((eps.dim(0)?, 1, 1, 1))?;
-    let x_hat = (real.broadcast_mul(&e)? + fake.broadcast_mul(&(1.0 - &e)?)?)?.detach();
-    let x_hat = Var::from_tensor(&x_hat)?;
-    let scores = d.forward(x_hat.as_tensor(), true)?;
-    let grad = scores
-        .sum_all()?
-        .backward()?
-        .remove(x_hat.as_tensor())
-        .ok_or_else(|| candle_core::Error::Msg("the critic's score does not depend on its input".into()))?;
-    // A tiny epsilon keeps the norm's gradient finite where the input gradient is zero.
-    let norm = (grad.sqr()?.flatten_from(1)?.sum(1)? + 1e-12)?.sqrt()?;
-    (norm - 1.0)?.sqr()?.mean_all()
+/// R1 (Mescheder et al. 2018) at the real pictures recorded: R = γ/2 · mean_b ‖∇ₓ D(x_b)‖²;
+/// its value, and its gradient with respect to the critic's parameters added to `grads`
+/// (v = ∂R/∂g = γ/B·g, as for [`gradient_penalty`]), BatchNorm's second derivative included.
+pub fn r1(at: &Record, gamma: f64, grads: &mut GradStore) -> Result<f64> {
+    let g = input_gradient(at)?;
+    let b = g.dim(0)? as f64;
+    let penalty = gamma / 2.0 * g.to_dtype(DType::F64)?.sqr()?.sum_all()?.to_scalar::<f64>()? / b;
+    at.add_tangent_gradient(g.affine(gamma / b, 0.0)?, 0, grads)?;
+    Ok(penalty)
+}
+
+/// ∇ₓ Σ D(x) for the pass recorded.
+fn input_gradient(at: &Record) -> Result<Tensor> {
+    let scores = at.output(0)?;
+    at.backward(vec![(0, scores.ones_like()?)], None, true)?
+        .ok_or_else(|| candle_core::Error::Msg("internal error: the critic gave no input gradient".into()))
 }
 
 /// Critic updates before generator update `gen_step` (0-based). WGAN follows Arjovsky
@@ -73,6 +70,7 @@ pub fn critic_updates(arch: crate::config::Arch, gen_step: usize, n: usize, burs
 #[cfg(test)]
 mod tests {
     use super::*;
+    use candle_core::Device;
     use crate::config::Arch;
 
     #[test]

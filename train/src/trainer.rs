@@ -24,8 +24,7 @@ use crate::data::Dataset;
 use crate::ema::Ema;
 use crate::guard::Guard;
 use crate::length::Length;
-use crate::losses::{second_order_gradients_work, SECOND_ORDER_ENV};
-use crate::model::{CriticNorm, DcganShape, Discriminator, Generator, Init, Kind, Params};
+use crate::nn::{Init, Net, Params, Shape};
 use crate::optim::{Optimizer, Rule};
 use crate::report::cadence::Cadence;
 use crate::report::gif::{preview_name, ProgressGif};
@@ -36,43 +35,28 @@ use crate::{atomic, device, export};
 
 /// The two networks.
 pub struct Gan {
-    pub g: Generator,
-    pub d: Discriminator,
+    pub arch: Arch,
+    pub shape: Shape,
+    pub g: Net,
+    pub d: Net,
     pub g_params: Params,
     pub d_params: Params,
 }
 
 impl Gan {
-    /// Both networks, initialised from `rng` (generator first), in f32, with a DCGAN discriminator.
-    pub fn new(shape: DcganShape, rng: &mut ChaCha8Rng, device: &Device) -> candle_core::Result<Self> {
-        Self::build(shape, CriticNorm::Batch, rng, device, DType::F32)
-    }
-
-    /// DCGAN's networks; `dtype` F64 lets tests compare gradients with finite differences precisely.
-    pub fn build(
-        shape: DcganShape,
-        norm: CriticNorm,
-        rng: &mut ChaCha8Rng,
-        device: &Device,
-        dtype: DType,
-    ) -> candle_core::Result<Self> {
-        Self::build_kind(Kind::Dcgan, shape, norm, rng, device, dtype)
-    }
-
-    /// The networks of `kind` (`norm` is the DCGAN critic's).
-    pub fn build_kind(
-        kind: Kind,
-        shape: DcganShape,
-        norm: CriticNorm,
-        rng: &mut ChaCha8Rng,
-        device: &Device,
-        dtype: DType,
-    ) -> candle_core::Result<Self> {
+    /// The networks of `arch`, initialised from `rng` (generator first); `dtype` F64 lets
+    /// tests compare gradients precisely.
+    pub fn new(arch: Arch, shape: Shape, rng: &mut ChaCha8Rng, device: &Device, dtype: DType) -> candle_core::Result<Self> {
         let mut g_params = Params::default();
-        let g = Generator::new(&mut Init::new(&mut g_params, rng, device, dtype), kind, shape)?;
+        let g = arch.generator(&mut Init::new(&mut g_params, rng, device, dtype), shape)?;
         let mut d_params = Params::default();
-        let d = Discriminator::new(&mut Init::new(&mut d_params, rng, device, dtype), kind, shape, norm)?;
-        Ok(Self { g, d, g_params, d_params })
+        let d = arch.critic(&mut Init::new(&mut d_params, rng, device, dtype), shape)?;
+        Ok(Self { arch, shape, g, d, g_params, d_params })
+    }
+
+    /// The parameters' element type.
+    pub fn dtype(&self) -> DType {
+        self.g_params.dtype()
     }
 }
 
@@ -81,8 +65,8 @@ pub struct TrainOutcome {
     pub model_dir: PathBuf,
     pub run_dir: PathBuf,
     pub config: TrainConfig,
-    /// The exported generator (the EMA one when enabled), in evaluation mode.
-    pub generator: Generator,
+    /// The exported generator (the EMA one when enabled).
+    pub generator: Net,
     pub summary: TrainingSummary,
 }
 
@@ -204,20 +188,7 @@ impl Setup {
     /// `--fresh`, and only then) deletes the run's old folder.
     fn new(settings: &Settings, start: Start) -> anyhow::Result<Self> {
         let mut cfg = settings.resolve()?;
-        if cfg.arch == Arch::WganGp {
-            // Must be set before this thread's first backward pass; checked just below.
-            std::env::set_var(SECOND_ORDER_ENV, "1");
-            if !second_order_gradients_work()? {
-                anyhow::bail!(
-                    "candle is not computing second-order gradients on this thread, so the gradient penalty would \
-                     silently reach only the critic's first layer; run canard-train with {SECOND_ORDER_ENV}=1 set"
-                );
-            }
-        }
         let device = device::select(cfg.device)?;
-        if cfg.r1 > 0.0 && !device.is_cpu() {
-            anyhow::bail!("--r1 trains on the CPU only (its second-order pass is written for canard's CPU tape): add --device cpu, or leave --r1 out");
-        }
         eprintln!("canard-train: {} on {}", cfg.arch.name(), device::describe(&device));
         let run_dir = cfg.runs_dir.join(&cfg.name);
         let samples_dir = run_dir.join("samples");
@@ -284,9 +255,9 @@ impl Setup {
     }
 
     /// The networks' shape.
-    fn shape(&self) -> DcganShape {
+    fn shape(&self) -> Shape {
         let cfg = &self.cfg;
-        DcganShape { image_size: cfg.image_size, channels: self.data.channels, nz: cfg.nz, ngf: cfg.ngf, ndf: cfg.ndf }
+        Shape { image_size: cfg.image_size, channels: self.data.channels, nz: cfg.nz, ngf: cfg.ngf, ndf: cfg.ndf }
     }
 
     /// The progress table's column names: the critic's scores and the third loss.
@@ -320,11 +291,9 @@ impl Training {
     fn resume(setup: &Setup, start: Start) -> anyhow::Result<Self> {
         let Setup { cfg, device, data, run_dir, batch, .. } = setup;
         let shape = setup.shape();
-        let kind = cfg.arch.kind();
-        kind.validate(&shape).map_err(anyhow::Error::msg)?;
-        let norm = if cfg.arch == Arch::WganGp { CriticNorm::Layer } else { CriticNorm::Batch };
+        cfg.arch.validate_shape(&shape).map_err(anyhow::Error::msg)?;
         let mut rng = ChaCha8Rng::seed_from_u64(cfg.seed);
-        let gan = Gan::build_kind(kind, shape, norm, &mut rng, device, DType::F32)?;
+        let gan = Gan::new(cfg.arch, shape, &mut rng, device, DType::F32)?;
         let (rule_g, rule_d) = match cfg.arch {
             Arch::Wgan => {
                 (Rule::RmsProp { alpha: cfg.rms_alpha, eps: 1e-8 }, Rule::RmsProp { alpha: cfg.rms_alpha, eps: 1e-8 })
@@ -340,7 +309,7 @@ impl Training {
             gan.d_params.clamp(cfg.clamp)?;
         }
         let mut ema = match cfg.ema_half_life > 0.0 {
-            true => Some(Ema::new(kind, shape, &gan.g_params, cfg.ema_half_life, cfg.ema_rampup, device)?),
+            true => Some(Ema::new(cfg.arch, shape, &gan.g_params, cfg.ema_half_life, cfg.ema_rampup, device)?),
             false => None,
         };
         let mut guard = Guard::new(cfg.arch, cfg.guard_patience, cfg.lr_g, cfg.lr_d);
@@ -484,7 +453,7 @@ impl Training {
                 }
                 let preview = ema.as_ref().map_or(&gan.g, |e| &e.g);
                 let path = samples_dir.join(preview_name(st.step));
-                let grid = report::save_grid(&report::generate(preview, &preview_seeds, device)?, &path)?;
+                let grid = report::save_grid(&report::generate(preview, cfg.nz, &preview_seeds, device)?, &path)?;
                 report::plot::write_loss_plot(
                     losses,
                     labels.2,
@@ -518,6 +487,7 @@ impl Training {
 fn finish(setup: Setup, training: Training) -> anyhow::Result<TrainOutcome> {
     let Setup { cfg, device, data, run_dir, batch, .. } = setup;
     let Training { gan, ema, st, .. } = training;
+    let shape = gan.shape;
     // The average's BatchNorm statistics are measured here, not left to the last preview: a
     // finished run resumed only to export has no preview (recalibrating is deterministic, so
     // twice at one step gives the same bits).
@@ -545,19 +515,19 @@ fn finish(setup: Setup, training: Training) -> anyhow::Result<TrainOutcome> {
         ema: cfg.ema_half_life > 0.0,
         quality,
     };
-    let (model_dir, _) = export::export(&g_out, &cfg.models_dir, &cfg.name, cfg.arch.name(), summary.clone())?;
+    let (model_dir, _) = export::export(&g_out, &shape, &cfg.models_dir, &cfg.name, cfg.arch.name(), summary.clone())?;
     eprintln!("canard-train: {} steps in {:.1}s; exported {}", st.step, st.seconds, model_dir.display());
     Ok(TrainOutcome { model_dir, run_dir, config: cfg, generator: g_out, summary })
 }
 
 /// ProGAN's SWD between `eval_images` generated images and the data (0 skips it).
-fn measure_swd(cfg: &TrainConfig, g: &Generator, data: &Dataset, device: &Device) -> anyhow::Result<Option<Quality>> {
+fn measure_swd(cfg: &TrainConfig, g: &Net, data: &Dataset, device: &Device) -> anyhow::Result<Option<Quality>> {
     if cfg.eval_images == 0 {
         return Ok(None);
     }
     eprintln!("canard-train: measuring SWD on {} generated images…", cfg.eval_images);
     let report = crate::tools::eval::evaluate_with(
-        |seeds| Ok(report::generate(g, seeds, device)?.flatten_all()?.to_vec1::<f32>()?),
+        |seeds| Ok(report::generate(g, cfg.nz, seeds, device)?.flatten_all()?.to_vec1::<f32>()?),
         data,
         cfg.eval_images,
         cfg.seed,

@@ -15,14 +15,15 @@ use canard_shared::manifest::{LatentSpec, Manifest, OnnxSpec, TrainingSummary, F
 use canard_shared::{latent, manifest::sha256_hex};
 
 use crate::atomic::write_atomic;
-use crate::model::Generator;
+use crate::nn::{Net, Shape};
 
 pub const ONNX_FILE: &str = "generator.onnx";
 
 /// Writes the ONNX file, then the manifest (each atomically; the manifest last, so a
 /// manifest always describes a complete ONNX file). Returns the model folder.
 pub fn export(
-    g: &Generator,
+    g: &Net,
+    shape: &Shape,
     models_dir: &Path,
     name: &str,
     arch: &str,
@@ -30,8 +31,7 @@ pub fn export(
 ) -> anyhow::Result<(PathBuf, Manifest)> {
     let dir = models_dir.join(name);
     let doc = format!("canard {arch} generator '{name}', trained on {}", training.dataset);
-    let bytes = onnx::generator_to_onnx(g, &doc)?;
-    let shape = g.shape();
+    let bytes = onnx::generator_to_onnx(g, shape, &doc)?;
     let manifest = Manifest {
         format_version: FORMAT_VERSION,
         name: name.to_string(),

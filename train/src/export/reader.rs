@@ -19,7 +19,8 @@ use rand::SeedableRng;
 use super::pb::{
     tensor_proto::DataType, tensor_shape_proto::dimension, type_proto, ModelProto, TensorProto, ValueInfoProto,
 };
-use crate::model::{fastgan, DcganShape, Generator, Init, Kind, Params};
+use crate::config::Arch;
+use crate::nn::{fastgan, Init, Net, Params, Shape};
 
 /// Why a file is not a readable canard generator.
 #[derive(Debug, thiserror::Error)]
@@ -29,15 +30,19 @@ pub struct ReadError {
     pub reason: String,
 }
 
-/// The exported generator, in the module that trained it (evaluation mode).
+/// The exported generator, in the network that trained it (evaluation mode).
 pub struct OnnxGenerator {
-    pub g: Generator,
+    pub g: Net,
+    /// The architecture family its generator belongs to (dcgan's serves wgan and wgan-gp too).
+    pub arch: Arch,
+    pub shape: Shape,
     pub nz: usize,
     pub channels: usize,
     pub image_size: usize,
     /// The graph's input and output names (`z`, `image` for canard's exports).
     pub input: String,
     pub output: String,
+    device: Device,
 }
 
 /// Images are generated this many at a time, to bound memory for large requests.
@@ -50,7 +55,7 @@ impl OnnxGenerator {
         if z.elem_count() != n * self.nz {
             candle_core::bail!("z has shape {:?}, expected [N, {}, 1, 1]", z.dims(), self.nz);
         }
-        self.g.forward(&z.reshape((n, self.nz, 1, 1))?, false)
+        self.g.run(&z.reshape((n, self.nz, 1, 1))?)
     }
 
     /// Flat latent vectors (`k × nz` values) → flat NCHW images, [`BATCH`] at a time.
@@ -58,7 +63,7 @@ impl OnnxGenerator {
         if !z.len().is_multiple_of(self.nz) {
             candle_core::bail!("{} latent values are not a whole number of {}-long vectors", z.len(), self.nz);
         }
-        let device = self.g.device();
+        let device = &self.device;
         let mut out = Vec::with_capacity(z.len() / self.nz * self.image_len());
         for chunk in z.chunks(BATCH * self.nz) {
             let n = chunk.len() / self.nz;
@@ -131,14 +136,14 @@ fn read(bytes: &[u8], device: &Device) -> Result<OnnxGenerator, String> {
         .map(|t| Ok((t.name().to_string(), tensor(t, device)?)))
         .collect::<Result<_, String>>()?;
     // Which network, and its width, follow from the first layer's initializer.
-    let probe = DcganShape { image_size: size, channels, nz, ngf: 1, ndf: 1 };
+    let probe = Shape { image_size: size, channels, nz, ngf: 1, ndf: 1 };
     probe.validate().map_err(|e| format!("not a canard generator: {e}"))?;
     let (kind, ngf) = if let Some(first) = tensors.get("first.weight") {
         let out = first.dims().get(1).copied().unwrap_or(0);
         let ngf = fastgan::ngf_from_first(size, out).ok_or_else(|| {
             format!("not a canard generator: its first layer has {out} channels for {size}×{size} pictures")
         })?;
-        (Kind::Fastgan, ngf)
+        (Arch::Fastgan, ngf)
     } else {
         // DCGAN: ngf·2^(stages−1) channels out of the first layer.
         let first = tensors.get("0.conv.weight").ok_or("not a canard generator: no initializer 0.conv.weight")?;
@@ -149,10 +154,10 @@ fn read(bytes: &[u8], device: &Device) -> Result<OnnxGenerator, String> {
                 "not a canard generator: its first layer has {widest} channels for {size}×{size} pictures"
             ));
         }
-        (Kind::Dcgan, ngf)
+        (Arch::Dcgan, ngf)
     };
-    let shape = DcganShape { ngf, ndf: ngf, ..probe };
-    kind.validate(&shape).map_err(|e| format!("not a canard generator: {e}"))?;
+    let shape = Shape { ngf, ndf: ngf, ..probe };
+    kind.validate_shape(&shape).map_err(|e| format!("not a canard generator: {e}"))?;
     // Every parameter must be in the file: a generator is never built bigger than its bytes.
     let held: usize = tensors.values().map(Tensor::elem_count).sum();
     let want = kind.generator_parameters(&shape);
@@ -167,8 +172,7 @@ fn read(bytes: &[u8], device: &Device) -> Result<OnnxGenerator, String> {
 
     let mut params = Params::default();
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0); // fills tensors overwritten at once
-    let g = Generator::new(&mut Init::new(&mut params, &mut rng, device, DType::F32), kind, shape)
-        .map_err(|e| e.to_string())?;
+    let g = kind.generator(&mut Init::new(&mut params, &mut rng, device, DType::F32), shape).map_err(|e| e.to_string())?;
     params.load(&tensors, "").map_err(|e| format!("not a canard generator: {e}"))?;
     if tensors.len() != params.iter().count() {
         return Err(format!(
@@ -178,7 +182,7 @@ fn read(bytes: &[u8], device: &Device) -> Result<OnnxGenerator, String> {
         ));
     }
     // The graph must be the one the exporter writes for this module.
-    let want = super::onnx::graph(&g).map_err(|e| e.to_string())?;
+    let want = super::onnx::graph(&g, &shape).map_err(|e| e.to_string())?;
     if let Some(i) = (0..want.node.len().max(graph.node.len())).find(|&i| want.node.get(i) != graph.node.get(i)) {
         let op = |n: Option<&super::pb::NodeProto>| n.map_or("nothing".to_string(), |n| n.op_type().to_string());
         return Err(format!(
@@ -190,7 +194,17 @@ fn read(bytes: &[u8], device: &Device) -> Result<OnnxGenerator, String> {
     if (&want.input, &want.output) != (&graph.input, &graph.output) {
         return Err("not a canard generator: its inputs or outputs differ from what canard's exporter writes".into());
     }
-    Ok(OnnxGenerator { g, nz, channels, image_size: size, input: input.name().into(), output: output.name().into() })
+    Ok(OnnxGenerator {
+        g,
+        arch: kind,
+        shape,
+        nz,
+        channels,
+        image_size: size,
+        input: input.name().into(),
+        output: output.name().into(),
+        device: device.clone(),
+    })
 }
 
 /// A 4-D float graph input or output's dimensions (the batch dimension as 0).
@@ -243,39 +257,38 @@ mod tests {
     use crate::export::pb::{GraphProto, NodeProto};
 
     /// A trained-looking generator: BatchNorm with distinct, non-trivial statistics.
-    fn generator(size: usize, channels: usize) -> Generator {
-        let shape = DcganShape { image_size: size, channels, nz: 12, ngf: 4, ndf: 4 };
+    fn generator(size: usize, channels: usize) -> (Net, Shape) {
+        let shape = Shape { image_size: size, channels, nz: 12, ngf: 4, ndf: 4 };
         let mut params = Params::default();
         let mut rng = ChaCha8Rng::seed_from_u64(3);
-        let g = Generator::new(&mut Init::new(&mut params, &mut rng, &Device::Cpu, DType::F32), Kind::Dcgan, shape)
-            .unwrap();
-        for (i, bn) in g.dcgan().unwrap().blocks.iter().filter_map(|b| b.bn.as_ref()).enumerate() {
-            let c = bn.gamma.dim(0).unwrap();
+        let g = Arch::Dcgan.generator(&mut Init::new(&mut params, &mut rng, &Device::Cpu, DType::F32), shape).unwrap();
+        let bns = params.iter().filter(|p| p.name.ends_with(".bn.gamma")).count();
+        for i in 0..bns {
+            let named = |n: &str| params.iter().find(|p| p.name == format!("{i}.bn.{n}")).unwrap().var.clone();
+            let c = named("gamma").dim(0).unwrap();
             let wave =
                 |a: f32, b: f32| -> Vec<f32> { (0..c).map(|k| a + b * ((k * 7 + i * 3) as f32).sin()).collect() };
-            let set = |t: &Tensor, v: Vec<f32>| {
-                candle_core::Var::from_tensor(t).unwrap().set(&Tensor::new(v, t.device()).unwrap()).unwrap()
-            };
-            set(&bn.gamma, wave(1.5, 0.8));
-            set(&bn.beta, wave(0.1, 0.5));
-            set(bn.running_mean.as_tensor(), wave(0.0, 0.05));
-            set(bn.running_var.as_tensor(), wave(0.02, 0.015));
+            let set = |n: &str, v: Vec<f32>| named(n).set(&Tensor::new(v, &Device::Cpu).unwrap()).unwrap();
+            set("gamma", wave(1.5, 0.8));
+            set("beta", wave(0.1, 0.5));
+            set("running_mean", wave(0.0, 0.05));
+            set("running_var", wave(0.02, 0.015));
         }
-        g
+        (g, shape)
     }
 
     #[test]
     fn reads_back_what_export_writes_and_computes_the_same() {
         for (size, channels) in [(16, 3), (32, 1), (8, 3)] {
-            let g = generator(size, channels);
+            let (g, shape) = generator(size, channels);
             let dir = tempfile::tempdir().unwrap();
-            let (model_dir, _) = crate::export::export(&g, dir.path(), "x", "dcgan", Default::default()).unwrap();
+            let (model_dir, _) = crate::export::export(&g, &shape, dir.path(), "x", "dcgan", Default::default()).unwrap();
             let (manifest, reader) = load_generator(&model_dir, &Device::Cpu).unwrap();
-            assert_eq!((reader.nz, reader.channels, reader.image_size, reader.g.shape().ngf), (12, channels, size, 4));
+            assert_eq!((reader.nz, reader.channels, reader.image_size, reader.shape.ngf), (12, channels, size, 4));
             assert_eq!(manifest.name, "x");
 
             let seeds = [0u64, 1, 42, u64::MAX];
-            let want = crate::report::generate(&g, &seeds, &Device::Cpu).unwrap();
+            let want = crate::report::generate(&g, 12, &seeds, &Device::Cpu).unwrap();
             let z = Tensor::from_vec(latent_batch(&seeds, 12), (4, 12, 1, 1), &Device::Cpu).unwrap();
             let got = reader.forward(&z).unwrap();
             // The same module with the same weights: the same bits.
@@ -291,8 +304,8 @@ mod tests {
 
     #[test]
     fn garbage_and_truncated_files_are_errors_never_panics() {
-        let g = generator(16, 3);
-        let bytes = crate::export::onnx::generator_to_onnx(&g, "doc").unwrap();
+        let (g, shape) = generator(16, 3);
+        let bytes = crate::export::onnx::generator_to_onnx(&g, &shape, "doc").unwrap();
         assert!(read_generator(&bytes, "g.onnx", &Device::Cpu).is_ok());
         let mut rng = ChaCha8Rng::seed_from_u64(7);
         let mut errors = 0;
@@ -319,7 +332,7 @@ mod tests {
                     assert!(e.to_string().starts_with("g.onnx: "), "{e}");
                 }
                 // A flipped byte inside a weight is still a valid generator.
-                Ok(r) => assert_eq!(r.g.dcgan().map(|g| g.blocks.len()), Some(3)),
+                Ok(r) => assert_eq!((r.arch, r.shape.image_size), (Arch::Dcgan, 16)),
             }
         }
         assert!(errors > 200, "only {errors} of 400 mutations were rejected");
@@ -329,8 +342,9 @@ mod tests {
 
     /// The exported graph of a 16×16 generator, changed by `edit`, as bytes.
     fn edited(edit: impl FnOnce(&mut GraphProto)) -> Vec<u8> {
-        let g = generator(16, 3);
-        let mut model = ModelProto::decode(&crate::export::onnx::generator_to_onnx(&g, "doc").unwrap()[..]).unwrap();
+        let (g, shape) = generator(16, 3);
+        let mut model =
+            ModelProto::decode(&crate::export::onnx::generator_to_onnx(&g, &shape, "doc").unwrap()[..]).unwrap();
         edit(model.graph.as_mut().unwrap());
         model.encode_to_vec()
     }

@@ -8,16 +8,14 @@
 //! convolutions became GEMMs. Upstream this would be a `batch_norm` op in candle-nn
 //! with its own backward rule.
 //!
-//! The backward pass is computed directly, not from differentiable tensor ops: a
-//! second-order gradient through it is not supported. None is ever needed: WGAN-GP's
-//! critic uses LayerNorm (the penalty is per sample), and BatchNorm sits only in the
-//! generator and the DCGAN / WGAN discriminators.
+//! R1's penalty differentiates fastgan's critic's input gradient, BatchNorm included: its
+//! tangent and that tangent's reverse are here too (`crate::nn::Record::add_tangent_gradient`).
 
-use candle_core::{bail, CpuStorage, CustomOp3, DType, Layout, Result, Shape, Tensor, WithDType};
+use candle_core::WithDType;
 use rayon::prelude::*;
 
 use super::profile::{self, Work};
-use super::{contiguous, made_in_chunks, relu_slope, with_slice, Element, TASK_VALUES};
+use super::{made_in_chunks, relu_slope, Element, TASK_VALUES};
 
 /// The activation fused after the normalisation.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -31,7 +29,7 @@ pub enum Activation {
 
 impl Activation {
     /// The slope left of zero.
-    fn negative_slope(self) -> f64 {
+    pub fn negative_slope(self) -> f64 {
         match self {
             Activation::Relu => 0.0,
             Activation::LeakyRelu(s) => s,
@@ -46,23 +44,6 @@ pub struct Stats {
     pub var: Vec<f64>,
 }
 
-/// act(γ·(x − mean)/√(var + eps) + β) with the batch's own statistics, which are also
-/// returned (detached) for the running averages.
-pub fn batch_norm_act(x: &Tensor, gamma: &Tensor, beta: &Tensor, eps: f64, act: Activation) -> Result<(Tensor, Stats)> {
-    let x = x.contiguous()?;
-    let (n, c, h, w) = x.dims4()?;
-    if gamma.dims() != [c] || beta.dims() != [c] {
-        bail!("batch_norm: {c} channels but γ is {:?} and β is {:?}", gamma.dims(), beta.dims());
-    }
-    let frame = (n, c, h * w);
-    let (op, stats) = match x.dtype() {
-        DType::F32 => with_slice(&x, |v: &[f32]| BatchNormAct::of(v, frame, eps, act))?,
-        DType::F64 => with_slice(&x, |v: &[f64]| BatchNormAct::of(v, frame, eps, act))?,
-        d => bail!("batch_norm: f32 or f64 operands, got {d:?}"),
-    };
-    let y = x.apply_op3(&gamma.contiguous()?, &beta.contiguous()?, op)?;
-    Ok((y, stats))
-}
 
 /// One normalisation by a batch's statistics, with its activation: the operation on
 /// candle tensors above, and on plain values for `crate::tape`.
@@ -71,52 +52,9 @@ pub struct BatchNormAct {
     inv_std: Vec<f64>,
     act: Activation,
     /// (N, C, H·W)
-    frame: (usize, usize, usize),
+    pub frame: (usize, usize, usize),
 }
 
-impl CustomOp3 for BatchNormAct {
-    fn name(&self) -> &'static str {
-        "canard-batch-norm-act"
-    }
-
-    fn cpu_fwd(
-        &self,
-        s1: &CpuStorage,
-        l1: &Layout,
-        s2: &CpuStorage,
-        l2: &Layout,
-        s3: &CpuStorage,
-        l3: &Layout,
-    ) -> Result<(CpuStorage, Shape)> {
-        let out = match (s1, s2, s3) {
-            (CpuStorage::F32(x), CpuStorage::F32(g), CpuStorage::F32(b)) => {
-                CpuStorage::F32(self.forward(contiguous(x, l1)?, contiguous(g, l2)?, contiguous(b, l3)?))
-            }
-            (CpuStorage::F64(x), CpuStorage::F64(g), CpuStorage::F64(b)) => {
-                CpuStorage::F64(self.forward(contiguous(x, l1)?, contiguous(g, l2)?, contiguous(b, l3)?))
-            }
-            _ => bail!("batch_norm: f32 or f64 operands of one type"),
-        };
-        Ok((out, l1.shape().clone()))
-    }
-
-    fn bwd(
-        &self,
-        x: &Tensor,
-        gamma: &Tensor,
-        _beta: &Tensor,
-        y: &Tensor,
-        dy: &Tensor,
-    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
-        let dy = dy.contiguous()?;
-        let (dx, dgamma, dbeta) = match x.dtype() {
-            DType::F32 => self.backward_tensors::<f32>(x, gamma, y, &dy)?,
-            DType::F64 => self.backward_tensors::<f64>(x, gamma, y, &dy)?,
-            d => bail!("batch_norm: f32 or f64 operands, got {d:?}"),
-        };
-        Ok((Some(dx), Some(dgamma), Some(dbeta)))
-    }
-}
 
 impl BatchNormAct {
     /// The normalisation of x [N, C, P] by its own statistics (also returned).
@@ -154,25 +92,6 @@ impl BatchNormAct {
         })
     }
 
-    fn backward_tensors<T: Element>(
-        &self,
-        x: &Tensor,
-        gamma: &Tensor,
-        y: &Tensor,
-        dy: &Tensor,
-    ) -> Result<(Tensor, Tensor, Tensor)> {
-        let (n, c, p) = self.frame;
-        let gamma: Vec<T> = gamma.to_vec1()?;
-        let (dx, dgamma, dbeta) = with_slice(x, |x: &[T]| {
-            with_slice(y, |y: &[T]| with_slice(dy, |dy: &[T]| self.backward(x, &gamma, y, dy)))
-        })???;
-        let dev = x.device();
-        Ok((
-            Tensor::from_vec(dx, (n, c, p), dev)?.reshape(x.shape())?,
-            Tensor::from_vec(dgamma, c, dev)?,
-            Tensor::from_vec(dbeta, c, dev)?,
-        ))
-    }
 
     /// dz = dy·act′; dβ = Σdz; dγ = Σdz·x̂; dx = γ/σ·(dz − (dβ + x̂·dγ)/M), per channel,
     /// which is a·dz + b·x + c with per-channel constants: one pass for the sums, one for dx.

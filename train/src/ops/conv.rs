@@ -1,12 +1,12 @@
-//! The three convolution products as candle custom operations.
+//! The three convolution products on plain NCHW values: y = x ⋆ w, its adjoint in x
+//! (the transposed convolution), and its weight gradient.
 
-use candle_core::backend::BackendStorage;
-use candle_core::{bail, CpuStorage, CustomOp2, Layout, Result, Shape, Tensor};
+use candle_core::{bail, Result, Shape};
 use rayon::prelude::*;
 
 use super::gemm::{gemm_into, Element, Mat};
 use super::im2col::{col2im, from_channel_major, im2col, to_channel_major, Frame};
-use super::{contiguous, made_in_chunks};
+use super::made_in_chunks;
 
 /// A square kernel's size, stride and zero padding.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -41,19 +41,10 @@ impl Geometry {
     }
 }
 
-pub fn conv2d(x: &Tensor, w: &Tensor, g: Geometry) -> Result<Tensor> {
-    apply(x, w, Conv { g })
-}
 
-pub fn conv_transpose2d(x: &Tensor, w: &Tensor, g: Geometry, out: (usize, usize)) -> Result<Tensor> {
-    apply(x, w, ConvTranspose { g, out })
-}
 
-fn apply<P: Product>(a: &Tensor, b: &Tensor, p: P) -> Result<Tensor> {
-    a.contiguous()?.apply_op2(&b.contiguous()?, Op(p))
-}
 
-/// The same three products on plain NCHW values, for `crate::tape`: (values, dims).
+/// The products on plain NCHW values: (values, dims).
 pub fn conv2d_values<T: Element>(
     x: &[T],
     xd: &[usize],
@@ -169,12 +160,11 @@ struct Plan {
     out: Shape,
 }
 
-/// One of the three products: checks shapes, computes, and says how to differentiate itself.
+/// One of the three products: checks shapes, computes.
 trait Product: Send + Sync + 'static {
     const NAME: &'static str;
     fn plan(&self, a: &[usize], b: &[usize]) -> Result<Plan>;
     fn run<T: Element>(&self, p: &Plan, a: &[T], b: &[T]) -> Vec<T>;
-    fn grads(&self, a: &Tensor, b: &Tensor, dy: &Tensor) -> Result<(Option<Tensor>, Option<Tensor>)>;
 }
 
 /// y = conv2d(x, w): x [N, Ci, H, W], w [Co, Ci, k, k] → y [N, Co, H', W'].
@@ -246,18 +236,6 @@ impl Product for Conv {
         output(f.n * co * sl, g * co * sl, task)
     }
 
-    fn grads(&self, x: &Tensor, w: &Tensor, dy: &Tensor) -> Result<(Option<Tensor>, Option<Tensor>)> {
-        let (_, _, h, wd) = x.dims4()?;
-        let dx = match x.track_op() {
-            true => Some(apply(dy, w, ConvTranspose { g: self.g, out: (h, wd) })?),
-            false => None,
-        };
-        let dw = match w.track_op() {
-            true => Some(apply(x, dy, WeightGrad { g: self.g })?),
-            false => None,
-        };
-        Ok((dx, dw))
-    }
 }
 
 impl Product for ConvTranspose {
@@ -312,17 +290,6 @@ impl Product for ConvTranspose {
         output(f.n * image, g * image, task)
     }
 
-    fn grads(&self, x: &Tensor, w: &Tensor, dy: &Tensor) -> Result<(Option<Tensor>, Option<Tensor>)> {
-        let dx = match x.track_op() {
-            true => Some(apply(dy, w, Conv { g: self.g })?),
-            false => None,
-        };
-        let dw = match w.track_op() {
-            true => Some(apply(dy, x, WeightGrad { g: self.g })?),
-            false => None,
-        };
-        Ok((dx, dw))
-    }
 }
 
 impl Product for WeightGrad {
@@ -376,15 +343,6 @@ impl Product for WeightGrad {
         (0..parts).into_par_iter().map(partial).reduce_with(add).unwrap_or_else(|| vec![T::zero(); co * f.rows()])
     }
 
-    fn grads(&self, x: &Tensor, dy: &Tensor, ddw: &Tensor) -> Result<(Option<Tensor>, Option<Tensor>)> {
-        let (_, _, h, w) = x.dims4()?;
-        let dx = match x.track_op() {
-            true => Some(apply(dy, ddw, ConvTranspose { g: self.g, out: (h, w) })?),
-            false => None,
-        };
-        let ddy = if dy.track_op() { Some(apply(x, ddw, Conv { g: self.g })?) } else { None };
-        Ok((dx, ddy))
-    }
 }
 
 fn add<T: Element>(mut x: Vec<T>, y: Vec<T>) -> Vec<T> {
@@ -392,31 +350,4 @@ fn add<T: Element>(mut x: Vec<T>, y: Vec<T>) -> Vec<T> {
         *x += y;
     }
     x
-}
-
-/// A [`Product`] as a candle operation.
-struct Op<P>(P);
-
-impl<P: Product> CustomOp2 for Op<P> {
-    fn name(&self) -> &'static str {
-        P::NAME
-    }
-
-    fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> Result<(CpuStorage, Shape)> {
-        let p = self.0.plan(l1.dims(), l2.dims())?;
-        let out = match (s1, s2) {
-            (CpuStorage::F32(a), CpuStorage::F32(b)) => {
-                CpuStorage::F32(self.0.run(&p, contiguous(a, l1)?, contiguous(b, l2)?))
-            }
-            (CpuStorage::F64(a), CpuStorage::F64(b)) => {
-                CpuStorage::F64(self.0.run(&p, contiguous(a, l1)?, contiguous(b, l2)?))
-            }
-            _ => bail!("{}: f32 or f64 operands of one type, got {:?} and {:?}", P::NAME, s1.dtype(), s2.dtype()),
-        };
-        Ok((out, p.out))
-    }
-
-    fn bwd(&self, a: &Tensor, b: &Tensor, _res: &Tensor, grad: &Tensor) -> Result<(Option<Tensor>, Option<Tensor>)> {
-        self.0.grads(a, b, grad)
-    }
 }

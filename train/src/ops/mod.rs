@@ -1,6 +1,8 @@
-//! Convolutions on the CPU as im2col / col2im + GEMM, through candle's `CustomOp2` so
-//! autograd (second order included, for WGAN-GP) still works, and on plain values for
-//! the CPU tape (`crate::tape`).
+//! canard's CPU kernels: the convolutions as im2col / col2im + GEMM, BatchNorm and
+//! LayerNorm fused with their activations, the gated linear unit, upsampling fused into
+//! the convolution after it; each on plain values, with its backward pass (and, for the
+//! critics' layers, the tangent passes the penalties need). `crate::nn`'s layers call them
+//! on CPU tensors; everywhere else the layers use candle's ops.
 //!
 //! Why: candle 0.11's CPU `conv_transpose2d` is a direct loop over dot products and its
 //! convolution backward passes are 5–12× slower than PyTorch's (see BENCHMARKS.md). Here
@@ -8,18 +10,8 @@
 //! already uses, with its AVX-512 kernels enabled) over a few images at a time, each
 //! group's unfolded columns sized to stay in a core's cache, one group per thread.
 //! Upstream, this amounts to replacing candle-core's `cpu_backend` `ConvTranspose2D` and
-//! the convolution backward rules in `backprop.rs` with these three products.
-//!
-//! Three operations close under differentiation, so each one's backward pass is made of
-//! the other two (and stays differentiable itself):
-//! - [`conv2d`]: y = x ⋆ w;
-//! - [`conv_transpose2d`]: the adjoint of conv2d in its input;
-//! - the weight gradient of conv2d, which is also conv_transpose2d's weight gradient.
-//!
-//! BatchNorm (training mode) and its activation are one fused operation too
-//! ([`batch_norm_act`], [`BatchNormAct`]), and so are LeakyReLU on its own
-//! ([`leaky_relu`]), the gated linear unit ([`glu`]) and upsampling ([`upsample2`]). Other devices (CUDA) use candle's own kernels. [`profile`] counts
-//! where the time goes.
+//! the convolution backward rules in `backprop.rs` with these three products. [`profile`]
+//! counts where the time goes.
 
 mod batch_norm;
 mod conv;
@@ -27,70 +19,91 @@ mod gemm;
 pub mod glu;
 mod im2col;
 pub mod layer_norm;
-mod leaky_relu;
 pub mod profile;
-mod upsample;
+pub mod up_conv;
 
-pub use batch_norm::{batch_norm_act, Activation, BatchNormAct, Stats};
+pub use batch_norm::{Activation, BatchNormAct, Stats};
 pub use conv::{conv2d_values, conv_transpose2d_values, weight_grad_values, Geometry};
 pub use gemm::Element;
 
-use candle_core::{bail, Layout, Result, Storage, Tensor, WithDType};
+use candle_core::{bail, Device, Layout, Result, Storage, Tensor, WithDType};
 
-/// A 2-D convolution without bias: x [N, Cin, H, W], w [Cout, Cin, k, k] → [N, Cout, H', W'].
-pub fn conv2d(x: &Tensor, w: &Tensor, stride: usize, padding: usize) -> Result<Tensor> {
-    if !x.device().is_cpu() {
-        return x.conv2d(w, padding, stride, 1, 1);
-    }
-    conv::conv2d(x, w, Geometry::new(w.dim(3)?, stride, padding)?)
+/// Runs `$body` with `$T` the element type of `$dtype`: how a tensor's dtype picks a
+/// kernel's instance.
+#[macro_export]
+macro_rules! by_element {
+    ($dtype:expr, $T:ident => $body:expr) => {
+        match $dtype {
+            candle_core::DType::F32 => {
+                type $T = f32;
+                $body
+            }
+            candle_core::DType::F64 => {
+                type $T = f64;
+                $body
+            }
+            d => return Err(candle_core::Error::Msg(format!("canard's CPU kernels take f32 or f64, not {d:?}")).into()),
+        }
+    };
 }
 
-/// A transposed 2-D convolution without bias: x [N, Cin, H, W], w [Cin, Cout, k, k] →
-/// [N, Cout, (H-1)·stride - 2·padding + k, …].
-pub fn conv_transpose2d(x: &Tensor, w: &Tensor, stride: usize, padding: usize) -> Result<Tensor> {
-    if !x.device().is_cpu() {
-        return x.conv_transpose2d(w, padding, 0, stride, 1);
-    }
-    let g = Geometry::new(w.dim(3)?, stride, padding)?;
-    let (_, _, h, wd) = x.dims4()?;
-    conv::conv_transpose2d(x, w, g, (g.big(h)?, g.big(wd)?))
+/// A CPU tensor of a kernel's result.
+pub fn tensor<T: Element>(data: Vec<T>, dims: &[usize]) -> Result<Tensor> {
+    Tensor::from_vec(data, dims, &Device::Cpu)
 }
 
-/// x[:, :C]·σ(x[:, C:]) for x with 2C channels (Dauphin et al.'s gated linear unit).
-pub fn glu(x: &Tensor) -> Result<Tensor> {
-    if !x.device().is_cpu() {
-        let c = x.dim(1)? / 2;
-        return x.narrow(1, 0, c)?.mul(&candle_nn::ops::sigmoid(&x.narrow(1, c, c)?)?);
-    }
-    glu::glu(x)
+/// A CPU tensor's values.
+pub fn values<T: Element>(t: &Tensor) -> Result<Vec<T>> {
+    with_slice(&t.contiguous()?, |v: &[T]| v.to_vec())
 }
 
-/// Nearest-neighbour upsampling ×2: [N, C, H, W] → [N, C, 2H, 2W].
-pub fn upsample2(x: &Tensor) -> Result<Tensor> {
-    if !x.device().is_cpu() {
-        // A broadcast, whose backward pass is a sum (see `upsample`).
-        let (n, c, h, w) = x.dims4()?;
-        return x.reshape((n, c, h, 1, w, 1))?.broadcast_as((n, c, h, 2, w, 2))?.contiguous()?.reshape((
-            n,
-            c,
-            2 * h,
-            2 * w,
-        ));
-    }
-    upsample::upsample2(x)
+/// y = conv2d(x, w) (no bias): x [N, Ci, H, W], w [Co, Ci, k, k].
+pub fn conv2d(x: &Tensor, w: &Tensor, g: Geometry) -> Result<Tensor> {
+    let (x, w) = (x.contiguous()?, w.contiguous()?);
+    by_element!(x.dtype(), T => {
+        let (y, dims) = with_slice(&x, |xv: &[T]| with_slice(&w, |wv: &[T]| conv2d_values(xv, x.dims(), wv, w.dims(), g)))???;
+        tensor(y, &dims)
+    })
 }
 
-/// max(x, slope·x), with PyTorch's derivative (`slope` at 0).
-pub fn leaky_relu(x: &Tensor, slope: f64) -> Result<Tensor> {
-    if !x.device().is_cpu() {
-        return x.maximum(&(x * slope)?);
-    }
-    leaky_relu::leaky_relu(x, slope)
+/// The transposed convolution (conv2d's adjoint in x) at output side `out`: x [N, Ci, h, w],
+/// w [Ci, Co, k, k].
+pub fn conv_transpose2d(x: &Tensor, w: &Tensor, g: Geometry, out: (usize, usize)) -> Result<Tensor> {
+    let (x, w) = (x.contiguous()?, w.contiguous()?);
+    by_element!(x.dtype(), T => {
+        let (y, dims) = with_slice(&x, |xv: &[T]| {
+            with_slice(&w, |wv: &[T]| conv_transpose2d_values(xv, x.dims(), wv, w.dims(), g, out))
+        })???;
+        tensor(y, &dims)
+    })
+}
+
+/// conv2d's weight gradient from its input x and its output's gradient dy.
+pub fn conv_weight_grad(x: &Tensor, dy: &Tensor, g: Geometry) -> Result<Tensor> {
+    let (x, dy) = (x.contiguous()?, dy.contiguous()?);
+    by_element!(x.dtype(), T => {
+        let (dw, dims) = with_slice(&x, |xv: &[T]| {
+            with_slice(&dy, |dv: &[T]| weight_grad_values(xv, x.dims(), dv, dy.dims(), g))
+        })???;
+        tensor(dw, &dims)
+    })
 }
 
 /// Values per parallel task in the element-wise loops: a task much smaller costs more to
 /// hand to a thread than to compute.
 pub(crate) const TASK_VALUES: usize = 1 << 14;
+
+/// f(x[i], other[i]) for every value, in parallel blocks (`other` may be empty: then f
+/// sees zeros).
+pub fn map<T: Element>(x: &[T], other: &[T], f: impl Fn(T, T) -> T + Sync) -> Vec<T> {
+    use rayon::prelude::*;
+    let mut y = x.to_vec();
+    y.par_chunks_mut(TASK_VALUES).enumerate().for_each(|(b, chunk)| match other.is_empty() {
+        true => chunk.iter_mut().for_each(|v| *v = f(*v, T::zero())),
+        false => chunk.iter_mut().zip(&other[b * TASK_VALUES..]).for_each(|(v, &o)| *v = f(*v, o)),
+    });
+    y
+}
 
 /// A vector of `len` values made in parallel, chunk by chunk: `fill(state, i, chunk)`
 /// computes chunk `i` (of `chunk` values; the last may be shorter), with a `state` per
@@ -132,11 +145,11 @@ pub fn relu_slope<T: WithDType>(z: T, slope: T) -> T {
     }
 }
 
-/// The values a contiguous layout covers (every custom op here makes its operands contiguous first).
+/// The values a contiguous layout covers.
 fn contiguous<'a, T>(data: &'a [T], l: &Layout) -> Result<&'a [T]> {
     match l.contiguous_offsets() {
         Some((start, end)) => Ok(&data[start..end]),
-        None => bail!("internal error: an operand of a canard CPU op is not contiguous"),
+        None => bail!("internal error: an operand of a canard CPU kernel is not contiguous"),
     }
 }
 

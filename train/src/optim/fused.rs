@@ -24,7 +24,7 @@ pub fn step(
     v: &Tensor,
     w: &Tensor,
 ) -> Result<Option<(Tensor, Tensor, Tensor)>> {
-    if !w.device().is_cpu() {
+    if !w.device().is_cpu() || rule == Rule::Sgd {
         return Ok(None);
     }
     let (g, m, v) = (g.contiguous()?, m.contiguous()?, v.contiguous()?);
@@ -76,6 +76,7 @@ fn run<T: Element>(rule: Rule, lr: f64, t: u64, g: &[T], m: &[T], v: &[T], w: &[
                 }
             });
         }
+        Rule::Sgd => unreachable!("plain gradient descent is left to the tensor update"),
         Rule::RmsProp { alpha, eps } => {
             let (a, ca, eps) = (c(alpha), c(1.0 - alpha), c(eps));
             chunks.for_each(|(i, ((m2, v2), w2))| {

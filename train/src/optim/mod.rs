@@ -1,4 +1,4 @@
-//! Adam and RMSprop with PyTorch's update rules, written here (not candle-nn's) because
+//! Adam and RMSprop (and plain gradient descent) with PyTorch's update rules, written here (not candle-nn's) because
 //! exact resume needs their state: the moments and the step count are saved in checkpoints.
 
 mod fused;
@@ -16,6 +16,8 @@ pub enum Rule {
     Adam { beta1: f64, beta2: f64, eps: f64 },
     /// PyTorch's `RMSprop` (no momentum, not centred), as WGAN's reference code uses.
     RmsProp { alpha: f64, eps: f64 },
+    /// w ← w − lr·g: what the tests read the gradients back through.
+    Sgd,
 }
 
 pub struct Optimizer {
@@ -115,6 +117,7 @@ fn tensor_step(
             let w = (w - (update * lr)?)?;
             Ok((m.clone(), v, w))
         }
+        Rule::Sgd => Ok((m.clone(), v.clone(), (w - (g * lr)?)?)),
     }
 }
 

@@ -14,16 +14,15 @@ use candle_core::{Device, Tensor};
 use image::DynamicImage;
 
 use crate::atomic::write_atomic;
-use crate::model::Generator;
+use crate::nn::Net;
 
 /// The seeds every preview grid shows: the server's `/generate?seed=S` is the same picture.
 pub const PREVIEW_SEEDS: std::ops::Range<u64> = 0..64;
 
 /// Runs the generator in evaluation mode (as exported) on the latent vectors of `seeds`.
-pub fn generate(g: &Generator, seeds: &[u64], device: &Device) -> candle_core::Result<Tensor> {
-    let nz = g.shape().nz;
+pub fn generate(g: &Net, nz: usize, seeds: &[u64], device: &Device) -> candle_core::Result<Tensor> {
     let z = Tensor::from_vec(latent_batch(seeds, nz), (seeds.len(), nz, 1, 1), device)?;
-    g.forward(&z, false)
+    g.run(&z)?.to_dtype(candle_core::DType::F32)
 }
 
 /// Writes an NCHW batch in [-1, 1] as a PNG grid, 8 to a row; the grid.

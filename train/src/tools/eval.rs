@@ -131,7 +131,7 @@ pub fn run(args: EvalArgs) -> anyhow::Result<SwdReport> {
         (None, Some(dir)) => {
             let size = args.image_size.context("--generated needs --image-size")?;
             let channels = args.channels.unwrap_or(3);
-            crate::model::DcganShape { image_size: size, channels, nz: 1, ngf: 1, ndf: 1 }
+            crate::nn::Shape { image_size: size, channels, nz: 1, ngf: 1, ndf: 1 }
                 .validate()
                 .map_err(|e| anyhow::anyhow!("--image-size/--channels: {e}"))?;
             let folder = dir.to_str().with_context(|| format!("{} is not UTF-8", dir.display()))?;

@@ -57,14 +57,15 @@ mod tests {
     use std::path::{Path, PathBuf};
 
     use canard_shared::image::to_u8;
-    use candle_core::Device;
+    use candle_core::{DType, Device};
     use rand::SeedableRng;
     use rand_chacha::ChaCha8Rng;
 
     use super::{eval, interpolate, sample};
     use crate::data::Dataset;
     use crate::export::reader::load_generator;
-    use crate::model::DcganShape;
+    use crate::config::Arch;
+    use crate::nn::Shape;
     use crate::trainer::Gan;
 
     const SIZE: usize = 16;
@@ -72,12 +73,12 @@ mod tests {
     /// models/tiny in a temporary folder. Untrained weights give pictures that are all
     /// mid-grey; scaling the weights up gives varied ones, so comparisons mean something.
     fn model(dir: &Path) -> PathBuf {
-        let shape = DcganShape { image_size: SIZE, channels: 3, nz: 16, ngf: 8, ndf: 8 };
-        let gan = Gan::new(shape, &mut ChaCha8Rng::seed_from_u64(0), &Device::Cpu).unwrap();
+        let shape = Shape { image_size: SIZE, channels: 3, nz: 16, ngf: 8, ndf: 8 };
+        let gan = Gan::new(Arch::Dcgan, shape, &mut ChaCha8Rng::seed_from_u64(0), &Device::Cpu, DType::F32).unwrap();
         for p in gan.g_params.iter().filter(|p| p.name.ends_with("weight")) {
             p.var.set(&(p.var.as_tensor() * 25.0).unwrap()).unwrap();
         }
-        crate::export::export(&gan.g, &dir.join("models"), "tiny", "dcgan", Default::default()).unwrap().0
+        crate::export::export(&gan.g, &shape, &dir.join("models"), "tiny", "dcgan", Default::default()).unwrap().0
     }
 
     fn rgb(path: &Path) -> image::RgbImage {

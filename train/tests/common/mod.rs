@@ -20,7 +20,7 @@ pub fn finite_difference(var: &Var, i: usize, h: f64, loss: impl Fn() -> f64) ->
 /// Asserts that `analytic`, autograd's gradient of `loss` in `var` (named `name`), matches
 /// central differences with step `h` at each of `indices`, within `abs` + 1e-4·|gradient|.
 /// How many elements it checked.
-#[allow(dead_code)] // conv_ops checks every element at a tolerance of its own
+
 pub fn assert_matches_differences(
     name: &str,
     var: &Var,

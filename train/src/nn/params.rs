@@ -89,6 +89,11 @@ impl<'a> Init<'a> {
         Self { params, rng, device, dtype, prefix: String::new() }
     }
 
+    /// The names' common prefix (`0.conv`): where the exported graph names this layer.
+    pub fn name(&self) -> String {
+        self.prefix.trim_end_matches('.').to_string()
+    }
+
     /// A child whose names start with `name.`.
     pub fn pp(&mut self, name: impl std::fmt::Display) -> Init<'_> {
         Init {

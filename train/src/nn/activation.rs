@@ -1,0 +1,108 @@
+//! The element-wise activations: ReLU, LeakyReLU (PyTorch's derivative, the slope at 0),
+//! tanh and the sigmoid.
+
+use candle_core::{Result, Tensor, WithDType};
+
+use super::{Ctx, Grads, Layer, Saved, TangentGrads};
+use crate::export::onnx::Emitter;
+use crate::ops::{self, relu_slope, with_slice, Element};
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Activation {
+    LeakyRelu(f64),
+    Tanh,
+    Sigmoid,
+}
+
+impl Activation {
+    /// f′ from the output y (each of these has one).
+    fn derivative(self, y: &Tensor) -> Result<Tensor> {
+        match self {
+            Activation::LeakyRelu(s) => (y.gt(0.0)?.to_dtype(y.dtype())? * (1.0 - s))? + s,
+            Activation::Tanh => y.sqr()?.affine(-1.0, 1.0),
+            Activation::Sigmoid => y.mul(&y.affine(-1.0, 1.0)?),
+        }
+    }
+
+    fn kernel_derivative<T: Element>(self, y: T) -> T {
+        match self {
+            Activation::LeakyRelu(s) => relu_slope(y, T::from_f64(s)),
+            Activation::Tanh => T::one() - y * y,
+            Activation::Sigmoid => y * (T::one() - y),
+        }
+    }
+}
+
+impl Layer for Activation {
+    fn apply(&self, xs: &[Tensor], _c: &Ctx) -> Result<Tensor> {
+        let x = &xs[0];
+        match *self {
+            // x·slope(x), the slope a constant: PyTorch's derivative (the slope) at 0.
+            Activation::LeakyRelu(s) => x.mul(&((x.gt(0.0)?.to_dtype(x.dtype())? * (1.0 - s))? + s)?),
+            Activation::Tanh => x.tanh(),
+            Activation::Sigmoid => candle_nn::ops::sigmoid(x),
+        }
+    }
+
+    fn apply_tangent(&self, xs: &[Tensor], ts: &[Tensor], c: &Ctx) -> Result<Tensor> {
+        ts[0].mul(&self.derivative(&self.apply(xs, c)?)?)
+    }
+
+    fn forward(&self, xs: &[&Tensor], c: &Ctx) -> Result<Option<(Tensor, Saved)>> {
+        if !c.kernels(xs[0]) || *self == Activation::Sigmoid {
+            return Ok(None);
+        }
+        let x = xs[0].contiguous()?;
+        crate::by_element!(x.dtype(), T => {
+            let y = with_slice(&x, |v: &[T]| match *self {
+                Activation::LeakyRelu(s) => ops::map(v, &[], |v, _| v * relu_slope(v, T::from_f64(s))),
+                _ => ops::map(v, &[], |v, _| v.tanh()),
+            })?;
+            Ok(Some((ops::tensor(y, x.dims())?, None)))
+        })
+    }
+
+    fn backward(&self, xs: &[&Tensor], y: &Tensor, _s: &Saved, dy: &Tensor, _want: &[bool], _w: bool, c: &Ctx) -> Result<Option<Grads>> {
+        if !c.kernels(xs[0]) {
+            return Ok(None);
+        }
+        Ok(Some(Grads { inputs: vec![Some(self.through(y, dy)?)], weights: vec![] }))
+    }
+
+    fn tangent(&self, xs: &[&Tensor], y: &Tensor, _s: &Saved, ts: &[&Tensor], c: &Ctx) -> Result<Option<Tensor>> {
+        match c.kernels(xs[0]) && matches!(self, Activation::LeakyRelu(_)) {
+            true => Ok(Some(self.through(y, ts[0])?)),
+            false => Ok(None),
+        }
+    }
+
+    /// LeakyReLU is piecewise linear: both adjoints go back through its slope, and it has
+    /// no second derivative to add.
+    fn tangent_backward(&self, xs: &[&Tensor], y: &Tensor, _s: &Saved, _ts: &[&Tensor], at: &Tensor, ay: Option<&Tensor>, c: &Ctx) -> Result<Option<TangentGrads>> {
+        if !c.kernels(xs[0]) || !matches!(self, Activation::LeakyRelu(_)) {
+            return Ok(None);
+        }
+        let ay = ay.map(|a| self.through(y, a)).transpose()?;
+        Ok(Some(TangentGrads { at: vec![self.through(y, at)?], ay: vec![ay], weights: vec![] }))
+    }
+
+    fn onnx(&self, e: &mut Emitter, out: &str, xs: &[&str]) -> Result<()> {
+        match *self {
+            Activation::LeakyRelu(s) => e.node("LeakyRelu", out, xs, vec![Emitter::float("alpha", s as f32)]),
+            Activation::Tanh => e.node("Tanh", out, xs, vec![]),
+            Activation::Sigmoid => e.node("Sigmoid", out, xs, vec![]),
+        }
+        Ok(())
+    }
+}
+
+impl Activation {
+    /// d·f′(y), by the kernel.
+    fn through(&self, y: &Tensor, d: &Tensor) -> Result<Tensor> {
+        let (y, d) = (y.contiguous()?, d.contiguous()?);
+        crate::by_element!(y.dtype(), T => {
+            let out = with_slice(&d, |d: &[T]| with_slice(&y, |y: &[T]| ops::map(d, y, |d, y| d * self.kernel_derivative(y))))??;
+            ops::tensor(out, y.dims())
+        })
+    }
+}

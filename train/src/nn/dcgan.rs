@@ -1,0 +1,89 @@
+//! DCGAN's networks (Radford et al. 2016), for dcgan, wgan and wgan-gp, sized from the
+//! image size: pytorch/examples `dcgan` at 64×64, and any power of two from 8 up.
+//!
+//! Generator: z [N, nz, 1, 1] → ConvT(4, s1, p0) to 4×4 → (ConvT(4, s2, p1), BN, ReLU)
+//! doubling the side and halving the width until `size/2` → ConvT(4, s2, p1) → Tanh.
+//! Critic: mirrors it with Conv, a normalisation (not on the first layer) and
+//! LeakyReLU(0.2), ending in one logit or score per image.
+
+use candle_core::Result;
+
+use super::activation::Activation as Act;
+use super::batch_norm::BatchNorm;
+use super::conv::Conv;
+use super::layer_norm::LayerNorm;
+use super::{Init, Net, Shape};
+use crate::ops::Activation;
+
+/// 4×4 kernels everywhere, as in Radford et al.
+pub const KERNEL: usize = 4;
+/// DCGAN's LeakyReLU slope.
+pub const LEAKY_SLOPE: f64 = 0.2;
+
+/// How the critic normalises its hidden layers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CriticNorm {
+    Batch,
+    /// Per sample: WGAN-GP's, whose penalty is defined per sample.
+    Layer,
+}
+
+/// The generator's widths, input to output: nz, ngf·2^(n−1), …, ngf, channels.
+pub fn generator_widths(shape: &Shape) -> Vec<usize> {
+    let n = shape.stages();
+    let hidden = (0..n).map(|i| shape.ngf << (n - 1 - i));
+    std::iter::once(shape.nz).chain(hidden).chain(std::iter::once(shape.channels)).collect()
+}
+
+/// The generator's parameter count (weights, BatchNorm's four vectors per hidden layer),
+/// computed without building it; `None` on overflow.
+pub fn generator_parameters(shape: &Shape) -> Option<usize> {
+    let w = generator_widths(shape);
+    let convs = w
+        .windows(2)
+        .try_fold(0usize, |sum, p| sum.checked_add(p[0].checked_mul(p[1])?.checked_mul(KERNEL * KERNEL)?))?;
+    let norms = w[1..w.len() - 1].iter().try_fold(0usize, |sum, &c| sum.checked_add(c.checked_mul(4)?))?;
+    convs.checked_add(norms)
+}
+
+pub fn generator(init: &mut Init, shape: Shape) -> Result<Net> {
+    let widths = generator_widths(&shape);
+    let last = widths.len() - 2;
+    let mut net = Net::default();
+    for (i, pair) in widths.windows(2).enumerate() {
+        let (stride, padding) = if i == 0 { (1, 0) } else { (2, 1) };
+        let mut b = init.pp(i);
+        let x = net.last();
+        let conv = net.add(format!("{i}.conv"), Conv::transposed(&mut b.pp("conv"), pair[0], pair[1], KERNEL, stride, padding)?, &[x]);
+        match i == last {
+            false => net.add(format!("{i}.relu"), BatchNorm::new(&mut b.pp("bn"), pair[1], Activation::Relu)?, &[conv]),
+            true => net.add(format!("{i}.tanh"), Act::Tanh, &[conv]),
+        };
+    }
+    net.outputs = vec![net.last()];
+    Ok(net)
+}
+
+pub fn critic(init: &mut Init, shape: Shape, norm: CriticNorm) -> Result<Net> {
+    let n = shape.stages();
+    let mut net = Net::default();
+    let mut c_in = shape.channels;
+    for i in 0..=n {
+        let last = i == n;
+        let c_out = if last { 1 } else { shape.ndf << i };
+        let (stride, padding) = if last { (1, 0) } else { (2, 1) };
+        let mut b = init.pp(i);
+        let x = net.last();
+        let conv = net.add(format!("{i}.conv"), Conv::new(&mut b.pp("conv"), c_in, c_out, KERNEL, stride, padding)?, &[x]);
+        let leaky = Activation::LeakyRelu(LEAKY_SLOPE);
+        match (i == 0, last, norm) {
+            (_, true, _) => {}
+            (true, _, _) => _ = net.add(format!("{i}.act"), Act::LeakyRelu(LEAKY_SLOPE), &[conv]),
+            (_, _, CriticNorm::Batch) => _ = net.add(format!("{i}.bn"), BatchNorm::new(&mut b.pp("bn"), c_out, leaky)?, &[conv]),
+            (_, _, CriticNorm::Layer) => _ = net.add(format!("{i}.ln"), LayerNorm::new(&mut b.pp("ln"), c_out, LEAKY_SLOPE)?, &[conv]),
+        }
+        c_in = c_out;
+    }
+    net.outputs = vec![net.last()];
+    Ok(net)
+}

@@ -1,0 +1,58 @@
+//! The gated linear unit over channels (Dauphin et al.): x = [a, b] with 2C channels →
+//! a·σ(b), after every BatchNorm of fastgan's generator and decoders.
+
+use candle_core::{Result, Tensor};
+
+use super::{Ctx, Grads, Layer, Saved};
+use crate::export::onnx::Emitter;
+use crate::ops::glu::{glu_grad_values, glu_values};
+use crate::ops::{self, with_slice};
+
+pub struct Glu;
+
+/// (samples, values per half).
+fn halves(x: &Tensor) -> Result<(usize, usize)> {
+    let (n, c, h, w) = x.dims4()?;
+    Ok((n, c / 2 * h * w))
+}
+
+impl Layer for Glu {
+    fn apply(&self, xs: &[Tensor], _c: &Ctx) -> Result<Tensor> {
+        let c = xs[0].dim(1)? / 2;
+        xs[0].narrow(1, 0, c)?.mul(&candle_nn::ops::sigmoid(&xs[0].narrow(1, c, c)?)?)
+    }
+
+    fn forward(&self, xs: &[&Tensor], c: &Ctx) -> Result<Option<(Tensor, Saved)>> {
+        if !c.kernels(xs[0]) {
+            return Ok(None);
+        }
+        let x = xs[0].contiguous()?;
+        let (n, per) = halves(&x)?;
+        let (_, ch, h, w) = x.dims4()?;
+        crate::by_element!(x.dtype(), T => {
+            let y = with_slice(&x, |v: &[T]| glu_values(v, n, per))?;
+            Ok(Some((ops::tensor(y, &[n, ch / 2, h, w])?, None)))
+        })
+    }
+
+    fn backward(&self, xs: &[&Tensor], _y: &Tensor, _s: &Saved, dy: &Tensor, _want: &[bool], _w: bool, c: &Ctx) -> Result<Option<Grads>> {
+        if !c.kernels(xs[0]) {
+            return Ok(None);
+        }
+        let (x, dy) = (xs[0].contiguous()?, dy.contiguous()?);
+        let (n, per) = halves(&x)?;
+        crate::by_element!(x.dtype(), T => {
+            let dx = with_slice(&x, |x: &[T]| with_slice(&dy, |d: &[T]| glu_grad_values(x, d, n, per)))???;
+            Ok(Some(Grads { inputs: vec![Some(ops::tensor(dx, x.dims())?)], weights: vec![] }))
+        })
+    }
+
+    /// Split in two, the second half's Sigmoid gates the first.
+    fn onnx(&self, e: &mut Emitter, out: &str, xs: &[&str]) -> Result<()> {
+        let (a, b, gate) = (format!("{out}.a"), format!("{out}.b"), format!("{out}.gate"));
+        e.split(&format!("{out}.split"), xs[0], [&a, &b]);
+        e.node("Sigmoid", &gate, &[&b], vec![]);
+        e.node("Mul", out, &[&a, &gate], vec![]);
+        Ok(())
+    }
+}

@@ -1,0 +1,32 @@
+//! The sizes every architecture's networks are made from.
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Shape {
+    pub image_size: usize,
+    pub channels: usize,
+    pub nz: usize,
+    pub ngf: usize,
+    pub ndf: usize,
+}
+
+impl Shape {
+    /// Doublings after the first 4×4 layer: log2(size) − 2.
+    pub fn stages(&self) -> usize {
+        self.image_size.trailing_zeros() as usize - 2
+    }
+
+    pub fn validate(&self) -> std::result::Result<(), String> {
+        if !self.image_size.is_power_of_two() || !(8..=1024).contains(&self.image_size) {
+            return Err(format!("image size must be a power of two from 8 to 1024, not {}", self.image_size));
+        }
+        if self.channels != 1 && self.channels != 3 {
+            return Err(format!("channels must be 1 or 3, not {}", self.channels));
+        }
+        if self.nz == 0 || self.ngf == 0 || self.ndf == 0 {
+            return Err("nz, ngf and ndf must be positive".into());
+        }
+        Ok(())
+    }
+}

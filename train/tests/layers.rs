@@ -1,0 +1,213 @@
+//! Every layer's CPU kernels against its definition in candle's ops (what CUDA runs, and
+//! candle's own backprop of it), in f64: the output, the gradients of the inputs and the
+//! weights, and for the critics' layers the tangent and its reverse. And each layer's
+//! tangent against finite differences of its definition.
+
+use canard_train::nn::activation::Activation;
+use canard_train::nn::batch_norm::BatchNorm;
+use canard_train::nn::conv::Conv;
+use canard_train::nn::excite::Excite;
+use canard_train::nn::glu::Glu;
+use canard_train::nn::layer_norm::LayerNorm;
+use canard_train::nn::quarter::Quarter;
+use canard_train::nn::{self, Ctx, Engine, Init, Layer, Params};
+use canard_train::ops::Activation as Act;
+use candle_core::{DType, Device, Tensor};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+fn random(seed: u64, dims: &[usize]) -> Tensor {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let v: Vec<f64> = (0..dims.iter().product()).map(|_| rng.random_range(-1.0..1.0)).collect();
+    Tensor::from_vec(v, dims, &Device::Cpu).unwrap()
+}
+
+fn values(t: &Tensor) -> Vec<f64> {
+    t.flatten_all().unwrap().to_vec1().unwrap()
+}
+
+fn assert_close(what: &str, a: &Tensor, b: &Tensor, tol: f64) {
+    assert_eq!(a.dims(), b.dims(), "{what}: shapes");
+    let (a, b) = (values(a), values(b));
+    let scale = b.iter().fold(1e-6f64, |m, v| m.max(v.abs()));
+    for (i, (x, y)) in a.iter().zip(&b).enumerate() {
+        assert!((x - y).abs() <= tol * scale, "{what}[{i}]: kernels {x}, candle {y} (scale {scale})");
+    }
+}
+
+/// Runs `layer` on `xs` with both engines and compares everything its passes give.
+fn agree(what: &str, layer: &dyn Layer, xs: &[Tensor], train: bool, tangents: bool) {
+    let w = layer.weights(false).unwrap();
+    let run = |engine: Engine| -> Vec<(String, Tensor)> {
+        let c = Ctx { engine, train, part: 2, weights: &w.used };
+        let xr: Vec<&Tensor> = xs.iter().collect();
+        let (y, saved) = nn::forward(layer, &xr, &c).unwrap();
+        let dy = random(9, y.dims());
+        let want = vec![true; xs.len()];
+        let g = nn::backward(layer, &xr, &y, &saved, &dy, &want, true, &c).unwrap();
+        let mut out = vec![("output".to_string(), y.clone())];
+        for (i, d) in g.inputs.into_iter().enumerate() {
+            out.push((format!("d input {i}"), d.expect("an input gradient")));
+        }
+        for (i, d) in g.weights.into_iter().enumerate() {
+            out.push((format!("d weight {i}"), d));
+        }
+        if tangents {
+            let ts: Vec<Tensor> = xs.iter().enumerate().map(|(i, x)| random(20 + i as u64, x.dims())).collect();
+            let tr: Vec<&Tensor> = ts.iter().collect();
+            out.push(("tangent".into(), nn::tangent(layer, &xr, &y, &saved, &tr, &c).unwrap()));
+            let (at, ay) = (random(30, y.dims()), random(31, y.dims()));
+            for (ay, name) in [(Some(&ay), "with"), (None, "without")] {
+                let g = nn::tangent_backward(layer, &xr, &y, &saved, &tr, &at, ay, &c).unwrap();
+                for (i, a) in g.at.into_iter().enumerate() {
+                    out.push((format!("tangent's adjoint {i} {name} the values'"), a));
+                }
+                for (i, a) in g.ay.into_iter().enumerate() {
+                    let zero = xs[i].zeros_like().unwrap();
+                    out.push((format!("values' adjoint {i} {name} the values'"), a.unwrap_or(zero)));
+                }
+                for (i, d) in g.weights.into_iter().enumerate() {
+                    out.push((format!("tangent's d weight {i} {name} the values'"), d));
+                }
+            }
+        }
+        out
+    };
+    let (k, c) = (run(Engine::Kernels), run(Engine::Candle));
+    assert_eq!(k.len(), c.len(), "{what}: the engines give different gradients");
+    for ((name, a), (_, b)) in k.iter().zip(&c) {
+        assert_close(&format!("{what}: {name}"), a, b, 1e-10);
+    }
+}
+
+/// The layer's tangent against central differences of its definition along the tangent.
+fn tangent_is_the_derivative(what: &str, layer: &dyn Layer, xs: &[Tensor], train: bool) {
+    let w = layer.weights(false).unwrap();
+    let c = Ctx { engine: Engine::Candle, train, part: 1, weights: &w.used };
+    let ts: Vec<Tensor> = xs.iter().enumerate().map(|(i, x)| random(40 + i as u64, x.dims())).collect();
+    let h = 1e-5;
+    let at = |s: f64| -> Tensor {
+        let moved: Vec<Tensor> = xs.iter().zip(&ts).map(|(x, t)| (x + (t * s).unwrap()).unwrap()).collect();
+        layer.apply(&moved, &c).unwrap()
+    };
+    let numeric = ((at(h) - at(-h)).unwrap() / (2.0 * h)).unwrap();
+    let analytic = layer.apply_tangent(xs, &ts, &c).unwrap();
+    assert_close(&format!("{what}: tangent vs differences"), &analytic, &numeric, 1e-6);
+}
+
+fn init<'a>(params: &'a mut Params, rng: &'a mut ChaCha8Rng) -> Init<'a> {
+    Init::new(params, rng, &Device::Cpu, DType::F64)
+}
+
+/// (batch, in, out, side, kernel, stride, padding) as the networks use them, and odd ones.
+const CONVS: &[(usize, usize, usize, usize, usize, usize, usize)] = &[
+    (2, 3, 4, 16, 4, 2, 1),
+    (3, 4, 1, 4, 4, 1, 0),
+    (1, 3, 2, 7, 3, 1, 1),
+    (3, 2, 3, 8, 3, 1, 1),
+    (2, 5, 2, 9, 5, 2, 0),
+];
+
+#[test]
+fn convolutions_in_every_form_agree_with_candle() {
+    let mut rng = ChaCha8Rng::seed_from_u64(1);
+    for (i, &(n, ci, co, side, k, s, p)) in CONVS.iter().enumerate() {
+        let mut params = Params::default();
+        let conv = Conv::new(&mut init(&mut params, &mut rng).pp("c"), ci, co, k, s, p).unwrap();
+        let x = random(i as u64, &[n, ci, side, side]);
+        agree(&format!("conv {ci}→{co} {side}² k{k} s{s} p{p}"), &conv, std::slice::from_ref(&x), true, true);
+        tangent_is_the_derivative("conv", &conv, &[x], true);
+
+        let t = Conv::transposed(&mut init(&mut params, &mut rng).pp("t"), ci, co, k, s, p).unwrap();
+        let x = random(50 + i as u64, &[n, ci, side / 2 + 1, side / 2 + 1]);
+        agree(&format!("transposed {ci}→{co} k{k} s{s} p{p}"), &t, &[x], true, false);
+    }
+    for (n, ci, co, side) in [(2, 3, 4, 4), (1, 2, 6, 8), (3, 5, 2, 5)] {
+        let mut params = Params::default();
+        let up = Conv::up(&mut init(&mut params, &mut rng).pp("u"), ci, co).unwrap();
+        agree(&format!("upsampling {ci}→{co} from {side}²"), &up, &[random(7, &[n, ci, side, side])], true, false);
+    }
+}
+
+/// Big enough that every product splits its work: several groups of images (one short)
+/// and several blocks of channels (the last short), as in training.
+#[test]
+fn large_convolutions_split_into_image_groups_and_channel_blocks_agree() {
+    let mut rng = ChaCha8Rng::seed_from_u64(5);
+    let mut params = Params::default();
+    let conv = Conv::new(&mut init(&mut params, &mut rng).pp("c"), 96, 40, 4, 2, 1).unwrap();
+    agree("conv 96→40 32×32", &conv, &[random(1, &[3, 96, 32, 32])], true, false);
+    let t = Conv::transposed(&mut init(&mut params, &mut rng).pp("t"), 96, 40, 4, 2, 1).unwrap();
+    agree("transposed 96→40 16×16", &t, &[random(2, &[3, 96, 16, 16])], true, false);
+}
+
+#[test]
+fn spectrally_normalised_convolutions_agree_and_divide_by_the_top_singular_value() {
+    let mut rng = ChaCha8Rng::seed_from_u64(2);
+    let mut params = Params::default();
+    let conv = Conv::new(&mut init(&mut params, &mut rng).pp("c"), 3, 5, 4, 2, 1).unwrap();
+    let conv = conv.spectral(&mut init(&mut params, &mut rng).pp("c")).unwrap();
+    for _ in 0..60 {
+        conv.weights(true).unwrap();
+    }
+    // W/σ has a top singular value of 1 once the estimate settles: ‖W̄v‖ for its v.
+    let w = &conv.weights(false).unwrap().used[0];
+    let m = w.flatten_from(1).unwrap();
+    let mut v = Tensor::ones((m.dim(1).unwrap(), 1), DType::F64, &Device::Cpu).unwrap();
+    for _ in 0..200 {
+        let mv = m.t().unwrap().matmul(&m.matmul(&v).unwrap()).unwrap();
+        v = mv.broadcast_div(&mv.sqr().unwrap().sum_all().unwrap().sqrt().unwrap()).unwrap();
+    }
+    let top = m.matmul(&v).unwrap().sqr().unwrap().sum_all().unwrap().sqrt().unwrap().to_scalar::<f64>().unwrap();
+    assert!((top - 1.0).abs() < 1e-3, "top singular value of W/σ: {top}");
+    agree("spectral conv", &conv, &[random(3, &[2, 3, 8, 8])], true, true);
+}
+
+#[test]
+fn batch_norm_agrees_with_candle_in_training_and_evaluation() {
+    let mut rng = ChaCha8Rng::seed_from_u64(3);
+    for act in [Act::Relu, Act::LeakyRelu(0.2), Act::Identity] {
+        let mut params = Params::default();
+        let bn = BatchNorm::new(&mut init(&mut params, &mut rng).pp("bn"), 4, act).unwrap();
+        for p in params.iter().filter(|p| p.name.ends_with("beta")) {
+            p.var.set(&(p.var.as_tensor() + 0.3).unwrap()).unwrap();
+        }
+        let x = (random(4, &[3, 4, 5, 5]) * 2.0).unwrap();
+        agree(&format!("batch norm {act:?}"), &bn, std::slice::from_ref(&x), true, true);
+        agree(&format!("batch norm {act:?}, evaluation"), &bn, std::slice::from_ref(&x), false, false);
+        tangent_is_the_derivative(&format!("batch norm {act:?}"), &bn, &[x], true);
+    }
+}
+
+#[test]
+fn layer_norm_agrees_with_candle() {
+    let mut rng = ChaCha8Rng::seed_from_u64(4);
+    let mut params = Params::default();
+    let ln = LayerNorm::new(&mut init(&mut params, &mut rng).pp("ln"), 3, 0.2).unwrap();
+    for p in params.iter() {
+        let t = p.var.as_tensor();
+        p.var.set(&(t + random(8, t.dims()).affine(0.3, 0.0).unwrap()).unwrap()).unwrap();
+    }
+    let x = random(5, &[3, 3, 4, 4]);
+    agree("layer norm", &ln, std::slice::from_ref(&x), true, true);
+    tangent_is_the_derivative("layer norm", &ln, &[x], true);
+}
+
+#[test]
+fn activations_glu_excitation_and_quarters_agree_with_candle() {
+    let x = random(6, &[2, 4, 6, 6]);
+    agree("leaky relu", &Activation::LeakyRelu(0.2), std::slice::from_ref(&x), true, true);
+    tangent_is_the_derivative("leaky relu", &Activation::LeakyRelu(0.2), std::slice::from_ref(&x), true);
+    agree("tanh", &Activation::Tanh, std::slice::from_ref(&x), true, false);
+    tangent_is_the_derivative("tanh", &Activation::Tanh, std::slice::from_ref(&x), true);
+    agree("sigmoid", &Activation::Sigmoid, std::slice::from_ref(&x), true, false);
+    agree("glu", &Glu, std::slice::from_ref(&x), true, false);
+    agree("quarter", &Quarter, std::slice::from_ref(&x), true, false);
+    let mut rng = ChaCha8Rng::seed_from_u64(7);
+    for side in [4, 8] {
+        let mut params = Params::default();
+        let e = Excite::new(&mut init(&mut params, &mut rng).pp("e"), 3, 5, side).unwrap();
+        let (small, big) = (random(10, &[2, 3, side, side]), random(11, &[2, 5, 8 * side, 8 * side]));
+        agree(&format!("excitation from {side}²"), &e, &[small, big], true, false);
+    }
+}
