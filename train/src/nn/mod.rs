@@ -523,10 +523,11 @@ pub fn tangent_backward(
     }
 }
 
-/// dst += src, where dst may have no gradient yet.
+/// dst += src, where dst may have no gradient yet (by a kernel on the CPU: outside
+/// candle's graph).
 fn add_into(dst: &mut Option<Tensor>, src: Tensor) -> Result<()> {
     *dst = Some(match dst.take() {
-        Some(d) => (d + src)?,
+        Some(d) => crate::ops::add(&d, &src)?,
         None => src,
     });
     Ok(())
@@ -555,7 +556,11 @@ pub fn vjp(
     let mut total: Option<Tensor> = None;
     for (o, a) in outs.iter().zip(adjoints) {
         if let Some(a) = a {
-            add_into(&mut total, (o * a.reshape(o.shape())?)?.sum_all()?)?;
+            let term = (o * a.reshape(o.shape())?)?.sum_all()?;
+            total = Some(match total {
+                Some(t) => (t + term)?,
+                None => term,
+            });
         }
     }
     let Some(total) = total else { return Ok(vec![None; args.len()]) };

@@ -95,14 +95,26 @@ pub(crate) const TASK_VALUES: usize = 1 << 14;
 
 /// f(x[i], other[i]) for every value, in parallel blocks (`other` may be empty: then f
 /// sees zeros).
-pub fn map<T: Element>(x: &[T], other: &[T], f: impl Fn(T, T) -> T + Sync) -> Vec<T> {
-    use rayon::prelude::*;
-    let mut y = x.to_vec();
-    y.par_chunks_mut(TASK_VALUES).enumerate().for_each(|(b, chunk)| match other.is_empty() {
-        true => chunk.iter_mut().for_each(|v| *v = f(*v, T::zero())),
-        false => chunk.iter_mut().zip(&other[b * TASK_VALUES..]).for_each(|(v, &o)| *v = f(*v, o)),
-    });
-    y
+pub fn map<T: Element>(x: &[T], other: &[T], f: impl Fn(T, T) -> T + Sync + Send) -> Vec<T> {
+    made_in_chunks(x.len(), TASK_VALUES, || (), |_, b, chunk| {
+        let x = &x[b * TASK_VALUES..];
+        match other.is_empty() {
+            true => chunk.iter_mut().zip(x).for_each(|(v, &x)| *v = f(x, T::zero())),
+            false => chunk.iter_mut().zip(x).zip(&other[b * TASK_VALUES..]).for_each(|((v, &x), &o)| *v = f(x, o)),
+        }
+    })
+}
+
+/// a + b, in parallel on the CPU (candle's addition is one thread there).
+pub fn add(a: &Tensor, b: &Tensor) -> Result<Tensor> {
+    if !a.device().is_cpu() || a.dims() != b.dims() || a.dtype() != b.dtype() {
+        return a + b;
+    }
+    let (a, b) = (a.contiguous()?, b.contiguous()?);
+    by_element!(a.dtype(), T => {
+        let sum = with_slice(&a, |x: &[T]| with_slice(&b, |y: &[T]| map(x, y, |x, y| x + y)))??;
+        tensor(sum, a.dims())
+    })
 }
 
 /// A vector of `len` values made in parallel, chunk by chunk: `fill(state, i, chunk)`
