@@ -21,8 +21,8 @@ use canard_train::cursor::Cursor;
 use canard_train::data::Dataset;
 use canard_train::export;
 use canard_train::nn::{Engine, Shape};
-use canard_train::optim::{Optimizer, Rule};
-use canard_train::step::{dcgan_step, fastgan_step, wgan_step, StepCtx};
+use canard_train::optim::Optimizer;
+use canard_train::step::StepCtx;
 use canard_train::trainer::Gan;
 use candle_core::{DType, Device};
 use clap::Parser;
@@ -87,10 +87,7 @@ fn main() -> anyhow::Result<()> {
     let shape = Shape { image_size: a.image_size, channels: 3, nz: cfg.nz, ngf: cfg.ngf, ndf: cfg.ndf };
     a.arch.validate_shape(&shape).map_err(anyhow::Error::msg)?;
     let gan = Gan::new(a.arch, shape, &mut rng, &device, DType::F32)?;
-    let rule = match a.arch {
-        Arch::Wgan => Rule::RmsProp { alpha: cfg.rms_alpha, eps: 1e-8 },
-        _ => Rule::Adam { beta1: cfg.beta1, beta2: cfg.beta2, eps: 1e-8 },
-    };
+    let rule = a.arch.get().rule(&cfg);
     let mut opt_g = Optimizer::new(gan.g_params.trainable(), rule, cfg.lr_g)?;
     let mut opt_d = Optimizer::new(gan.d_params.trainable(), rule, cfg.lr_d)?;
     // The policy the trainer starts with: fastgan's (colour, translation), or all three.
@@ -106,11 +103,8 @@ fn main() -> anyhow::Result<()> {
     for step in 1..=a.warmup + a.steps {
         let t = Instant::now();
         // Past WGAN's burst of critic updates (steps 1–25): the steady state.
-        match a.arch {
-            Arch::Dcgan => dcgan_step(&ctx, &mut opt_g, &mut opt_d, &mut cursor, &mut rng, step)?,
-            Arch::Fastgan => fastgan_step(&ctx, &mut opt_g, &mut opt_d, &mut cursor, &mut rng, step, None)?,
-            _ => wgan_step(&ctx, &mut opt_g, &mut opt_d, &mut cursor, &mut rng, step + 100)?,
-        };
+        let step = if matches!(a.arch, Arch::Wgan) { step + 100 } else { step };
+        a.arch.get().step(&ctx, &mut opt_g, &mut opt_d, &mut cursor, &mut rng, step, None)?;
         if step > a.warmup {
             secs += t.elapsed().as_secs_f64();
         }

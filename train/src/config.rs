@@ -10,66 +10,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::augment::DiffAugment;
 use crate::device::DeviceChoice;
-use crate::nn::{self, dcgan::CriticNorm, Init, Net, Shape};
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
-#[serde(rename_all = "kebab-case")]
-pub enum Arch {
-    /// Radford et al. 2016: BCE loss, Adam 2e-4 β1 0.5, BatchNorm in both networks.
-    Dcgan,
-    /// Arjovsky et al. 2017: critic clipped to ±0.01, RMSprop 5e-5, 5 critic steps.
-    Wgan,
-    /// Gulrajani et al. 2017: gradient penalty λ 10, Adam 1e-4 β (0, 0.9), LayerNorm critic.
-    WganGp,
-    /// canard's small-data GAN after FastGAN (Liu et al. 2021): GLU upsampling blocks with
-    /// skip-layer excitation; a spectrally normalised critic with hinge loss that also
-    /// rebuilds the real pictures; DiffAugment always; Adam 2e-4 β (0.5, 0.999).
-    Fastgan,
-}
-
-impl Arch {
-    pub fn name(self) -> &'static str {
-        match self {
-            Arch::Dcgan => "dcgan",
-            Arch::Wgan => "wgan",
-            Arch::WganGp => "wgan-gp",
-            Arch::Fastgan => "fastgan",
-        }
-    }
-
-    /// Its generator: latents [N, nz, 1, 1] → pictures [N, C, S, S] in [-1, 1].
-    pub fn generator(self, init: &mut Init, shape: Shape) -> candle_core::Result<Net> {
-        match self {
-            Arch::Fastgan => nn::fastgan::generator(init, shape),
-            _ => nn::dcgan::generator(init, shape),
-        }
-    }
-
-    /// Its critic: pictures → one logit or score each (fastgan's: and its rebuilt pictures).
-    pub fn critic(self, init: &mut Init, shape: Shape) -> candle_core::Result<Net> {
-        match self {
-            Arch::Fastgan => nn::fastgan::critic(init, shape),
-            Arch::WganGp => nn::dcgan::critic(init, shape, CriticNorm::Layer),
-            Arch::Dcgan | Arch::Wgan => nn::dcgan::critic(init, shape, CriticNorm::Batch),
-        }
-    }
-
-    /// Its generator's parameter count, computed without building it; `None` on overflow.
-    pub fn generator_parameters(self, shape: &Shape) -> Option<usize> {
-        match self {
-            Arch::Fastgan => nn::fastgan::generator_parameters(shape),
-            _ => nn::dcgan::generator_parameters(shape),
-        }
-    }
-
-    /// Whether it can build networks of `shape`.
-    pub fn validate_shape(self, shape: &Shape) -> std::result::Result<(), String> {
-        match self {
-            Arch::Fastgan => nn::fastgan::validate(shape),
-            _ => shape.validate(),
-        }
-    }
-}
+pub use crate::arch::Arch;
+use crate::nn::Shape;
 
 /// Declares every setting once: its help (the doc comment), its flag (`#[arg]`), its type
 /// and its default, which may depend on the architecture and on grey pictures ([`Defaults`]).

@@ -28,9 +28,6 @@ pub struct Guard {
     pub streak: usize,
 }
 
-/// DCGAN's discriminator "wins outright" when it is this sure of both real and fake.
-const SURE: f32 = 1e-3;
-
 impl Guard {
     pub fn new(arch: Arch, patience: usize, lr_g: f64, lr_d: f64) -> Self {
         Self { arch, patience, lr_g, lr_d, streak: 0 }
@@ -38,12 +35,7 @@ impl Guard {
 
     pub fn check(&mut self, r: &LossRecord) -> Result<(), Divergence> {
         if let Some(&value) = [r.loss_d, r.loss_g, r.d_real, r.d_fake, r.gp].iter().find(|v| !v.is_finite()) {
-            let hint = match self.arch {
-                Arch::Dcgan => ", or --arch wgan-gp",
-                Arch::Wgan => ", or a smaller --clamp",
-                Arch::WganGp => ", or more --critic-steps",
-                Arch::Fastgan => "",
-            };
+            let hint = self.arch.get().divergence_hint();
             return Err(Divergence::NonFinite {
                 step: r.step,
                 value,
@@ -53,7 +45,7 @@ impl Guard {
             });
         }
         // A Wasserstein critic cannot "win": its scores are unbounded by design.
-        if self.arch == Arch::Dcgan && r.d_real > 1.0 - SURE && r.d_fake < SURE {
+        if self.arch.get().critic_wins(r) {
             self.streak += 1;
             if self.streak >= self.patience {
                 return Err(Divergence::DiscriminatorWins {

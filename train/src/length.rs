@@ -2,7 +2,7 @@
 //! default [`DEFAULT_IMAGES`] generated images, whatever the folder's size), a budget of
 //! training minutes (`--minutes`, counted across resumes), or both: whichever comes first.
 
-use crate::config::{Arch, ConfigError, TrainConfig, DEFAULT_IMAGES, MAX_STEPS};
+use crate::config::{ConfigError, TrainConfig, DEFAULT_IMAGES, MAX_STEPS};
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Length {
@@ -81,21 +81,9 @@ fn thousands(n: u128) -> String {
     out
 }
 
-/// Batches of data the first `steps` generator updates consume, in closed form (a loop
-/// over a billion steps took seconds before the first one). WGAN's critic takes `burst`
-/// batches in its first 25 updates and every 500th, the usual `critic_steps` otherwise
-/// (`crate::losses::critic_updates`); DCGAN's one; fastgan's and WGAN-GP's `critic_steps`.
+/// Batches of data the first `steps` generator updates consume ([`crate::arch::Architecture::batches_for_steps`]).
 fn batches_for_steps(cfg: &TrainConfig, steps: u128) -> u128 {
-    let usual = match cfg.arch {
-        Arch::Dcgan => 1,
-        _ => cfg.critic_steps as u128,
-    };
-    let bursts = match cfg.arch {
-        // Updates 0..25, then 500, 1000, … below `steps`.
-        Arch::Wgan => steps.min(25) + steps.saturating_sub(1) / 500,
-        _ => 0,
-    };
-    usual * (steps - bursts) + cfg.critic_steps_burst as u128 * bursts
+    cfg.arch.get().batches_for_steps(cfg, steps)
 }
 
 /// Generator updates that `batches` batches of data take: the fewest whose batches reach it.
@@ -121,6 +109,7 @@ fn batches_to_epochs(cfg: &TrainConfig, steps: usize, per_epoch: usize) -> usize
 
 #[cfg(test)]
 mod tests {
+    use crate::config::Arch;
     use super::*;
     use crate::config::Settings;
 
@@ -167,17 +156,13 @@ mod tests {
     /// across WGAN's bursts (the first 25 updates and every 500th).
     #[test]
     fn the_closed_form_matches_counting_update_by_update() {
-        use crate::losses::critic_updates;
+
         for arch in [Arch::Dcgan, Arch::Fastgan, Arch::Wgan, Arch::WganGp] {
             let c = cfg(Settings { arch: Some(arch), ..Settings::default() });
             let mut batches = 0u128;
             for step in 0..2600usize {
                 assert_eq!(batches_for_steps(&c, step as u128), batches, "{arch:?} after {step} updates");
-                let per = if arch == Arch::Dcgan {
-                    1
-                } else {
-                    critic_updates(arch, step, c.critic_steps, c.critic_steps_burst)
-                };
+                let per = arch.get().critic_updates(step, &c);
                 batches += per as u128;
             }
             for target in [1u128, 7, 99, 100, 2500, 2501, 12_345] {

@@ -2,6 +2,7 @@
 //! ONNX + manifest, and the tools to look at a model without the server.
 
 pub mod alloc;
+pub mod arch;
 pub mod atomic;
 pub mod augment;
 pub mod checkpoint;

@@ -57,32 +57,10 @@ fn input_gradient(at: &Record) -> Result<Tensor> {
         .ok_or_else(|| candle_core::Error::Msg("internal error: the critic gave no input gradient".into()))
 }
 
-/// Critic updates before generator update `gen_step` (0-based). WGAN follows Arjovsky
-/// et al.'s reference code: a burst of updates for the first 25 generator updates and
-/// every 500th, so the critic is near-optimal when it matters; otherwise `n`.
-pub fn critic_updates(arch: crate::config::Arch, gen_step: usize, n: usize, burst: usize) -> usize {
-    match arch {
-        crate::config::Arch::Wgan if gen_step < 25 || gen_step.is_multiple_of(500) => burst,
-        _ => n,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use candle_core::Device;
-    use crate::config::Arch;
-
-    #[test]
-    fn the_wgan_critic_schedule_matches_the_reference_code() {
-        let schedule: Vec<usize> = (0..1002).map(|g| critic_updates(Arch::Wgan, g, 5, 100)).collect();
-        assert!(schedule[..25].iter().all(|&n| n == 100));
-        assert_eq!(&schedule[25..30], &[5; 5]);
-        assert_eq!((schedule[499], schedule[500], schedule[501], schedule[1000]), (5, 100, 5, 100));
-        assert_eq!(schedule.iter().filter(|&&n| n == 100).count(), 25 + 2);
-        assert!((0..600).all(|g| critic_updates(Arch::WganGp, g, 5, 100) == 5));
-        assert!((0..600).all(|g| critic_updates(Arch::Dcgan, g, 1, 100) == 1));
-    }
 
     #[test]
     fn the_hinge_is_zero_past_the_margin_and_linear_inside_it() {

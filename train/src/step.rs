@@ -1,12 +1,7 @@
-//! One training step of each architecture, on any device (`crate::nn`'s engine): what the
-//! trainer repeats, and what `examples/bench_step.rs` times.
-//!
-//! DCGAN (pytorch/examples `dcgan`): one generator forward; one discriminator update on
-//! real and (detached) fake; one generator update against it (the non-saturating loss).
-//! WGAN / WGAN-GP: `critic_updates` critic updates, each on a new batch (clipping the
-//! weights, or adding the gradient penalty), then one generator update.
-//! fastgan: as DCGAN's, with the hinge loss, and the critic's reconstruction of the real
-//! pictures added to its loss.
+//! What every architecture's training step (`crate::arch`) is made of, on any device
+//! (`crate::nn`'s engine): batches, latents and DiffAugment ([`StepCtx`]), a critic update
+//! on real and generated pictures, a generator update through the critic, and the losses
+//! a step reports. The trainer repeats the steps; `examples/bench_step.rs` times them.
 
 use anyhow::Context;
 use candle_core::backprop::GradStore;
@@ -14,12 +9,11 @@ use candle_core::{DType, Device, Tensor, Var};
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 
-use crate::augment::{Ada, DiffAugment, Draw};
-use crate::config::{Arch, TrainConfig};
+use crate::augment::{DiffAugment, Draw};
+use crate::config::TrainConfig;
 use crate::cursor::Cursor;
 use crate::data::Dataset;
-use crate::losses::{bce_with_logits, critic_updates, gradient_penalty, hinge, r1};
-use crate::nn::fastgan::{rebuild_loss, rebuild_targets};
+use crate::losses::gradient_penalty;
 use crate::nn::params::randn;
 use crate::nn::{backward_both, vjp, Engine, Pass, Record};
 use crate::ops;
@@ -37,7 +31,7 @@ pub struct StepLosses {
 }
 
 impl StepLosses {
-    fn new(step: usize, epoch: usize, values: [&Tensor; 5]) -> candle_core::Result<Self> {
+    pub(crate) fn new(step: usize, epoch: usize, values: [&Tensor; 5]) -> candle_core::Result<Self> {
         let values = values.map(|v| v.to_dtype(DType::F32));
         let values: Vec<Tensor> = values.into_iter().collect::<candle_core::Result<_>>()?;
         Ok(Self { step, epoch, values: Tensor::stack(&values, 0)? })
@@ -103,7 +97,7 @@ impl<'a> StepCtx<'a> {
 }
 
 impl StepCtx<'_> {
-    fn real_batch(&self, cursor: &mut Cursor, rng: &mut ChaCha8Rng) -> candle_core::Result<Tensor> {
+    pub(crate) fn real_batch(&self, cursor: &mut Cursor, rng: &mut ChaCha8Rng) -> candle_core::Result<Tensor> {
         let idx = cursor.next_batch().to_vec();
         let flips: Option<Vec<bool>> = self.cfg.mirror.then(|| (0..idx.len()).map(|_| rng.random::<bool>()).collect());
         let batch = match (&self.resident, flips) {
@@ -121,7 +115,7 @@ impl StepCtx<'_> {
     /// The pictures as the critic sees them: DiffAugment when on, each transform applied
     /// with probability `p` (ADA; at 1, DiffAugment's own draws); and the transforms drawn,
     /// for the generator's gradient to go back through ([`StepCtx::unview`]).
-    fn view(&self, x: Tensor, p: f64, rng: &mut ChaCha8Rng) -> anyhow::Result<(Tensor, Option<Draw>)> {
+    pub(crate) fn view(&self, x: Tensor, p: f64, rng: &mut ChaCha8Rng) -> anyhow::Result<(Tensor, Option<Draw>)> {
         let Some(a) = self.augment else { return Ok((x, None)) };
         let draw = a.draw_sometimes(x.dims4()?, p, rng);
         let seen = match self.kernels(&x) {
@@ -149,149 +143,18 @@ impl StepCtx<'_> {
 
     /// The generator's forward pass in training mode (BatchNorm's running statistics
     /// updated), recorded.
-    fn generate<'p, 'n>(&self, pass: &'p Pass<'n>, b: usize, rng: &mut ChaCha8Rng) -> anyhow::Result<Record<'p, 'n>> {
+    pub(crate) fn generate<'p, 'n>(&self, pass: &'p Pass<'n>, b: usize, rng: &mut ChaCha8Rng) -> anyhow::Result<Record<'p, 'n>> {
         let record = pass.forward(self.noise(b, rng)?, 0)?;
         record.commit()?;
         Ok(record)
     }
 }
 
-/// DCGAN (pytorch/examples `dcgan`): the discriminator on real and generated pictures,
-/// then the generator against it (the non-saturating loss).
-pub fn dcgan_step(
-    c: &StepCtx,
-    opt_g: &mut Optimizer,
-    opt_d: &mut Optimizer,
-    cursor: &mut Cursor,
-    rng: &mut ChaCha8Rng,
-    step: usize,
-) -> anyhow::Result<(StepLosses, usize)> {
-    let real = c.real_batch(cursor, rng)?;
-    let b = real.dim(0)?;
-    let g_pass = c.gan.g.pass(c.engine, true, &[0])?;
-    let made = c.generate(&g_pass, b, rng)?;
-    let (real, _) = c.view(real, 1.0, rng)?;
-    let (fake, _) = c.view(made.output(0)?.clone(), 1.0, rng)?;
-    let (loss_d, d_real, d_fake, _) =
-        critic_update(c, opt_d, real, fake, None, |[r, f]| bce_with_logits(r, 1.0)? + bce_with_logits(f, 0.0)?)?;
-    let loss_g = generator_update(c, &made, opt_g, rng, 1.0, |[f]| bce_with_logits(f, 1.0))?;
-    Ok((dcgan_record(step, cursor.epoch + 1, &loss_d, &loss_g, &d_real, &d_fake)?, b))
-}
-
-/// One fastgan step: the critic's hinge loss on real and generated pictures (DiffAugment
-/// always on) plus its reconstruction of the real ones, then the generator's
-/// −mean(D(G(z))). Reports the mean logits, and the reconstruction error in the fifth
-/// column. With `ada`, each transform is applied with its probability, which the real
-/// pictures' logits then adjust. With `--r1`, R1's penalty on the real pictures.
-pub fn fastgan_step(
-    c: &StepCtx,
-    opt_g: &mut Optimizer,
-    opt_d: &mut Optimizer,
-    cursor: &mut Cursor,
-    rng: &mut ChaCha8Rng,
-    step: usize,
-    ada: Option<&mut Ada>,
-) -> anyhow::Result<(StepLosses, usize)> {
-    let p = ada.as_ref().map_or(1.0, |a| a.p);
-    let d = &c.gan.d;
-    let real = c.real_batch(cursor, rng)?;
-    let b = real.dim(0)?;
-    let g_pass = c.gan.g.pass(c.engine, true, &[0])?;
-    let made = c.generate(&g_pass, b, rng)?;
-
-    let part = rng.random_range(0..4usize);
-    let (real, _) = c.view(real, p, rng)?;
-    let targets = rebuild_targets(&real, part)?;
-    let (fake, _) = c.view(made.output(0)?.clone(), p, rng)?;
-    let (real_pass, fake_pass) = (d.pass(c.engine, true, &[0, 1, 2])?, d.pass(c.engine, true, &[0])?);
-    let (on_real, on_fake) = rayon::join(|| real_pass.forward(real, part), || fake_pass.forward(fake, part));
-    let (on_real, on_fake) = (on_real?, on_fake?);
-    on_real.commit()?;
-    on_fake.commit()?;
-    let outputs = [on_real.output(0)?, on_fake.output(0)?, on_real.output(1)?, on_real.output(2)?];
-    let mut rebuilt = None;
-    let (loss_d, [(d_real, dl_real), (d_fake, dl_fake), (_, dl_all), (_, dl_quarter)]) =
-        logit_loss(outputs, |[r, f, a, q]| {
-            let loss = rebuild_loss(a, q, &(targets.0.flatten_all()?, targets.1.flatten_all()?))?;
-            rebuilt = Some(loss.clone());
-            (hinge(r, true)? + hinge(f, false)?)? + loss
-        })?;
-    if let Some(ada) = ada {
-        ada.observe(&d_real.to_dtype(DType::F32)?.to_vec1::<f32>()?);
-    }
-    let real_grads = vec![(0, dl_real), (1, dl_all), (2, dl_quarter)];
-    let mut grads = backward_both(d, (&on_real, real_grads), (&on_fake, vec![(0, dl_fake)]))?;
-    let loss_d = match c.cfg.r1 > 0.0 {
-        true => (loss_d + r1(&on_real, c.cfg.r1, &mut grads)?)?,
-        false => loss_d,
-    };
-    drop((on_real, on_fake));
-    opt_d.step(&grads)?;
-
-    let loss_g = generator_update(c, &made, opt_g, rng, p, |[f]| f.mean_all()?.neg())?;
-    let rebuilt = rebuilt.context("internal error: no reconstruction loss")?.to_dtype(DType::F32)?;
-    let (r, f) = (d_real.mean_all()?, d_fake.mean_all()?);
-    Ok((StepLosses::new(step, cursor.epoch + 1, [&loss_d, &loss_g, &r, &f, &rebuilt])?, b))
-}
-
-/// Critic updates (clipped, or with the gradient penalty), then one generator update.
-pub fn wgan_step(
-    c: &StepCtx,
-    opt_g: &mut Optimizer,
-    opt_d: &mut Optimizer,
-    cursor: &mut Cursor,
-    rng: &mut ChaCha8Rng,
-    step: usize,
-) -> anyhow::Result<(StepLosses, usize)> {
-    let cfg = c.cfg;
-    let n = critic_updates(cfg.arch, step - 1, cfg.critic_steps, cfg.critic_steps_burst);
-    let g_pass = c.gan.g.pass(c.engine, true, &[0])?;
-    let mut images = 0;
-    let mut last: Option<[Tensor; 4]> = None;
-    for _ in 0..n {
-        let (real, _) = c.view(c.real_batch(cursor, rng)?, 1.0, rng)?;
-        let b = real.dim(0)?;
-        images += b;
-        let fake = c.generate(&g_pass, b, rng)?.take_output(0)?;
-        let (fake, _) = c.view(fake, 1.0, rng)?;
-        let x_hat = match cfg.arch == Arch::WganGp {
-            true => Some(interpolate(&real, &fake, rng)?),
-            false => None,
-        };
-        let (loss, r, f, gp) = critic_update(c, opt_d, real, fake, x_hat, |[r, f]| f.mean_all()? - r.mean_all()?)?;
-        if cfg.arch == Arch::Wgan {
-            c.gan.d_params.clamp(cfg.clamp)?;
-        }
-        let gp = Tensor::new(gp as f32, c.device)?;
-        last = Some([loss, r.mean_all()?, f.mean_all()?, gp]);
-    }
-    let b = cfg.batch_size.min(c.data.len);
-    let made = c.generate(&g_pass, b, rng)?;
-    let loss_g = generator_update(c, &made, opt_g, rng, 1.0, |[f]| f.mean_all()?.neg())?;
-    let [loss_d, s_real, s_fake, gp] = last.context("a WGAN step makes at least one critic update")?;
-    Ok((StepLosses::new(step, cursor.epoch + 1, [&loss_d, &loss_g, &s_real, &s_fake, &gp])?, images))
-}
-
-/// What a DCGAN step reports: its losses, and how likely the critic finds the real and
-/// the fake images on average.
-fn dcgan_record(
-    step: usize,
-    epoch: usize,
-    loss_d: &Tensor,
-    loss_g: &Tensor,
-    d_real: &Tensor,
-    d_fake: &Tensor,
-) -> candle_core::Result<StepLosses> {
-    let prob = |t: &Tensor| candle_nn::ops::sigmoid(t)?.mean_all();
-    let zero = loss_d.zeros_like()?;
-    StepLosses::new(step, epoch, [loss_d, loss_g, &prob(d_real)?, &prob(d_fake)?, &zero])
-}
-
 /// One critic update: the critic on real and fake pictures side by side, `loss` of its two
 /// outputs, both backward passes, with WGAN-GP the gradient penalty at the interpolated
 /// pictures `x_hat` (times λ, added to the loss), the optimiser's step. The loss and the
 /// two outputs, as tensors, and the penalty (0 without).
-fn critic_update(
+pub(crate) fn critic_update(
     c: &StepCtx,
     opt_d: &mut Optimizer,
     real: Tensor,
@@ -318,7 +181,7 @@ fn critic_update(
 /// (through DiffAugment when on, each transform with probability `p`); the gradient of
 /// `loss` of its output reaches the pictures (not the critic's weights), then the
 /// generator. The loss.
-fn generator_update(
+pub(crate) fn generator_update(
     c: &StepCtx,
     made: &Record,
     opt_g: &mut Optimizer,
@@ -343,7 +206,7 @@ fn generator_update(
 /// A loss of the critic's outputs (each flattened), by candle: the loss (f32), and each
 /// output with the loss's gradient with respect to it.
 #[allow(clippy::type_complexity)]
-fn logit_loss<const K: usize>(
+pub(crate) fn logit_loss<const K: usize>(
     outputs: [&Tensor; K],
     loss: impl FnOnce([&Tensor; K]) -> candle_core::Result<Tensor>,
 ) -> candle_core::Result<(Tensor, [(Tensor, Tensor); K])> {
@@ -360,12 +223,4 @@ fn logit_loss<const K: usize>(
     let out: [(Tensor, Tensor); K] =
         out.try_into().map_err(|_| candle_core::Error::Msg("internal error: loss arity".into()))?;
     Ok((value.to_dtype(DType::F32)?, out))
-}
-
-/// x̂ = ε·real + (1 − ε)·fake, one ε ~ U(0, 1) per sample: where WGAN-GP's penalty is taken.
-fn interpolate(real: &Tensor, fake: &Tensor, rng: &mut ChaCha8Rng) -> candle_core::Result<Tensor> {
-    let b = real.dim(0)?;
-    let eps: Vec<f32> = (0..b).map(|_| rng.random::<f32>()).collect();
-    let eps = Tensor::from_vec(eps, (b, 1, 1, 1), real.device())?.to_dtype(real.dtype())?;
-    real.broadcast_mul(&eps)? + fake.broadcast_mul(&eps.affine(-1.0, 1.0)?)?
 }

@@ -25,12 +25,12 @@ use crate::ema::Ema;
 use crate::guard::Guard;
 use crate::length::Length;
 use crate::nn::{Init, Net, Params, Shape};
-use crate::optim::{Optimizer, Rule};
+use crate::optim::Optimizer;
 use crate::report::cadence::Cadence;
 use crate::report::gif::{preview_name, ProgressGif};
 use crate::report::progress::Progress;
 use crate::report::{self, LossRecord, PREVIEW_SEEDS};
-use crate::step::{dcgan_step, fastgan_step, wgan_step, StepCtx, StepLosses};
+use crate::step::{StepCtx, StepLosses};
 use crate::{atomic, device, export};
 
 /// The two networks.
@@ -217,7 +217,7 @@ impl Setup {
             cfg = Settings { channels: Some(data.channels), ..settings.clone() }.resolve()?;
         }
         // fastgan's recipe always augments.
-        let augment = *cfg.augment.get_or_insert(cfg.arch == Arch::Fastgan || data.len < AUGMENT_BELOW);
+        let augment = *cfg.augment.get_or_insert(cfg.arch.get().always_augments() || data.len < AUGMENT_BELOW);
         if !augment {
             let why = format!("augmentation is off for {} pictures (--augment turns it on)", data.len);
             cfg.refuse_unused_augmentation(&why)?;
@@ -262,11 +262,8 @@ impl Setup {
 
     /// The progress table's column names: the critic's scores and the third loss.
     fn labels(&self) -> (&'static str, &'static str, &'static str) {
-        match self.cfg.arch {
-            Arch::Dcgan => ("D(x)", "D(G(z))", "GP"),
-            Arch::Fastgan => ("D(x)", "D(G(z))", "Rebuilt"),
-            Arch::Wgan | Arch::WganGp => ("C(x)", "C(G(z))", "GP"),
-        }
+        let [real, fake, third] = self.cfg.arch.get().labels();
+        (real, fake, third)
     }
 }
 
@@ -294,20 +291,10 @@ impl Training {
         cfg.arch.validate_shape(&shape).map_err(anyhow::Error::msg)?;
         let mut rng = ChaCha8Rng::seed_from_u64(cfg.seed);
         let gan = Gan::new(cfg.arch, shape, &mut rng, device, DType::F32)?;
-        let (rule_g, rule_d) = match cfg.arch {
-            Arch::Wgan => {
-                (Rule::RmsProp { alpha: cfg.rms_alpha, eps: 1e-8 }, Rule::RmsProp { alpha: cfg.rms_alpha, eps: 1e-8 })
-            }
-            _ => {
-                let adam = Rule::Adam { beta1: cfg.beta1, beta2: cfg.beta2, eps: 1e-8 };
-                (adam, adam)
-            }
-        };
-        let mut opt_g = Optimizer::new(gan.g_params.trainable(), rule_g, cfg.lr_g)?;
-        let mut opt_d = Optimizer::new(gan.d_params.trainable(), rule_d, cfg.lr_d)?;
-        if cfg.arch == Arch::Wgan {
-            gan.d_params.clamp(cfg.clamp)?;
-        }
+        let rule = cfg.arch.get().rule(cfg);
+        let mut opt_g = Optimizer::new(gan.g_params.trainable(), rule, cfg.lr_g)?;
+        let mut opt_d = Optimizer::new(gan.d_params.trainable(), rule, cfg.lr_d)?;
+        cfg.arch.get().constrain_critic(&gan, cfg)?;
         let mut ema = match cfg.ema_half_life > 0.0 {
             true => Some(Ema::new(cfg.arch, shape, &gan.g_params, cfg.ema_half_life, cfg.ema_rampup, device)?),
             false => None,
@@ -404,11 +391,7 @@ impl Training {
                     cfg.color_until
                 ));
             }
-            let (step_losses, images) = match cfg.arch {
-                Arch::Dcgan => dcgan_step(&ctx, opt_g, opt_d, cursor, rng, st.step + 1)?,
-                Arch::Fastgan => fastgan_step(&ctx, opt_g, opt_d, cursor, rng, st.step + 1, ada.as_mut())?,
-                _ => wgan_step(&ctx, opt_g, opt_d, cursor, rng, st.step + 1)?,
-            };
+            let (step_losses, images) = cfg.arch.get().step(&ctx, opt_g, opt_d, cursor, rng, st.step + 1, ada.as_mut())?;
             pending.push((step_losses, seconds()));
             st.step += 1;
             st.images_seen += images as u64;

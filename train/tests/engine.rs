@@ -13,7 +13,7 @@ use canard_train::nn::fastgan::{rebuild_loss, rebuild_targets};
 use canard_train::nn::params::randn;
 use canard_train::nn::{Engine, Params, Shape};
 use canard_train::optim::{Optimizer, Rule};
-use canard_train::step::{dcgan_step, fastgan_step, wgan_step, StepCtx};
+use canard_train::step::StepCtx;
 use canard_train::trainer::Gan;
 use candle_core::backprop::GradStore;
 use candle_core::{DType, Device, Tensor, Var};
@@ -99,12 +99,7 @@ fn train(arch: Arch, augment: Option<&DiffAugment>, r1: f64, dtype: DType, engin
     let mut cursor = Cursor::new(data.len, 4, 0, 0, 1);
     let mut losses = vec![];
     for step in 1..=steps {
-        let (out, _) = match arch {
-            Arch::Dcgan => dcgan_step(&ctx, &mut opt_g, &mut opt_d, &mut cursor, &mut rng, step),
-            Arch::Fastgan => fastgan_step(&ctx, &mut opt_g, &mut opt_d, &mut cursor, &mut rng, step, Some(&mut ada)),
-            _ => wgan_step(&ctx, &mut opt_g, &mut opt_d, &mut cursor, &mut rng, step),
-        }
-        .unwrap();
+        let (out, _) = arch.get().step(&ctx, &mut opt_g, &mut opt_d, &mut cursor, &mut rng, step, Some(&mut ada)).unwrap();
         let rec = out.record().unwrap();
         assert_eq!(rec.step, step);
         losses.extend([rec.loss_d, rec.loss_g, rec.d_real, rec.d_fake, rec.gp].map(f64::from));

@@ -1,0 +1,78 @@
+//! DCGAN (Radford et al. 2016, pytorch/examples `dcgan`): BatchNorm in both networks, the
+//! non-saturating cross-entropy loss, one critic update a step.
+
+use candle_core::{Result, Tensor};
+use rand_chacha::ChaCha8Rng;
+
+use super::Architecture;
+use crate::augment::Ada;
+use crate::config::TrainConfig;
+use crate::cursor::Cursor;
+use crate::losses::bce_with_logits;
+use crate::nn::dcgan::CriticNorm;
+use crate::nn::{self, Init, Net, Shape};
+use crate::optim::Optimizer;
+use crate::report::LossRecord;
+use crate::step::{critic_update, generator_update, StepCtx, StepLosses};
+
+pub struct Dcgan;
+
+/// The discriminator "wins outright" when it is this sure of both real and fake.
+const SURE: f32 = 1e-3;
+
+impl Architecture for Dcgan {
+    fn name(&self) -> &'static str {
+        "dcgan"
+    }
+
+    fn critic(&self, init: &mut Init, shape: Shape) -> Result<Net> {
+        nn::dcgan::critic(init, shape, CriticNorm::Batch)
+    }
+
+    fn critic_updates(&self, _gen_step: usize, _cfg: &TrainConfig) -> usize {
+        1
+    }
+
+    fn batches_for_steps(&self, _cfg: &TrainConfig, steps: u128) -> u128 {
+        steps
+    }
+
+    fn labels(&self) -> [&'static str; 3] {
+        ["D(x)", "D(G(z))", "GP"]
+    }
+
+    fn divergence_hint(&self) -> &'static str {
+        ", or --arch wgan-gp"
+    }
+
+    fn critic_wins(&self, r: &LossRecord) -> bool {
+        r.d_real > 1.0 - SURE && r.d_fake < SURE
+    }
+
+    /// The discriminator on real and generated pictures, then the generator against it.
+    fn step(
+        &self,
+        c: &StepCtx,
+        opt_g: &mut Optimizer,
+        opt_d: &mut Optimizer,
+        cursor: &mut Cursor,
+        rng: &mut ChaCha8Rng,
+        step: usize,
+        _ada: Option<&mut Ada>,
+    ) -> anyhow::Result<(StepLosses, usize)> {
+        let real = c.real_batch(cursor, rng)?;
+        let b = real.dim(0)?;
+        let g_pass = c.gan.g.pass(c.engine, true, &[0])?;
+        let made = c.generate(&g_pass, b, rng)?;
+        let (real, _) = c.view(real, 1.0, rng)?;
+        let (fake, _) = c.view(made.output(0)?.clone(), 1.0, rng)?;
+        let (loss_d, d_real, d_fake, _) =
+            critic_update(c, opt_d, real, fake, None, |[r, f]| bce_with_logits(r, 1.0)? + bce_with_logits(f, 0.0)?)?;
+        let loss_g = generator_update(c, &made, opt_g, rng, 1.0, |[f]| bce_with_logits(f, 1.0))?;
+        // How likely the critic finds the real and the fake pictures on average.
+        let prob = |t: &Tensor| candle_nn::ops::sigmoid(t)?.mean_all();
+        let zero = loss_d.zeros_like()?;
+        let values = [&loss_d, &loss_g, &prob(&d_real)?, &prob(&d_fake)?, &zero];
+        Ok((StepLosses::new(step, cursor.epoch + 1, values)?, b))
+    }
+}

@@ -1,0 +1,108 @@
+//! WGAN (Arjovsky et al. 2017): a critic clipped to ±`--clamp`, RMSprop, `--critic-steps`
+//! critic updates a generator update, and a burst of them for the first 25 updates and
+//! every 500th (the reference code's), so the critic is near-optimal when it matters.
+//! Its step, with a penalty in place of the clipping, is WGAN-GP's too.
+
+use candle_core::{Result, Tensor};
+use rand_chacha::ChaCha8Rng;
+
+use super::Architecture;
+use crate::augment::Ada;
+use crate::config::TrainConfig;
+use crate::cursor::Cursor;
+use crate::nn::dcgan::CriticNorm;
+use crate::nn::{self, Init, Net, Shape};
+use crate::optim::{Optimizer, Rule};
+use crate::step::{critic_update, generator_update, StepCtx, StepLosses};
+use crate::trainer::Gan;
+
+pub struct Wgan;
+
+impl Architecture for Wgan {
+    fn name(&self) -> &'static str {
+        "wgan"
+    }
+
+    fn critic(&self, init: &mut Init, shape: Shape) -> Result<Net> {
+        nn::dcgan::critic(init, shape, CriticNorm::Batch)
+    }
+
+    fn rule(&self, cfg: &TrainConfig) -> Rule {
+        Rule::RmsProp { alpha: cfg.rms_alpha, eps: 1e-8 }
+    }
+
+    fn constrain_critic(&self, gan: &Gan, cfg: &TrainConfig) -> Result<()> {
+        gan.d_params.clamp(cfg.clamp)
+    }
+
+    fn critic_updates(&self, gen_step: usize, cfg: &TrainConfig) -> usize {
+        match gen_step < 25 || gen_step.is_multiple_of(500) {
+            true => cfg.critic_steps_burst,
+            false => cfg.critic_steps,
+        }
+    }
+
+    fn batches_for_steps(&self, cfg: &TrainConfig, steps: u128) -> u128 {
+        // Updates 0..25, then 500, 1000, … below `steps`.
+        let bursts = steps.min(25) + steps.saturating_sub(1) / 500;
+        cfg.critic_steps as u128 * (steps - bursts) + cfg.critic_steps_burst as u128 * bursts
+    }
+
+    fn divergence_hint(&self) -> &'static str {
+        ", or a smaller --clamp"
+    }
+
+    fn step(
+        &self,
+        c: &StepCtx,
+        opt_g: &mut Optimizer,
+        opt_d: &mut Optimizer,
+        cursor: &mut Cursor,
+        rng: &mut ChaCha8Rng,
+        step: usize,
+        _ada: Option<&mut Ada>,
+    ) -> anyhow::Result<(StepLosses, usize)> {
+        critic_steps_then_generator(self, c, opt_g, opt_d, cursor, rng, step, false)
+    }
+}
+
+/// Critic updates (each on a new batch; with `penalised`, WGAN-GP's penalty at pictures
+/// between the real and the generated ones), then one generator update. Reports the last
+/// critic update's loss, mean scores and penalty.
+#[allow(clippy::too_many_arguments)]
+pub fn critic_steps_then_generator(
+    arch: &dyn Architecture,
+    c: &StepCtx,
+    opt_g: &mut Optimizer,
+    opt_d: &mut Optimizer,
+    cursor: &mut Cursor,
+    rng: &mut ChaCha8Rng,
+    step: usize,
+    penalised: bool,
+) -> anyhow::Result<(StepLosses, usize)> {
+    let cfg = c.cfg;
+    let g_pass = c.gan.g.pass(c.engine, true, &[0])?;
+    let mut images = 0;
+    let mut last: Option<[Tensor; 4]> = None;
+    for _ in 0..arch.critic_updates(step - 1, cfg) {
+        let (real, _) = c.view(c.real_batch(cursor, rng)?, 1.0, rng)?;
+        let b = real.dim(0)?;
+        images += b;
+        let fake = c.generate(&g_pass, b, rng)?.take_output(0)?;
+        let (fake, _) = c.view(fake, 1.0, rng)?;
+        let x_hat = match penalised {
+            true => Some(super::wgan_gp::interpolate(&real, &fake, rng)?),
+            false => None,
+        };
+        let (loss, r, f, gp) = critic_update(c, opt_d, real, fake, x_hat, |[r, f]| f.mean_all()? - r.mean_all()?)?;
+        arch.constrain_critic(c.gan, cfg)?;
+        let gp = Tensor::new(gp as f32, c.device)?;
+        last = Some([loss, r.mean_all()?, f.mean_all()?, gp]);
+    }
+    let b = cfg.batch_size.min(c.data.len);
+    let made = c.generate(&g_pass, b, rng)?;
+    let loss_g = generator_update(c, &made, opt_g, rng, 1.0, |[f]| f.mean_all()?.neg())?;
+    let [loss_d, s_real, s_fake, gp] =
+        last.ok_or_else(|| anyhow::anyhow!("a WGAN step makes at least one critic update"))?;
+    Ok((StepLosses::new(step, cursor.epoch + 1, [&loss_d, &loss_g, &s_real, &s_fake, &gp])?, images))
+}
