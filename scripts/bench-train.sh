@@ -19,7 +19,7 @@
 # it reads the training time from losses.csv (data, step, EMA, logging, previews,
 # checkpoints: everything in the loop) and the process's wall time, and the images/s of
 # the run's second and last tenths (is it flat?). A second table; a third: the WGAN-GP
-# step (candle's graph, second-order gradients) against PyTorch's.
+# step (its penalty's second-order pass) against PyTorch's.
 #
 # Options (or the environment variables in brackets):
 #   --sizes LIST     image sizes [SIZES; default "32 64"]

@@ -18,8 +18,10 @@
 #
 # What it measures (each part's command is in the report beside its numbers):
 #   1. the machine: GPU, driver, memory;
-#   2. training that learns: a DCGAN and a WGAN-GP run on builtin:shapes (32×32) on CUDA:
-#      steps, images/s, SWD, sample grids (copied into OUT);
+#   2. training that learns: fastgan (with and without R1), DCGAN and WGAN-GP runs on
+#      builtin:shapes (32×32) on CUDA, the engine's candle path (every layer's backward by
+#      candle's backprop, the penalties' tangent pass): steps, images/s, SWD, sample grids
+#      (copied into OUT);
 #   3. export parity: the CUDA-trained generator's preview (candle's CUDA forward) against
 #      canard-serve's picture for the same 64 seeds, CPU provider and CUDA provider: max
 #      abs difference in 8-bit levels; CUDA vs CPU provider likewise;
@@ -178,14 +180,16 @@ say "## Training that learns (builtin:shapes, 32×32, $LEARN_STEPS steps)"
 say
 say "| arch | command | steps | images/s | SWD ×10³ | samples |"
 say "|---|---|---|---|---|---|"
-for arch in fastgan dcgan wgan-gp; do
-    log "learning run: $arch"
+for run in fastgan fastgan-r1 dcgan wgan-gp; do
+    arch=${run%-r1}
+    log "learning run: $run"
     flags=(--arch "$arch" --image-size 32 --steps "$LEARN_STEPS" --eval-images 2048)
-    train "learn-$arch" "${flags[@]}" >/dev/null
-    swd=$(sed -n 's/.*SWD ×10³ \([0-9.]*\).*/\1/p' "$work/learn-$arch.log" | tail -1)
-    last=$(ls "$work/runs/learn-$arch/samples" | sort | tail -1)
-    cp "$work/runs/learn-$arch/samples/$last" "$OUT/learn-$arch.png"
-    say "| $arch | \`canard-train --device $DEVICE --data builtin:shapes ${flags[*]}\` | $LEARN_STEPS | $(loop_rate "$work/runs/learn-$arch/losses.csv" 64) | ${swd:-—} | learn-$arch.png |"
+    [[ $run == *-r1 ]] && flags+=(--r1 1)
+    train "learn-$run" "${flags[@]}" >/dev/null
+    swd=$(sed -n 's/.*SWD ×10³ \([0-9.]*\).*/\1/p' "$work/learn-$run.log" | tail -1)
+    last=$(ls "$work/runs/learn-$run/samples" | sort | tail -1)
+    cp "$work/runs/learn-$run/samples/$last" "$OUT/learn-$run.png"
+    say "| $run | \`canard-train --device $DEVICE --data builtin:shapes ${flags[*]}\` | $LEARN_STEPS | $(loop_rate "$work/runs/learn-$run/losses.csv" 64) | ${swd:-—} | learn-$run.png |"
 done
 say
 

@@ -22,7 +22,7 @@ use canard_train::data::Dataset;
 use canard_train::export;
 use canard_train::nn::{Engine, Shape};
 use canard_train::optim::Optimizer;
-use canard_train::step::StepCtx;
+use canard_train::step::{StepCtx, Steps};
 use canard_train::trainer::Gan;
 use candle_core::{DType, Device};
 use clap::Parser;
@@ -104,7 +104,8 @@ fn main() -> anyhow::Result<()> {
         let t = Instant::now();
         // Past WGAN's burst of critic updates (steps 1–25): the steady state.
         let step = if matches!(a.arch, Arch::Wgan) { step + 100 } else { step };
-        a.arch.get().step(&ctx, &mut opt_g, &mut opt_d, &mut cursor, &mut rng, step, None)?;
+        let steps = Steps { opt_g: &mut opt_g, opt_d: &mut opt_d, cursor: &mut cursor, rng: &mut rng, ada: None };
+        a.arch.get().step(&ctx, steps, step)?;
         if step > a.warmup {
             secs += t.elapsed().as_secs_f64();
         }

@@ -36,7 +36,13 @@ fn main() -> anyhow::Result<()> {
         let x = Tensor::randn(0f32, 1., (n, ci, side, side), &dev)?;
         let w = Tensor::randn(0f32, 1., if tr { (ci, co, 4, 4) } else { (co, ci, 4, 4) }, &dev)?;
         let g = Geometry::new(4, s, p)?;
-        let f = |x: &Tensor| if tr { ops::conv_transpose2d(x, &w, g, (g.big(side)?, g.big(side)?)) } else { ops::conv2d(x, &w, g) };
+        let f = |x: &Tensor| {
+            if tr {
+                ops::conv_transpose2d(x, &w, g, (g.big(side)?, g.big(side)?))
+            } else {
+                ops::conv2d(x, &w, g)
+            }
+        };
         let y = f(&x)?;
         let osz = y.dim(2)?;
         let macs = (n * ci * co * 16 * if tr { side * side } else { osz * osz }) as f64;

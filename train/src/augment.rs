@@ -6,9 +6,9 @@
 //! it cannot memorise a small dataset, while the generator still gets gradients. A
 //! batch's random parameters are drawn once ([`DiffAugment::draw`], from the caller's
 //! [`ChaCha8Rng`], which keeps training deterministic and resumable); the drawn
-//! transforms then run either as candle ops ([`Draw::apply`]: any device, differentiable
-//! by candle's graph) or on plain CPU values with their own backward pass
-//! ([`Draw::forward`], [`Draw::backward`]: the CPU tape, `crate::tape`). The transforms
+//! transforms then run either as candle ops ([`Draw::apply`]: any device, differentiated
+//! by candle's backprop) or on plain CPU values with their own backward pass
+//! ([`Draw::forward`], [`Draw::backward`]: canard's CPU kernels). The transforms
 //! are linear in the image up to a constant (brightness), so the backward pass is the
 //! adjoint map.
 //!

@@ -8,9 +8,9 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+pub use crate::arch::Arch;
 use crate::augment::DiffAugment;
 use crate::device::DeviceChoice;
-pub use crate::arch::Arch;
 use crate::nn::Shape;
 
 /// Declares every setting once: its help (the doc comment), its flag (`#[arg]`), its type
@@ -194,7 +194,7 @@ settings! {
     #[arg(long)]
     ada_target: f64 = open;
     /// fastgan: R1's weight γ, a penalty of γ/2·‖∇ₓD(x)‖² on the (augmented) real pictures
-    /// (Mescheder et al. 2018), 0 to 1000; CPU only [default: 0: off]
+    /// (Mescheder et al. 2018), 0 to 1000 [default: 0: off]
     #[arg(long)]
     r1: f64 = { |_| 0.0 };
     /// Save a checkpoint every N generator updates (at least 1), and at the end [default: 200]

@@ -42,7 +42,8 @@ impl Ema {
     ) -> Result<Self> {
         let mut params = Params::default();
         // The throwaway RNG only fills tensors that are overwritten at once.
-        let g = arch.generator(&mut Init::new(&mut params, &mut ChaCha8Rng::seed_from_u64(0), device, source.dtype()), shape)?;
+        let g = arch
+            .generator(&mut Init::new(&mut params, &mut ChaCha8Rng::seed_from_u64(0), device, source.dtype()), shape)?;
         params.copy_from(source)?;
         Ok(Self { g, params, half_life, rampup, updates: 0, device: device.clone() })
     }

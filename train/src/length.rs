@@ -109,8 +109,8 @@ fn batches_to_epochs(cfg: &TrainConfig, steps: usize, per_epoch: usize) -> usize
 
 #[cfg(test)]
 mod tests {
-    use crate::config::Arch;
     use super::*;
+    use crate::config::Arch;
     use crate::config::Settings;
 
     fn cfg(extra: Settings) -> TrainConfig {
@@ -156,7 +156,6 @@ mod tests {
     /// across WGAN's bursts (the first 25 updates and every 500th).
     #[test]
     fn the_closed_form_matches_counting_update_by_update() {
-
         for arch in [Arch::Dcgan, Arch::Fastgan, Arch::Wgan, Arch::WganGp] {
             let c = cfg(Settings { arch: Some(arch), ..Settings::default() });
             let mut batches = 0u128;

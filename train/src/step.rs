@@ -9,7 +9,7 @@ use candle_core::{DType, Device, Tensor, Var};
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 
-use crate::augment::{DiffAugment, Draw};
+use crate::augment::{Ada, DiffAugment, Draw};
 use crate::config::TrainConfig;
 use crate::cursor::Cursor;
 use crate::data::Dataset;
@@ -65,6 +65,16 @@ impl StepLosses {
         let mut r = Self::read(std::slice::from_ref(self))?;
         r.pop().ok_or_else(|| candle_core::Error::Msg("internal error: no record".into()))
     }
+}
+
+/// What a step changes besides the networks.
+pub struct Steps<'a> {
+    pub opt_g: &'a mut Optimizer,
+    pub opt_d: &'a mut Optimizer,
+    pub cursor: &'a mut Cursor,
+    pub rng: &'a mut ChaCha8Rng,
+    /// ADA's state, when augmentation adapts (fastgan's `--ada-target`).
+    pub ada: Option<&'a mut Ada>,
 }
 
 /// What one step needs to read.
@@ -129,7 +139,9 @@ impl StepCtx<'_> {
     fn unview(&self, draw: Option<Draw>, x: &Tensor, dy: Tensor) -> anyhow::Result<Tensor> {
         let Some(draw) = draw else { return Ok(dy) };
         Ok(match self.kernels(&dy) {
-            true => crate::by_element!(dy.dtype(), T => ops::tensor(draw.backward(&ops::values::<T>(&dy)?), dy.dims()))?,
+            true => {
+                crate::by_element!(dy.dtype(), T => ops::tensor(draw.backward(&ops::values::<T>(&dy)?), dy.dims()))?
+            }
             false => {
                 let g = vjp(&[x], &[Some(&dy)], |a| Ok(vec![draw.apply(&a[0])?]))?;
                 g.into_iter().next().flatten().context("internal error: DiffAugment gave no gradient")?
@@ -143,7 +155,12 @@ impl StepCtx<'_> {
 
     /// The generator's forward pass in training mode (BatchNorm's running statistics
     /// updated), recorded.
-    pub(crate) fn generate<'p, 'n>(&self, pass: &'p Pass<'n>, b: usize, rng: &mut ChaCha8Rng) -> anyhow::Result<Record<'p, 'n>> {
+    pub(crate) fn generate<'p, 'n>(
+        &self,
+        pass: &'p Pass<'n>,
+        b: usize,
+        rng: &mut ChaCha8Rng,
+    ) -> anyhow::Result<Record<'p, 'n>> {
         let record = pass.forward(self.noise(b, rng)?, 0)?;
         record.commit()?;
         Ok(record)

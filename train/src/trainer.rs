@@ -30,7 +30,7 @@ use crate::report::cadence::Cadence;
 use crate::report::gif::{preview_name, ProgressGif};
 use crate::report::progress::Progress;
 use crate::report::{self, LossRecord, PREVIEW_SEEDS};
-use crate::step::{StepCtx, StepLosses};
+use crate::step::{StepCtx, StepLosses, Steps};
 use crate::{atomic, device, export};
 
 /// The two networks.
@@ -46,7 +46,13 @@ pub struct Gan {
 impl Gan {
     /// The networks of `arch`, initialised from `rng` (generator first); `dtype` F64 lets
     /// tests compare gradients precisely.
-    pub fn new(arch: Arch, shape: Shape, rng: &mut ChaCha8Rng, device: &Device, dtype: DType) -> candle_core::Result<Self> {
+    pub fn new(
+        arch: Arch,
+        shape: Shape,
+        rng: &mut ChaCha8Rng,
+        device: &Device,
+        dtype: DType,
+    ) -> candle_core::Result<Self> {
         let mut g_params = Params::default();
         let g = arch.generator(&mut Init::new(&mut g_params, rng, device, dtype), shape)?;
         let mut d_params = Params::default();
@@ -391,7 +397,14 @@ impl Training {
                     cfg.color_until
                 ));
             }
-            let (step_losses, images) = cfg.arch.get().step(&ctx, opt_g, opt_d, cursor, rng, st.step + 1, ada.as_mut())?;
+            let steps = Steps {
+                opt_g: &mut *opt_g,
+                opt_d: &mut *opt_d,
+                cursor: &mut *cursor,
+                rng: &mut *rng,
+                ada: ada.as_mut(),
+            };
+            let (step_losses, images) = cfg.arch.get().step(&ctx, steps, st.step + 1)?;
             pending.push((step_losses, seconds()));
             st.step += 1;
             st.images_seen += images as u64;

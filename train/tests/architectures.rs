@@ -48,7 +48,8 @@ fn generators_and_critics_fit_every_image_size_and_channel_count() {
                     let first = gan.g_params.iter().find(|p| p.name == "first.weight").unwrap().var.dim(1).unwrap();
                     assert_eq!(fastgan::ngf_from_first(size, first), Some(4));
                     // The excitations: side/8 gates side, from 32 up.
-                    let gated: Vec<usize> = gan.g.nodes.iter().filter_map(|n| n.name.strip_prefix("excite")?.parse().ok()).collect();
+                    let gated: Vec<usize> =
+                        gan.g.nodes.iter().filter_map(|n| n.name.strip_prefix("excite")?.parse().ok()).collect();
                     assert_eq!(gated, (5..=size.trailing_zeros()).map(|k| 1 << k).collect::<Vec<usize>>());
                 } else {
                     // Widths double per stage and stop at the image: log2(size) − 1 convolutions.
@@ -81,6 +82,9 @@ fn fastgans_decoders_rebuild_the_picture_and_one_quarter_of_it() {
     let (all, part) = rebuild_targets(&small, 2).unwrap();
     assert_eq!(all.dims(), &[1, 1, 16, 16]);
     assert_eq!(at(&all, 5, 7), 10.5 * 32.0 + 14.5, "rows 10–11, columns 14–15 averaged");
-    assert_eq!((at(&part, 0, 0), at(&part, 1, 1), at(&part, 2, 2)), (16.0 * 32.0, 17.0 * 32.0 + 1.0, 18.0 * 32.0 + 2.0));
+    assert_eq!(
+        (at(&part, 0, 0), at(&part, 1, 1), at(&part, 2, 2)),
+        (16.0 * 32.0, 17.0 * 32.0 + 1.0, 18.0 * 32.0 + 2.0)
+    );
     assert_eq!((rebuilt_side(32), rebuilt_side(64), rebuilt_side(256), rebuilt_side(1024)), (16, 32, 128, 128));
 }

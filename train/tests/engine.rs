@@ -13,7 +13,7 @@ use canard_train::nn::fastgan::{rebuild_loss, rebuild_targets};
 use canard_train::nn::params::randn;
 use canard_train::nn::{Engine, Params, Shape};
 use canard_train::optim::{Optimizer, Rule};
-use canard_train::step::StepCtx;
+use canard_train::step::{StepCtx, Steps};
 use canard_train::trainer::Gan;
 use candle_core::backprop::GradStore;
 use candle_core::{DType, Device, Tensor, Var};
@@ -82,7 +82,8 @@ fn train(arch: Arch, augment: Option<&DiffAugment>, r1: f64, dtype: DType, engin
     let mut rng = ChaCha8Rng::seed_from_u64(5);
     let gan = Gan::new(arch, shape, &mut rng, &dev, dtype).unwrap();
     move_norms(&gan, 6);
-    let before: Vec<Vec<f64>> = gan.g_params.iter().chain(gan.d_params.iter()).map(|p| vec(p.var.as_tensor())).collect();
+    let before: Vec<Vec<f64>> =
+        gan.g_params.iter().chain(gan.d_params.iter()).map(|p| vec(p.var.as_tensor())).collect();
     let mut ada = Ada::new(0.6);
     ada.p = 0.5;
     let (rule, lr, steps) = match dtype {
@@ -99,7 +100,9 @@ fn train(arch: Arch, augment: Option<&DiffAugment>, r1: f64, dtype: DType, engin
     let mut cursor = Cursor::new(data.len, 4, 0, 0, 1);
     let mut losses = vec![];
     for step in 1..=steps {
-        let (out, _) = arch.get().step(&ctx, &mut opt_g, &mut opt_d, &mut cursor, &mut rng, step, Some(&mut ada)).unwrap();
+        let steps =
+            Steps { opt_g: &mut opt_g, opt_d: &mut opt_d, cursor: &mut cursor, rng: &mut rng, ada: Some(&mut ada) };
+        let (out, _) = arch.get().step(&ctx, steps, step).unwrap();
         let rec = out.record().unwrap();
         assert_eq!(rec.step, step);
         losses.extend([rec.loss_d, rec.loss_g, rec.d_real, rec.d_fake, rec.gp].map(f64::from));
@@ -119,11 +122,17 @@ fn train(arch: Arch, augment: Option<&DiffAugment>, r1: f64, dtype: DType, engin
 fn engines_agree(arch: Arch, augment: Option<&DiffAugment>, r1: f64) {
     let what = format!("{arch:?}, DiffAugment {}, R1 {r1}", augment.is_some());
     for (dtype, tol) in [(DType::F64, 1e-10), (DType::F32, 1e-4)] {
-        let (k, c) = (train(arch, augment, r1, dtype, Engine::Kernels, false), train(arch, augment, r1, dtype, Engine::Candle, false));
+        let (k, c) = (
+            train(arch, augment, r1, dtype, Engine::Kernels, false),
+            train(arch, augment, r1, dtype, Engine::Candle, false),
+        );
         assert_eq!(k.random, c.random, "{what}: both used the same random numbers");
         assert_close(&format!("{what} {dtype:?} losses"), &k.losses, &c.losses, tol);
         for ((name, a), (_, b)) in k.params.iter().zip(&c.params) {
-            assert!(a.iter().any(|v| *v != 0.0) || name.ends_with(".u") || name.contains("running"), "{what}: {name} did not train");
+            assert!(
+                a.iter().any(|v| *v != 0.0) || name.ends_with(".u") || name.contains("running"),
+                "{what}: {name} did not train"
+            );
             assert_close(&format!("{what} {dtype:?} {name}"), a, b, tol);
         }
     }
@@ -158,7 +167,8 @@ fn fastgan_steps_with_ada_and_r1_agree_on_both_engines() {
 /// The networks' buffers (spectral norm's `u`, running statistics) put back, so each
 /// evaluation of a loss sees one function.
 fn restorer(gan: &Gan) -> impl Fn() + '_ {
-    let saved: Vec<Tensor> = gan.g_params.iter().chain(gan.d_params.iter()).map(|p| p.var.as_tensor().copy().unwrap()).collect();
+    let saved: Vec<Tensor> =
+        gan.g_params.iter().chain(gan.d_params.iter()).map(|p| p.var.as_tensor().copy().unwrap()).collect();
     move || {
         for (p, t) in gan.g_params.iter().chain(gan.d_params.iter()).zip(&saved) {
             if !p.trainable {
@@ -170,7 +180,14 @@ fn restorer(gan: &Gan) -> impl Fn() + '_ {
 
 /// Checks `grads`, the gradient of `loss` the engine gave, against central differences at
 /// three elements of every parameter `which` selects; how many it checked.
-fn check(params: &[&Params], grads: &GradStore, which: impl Fn(&str) -> bool, h: f64, abs: f64, loss: impl Fn() -> f64) -> usize {
+fn check(
+    params: &[&Params],
+    grads: &GradStore,
+    which: impl Fn(&str) -> bool,
+    h: f64,
+    abs: f64,
+    loss: impl Fn() -> f64,
+) -> usize {
     let mut checked = 0;
     for p in params.iter().flat_map(|p| p.iter()).filter(|p| p.trainable && which(&p.name)) {
         let grad = grads.get(p.var.as_tensor()).unwrap_or_else(|| panic!("no gradient for {}", p.name));
@@ -259,7 +276,9 @@ fn r1s_gradient_matches_finite_differences() {
     let shape = Shape { image_size: 32, channels: 3, nz: 5, ngf: 2, ndf: 3 };
     let gan = Gan::new(Arch::Fastgan, shape, &mut ChaCha8Rng::seed_from_u64(21), &dev, DType::F64).unwrap();
     move_norms(&gan, 22);
-    let real = (randn(&mut ChaCha8Rng::seed_from_u64(23), &[3, 3, 32, 32], &dev).unwrap().to_dtype(DType::F64).unwrap() * 0.5).unwrap();
+    let real =
+        (randn(&mut ChaCha8Rng::seed_from_u64(23), &[3, 3, 32, 32], &dev).unwrap().to_dtype(DType::F64).unwrap() * 0.5)
+            .unwrap();
     for _ in 0..300 {
         gan.d.pass(Engine::Kernels, true, &[0]).unwrap();
     }
@@ -272,7 +291,14 @@ fn r1s_gradient_matches_finite_differences() {
         };
         let mut grads = GradStore::default();
         assert!(penalty(&mut grads) > 1e-3);
-        let checked = check(&[&gan.d_params], &grads, |n| !n.contains("rebuild"), 1e-6, 1e-7, || penalty(&mut GradStore::default()));
+        let checked = check(
+            &[&gan.d_params],
+            &grads,
+            |n| !n.contains("rebuild"),
+            1e-6,
+            1e-7,
+            || penalty(&mut GradStore::default()),
+        );
         // Three down blocks (two with BatchNorm) and the logit: 4 weights, 2 γ, 2 β.
         assert_eq!(checked, 3 * 8, "{engine:?}");
     }

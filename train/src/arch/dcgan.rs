@@ -2,18 +2,14 @@
 //! non-saturating cross-entropy loss, one critic update a step.
 
 use candle_core::{Result, Tensor};
-use rand_chacha::ChaCha8Rng;
 
 use super::Architecture;
-use crate::augment::Ada;
 use crate::config::TrainConfig;
-use crate::cursor::Cursor;
 use crate::losses::bce_with_logits;
 use crate::nn::dcgan::CriticNorm;
 use crate::nn::{self, Init, Net, Shape};
-use crate::optim::Optimizer;
 use crate::report::LossRecord;
-use crate::step::{critic_update, generator_update, StepCtx, StepLosses};
+use crate::step::{critic_update, generator_update, StepCtx, StepLosses, Steps};
 
 pub struct Dcgan;
 
@@ -50,16 +46,8 @@ impl Architecture for Dcgan {
     }
 
     /// The discriminator on real and generated pictures, then the generator against it.
-    fn step(
-        &self,
-        c: &StepCtx,
-        opt_g: &mut Optimizer,
-        opt_d: &mut Optimizer,
-        cursor: &mut Cursor,
-        rng: &mut ChaCha8Rng,
-        step: usize,
-        _ada: Option<&mut Ada>,
-    ) -> anyhow::Result<(StepLosses, usize)> {
+    fn step(&self, c: &StepCtx, s: Steps, step: usize) -> anyhow::Result<(StepLosses, usize)> {
+        let Steps { opt_g, opt_d, cursor, rng, .. } = s;
         let real = c.real_batch(cursor, rng)?;
         let b = real.dim(0)?;
         let g_pass = c.gan.g.pass(c.engine, true, &[0])?;

@@ -6,16 +6,12 @@
 use anyhow::Context;
 use candle_core::{DType, Result};
 use rand::Rng;
-use rand_chacha::ChaCha8Rng;
 
 use super::Architecture;
-use crate::augment::Ada;
-use crate::cursor::Cursor;
 use crate::losses::{hinge, r1};
 use crate::nn::fastgan::{rebuild_loss, rebuild_targets};
 use crate::nn::{self, backward_both, Init, Net, Shape};
-use crate::optim::Optimizer;
-use crate::step::{generator_update, logit_loss, StepCtx, StepLosses};
+use crate::step::{generator_update, logit_loss, StepCtx, StepLosses, Steps};
 
 pub struct Fastgan;
 
@@ -49,16 +45,8 @@ impl Architecture for Fastgan {
     }
 
     /// Reports the mean logits, and the reconstruction error in the fifth column.
-    fn step(
-        &self,
-        c: &StepCtx,
-        opt_g: &mut Optimizer,
-        opt_d: &mut Optimizer,
-        cursor: &mut Cursor,
-        rng: &mut ChaCha8Rng,
-        step: usize,
-        ada: Option<&mut Ada>,
-    ) -> anyhow::Result<(StepLosses, usize)> {
+    fn step(&self, c: &StepCtx, s: Steps, step: usize) -> anyhow::Result<(StepLosses, usize)> {
+        let Steps { opt_g, opt_d, cursor, rng, ada } = s;
         let p = ada.as_ref().map_or(1.0, |a| a.p);
         let d = &c.gan.d;
         let real = c.real_batch(cursor, rng)?;

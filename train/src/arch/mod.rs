@@ -10,16 +10,13 @@ mod wgan;
 mod wgan_gp;
 
 use candle_core::Result;
-use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
-use crate::augment::Ada;
 use crate::config::TrainConfig;
-use crate::cursor::Cursor;
 use crate::nn::{self, Init, Net, Shape};
-use crate::optim::{Optimizer, Rule};
+use crate::optim::Rule;
 use crate::report::LossRecord;
-use crate::step::{StepCtx, StepLosses};
+use crate::step::{StepCtx, StepLosses, Steps};
 use crate::trainer::Gan;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
@@ -135,18 +132,8 @@ pub trait Architecture: Sync {
         false
     }
 
-    /// One training step: its losses and the pictures it generated.
-    #[allow(clippy::too_many_arguments)]
-    fn step(
-        &self,
-        c: &StepCtx,
-        opt_g: &mut Optimizer,
-        opt_d: &mut Optimizer,
-        cursor: &mut Cursor,
-        rng: &mut ChaCha8Rng,
-        step: usize,
-        ada: Option<&mut Ada>,
-    ) -> anyhow::Result<(StepLosses, usize)>;
+    /// Training step `step` (from 1): its losses and the pictures it generated.
+    fn step(&self, c: &StepCtx, s: Steps, step: usize) -> anyhow::Result<(StepLosses, usize)>;
 }
 
 #[cfg(test)]

@@ -4,16 +4,13 @@
 //! Its step, with a penalty in place of the clipping, is WGAN-GP's too.
 
 use candle_core::{Result, Tensor};
-use rand_chacha::ChaCha8Rng;
 
 use super::Architecture;
-use crate::augment::Ada;
 use crate::config::TrainConfig;
-use crate::cursor::Cursor;
 use crate::nn::dcgan::CriticNorm;
 use crate::nn::{self, Init, Net, Shape};
-use crate::optim::{Optimizer, Rule};
-use crate::step::{critic_update, generator_update, StepCtx, StepLosses};
+use crate::optim::Rule;
+use crate::step::{critic_update, generator_update, StepCtx, StepLosses, Steps};
 use crate::trainer::Gan;
 
 pub struct Wgan;
@@ -52,34 +49,22 @@ impl Architecture for Wgan {
         ", or a smaller --clamp"
     }
 
-    fn step(
-        &self,
-        c: &StepCtx,
-        opt_g: &mut Optimizer,
-        opt_d: &mut Optimizer,
-        cursor: &mut Cursor,
-        rng: &mut ChaCha8Rng,
-        step: usize,
-        _ada: Option<&mut Ada>,
-    ) -> anyhow::Result<(StepLosses, usize)> {
-        critic_steps_then_generator(self, c, opt_g, opt_d, cursor, rng, step, false)
+    fn step(&self, c: &StepCtx, s: Steps, step: usize) -> anyhow::Result<(StepLosses, usize)> {
+        critic_steps_then_generator(self, c, s, step, false)
     }
 }
 
 /// Critic updates (each on a new batch; with `penalised`, WGAN-GP's penalty at pictures
 /// between the real and the generated ones), then one generator update. Reports the last
 /// critic update's loss, mean scores and penalty.
-#[allow(clippy::too_many_arguments)]
 pub fn critic_steps_then_generator(
     arch: &dyn Architecture,
     c: &StepCtx,
-    opt_g: &mut Optimizer,
-    opt_d: &mut Optimizer,
-    cursor: &mut Cursor,
-    rng: &mut ChaCha8Rng,
+    s: Steps,
     step: usize,
     penalised: bool,
 ) -> anyhow::Result<(StepLosses, usize)> {
+    let Steps { opt_g, opt_d, cursor, rng, .. } = s;
     let cfg = c.cfg;
     let g_pass = c.gan.g.pass(c.engine, true, &[0])?;
     let mut images = 0;

@@ -7,12 +7,9 @@ use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 
 use super::Architecture;
-use crate::augment::Ada;
-use crate::cursor::Cursor;
 use crate::nn::dcgan::CriticNorm;
 use crate::nn::{self, Init, Net, Shape};
-use crate::optim::Optimizer;
-use crate::step::{StepCtx, StepLosses};
+use crate::step::{StepCtx, StepLosses, Steps};
 
 pub struct WganGp;
 
@@ -29,17 +26,8 @@ impl Architecture for WganGp {
         ", or more --critic-steps"
     }
 
-    fn step(
-        &self,
-        c: &StepCtx,
-        opt_g: &mut Optimizer,
-        opt_d: &mut Optimizer,
-        cursor: &mut Cursor,
-        rng: &mut ChaCha8Rng,
-        step: usize,
-        _ada: Option<&mut Ada>,
-    ) -> anyhow::Result<(StepLosses, usize)> {
-        super::wgan::critic_steps_then_generator(self, c, opt_g, opt_d, cursor, rng, step, true)
+    fn step(&self, c: &StepCtx, s: Steps, step: usize) -> anyhow::Result<(StepLosses, usize)> {
+        super::wgan::critic_steps_then_generator(self, c, s, step, true)
     }
 }
 

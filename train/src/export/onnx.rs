@@ -17,8 +17,8 @@ use super::pb::{
     tensor_shape_proto::Dimension, type_proto, AttributeProto, GraphProto, ModelProto, NodeProto, OperatorSetIdProto,
     TensorProto, TensorShapeProto, TypeProto, ValueInfoProto,
 };
-use crate::nn::Shape;
 use crate::nn::Net;
+use crate::nn::Shape;
 use crate::ops::Geometry;
 
 pub const OPSET: i64 = 17;
@@ -44,7 +44,8 @@ pub fn generator_to_onnx(g: &Net, shape: &Shape, doc: &str) -> Result<Vec<u8>> {
 /// The generator's graph, its parameters as initializers: each layer's nodes in order,
 /// the network's output named [`OUTPUT`].
 pub fn graph(g: &Net, shape: &Shape) -> Result<GraphProto> {
-    let mut e = Emitter { graph: GraphProto { name: Some("canard_generator".into()), ..Default::default() }, scales: false };
+    let mut e =
+        Emitter { graph: GraphProto { name: Some("canard_generator".into()), ..Default::default() }, scales: false };
     let mut names = vec![INPUT.to_string()];
     let out = g.outputs.first().copied().unwrap_or(0);
     for (i, node) in g.nodes.iter().enumerate() {
@@ -101,7 +102,11 @@ impl Emitter {
     /// A convolution (or a transposed one) of `x` by the initializer `weight`.
     pub fn conv(&mut self, out: &str, x: &str, weight: &str, g: Geometry, transposed: bool) {
         let (k, s, p) = (g.k as i64, g.stride as i64, g.padding as i64);
-        let attrs = vec![Self::ints("kernel_shape", vec![k; 2]), Self::ints("strides", vec![s; 2]), Self::ints("pads", vec![p; 4])];
+        let attrs = vec![
+            Self::ints("kernel_shape", vec![k; 2]),
+            Self::ints("strides", vec![s; 2]),
+            Self::ints("pads", vec![p; 4]),
+        ];
         self.node(if transposed { "ConvTranspose" } else { "Conv" }, out, &[x, weight], attrs);
     }
 

@@ -172,7 +172,8 @@ fn read(bytes: &[u8], device: &Device) -> Result<OnnxGenerator, String> {
 
     let mut params = Params::default();
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0); // fills tensors overwritten at once
-    let g = kind.generator(&mut Init::new(&mut params, &mut rng, device, DType::F32), shape).map_err(|e| e.to_string())?;
+    let g =
+        kind.generator(&mut Init::new(&mut params, &mut rng, device, DType::F32), shape).map_err(|e| e.to_string())?;
     params.load(&tensors, "").map_err(|e| format!("not a canard generator: {e}"))?;
     if tensors.len() != params.iter().count() {
         return Err(format!(
@@ -282,7 +283,8 @@ mod tests {
         for (size, channels) in [(16, 3), (32, 1), (8, 3)] {
             let (g, shape) = generator(size, channels);
             let dir = tempfile::tempdir().unwrap();
-            let (model_dir, _) = crate::export::export(&g, &shape, dir.path(), "x", "dcgan", Default::default()).unwrap();
+            let (model_dir, _) =
+                crate::export::export(&g, &shape, dir.path(), "x", "dcgan", Default::default()).unwrap();
             let (manifest, reader) = load_generator(&model_dir, &Device::Cpu).unwrap();
             assert_eq!((reader.nz, reader.channels, reader.image_size, reader.shape.ngf), (12, channels, size, 4));
             assert_eq!(manifest.name, "x");

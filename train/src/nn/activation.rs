@@ -62,7 +62,16 @@ impl Layer for Activation {
         })
     }
 
-    fn backward(&self, xs: &[&Tensor], y: &Tensor, _s: &Saved, dy: &Tensor, _want: &[bool], _w: bool, c: &Ctx) -> Result<Option<Grads>> {
+    fn backward(
+        &self,
+        xs: &[&Tensor],
+        y: &Tensor,
+        _s: &Saved,
+        dy: &Tensor,
+        _want: &[bool],
+        _w: bool,
+        c: &Ctx,
+    ) -> Result<Option<Grads>> {
         if !c.kernels(xs[0]) {
             return Ok(None);
         }
@@ -78,7 +87,16 @@ impl Layer for Activation {
 
     /// LeakyReLU is piecewise linear: both adjoints go back through its slope, and it has
     /// no second derivative to add.
-    fn tangent_backward(&self, xs: &[&Tensor], y: &Tensor, _s: &Saved, _ts: &[&Tensor], at: &Tensor, ay: Option<&Tensor>, c: &Ctx) -> Result<Option<TangentGrads>> {
+    fn tangent_backward(
+        &self,
+        xs: &[&Tensor],
+        y: &Tensor,
+        _s: &Saved,
+        _ts: &[&Tensor],
+        at: &Tensor,
+        ay: Option<&Tensor>,
+        c: &Ctx,
+    ) -> Result<Option<TangentGrads>> {
         if !c.kernels(xs[0]) || !matches!(self, Activation::LeakyRelu(_)) {
             return Ok(None);
         }

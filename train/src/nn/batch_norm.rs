@@ -86,7 +86,11 @@ impl Layer for BatchNorm {
         let (mean, var) = self.statistics(x, c.train)?;
         let ch = (1, self.gamma.dim(0)?, 1, 1);
         let (gamma, beta) = (c.weights[0].reshape(ch)?, c.weights[1].reshape(ch)?);
-        let u = x.broadcast_sub(&mean)?.broadcast_div(&(var + BN_EPS)?.sqrt()?)?.broadcast_mul(&gamma)?.broadcast_add(&beta)?;
+        let u = x
+            .broadcast_sub(&mean)?
+            .broadcast_div(&(var + BN_EPS)?.sqrt()?)?
+            .broadcast_mul(&gamma)?
+            .broadcast_add(&beta)?;
         match self.act {
             Activation::Identity => Ok(u),
             _ => u.mul(&self.slope(&u)?),
@@ -122,7 +126,7 @@ impl Layer for BatchNorm {
         }
         if !c.kernels(x) {
             let (mean, var) = self.statistics(x, true)?;
-            let y = self.apply(&[x.clone()], c)?;
+            let y = self.apply(std::slice::from_ref(x), c)?;
             let (n, _, p) = Self::frame(x)?;
             return Ok(Some((y, Some(Box::new(Measured::Candle { mean, var, count: n * p })))));
         }
@@ -136,7 +140,16 @@ impl Layer for BatchNorm {
         })
     }
 
-    fn backward(&self, xs: &[&Tensor], y: &Tensor, saved: &Saved, dy: &Tensor, _want: &[bool], _w: bool, c: &Ctx) -> Result<Option<Grads>> {
+    fn backward(
+        &self,
+        xs: &[&Tensor],
+        y: &Tensor,
+        saved: &Saved,
+        dy: &Tensor,
+        _want: &[bool],
+        _w: bool,
+        c: &Ctx,
+    ) -> Result<Option<Grads>> {
         let Some(Measured::Kernel(op, _)) = measured(saved) else { return Ok(None) };
         let (x, y, dy) = (xs[0].contiguous()?, y.contiguous()?, dy.contiguous()?);
         crate::by_element!(x.dtype(), T => {
@@ -157,7 +170,16 @@ impl Layer for BatchNorm {
         })
     }
 
-    fn tangent_backward(&self, xs: &[&Tensor], y: &Tensor, saved: &Saved, ts: &[&Tensor], at: &Tensor, ay: Option<&Tensor>, c: &Ctx) -> Result<Option<TangentGrads>> {
+    fn tangent_backward(
+        &self,
+        xs: &[&Tensor],
+        y: &Tensor,
+        saved: &Saved,
+        ts: &[&Tensor],
+        at: &Tensor,
+        ay: Option<&Tensor>,
+        c: &Ctx,
+    ) -> Result<Option<TangentGrads>> {
         let Some(Measured::Kernel(op, _)) = measured(saved) else { return Ok(None) };
         let (x, y, t, at) = (xs[0].contiguous()?, y.contiguous()?, ts[0].contiguous()?, at.contiguous()?);
         crate::by_element!(x.dtype(), T => {

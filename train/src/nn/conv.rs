@@ -36,7 +36,14 @@ impl Conv {
     }
 
     /// A transposed `k`×`k` convolution.
-    pub fn transposed(init: &mut Init, c_in: usize, c_out: usize, k: usize, stride: usize, padding: usize) -> Result<Self> {
+    pub fn transposed(
+        init: &mut Init,
+        c_in: usize,
+        c_out: usize,
+        k: usize,
+        stride: usize,
+        padding: usize,
+    ) -> Result<Self> {
         let weight = init.normal("weight", &[c_in, c_out, k, k], 0.0, 0.02)?;
         let g = Geometry::new(k, stride, padding)?;
         Ok(Self { name: init.name(), form: Form::Transposed, weight, g, spectral: None })
@@ -76,7 +83,14 @@ impl Conv {
 
     /// Input and weight gradients by canard's kernels (for an input `x`, gradient `dy`);
     /// `w` the weight the pass used.
-    fn kernel_grads(&self, x: &Tensor, dy: &Tensor, w: &Tensor, want_x: bool, want_w: bool) -> Result<(Option<Tensor>, Option<Tensor>)> {
+    fn kernel_grads(
+        &self,
+        x: &Tensor,
+        dy: &Tensor,
+        w: &Tensor,
+        want_x: bool,
+        want_w: bool,
+    ) -> Result<(Option<Tensor>, Option<Tensor>)> {
         let (_, _, h, wd) = x.dims4()?;
         Ok(match self.form {
             Form::Plain => (
@@ -119,7 +133,16 @@ impl Layer for Conv {
         }
     }
 
-    fn backward(&self, xs: &[&Tensor], _y: &Tensor, _s: &Saved, dy: &Tensor, want: &[bool], weights: bool, c: &Ctx) -> Result<Option<Grads>> {
+    fn backward(
+        &self,
+        xs: &[&Tensor],
+        _y: &Tensor,
+        _s: &Saved,
+        dy: &Tensor,
+        want: &[bool],
+        weights: bool,
+        c: &Ctx,
+    ) -> Result<Option<Grads>> {
         if !c.kernels(xs[0]) {
             return Ok(None);
         }
@@ -137,7 +160,16 @@ impl Layer for Conv {
     /// Linear in its input: the tangent's adjoint and the values' go back through the
     /// same weights, as one batch of twice the images when both are there, and both add
     /// to the weight's gradient.
-    fn tangent_backward(&self, xs: &[&Tensor], _y: &Tensor, _s: &Saved, ts: &[&Tensor], at: &Tensor, ay: Option<&Tensor>, c: &Ctx) -> Result<Option<TangentGrads>> {
+    fn tangent_backward(
+        &self,
+        xs: &[&Tensor],
+        _y: &Tensor,
+        _s: &Saved,
+        ts: &[&Tensor],
+        at: &Tensor,
+        ay: Option<&Tensor>,
+        c: &Ctx,
+    ) -> Result<Option<TangentGrads>> {
         if !c.kernels(xs[0]) {
             return Ok(None);
         }
@@ -189,7 +221,13 @@ fn up(x: &Tensor, w: &Tensor) -> Result<Tensor> {
 }
 
 /// [`up`]'s input and weight gradients.
-fn up_grads(x: &Tensor, dy: &Tensor, w: &Tensor, want_x: bool, want_w: bool) -> Result<(Option<Tensor>, Option<Tensor>)> {
+fn up_grads(
+    x: &Tensor,
+    dy: &Tensor,
+    w: &Tensor,
+    want_x: bool,
+    want_w: bool,
+) -> Result<(Option<Tensor>, Option<Tensor>)> {
     let (o, c) = (w.dim(0)?, w.dim(1)?);
     let (n, _, h, wd) = x.dims4()?;
     let p_dims = [n, 4 * o, h + 1, wd + 1];

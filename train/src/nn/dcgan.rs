@@ -54,7 +54,11 @@ pub fn generator(init: &mut Init, shape: Shape) -> Result<Net> {
         let (stride, padding) = if i == 0 { (1, 0) } else { (2, 1) };
         let mut b = init.pp(i);
         let x = net.last();
-        let conv = net.add(format!("{i}.conv"), Conv::transposed(&mut b.pp("conv"), pair[0], pair[1], KERNEL, stride, padding)?, &[x]);
+        let conv = net.add(
+            format!("{i}.conv"),
+            Conv::transposed(&mut b.pp("conv"), pair[0], pair[1], KERNEL, stride, padding)?,
+            &[x],
+        );
         match i == last {
             false => net.add(format!("{i}.relu"), BatchNorm::new(&mut b.pp("bn"), pair[1], Activation::Relu)?, &[conv]),
             true => net.add(format!("{i}.tanh"), Act::Tanh, &[conv]),
@@ -74,13 +78,18 @@ pub fn critic(init: &mut Init, shape: Shape, norm: CriticNorm) -> Result<Net> {
         let (stride, padding) = if last { (1, 0) } else { (2, 1) };
         let mut b = init.pp(i);
         let x = net.last();
-        let conv = net.add(format!("{i}.conv"), Conv::new(&mut b.pp("conv"), c_in, c_out, KERNEL, stride, padding)?, &[x]);
+        let conv =
+            net.add(format!("{i}.conv"), Conv::new(&mut b.pp("conv"), c_in, c_out, KERNEL, stride, padding)?, &[x]);
         let leaky = Activation::LeakyRelu(LEAKY_SLOPE);
         match (i == 0, last, norm) {
             (_, true, _) => {}
             (true, _, _) => _ = net.add(format!("{i}.act"), Act::LeakyRelu(LEAKY_SLOPE), &[conv]),
-            (_, _, CriticNorm::Batch) => _ = net.add(format!("{i}.bn"), BatchNorm::new(&mut b.pp("bn"), c_out, leaky)?, &[conv]),
-            (_, _, CriticNorm::Layer) => _ = net.add(format!("{i}.ln"), LayerNorm::new(&mut b.pp("ln"), c_out, LEAKY_SLOPE)?, &[conv]),
+            (_, _, CriticNorm::Batch) => {
+                _ = net.add(format!("{i}.bn"), BatchNorm::new(&mut b.pp("bn"), c_out, leaky)?, &[conv])
+            }
+            (_, _, CriticNorm::Layer) => {
+                _ = net.add(format!("{i}.ln"), LayerNorm::new(&mut b.pp("ln"), c_out, LEAKY_SLOPE)?, &[conv])
+            }
         }
         c_in = c_out;
     }

@@ -54,7 +54,10 @@ fn scale<T: Element>(x: &[T], gates: &[T]) -> Vec<T> {
 /// Σ over each plane of a·b: the gates' gradient.
 fn plane_dots<T: Element>(a: &[T], b: &[T], planes: usize) -> Vec<T> {
     let plane = a.len() / planes.max(1);
-    a.par_chunks(plane).zip(b.par_chunks(plane)).map(|(a, b)| a.iter().zip(b).fold(T::zero(), |s, (&a, &b)| s + a * b)).collect()
+    a.par_chunks(plane)
+        .zip(b.par_chunks(plane))
+        .map(|(a, b)| a.iter().zip(b).fold(T::zero(), |s, (&a, &b)| s + a * b))
+        .collect()
 }
 
 impl Layer for Excite {
@@ -79,7 +82,16 @@ impl Layer for Excite {
         })
     }
 
-    fn backward(&self, xs: &[&Tensor], _y: &Tensor, saved: &Saved, dy: &Tensor, want: &[bool], weights: bool, c: &Ctx) -> Result<Option<Grads>> {
+    fn backward(
+        &self,
+        xs: &[&Tensor],
+        _y: &Tensor,
+        saved: &Saved,
+        dy: &Tensor,
+        want: &[bool],
+        weights: bool,
+        c: &Ctx,
+    ) -> Result<Option<Grads>> {
         let Some(gates) = saved.as_ref().and_then(|s| s.downcast_ref::<Tensor>()) else { return Ok(None) };
         let (big, dy) = (xs[1].contiguous()?, dy.contiguous()?);
         let (dbig, dgates) = crate::by_element!(big.dtype(), T => {

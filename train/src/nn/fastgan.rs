@@ -11,7 +11,7 @@
 //! BatchNorm (not the first) and LeakyReLU(0.2) down to 4×4, a 4×4 convolution to one
 //! logit (hinge loss, `crate::losses`). Its self-supervision: two small decoders rebuild
 //! the real picture at 32×32 from the 8×8 features, and one quarter of it from that
-//! quarter of the 16×16 features ([`Discriminator::forward_rebuilt`]).
+//! quarter of the 16×16 features (the critic's outputs 1 and 2, [`critic`]).
 //!
 //! Widths: side s has min(base·size/(2s), 8·base) channels (base = ngf or ndf): DCGAN's
 //! widths, and base/2 at the picture's own side. Simpler than the paper's, for 2 cores:
@@ -91,8 +91,13 @@ pub fn generator(init: &mut Init, shape: Shape) -> Result<Net> {
     let mut maps = vec![net.add("first_glu", Glu, &[bn])]; // maps[k]: side 4·2^k
     for (k, side) in sides(size).skip(1).enumerate() {
         let mut up = init.pp(format!("up{side}"));
-        let conv = net.add(format!("up{side}.conv"), Conv::up(&mut up.pp("conv"), w(side / 2), 2 * w(side))?, &[maps[k]]);
-        let bn = net.add(format!("up{side}.bn"), BatchNorm::new(&mut up.pp("bn"), 2 * w(side), Activation::Identity)?, &[conv]);
+        let conv =
+            net.add(format!("up{side}.conv"), Conv::up(&mut up.pp("conv"), w(side / 2), 2 * w(side))?, &[maps[k]]);
+        let bn = net.add(
+            format!("up{side}.bn"),
+            BatchNorm::new(&mut up.pp("bn"), 2 * w(side), Activation::Identity)?,
+            &[conv],
+        );
         let mut x = net.add(format!("up{side}"), Glu, &[bn]);
         if side >= 32 {
             let e = Excite::new(&mut init.pp(format!("excite{side}")), w(side / 8), w(side), side / 8)?;
@@ -121,7 +126,11 @@ pub fn critic(init: &mut Init, shape: Shape) -> Result<Net> {
         let conv = net.add(format!("down{side}.conv"), conv, &[x]);
         let y = match side == size / 2 {
             true => net.add(format!("down{side}.act"), Act::LeakyRelu(0.2), &[conv]),
-            false => net.add(format!("down{side}.bn"), BatchNorm::new(&mut b.pp("bn"), w(side), Activation::LeakyRelu(0.2))?, &[conv]),
+            false => net.add(
+                format!("down{side}.bn"),
+                BatchNorm::new(&mut b.pp("bn"), w(side), Activation::LeakyRelu(0.2))?,
+                &[conv],
+            ),
         };
         match side {
             16 => f16 = y,
@@ -131,7 +140,8 @@ pub fn critic(init: &mut Init, shape: Shape) -> Result<Net> {
         c_in = w(side);
     }
     let x = net.last();
-    let logit = net.add("logit", Conv::new(&mut init.pp("logit"), c_in, 1, 4, 1, 0)?.spectral(&mut init.pp("logit"))?, &[x]);
+    let logit =
+        net.add("logit", Conv::new(&mut init.pp("logit"), c_in, 1, 4, 1, 0)?.spectral(&mut init.pp("logit"))?, &[x]);
     let side = rebuilt_side(size);
     let all = decoder(&mut net, &mut init.pp("rebuild_all"), f8, w(8), base, shape.channels, side)?;
     let quarter = net.add("quarter", Quarter, &[f16]);
@@ -143,7 +153,15 @@ pub fn critic(init: &mut Init, shape: Shape) -> Result<Net> {
 /// 8×8 features → a `side`-sided picture: per doubling an upsampling convolution, BatchNorm
 /// and GLU (widths base, base/2, …, at least 1), then a 3×3 convolution to the channels,
 /// tanh; every convolution spectrally normalised. Its output's value.
-fn decoder(net: &mut Net, init: &mut Init, x: usize, c_in: usize, base: usize, channels: usize, side: usize) -> Result<usize> {
+fn decoder(
+    net: &mut Net,
+    init: &mut Init,
+    x: usize,
+    c_in: usize,
+    base: usize,
+    channels: usize,
+    side: usize,
+) -> Result<usize> {
     let name = init.name();
     let (mut x, mut c) = (x, c_in);
     for k in 0..(side / 8).trailing_zeros() as usize {
@@ -151,11 +169,19 @@ fn decoder(net: &mut Net, init: &mut Init, x: usize, c_in: usize, base: usize, c
         let out = (base >> k).max(1);
         let conv = Conv::up(&mut up.pp("conv"), c, 2 * out)?.spectral(&mut up.pp("conv"))?;
         let conv = net.add(format!("{name}.up{k}.conv"), conv, &[x]);
-        let bn = net.add(format!("{name}.up{k}.bn"), BatchNorm::new(&mut up.pp("bn"), 2 * out, Activation::Identity)?, &[conv]);
+        let bn = net.add(
+            format!("{name}.up{k}.bn"),
+            BatchNorm::new(&mut up.pp("bn"), 2 * out, Activation::Identity)?,
+            &[conv],
+        );
         x = net.add(format!("{name}.up{k}"), Glu, &[bn]);
         c = out;
     }
-    let conv = net.add(format!("{name}.out"), Conv::new(&mut init.pp("out"), c, channels, 3, 1, 1)?.spectral(&mut init.pp("out"))?, &[x]);
+    let conv = net.add(
+        format!("{name}.out"),
+        Conv::new(&mut init.pp("out"), c, channels, 3, 1, 1)?.spectral(&mut init.pp("out"))?,
+        &[x],
+    );
     Ok(net.add(format!("{name}.tanh"), Act::Tanh, &[conv]))
 }
 
@@ -186,7 +212,7 @@ pub fn mse(a: &Tensor, b: &Tensor) -> Result<Tensor> {
     (a - b)?.sqr()?.mean_all()
 }
 
-/// The reconstruction loss of [`Discriminator::forward_rebuilt`]'s two pictures.
+/// The reconstruction loss of the critic's two rebuilt pictures.
 pub fn rebuild_loss(all: &Tensor, part: &Tensor, targets: &(Tensor, Tensor)) -> Result<Tensor> {
     mse(all, &targets.0)? + mse(part, &targets.1)?
 }

@@ -35,7 +35,16 @@ impl Layer for Glu {
         })
     }
 
-    fn backward(&self, xs: &[&Tensor], _y: &Tensor, _s: &Saved, dy: &Tensor, _want: &[bool], _w: bool, c: &Ctx) -> Result<Option<Grads>> {
+    fn backward(
+        &self,
+        xs: &[&Tensor],
+        _y: &Tensor,
+        _s: &Saved,
+        dy: &Tensor,
+        _want: &[bool],
+        _w: bool,
+        c: &Ctx,
+    ) -> Result<Option<Grads>> {
         if !c.kernels(xs[0]) {
             return Ok(None);
         }

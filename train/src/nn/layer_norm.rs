@@ -88,7 +88,16 @@ impl Layer for LayerNorm {
         })
     }
 
-    fn backward(&self, xs: &[&Tensor], y: &Tensor, saved: &Saved, dy: &Tensor, _want: &[bool], _w: bool, c: &Ctx) -> Result<Option<Grads>> {
+    fn backward(
+        &self,
+        xs: &[&Tensor],
+        y: &Tensor,
+        saved: &Saved,
+        dy: &Tensor,
+        _want: &[bool],
+        _w: bool,
+        c: &Ctx,
+    ) -> Result<Option<Grads>> {
         let f = Self::frame(xs[0])?;
         crate::by_element!(xs[0].dtype(), T => {
             let Some(n) = normed::<T>(saved) else { return Ok(None) };
@@ -110,7 +119,16 @@ impl Layer for LayerNorm {
         })
     }
 
-    fn tangent_backward(&self, xs: &[&Tensor], y: &Tensor, saved: &Saved, ts: &[&Tensor], at: &Tensor, ay: Option<&Tensor>, c: &Ctx) -> Result<Option<TangentGrads>> {
+    fn tangent_backward(
+        &self,
+        xs: &[&Tensor],
+        y: &Tensor,
+        saved: &Saved,
+        ts: &[&Tensor],
+        at: &Tensor,
+        ay: Option<&Tensor>,
+        c: &Ctx,
+    ) -> Result<Option<TangentGrads>> {
         let f = Self::frame(xs[0])?;
         crate::by_element!(xs[0].dtype(), T => {
             let Some(n) = normed::<T>(saved) else { return Ok(None) };

@@ -150,7 +150,14 @@ pub trait Layer: Send + Sync {
     }
 
     /// The tangent by a kernel (None: [`Layer::apply_tangent`]).
-    fn tangent(&self, _xs: &[&Tensor], _y: &Tensor, _saved: &Saved, _ts: &[&Tensor], _c: &Ctx) -> Result<Option<Tensor>> {
+    fn tangent(
+        &self,
+        _xs: &[&Tensor],
+        _y: &Tensor,
+        _saved: &Saved,
+        _ts: &[&Tensor],
+        _c: &Ctx,
+    ) -> Result<Option<Tensor>> {
         Ok(None)
     }
 
@@ -306,7 +313,9 @@ impl<'n> Pass<'n> {
 
 fn inputs<'v>(values: &'v [Option<Tensor>], ids: &[usize]) -> Result<Vec<&'v Tensor>> {
     ids.iter()
-        .map(|&v| values[v].as_ref().ok_or_else(|| candle_core::Error::Msg("internal error: a layer before its input".into())))
+        .map(|&v| {
+            values[v].as_ref().ok_or_else(|| candle_core::Error::Msg("internal error: a layer before its input".into()))
+        })
         .collect()
 }
 
@@ -371,11 +380,15 @@ impl Record<'_, '_> {
                 continue;
             }
             let xs = inputs(&self.values, &node.inputs)?;
-            let y = self.values[i + 1].as_ref().ok_or_else(|| candle_core::Error::Msg("internal error: no output".into()))?;
+            let y = self.values[i + 1]
+                .as_ref()
+                .ok_or_else(|| candle_core::Error::Msg("internal error: no output".into()))?;
             let c = self.pass.ctx(i, self.part);
             let g = backward(node.layer.as_ref(), &xs, y, &self.saved[i], &dy, &want, weights, &c)?;
             if let (Some(grads), true) = (grads.as_deref_mut(), weights) {
-                let w = self.pass.weights[i].as_ref().ok_or_else(|| candle_core::Error::Msg("internal error: no weights".into()))?;
+                let w = self.pass.weights[i]
+                    .as_ref()
+                    .ok_or_else(|| candle_core::Error::Msg("internal error: no weights".into()))?;
                 for (p, g) in node.layer.params().into_iter().zip(w.param_grads(g.weights)?) {
                     accumulate(grads, p, g)?;
                 }
@@ -497,7 +510,14 @@ pub fn backward(
 }
 
 /// A layer's tangent: its kernel's, or [`Layer::apply_tangent`].
-pub fn tangent(layer: &dyn Layer, xs: &[&Tensor], y: &Tensor, saved: &Saved, ts: &[&Tensor], c: &Ctx) -> Result<Tensor> {
+pub fn tangent(
+    layer: &dyn Layer,
+    xs: &[&Tensor],
+    y: &Tensor,
+    saved: &Saved,
+    ts: &[&Tensor],
+    c: &Ctx,
+) -> Result<Tensor> {
     match layer.tangent(xs, y, saved, ts, c)? {
         Some(t) => Ok(t),
         None => layer.apply_tangent(&owned(xs), &owned(ts), c),
@@ -611,7 +631,8 @@ fn tangent_backward_by_candle(
         Ok(vec![y, layer.apply_tangent(&a[..n], &a[n..2 * n], &c)?])
     })?;
     let dws = g.split_off(2 * n);
-    let dws = dws.into_iter().zip(c.weights).map(|(d, w)| d.map_or_else(|| w.zeros_like(), Ok)).collect::<Result<_>>()?;
+    let dws =
+        dws.into_iter().zip(c.weights).map(|(d, w)| d.map_or_else(|| w.zeros_like(), Ok)).collect::<Result<_>>()?;
     let dts = g.split_off(n);
     let at = dts.into_iter().zip(ts).map(|(d, t)| d.map_or_else(|| t.zeros_like(), Ok)).collect::<Result<_>>()?;
     Ok(TangentGrads { at, ay: g, weights: dws })

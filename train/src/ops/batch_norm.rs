@@ -44,9 +44,8 @@ pub struct Stats {
     pub var: Vec<f64>,
 }
 
-
 /// One normalisation by a batch's statistics, with its activation: the operation on
-/// candle tensors above, and on plain values for `crate::tape`.
+/// plain values (`crate::nn::batch_norm` runs it on CPU tensors).
 pub struct BatchNormAct {
     mean: Vec<f64>,
     inv_std: Vec<f64>,
@@ -54,7 +53,6 @@ pub struct BatchNormAct {
     /// (N, C, H·W)
     pub frame: (usize, usize, usize),
 }
-
 
 impl BatchNormAct {
     /// The normalisation of x [N, C, P] by its own statistics (also returned).
@@ -91,7 +89,6 @@ impl BatchNormAct {
             )
         })
     }
-
 
     /// dz = dy·act′; dβ = Σdz; dγ = Σdz·x̂; dx = γ/σ·(dz − (dβ + x̂·dγ)/M), per channel,
     /// which is a·dz + b·x + c with per-channel constants: one pass for the sums, one for dx.
@@ -139,7 +136,7 @@ impl BatchNormAct {
     }
 }
 
-/// The second-order pieces (R1's penalty on the tape, `crate::tape::fastgan`): with
+/// The second-order pieces (R1's penalty, `crate::losses::r1`): with
 /// x̂ = (x − mean)/σ per channel over its M values, BatchNorm's Jacobian is
 /// J = (I − 11ᵀ/M − x̂x̂ᵀ/M)/σ (symmetric), so a tangent t of x becomes
 /// tx̂ = (t − mean(t) − x̂·mean(t·x̂))/σ, and ty = act′·γ·tx̂ (LeakyReLU's second

@@ -41,9 +41,6 @@ impl Geometry {
     }
 }
 
-
-
-
 /// The products on plain NCHW values: (values, dims).
 pub fn conv2d_values<T: Element>(
     x: &[T],
@@ -235,7 +232,6 @@ impl Product for Conv {
         };
         output(f.n * co * sl, g * co * sl, task)
     }
-
 }
 
 impl Product for ConvTranspose {
@@ -289,7 +285,6 @@ impl Product for ConvTranspose {
         };
         output(f.n * image, g * image, task)
     }
-
 }
 
 impl Product for WeightGrad {
@@ -342,7 +337,6 @@ impl Product for WeightGrad {
         };
         (0..parts).into_par_iter().map(partial).reduce_with(add).unwrap_or_else(|| vec![T::zero(); co * f.rows()])
     }
-
 }
 
 fn add<T: Element>(mut x: Vec<T>, y: Vec<T>) -> Vec<T> {

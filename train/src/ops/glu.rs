@@ -11,8 +11,6 @@ use rayon::prelude::*;
 
 use super::Element;
 
-
-
 /// In T's own precision: an f64 exp per value was a tenth of fastgan's 64×64 step.
 fn sigmoid<T: Element>(v: T) -> T {
     T::one() / (T::one() + (T::zero() - v).exp())
@@ -48,5 +46,3 @@ pub fn glu_grad_values<T: Element>(x: &[T], dy: &[T], n: usize, per: usize) -> R
     });
     Ok(dx)
 }
-
-

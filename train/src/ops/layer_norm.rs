@@ -1,7 +1,7 @@
 //! LayerNorm over each sample's (C, H, W), with a per-channel scale and shift, then
-//! LeakyReLU: the WGAN-GP critic's layer (`crate::model::layers::LayerNorm2d`) on plain
-//! values for `crate::tape`. Forward, backward, and the two pieces the gradient penalty's
-//! second-order pass needs (`crate::tape::penalty`): a tangent pushed forward, and the
+//! LeakyReLU: the WGAN-GP critic's layer (`crate::nn::layer_norm`) on plain values.
+//! Forward, backward, and the two pieces the gradient penalty's second-order pass needs
+//! (`crate::nn::Record::add_tangent_gradient`): a tangent pushed forward, and the
 //! reverse of that push.
 //!
 //! Every function works one sample at a time, samples in parallel; per-channel sums are

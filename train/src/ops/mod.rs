@@ -96,13 +96,18 @@ pub(crate) const TASK_VALUES: usize = 1 << 14;
 /// f(x[i], other[i]) for every value, in parallel blocks (`other` may be empty: then f
 /// sees zeros).
 pub fn map<T: Element>(x: &[T], other: &[T], f: impl Fn(T, T) -> T + Sync + Send) -> Vec<T> {
-    made_in_chunks(x.len(), TASK_VALUES, || (), |_, b, chunk| {
-        let x = &x[b * TASK_VALUES..];
-        match other.is_empty() {
-            true => chunk.iter_mut().zip(x).for_each(|(v, &x)| *v = f(x, T::zero())),
-            false => chunk.iter_mut().zip(x).zip(&other[b * TASK_VALUES..]).for_each(|((v, &x), &o)| *v = f(x, o)),
-        }
-    })
+    made_in_chunks(
+        x.len(),
+        TASK_VALUES,
+        || (),
+        |_, b, chunk| {
+            let x = &x[b * TASK_VALUES..];
+            match other.is_empty() {
+                true => chunk.iter_mut().zip(x).for_each(|(v, &x)| *v = f(x, T::zero())),
+                false => chunk.iter_mut().zip(x).zip(&other[b * TASK_VALUES..]).for_each(|((v, &x), &o)| *v = f(x, o)),
+            }
+        },
+    )
 }
 
 /// a + b, in parallel on the CPU (candle's addition is one thread there).

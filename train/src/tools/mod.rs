@@ -62,9 +62,9 @@ mod tests {
     use rand_chacha::ChaCha8Rng;
 
     use super::{eval, interpolate, sample};
+    use crate::config::Arch;
     use crate::data::Dataset;
     use crate::export::reader::load_generator;
-    use crate::config::Arch;
     use crate::nn::Shape;
     use crate::trainer::Gan;
 

@@ -20,7 +20,6 @@ pub fn finite_difference(var: &Var, i: usize, h: f64, loss: impl Fn() -> f64) ->
 /// Asserts that `analytic`, autograd's gradient of `loss` in `var` (named `name`), matches
 /// central differences with step `h` at each of `indices`, within `abs` + 1e-4·|gradient|.
 /// How many elements it checked.
-
 pub fn assert_matches_differences(
     name: &str,
     var: &Var,
