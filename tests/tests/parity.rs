@@ -34,25 +34,28 @@ fn check(image_size: usize, channels: usize, arch: Arch) {
     let nz = out.config.nz;
     // A few steps leave BatchNorm near its initial state; give every BN layer distinct,
     // non-trivial statistics and affine terms so the folding is really exercised.
-    for (i, bn) in out.generator.batch_norms().into_iter().enumerate() {
-        let c = bn.gamma.dim(0).unwrap();
-        let wave = |a: f32, b: f32| -> Vec<f32> { (0..c).map(|k| a + b * ((k * 7 + i * 3) as f32).sin()).collect() };
-        let set = |t: &candle_core::Tensor, v: Vec<f32>| {
-            candle_core::Var::from_tensor(t).unwrap().set(&candle_core::Tensor::new(v, t.device()).unwrap()).unwrap()
+    let norms = out.generator_params.iter().filter(|p| p.name.contains(".bn.") || p.name.starts_with("first_bn."));
+    // Four tensors a layer (γ, β, running mean and variance); `i` counts layers.
+    for (k, p) in norms.enumerate() {
+        let (i, c) = (k / 4, p.var.dim(0).unwrap());
+        let (a, b) = match p.name.rsplit('.').next() {
+            Some("gamma") => (1.5, 0.8),
+            Some("beta") => (0.1, 0.5),
+            Some("running_mean") => (0.0, 0.05),
+            _ => (0.02, 0.015),
         };
-        set(&bn.gamma, wave(1.5, 0.8));
-        set(&bn.beta, wave(0.1, 0.5));
-        set(bn.running_mean.as_tensor(), wave(0.0, 0.05));
-        set(bn.running_var.as_tensor(), wave(0.02, 0.015));
+        let wave: Vec<f32> = (0..c).map(|k| a + b * ((k * 7 + i * 3) as f32).sin()).collect();
+        p.var.set(&candle_core::Tensor::new(wave, p.var.device()).unwrap()).unwrap();
     }
     let onnx_dir = dir.path().join("reexport");
-    canard_train::export::export(&out.generator, &onnx_dir, "parity", arch.name(), out.summary.clone()).unwrap();
+    canard_train::export::export(&out.generator, &out.shape, &onnx_dir, "parity", arch.name(), out.summary.clone())
+        .unwrap();
     let out_dir = onnx_dir.join("parity");
     let manifest = canard_shared::Manifest::load(&out_dir).unwrap();
     let onnx = manifest.read_onnx(&out_dir).unwrap();
 
     let seeds: Vec<u64> = vec![0, 1, 7, 42, 1 << 40, u64::MAX];
-    let want = report::generate(&out.generator, &seeds, &candle_core::Device::Cpu).unwrap();
+    let want = report::generate(&out.generator, nz, &seeds, &candle_core::Device::Cpu).unwrap();
     let want = want.flatten_all().unwrap().to_vec1::<f32>().unwrap();
 
     let mut session = Session::builder(&ort_environment()).unwrap().commit_from_memory(&onnx).unwrap();

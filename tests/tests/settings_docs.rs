@@ -1,6 +1,8 @@
 //! The settings' two references agree with the code: README's settings table and
-//! `canard-train --help` name the same flags, and every number either states as a default
-//! is what the settings resolve to, for every architecture (and fastgan on grey pictures).
+//! `canard-train --help` name the same flags, and the default either states for each
+//! architecture (and fastgan on grey pictures) is what the settings resolve to: only the
+//! `[default: …]` of `--help`, and of either only the part that applies ("64; fastgan 16":
+//! 16 for fastgan, 64 for the others).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::process::Command;
@@ -44,6 +46,47 @@ fn readme() -> BTreeMap<String, String> {
         }
     }
     flags
+}
+
+/// `--help`'s `[default: …]` of a flag's text, if it states one.
+fn stated_default(text: &str) -> Option<&str> {
+    let start = text.find("[default: ")? + "[default: ".len();
+    let mut depth = 1;
+    for (i, c) in text[start..].char_indices() {
+        match c {
+            '[' => depth += 1,
+            ']' if depth == 1 => return Some(&text[start..start + i]),
+            ']' => depth -= 1,
+            _ => {}
+        }
+    }
+    None
+}
+
+/// The architectures a clause names, as words ("wgan" is not "wgan-gp").
+fn archs_named(clause: &str) -> Vec<&str> {
+    let words: Vec<&str> = clause.split(|c: char| !(c.is_ascii_alphanumeric() || c == '-')).collect();
+    ["fastgan", "dcgan", "wgan", "wgan-gp"].into_iter().filter(|a| words.contains(a)).collect()
+}
+
+/// The part of a default's text that applies to `arch` (on grey pictures when `grey`): the
+/// clause naming grey pictures, or the architecture (or the first after it with a number:
+/// "fastgan, dcgan 2e-4"), else the first naming no architecture.
+fn for_arch<'t>(text: &'t str, arch: &str, grey: bool) -> &'t str {
+    let clauses: Vec<&str> = text.split([';', '(', ')']).flat_map(|c| c.split(", ")).map(str::trim).collect();
+    let is_grey = |c: &str| c.contains("grey");
+    if grey {
+        if let Some(c) = clauses.iter().find(|c| is_grey(c) && archs_named(c).iter().all(|a| *a == arch)) {
+            return c;
+        }
+    }
+    let plain: Vec<&str> = clauses.into_iter().filter(|c| !is_grey(c)).collect();
+    if let Some(i) = plain.iter().position(|c| archs_named(c).contains(&arch)) {
+        if let Some(c) = plain[i..].iter().find(|c| !numbers(c).is_empty()) {
+            return c;
+        }
+    }
+    plain.iter().find(|c| archs_named(c).is_empty() && !numbers(c).is_empty()).copied().unwrap_or(text)
 }
 
 /// Every number written in `text` ("2e-4", "0.999", "16", "128,000").
@@ -107,14 +150,19 @@ fn readme_and_help_name_the_same_flags_with_the_resolved_defaults() {
             }
             let Some(value) = value.as_f64().filter(|_| value.is_number()) else { continue };
             let flag = format!("--{key}");
+            let name = arch.name();
             for (what, table) in [("README", &readme), ("--help", &help)] {
-                let cell = &table[&flag];
+                let default = |flag: &str| match what {
+                    "--help" => stated_default(&table[flag]).unwrap_or(""),
+                    _ => table[flag].as_str(),
+                };
+                let cell = default(&flag);
                 // "as `--lr-g`": that flag's default.
                 let same_as =
                     cell.split("as ").nth(1).and_then(|r| r.trim_start_matches('`').split(['`', ']', ' ']).next());
                 let stated = match same_as.filter(|f| f.starts_with("--") && table.contains_key(*f)) {
-                    Some(other) => numbers(&table[other]),
-                    None => numbers(cell),
+                    Some(other) => numbers(for_arch(default(other), name, grey)),
+                    None => numbers(for_arch(cell, name, grey)),
                 };
                 // A setting with no number in its text (a flag read by one architecture, say) states none.
                 if stated.is_empty() && what == "--help" {
@@ -127,6 +175,21 @@ fn readme_and_help_name_the_same_flags_with_the_resolved_defaults() {
         }
     }
     assert!(checked > 150, "only {checked} defaults compared");
+}
+
+#[test]
+fn each_architecture_reads_its_own_part_of_a_default() {
+    let text = "64; fastgan 16 (or 8 on grey pictures)";
+    assert_eq!(numbers(for_arch(text, "dcgan", false)), [64.0]);
+    assert_eq!(numbers(for_arch(text, "fastgan", false)), [16.0]);
+    assert_eq!(numbers(for_arch(text, "fastgan", true)), [8.0]);
+    let lr = "fastgan, dcgan 2e-4; wgan 5e-5; wgan-gp 1e-4";
+    assert_eq!(numbers(for_arch(lr, "fastgan", false)), [2e-4]);
+    assert_eq!(numbers(for_arch(lr, "wgan", false)), [5e-5]);
+    assert_eq!(numbers(for_arch(lr, "wgan-gp", false)), [1e-4]);
+    assert_eq!(numbers(for_arch(lr, "dcgan", false)), [2e-4]);
+    assert_eq!(stated_default("Width, at most 134,217,728 [default: 64; fastgan 16]"), Some("64; fastgan 16"));
+    assert_eq!(stated_default("No default here, 5 to 10"), None);
 }
 
 #[test]

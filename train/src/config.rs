@@ -389,19 +389,27 @@ impl TrainConfig {
         }
         // A setting this architecture never reads is refused when it differs from the value
         // every run records, rather than silently doing nothing (wgan's RMSprop reads no β;
-        // there the recorded β are Adam's usual 0.5 and 0.999).
-        let (wgan, gp) = (self.arch == Arch::Wgan, self.arch == Arch::WganGp);
-        for (flag, changed, read, readers) in [
-            ("critic-steps", self.critic_steps != 1, wgan || gp, "wgan and wgan-gp"),
-            ("critic-steps-burst", self.critic_steps_burst != CRITIC_STEPS_BURST, wgan, "wgan"),
-            ("clamp", self.clamp != CLAMP, wgan, "wgan"),
-            ("rms-alpha", self.rms_alpha != RMS_ALPHA, wgan, "wgan"),
-            ("gp-lambda", self.gp_lambda != GP_LAMBDA, gp, "wgan-gp"),
-            ("guard-patience", self.guard_patience != GUARD_PATIENCE, self.arch == Arch::Dcgan, "dcgan"),
-            ("beta1", self.beta1 != 0.5, !wgan, "fastgan, dcgan and wgan-gp (Adam)"),
-            ("beta2", self.beta2 != 0.999, !wgan, "fastgan, dcgan and wgan-gp (Adam)"),
+        // there the recorded β are Adam's usual 0.5 and 0.999). Which it reads, it says.
+        for (flag, changed) in [
+            ("critic-steps", self.critic_steps != 1),
+            ("critic-steps-burst", self.critic_steps_burst != CRITIC_STEPS_BURST),
+            ("clamp", self.clamp != CLAMP),
+            ("rms-alpha", self.rms_alpha != RMS_ALPHA),
+            ("gp-lambda", self.gp_lambda != GP_LAMBDA),
+            ("guard-patience", self.guard_patience != GUARD_PATIENCE),
+            ("beta1", self.beta1 != 0.5),
+            ("beta2", self.beta2 != 0.999),
+            ("ada-target", self.ada_target.is_some()),
+            ("r1", self.r1 != 0.0),
         ] {
-            if changed && !read {
+            if changed && !self.arch.get().reads().contains(&flag) {
+                let readers: Vec<&str> =
+                    Arch::ALL.into_iter().filter(|a| a.get().reads().contains(&flag)).map(Arch::name).collect();
+                let readers = match readers.split_last() {
+                    Some((last, [])) => last.to_string(),
+                    Some((last, rest)) => format!("{} and {last}", rest.join(", ")),
+                    None => "no architecture".into(),
+                };
                 return bad(format!("--{flag} is read by {readers} only, not {}", self.arch.name()));
             }
         }
@@ -418,9 +426,6 @@ impl TrainConfig {
             if !(t > 0.0 && t < 1.0) {
                 return bad(format!("--ada-target must be in (0, 1), not {t}"));
             }
-            if self.arch != Arch::Fastgan {
-                return bad(format!("--ada-target works with --arch fastgan only, not {}", self.arch.name()));
-            }
             if self.augment == Some(false) {
                 return bad(
                     "--ada-target adjusts how often pictures are augmented, and --augment=false turns augmentation off"
@@ -433,9 +438,6 @@ impl TrainConfig {
         }
         if self.r1 > MAX_R1 {
             return bad(format!("--r1 {:?} is too large: at most {MAX_R1}", self.r1));
-        }
-        if self.r1 > 0.0 && self.arch != Arch::Fastgan {
-            return bad(format!("--r1 works with --arch fastgan only, not {}", self.arch.name()));
         }
         let most = crate::tools::eval::MAX_IMAGES;
         if self.eval_images > most {
@@ -766,7 +768,7 @@ mod tests {
             (vec!["--data", "d", "--name", "n", "--r1", "inf"], "--r1 must be a number, 0 or more, not inf"),
             (
                 vec!["--data", "d", "--name", "n", "--r1", "1", "--arch", "wgan-gp"],
-                "--r1 works with --arch fastgan only",
+                "--r1 is read by fastgan only, not wgan-gp",
             ),
             (vec!["--data", "d", "--name", "n", "--image-size", "16"], "fastgan needs pictures of 32×32"),
             (
@@ -793,7 +795,7 @@ mod tests {
             ),
             (
                 vec!["--data", "d", "--name", "n", "--beta1", "0", "--arch", "wgan"],
-                "--beta1 is read by fastgan, dcgan and wgan-gp (Adam) only, not wgan",
+                "--beta1 is read by fastgan, dcgan and wgan-gp only, not wgan",
             ),
             (
                 vec!["--data", "d", "--name", "n", "--ada-target", "0.6", "--augment=false"],

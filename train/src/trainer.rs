@@ -71,8 +71,10 @@ pub struct TrainOutcome {
     pub model_dir: PathBuf,
     pub run_dir: PathBuf,
     pub config: TrainConfig,
-    /// The exported generator (the EMA one when enabled).
+    /// The exported generator (the EMA one when enabled), its parameters and its shape.
     pub generator: Net,
+    pub generator_params: Params,
+    pub shape: Shape,
     pub summary: TrainingSummary,
 }
 
@@ -487,12 +489,12 @@ fn finish(setup: Setup, training: Training) -> anyhow::Result<TrainOutcome> {
     // The average's BatchNorm statistics are measured here, not left to the last preview: a
     // finished run resumed only to export has no preview (recalibrating is deterministic, so
     // twice at one step gives the same bits).
-    let g_out = match ema {
+    let (g_out, g_params) = match ema {
         Some(e) => {
             e.recalibrate(cfg.nz, cfg.seed)?;
-            e.g
+            (e.g, e.params)
         }
-        None => gan.g,
+        None => (gan.g, gan.g_params),
     };
     let quality = measure_swd(&cfg, &g_out, &data, &device)?;
     let summary = TrainingSummary {
@@ -513,7 +515,7 @@ fn finish(setup: Setup, training: Training) -> anyhow::Result<TrainOutcome> {
     };
     let (model_dir, _) = export::export(&g_out, &shape, &cfg.models_dir, &cfg.name, cfg.arch.name(), summary.clone())?;
     eprintln!("canard-train: {} steps in {:.1}s; exported {}", st.step, st.seconds, model_dir.display());
-    Ok(TrainOutcome { model_dir, run_dir, config: cfg, generator: g_out, summary })
+    Ok(TrainOutcome { model_dir, run_dir, config: cfg, generator: g_out, generator_params: g_params, shape, summary })
 }
 
 /// ProGAN's SWD between `eval_images` generated images and the data (0 skips it).

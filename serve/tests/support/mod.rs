@@ -17,9 +17,10 @@ use canard_serve::ort_lib::{self, OrtRuntime};
 use canard_serve::registry::Registry;
 use canard_shared::manifest::MANIFEST_FILE;
 use canard_shared::Manifest;
-use canard_train::model::DcganShape;
+use canard_train::config::Arch;
+use canard_train::nn::Shape;
 use canard_train::trainer::Gan;
-use candle_core::Device;
+use candle_core::{DType, Device};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
@@ -82,11 +83,11 @@ pub fn header<B>(res: &actix_web::dev::ServiceResponse<B>, name: &str) -> String
 /// manifest to test refusals; the manifest is rewritten only when `edit` changed it.
 /// Fresh BatchNorm statistics (mean 0, variance 1) leave the output varied.
 pub fn write_model(root: &Path, name: &str, dim: usize, edit: impl FnOnce(&mut Manifest)) -> PathBuf {
-    let shape = DcganShape { image_size: SIZE, channels: CHANNELS, nz: dim, ngf: 4, ndf: 4 };
+    let shape = Shape { image_size: SIZE, channels: CHANNELS, nz: dim, ngf: 4, ndf: 4 };
     let mut rng = ChaCha8Rng::seed_from_u64(dim as u64);
-    let gan = Gan::new(shape, &mut rng, &Device::Cpu).expect("initialise the test GAN");
-    let (dir, manifest) =
-        canard_train::export::export(&gan.g, root, name, "dcgan", Default::default()).expect("export the test model");
+    let gan = Gan::new(Arch::Dcgan, shape, &mut rng, &Device::Cpu, DType::F32).expect("initialise the test GAN");
+    let (dir, manifest) = canard_train::export::export(&gan.g, &shape, root, name, "dcgan", Default::default())
+        .expect("export the test model");
     let mut edited = manifest.clone();
     edit(&mut edited);
     if edited != manifest {

@@ -21,6 +21,10 @@ impl Architecture for Dcgan {
         "dcgan"
     }
 
+    fn reads(&self) -> &'static [&'static str] {
+        &["beta1", "beta2", "guard-patience"]
+    }
+
     fn critic(&self, init: &mut Init, shape: Shape) -> Result<Net> {
         nn::dcgan::critic(init, shape, CriticNorm::Batch)
     }

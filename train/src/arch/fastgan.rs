@@ -20,6 +20,10 @@ impl Architecture for Fastgan {
         "fastgan"
     }
 
+    fn reads(&self) -> &'static [&'static str] {
+        &["beta1", "beta2", "ada-target", "r1"]
+    }
+
     fn generator(&self, init: &mut Init, shape: Shape) -> Result<Net> {
         nn::fastgan::generator(init, shape)
     }

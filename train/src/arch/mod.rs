@@ -35,7 +35,7 @@ pub enum Arch {
 }
 
 impl Arch {
-    pub const ALL: [Arch; 4] = [Arch::Dcgan, Arch::Wgan, Arch::WganGp, Arch::Fastgan];
+    pub const ALL: [Arch; 4] = [Arch::Fastgan, Arch::Dcgan, Arch::Wgan, Arch::WganGp];
 
     /// Its file's answers.
     pub fn get(self) -> &'static dyn Architecture {
@@ -76,6 +76,10 @@ impl Arch {
 /// β, `--critic-steps` critic updates a step, nothing to add after a critic update.
 pub trait Architecture: Sync {
     fn name(&self) -> &'static str;
+
+    /// The settings only some architectures read that this one reads (the others are
+    /// refused when given: `crate::config`).
+    fn reads(&self) -> &'static [&'static str];
 
     fn generator(&self, init: &mut Init, shape: Shape) -> Result<Net> {
         nn::dcgan::generator(init, shape)

@@ -20,6 +20,10 @@ impl Architecture for Wgan {
         "wgan"
     }
 
+    fn reads(&self) -> &'static [&'static str] {
+        &["critic-steps", "critic-steps-burst", "clamp", "rms-alpha"]
+    }
+
     fn critic(&self, init: &mut Init, shape: Shape) -> Result<Net> {
         nn::dcgan::critic(init, shape, CriticNorm::Batch)
     }

@@ -18,6 +18,10 @@ impl Architecture for WganGp {
         "wgan-gp"
     }
 
+    fn reads(&self) -> &'static [&'static str] {
+        &["critic-steps", "gp-lambda", "beta1", "beta2"]
+    }
+
     fn critic(&self, init: &mut Init, shape: Shape) -> Result<Net> {
         nn::dcgan::critic(init, shape, CriticNorm::Layer)
     }
