@@ -210,11 +210,10 @@ pub fn upsample2(x: &Tensor) -> Result<Tensor> {
 
 /// Upsampling then the 3×3 convolution, by [`up_conv`]'s four phases.
 fn up(x: &Tensor, w: &Tensor) -> Result<Tensor> {
-    let (o, c) = (w.dim(0)?, w.dim(1)?);
+    let o = w.dim(0)?;
     let (n, _, h, wd) = x.dims4()?;
     crate::by_element!(x.dtype(), T => {
-        let f = ops::tensor(with_slice(&w.contiguous()?, |w: &[T]| up_conv::fold(w, o, c))?, &[4 * o, c, 2, 2])?;
-        let p = ops::conv2d(x, &f, phases()?)?;
+        let p = ops::conv2d(x, &folded(w)?, phases()?)?;
         let y = with_slice(&p, |p: &[T]| up_conv::interleave(p, &[n, 4 * o, h + 1, wd + 1], o))?;
         ops::tensor(y, &[n, o, 2 * h, 2 * wd])
     })
@@ -242,12 +241,19 @@ fn up_grads(
         };
         let dx = match want_x {
             true => {
-                let f = ops::tensor(with_slice(&w.contiguous()?, |w: &[T]| up_conv::fold(w, o, c))?, &[4 * o, c, 2, 2])?;
-                Some(ops::conv_transpose2d(&dp, &f, phases()?, (h, wd))?)
+                Some(ops::conv_transpose2d(&dp, &folded(w)?, phases()?, (h, wd))?)
             }
             false => None,
         };
         Ok((dx, dw))
+    })
+}
+
+/// The four phases' 2×2 kernels [4·o, c, 2, 2] from the 3×3 kernel [o, c, 3, 3].
+fn folded(w: &Tensor) -> Result<Tensor> {
+    let (o, c) = (w.dim(0)?, w.dim(1)?);
+    crate::by_element!(w.dtype(), T => {
+        ops::tensor(with_slice(&w.contiguous()?, |w: &[T]| up_conv::fold(w, o, c))?, &[4 * o, c, 2, 2])
     })
 }
 
