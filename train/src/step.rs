@@ -128,7 +128,7 @@ impl StepCtx<'_> {
     pub(crate) fn view(&self, x: Tensor, p: f64, rng: &mut ChaCha8Rng) -> anyhow::Result<(Tensor, Option<Draw>)> {
         let Some(a) = self.augment else { return Ok((x, None)) };
         let draw = a.draw_sometimes(x.dims4()?, p, rng);
-        let seen = match self.kernels(&x) {
+        let seen = match self.engine.kernels(&x) {
             true => crate::by_element!(x.dtype(), T => ops::tensor(draw.forward(&ops::values::<T>(&x)?), x.dims()))?,
             false => draw.apply(&x)?,
         };
@@ -138,7 +138,7 @@ impl StepCtx<'_> {
     /// The gradient of [`StepCtx::view`]'s input `x` from its output's, `dy`.
     fn unview(&self, draw: Option<Draw>, x: &Tensor, dy: Tensor) -> anyhow::Result<Tensor> {
         let Some(draw) = draw else { return Ok(dy) };
-        Ok(match self.kernels(&dy) {
+        Ok(match self.engine.kernels(&dy) {
             true => {
                 crate::by_element!(dy.dtype(), T => ops::tensor(draw.backward(&ops::values::<T>(&dy)?), dy.dims()))?
             }
@@ -147,10 +147,6 @@ impl StepCtx<'_> {
                 g.into_iter().next().flatten().context("internal error: DiffAugment gave no gradient")?
             }
         })
-    }
-
-    fn kernels(&self, x: &Tensor) -> bool {
-        self.engine == Engine::Kernels && x.device().is_cpu()
     }
 
     /// The generator's forward pass in training mode (BatchNorm's running statistics

@@ -14,11 +14,18 @@ pub enum Activation {
     Sigmoid,
 }
 
+/// A (leaky) ReLU's slope at u: 1 right of zero, `slope` elsewhere, as a constant tensor
+/// (no gradient flows through it): x·slope_at(x) is LeakyReLU with PyTorch's derivative, the
+/// slope, at 0 (candle's `maximum` would give (1 + slope)/2 there).
+pub fn slope_at(u: &Tensor, slope: f64) -> Result<Tensor> {
+    (u.gt(0.0)?.to_dtype(u.dtype())? * (1.0 - slope))? + slope
+}
+
 impl Activation {
     /// f′ from the output y (each of these has one).
     fn derivative(self, y: &Tensor) -> Result<Tensor> {
         match self {
-            Activation::LeakyRelu(s) => (y.gt(0.0)?.to_dtype(y.dtype())? * (1.0 - s))? + s,
+            Activation::LeakyRelu(s) => slope_at(y, s),
             Activation::Tanh => y.sqr()?.affine(-1.0, 1.0),
             Activation::Sigmoid => y.mul(&y.affine(-1.0, 1.0)?),
         }
@@ -37,8 +44,7 @@ impl Layer for Activation {
     fn apply(&self, xs: &[Tensor], _c: &Ctx) -> Result<Tensor> {
         let x = &xs[0];
         match *self {
-            // x·slope(x), the slope a constant: PyTorch's derivative (the slope) at 0.
-            Activation::LeakyRelu(s) => x.mul(&((x.gt(0.0)?.to_dtype(x.dtype())? * (1.0 - s))? + s)?),
+            Activation::LeakyRelu(s) => x.mul(&slope_at(x, s)?),
             Activation::Tanh => x.tanh(),
             Activation::Sigmoid => candle_nn::ops::sigmoid(x),
         }

@@ -5,6 +5,7 @@
 
 use candle_core::{Result, Tensor, Var};
 
+use super::activation::slope_at;
 use super::{Ctx, Grads, Init, Layer, Saved, TangentGrads};
 use crate::export::onnx::Emitter;
 use crate::ops::{self, with_slice, Activation, BatchNormAct, Stats};
@@ -52,9 +53,7 @@ impl BatchNorm {
 
     /// act′ at the pre-activation u: 1 right of zero, the slope elsewhere.
     fn slope(&self, u: &Tensor) -> Result<Tensor> {
-        let s = self.act.negative_slope();
-        let right = u.gt(0.0)?.to_dtype(u.dtype())?;
-        (right * (1.0 - s))? + s
+        slope_at(u, self.act.negative_slope())
     }
 
     /// Folds one batch's statistics (over `count` values per channel) into the running averages.

@@ -7,6 +7,7 @@
 use candle_core::{Result, Tensor};
 use rayon::prelude::*;
 
+use super::activation::slope_at;
 use super::{vjp, Ctx, Grads, Init, Layer, Saved};
 use crate::export::onnx::Emitter;
 use crate::ops::{self, with_slice, Element, Geometry};
@@ -35,8 +36,7 @@ impl Excite {
         let side = small.dim(2)?;
         let pooled = if side == 4 { small.clone() } else { small.avg_pool2d(side / 4)? };
         let s = pooled.conv2d(&w[0], 0, 1, 1, 1)?;
-        // x·slope(x), the slope a constant: PyTorch's derivative (the slope) at 0.
-        let s = s.mul(&((s.gt(0.0)?.to_dtype(s.dtype())? * (1.0 - EXCITE_SLOPE))? + EXCITE_SLOPE)?)?;
+        let s = s.mul(&slope_at(&s, EXCITE_SLOPE)?)?;
         candle_nn::ops::sigmoid(&s.conv2d(&w[1], 0, 1, 1, 1)?)
     }
 }

@@ -4,6 +4,7 @@
 
 use candle_core::{Result, Tensor};
 
+use super::activation::slope_at;
 use super::batch_norm::BN_EPS;
 use super::{Ctx, Grads, Init, Layer, Saved, TangentGrads};
 use crate::ops::layer_norm::{self, Normed};
@@ -39,7 +40,7 @@ impl LayerNorm {
 
     /// LeakyReLU's slope at u.
     fn slope_at(&self, u: &Tensor) -> Result<Tensor> {
-        (u.gt(0.0)?.to_dtype(u.dtype())? * (1.0 - self.slope))? + self.slope
+        slope_at(u, self.slope)
     }
 
     fn frame(x: &Tensor) -> Result<layer_norm::Frame> {

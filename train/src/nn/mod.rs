@@ -47,6 +47,11 @@ pub enum Engine {
 
 impl Engine {
     /// The kernels on the CPU, candle's ops elsewhere.
+    /// Whether canard's kernels run on `x` (this engine, on CPU tensors).
+    pub fn kernels(self, x: &Tensor) -> bool {
+        self == Engine::Kernels && x.device().is_cpu()
+    }
+
     pub fn for_device(device: &Device) -> Self {
         if device.is_cpu() {
             Engine::Kernels
@@ -80,7 +85,7 @@ pub struct Ctx<'a> {
 impl Ctx<'_> {
     /// Whether canard's kernels run (the CPU engine on CPU tensors).
     pub fn kernels(&self, x: &Tensor) -> bool {
-        self.engine == Engine::Kernels && x.device().is_cpu()
+        self.engine.kernels(x)
     }
 }
 
