@@ -499,17 +499,14 @@ impl TrainConfig {
                 self.image_size, self.ngf, self.ndf
             ))
         })?;
-        // The critic mirrors the generator, so a generator as wide as the critic measures it.
-        let critic = Shape { ngf: self.ndf, nz: 1, ..shape };
         for (flag, width, network, count) in [
-            ("ngf", self.ngf, "generator", kind.generator_parameters(&shape)),
-            ("ndf", self.ndf, "critic", kind.generator_parameters(&critic)),
+            ("ngf", self.ngf, "generator", kind.generator_parameters(shape, MAX_PARAMETERS)),
+            ("ndf", self.ndf, "critic", kind.critic_parameters(shape, MAX_PARAMETERS)),
         ] {
-            if count.is_none_or(|n| n > MAX_PARAMETERS) {
+            if count.is_none() {
                 let size = self.image_size;
-                let has = count.map_or("more than can be counted".into(), |n| format!("about {n}"));
                 return bad(format!(
-                    "--{flag} {width} at {size}×{size} makes a {network} of {has} parameters: at most {MAX_PARAMETERS}"
+                    "--{flag} {width} at {size}×{size} makes a {network} of more than {MAX_PARAMETERS} parameters"
                 ));
             }
         }
@@ -820,11 +817,11 @@ mod tests {
             (vec!["--data", "d", "--name", "n", "--epochs", "72057594037927936"], "--epochs 72057594037927936 is too"),
             (vec!["--data", "d", "--name", "n", "--batch-size", "4097"], "--batch-size 4097 is too large"),
             (vec!["--data", "d", "--name", "n", "--nz", "70000"], "--nz 70000 is too large: at most 65536"),
-            (vec!["--data", "d", "--name", "n", "--ngf", "100000"], "--ngf 100000 at 64×64 makes a generator of about"),
-            (vec!["--data", "d", "--name", "n", "--ndf", "1000000"], "--ndf 1000000 at 64×64 makes a critic of about"),
+            (vec!["--data", "d", "--name", "n", "--ngf", "100000"], "--ngf 100000 at 64×64 makes a generator of more than 134217728"),
+            (vec!["--data", "d", "--name", "n", "--ndf", "1000000"], "--ndf 1000000 at 64×64 makes a critic of more than 134217728"),
             (
                 vec!["--data", "d", "--name", "n", "--ngf", "1152921504606846976"],
-                "makes a generator of more than can be counted",
+                "makes a generator of more than 134217728 parameters",
             ),
         ] {
             let err = flags(&args).resolve().unwrap_err().to_string();

@@ -1,10 +1,10 @@
 //! Every architecture builds and runs at every supported size, grey and RGB, forward and
-//! backward; its parameter count is known before it is built; fastgan's layers are wired
+//! backward; its parameter count is counted without allocating it; fastgan's layers are wired
 //! as it says.
 
 use canard_train::config::Arch;
 use canard_train::nn::fastgan::{self, rebuild_targets, rebuilt_side};
-use canard_train::nn::params::randn;
+use canard_train::nn::params::{randn, Params};
 use canard_train::nn::{Engine, Shape};
 use canard_train::trainer::Gan;
 use candle_core::backprop::GradStore;
@@ -22,8 +22,11 @@ fn generators_and_critics_fit_every_image_size_and_channel_count() {
                 let shape = Shape { image_size: size, channels, nz: 6, ngf: 4, ndf: 2 };
                 let mut rng = ChaCha8Rng::seed_from_u64(1);
                 let gan = Gan::new(arch, shape, &mut rng, &dev, DType::F32).unwrap();
-                let held: usize = gan.g_params.iter().map(|p| p.var.elem_count()).sum();
-                assert_eq!(arch.generator_parameters(&shape), Some(held), "{what}");
+                let held = |params: &Params| params.iter().map(|p| p.var.elem_count()).sum::<usize>();
+                let (g, d) = (held(&gan.g_params), held(&gan.d_params));
+                assert_eq!(arch.generator_parameters(shape, g), Some(g), "{what}");
+                assert_eq!(arch.critic_parameters(shape, d), Some(d), "{what}");
+                assert_eq!(arch.generator_parameters(shape, g - 1), None, "{what}: past the limit");
                 let z = randn(&mut rng, &[2, 6, 1, 1], &dev).unwrap();
                 let g_pass = gan.g.pass(Engine::Kernels, true, &[0]).unwrap();
                 let made = g_pass.forward(z, 0).unwrap();

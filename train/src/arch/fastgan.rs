@@ -32,9 +32,6 @@ impl Architecture for Fastgan {
         nn::fastgan::critic(init, shape)
     }
 
-    fn generator_parameters(&self, shape: &Shape) -> Option<usize> {
-        nn::fastgan::generator_parameters(shape)
-    }
 
     fn validate(&self, shape: &Shape) -> std::result::Result<(), String> {
         nn::fastgan::validate(shape)

@@ -61,9 +61,15 @@ impl Arch {
         self.get().critic(init, shape)
     }
 
-    /// Its generator's parameter count, computed without building it; `None` on overflow.
-    pub fn generator_parameters(self, shape: &Shape) -> Option<usize> {
-        self.get().generator_parameters(shape)
+    /// How many values its generator holds, counted from its layers without allocating
+    /// them; `None` past `limit`.
+    pub fn generator_parameters(self, shape: Shape, limit: usize) -> Option<usize> {
+        Init::count(limit, |init| self.generator(init, shape))
+    }
+
+    /// The same for its critic.
+    pub fn critic_parameters(self, shape: Shape, limit: usize) -> Option<usize> {
+        Init::count(limit, |init| self.critic(init, shape))
     }
 
     /// Whether it can build networks of `shape` (the reason when not).
@@ -86,10 +92,6 @@ pub trait Architecture: Sync {
     }
 
     fn critic(&self, init: &mut Init, shape: Shape) -> Result<Net>;
-
-    fn generator_parameters(&self, shape: &Shape) -> Option<usize> {
-        nn::dcgan::generator_parameters(shape)
-    }
 
     fn validate(&self, shape: &Shape) -> std::result::Result<(), String> {
         shape.validate()

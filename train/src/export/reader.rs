@@ -160,13 +160,13 @@ fn read(bytes: &[u8], device: &Device) -> Result<OnnxGenerator, String> {
     kind.validate_shape(&shape).map_err(|e| format!("not a canard generator: {e}"))?;
     // Every parameter must be in the file: a generator is never built bigger than its bytes.
     let held: usize = tensors.values().map(Tensor::elem_count).sum();
-    let want = kind.generator_parameters(&shape);
+    let want = kind.generator_parameters(shape, crate::config::MAX_PARAMETERS);
     if want != Some(held) {
         return Err(format!(
             "not a canard generator: its initializers hold {held} values where a {size}×{size} {} generator with \
              these widths has {}",
             kind.name(),
-            want.map_or("too many".into(), |n| n.to_string())
+            want.map_or(format!("more than {}", crate::config::MAX_PARAMETERS), |n| n.to_string())
         ));
     }
 

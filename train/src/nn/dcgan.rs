@@ -35,17 +35,6 @@ pub fn generator_widths(shape: &Shape) -> Vec<usize> {
     std::iter::once(shape.nz).chain(hidden).chain(std::iter::once(shape.channels)).collect()
 }
 
-/// The generator's parameter count (weights, BatchNorm's four vectors per hidden layer),
-/// computed without building it; `None` on overflow.
-pub fn generator_parameters(shape: &Shape) -> Option<usize> {
-    let w = generator_widths(shape);
-    let convs = w
-        .windows(2)
-        .try_fold(0usize, |sum, p| sum.checked_add(p[0].checked_mul(p[1])?.checked_mul(KERNEL * KERNEL)?))?;
-    let norms = w[1..w.len() - 1].iter().try_fold(0usize, |sum, &c| sum.checked_add(c.checked_mul(4)?))?;
-    convs.checked_add(norms)
-}
-
 pub fn generator(init: &mut Init, shape: Shape) -> Result<Net> {
     let widths = generator_widths(&shape);
     let last = widths.len() - 2;

@@ -57,22 +57,6 @@ pub fn validate(shape: &Shape) -> std::result::Result<(), String> {
     Ok(())
 }
 
-/// The generator's parameter count (weights and BatchNorm's four vectors), computed
-/// without building it; `None` on overflow.
-pub fn generator_parameters(shape: &Shape) -> Option<usize> {
-    let (size, base) = (shape.image_size, shape.ngf);
-    let w = |side: usize| width(size, side, base);
-    let mul = |a: usize, b: usize, c: usize| a.checked_mul(b)?.checked_mul(c);
-    let mut n = mul(shape.nz, 2 * w(4), 16)?.checked_add(8 * w(4))?;
-    for side in sides(size).skip(1) {
-        n = n.checked_add(mul(w(side / 2), 2 * w(side), 9)?)?.checked_add(8 * w(side))?;
-        if side >= 32 {
-            n = n.checked_add(mul(w(side / 8), w(side), 16)?)?.checked_add(mul(w(side), w(side), 1)?)?;
-        }
-    }
-    n.checked_add(mul(w(size), shape.channels, 9)?)
-}
-
 /// The base width `ngf` of a generator whose first layer has `first_out` channels (2·w(4)),
 /// if one has.
 pub fn ngf_from_first(size: usize, first_out: usize) -> Option<usize> {

@@ -74,19 +74,35 @@ impl Params {
     }
 }
 
-/// Creates the parameters of one network under a name prefix.
+/// Creates the parameters of one network under a name prefix, or only counts them.
 pub struct Init<'a> {
-    params: &'a mut Params,
-    rng: &'a mut ChaCha8Rng,
+    made: Made<'a>,
     device: &'a Device,
     dtype: DType,
     prefix: String,
 }
 
+/// Where what [`Init`] makes goes.
+enum Made<'a> {
+    Params { params: &'a mut Params, rng: &'a mut ChaCha8Rng },
+    /// Only the number of values, stopping past `limit`: a network too large to train is
+    /// measured without being allocated (its tensors are zero-stride views of one zero).
+    Count { n: &'a mut usize, limit: usize },
+}
+
 impl<'a> Init<'a> {
     /// Parameters in `dtype`: F32 for training; F64 lets tests check gradients precisely.
     pub fn new(params: &'a mut Params, rng: &'a mut ChaCha8Rng, device: &'a Device, dtype: DType) -> Self {
-        Self { params, rng, device, dtype, prefix: String::new() }
+        Self { made: Made::Params { params, rng }, device, dtype, prefix: String::new() }
+    }
+
+    /// The number of values (weights and buffers) the network `build` makes holds, counted
+    /// from its layers without allocating them; `None` when it holds more than `limit`.
+    pub fn count(limit: usize, build: impl FnOnce(&mut Init) -> Result<super::Net>) -> Option<usize> {
+        let mut n = 0;
+        let made = Made::Count { n: &mut n, limit };
+        build(&mut Init { made, device: &Device::Cpu, dtype: DType::F32, prefix: String::new() }).ok()?;
+        Some(n)
     }
 
     /// The names' common prefix (`0.conv`): where the exported graph names this layer.
@@ -96,40 +112,53 @@ impl<'a> Init<'a> {
 
     /// A child whose names start with `name.`.
     pub fn pp(&mut self, name: impl std::fmt::Display) -> Init<'_> {
-        Init {
-            params: self.params,
-            rng: self.rng,
-            device: self.device,
-            dtype: self.dtype,
-            prefix: format!("{}{name}.", self.prefix),
-        }
+        let made = match &mut self.made {
+            Made::Params { params, rng } => Made::Params { params: &mut **params, rng: &mut **rng },
+            Made::Count { n, limit } => Made::Count { n: &mut **n, limit: *limit },
+        };
+        Init { made, device: self.device, dtype: self.dtype, prefix: format!("{}{name}.", self.prefix) }
     }
 
     /// N(mean, std) values, as DCGAN's initialisation wants.
     pub fn normal(&mut self, name: &str, shape: &[usize], mean: f32, std: f32) -> Result<Tensor> {
-        let n: usize = shape.iter().product();
         let dist = Normal::new(mean, std).map_err(|e| candle_core::Error::Msg(e.to_string()))?;
-        let values: Vec<f32> = (0..n).map(|_| dist.sample(&mut *self.rng)).collect();
-        self.add(name, Tensor::from_vec(values, shape, self.device)?.to_dtype(self.dtype)?, true)
+        self.add(name, shape, true, |rng| dist.sample(rng))
     }
 
     /// N(0, 1) values that are kept but not trained (spectral norm's vector).
     pub fn buffer_normal(&mut self, name: &str, shape: &[usize]) -> Result<Tensor> {
-        let n: usize = shape.iter().product();
-        let values: Vec<f32> = (0..n).map(|_| self.rng.sample::<f32, _>(rand_distr::StandardNormal)).collect();
-        self.add(name, Tensor::from_vec(values, shape, self.device)?.to_dtype(self.dtype)?, false)
+        self.add(name, shape, false, |rng| rng.sample::<f32, _>(rand_distr::StandardNormal))
     }
 
     pub fn constant(&mut self, name: &str, shape: &[usize], value: f32, trainable: bool) -> Result<Tensor> {
-        let t = (Tensor::ones(shape, self.dtype, self.device)? * value as f64)?;
-        self.add(name, t, trainable)
+        self.add(name, shape, trainable, |_| value)
     }
 
-    fn add(&mut self, name: &str, t: Tensor, trainable: bool) -> Result<Tensor> {
-        let var = Var::from_tensor(&t)?;
-        let tensor = var.as_tensor().clone();
-        self.params.list.push(Param { name: format!("{}{name}", self.prefix), var, trainable });
-        Ok(tensor)
+    /// A tensor of `shape` filled by `value`, drawn in order from the network's RNG.
+    fn add(
+        &mut self,
+        name: &str,
+        shape: &[usize],
+        trainable: bool,
+        mut value: impl FnMut(&mut ChaCha8Rng) -> f32,
+    ) -> Result<Tensor> {
+        match &mut self.made {
+            Made::Params { params, rng } => {
+                let values: Vec<f32> = (0..shape.iter().product()).map(|_| value(rng)).collect();
+                let var = Var::from_tensor(&Tensor::from_vec(values, shape, self.device)?.to_dtype(self.dtype)?)?;
+                let tensor = var.as_tensor().clone();
+                params.list.push(Param { name: format!("{}{name}", self.prefix), var, trainable });
+                Ok(tensor)
+            }
+            Made::Count { n, limit } => {
+                let more = shape.iter().try_fold(1usize, |a, &d| a.checked_mul(d));
+                match more.and_then(|m| n.checked_add(m)).filter(|total| total <= limit) {
+                    Some(total) => **n = total,
+                    None => candle_core::bail!("more than {limit} values"),
+                }
+                Tensor::zeros((), self.dtype, self.device)?.broadcast_as(shape)
+            }
+        }
     }
 }
 
