@@ -113,8 +113,8 @@ impl<'a> Init<'a> {
     /// A child whose names start with `name.`.
     pub fn pp(&mut self, name: impl std::fmt::Display) -> Init<'_> {
         let made = match &mut self.made {
-            Made::Params { params, rng } => Made::Params { params: &mut **params, rng: &mut **rng },
-            Made::Count { n, limit } => Made::Count { n: &mut **n, limit: *limit },
+            Made::Params { params, rng } => Made::Params { params, rng },
+            Made::Count { n, limit } => Made::Count { n, limit: *limit },
         };
         Init { made, device: self.device, dtype: self.dtype, prefix: format!("{}{name}.", self.prefix) }
     }
