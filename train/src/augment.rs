@@ -88,11 +88,6 @@ impl DiffAugment {
         Ok(a)
     }
 
-    /// `x` is an NCHW batch in [-1, 1] (any float dtype); the result has the same shape.
-    pub fn apply(&self, x: &Tensor, rng: &mut ChaCha8Rng) -> Result<Tensor> {
-        self.draw(x.dims4()?, rng).apply(x)
-    }
-
     /// Draws the random parameters for a batch of `dims` (N, C, H, W).
     pub fn draw(&self, dims: (usize, usize, usize, usize), rng: &mut ChaCha8Rng) -> Draw {
         let (b, _, h, w) = dims;
@@ -164,11 +159,6 @@ impl DiffAugment {
         }
         d
     }
-
-    /// [`DiffAugment::apply`] with [`DiffAugment::draw_sometimes`]'s probability.
-    pub fn apply_sometimes(&self, x: &Tensor, p: f64, rng: &mut ChaCha8Rng) -> Result<Tensor> {
-        self.draw_sometimes(x.dims4()?, p, rng).apply(x)
-    }
 }
 
 /// ADA's adaptive augmentation probability (Karras et al. 2020, "Training Generative
@@ -227,11 +217,8 @@ impl Draw {
         if let Some(c) = &self.colour {
             x = colour(&x, c)?;
         }
-        if let Some(shifts) = &self.shifts {
-            x = translate(&x, shifts)?;
-        }
-        if let Some((centres, size)) = &self.cutout {
-            x = cutout(&x, centres, *size)?;
+        if self.shifts.is_some() || self.cutout.is_some() {
+            x = self.moved(&x)?;
         }
         Ok(x)
     }
@@ -299,6 +286,25 @@ impl Draw {
             }
         }
         src
+    }
+
+    /// Translation and cutout in candle's ops: one `gather` over each image plane from
+    /// [`Draw::sources`], times a constant mask of the pixels that have a source. Per-sample
+    /// slices and a `cat` would be simpler, but their backward pass builds a full-batch
+    /// gradient per sample: O(B²).
+    fn moved(&self, x: &Tensor) -> Result<Tensor> {
+        let (b, c, h, w) = self.dims;
+        let mut index: Vec<u32> = Vec::with_capacity(b * c * h * w);
+        let mut kept: Vec<f32> = Vec::with_capacity(b * h * w);
+        for i in 0..b {
+            let src = self.sources(i);
+            kept.extend(src.iter().map(|s| s.is_some() as u8 as f32));
+            let plane: Vec<u32> = src.iter().map(|s| s.unwrap_or(0)).collect(); // 0: masked
+            (0..c).for_each(|_| index.extend_from_slice(&plane));
+        }
+        let index = Tensor::from_vec(index, (b, c, h * w), x.device())?;
+        let kept = Tensor::from_vec(kept, (b, 1, h, w), x.device())?.to_dtype(x.dtype())?;
+        x.reshape((b, c, h * w))?.gather(&index, 2)?.reshape((b, c, h, w))?.broadcast_mul(&kept)
     }
 }
 
@@ -388,54 +394,6 @@ fn colour(x: &Tensor, draws: &[(f32, f32, f32)]) -> Result<Tensor> {
     x.broadcast_mul(&scale(|a| a.on_x)?)?.broadcast_add(&per_pixel)
 }
 
-/// Moves sample i's content by `shifts[i]` = (down, right) pixels; zeros come in.
-///
-/// One `gather` over each image plane (out[y, x] = in[y - dy, x - dx]) times a constant
-/// mask for the pixels that came from outside. Per-sample slices and a `cat` would be
-/// simpler, but their backward pass builds a full-batch gradient per sample: O(B²).
-fn translate(x: &Tensor, shifts: &[(i64, i64)]) -> Result<Tensor> {
-    let (b, c, h, w) = x.dims4()?;
-    let hw = h * w;
-    let mut index: Vec<u32> = Vec::with_capacity(b * c * hw);
-    let mut inside = vec![0f32; b * hw];
-    let mut plane = Vec::with_capacity(hw);
-    for (i, &(dy, dx)) in shifts.iter().enumerate() {
-        plane.clear();
-        for y in 0..h as i64 {
-            for x in 0..w as i64 {
-                let (sy, sx) = (y - dy, x - dx);
-                if (0..h as i64).contains(&sy) && (0..w as i64).contains(&sx) {
-                    plane.push((sy as usize * w + sx as usize) as u32);
-                    inside[i * hw + y as usize * w + x as usize] = 1.0;
-                } else {
-                    plane.push(0); // any pixel: the mask zeroes it
-                }
-            }
-        }
-        for _ in 0..c {
-            index.extend_from_slice(&plane);
-        }
-    }
-    let index = Tensor::from_vec(index, (b, c, hw), x.device())?;
-    let inside = Tensor::from_vec(inside, (b, 1, h, w), x.device())?.to_dtype(x.dtype())?;
-    x.reshape((b, c, hw))?.gather(&index, 2)?.reshape((b, c, h, w))?.broadcast_mul(&inside)
-}
-
-/// Zeroes, in sample i, the `size` square centred at `centres[i]` = (row, column), clipped.
-fn cutout(x: &Tensor, centres: &[(i64, i64)], size: (i64, i64)) -> Result<Tensor> {
-    let (b, _, h, w) = x.dims4()?;
-    let mut mask = vec![1f32; b * h * w];
-    for (i, &centre) in centres.iter().enumerate() {
-        let (rows, cols) = square(centre, size, h, w);
-        for y in rows {
-            let row = i * h * w + y as usize * w;
-            mask[row + cols.start as usize..row + cols.end.max(cols.start) as usize].fill(0.0);
-        }
-    }
-    let mask = Tensor::from_vec(mask, (b, 1, h, w), x.device())?.to_dtype(x.dtype())?;
-    x.broadcast_mul(&mask)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -445,6 +403,25 @@ mod tests {
     /// `x` as f32 values on the host.
     fn host(x: &Tensor) -> Result<Vec<f32>> {
         x.to_dtype(DType::F32)?.flatten_all()?.to_vec1()
+    }
+
+    /// New draws of `a` for `x`, applied.
+    fn apply(a: &DiffAugment, x: &Tensor, rng: &mut ChaCha8Rng) -> Result<Tensor> {
+        a.draw(x.dims4()?, rng).apply(x)
+    }
+
+    fn apply_sometimes(a: &DiffAugment, x: &Tensor, p: f64, rng: &mut ChaCha8Rng) -> Result<Tensor> {
+        a.draw_sometimes(x.dims4()?, p, rng).apply(x)
+    }
+
+    /// Sample i moved by `shifts[i]` = (down, right).
+    fn translate(x: &Tensor, shifts: Vec<(i64, i64)>) -> Result<Tensor> {
+        Draw { dims: x.dims4()?, colour: None, shifts: Some(shifts), cutout: None }.apply(x)
+    }
+
+    /// Sample i with the `size` square at `centres[i]` zeroed.
+    fn cutout(x: &Tensor, centres: Vec<(i64, i64)>, size: (i64, i64)) -> Result<Tensor> {
+        Draw { dims: x.dims4()?, colour: None, shifts: None, cutout: Some((centres, size)) }.apply(x)
     }
 
     fn input(dtype: DType, b: usize, c: usize, s: usize) -> Tensor {
@@ -478,10 +455,10 @@ mod tests {
     fn a_probability_of_one_is_plain_diffaugment_and_of_zero_the_identity() {
         let x = input(DType::F32, 6, 3, 16);
         let a = DiffAugment::all();
-        let plain = a.apply(&x, &mut ChaCha8Rng::seed_from_u64(7)).unwrap();
-        let one = a.apply_sometimes(&x, 1.0, &mut ChaCha8Rng::seed_from_u64(7)).unwrap();
+        let plain = apply(&a, &x, &mut ChaCha8Rng::seed_from_u64(7)).unwrap();
+        let one = apply_sometimes(&a, &x, 1.0, &mut ChaCha8Rng::seed_from_u64(7)).unwrap();
         assert_eq!(host(&plain).unwrap(), host(&one).unwrap());
-        let zero = a.apply_sometimes(&x, 0.0, &mut ChaCha8Rng::seed_from_u64(7)).unwrap();
+        let zero = apply_sometimes(&a, &x, 0.0, &mut ChaCha8Rng::seed_from_u64(7)).unwrap();
         assert_eq!(host(&zero).unwrap(), host(&x).unwrap());
         // In between, some samples keep a transform and others do not.
         let half = a.draw_sometimes((64, 3, 16, 16), 0.5, &mut ChaCha8Rng::seed_from_u64(3));
@@ -520,16 +497,16 @@ mod tests {
     #[test]
     fn keeps_the_shape_and_is_reproducible_by_seed() {
         let x = input(DType::F32, 5, 3, 16);
-        let a = DiffAugment::all().apply(&x, &mut ChaCha8Rng::seed_from_u64(7)).unwrap();
-        let b = DiffAugment::all().apply(&x, &mut ChaCha8Rng::seed_from_u64(7)).unwrap();
-        let c = DiffAugment::all().apply(&x, &mut ChaCha8Rng::seed_from_u64(8)).unwrap();
+        let a = apply(&DiffAugment::all(), &x, &mut ChaCha8Rng::seed_from_u64(7)).unwrap();
+        let b = apply(&DiffAugment::all(), &x, &mut ChaCha8Rng::seed_from_u64(7)).unwrap();
+        let c = apply(&DiffAugment::all(), &x, &mut ChaCha8Rng::seed_from_u64(8)).unwrap();
         assert_eq!(a.dims(), x.dims());
         assert_eq!(host(&a).unwrap(), host(&b).unwrap());
         assert_ne!(host(&a).unwrap(), host(&c).unwrap());
         let grey = input(DType::F32, 2, 1, 8);
-        assert_eq!(DiffAugment::all().apply(&grey, &mut ChaCha8Rng::seed_from_u64(0)).unwrap().dims(), [2, 1, 8, 8]);
+        assert_eq!(apply(&DiffAugment::all(), &grey, &mut ChaCha8Rng::seed_from_u64(0)).unwrap().dims(), [2, 1, 8, 8]);
         let none = DiffAugment { colour: false, translation: false, cutout: false };
-        assert_eq!(host(&none.apply(&x, &mut ChaCha8Rng::seed_from_u64(0)).unwrap()).unwrap(), host(&x).unwrap());
+        assert_eq!(host(&apply(&none, &x, &mut ChaCha8Rng::seed_from_u64(0)).unwrap()).unwrap(), host(&x).unwrap());
     }
 
     #[test]
@@ -537,7 +514,7 @@ mod tests {
         let x0 = input(DType::F64, 3, 3, 8);
         let weights = input(DType::F64, 3, 3, 8).sin().unwrap(); // so the loss is not just a sum
         let loss_of = |x: &Tensor| -> Tensor {
-            let y = DiffAugment::all().apply(x, &mut ChaCha8Rng::seed_from_u64(3)).unwrap();
+            let y = apply(&DiffAugment::all(), x, &mut ChaCha8Rng::seed_from_u64(3)).unwrap();
             (y * &weights).unwrap().sum_all().unwrap()
         };
         let var = Var::from_tensor(&x0).unwrap();
@@ -574,20 +551,20 @@ mod tests {
     #[test]
     fn translation_moves_a_pixel_by_the_shift_and_lets_zeros_in() {
         let x = Tensor::cat(&[dot(), dot(), dot()], 0).unwrap();
-        let y = translate(&x, &[(2, -1), (-2, 2), (0, 0)]).unwrap();
+        let y = translate(&x, vec![(2, -1), (-2, 2), (0, 0)]).unwrap();
         let v = host(&y).unwrap();
         let lit: Vec<Vec<usize>> = (0..3).map(|i| (0..256).filter(|&p| v[i * 256 + p] == 1.0).collect()).collect();
         assert_eq!(lit, [vec![7 * 16 + 8], vec![3 * 16 + 11], vec![5 * 16 + 9]]);
         assert_eq!(v.iter().filter(|&&p| p != 0.0).count(), 3);
         // A full image shifted right by 2: the two left columns are zeros.
         let ones = Tensor::ones((1, 1, 4, 4), DType::F32, &Device::Cpu).unwrap();
-        let shifted = host(&translate(&ones, &[(0, 2)]).unwrap()).unwrap();
+        let shifted = host(&translate(&ones, vec![(0, 2)]).unwrap()).unwrap();
         assert_eq!(shifted, [0., 0., 1., 1.].repeat(4));
         // Through `apply`, shifts stay within 1/8 of the size (2 px at 16).
         let only = DiffAugment { colour: false, translation: true, cutout: false };
         let mut rng = ChaCha8Rng::seed_from_u64(1);
         for _ in 0..20 {
-            let v = host(&only.apply(&dot(), &mut rng).unwrap()).unwrap();
+            let v = host(&apply(&only, &dot(), &mut rng).unwrap()).unwrap();
             let p = v.iter().position(|&p| p == 1.0).expect("the dot stays inside");
             assert!((p / 16).abs_diff(5) <= 2 && (p % 16).abs_diff(9) <= 2, "moved to {p}");
         }
@@ -597,7 +574,7 @@ mod tests {
     fn cutout_zeros_a_half_size_square_clipped_at_the_border() {
         let ones = Tensor::ones((3, 2, 16, 16), DType::F32, &Device::Cpu).unwrap();
         // Inside; at the top-left corner (clipped to 4×4); over the right border (8 tall, 4 wide).
-        let y = host(&cutout(&ones, &[(8, 8), (0, 0), (6, 16)], (8, 8)).unwrap()).unwrap();
+        let y = host(&cutout(&ones, vec![(8, 8), (0, 0), (6, 16)], (8, 8)).unwrap()).unwrap();
         let zeros =
             |i: usize, c: usize| y[(i * 2 + c) * 256..(i * 2 + c + 1) * 256].iter().filter(|&&v| v == 0.0).count();
         assert_eq!([zeros(0, 0), zeros(1, 0), zeros(2, 0)], [64, 16, 32]);
@@ -609,7 +586,7 @@ mod tests {
         let mut rng = ChaCha8Rng::seed_from_u64(2);
         let mut full = 0;
         for _ in 0..30 {
-            let v = host(&only.apply(&ones.narrow(0, 0, 1).unwrap(), &mut rng).unwrap()).unwrap();
+            let v = host(&apply(&only, &ones.narrow(0, 0, 1).unwrap(), &mut rng).unwrap()).unwrap();
             let z = v[..256].iter().filter(|&&p| p == 0.0).count();
             assert!(z <= 64 && z > 0, "{z}");
             full += (z == 64) as usize;
@@ -621,7 +598,7 @@ mod tests {
     fn colour_equals_brightness_saturation_contrast_in_turn() {
         let x = input(DType::F64, 3, 3, 6);
         let only = DiffAugment { colour: true, translation: false, cutout: false };
-        let got = host(&only.apply(&x, &mut ChaCha8Rng::seed_from_u64(9)).unwrap()).unwrap();
+        let got = host(&apply(&only, &x, &mut ChaCha8Rng::seed_from_u64(9)).unwrap()).unwrap();
         // The reference's three steps, with the same draws in the same order.
         let mut rng = ChaCha8Rng::seed_from_u64(9);
         let mut draw = |lo: f32, hi: f32| -> Tensor {
@@ -643,11 +620,11 @@ mod tests {
     fn colour_keeps_grey_grey_under_saturation_and_moves_the_mean() {
         let x = input(DType::F32, 4, 3, 8);
         let only = DiffAugment { colour: true, translation: false, cutout: false };
-        let y = only.apply(&x, &mut ChaCha8Rng::seed_from_u64(5)).unwrap();
+        let y = apply(&only, &x, &mut ChaCha8Rng::seed_from_u64(5)).unwrap();
         assert_ne!(host(&y).unwrap(), host(&x).unwrap());
         // A grey image (equal channels) stays grey: saturation scales only colour.
         let g = input(DType::F32, 2, 1, 8).repeat((1, 3, 1, 1)).unwrap();
-        let v = host(&only.apply(&g, &mut ChaCha8Rng::seed_from_u64(5)).unwrap()).unwrap();
+        let v = host(&apply(&only, &g, &mut ChaCha8Rng::seed_from_u64(5)).unwrap()).unwrap();
         for i in 0..64 {
             assert!((v[i] - v[64 + i]).abs() < 1e-6 && (v[i] - v[128 + i]).abs() < 1e-6);
         }

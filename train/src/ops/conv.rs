@@ -1,12 +1,13 @@
 //! The three convolution products on plain NCHW values: y = x ⋆ w, its adjoint in x
 //! (the transposed convolution), and its weight gradient.
 
-use candle_core::{bail, Result, Shape};
+use candle_core::{bail, Result, Shape, Tensor};
 use rayon::prelude::*;
 
 use super::gemm::{gemm_into, Element, Mat};
-use super::im2col::{col2im, from_channel_major, im2col, to_channel_major, Frame};
-use super::made_in_chunks;
+use super::im2col::{col2im, im2col, swap_outer, Frame};
+use super::{made_in_chunks, tensor, with_slice};
+use crate::by_element;
 
 /// A square kernel's size, stride and zero padding.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -41,46 +42,14 @@ impl Geometry {
     }
 }
 
-/// The products on plain NCHW values: (values, dims).
-pub fn conv2d_values<T: Element>(
-    x: &[T],
-    xd: &[usize],
-    w: &[T],
-    wd: &[usize],
-    g: Geometry,
-) -> Result<(Vec<T>, Vec<usize>)> {
-    values(Conv { g }, x, xd, w, wd)
-}
-
-pub fn conv_transpose2d_values<T: Element>(
-    x: &[T],
-    xd: &[usize],
-    w: &[T],
-    wd: &[usize],
-    g: Geometry,
-    out: (usize, usize),
-) -> Result<(Vec<T>, Vec<usize>)> {
-    values(ConvTranspose { g, out }, x, xd, w, wd)
-}
-
-/// conv2d's weight gradient from its input x and its output's gradient dy.
-pub fn weight_grad_values<T: Element>(
-    x: &[T],
-    xd: &[usize],
-    dy: &[T],
-    dyd: &[usize],
-    g: Geometry,
-) -> Result<(Vec<T>, Vec<usize>)> {
-    values(WeightGrad { g }, x, xd, dy, dyd)
-}
-
-fn values<P: Product, T: Element>(p: P, a: &[T], ad: &[usize], b: &[T], bd: &[usize]) -> Result<(Vec<T>, Vec<usize>)> {
-    let plan = p.plan(ad, bd)?;
-    let len = |d: &[usize]| d.iter().product::<usize>();
-    if a.len() != len(ad) || b.len() != len(bd) {
-        bail!("{}: {} and {} values for shapes {ad:?} and {bd:?}", P::NAME, a.len(), b.len());
-    }
-    Ok((p.run(&plan, a, b), plan.out.dims().to_vec()))
+/// One of the products on CPU tensors of f32 or f64.
+pub(super) fn product(p: impl Product, a: &Tensor, b: &Tensor) -> Result<Tensor> {
+    let (a, b) = (a.contiguous()?, b.contiguous()?);
+    let plan = p.plan(a.dims(), b.dims())?;
+    by_element!(a.dtype(), T => {
+        let y = with_slice(&a, |av: &[T]| with_slice(&b, |bv: &[T]| p.run(&plan, av, bv)))??;
+        tensor(y, plan.out.dims())
+    })
 }
 
 /// Values of unfolded columns one task keeps at a time: 1 MiB of f32, half a core's L2
@@ -124,7 +93,7 @@ fn channel_major<'a, T: Element>(v: &'a [T], n: usize, c: usize, buf: &'a mut Ve
         return v;
     }
     let buf = scratch(buf, v.len());
-    to_channel_major(v, n, c, buf);
+    swap_outer(v, n, c, buf);
     buf
 }
 
@@ -149,7 +118,7 @@ fn output<T: Element, S: Default>(
 }
 
 /// What one product needs to know besides its operands.
-struct Plan {
+pub(super) struct Plan {
     /// The image the kernel slides over and the grid of its positions.
     frame: Frame,
     /// The channels on the side of the product that is not `frame`'s image.
@@ -158,27 +127,26 @@ struct Plan {
 }
 
 /// One of the three products: checks shapes, computes.
-trait Product: Send + Sync + 'static {
-    const NAME: &'static str;
+pub(super) trait Product: Send + Sync + 'static {
     fn plan(&self, a: &[usize], b: &[usize]) -> Result<Plan>;
     fn run<T: Element>(&self, p: &Plan, a: &[T], b: &[T]) -> Vec<T>;
 }
 
 /// y = conv2d(x, w): x [N, Ci, H, W], w [Co, Ci, k, k] → y [N, Co, H', W'].
-struct Conv {
-    g: Geometry,
+pub(super) struct Conv {
+    pub(super) g: Geometry,
 }
 
 /// y = conv_transpose2d(x, w) at a given output size: x [N, Ci, H', W'],
 /// w [Ci, Co, k, k] → y [N, Co, H, W], the adjoint of conv2d in its input.
-struct ConvTranspose {
-    g: Geometry,
-    out: (usize, usize),
+pub(super) struct ConvTranspose {
+    pub(super) g: Geometry,
+    pub(super) out: (usize, usize),
 }
 
 /// conv2d's weight gradient: x [N, Ci, H, W] (the input), dy [N, Co, H', W'] → [Co, Ci, k, k].
-struct WeightGrad {
-    g: Geometry,
+pub(super) struct WeightGrad {
+    pub(super) g: Geometry,
 }
 
 fn dims4(d: &[usize], what: &str) -> Result<(usize, usize, usize, usize)> {
@@ -189,8 +157,6 @@ fn dims4(d: &[usize], what: &str) -> Result<(usize, usize, usize, usize)> {
 }
 
 impl Product for Conv {
-    const NAME: &'static str = "canard-conv2d";
-
     fn plan(&self, x: &[usize], w: &[usize]) -> Result<Plan> {
         let (n, ci, h, wd) = dims4(x, "conv2d input")?;
         let (co, wci, k1, k2) = dims4(w, "conv2d weight")?;
@@ -227,7 +193,7 @@ impl Product for Conv {
             } else {
                 let prod = scratch(prod, y.len());
                 gemm_into(prod, sub.cols(), weight, cols, false);
-                from_channel_major(prod, sub.n, co, y);
+                swap_outer(prod, co, sub.n, y);
             }
         };
         output(f.n * co * sl, g * co * sl, task)
@@ -235,8 +201,6 @@ impl Product for Conv {
 }
 
 impl Product for ConvTranspose {
-    const NAME: &'static str = "canard-conv-transpose2d";
-
     fn plan(&self, x: &[usize], w: &[usize]) -> Result<Plan> {
         let (n, ci, sh, sw) = dims4(x, "conv_transpose2d input")?;
         let (wci, co, k1, k2) = dims4(w, "conv_transpose2d weight")?;
@@ -288,8 +252,6 @@ impl Product for ConvTranspose {
 }
 
 impl Product for WeightGrad {
-    const NAME: &'static str = "canard-conv2d-weight-grad";
-
     fn plan(&self, x: &[usize], dy: &[usize]) -> Result<Plan> {
         let (n, ci, h, w) = dims4(x, "conv2d weight gradient input")?;
         let (dn, co, sh, sw) = dims4(dy, "conv2d weight gradient output")?;

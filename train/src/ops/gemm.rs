@@ -40,29 +40,16 @@ pub trait Element: candle_core::WithDType {
     fn exp(self) -> Self;
 }
 
-impl Element for f32 {
-    fn sqrt(self) -> Self {
-        f32::sqrt(self)
-    }
-    fn tanh(self) -> Self {
-        f32::tanh(self)
-    }
-    fn exp(self) -> Self {
-        f32::exp(self)
-    }
+macro_rules! element {
+    ($($t:ty),*) => {$(
+        impl Element for $t {
+            fn sqrt(self) -> Self { <$t>::sqrt(self) }
+            fn tanh(self) -> Self { <$t>::tanh(self) }
+            fn exp(self) -> Self { <$t>::exp(self) }
+        }
+    )*};
 }
-
-impl Element for f64 {
-    fn sqrt(self) -> Self {
-        f64::sqrt(self)
-    }
-    fn tanh(self) -> Self {
-        f64::tanh(self)
-    }
-    fn exp(self) -> Self {
-        f64::exp(self)
-    }
-}
+element!(f32, f64);
 
 /// `dst = a · b`, or `dst += a · b` when `accumulate`, on the calling thread. `dst` is
 /// row-major with `ld` values between the starts of its rows (the product's width or more,

@@ -284,41 +284,22 @@ fn add<T: Element>(dst: &mut [T], src: &[T]) {
     }
 }
 
-/// [N, C, P] → `out` [C, N·P].
-pub fn to_channel_major<T: Element>(x: &[T], n: usize, c: usize, out: &mut [T]) {
-    profile::timed(Work::Layout, || to_channel_major_work(x, n, c, out))
-}
-
-fn to_channel_major_work<T: Element>(x: &[T], n: usize, c: usize, out: &mut [T]) {
-    assert_eq!(x.len(), out.len(), "to_channel_major: sizes differ");
-    let p = x.len() / (n * c).max(1);
-    if p == 0 {
-        return;
-    }
-    for (ci, dst) in out.chunks_exact_mut(n * p).enumerate() {
-        for (ni, d) in dst.chunks_exact_mut(p).enumerate() {
-            d.copy_from_slice(&x[(ni * c + ci) * p..][..p]);
+/// [A, B, P] → `out` [B, A, P]: images to channel-major ([N, C, P] → [C, N·P]) and back.
+pub fn swap_outer<T: Element>(x: &[T], a: usize, b: usize, out: &mut [T]) {
+    profile::timed(Work::Layout, || {
+        assert_eq!(x.len(), out.len(), "swap_outer: sizes differ");
+        let p = x.len() / (a * b).max(1);
+        if p == 0 {
+            return;
         }
-    }
-}
-
-/// [C, N·P] → `out` [N, C, P].
-pub fn from_channel_major<T: Element>(x: &[T], n: usize, c: usize, out: &mut [T]) {
-    profile::timed(Work::Layout, || from_channel_major_work(x, n, c, out))
-}
-
-fn from_channel_major_work<T: Element>(x: &[T], n: usize, c: usize, out: &mut [T]) {
-    assert_eq!(x.len(), out.len(), "from_channel_major: sizes differ");
-    let p = x.len() / (n * c).max(1);
-    if p == 0 {
-        return;
-    }
-    for (ni, dst) in out.chunks_exact_mut(c * p).enumerate() {
-        for (ci, d) in dst.chunks_exact_mut(p).enumerate() {
-            d.copy_from_slice(&x[(ci * n + ni) * p..][..p]);
+        for (bi, dst) in out.chunks_exact_mut(a * p).enumerate() {
+            for (ai, d) in dst.chunks_exact_mut(p).enumerate() {
+                d.copy_from_slice(&x[(ai * b + bi) * p..][..p]);
+            }
         }
-    }
+    })
 }
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -399,10 +380,10 @@ mod tests {
     fn channel_major_round_trips() {
         let x: Vec<f32> = (0..2 * 3 * 5).map(|v| v as f32).collect();
         let mut cm = vec![0.0; x.len()];
-        to_channel_major(&x, 2, 3, &mut cm);
+        swap_outer(&x, 2, 3, &mut cm);
         assert_eq!(&cm[..10], &[0., 1., 2., 3., 4., 15., 16., 17., 18., 19.]);
         let mut back = vec![0.0; x.len()];
-        from_channel_major(&cm, 2, 3, &mut back);
+        swap_outer(&cm, 3, 2, &mut back);
         assert_eq!(back, x);
     }
 }

@@ -23,7 +23,7 @@ pub mod profile;
 pub mod up_conv;
 
 pub use batch_norm::{Activation, BatchNormAct, Stats};
-pub use conv::{conv2d_values, conv_transpose2d_values, weight_grad_values, Geometry};
+pub use conv::Geometry;
 pub use gemm::Element;
 
 use candle_core::{bail, Device, Layout, Result, Storage, Tensor, WithDType};
@@ -59,34 +59,18 @@ pub fn values<T: Element>(t: &Tensor) -> Result<Vec<T>> {
 
 /// y = conv2d(x, w) (no bias): x [N, Ci, H, W], w [Co, Ci, k, k].
 pub fn conv2d(x: &Tensor, w: &Tensor, g: Geometry) -> Result<Tensor> {
-    let (x, w) = (x.contiguous()?, w.contiguous()?);
-    by_element!(x.dtype(), T => {
-        let (y, dims) = with_slice(&x, |xv: &[T]| with_slice(&w, |wv: &[T]| conv2d_values(xv, x.dims(), wv, w.dims(), g)))???;
-        tensor(y, &dims)
-    })
+    conv::product(conv::Conv { g }, x, w)
 }
 
 /// The transposed convolution (conv2d's adjoint in x) at output side `out`: x [N, Ci, h, w],
 /// w [Ci, Co, k, k].
 pub fn conv_transpose2d(x: &Tensor, w: &Tensor, g: Geometry, out: (usize, usize)) -> Result<Tensor> {
-    let (x, w) = (x.contiguous()?, w.contiguous()?);
-    by_element!(x.dtype(), T => {
-        let (y, dims) = with_slice(&x, |xv: &[T]| {
-            with_slice(&w, |wv: &[T]| conv_transpose2d_values(xv, x.dims(), wv, w.dims(), g, out))
-        })???;
-        tensor(y, &dims)
-    })
+    conv::product(conv::ConvTranspose { g, out }, x, w)
 }
 
 /// conv2d's weight gradient from its input x and its output's gradient dy.
 pub fn conv_weight_grad(x: &Tensor, dy: &Tensor, g: Geometry) -> Result<Tensor> {
-    let (x, dy) = (x.contiguous()?, dy.contiguous()?);
-    by_element!(x.dtype(), T => {
-        let (dw, dims) = with_slice(&x, |xv: &[T]| {
-            with_slice(&dy, |dv: &[T]| weight_grad_values(xv, x.dims(), dv, dy.dims(), g))
-        })???;
-        tensor(dw, &dims)
-    })
+    conv::product(conv::WeightGrad { g }, x, dy)
 }
 
 /// Values per parallel task in the element-wise loops: a task much smaller costs more to
