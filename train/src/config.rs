@@ -817,8 +817,14 @@ mod tests {
             (vec!["--data", "d", "--name", "n", "--epochs", "72057594037927936"], "--epochs 72057594037927936 is too"),
             (vec!["--data", "d", "--name", "n", "--batch-size", "4097"], "--batch-size 4097 is too large"),
             (vec!["--data", "d", "--name", "n", "--nz", "70000"], "--nz 70000 is too large: at most 65536"),
-            (vec!["--data", "d", "--name", "n", "--ngf", "100000"], "--ngf 100000 at 64×64 makes a generator of more than 134217728"),
-            (vec!["--data", "d", "--name", "n", "--ndf", "1000000"], "--ndf 1000000 at 64×64 makes a critic of more than 134217728"),
+            (
+                vec!["--data", "d", "--name", "n", "--ngf", "100000"],
+                "--ngf 100000 at 64×64 makes a generator of more than 134217728",
+            ),
+            (
+                vec!["--data", "d", "--name", "n", "--ndf", "1000000"],
+                "--ndf 1000000 at 64×64 makes a critic of more than 134217728",
+            ),
             (
                 vec!["--data", "d", "--name", "n", "--ngf", "1152921504606846976"],
                 "makes a generator of more than 134217728 parameters",

@@ -10,7 +10,7 @@ use canard_train::nn::excite::Excite;
 use canard_train::nn::glu::Glu;
 use canard_train::nn::layer_norm::LayerNorm;
 use canard_train::nn::quarter::Quarter;
-use canard_train::nn::{self, Ctx, Engine, Init, Layer, Params};
+use canard_train::nn::{self, Ctx, Engine, Init, Layer, Params, Recorded};
 use canard_train::ops::Activation as Act;
 use candle_core::{DType, Device, Tensor};
 use rand::{Rng, SeedableRng};
@@ -44,7 +44,8 @@ fn agree(what: &str, layer: &dyn Layer, xs: &[Tensor], train: bool, tangents: bo
         let (y, saved) = nn::forward(layer, &xr, &c).unwrap();
         let dy = random(9, y.dims());
         let want = vec![true; xs.len()];
-        let g = nn::backward(layer, &xr, &y, &saved, &dy, &want, true, &c).unwrap();
+        let r = Recorded { xs: xr.clone(), ts: vec![], y: &y, saved: &saved, c };
+        let g = nn::backward(layer, &r, &dy, &want, true).unwrap();
         let mut out = vec![("output".to_string(), y.clone())];
         for (i, d) in g.inputs.into_iter().enumerate() {
             out.push((format!("d input {i}"), d.expect("an input gradient")));
@@ -54,11 +55,11 @@ fn agree(what: &str, layer: &dyn Layer, xs: &[Tensor], train: bool, tangents: bo
         }
         if tangents {
             let ts: Vec<Tensor> = xs.iter().enumerate().map(|(i, x)| random(20 + i as u64, x.dims())).collect();
-            let tr: Vec<&Tensor> = ts.iter().collect();
-            out.push(("tangent".into(), nn::tangent(layer, &xr, &y, &saved, &tr, &c).unwrap()));
+            let r = Recorded { ts: ts.iter().collect(), ..r };
+            out.push(("tangent".into(), nn::tangent(layer, &r).unwrap()));
             let (at, ay) = (random(30, y.dims()), random(31, y.dims()));
             for (ay, name) in [(Some(&ay), "with"), (None, "without")] {
-                let g = nn::tangent_backward(layer, &xr, &y, &saved, &tr, &at, ay, &c).unwrap();
+                let g = nn::tangent_backward(layer, &r, &at, ay).unwrap();
                 for (i, a) in g.at.into_iter().enumerate() {
                     out.push((format!("tangent's adjoint {i} {name} the values'"), a));
                 }

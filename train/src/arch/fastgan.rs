@@ -32,7 +32,6 @@ impl Architecture for Fastgan {
         nn::fastgan::critic(init, shape)
     }
 
-
     fn validate(&self, shape: &Shape) -> std::result::Result<(), String> {
         nn::fastgan::validate(shape)
     }

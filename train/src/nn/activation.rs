@@ -3,9 +3,9 @@
 
 use candle_core::{Result, Tensor, WithDType};
 
-use super::{Ctx, Grads, Layer, Saved, TangentGrads};
+use super::{Ctx, Grads, Layer, Recorded, Saved, TangentGrads};
 use crate::export::onnx::Emitter;
-use crate::ops::{self, relu_slope, with_slice, Element};
+use crate::ops::{self, relu_slope, with_slice, with_slices, Element};
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Activation {
@@ -68,46 +68,28 @@ impl Layer for Activation {
         })
     }
 
-    fn backward(
-        &self,
-        xs: &[&Tensor],
-        y: &Tensor,
-        _s: &Saved,
-        dy: &Tensor,
-        _want: &[bool],
-        _w: bool,
-        c: &Ctx,
-    ) -> Result<Option<Grads>> {
-        if !c.kernels(xs[0]) {
+    fn backward(&self, r: &Recorded, dy: &Tensor, _want: &[bool], _weights: bool) -> Result<Option<Grads>> {
+        if !r.c.kernels(r.xs[0]) {
             return Ok(None);
         }
-        Ok(Some(Grads { inputs: vec![Some(self.through(y, dy)?)], weights: vec![] }))
+        Ok(Some(Grads { inputs: vec![Some(self.through(r.y, dy)?)], weights: vec![] }))
     }
 
-    fn tangent(&self, xs: &[&Tensor], y: &Tensor, _s: &Saved, ts: &[&Tensor], c: &Ctx) -> Result<Option<Tensor>> {
-        match c.kernels(xs[0]) && matches!(self, Activation::LeakyRelu(_)) {
-            true => Ok(Some(self.through(y, ts[0])?)),
+    fn tangent(&self, r: &Recorded) -> Result<Option<Tensor>> {
+        match r.c.kernels(r.xs[0]) && matches!(self, Activation::LeakyRelu(_)) {
+            true => Ok(Some(self.through(r.y, r.ts[0])?)),
             false => Ok(None),
         }
     }
 
     /// LeakyReLU is piecewise linear: both adjoints go back through its slope, and it has
     /// no second derivative to add.
-    fn tangent_backward(
-        &self,
-        xs: &[&Tensor],
-        y: &Tensor,
-        _s: &Saved,
-        _ts: &[&Tensor],
-        at: &Tensor,
-        ay: Option<&Tensor>,
-        c: &Ctx,
-    ) -> Result<Option<TangentGrads>> {
-        if !c.kernels(xs[0]) || !matches!(self, Activation::LeakyRelu(_)) {
+    fn tangent_backward(&self, r: &Recorded, at: &Tensor, ay: Option<&Tensor>) -> Result<Option<TangentGrads>> {
+        if !r.c.kernels(r.xs[0]) || !matches!(self, Activation::LeakyRelu(_)) {
             return Ok(None);
         }
-        let ay = ay.map(|a| self.through(y, a)).transpose()?;
-        Ok(Some(TangentGrads { at: vec![self.through(y, at)?], ay: vec![ay], weights: vec![] }))
+        let ay = ay.map(|a| self.through(r.y, a)).transpose()?;
+        Ok(Some(TangentGrads { at: vec![self.through(r.y, at)?], ay: vec![ay], weights: vec![] }))
     }
 
     fn onnx(&self, e: &mut Emitter, out: &str, xs: &[&str]) -> Result<()> {
@@ -123,9 +105,8 @@ impl Layer for Activation {
 impl Activation {
     /// d·f′(y), by the kernel.
     fn through(&self, y: &Tensor, d: &Tensor) -> Result<Tensor> {
-        let (y, d) = (y.contiguous()?, d.contiguous()?);
         crate::by_element!(y.dtype(), T => {
-            let out = with_slice(&d, |d: &[T]| with_slice(&y, |y: &[T]| ops::map(d, y, |d, y| d * self.kernel_derivative(y))))??;
+            let out = with_slices([d, y], |[d, y]: [&[T]; 2]| ops::map(d, y, |d, y| d * self.kernel_derivative(y)))?;
             ops::tensor(out, y.dims())
         })
     }

@@ -6,9 +6,9 @@
 use candle_core::{Result, Tensor, Var};
 
 use super::activation::slope_at;
-use super::{Ctx, Grads, Init, Layer, Saved, TangentGrads};
+use super::{Ctx, Grads, Init, Layer, Recorded, Saved, TangentGrads};
 use crate::export::onnx::Emitter;
-use crate::ops::{self, with_slice, Activation, BatchNormAct, Stats};
+use crate::ops::{self, with_slice, with_slices, Activation, BatchNormAct, Stats};
 
 pub const BN_EPS: f64 = 1e-5;
 /// The running statistics' momentum (PyTorch's).
@@ -139,54 +139,36 @@ impl Layer for BatchNorm {
         })
     }
 
-    fn backward(
-        &self,
-        xs: &[&Tensor],
-        y: &Tensor,
-        saved: &Saved,
-        dy: &Tensor,
-        _want: &[bool],
-        _w: bool,
-        c: &Ctx,
-    ) -> Result<Option<Grads>> {
-        let Some(Measured::Kernel(op, _)) = measured(saved) else { return Ok(None) };
-        let (x, y, dy) = (xs[0].contiguous()?, y.contiguous()?, dy.contiguous()?);
+    fn backward(&self, r: &Recorded, dy: &Tensor, _want: &[bool], _weights: bool) -> Result<Option<Grads>> {
+        let Some(Measured::Kernel(op, _)) = measured(r.saved) else { return Ok(None) };
+        let x = r.xs[0];
         crate::by_element!(x.dtype(), T => {
-            let g = ops::values::<T>(&c.weights[0])?;
-            let (dx, dg, db) = with_slice(&x, |x: &[T]| with_slice(&y, |y: &[T]| with_slice(&dy, |d: &[T]| op.backward(x, &g, y, d))))???;
+            let g = ops::values::<T>(&r.c.weights[0])?;
+            let (dx, dg, db) = with_slices([x, r.y, dy], |[x, y, d]: [&[T]; 3]| op.backward(x, &g, y, d))?;
             let ch = [g.len()];
             Ok(Some(Grads { inputs: vec![Some(ops::tensor(dx, x.dims())?)], weights: vec![ops::tensor(dg, &ch)?, ops::tensor(db, &ch)?] }))
         })
     }
 
-    fn tangent(&self, xs: &[&Tensor], y: &Tensor, saved: &Saved, ts: &[&Tensor], c: &Ctx) -> Result<Option<Tensor>> {
-        let Some(Measured::Kernel(op, _)) = measured(saved) else { return Ok(None) };
-        let (x, y, t) = (xs[0].contiguous()?, y.contiguous()?, ts[0].contiguous()?);
+    fn tangent(&self, r: &Recorded) -> Result<Option<Tensor>> {
+        let Some(Measured::Kernel(op, _)) = measured(r.saved) else { return Ok(None) };
+        let x = r.xs[0];
         crate::by_element!(x.dtype(), T => {
-            let g = ops::values::<T>(&c.weights[0])?;
-            let ty = with_slice(&x, |x: &[T]| with_slice(&y, |y: &[T]| with_slice(&t, |t: &[T]| op.tangent(x, &g, y, t))))???;
+            let g = ops::values::<T>(&r.c.weights[0])?;
+            let ty = with_slices([x, r.y, r.ts[0]], |[x, y, t]: [&[T]; 3]| op.tangent(x, &g, y, t))?;
             Ok(Some(ops::tensor(ty, x.dims())?))
         })
     }
 
-    fn tangent_backward(
-        &self,
-        xs: &[&Tensor],
-        y: &Tensor,
-        saved: &Saved,
-        ts: &[&Tensor],
-        at: &Tensor,
-        ay: Option<&Tensor>,
-        c: &Ctx,
-    ) -> Result<Option<TangentGrads>> {
-        let Some(Measured::Kernel(op, _)) = measured(saved) else { return Ok(None) };
-        let (x, y, t, at) = (xs[0].contiguous()?, y.contiguous()?, ts[0].contiguous()?, at.contiguous()?);
+    fn tangent_backward(&self, r: &Recorded, at: &Tensor, ay: Option<&Tensor>) -> Result<Option<TangentGrads>> {
+        let Some(Measured::Kernel(op, _)) = measured(r.saved) else { return Ok(None) };
+        let x = r.xs[0];
         crate::by_element!(x.dtype(), T => {
-            let g = ops::values::<T>(&c.weights[0])?;
+            let g = ops::values::<T>(&r.c.weights[0])?;
             let ay = ay.map(ops::values::<T>).transpose()?;
-            let (a_t, a_x, dg, db) = with_slice(&x, |x: &[T]| {
-                with_slice(&y, |y: &[T]| with_slice(&t, |t: &[T]| with_slice(&at, |a: &[T]| op.tangent_backward(x, &g, y, t, a, ay.as_deref()))))
-            })????;
+            let (a_t, a_x, dg, db) = with_slices([x, r.y, r.ts[0], at], |[x, y, t, a]: [&[T]; 4]| {
+                op.tangent_backward(x, &g, y, t, a, ay.as_deref())
+            })?;
             let ch = [g.len()];
             Ok(Some(TangentGrads {
                 at: vec![ops::tensor(a_t, x.dims())?],

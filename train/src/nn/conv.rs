@@ -5,7 +5,7 @@
 use candle_core::{Result, Tensor};
 
 use super::spectral::SpectralNorm;
-use super::{Ctx, Grads, Init, Layer, Saved, TangentGrads, Weights};
+use super::{Ctx, Grads, Init, Layer, Recorded, Saved, TangentGrads, Weights};
 use crate::export::onnx::Emitter;
 use crate::ops::{self, up_conv, with_slice, Geometry};
 
@@ -133,26 +133,17 @@ impl Layer for Conv {
         }
     }
 
-    fn backward(
-        &self,
-        xs: &[&Tensor],
-        _y: &Tensor,
-        _s: &Saved,
-        dy: &Tensor,
-        want: &[bool],
-        weights: bool,
-        c: &Ctx,
-    ) -> Result<Option<Grads>> {
-        if !c.kernels(xs[0]) {
+    fn backward(&self, r: &Recorded, dy: &Tensor, want: &[bool], weights: bool) -> Result<Option<Grads>> {
+        if !r.c.kernels(r.xs[0]) {
             return Ok(None);
         }
-        let (dx, dw) = self.kernel_grads(xs[0], dy, &c.weights[0], want[0], weights)?;
+        let (dx, dw) = self.kernel_grads(r.xs[0], dy, &r.c.weights[0], want[0], weights)?;
         Ok(Some(Grads { inputs: vec![dx], weights: dw.into_iter().collect() }))
     }
 
-    fn tangent(&self, xs: &[&Tensor], _y: &Tensor, _s: &Saved, ts: &[&Tensor], c: &Ctx) -> Result<Option<Tensor>> {
-        match c.kernels(xs[0]) {
-            true => Ok(Some(self.kernel(ts[0], &c.weights[0])?)),
+    fn tangent(&self, r: &Recorded) -> Result<Option<Tensor>> {
+        match r.c.kernels(r.xs[0]) {
+            true => Ok(Some(self.kernel(r.ts[0], &r.c.weights[0])?)),
             false => Ok(None),
         }
     }
@@ -160,20 +151,12 @@ impl Layer for Conv {
     /// Linear in its input: the tangent's adjoint and the values' go back through the
     /// same weights, as one batch of twice the images when both are there, and both add
     /// to the weight's gradient.
-    fn tangent_backward(
-        &self,
-        xs: &[&Tensor],
-        _y: &Tensor,
-        _s: &Saved,
-        ts: &[&Tensor],
-        at: &Tensor,
-        ay: Option<&Tensor>,
-        c: &Ctx,
-    ) -> Result<Option<TangentGrads>> {
-        if !c.kernels(xs[0]) {
+    fn tangent_backward(&self, r: &Recorded, at: &Tensor, ay: Option<&Tensor>) -> Result<Option<TangentGrads>> {
+        let (xs, ts) = (&r.xs, &r.ts);
+        if !r.c.kernels(xs[0]) {
             return Ok(None);
         }
-        let w = &c.weights[0];
+        let w = &r.c.weights[0];
         let (inputs, adjoints) = match ay {
             Some(ay) => (Tensor::cat(&[xs[0], ts[0]], 0)?, Tensor::cat(&[ay, at], 0)?),
             None => (ts[0].clone(), at.clone()),

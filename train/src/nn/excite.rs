@@ -8,9 +8,9 @@ use candle_core::{Result, Tensor};
 use rayon::prelude::*;
 
 use super::activation::slope_at;
-use super::{vjp, Ctx, Grads, Init, Layer, Saved};
+use super::{vjp, Ctx, Grads, Init, Layer, Recorded, Saved};
 use crate::export::onnx::Emitter;
-use crate::ops::{self, with_slice, Element, Geometry};
+use crate::ops::{self, with_slice, with_slices, Element, Geometry};
 
 /// The LeakyReLU slope between its convolutions (the paper's).
 pub const EXCITE_SLOPE: f64 = 0.1;
@@ -82,22 +82,13 @@ impl Layer for Excite {
         })
     }
 
-    fn backward(
-        &self,
-        xs: &[&Tensor],
-        _y: &Tensor,
-        saved: &Saved,
-        dy: &Tensor,
-        want: &[bool],
-        weights: bool,
-        c: &Ctx,
-    ) -> Result<Option<Grads>> {
-        let Some(gates) = saved.as_ref().and_then(|s| s.downcast_ref::<Tensor>()) else { return Ok(None) };
-        let (big, dy) = (xs[1].contiguous()?, dy.contiguous()?);
+    fn backward(&self, r: &Recorded, dy: &Tensor, want: &[bool], weights: bool) -> Result<Option<Grads>> {
+        let Some(gates) = r.saved.as_ref().and_then(|s| s.downcast_ref::<Tensor>()) else { return Ok(None) };
+        let (xs, c, big) = (&r.xs, &r.c, r.xs[1]);
         let (dbig, dgates) = crate::by_element!(big.dtype(), T => {
             let g = ops::values::<T>(gates)?;
-            let dbig = with_slice(&dy, |d: &[T]| scale(d, &g))?;
-            let dg = with_slice(&dy, |d: &[T]| with_slice(&big, |b: &[T]| plane_dots(d, b, g.len())))??;
+            let dbig = with_slice(dy, |d: &[T]| scale(d, &g))?;
+            let dg = with_slices([dy, big], |[d, b]: [&[T]; 2]| plane_dots(d, b, g.len()))?;
             (ops::tensor(dbig, big.dims())?, ops::tensor(dg, gates.dims())?)
         });
         // The gates' own gradient, back through their small network by candle's backprop.

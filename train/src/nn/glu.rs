@@ -3,10 +3,10 @@
 
 use candle_core::{Result, Tensor};
 
-use super::{Ctx, Grads, Layer, Saved};
+use super::{Ctx, Grads, Layer, Recorded, Saved};
 use crate::export::onnx::Emitter;
 use crate::ops::glu::{glu_grad_values, glu_values};
-use crate::ops::{self, with_slice};
+use crate::ops::{self, with_slice, with_slices};
 
 pub struct Glu;
 
@@ -35,23 +35,14 @@ impl Layer for Glu {
         })
     }
 
-    fn backward(
-        &self,
-        xs: &[&Tensor],
-        _y: &Tensor,
-        _s: &Saved,
-        dy: &Tensor,
-        _want: &[bool],
-        _w: bool,
-        c: &Ctx,
-    ) -> Result<Option<Grads>> {
-        if !c.kernels(xs[0]) {
+    fn backward(&self, r: &Recorded, dy: &Tensor, _want: &[bool], _weights: bool) -> Result<Option<Grads>> {
+        let x = r.xs[0];
+        if !r.c.kernels(x) {
             return Ok(None);
         }
-        let (x, dy) = (xs[0].contiguous()?, dy.contiguous()?);
-        let (n, per) = halves(&x)?;
+        let (n, per) = halves(x)?;
         crate::by_element!(x.dtype(), T => {
-            let dx = with_slice(&x, |x: &[T]| with_slice(&dy, |d: &[T]| glu_grad_values(x, d, n, per)))???;
+            let dx = with_slices([x, dy], |[x, d]: [&[T]; 2]| glu_grad_values(x, d, n, per))??;
             Ok(Some(Grads { inputs: vec![Some(ops::tensor(dx, x.dims())?)], weights: vec![] }))
         })
     }

@@ -6,9 +6,9 @@ use candle_core::{Result, Tensor};
 
 use super::activation::slope_at;
 use super::batch_norm::BN_EPS;
-use super::{Ctx, Grads, Init, Layer, Saved, TangentGrads};
+use super::{Ctx, Grads, Init, Layer, Recorded, Saved, TangentGrads};
 use crate::ops::layer_norm::{self, Normed};
-use crate::ops::{self, with_slice, Element};
+use crate::ops::{self, with_slice, with_slices, Element};
 
 pub struct LayerNorm {
     pub gamma: Tensor,
@@ -89,55 +89,37 @@ impl Layer for LayerNorm {
         })
     }
 
-    fn backward(
-        &self,
-        xs: &[&Tensor],
-        y: &Tensor,
-        saved: &Saved,
-        dy: &Tensor,
-        _want: &[bool],
-        _w: bool,
-        c: &Ctx,
-    ) -> Result<Option<Grads>> {
-        let f = Self::frame(xs[0])?;
-        crate::by_element!(xs[0].dtype(), T => {
-            let Some(n) = normed::<T>(saved) else { return Ok(None) };
-            let g = ops::values::<T>(&c.weights[0])?;
-            let (y, dy) = (ops::values::<T>(y)?, ops::values::<T>(dy)?);
-            let (dz, dg, db) = layer_norm::backward(&dy, &y, n, f, &g, self.slope);
+    fn backward(&self, r: &Recorded, dy: &Tensor, _want: &[bool], _weights: bool) -> Result<Option<Grads>> {
+        let (x, f) = (r.xs[0], Self::frame(r.xs[0])?);
+        crate::by_element!(x.dtype(), T => {
+            let Some(n) = normed::<T>(r.saved) else { return Ok(None) };
+            let g = ops::values::<T>(&r.c.weights[0])?;
+            let (dz, dg, db) = with_slices([dy, r.y], |[dy, y]: [&[T]; 2]| layer_norm::backward(dy, y, n, f, &g, self.slope))?;
             let ch = [g.len()];
-            Ok(Some(Grads { inputs: vec![Some(ops::tensor(dz, xs[0].dims())?)], weights: vec![ops::tensor(dg, &ch)?, ops::tensor(db, &ch)?] }))
+            Ok(Some(Grads { inputs: vec![Some(ops::tensor(dz, x.dims())?)], weights: vec![ops::tensor(dg, &ch)?, ops::tensor(db, &ch)?] }))
         })
     }
 
-    fn tangent(&self, xs: &[&Tensor], y: &Tensor, saved: &Saved, ts: &[&Tensor], c: &Ctx) -> Result<Option<Tensor>> {
-        let f = Self::frame(xs[0])?;
-        crate::by_element!(xs[0].dtype(), T => {
-            let Some(n) = normed::<T>(saved) else { return Ok(None) };
-            let g = ops::values::<T>(&c.weights[0])?;
-            let ty = layer_norm::tangent(&ops::values::<T>(ts[0])?, &ops::values::<T>(y)?, n, f, &g, self.slope);
-            Ok(Some(ops::tensor(ty, xs[0].dims())?))
+    fn tangent(&self, r: &Recorded) -> Result<Option<Tensor>> {
+        let (x, f) = (r.xs[0], Self::frame(r.xs[0])?);
+        crate::by_element!(x.dtype(), T => {
+            let Some(n) = normed::<T>(r.saved) else { return Ok(None) };
+            let g = ops::values::<T>(&r.c.weights[0])?;
+            let ty = with_slices([r.ts[0], r.y], |[t, y]: [&[T]; 2]| layer_norm::tangent(t, y, n, f, &g, self.slope))?;
+            Ok(Some(ops::tensor(ty, x.dims())?))
         })
     }
 
-    fn tangent_backward(
-        &self,
-        xs: &[&Tensor],
-        y: &Tensor,
-        saved: &Saved,
-        ts: &[&Tensor],
-        at: &Tensor,
-        ay: Option<&Tensor>,
-        c: &Ctx,
-    ) -> Result<Option<TangentGrads>> {
-        let f = Self::frame(xs[0])?;
-        crate::by_element!(xs[0].dtype(), T => {
-            let Some(n) = normed::<T>(saved) else { return Ok(None) };
-            let g = ops::values::<T>(&c.weights[0])?;
+    fn tangent_backward(&self, r: &Recorded, at: &Tensor, ay: Option<&Tensor>) -> Result<Option<TangentGrads>> {
+        let (x, f) = (r.xs[0], Self::frame(r.xs[0])?);
+        crate::by_element!(x.dtype(), T => {
+            let Some(n) = normed::<T>(r.saved) else { return Ok(None) };
+            let g = ops::values::<T>(&r.c.weights[0])?;
             let ay = ay.map(ops::values::<T>).transpose()?;
-            let (tz, y, at) = (ops::values::<T>(ts[0])?, ops::values::<T>(y)?, ops::values::<T>(at)?);
-            let (atz, az, dg, db) = layer_norm::tangent_backward(&at, ay.as_deref(), &tz, &y, n, f, &g, self.slope);
-            let (dims, ch) = (xs[0].dims(), [g.len()]);
+            let (atz, az, dg, db) = with_slices([at, r.ts[0], r.y], |[at, tz, y]: [&[T]; 3]| {
+                layer_norm::tangent_backward(at, ay.as_deref(), tz, y, n, f, &g, self.slope)
+            })?;
+            let (dims, ch) = (x.dims(), [g.len()]);
             Ok(Some(TangentGrads {
                 at: vec![ops::tensor(atz, dims)?],
                 ay: vec![Some(ops::tensor(az, dims)?)],

@@ -140,46 +140,20 @@ pub trait Layer: Send + Sync {
 
     /// The backward pass by a kernel (None: candle's backprop of `apply`). `want[i]`: whether
     /// input i's gradient is wanted; `weights`: whether the weights' are.
-    #[allow(clippy::too_many_arguments)]
-    fn backward(
-        &self,
-        _xs: &[&Tensor],
-        _y: &Tensor,
-        _saved: &Saved,
-        _dy: &Tensor,
-        _want: &[bool],
-        _weights: bool,
-        _c: &Ctx,
-    ) -> Result<Option<Grads>> {
+    fn backward(&self, _r: &Recorded, _dy: &Tensor, _want: &[bool], _weights: bool) -> Result<Option<Grads>> {
         Ok(None)
     }
 
-    /// The tangent by a kernel (None: [`Layer::apply_tangent`]).
-    fn tangent(
-        &self,
-        _xs: &[&Tensor],
-        _y: &Tensor,
-        _saved: &Saved,
-        _ts: &[&Tensor],
-        _c: &Ctx,
-    ) -> Result<Option<Tensor>> {
+    /// The tangent of the output for the inputs' tangents `r.ts`, by a kernel (None:
+    /// [`Layer::apply_tangent`]).
+    fn tangent(&self, _r: &Recorded) -> Result<Option<Tensor>> {
         Ok(None)
     }
 
     /// The reverse of (xs, ts) ↦ (y, ty) by a kernel, from the adjoints of ty (`at`) and
     /// of y (`ay`, None when zero): the adjoints of the inputs' tangents, of the inputs
     /// (None when zero), and the weights' gradients (None: candle's backprop).
-    #[allow(clippy::too_many_arguments)]
-    fn tangent_backward(
-        &self,
-        _xs: &[&Tensor],
-        _y: &Tensor,
-        _saved: &Saved,
-        _ts: &[&Tensor],
-        _at: &Tensor,
-        _ay: Option<&Tensor>,
-        _c: &Ctx,
-    ) -> Result<Option<TangentGrads>> {
+    fn tangent_backward(&self, _r: &Recorded, _at: &Tensor, _ay: Option<&Tensor>) -> Result<Option<TangentGrads>> {
         Ok(None)
     }
 
@@ -192,6 +166,16 @@ pub trait Layer: Send + Sync {
     fn onnx(&self, _e: &mut Emitter, _out: &str, _xs: &[&str]) -> Result<()> {
         bail!("internal error: this layer has no ONNX form")
     }
+}
+
+/// What a recorded pass holds at one layer, as its backward and tangent passes read it.
+pub struct Recorded<'a> {
+    pub xs: Vec<&'a Tensor>,
+    /// The inputs' tangents (tangent passes only).
+    pub ts: Vec<&'a Tensor>,
+    pub y: &'a Tensor,
+    pub saved: &'a Saved,
+    pub c: Ctx<'a>,
 }
 
 /// [`Layer::tangent_backward`]'s result.
@@ -348,6 +332,18 @@ impl Record<'_, '_> {
         self.values[v].take().ok_or_else(|| candle_core::Error::Msg("internal error: no output".into()))
     }
 
+    /// Layer `i` as this pass recorded it, with its inputs' tangents `ts` if any.
+    fn at<'a>(&'a self, i: usize, ts: &'a [Option<Tensor>]) -> Result<Recorded<'a>> {
+        let node = &self.pass.net.nodes[i];
+        Ok(Recorded {
+            xs: inputs(&self.values, &node.inputs)?,
+            ts: if ts.is_empty() { Vec::new() } else { inputs(ts, &node.inputs)? },
+            y: self.values[i + 1].as_ref().ok_or_else(|| candle_core::Error::Msg("internal error: no value".into()))?,
+            saved: &self.saved[i],
+            c: self.pass.ctx(i, self.part),
+        })
+    }
+
     pub fn input(&self) -> Result<&Tensor> {
         self.values[0].as_ref().ok_or_else(|| candle_core::Error::Msg("internal error: no input".into()))
     }
@@ -384,12 +380,7 @@ impl Record<'_, '_> {
             if !weights && !want.iter().any(|&w| w) {
                 continue;
             }
-            let xs = inputs(&self.values, &node.inputs)?;
-            let y = self.values[i + 1]
-                .as_ref()
-                .ok_or_else(|| candle_core::Error::Msg("internal error: no output".into()))?;
-            let c = self.pass.ctx(i, self.part);
-            let g = backward(node.layer.as_ref(), &xs, y, &self.saved[i], &dy, &want, weights, &c)?;
+            let g = backward(node.layer.as_ref(), &self.at(i, &[])?, &dy, &want, weights)?;
             if let (Some(grads), true) = (grads.as_deref_mut(), weights) {
                 let w = self.pass.weights[i]
                     .as_ref()
@@ -424,11 +415,8 @@ impl Record<'_, '_> {
             if !need[i] {
                 continue;
             }
-            let xs = inputs(&self.values, &node.inputs)?;
-            let tin = inputs(&ts, &node.inputs)?;
-            let y = self.values[i + 1].as_ref().ok_or_else(|| internal("no value"))?;
-            let c = self.pass.ctx(i, self.part);
-            ts[i + 1] = Some(tangent(node.layer.as_ref(), &xs, y, &self.saved[i], &tin, &c)?);
+            let t = tangent(node.layer.as_ref(), &self.at(i, &ts)?)?;
+            ts[i + 1] = Some(t);
         }
         let out = net.outputs[k];
         let mut at: Vec<Option<Tensor>> = vec![None; self.values.len()];
@@ -437,11 +425,7 @@ impl Record<'_, '_> {
         for (i, node) in net.nodes.iter().enumerate().rev() {
             let Some(a_t) = at[i + 1].take() else { continue };
             let a_y = ay[i + 1].take();
-            let xs = inputs(&self.values, &node.inputs)?;
-            let tin = inputs(&ts, &node.inputs)?;
-            let y = self.values[i + 1].as_ref().ok_or_else(|| internal("no value"))?;
-            let c = self.pass.ctx(i, self.part);
-            let g = tangent_backward(node.layer.as_ref(), &xs, y, &self.saved[i], &tin, &a_t, a_y.as_ref(), &c)?;
+            let g = tangent_backward(node.layer.as_ref(), &self.at(i, &ts)?, &a_t, a_y.as_ref())?;
             let w = self.pass.weights[i].as_ref().ok_or_else(|| internal("no weights"))?;
             for (p, g) in node.layer.params().into_iter().zip(w.param_grads(g.weights)?) {
                 accumulate(grads, p, g)?;
@@ -497,54 +481,27 @@ pub fn forward(layer: &dyn Layer, xs: &[&Tensor], c: &Ctx) -> Result<(Tensor, Sa
 }
 
 /// A layer's backward pass: its kernel's, or candle's backprop of its definition.
-#[allow(clippy::too_many_arguments)]
-pub fn backward(
-    layer: &dyn Layer,
-    xs: &[&Tensor],
-    y: &Tensor,
-    saved: &Saved,
-    dy: &Tensor,
-    want: &[bool],
-    weights: bool,
-    c: &Ctx,
-) -> Result<Grads> {
-    match layer.backward(xs, y, saved, dy, want, weights, c)? {
+pub fn backward(layer: &dyn Layer, r: &Recorded, dy: &Tensor, want: &[bool], weights: bool) -> Result<Grads> {
+    match layer.backward(r, dy, want, weights)? {
         Some(g) => Ok(g),
-        None => backward_by_candle(layer, xs, dy, want, weights, c),
+        None => backward_by_candle(layer, r, dy, want, weights),
     }
 }
 
 /// A layer's tangent: its kernel's, or [`Layer::apply_tangent`].
-pub fn tangent(
-    layer: &dyn Layer,
-    xs: &[&Tensor],
-    y: &Tensor,
-    saved: &Saved,
-    ts: &[&Tensor],
-    c: &Ctx,
-) -> Result<Tensor> {
-    match layer.tangent(xs, y, saved, ts, c)? {
+pub fn tangent(layer: &dyn Layer, r: &Recorded) -> Result<Tensor> {
+    match layer.tangent(r)? {
         Some(t) => Ok(t),
-        None => layer.apply_tangent(&owned(xs), &owned(ts), c),
+        None => layer.apply_tangent(&owned(&r.xs), &owned(&r.ts), &r.c),
     }
 }
 
 /// The reverse of a layer's tangent: its kernel's, or candle's backprop of its definition
 /// and its tangent together.
-#[allow(clippy::too_many_arguments)]
-pub fn tangent_backward(
-    layer: &dyn Layer,
-    xs: &[&Tensor],
-    y: &Tensor,
-    saved: &Saved,
-    ts: &[&Tensor],
-    at: &Tensor,
-    ay: Option<&Tensor>,
-    c: &Ctx,
-) -> Result<TangentGrads> {
-    match layer.tangent_backward(xs, y, saved, ts, at, ay, c)? {
+pub fn tangent_backward(layer: &dyn Layer, r: &Recorded, at: &Tensor, ay: Option<&Tensor>) -> Result<TangentGrads> {
+    match layer.tangent_backward(r, at, ay)? {
         Some(g) => Ok(g),
-        None => tangent_backward_by_candle(layer, xs, ts, at, ay, c),
+        None => tangent_backward_by_candle(layer, r, at, ay),
     }
 }
 
@@ -594,15 +551,8 @@ pub fn vjp(
 }
 
 /// A layer's backward pass as candle's backprop of its definition.
-fn backward_by_candle(
-    layer: &dyn Layer,
-    xs: &[&Tensor],
-    dy: &Tensor,
-    want: &[bool],
-    weights: bool,
-    c: &Ctx,
-) -> Result<Grads> {
-    let n = xs.len();
+fn backward_by_candle(layer: &dyn Layer, r: &Recorded, dy: &Tensor, want: &[bool], weights: bool) -> Result<Grads> {
+    let (xs, c, n) = (&r.xs, &r.c, r.xs.len());
     let ws: Vec<&Tensor> = if weights { c.weights.iter().collect() } else { Vec::new() };
     let args: Vec<&Tensor> = xs.iter().copied().chain(ws.iter().copied()).collect();
     let mut g = vjp(&args, &[Some(dy)], |a| {
@@ -619,13 +569,11 @@ fn backward_by_candle(
 /// [`Layer::tangent_backward`] as candle's backprop of (xs, ts) ↦ (apply, apply_tangent).
 fn tangent_backward_by_candle(
     layer: &dyn Layer,
-    xs: &[&Tensor],
-    ts: &[&Tensor],
+    r: &Recorded,
     at: &Tensor,
     ay: Option<&Tensor>,
-    c: &Ctx,
 ) -> Result<TangentGrads> {
-    let n = xs.len();
+    let (xs, ts, c, n) = (&r.xs, &r.ts, &r.c, r.xs.len());
     let args: Vec<&Tensor> = xs.iter().chain(ts).copied().chain(c.weights.iter()).collect();
     let mut g = vjp(&args, &[ay, Some(at)], |a| {
         let c = Ctx { weights: &a[2 * n..], ..*c };

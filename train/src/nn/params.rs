@@ -84,10 +84,16 @@ pub struct Init<'a> {
 
 /// Where what [`Init`] makes goes.
 enum Made<'a> {
-    Params { params: &'a mut Params, rng: &'a mut ChaCha8Rng },
+    Params {
+        params: &'a mut Params,
+        rng: &'a mut ChaCha8Rng,
+    },
     /// Only the number of values, stopping past `limit`: a network too large to train is
     /// measured without being allocated (its tensors are zero-stride views of one zero).
-    Count { n: &'a mut usize, limit: usize },
+    Count {
+        n: &'a mut usize,
+        limit: usize,
+    },
 }
 
 impl<'a> Init<'a> {

@@ -3,7 +3,7 @@
 
 use candle_core::{Result, Tensor};
 
-use super::{Ctx, Grads, Layer, Saved};
+use super::{Ctx, Grads, Layer, Recorded};
 
 pub struct Quarter;
 
@@ -20,18 +20,9 @@ impl Layer for Quarter {
     }
 
     /// The gradient in its quarter, zeros elsewhere (on every device).
-    fn backward(
-        &self,
-        xs: &[&Tensor],
-        _y: &Tensor,
-        _s: &Saved,
-        dy: &Tensor,
-        _want: &[bool],
-        _w: bool,
-        c: &Ctx,
-    ) -> Result<Option<Grads>> {
-        let (_, _, h, w) = xs[0].dims4()?;
-        let (r, col) = corner(c.part, h, w);
+    fn backward(&self, r: &Recorded, dy: &Tensor, _want: &[bool], _weights: bool) -> Result<Option<Grads>> {
+        let (_, _, h, w) = r.xs[0].dims4()?;
+        let (r, col) = corner(r.c.part, h, w);
         let dx = dy.pad_with_zeros(2, r, h - r - h / 2)?.pad_with_zeros(3, col, w - col - w / 2)?;
         Ok(Some(Grads { inputs: vec![Some(dx)], weights: vec![] }))
     }

@@ -26,7 +26,7 @@ pub use batch_norm::{Activation, BatchNormAct, Stats};
 pub use conv::Geometry;
 pub use gemm::Element;
 
-use candle_core::{bail, Device, Layout, Result, Storage, Tensor, WithDType};
+use candle_core::{bail, Device, Result, Storage, Tensor, WithDType};
 
 /// Runs `$body` with `$T` the element type of `$dtype`: how a tensor's dtype picks a
 /// kernel's instance.
@@ -146,19 +146,24 @@ pub fn relu_slope<T: WithDType>(z: T, slope: T) -> T {
     }
 }
 
-/// The values a contiguous layout covers.
-fn contiguous<'a, T>(data: &'a [T], l: &Layout) -> Result<&'a [T]> {
-    match l.contiguous_offsets() {
-        Some((start, end)) => Ok(&data[start..end]),
-        None => bail!("internal error: an operand of a canard CPU kernel is not contiguous"),
-    }
+/// Runs `f` on a CPU tensor's values.
+pub fn with_slice<T: WithDType, R>(t: &Tensor, f: impl FnOnce(&[T]) -> R) -> Result<R> {
+    with_slices([t], |[v]| f(v))
 }
 
-/// Runs `f` on a contiguous CPU tensor's values.
-pub fn with_slice<T: WithDType, R>(t: &Tensor, f: impl FnOnce(&[T]) -> R) -> Result<R> {
-    let (storage, layout) = t.storage_and_layout();
-    match &*storage {
-        Storage::Cpu(s) => Ok(f(contiguous(s.as_slice::<T>()?, layout)?)),
-        _ => bail!("canard CPU ops: a tensor on {:?} where the CPU was expected", t.device()),
+/// Runs `f` on the values of CPU tensors of one dtype (each made contiguous first).
+pub fn with_slices<T: WithDType, R, const K: usize>(ts: [&Tensor; K], f: impl FnOnce([&[T]; K]) -> R) -> Result<R> {
+    let ts = ts.iter().map(|t| t.contiguous()).collect::<Result<Vec<_>>>()?;
+    let held: Vec<_> = ts.iter().map(|t| t.storage_and_layout()).collect();
+    let mut slices = Vec::with_capacity(K);
+    for ((storage, layout), t) in held.iter().zip(&ts) {
+        let Storage::Cpu(s) = &**storage else {
+            bail!("canard CPU ops: a tensor on {:?} where the CPU was expected", t.device())
+        };
+        match layout.contiguous_offsets() {
+            Some((start, end)) => slices.push(&s.as_slice::<T>()?[start..end]),
+            None => bail!("internal error: an operand of a canard CPU kernel is not contiguous"),
+        }
     }
+    Ok(f(std::array::from_fn(|i| slices[i])))
 }
