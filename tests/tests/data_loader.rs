@@ -88,7 +88,7 @@ fn loads_good_images_and_counts_bad_ones_in_a_messy_folder() {
         assert!(bad.contains(&name.to_string()), "{name} not reported in {bad:?}");
     }
     assert_eq!(data.pixels.len(), 9 * 3 * 8 * 8);
-    let batch = data.batch(&(0..9).collect::<Vec<_>>(), &candle_core::Device::Cpu).unwrap();
+    let batch = data.batch(&(0..9).collect::<Vec<_>>(), None, &candle_core::Device::Cpu).unwrap();
     assert_eq!(batch.dims(), [9, 3, 8, 8]);
     let values = batch.flatten_all().unwrap().to_vec1::<f32>().unwrap();
     assert!(values.iter().all(|v| (-1.0..=1.0).contains(v)));
@@ -224,7 +224,7 @@ fn mirrored_batches_flip_only_the_chosen_images() {
         save(&DynamicImage::ImageRgb8(img.clone()), &dir.path().join(n), ImageFormat::Png);
     }
     let (data, _) = Dataset::open(dir.path().to_str().unwrap(), 8, None, 0, None).unwrap();
-    let b = data.batch_mirrored(&[0, 1], &[true, false], &candle_core::Device::Cpu).unwrap();
+    let b = data.batch(&[0, 1], Some(&[true, false]), &candle_core::Device::Cpu).unwrap();
     let v = b.flatten_all().unwrap().to_vec1::<f32>().unwrap();
     let n = data.image_len();
     assert_eq!((v[0], v[7]), (1.0, -1.0), "first image mirrored: white on the left");

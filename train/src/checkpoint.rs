@@ -18,7 +18,7 @@ const TENSORS: &str = "tensors.safetensors";
 const STATE: &str = "state.json";
 const FORMAT: u32 = 1;
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct State {
     pub format: u32,
     /// Generator updates done.
@@ -42,7 +42,7 @@ pub struct State {
 }
 
 /// ChaCha8's full state: seed, stream and position (u128 as text: JSON numbers are f64).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct RngState {
     pub seed: String,
     pub stream: u64,
@@ -201,22 +201,9 @@ fn read_checked(dir: &Path, device: &Device) -> Result<(State, HashMap<String, T
     Ok((state, tensors))
 }
 
+/// A run's state before its first step.
 pub fn new_state() -> State {
-    State {
-        format: FORMAT,
-        step: 0,
-        epochs_done: 0,
-        cursor_epoch: 0,
-        cursor_pos: 0,
-        rng: RngState::of(&ChaCha8Rng::seed_from_u64(0)),
-        opt_g_t: 0,
-        opt_d_t: 0,
-        ema_updates: 0,
-        guard_streak: 0,
-        images_seen: 0,
-        ada: None,
-        seconds: 0.0,
-    }
+    State { format: FORMAT, rng: RngState::of(&ChaCha8Rng::seed_from_u64(0)), ..Default::default() }
 }
 
 #[cfg(test)]

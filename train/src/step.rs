@@ -112,8 +112,7 @@ impl StepCtx<'_> {
         let flips: Option<Vec<bool>> = self.cfg.mirror.then(|| (0..idx.len()).map(|_| rng.random::<bool>()).collect());
         let batch = match (&self.resident, flips) {
             (Some(pixels), flips) => crate::data::batch_from(pixels, &idx, flips.as_deref()),
-            (None, Some(flips)) => self.data.batch_mirrored(&idx, &flips, self.device),
-            (None, None) => self.data.batch(&idx, self.device),
+            (None, flips) => self.data.batch(&idx, flips.as_deref(), self.device),
         };
         batch?.to_dtype(self.gan.dtype())
     }

@@ -349,7 +349,7 @@ impl Training {
             // Spread over the whole dataset: folders are read in path order, often one class per folder.
             let shown = data.len.min(64);
             let spread: Vec<usize> = (0..shown).map(|i| i * data.len / shown).collect();
-            report::save_grid(&data.batch(&spread, device)?, &run_dir.join("real_samples.png"))?;
+            report::save_grid(&data.batch(&spread, None, device)?, &run_dir.join("real_samples.png"))?;
         }
         atomic::write_atomic(&run_dir.join("config.toml"), setup.config_toml.as_bytes())?;
         Ok(Training { gan, opt_g, opt_d, ema, guard, ada, rng, cursor, st, losses })

@@ -1,13 +1,10 @@
 //! DCGAN (Radford et al. 2016, pytorch/examples `dcgan`): BatchNorm in both networks, the
 //! non-saturating cross-entropy loss, one critic update a step.
 
-use candle_core::{Result, Tensor};
+use candle_core::Tensor;
 
 use super::Architecture;
-use crate::config::TrainConfig;
 use crate::losses::bce_with_logits;
-use crate::nn::dcgan::CriticNorm;
-use crate::nn::{self, Init, Net, Shape};
 use crate::report::LossRecord;
 use crate::step::{critic_update, generator_update, StepCtx, StepLosses, Steps};
 
@@ -23,18 +20,6 @@ impl Architecture for Dcgan {
 
     fn reads(&self) -> &'static [&'static str] {
         &["beta1", "beta2", "guard-patience"]
-    }
-
-    fn critic(&self, init: &mut Init, shape: Shape) -> Result<Net> {
-        nn::dcgan::critic(init, shape, CriticNorm::Batch)
-    }
-
-    fn critic_updates(&self, _gen_step: usize, _cfg: &TrainConfig) -> usize {
-        1
-    }
-
-    fn batches_for_steps(&self, _cfg: &TrainConfig, steps: u128) -> u128 {
-        steps
     }
 
     fn labels(&self) -> [&'static str; 3] {

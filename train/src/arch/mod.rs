@@ -78,7 +78,7 @@ impl Arch {
     }
 }
 
-/// What an architecture is. The defaults are DCGAN's generator, Adam with the settings'
+/// What an architecture is. The defaults are DCGAN's networks, Adam with the settings'
 /// β, `--critic-steps` critic updates a step, nothing to add after a critic update.
 pub trait Architecture: Sync {
     fn name(&self) -> &'static str;
@@ -91,7 +91,9 @@ pub trait Architecture: Sync {
         nn::dcgan::generator(init, shape)
     }
 
-    fn critic(&self, init: &mut Init, shape: Shape) -> Result<Net>;
+    fn critic(&self, init: &mut Init, shape: Shape) -> Result<Net> {
+        nn::dcgan::critic(init, shape, nn::dcgan::CriticNorm::Batch)
+    }
 
     fn validate(&self, shape: &Shape) -> std::result::Result<(), String> {
         shape.validate()

@@ -7,8 +7,6 @@ use candle_core::{Result, Tensor};
 
 use super::Architecture;
 use crate::config::TrainConfig;
-use crate::nn::dcgan::CriticNorm;
-use crate::nn::{self, Init, Net, Shape};
 use crate::optim::Rule;
 use crate::step::{critic_update, generator_update, StepCtx, StepLosses, Steps};
 use crate::trainer::Gan;
@@ -22,10 +20,6 @@ impl Architecture for Wgan {
 
     fn reads(&self) -> &'static [&'static str] {
         &["critic-steps", "critic-steps-burst", "clamp", "rms-alpha"]
-    }
-
-    fn critic(&self, init: &mut Init, shape: Shape) -> Result<Net> {
-        nn::dcgan::critic(init, shape, CriticNorm::Batch)
     }
 
     fn rule(&self, cfg: &TrainConfig) -> Rule {

@@ -66,13 +66,6 @@ impl Dataset {
         self.channels * self.size * self.size
     }
 
-    /// The first `n` images, as a data set of their own (tests that need a small one).
-    #[cfg(test)]
-    pub fn first(&self, n: usize) -> Dataset {
-        let pixels = self.pixels[..n * self.image_len()].to_vec();
-        Dataset { source: self.source.clone(), pixels, len: n, channels: self.channels, size: self.size }
-    }
-
     /// Image `i`'s bytes, planar [C, S, S].
     pub fn image_u8(&self, i: usize) -> &[u8] {
         let n = self.image_len();
@@ -85,23 +78,15 @@ impl Dataset {
         indices.iter().flat_map(|&i| self.image_u8(i).iter().map(|&v| from_u8(v))).collect()
     }
 
-    /// The images at `indices`, as one [B, C, S, S] f32 tensor in [-1, 1].
-    pub fn batch(&self, indices: &[usize], device: &Device) -> candle_core::Result<Tensor> {
-        self.assemble(indices, None, device)
-    }
-
-    /// As [`Dataset::batch`], with image k mirrored left–right where `flip[k]`.
-    pub fn batch_mirrored(&self, indices: &[usize], flip: &[bool], device: &Device) -> candle_core::Result<Tensor> {
-        self.assemble(indices, Some(flip), device)
-    }
-
     /// The pixels as one [N, C, S, S] u8 tensor on `device`, for [`batch_from`]: uploaded
     /// once, so that each batch is picked and converted there, not sent from the host.
     pub fn upload(&self, device: &Device) -> candle_core::Result<Tensor> {
         Tensor::from_slice(&self.pixels, (self.len, self.channels, self.size, self.size), device)
     }
 
-    fn assemble(&self, indices: &[usize], flip: Option<&[bool]>, device: &Device) -> candle_core::Result<Tensor> {
+    /// The images at `indices`, as one [B, C, S, S] f32 tensor in [-1, 1]; image k mirrored
+    /// left–right where `flip[k]`.
+    pub fn batch(&self, indices: &[usize], flip: Option<&[bool]>, device: &Device) -> candle_core::Result<Tensor> {
         check_batch(self.len, indices, flip)?;
         let s = self.size;
         let mut data = Vec::with_capacity(indices.len() * self.image_len());
@@ -119,7 +104,7 @@ impl Dataset {
     }
 }
 
-/// [`Dataset::batch`] (or, with `flip`, [`Dataset::batch_mirrored`]) from pixels that
+/// [`Dataset::batch`] from pixels that
 /// [`Dataset::upload`] put on a device: the same numbers, computed on that device.
 pub fn batch_from(pixels: &Tensor, indices: &[usize], flip: Option<&[bool]>) -> candle_core::Result<Tensor> {
     let (len, _, _, s) = pixels.dims4()?;
@@ -149,6 +134,15 @@ fn check_batch(len: usize, indices: &[usize], flip: Option<&[bool]>) -> candle_c
 }
 
 #[cfg(test)]
+impl Dataset {
+    /// The first `n` images, as a data set of their own (tests that need a small one).
+    pub fn first(&self, n: usize) -> Dataset {
+        let pixels = self.pixels[..n * self.image_len()].to_vec();
+        Dataset { source: self.source.clone(), pixels, len: n, channels: self.channels, size: self.size }
+    }
+}
+
+#[cfg(test)]
 mod tests {
     use super::*;
 
@@ -160,12 +154,12 @@ mod tests {
     #[test]
     fn batches_convert_bytes_and_mirror_rows() {
         let d = tiny();
-        let b = d.batch(&[1, 0], &Device::Cpu).unwrap();
+        let b = d.batch(&[1, 0], None, &Device::Cpu).unwrap();
         assert_eq!(b.dims(), [2, 1, 2, 2]);
         let v = b.flatten_all().unwrap().to_vec1::<f32>().unwrap();
         let want: Vec<f32> = [120u8, 150, 180, 210, 0, 30, 60, 90].iter().map(|&x| from_u8(x)).collect();
         assert_eq!(v, want);
-        let m = d.batch_mirrored(&[1, 0], &[true, false], &Device::Cpu).unwrap();
+        let m = d.batch(&[1, 0], Some(&[true, false]), &Device::Cpu).unwrap();
         let v = m.flatten_all().unwrap().to_vec1::<f32>().unwrap();
         let want: Vec<f32> = [150u8, 120, 210, 180, 0, 30, 60, 90].iter().map(|&x| from_u8(x)).collect();
         assert_eq!(v, want);
@@ -182,11 +176,11 @@ mod tests {
             t.flatten_all().unwrap().to_vec1::<f32>().unwrap().iter().map(|v| v.to_bits()).collect()
         };
         let idx = [4, 0, 2, 2];
-        assert_eq!(bits(&batch_from(&up, &idx, None).unwrap()), bits(&d.batch(&idx, &Device::Cpu).unwrap()));
+        assert_eq!(bits(&batch_from(&up, &idx, None).unwrap()), bits(&d.batch(&idx, None, &Device::Cpu).unwrap()));
         let flip = [true, false, true, false];
         assert_eq!(
             bits(&batch_from(&up, &idx, Some(&flip)).unwrap()),
-            bits(&d.batch_mirrored(&idx, &flip, &Device::Cpu).unwrap())
+            bits(&d.batch(&idx, Some(&flip), &Device::Cpu).unwrap())
         );
         // Every byte value converts as from_u8 does.
         let all = Dataset { source: "t".into(), pixels: (0..=255).collect(), len: 1, channels: 1, size: 16 };
@@ -200,7 +194,7 @@ mod tests {
     #[test]
     fn bad_indices_and_flags_are_errors_not_panics() {
         let d = tiny();
-        assert!(d.batch(&[2], &Device::Cpu).is_err());
-        assert!(d.batch_mirrored(&[0, 1], &[true], &Device::Cpu).is_err());
+        assert!(d.batch(&[2], None, &Device::Cpu).is_err());
+        assert!(d.batch(&[0, 1], Some(&[true]), &Device::Cpu).is_err());
     }
 }

@@ -63,12 +63,7 @@ pub fn graph(g: &Net, shape: &Shape) -> Result<GraphProto> {
             float_data: vec![1.0, 1.0, 2.0, 2.0],
             ..Default::default()
         };
-        let value = AttributeProto {
-            name: Some("value".into()),
-            r#type: Some(AttributeType::Tensor as i32),
-            t: Some(scales),
-            ..Default::default()
-        };
+        let value = attribute("value", AttributeType::Tensor, AttributeProto { t: Some(scales), ..Default::default() });
         graph.node.insert(0, node("Constant", SCALES, &[], vec![value]));
     }
     let (nz, c, s) = (shape.nz as i64, shape.channels as i64, shape.image_size as i64);
@@ -131,40 +126,25 @@ impl Emitter {
     }
 
     pub fn float(name: &str, f: f32) -> AttributeProto {
-        AttributeProto {
-            name: Some(name.into()),
-            r#type: Some(AttributeType::Float as i32),
-            f: Some(f),
-            ..Default::default()
-        }
+        attribute(name, AttributeType::Float, AttributeProto { f: Some(f), ..Default::default() })
     }
 
     pub fn int(name: &str, i: i64) -> AttributeProto {
-        AttributeProto {
-            name: Some(name.into()),
-            r#type: Some(AttributeType::Int as i32),
-            i: Some(i),
-            ..Default::default()
-        }
+        attribute(name, AttributeType::Int, AttributeProto { i: Some(i), ..Default::default() })
     }
 
     pub fn string(name: &str, s: &str) -> AttributeProto {
-        AttributeProto {
-            name: Some(name.into()),
-            r#type: Some(AttributeType::String as i32),
-            s: Some(s.as_bytes().to_vec()),
-            ..Default::default()
-        }
+        attribute(name, AttributeType::String, AttributeProto { s: Some(s.as_bytes().to_vec()), ..Default::default() })
     }
 
-    pub fn ints(name: &str, values: Vec<i64>) -> AttributeProto {
-        AttributeProto {
-            name: Some(name.into()),
-            r#type: Some(AttributeType::Ints as i32),
-            ints: values,
-            ..Default::default()
-        }
+    pub fn ints(name: &str, ints: Vec<i64>) -> AttributeProto {
+        attribute(name, AttributeType::Ints, AttributeProto { ints, ..Default::default() })
     }
+}
+
+/// `value` named `name`, of type `ty`.
+fn attribute(name: &str, ty: AttributeType, value: AttributeProto) -> AttributeProto {
+    AttributeProto { name: Some(name.into()), r#type: Some(ty as i32), ..value }
 }
 
 /// A float tensor initializer, its values little-endian in `raw_data`.

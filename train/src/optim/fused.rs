@@ -11,44 +11,20 @@ use candle_core::{DType, Result, Tensor};
 use rayon::prelude::*;
 
 use super::Rule;
-use crate::ops::{with_slice, Element, TASK_VALUES};
+use crate::ops::{with_slices, Element, TASK_VALUES};
 
 /// The new (first moment, second moment, weight) of one parameter, or `None` when it is
 /// not f32/f64 values on the CPU.
-pub fn step(
-    rule: Rule,
-    lr: f64,
-    t: u64,
-    g: &Tensor,
-    m: &Tensor,
-    v: &Tensor,
-    w: &Tensor,
-) -> Result<Option<(Tensor, Tensor, Tensor)>> {
-    if !w.device().is_cpu() || rule == Rule::Sgd {
+pub fn step(rule: Rule, lr: f64, t: u64, gmvw: [&Tensor; 4]) -> Result<Option<(Tensor, Tensor, Tensor)>> {
+    let w = gmvw[3];
+    if !w.device().is_cpu() || rule == Rule::Sgd || !matches!(w.dtype(), DType::F32 | DType::F64) {
         return Ok(None);
     }
-    let (g, m, v) = (g.contiguous()?, m.contiguous()?, v.contiguous()?);
-    match w.dtype() {
-        DType::F32 => typed::<f32>(rule, lr, t, &g, &m, &v, w).map(Some),
-        DType::F64 => typed::<f64>(rule, lr, t, &g, &m, &v, w).map(Some),
-        _ => Ok(None),
-    }
-}
-
-fn typed<T: Element>(
-    rule: Rule,
-    lr: f64,
-    t: u64,
-    g: &Tensor,
-    m: &Tensor,
-    v: &Tensor,
-    w: &Tensor,
-) -> Result<(Tensor, Tensor, Tensor)> {
-    let (m2, v2, w2) = with_slice(g, |g: &[T]| {
-        with_slice(m, |m: &[T]| with_slice(v, |v: &[T]| with_slice(w, |w: &[T]| run(rule, lr, t, g, m, v, w))))
-    })????;
-    let make = |values: Vec<T>| Tensor::from_vec(values, w.shape(), w.device());
-    Ok((make(m2)?, make(v2)?, make(w2)?))
+    crate::by_element!(w.dtype(), T => {
+        let (m2, v2, w2) = with_slices(gmvw, |[g, m, v, w]: [&[T]; 4]| run(rule, lr, t, g, m, v, w))?;
+        let make = |values: Vec<T>| Tensor::from_vec(values, w.shape(), w.device());
+        Ok(Some((make(m2)?, make(v2)?, make(w2)?)))
+    })
 }
 
 fn run<T: Element>(rule: Rule, lr: f64, t: u64, g: &[T], m: &[T], v: &[T], w: &[T]) -> (Vec<T>, Vec<T>, Vec<T>) {

@@ -47,20 +47,15 @@ impl Optimizer {
             // A variable's gradient still holds its graph (candle detaches only intermediate
             // nodes); the moments must not, or every step's graph would stay alive through them.
             let g = &g.detach();
-            let (m, v, w) = (&self.m[i], &self.v[i], var.as_tensor());
-            let (m, v, w) = match fused::step(self.rule, self.lr, self.t, g, m, v, w)? {
+            let gmvw = [g, &self.m[i], &self.v[i], var.as_tensor()];
+            let (m, v, w) = match fused::step(self.rule, self.lr, self.t, gmvw)? {
                 Some(new) => new,
-                None => tensor_step(self.rule, self.lr, self.t, g, m, v, w)?,
+                None => tensor_step(self.rule, self.lr, self.t, gmvw)?,
             };
             (self.m[i], self.v[i]) = (m, v);
             var.set(&w)?;
         }
         Ok(())
-    }
-
-    pub fn backward_step(&mut self, loss: &Tensor) -> Result<()> {
-        let grads = loss.backward()?;
-        self.step(&grads)
     }
 
     /// The moments as named tensors, for a checkpoint.
@@ -92,15 +87,7 @@ impl Optimizer {
 
 /// One update with tensor operations, on any device: the new (first moment, second
 /// moment, weight). [`fused::step`] computes the same values in one pass on the CPU.
-fn tensor_step(
-    rule: Rule,
-    lr: f64,
-    t: u64,
-    g: &Tensor,
-    m: &Tensor,
-    v: &Tensor,
-    w: &Tensor,
-) -> Result<(Tensor, Tensor, Tensor)> {
+fn tensor_step(rule: Rule, lr: f64, t: u64, [g, m, v, w]: [&Tensor; 4]) -> Result<(Tensor, Tensor, Tensor)> {
     match rule {
         Rule::Adam { beta1, beta2, eps } => {
             let m = ((m * beta1)? + (g * (1.0 - beta1))?)?;
@@ -124,6 +111,12 @@ fn tensor_step(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    impl Optimizer {
+        fn backward_step(&mut self, loss: &Tensor) -> Result<()> {
+            self.step(&loss.backward()?)
+        }
+    }
     use candle_core::Device;
 
     /// Minimise (x - 3)² from x = 0 and compare with the update rules computed by hand.
@@ -182,8 +175,8 @@ mod tests {
             for rule in rules {
                 for step in [1, 7] {
                     let fused =
-                        fused::step(rule, 2e-4, step, &g, &m, &v, w.as_tensor()).unwrap().expect("a CPU tensor");
-                    let reference = tensor_step(rule, 2e-4, step, &g, &m, &v, w.as_tensor()).unwrap();
+                        fused::step(rule, 2e-4, step, [&g, &m, &v, w.as_tensor()]).unwrap().expect("a CPU tensor");
+                    let reference = tensor_step(rule, 2e-4, step, [&g, &m, &v, w.as_tensor()]).unwrap();
                     for (name, a, b) in
                         [("m", &fused.0, &reference.0), ("v", &fused.1, &reference.1), ("w", &fused.2, &reference.2)]
                     {
