@@ -8,7 +8,7 @@ use candle_core::{Result, Tensor, Var};
 use super::activation::slope_at;
 use super::{Ctx, Grads, Init, Layer, Recorded, Saved, TangentGrads};
 use crate::export::onnx::Emitter;
-use crate::ops::{self, with_slice, with_slices, Activation, BatchNormAct, Stats};
+use crate::ops::{self, with_slice, with_slices, Activation, BatchNormAct};
 
 pub const BN_EPS: f64 = 1e-5;
 /// The running statistics' momentum (PyTorch's).
@@ -23,10 +23,10 @@ pub struct BatchNorm {
     pub act: Activation,
 }
 
-/// What a training pass measured: by the kernel (with what its backward pass reads), or
-/// by candle's ops.
+/// What a training pass measured: by the kernel (which keeps the batch's statistics with
+/// what its backward pass reads), or by candle's ops.
 enum Measured {
-    Kernel(BatchNormAct, Stats),
+    Kernel(BatchNormAct),
     Candle { mean: Tensor, var: Tensor, count: usize },
 }
 
@@ -132,15 +132,15 @@ impl Layer for BatchNorm {
         let x = x.contiguous()?;
         let frame = Self::frame(&x)?;
         crate::by_element!(x.dtype(), T => {
-            let (op, stats) = with_slice(&x, |v: &[T]| BatchNormAct::of(v, frame, BN_EPS, self.act))?;
+            let op = with_slice(&x, |v: &[T]| BatchNormAct::of(v, frame, BN_EPS, self.act))?;
             let (g, b) = (ops::values::<T>(&c.weights[0])?, ops::values::<T>(&c.weights[1])?);
             let y = with_slice(&x, |v: &[T]| op.forward(v, &g, &b))?;
-            Ok(Some((ops::tensor(y, x.dims())?, Some(Box::new(Measured::Kernel(op, stats)) as Box<_>))))
+            Ok(Some((ops::tensor(y, x.dims())?, Some(Box::new(Measured::Kernel(op)) as Box<_>))))
         })
     }
 
     fn backward(&self, r: &Recorded, dy: &Tensor, _want: &[bool], _weights: bool) -> Result<Option<Grads>> {
-        let Some(Measured::Kernel(op, _)) = measured(r.saved) else { return Ok(None) };
+        let Some(Measured::Kernel(op)) = measured(r.saved) else { return Ok(None) };
         let x = r.xs[0];
         crate::by_element!(x.dtype(), T => {
             let g = ops::values::<T>(&r.c.weights[0])?;
@@ -151,7 +151,7 @@ impl Layer for BatchNorm {
     }
 
     fn tangent(&self, r: &Recorded) -> Result<Option<Tensor>> {
-        let Some(Measured::Kernel(op, _)) = measured(r.saved) else { return Ok(None) };
+        let Some(Measured::Kernel(op)) = measured(r.saved) else { return Ok(None) };
         let x = r.xs[0];
         crate::by_element!(x.dtype(), T => {
             let g = ops::values::<T>(&r.c.weights[0])?;
@@ -161,7 +161,7 @@ impl Layer for BatchNorm {
     }
 
     fn tangent_backward(&self, r: &Recorded, at: &Tensor, ay: Option<&Tensor>) -> Result<Option<TangentGrads>> {
-        let Some(Measured::Kernel(op, _)) = measured(r.saved) else { return Ok(None) };
+        let Some(Measured::Kernel(op)) = measured(r.saved) else { return Ok(None) };
         let x = r.xs[0];
         crate::by_element!(x.dtype(), T => {
             let g = ops::values::<T>(&r.c.weights[0])?;
@@ -181,8 +181,8 @@ impl Layer for BatchNorm {
     fn commit(&self, saved: &Saved) -> Result<()> {
         let dtype = self.gamma.dtype();
         match measured(saved) {
-            Some(Measured::Kernel(op, stats)) => {
-                let (n, _, p) = op.frame;
+            Some(Measured::Kernel(op)) => {
+                let ((n, _, p), stats) = (op.frame, &op.stats);
                 let (c, dev) = (stats.mean.len(), self.gamma.device());
                 let mean = Tensor::from_vec(stats.mean.clone(), c, dev)?.to_dtype(dtype)?;
                 let var = Tensor::from_vec(stats.var.clone(), c, dev)?.to_dtype(dtype)?;

@@ -39,6 +39,8 @@ impl Activation {
 }
 
 /// Per-channel batch statistics of x [N, C, H, W]: (mean, biased variance), both [C].
+/// The normalisation uses them, and the running statistics take them when the pass is
+/// committed (`crate::nn::batch_norm`).
 pub struct Stats {
     pub mean: Vec<f64>,
     pub var: Vec<f64>,
@@ -47,7 +49,8 @@ pub struct Stats {
 /// One normalisation by a batch's statistics, with its activation: the operation on
 /// plain values (`crate::nn::batch_norm` runs it on CPU tensors).
 pub struct BatchNormAct {
-    mean: Vec<f64>,
+    pub stats: Stats,
+    /// 1/√(var + eps), per channel.
     inv_std: Vec<f64>,
     act: Activation,
     /// (N, C, H·W)
@@ -55,13 +58,13 @@ pub struct BatchNormAct {
 }
 
 impl BatchNormAct {
-    /// The normalisation of x [N, C, P] by its own statistics (also returned).
-    pub fn of<T: WithDType>(x: &[T], frame: (usize, usize, usize), eps: f64, act: Activation) -> (Self, Stats) {
+    /// The normalisation of x [N, C, P] by its own statistics.
+    pub fn of<T: WithDType>(x: &[T], frame: (usize, usize, usize), eps: f64, act: Activation) -> Self {
         profile::timed(Work::BatchNorm, || {
             let (n, c, p) = frame;
             let stats = channel_stats(x, n, c, p);
             let inv_std = stats.var.iter().map(|v| 1.0 / (v + eps).sqrt()).collect();
-            (Self { mean: stats.mean.clone(), inv_std, act, frame }, stats)
+            Self { stats, inv_std, act, frame }
         })
     }
 
@@ -79,7 +82,7 @@ impl BatchNormAct {
                     for (i, (y, x)) in y.chunks_mut(p).zip(x[t * task..].chunks(p)).enumerate() {
                         let ch = (t * task / p + i) % c;
                         let scale = self.inv_std[ch] * gamma[ch].to_f64();
-                        let shift = T::from_f64(beta[ch].to_f64() - self.mean[ch] * scale);
+                        let shift = T::from_f64(beta[ch].to_f64() - self.stats.mean[ch] * scale);
                         let scale = T::from_f64(scale);
                         for (y, &x) in y.iter_mut().zip(x) {
                             *y = activate(x * scale + shift, slope);
@@ -106,7 +109,7 @@ impl BatchNormAct {
             let sums: Vec<(f64, f64)> = sums
                 .iter()
                 .enumerate()
-                .map(|(ch, &(s, sx))| (s, (sx - self.mean[ch] * s) * self.inv_std[ch]))
+                .map(|(ch, &(s, sx))| (s, (sx - self.stats.mean[ch] * s) * self.inv_std[ch]))
                 .collect();
             let task = planes_per_task(p);
             let dx = made_in_chunks(
@@ -121,7 +124,7 @@ impl BatchNormAct {
                         let (dbeta, dgamma) = sums[ch];
                         let k = gamma[ch].to_f64() * self.inv_std[ch];
                         let b = -k * dgamma * self.inv_std[ch] / m;
-                        let (a, cc) = (T::from_f64(k), T::from_f64(-k * dbeta / m - b * self.mean[ch]));
+                        let (a, cc) = (T::from_f64(k), T::from_f64(-k * dbeta / m - b * self.stats.mean[ch]));
                         let b = T::from_f64(b);
                         for (((d, &x), &y), &dy) in dx.iter_mut().zip(&x[at.clone()]).zip(&y[at.clone()]).zip(&dy[at]) {
                             *d = a * dz(y, dy) + b * x + cc;
@@ -143,7 +146,7 @@ impl BatchNormAct {
 /// derivative is zero almost everywhere).
 impl BatchNormAct {
     fn normalised<T: WithDType>(&self, ch: usize, x: T) -> T {
-        T::from_f64((x.to_f64() - self.mean[ch]) * self.inv_std[ch])
+        T::from_f64((x.to_f64() - self.stats.mean[ch]) * self.inv_std[ch])
     }
 
     /// The output's tangent ty from the input's, `t` (x and y: the recorded pass).

@@ -5,7 +5,7 @@ use candle_core::{bail, Result, Shape, Tensor};
 use rayon::prelude::*;
 
 use super::gemm::{gemm_into, Element, Mat};
-use super::im2col::{col2im, im2col, swap_outer, Frame};
+use super::im2col::{add, col2im, im2col, swap_outer, Frame};
 use super::{made_in_chunks, tensor, with_slice};
 use crate::by_element;
 
@@ -297,13 +297,10 @@ impl Product for WeightGrad {
             }
             dw
         };
-        (0..parts).into_par_iter().map(partial).reduce_with(add).unwrap_or_else(|| vec![T::zero(); co * f.rows()])
+        let sum = |mut dw: Vec<T>, part: Vec<T>| {
+            add(&mut dw, &part);
+            dw
+        };
+        (0..parts).into_par_iter().map(partial).reduce_with(sum).unwrap_or_else(|| vec![T::zero(); co * f.rows()])
     }
-}
-
-fn add<T: Element>(mut x: Vec<T>, y: Vec<T>) -> Vec<T> {
-    for (x, y) in x.iter_mut().zip(y) {
-        *x += y;
-    }
-    x
 }

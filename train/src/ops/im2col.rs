@@ -56,6 +56,16 @@ impl Frame {
         Self { n, ..self }
     }
 
+    /// Panics (naming `op`) unless `images` is the length of this frame's x [N, C, H, W]
+    /// and `cols` that of the unfolded rows of `channels`: [`im2col`] and [`col2im`] check
+    /// their operands alike, one reading what the other writes.
+    fn check(&self, op: &str, images: usize, channels: &Range<usize>, cols: usize) {
+        assert_eq!(images, self.n * self.channels * self.big_len(), "{op}: images do not match the frame");
+        assert!(channels.end <= self.channels, "{op}: channels {channels:?} of {}", self.channels);
+        let rows = channels.len() * self.g.k * self.g.k;
+        assert_eq!(cols, rows * self.cols(), "{op}: columns do not match the frame");
+    }
+
     /// For kernel offset `kk` along one axis, the output positions that land inside the
     /// image (`lo..hi`) and the image index of position `o` (`o·stride + kk - padding`).
     fn valid(&self, kk: usize, big: usize, small: usize) -> (usize, usize) {
@@ -156,129 +166,121 @@ impl Phases {
 /// (n, y', x') holds the patch under the kernel at output position (y', x'), zeros where
 /// it hangs over the padding.
 pub fn im2col<T: Element>(x: &[T], f: &Frame, channels: Range<usize>, out: &mut [T]) {
-    profile::timed(Work::Im2col, || im2col_work(x, f, channels, out))
-}
-
-fn im2col_work<T: Element>(x: &[T], f: &Frame, channels: Range<usize>, out: &mut [T]) {
-    assert_eq!(x.len(), f.n * f.channels * f.big_len(), "im2col: input does not match its frame");
-    assert!(channels.end <= f.channels, "im2col: channels {channels:?} of {}", f.channels);
-    let kk = f.g.k * f.g.k;
-    assert_eq!(out.len(), channels.len() * kk * f.cols(), "im2col: output does not match its frame");
-    let (k, s, p) = (f.g.k, f.g.stride, f.g.padding);
-    let ((h, w), (oh, ow)) = (f.big, f.small);
-    if out.is_empty() {
-        return;
-    }
-    let ph = Phases::new(f);
-    let mut split = vec![T::zero(); if s > 1 { ph.len() } else { 0 }];
-    for (n, c) in (0..f.n).flat_map(|n| channels.clone().map(move |c| (n, c))) {
-        let plane = &x[(n * f.channels + c) * h * w..][..h * w];
-        let row0 = (c - channels.start) * kk;
-        let phases = match s {
-            1 => plane,
-            _ => {
-                ph.split(plane, w, &mut split);
-                &split[..]
-            }
-        };
-        for ky in 0..k {
-            let (y_lo, y_hi) = f.valid(ky, h, oh);
-            let (ry, qy) = phase(ky, s, p);
-            for kx in 0..k {
-                let (x_lo, x_hi) = f.valid(kx, w, ow);
-                let (rx, qx) = phase(kx, s, p);
-                let src = ph.of(phases, ry, rx);
-                let dst = &mut out[(row0 + ky * k + kx) * f.cols() + n * oh * ow..][..oh * ow];
-                if y_lo == y_hi || x_lo == x_hi {
-                    dst.fill(T::zero());
-                    continue;
+    profile::timed(Work::Im2col, || {
+        f.check("im2col", x.len(), &channels, out.len());
+        let kk = f.g.k * f.g.k;
+        let (k, s, p) = (f.g.k, f.g.stride, f.g.padding);
+        let ((h, w), (oh, ow)) = (f.big, f.small);
+        if out.is_empty() {
+            return;
+        }
+        let ph = Phases::new(f);
+        let mut split = vec![T::zero(); if s > 1 { ph.len() } else { 0 }];
+        for (n, c) in (0..f.n).flat_map(|n| channels.clone().map(move |c| (n, c))) {
+            let plane = &x[(n * f.channels + c) * h * w..][..h * w];
+            let row0 = (c - channels.start) * kk;
+            let phases = match s {
+                1 => plane,
+                _ => {
+                    ph.split(plane, w, &mut split);
+                    &split[..]
                 }
-                // Rows of positions entirely over the padding.
-                dst[..y_lo * ow].fill(T::zero());
-                dst[y_hi * ow..].fill(T::zero());
-                let at = |oy, ox| ph.at(oy, qy, ox, qx);
-                if ph.pw == ow {
-                    // Rows as long as the phase's: one run from the first valid position to
-                    // the last, then the margins it crossed set back to zero.
-                    let (lo, hi) = (y_lo * ow + x_lo, (y_hi - 1) * ow + x_hi);
-                    dst[lo..hi].copy_from_slice(&src[at(y_lo, x_lo)..][..hi - lo]);
-                } else {
-                    for oy in y_lo..y_hi {
-                        dst[oy * ow + x_lo..oy * ow + x_hi].copy_from_slice(&src[at(oy, x_lo)..][..x_hi - x_lo]);
+            };
+            for ky in 0..k {
+                let (y_lo, y_hi) = f.valid(ky, h, oh);
+                let (ry, qy) = phase(ky, s, p);
+                for kx in 0..k {
+                    let (x_lo, x_hi) = f.valid(kx, w, ow);
+                    let (rx, qx) = phase(kx, s, p);
+                    let src = ph.of(phases, ry, rx);
+                    let dst = &mut out[(row0 + ky * k + kx) * f.cols() + n * oh * ow..][..oh * ow];
+                    if y_lo == y_hi || x_lo == x_hi {
+                        dst.fill(T::zero());
+                        continue;
                     }
-                }
-                if x_lo > 0 || x_hi < ow {
-                    for row in dst[y_lo * ow..y_hi * ow].chunks_exact_mut(ow) {
-                        let (left, rest) = row.split_at_mut(x_lo);
-                        for v in left.iter_mut().chain(&mut rest[x_hi - x_lo..]) {
-                            *v = T::zero();
+                    // Rows of positions entirely over the padding.
+                    dst[..y_lo * ow].fill(T::zero());
+                    dst[y_hi * ow..].fill(T::zero());
+                    let at = |oy, ox| ph.at(oy, qy, ox, qx);
+                    if ph.pw == ow {
+                        // Rows as long as the phase's: one run from the first valid position to
+                        // the last, then the margins it crossed set back to zero.
+                        let (lo, hi) = (y_lo * ow + x_lo, (y_hi - 1) * ow + x_hi);
+                        dst[lo..hi].copy_from_slice(&src[at(y_lo, x_lo)..][..hi - lo]);
+                    } else {
+                        for oy in y_lo..y_hi {
+                            dst[oy * ow + x_lo..oy * ow + x_hi].copy_from_slice(&src[at(oy, x_lo)..][..x_hi - x_lo]);
+                        }
+                    }
+                    if x_lo > 0 || x_hi < ow {
+                        for row in dst[y_lo * ow..y_hi * ow].chunks_exact_mut(ow) {
+                            let (left, rest) = row.split_at_mut(x_lo);
+                            for v in left.iter_mut().chain(&mut rest[x_hi - x_lo..]) {
+                                *v = T::zero();
+                            }
                         }
                     }
                 }
             }
         }
-    }
+    })
 }
 
 /// The adjoint of [`im2col`]: [C'·k·k, N·H'·W'] → the planes of `channels` in `out`
 /// x [N, C, H, W], each column's values added back where its patch came from (those planes
 /// are overwritten, the others left as they are).
 pub fn col2im<T: Element>(cols: &[T], f: &Frame, channels: Range<usize>, out: &mut [T]) {
-    profile::timed(Work::Col2im, || col2im_work(cols, f, channels, out))
-}
-
-fn col2im_work<T: Element>(cols: &[T], f: &Frame, channels: Range<usize>, out: &mut [T]) {
-    assert_eq!(out.len(), f.n * f.channels * f.big_len(), "col2im: output does not match its frame");
-    assert!(channels.end <= f.channels, "col2im: channels {channels:?} of {}", f.channels);
-    let kk = f.g.k * f.g.k;
-    assert_eq!(cols.len(), channels.len() * kk * f.cols(), "col2im: input does not match its frame");
-    let (k, s, p) = (f.g.k, f.g.stride, f.g.padding);
-    let ((h, w), (oh, ow)) = (f.big, f.small);
-    if out.is_empty() {
-        return;
-    }
-    let ph = Phases::new(f);
-    let mut sums = vec![T::zero(); if s > 1 { ph.len() } else { 0 }];
-    for (n, c) in (0..f.n).flat_map(|n| channels.clone().map(move |c| (n, c))) {
-        let plane = &mut out[(n * f.channels + c) * h * w..][..h * w];
-        let row0 = (c - channels.start) * kk;
-        let phases = match s {
-            1 => &mut *plane,
-            _ => &mut sums[..],
-        };
-        phases.fill(T::zero());
-        for ky in 0..k {
-            let (y_lo, y_hi) = f.valid(ky, h, oh);
-            let (ry, qy) = phase(ky, s, p);
-            for kx in 0..k {
-                let (x_lo, x_hi) = f.valid(kx, w, ow);
-                let (rx, qx) = phase(kx, s, p);
-                let dst = ph.of_mut(phases, ry, rx);
-                let src = &cols[(row0 + ky * k + kx) * f.cols() + n * oh * ow..][..oh * ow];
-                if y_lo == y_hi || x_lo == x_hi {
-                    continue;
-                }
-                let at = |oy, ox| ph.at(oy, qy, ox, qx);
-                if ph.pw == ow && x_hi - x_lo == ow {
-                    // Whole rows as long as the phase's: one run.
-                    let (lo, hi) = (y_lo * ow, y_hi * ow);
-                    add(&mut dst[at(y_lo, 0)..][..hi - lo], &src[lo..hi]);
-                } else {
-                    for oy in y_lo..y_hi {
-                        add(&mut dst[at(oy, x_lo)..][..x_hi - x_lo], &src[oy * ow + x_lo..oy * ow + x_hi]);
+    profile::timed(Work::Col2im, || {
+        f.check("col2im", out.len(), &channels, cols.len());
+        let kk = f.g.k * f.g.k;
+        let (k, s, p) = (f.g.k, f.g.stride, f.g.padding);
+        let ((h, w), (oh, ow)) = (f.big, f.small);
+        if out.is_empty() {
+            return;
+        }
+        let ph = Phases::new(f);
+        let mut sums = vec![T::zero(); if s > 1 { ph.len() } else { 0 }];
+        for (n, c) in (0..f.n).flat_map(|n| channels.clone().map(move |c| (n, c))) {
+            let plane = &mut out[(n * f.channels + c) * h * w..][..h * w];
+            let row0 = (c - channels.start) * kk;
+            let phases = match s {
+                1 => &mut *plane,
+                _ => &mut sums[..],
+            };
+            phases.fill(T::zero());
+            for ky in 0..k {
+                let (y_lo, y_hi) = f.valid(ky, h, oh);
+                let (ry, qy) = phase(ky, s, p);
+                for kx in 0..k {
+                    let (x_lo, x_hi) = f.valid(kx, w, ow);
+                    let (rx, qx) = phase(kx, s, p);
+                    let dst = ph.of_mut(phases, ry, rx);
+                    let src = &cols[(row0 + ky * k + kx) * f.cols() + n * oh * ow..][..oh * ow];
+                    if y_lo == y_hi || x_lo == x_hi {
+                        continue;
+                    }
+                    let at = |oy, ox| ph.at(oy, qy, ox, qx);
+                    if ph.pw == ow && x_hi - x_lo == ow {
+                        // Whole rows as long as the phase's: one run.
+                        let (lo, hi) = (y_lo * ow, y_hi * ow);
+                        add(&mut dst[at(y_lo, 0)..][..hi - lo], &src[lo..hi]);
+                    } else {
+                        for oy in y_lo..y_hi {
+                            add(&mut dst[at(oy, x_lo)..][..x_hi - x_lo], &src[oy * ow + x_lo..oy * ow + x_hi]);
+                        }
                     }
                 }
             }
+            if s > 1 {
+                ph.merge(&sums, w, plane);
+            }
         }
-        if s > 1 {
-            ph.merge(&sums, w, plane);
-        }
-    }
+    })
 }
 
-/// dst += src, elementwise.
+/// dst += src, elementwise (also how `conv.rs` sums its threads' weight gradients).
 #[inline(always)]
-fn add<T: Element>(dst: &mut [T], src: &[T]) {
+pub(super) fn add<T: Element>(dst: &mut [T], src: &[T]) {
     for (d, v) in dst.iter_mut().zip(src) {
         *d += *v;
     }

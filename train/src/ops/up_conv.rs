@@ -17,38 +17,49 @@ fn tap(a: usize, k: usize) -> usize {
     [[0, 1, 1], [0, 0, 1]][a][k]
 }
 
-/// The four phases' 2×2 kernels [4·o, c, 2, 2] (phase 2a + b first) from the 3×3 one [o, c, 3, 3].
-pub fn fold<T: Element>(w: &[T], o: usize, c: usize) -> Vec<T> {
-    let mut f = vec![T::zero(); 4 * o * c * 4];
+/// Calls `f(fi, wi)` for every 2×2 tap `fi` of the phases' kernels [4·o, c, 2, 2] and
+/// 3×3 tap `wi` [o, c, 3, 3] that it sums, in one fixed order: [`fold`] and its adjoint
+/// [`unfold`] walk the same pairs, one adding w[wi] to f[fi], the other df[fi] to dw[wi].
+fn pairs(o: usize, c: usize, mut f: impl FnMut(usize, usize)) {
     for (a, b) in [(0, 0), (0, 1), (1, 0), (1, 1)] {
         for oc in 0..o * c {
-            let w = &w[oc * 9..oc * 9 + 9];
-            let dst = &mut f[((2 * a + b) * o * c + oc) * 4..][..4];
             for ky in 0..3 {
                 for kx in 0..3 {
-                    dst[tap(a, ky) * 2 + tap(b, kx)] += w[ky * 3 + kx];
+                    f(((2 * a + b) * o * c + oc) * 4 + tap(a, ky) * 2 + tap(b, kx), oc * 9 + ky * 3 + kx);
                 }
             }
         }
     }
+}
+
+/// The four phases' 2×2 kernels [4·o, c, 2, 2] (phase 2a + b first) from the 3×3 one [o, c, 3, 3].
+pub fn fold<T: Element>(w: &[T], o: usize, c: usize) -> Vec<T> {
+    let mut f = vec![T::zero(); 4 * o * c * 4];
+    pairs(o, c, |fi, wi| f[fi] += w[wi]);
     f
 }
 
 /// [`fold`]'s adjoint: the 3×3 kernel's gradient from the phases' [o, c, 3, 3].
 pub fn unfold<T: Element>(df: &[T], o: usize, c: usize) -> Vec<T> {
     let mut dw = vec![T::zero(); o * c * 9];
-    for (a, b) in [(0, 0), (0, 1), (1, 0), (1, 1)] {
-        for oc in 0..o * c {
-            let src = &df[((2 * a + b) * o * c + oc) * 4..][..4];
-            let w = &mut dw[oc * 9..oc * 9 + 9];
-            for ky in 0..3 {
-                for kx in 0..3 {
-                    w[ky * 3 + kx] += src[tap(a, ky) * 2 + tap(b, kx)];
-                }
+    pairs(o, c, |fi, wi| dw[wi] += df[fi]);
+    dw
+}
+
+/// The rows [`interleave`] copies within one image, phase (a, b) by phase, channel by
+/// channel, small row i by row: calls `f(b, picture, phase)` with the offset of row 2i + a
+/// in the picture [o, 2h, 2w] and that of row i + a, from column b, in the phases
+/// [4·o, h+1, w+1]. [`deinterleave`] copies the same rows back.
+fn rows(o: usize, h: usize, w: usize, mut f: impl FnMut(usize, usize, usize)) {
+    let (h1, w1) = (h + 1, w + 1);
+    for phase in 0..4 {
+        let (a, b) = (phase / 2, phase % 2);
+        for ch in 0..o {
+            for i in 0..h {
+                f(b, (ch * 2 * h + 2 * i + a) * 2 * w, ((phase * o + ch) * h1 + i + a) * w1 + b);
             }
         }
     }
-    dw
 }
 
 /// The phases' outputs [N, 4·o, h+1, w+1] → the picture [N, o, 2h, 2w]:
@@ -58,18 +69,12 @@ pub fn interleave<T: Element>(p: &[T], p_dims: &[usize], o: usize) -> Vec<T> {
     let (h, w) = (h1 - 1, w1 - 1);
     let mut y = vec![T::zero(); n * o * 4 * h * w];
     y.par_chunks_mut(o * 4 * h * w).zip(p.par_chunks(4 * o * h1 * w1)).for_each(|(img, src)| {
-        for (phase, src) in src.chunks(o * h1 * w1).enumerate() {
-            let (a, b) = (phase / 2, phase % 2);
-            for (plane, src) in img.chunks_mut(4 * h * w).zip(src.chunks(h1 * w1)) {
-                for i in 0..h {
-                    let row = &mut plane[(2 * i + a) * 2 * w..][..2 * w];
-                    let from = &src[(i + a) * w1 + b..][..w];
-                    for (j, &v) in from.iter().enumerate() {
-                        row[2 * j + b] = v;
-                    }
-                }
+        rows(o, h, w, |b, to, from| {
+            let row = &mut img[to..][..2 * w];
+            for (j, &v) in src[from..][..w].iter().enumerate() {
+                row[2 * j + b] = v;
             }
-        }
+        })
     });
     y
 }
@@ -80,18 +85,12 @@ pub fn deinterleave<T: Element>(dy: &[T], p_dims: &[usize]) -> Vec<T> {
     let (o, h, w) = (o4 / 4, h1 - 1, w1 - 1);
     let mut dp = vec![T::zero(); n * o4 * h1 * w1];
     dp.par_chunks_mut(o4 * h1 * w1).zip(dy.par_chunks(o * 4 * h * w)).for_each(|(img, src)| {
-        for (phase, dst) in img.chunks_mut(o * h1 * w1).enumerate() {
-            let (a, b) = (phase / 2, phase % 2);
-            for (plane, src) in dst.chunks_mut(h1 * w1).zip(src.chunks(4 * h * w)) {
-                for i in 0..h {
-                    let row = &src[(2 * i + a) * 2 * w..][..2 * w];
-                    let to = &mut plane[(i + a) * w1 + b..][..w];
-                    for (j, v) in to.iter_mut().enumerate() {
-                        *v = row[2 * j + b];
-                    }
-                }
+        rows(o, h, w, |b, from, to| {
+            let row = &src[from..][..2 * w];
+            for (j, v) in img[to..][..w].iter_mut().enumerate() {
+                *v = row[2 * j + b];
             }
-        }
+        })
     });
     dp
 }
