@@ -4,8 +4,7 @@
 
 use std::io::Cursor;
 
-use canard_shared::image::{encode_png, ImageError};
-use image::codecs::gif::{GifEncoder, Repeat};
+use canard_shared::image::{encode_gif, encode_png, ImageError};
 use image::codecs::jpeg::JpegEncoder;
 use image::codecs::webp::WebPEncoder;
 use image::{Delay, DynamicImage, Frame};
@@ -21,10 +20,6 @@ pub enum Format {
     /// Only for animations (`/interpolate?format=gif`).
     Gif,
 }
-
-/// NeuQuant speed for GIF palettes: 10 is the `gif` crate's recommended balance
-/// (1 is slowest and best, 30 fastest).
-const GIF_SPEED: i32 = 10;
 
 impl Format {
     pub const STILL: [Format; 3] = [Format::Png, Format::Jpeg, Format::Webp];
@@ -64,14 +59,8 @@ pub fn still(img: &DynamicImage, format: Format) -> Result<Vec<u8>, ImageError> 
 
 /// An animated GIF that loops forever, [`GIF_FRAME_MS`] per frame.
 pub fn animation(frames: &[DynamicImage]) -> Result<Vec<u8>, ImageError> {
-    let mut buf = Vec::new();
-    {
-        let mut enc = GifEncoder::new_with_speed(&mut buf, GIF_SPEED);
-        enc.set_repeat(Repeat::Infinite)?;
-        let delay = Delay::from_numer_denom_ms(GIF_FRAME_MS, 1);
-        enc.encode_frames(frames.iter().map(|f| Frame::from_parts(f.to_rgba8(), 0, 0, delay)))?;
-    }
-    Ok(buf)
+    let delay = Delay::from_numer_denom_ms(GIF_FRAME_MS, 1);
+    Ok(encode_gif(frames.iter().map(|f| Frame::from_parts(f.to_rgba8(), 0, 0, delay)))?)
 }
 
 #[cfg(test)]

@@ -2,12 +2,14 @@
 //!
 //! A generator returns NCHW f32 values in [-1, 1]. One value becomes one 8-bit
 //! sample by [`to_u8`]; images are laid out in grids with [`grid`] and written
-//! as PNG with [`encode_png`]. Trainer previews and server responses both go
-//! through these functions, so they agree pixel for pixel on equal tensors.
+//! as PNG with [`encode_png`] (animations as GIF with [`encode_gif`]). Trainer
+//! previews and server responses both go through these functions, so they agree
+//! pixel for pixel on equal tensors.
 
 use std::io::Cursor;
 
-use ::image::{DynamicImage, GenericImage, GrayImage, ImageFormat, Rgb, RgbImage};
+use ::image::codecs::gif::{GifEncoder, Repeat};
+use ::image::{DynamicImage, Frame, GenericImage, GrayImage, ImageFormat, Rgb, RgbImage};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ImageError {
@@ -86,6 +88,23 @@ pub fn encode_png(img: &DynamicImage) -> Result<Vec<u8>, ImageError> {
     let mut buf = Cursor::new(Vec::new());
     img.write_to(&mut buf, ImageFormat::Png)?;
     Ok(buf.into_inner())
+}
+
+/// NeuQuant speed for GIF palettes: 10 is the `gif` crate's recommended balance (1 is
+/// slowest and best, 30 fastest): good colours on small pictures, quick enough for 256 frames.
+const GIF_SPEED: i32 = 10;
+
+/// An animated GIF of `frames` (each shown for its own delay) that loops forever;
+/// deterministic for equal frames. Fails with the `image` crate's own error, which the
+/// server wraps in [`ImageError`] and the trainer reports as it is.
+pub fn encode_gif(frames: impl IntoIterator<Item = Frame>) -> ::image::ImageResult<Vec<u8>> {
+    let mut buf = Vec::new();
+    {
+        let mut enc = GifEncoder::new_with_speed(&mut buf, GIF_SPEED);
+        enc.set_repeat(Repeat::Infinite)?;
+        enc.encode_frames(frames)?;
+    }
+    Ok(buf)
 }
 
 #[cfg(test)]

@@ -4,7 +4,7 @@
 //! - [`manifest`]: what an exported model is (`models/NAME/model.json`);
 //! - [`latent`]: the one algorithm that turns a seed into a latent vector, so the
 //!   trainer's preview of seed S and the server's image for seed S are the same picture;
-//! - [`image`]: generator output (NCHW, f32 in [-1, 1]) to 8-bit images, grids and PNG;
+//! - [`image`]: generator output (NCHW, f32 in [-1, 1]) to 8-bit images, grids, PNG and GIF;
 //! - [`files`]: reading a model's files without ever blocking on a FIFO or a device.
 
 pub mod files;

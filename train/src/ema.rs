@@ -10,13 +10,12 @@
 use candle_core::{DType, Device, Result, Tensor, Var};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
-use rayon::prelude::*;
 
 use crate::config::Arch;
 use crate::nn::batch_norm::BN_MOMENTUM;
 use crate::nn::params::randn;
 use crate::nn::{Engine, Init, Net, Params, Shape};
-use crate::ops::{with_slice, Element, TASK_VALUES};
+use crate::ops::{map, with_slices, Element};
 
 pub struct Ema {
     pub g: Net,
@@ -114,24 +113,14 @@ fn blend(ema: &Tensor, w: &Tensor, d: f64) -> Result<Tensor> {
 
 fn blend_cpu<T: Element>(ema: &Tensor, w: &Tensor, d: f64) -> Result<Tensor> {
     let (keep, take, zero) = (T::from_f64(d), T::from_f64(1.0 - d), T::zero());
-    let out = with_slice(ema, |e: &[T]| {
-        with_slice(w, |w: &[T]| {
-            let mut out = vec![zero; e.len()];
-            out.par_chunks_mut(TASK_VALUES).enumerate().for_each(|(i, chunk)| {
-                let at = i * TASK_VALUES;
-                for (j, o) in chunk.iter_mut().enumerate() {
-                    *o = (e[at + j] * keep + zero) + (w[at + j] * take + zero);
-                }
-            });
-            out
-        })
-    })??;
+    let out = with_slices([ema, w], |[e, w]: [&[T]; 2]| map(e, w, |x, y| (x * keep + zero) + (y * take + zero)))?;
     Tensor::from_vec(out, ema.shape(), ema.device())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ops::TASK_VALUES;
 
     fn ema(half_life: f64, rampup: f64) -> Ema {
         let shape = Shape { image_size: 8, channels: 1, nz: 2, ngf: 2, ndf: 2 };

@@ -4,4 +4,4 @@ pub mod nearest;
 pub mod swd;
 
 pub use nearest::{nearest, Nearest};
-pub use swd::{sliced_wasserstein, ImageSet, Pixels, SwdError, SwdReport};
+pub use swd::{sliced_wasserstein, ImageSet, SwdError, SwdReport};

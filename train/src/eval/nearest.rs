@@ -74,27 +74,32 @@ impl Nearest {
     /// training pictures are to theirs: about a tenth when the model samples like the data,
     /// many more when it copies.
     pub fn suspiciously_close(&self) -> (usize, f64) {
-        let threshold = quantile(&self.training, 0.1);
+        let threshold = quantile(&sorted(&self.training), 0.1);
         (self.generated.iter().filter(|(_, d)| *d < threshold).count(), threshold)
     }
 }
 
-/// The q-quantile (nearest rank) of `v`; NaN when empty.
-fn quantile(v: &[f64], q: f64) -> f64 {
-    if v.is_empty() {
-        return f64::NAN;
+/// The q-quantile (nearest rank) of `sorted`, which is in ascending order; NaN when empty.
+pub(crate) fn quantile(sorted: &[f64], q: f64) -> f64 {
+    match sorted.len() {
+        0 => f64::NAN,
+        n => sorted[((n - 1) as f64 * q).round() as usize],
     }
+}
+
+fn sorted(v: &[f64]) -> Vec<f64> {
     let mut s = v.to_vec();
     s.sort_by(f64::total_cmp);
-    s[((s.len() - 1) as f64 * q).round() as usize]
+    s
 }
 
 impl fmt::Display for Nearest {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let gen: Vec<f64> = self.generated.iter().map(|g| g.1).collect();
         let row = |f: &mut fmt::Formatter<'_>, what: &str, v: &[f64]| {
-            let (lo, med) = (quantile(v, 0.0), quantile(v, 0.5));
-            writeln!(f, "| {what} | {} | {lo:.3} | {:.3} | {med:.3} |", v.len(), quantile(v, 0.1))
+            let v = sorted(v);
+            let (lo, med) = (quantile(&v, 0.0), quantile(&v, 0.5));
+            writeln!(f, "| {what} | {} | {lo:.3} | {:.3} | {med:.3} |", v.len(), quantile(&v, 0.1))
         };
         writeln!(f, "| distance to the nearest training picture | pictures | min | 10% | median |")?;
         writeln!(f, "|---|---|---|---|---|")?;

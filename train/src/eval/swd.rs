@@ -20,18 +20,15 @@
 //!   fit below 7 px;
 //! - grey images have 1 channel (the reference asserts RGB).
 //!
-//! The inputs are NCHW bytes or values in [-1, 1]; the latter are first rounded to 8-bit
-//! levels, as the reference sees uint8 images (and as canard's PNGs are).
+//! The inputs are NCHW bytes, as the reference's uint8 images; generator output is rounded
+//! to them first (`canard_shared::image::to_u8`, as canard's PNGs are).
 
-use canard_shared::image::to_u8;
 use candle_core::{Device, Tensor};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rand_distr::StandardNormal;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
-
-use crate::data::Dataset;
 
 /// The reference's parameters.
 pub const NHOOD_SIZE: usize = 7;
@@ -41,65 +38,18 @@ pub const DIRS_PER_REPEAT: usize = 128;
 /// The pyramid stops at the first level smaller than this.
 pub const MIN_RESOLUTION: usize = 16;
 
-/// NCHW pixel values: f32 in [-1, 1] (a generator's output) or bytes (a [`Dataset`]).
-#[derive(Debug, Clone, Copy)]
-pub enum Pixels<'a> {
-    F32(&'a [f32]),
-    U8(&'a [u8]),
-}
-
-impl<'a> From<&'a [f32]> for Pixels<'a> {
-    fn from(p: &'a [f32]) -> Self {
-        Pixels::F32(p)
-    }
-}
-
-impl<'a> From<&'a [u8]> for Pixels<'a> {
-    fn from(p: &'a [u8]) -> Self {
-        Pixels::U8(p)
-    }
-}
-
-impl Pixels<'_> {
-    fn len(&self) -> usize {
-        match self {
-            Pixels::F32(p) => p.len(),
-            Pixels::U8(p) => p.len(),
-        }
-    }
-
-    /// Values `range` as 8-bit levels: the reference's images are uint8, and rounding
-    /// generator output the way canard's PNGs do makes both kinds of input agree.
-    fn levels(&self, range: std::ops::Range<usize>) -> Vec<f32> {
-        match self {
-            Pixels::F32(p) => p[range].iter().map(|&v| f32::from(to_u8(v))).collect(),
-            Pixels::U8(p) => p[range].iter().map(|&v| f32::from(v)).collect(),
-        }
-    }
-}
-
-/// A borrowed batch of `len` square NCHW images.
+/// A borrowed batch of `len` square NCHW 8-bit images.
 #[derive(Debug, Clone, Copy)]
 pub struct ImageSet<'a> {
-    pub pixels: Pixels<'a>,
+    pub pixels: &'a [u8],
     pub len: usize,
     pub channels: usize,
     pub size: usize,
 }
 
-impl<'a> From<&'a Dataset> for ImageSet<'a> {
-    fn from(d: &'a Dataset) -> Self {
-        ImageSet { pixels: Pixels::U8(&d.pixels), len: d.len, channels: d.channels, size: d.size }
-    }
-}
-
 impl<'a> ImageSet<'a> {
-    pub fn new(pixels: impl Into<Pixels<'a>>, len: usize, channels: usize, size: usize) -> Self {
-        ImageSet { pixels: pixels.into(), len, channels, size }
-    }
-
-    pub fn image_len(&self) -> usize {
-        self.channels * self.size * self.size
+    pub fn new(pixels: &'a [u8], len: usize, channels: usize, size: usize) -> Self {
+        ImageSet { pixels, len, channels, size }
     }
 
     fn check(&self, which: &str) -> Result<(), SwdError> {
@@ -246,7 +196,7 @@ fn pyramids(set: &ImageSet, levels: usize) -> Vec<Vec<f32>> {
             let mut out = vec![Vec::new(); levels];
             for ch in 0..c {
                 let start = (i * c + ch) * s * s;
-                let mut cur = set.pixels.levels(start..start + s * s);
+                let mut cur: Vec<f32> = set.pixels[start..start + s * s].iter().map(|&v| f32::from(v)).collect();
                 let mut n = s;
                 for level in out.iter_mut().take(levels - 1) {
                     let low = pyr_down(&cur, n);
@@ -407,19 +357,25 @@ impl RadixScratch {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use canard_shared::image::from_u8;
+    use crate::data::Dataset;
+    use canard_shared::image::{from_u8, to_u8};
 
     fn shapes(size: usize) -> Dataset {
         Dataset::open("builtin:shapes", size, None, 3, None).unwrap().0
     }
 
-    fn set<'a>(pixels: impl Into<Pixels<'a>>, len: usize, channels: usize, size: usize) -> ImageSet<'a> {
+    fn set(pixels: &[u8], len: usize, channels: usize, size: usize) -> ImageSet<'_> {
         ImageSet::new(pixels, len, channels, size)
     }
 
     fn noise(len: usize, seed: u64) -> Vec<f32> {
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
         (0..len).map(|_| rng.random_range(-1.0f32..=1.0)).collect()
+    }
+
+    /// Values in [-1, 1] as the SWD is given them: rounded to bytes, as `tools::eval` does.
+    fn bytes(values: &[f32]) -> Vec<u8> {
+        values.iter().map(|&v| to_u8(v)).collect()
     }
 
     /// A 3×3 box blur of every plane (borders clamped), as f32 in [-1, 1].
@@ -454,7 +410,7 @@ mod tests {
     #[test]
     fn a_constant_picture_has_no_detail_and_keeps_its_value() {
         let s = 32;
-        let img = vec![0.2f32; 3 * s * s];
+        let img = vec![to_u8(0.2); 3 * s * s];
         let pyr = pyramids(&set(&img[..], 1, 3, s), 2);
         let v = f32::from(to_u8(0.2));
         assert!(pyr[0].iter().all(|&x| x.abs() < 1e-4), "band-pass level of a constant is 0");
@@ -477,12 +433,13 @@ mod tests {
         let d = shapes(32);
         let a = set(&d.pixels[..64 * 3 * 32 * 32], 64, 3, 32);
         assert_eq!(sliced_wasserstein(&a, &a, 5).unwrap().mean, 0.0);
-        // The same pictures as f32 in [-1, 1] are the same set.
-        let copy: Vec<f32> = d.pixels[..64 * 3 * 32 * 32].iter().map(|&v| from_u8(v)).collect();
+        // The same pictures as generator output (f32 in [-1, 1]), rounded back, are the same set.
+        let values: Vec<f32> = d.pixels[..64 * 3 * 32 * 32].iter().map(|&v| from_u8(v)).collect();
+        let copy = bytes(&values);
         let r = sliced_wasserstein(&a, &set(&copy[..], 64, 3, 32), 5).unwrap();
         assert_eq!(r.levels, vec![(32, 0.0), (16, 0.0)]);
         assert_eq!(r.mean, 0.0);
-        let n = noise(copy.len(), 2);
+        let n = bytes(&noise(copy.len(), 2));
         let b = set(&n[..], 64, 3, 32);
         assert_eq!(sliced_wasserstein(&a, &b, 5).unwrap(), sliced_wasserstein(&a, &b, 5).unwrap());
         assert_ne!(sliced_wasserstein(&a, &b, 5).unwrap(), sliced_wasserstein(&a, &b, 6).unwrap());
@@ -497,9 +454,9 @@ mod tests {
         let t = std::time::Instant::now();
         let same = sliced_wasserstein(&a, &b, 0).unwrap();
         eprintln!("SWD of {k} vs {k} 32×32 images: {:.2}s", t.elapsed().as_secs_f64());
-        let noisy = noise(k * n, 9);
+        let noisy = bytes(&noise(k * n, 9));
         let far = sliced_wasserstein(&a, &set(&noisy[..], k, 3, s), 0).unwrap();
-        let blurred = blur(&d.pixels[k * n..2 * k * n], s);
+        let blurred = bytes(&blur(&d.pixels[k * n..2 * k * n], s));
         let soft = sliced_wasserstein(&a, &set(&blurred[..], k, 3, s), 0).unwrap();
         eprintln!("same data:\n{same}\nnoise:\n{far}\nblurred:\n{soft}");
         assert!(same.levels.iter().all(|(_, v)| v.is_finite() && *v > 0.0));
@@ -510,7 +467,7 @@ mod tests {
 
     #[test]
     fn small_grey_images_get_one_level() {
-        let (a, b) = (noise(50 * 8 * 8, 1), noise(50 * 8 * 8, 2));
+        let (a, b) = (bytes(&noise(50 * 8 * 8, 1)), bytes(&noise(50 * 8 * 8, 2)));
         let r = sliced_wasserstein(&set(&a[..], 50, 1, 8), &set(&b[..], 50, 1, 8), 0).unwrap();
         assert_eq!(r.levels.len(), 1);
         assert_eq!(r.levels[0].0, 8);
@@ -519,7 +476,7 @@ mod tests {
 
     #[test]
     fn mismatched_or_malformed_sets_are_errors() {
-        let p = vec![0.0f32; 2 * 3 * 16 * 16];
+        let p = vec![0u8; 2 * 3 * 16 * 16];
         let e = sliced_wasserstein(&set(&p[..], 2, 3, 16), &set(&p[..3 * 16 * 16], 1, 3, 16), 0).unwrap_err();
         assert!(e.to_string().contains("differ"), "{e}");
         let e = sliced_wasserstein(&set(&p[..], 3, 3, 16), &set(&p[..], 3, 3, 16), 0).unwrap_err();

@@ -41,16 +41,12 @@ impl ProgressGif {
         let all = preview_files(dir)?;
         let mut gif = Self::default();
         let chosen: Vec<&PathBuf> = subsample(all.len(), MAX_FRAMES).into_iter().map(|i| &all[i]).collect();
-        let Some(first) = chosen.first() else { return Ok(gif) };
-        let first = image::open(first).with_context(|| format!("cannot read {}", first.display()))?.to_rgb8();
+        let Some((first, rest)) = chosen.split_first() else { return Ok(gif) };
+        let first = open_rgb(first)?;
         gif.size = Some(frame_size(&first)?);
-        gif.frames = chosen
-            .par_iter()
-            .map(|p| {
-                let img = image::open(p).with_context(|| format!("cannot read {}", p.display()))?.to_rgb8();
-                gif.encode(img)
-            })
-            .collect::<anyhow::Result<_>>()?;
+        let mut frames = vec![gif.encode(first)?];
+        frames.extend(rest.par_iter().map(|p| gif.encode(open_rgb(p)?)).collect::<anyhow::Result<Vec<_>>>()?);
+        gif.frames = frames;
         gif.thin();
         Ok(gif)
     }
@@ -64,14 +60,6 @@ impl ProgressGif {
         self.frames.push(frame);
         self.thin();
         Ok(())
-    }
-
-    pub fn len(&self) -> usize {
-        self.frames.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.frames.is_empty()
     }
 
     /// The GIF's bytes: every kept frame, looping forever, the newest held longest.
@@ -131,24 +119,31 @@ pub fn preview_name(step: usize) -> String {
 
 /// `dir/step_N.png` files in order of N (numerically: step_1000000 comes after step_999999).
 fn preview_files(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
-    let mut found: Vec<(u64, PathBuf)> = Vec::new();
     if !dir.exists() {
         return Ok(Vec::new());
     }
-    for entry in std::fs::read_dir(dir).with_context(|| format!("cannot list {}", dir.display()))? {
-        let path = entry?.path();
-        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default();
-        let number = name.strip_prefix("step_").and_then(|r| r.strip_suffix(".png")).and_then(|n| n.parse().ok());
-        if let Some(n) = number {
-            found.push((n, path));
-        }
-    }
+    let mut found = std::fs::read_dir(dir)
+        .with_context(|| format!("cannot list {}", dir.display()))?
+        .filter_map(|entry| {
+            let path = match entry {
+                Ok(entry) => entry.path(),
+                Err(e) => return Some(Err(e)),
+            };
+            let number: u64 = path.file_name()?.to_str()?.strip_prefix("step_")?.strip_suffix(".png")?.parse().ok()?;
+            Some(Ok((number, path)))
+        })
+        .collect::<std::io::Result<Vec<_>>>()?;
     found.sort();
     Ok(found.into_iter().map(|(_, p)| p).collect())
 }
 
+/// A preview grid as RGB.
+fn open_rgb(path: &Path) -> anyhow::Result<RgbImage> {
+    Ok(image::open(path).with_context(|| format!("cannot read {}", path.display()))?.to_rgb8())
+}
+
 /// `k` indices evenly spread over `0..n`, first and last included (all of them when n ≤ k).
-fn subsample(n: usize, k: usize) -> Vec<usize> {
+pub(super) fn subsample(n: usize, k: usize) -> Vec<usize> {
     if n <= k || k < 2 {
         return (0..n).collect();
     }
@@ -206,12 +201,12 @@ mod tests {
         // 130 previews, 600 px wide: more frames and wider than the GIF keeps.
         for i in 1..=130 {
             gif.push(grid(i, 600, 300)).unwrap();
-            assert!(gif.len() <= MAX_FRAMES);
+            assert!(gif.frames.len() <= MAX_FRAMES);
         }
         let bytes = gif.bytes().unwrap();
         let ((w, h), delays) = frame_delays(&bytes);
         assert_eq!((w, h), (512, 256));
-        assert_eq!(delays.len(), gif.len());
+        assert_eq!(delays.len(), gif.frames.len());
         assert!(delays.len() > MAX_FRAMES / 2, "{} frames", delays.len());
         assert!(delays[..delays.len() - 1].iter().all(|&d| d == FRAME_DELAY));
         assert_eq!(delays[delays.len() - 1], LAST_DELAY);
@@ -226,13 +221,13 @@ mod tests {
         }
         let bytes = gif.bytes().unwrap();
         assert!(bytes.len() < 10 << 20, "{} bytes", bytes.len());
-        assert!(gif.len() >= 8, "{} frames kept", gif.len());
+        assert!(gif.frames.len() >= 8, "{} frames kept", gif.frames.len());
     }
 
     #[test]
     fn a_resumed_run_rebuilds_its_frames_from_the_previews_in_step_order() {
         let dir = tempfile::tempdir().unwrap();
-        assert!(ProgressGif::from_previews(&dir.path().join("missing")).unwrap().is_empty());
+        assert!(ProgressGif::from_previews(&dir.path().join("missing")).unwrap().frames.is_empty());
         // Steps 5, 40, 1000000 (numeric order), each grid a different colour.
         for (k, step) in [(0u8, 1_000_000usize), (1, 5), (2, 40)] {
             RgbImage::from_pixel(40, 40, Rgb([k * 100, 0, 0])).save(dir.path().join(preview_name(step))).unwrap();
@@ -240,7 +235,7 @@ mod tests {
         std::fs::write(dir.path().join("notes.txt"), b"ignored").unwrap();
         std::fs::write(dir.path().join("step_x.png"), b"ignored too").unwrap();
         let mut gif = ProgressGif::from_previews(dir.path()).unwrap();
-        assert_eq!(gif.len(), 3);
+        assert_eq!(gif.frames.len(), 3);
         let bytes = gif.bytes().unwrap();
         let mut opts = gif::DecodeOptions::new();
         opts.set_color_output(gif::ColorOutput::RGBA);

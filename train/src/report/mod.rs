@@ -27,10 +27,18 @@ pub fn generate(g: &Net, nz: usize, seeds: &[u64], device: &Device) -> candle_co
 
 /// Writes an NCHW batch in [-1, 1] as a PNG grid, 8 to a row; the grid.
 pub fn save_grid(images: &Tensor, path: &Path) -> anyhow::Result<DynamicImage> {
-    let (n, c, h, w) = images.dims4()?;
-    let data = images.flatten_all()?.to_vec1::<f32>()?;
-    let tiles = batch_to_images(&data, n, c, h, w)?;
-    let grid = grid(&tiles, 8, 2);
+    let shape = images.dims4()?;
+    write_grid(&images.flatten_all()?.to_vec1::<f32>()?, shape, 8, path)
+}
+
+/// Writes NCHW values in [-1, 1] of shape (n, c, h, w) as a PNG grid, `cols` to a row; the grid.
+pub fn write_grid(
+    values: &[f32],
+    (n, c, h, w): (usize, usize, usize, usize),
+    cols: usize,
+    path: &Path,
+) -> anyhow::Result<DynamicImage> {
+    let grid = grid(&batch_to_images(values, n, c, h, w)?, cols, 2);
     write_atomic(path, &encode_png(&grid)?)?;
     Ok(grid)
 }

@@ -11,8 +11,10 @@ use anyhow::Context;
 use plotters::prelude::*;
 use plotters::style::{register_font, FontStyle};
 
+use super::gif::subsample;
 use super::LossRecord;
 use crate::atomic::write_atomic;
+use crate::eval::nearest::quantile;
 
 const WIDTH: u32 = 1100;
 const HEIGHT: u32 = 760;
@@ -35,11 +37,12 @@ struct Series<'a> {
 
 impl<'a> Series<'a> {
     fn new(name: &'a str, colour: RGBColor, records: &[LossRecord], value: impl Fn(&LossRecord) -> f32) -> Self {
-        let steps: Vec<f64> = records.iter().map(|r| r.step as f64).collect();
         let values: Vec<f64> = records.iter().map(|r| value(r) as f64).collect();
         // The average of winsorised values: one exploding step must not bend the trend line.
         let avg = moving_average(&winsorise(&values), (records.len() / 50).clamp(1, 500));
-        let pick = |v: &[f64]| thin(steps.iter().copied().zip(v.iter().copied()).collect());
+        // At most MAX_POINTS, evenly spaced, the last kept.
+        let kept = subsample(records.len(), MAX_POINTS);
+        let pick = |v: &[f64]| -> Vec<(f64, f64)> { kept.iter().map(|&i| (records[i].step as f64, v[i])).collect() };
         Self { name, colour, raw: pick(&values), smooth: pick(&avg) }
     }
 }
@@ -89,15 +92,7 @@ fn panel<DB: DrawingBackend>(
     let y = y_range(series);
     // Enough decimals to tell the y ticks apart, no more ("0.5", not "0.500000").
     let span = y.end - y.start;
-    let decimals = if span >= 50.0 {
-        0
-    } else if span >= 5.0 {
-        1
-    } else if span >= 0.5 {
-        2
-    } else {
-        3
-    };
+    let decimals = [50.0, 5.0, 0.5].iter().take_while(|&&t| span < t).count();
     let mut chart = ChartBuilder::on(area)
         .margin(12)
         .x_label_area_size(42)
@@ -146,11 +141,9 @@ fn y_range(series: &[Series]) -> std::ops::Range<f64> {
     raw.sort_by(f64::total_cmp);
     let smooth = series.iter().flat_map(|s| s.smooth.iter().map(|p| p.1)).filter(|v| v.is_finite());
     let (mut lo, mut hi) = smooth.fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), v| (a.min(v), b.max(v)));
-    if !raw.is_empty() {
-        let at = |q: f64| raw[((raw.len() - 1) as f64 * q).round() as usize];
-        lo = lo.min(at(0.01));
-        hi = hi.max(at(0.99));
-    }
+    // With no raw values the quantiles are NaN, which min and max pass over.
+    lo = lo.min(quantile(&raw, 0.01));
+    hi = hi.max(quantile(&raw, 0.99));
     if !(lo.is_finite() && hi.is_finite()) {
         return 0.0..1.0;
     }
@@ -166,8 +159,7 @@ fn winsorise(values: &[f64]) -> Vec<f64> {
         return values.to_vec();
     }
     sorted.sort_by(f64::total_cmp);
-    let at = |q: f64| sorted[((sorted.len() - 1) as f64 * q).round() as usize];
-    let (lo, hi) = (at(0.01), at(0.99));
+    let (lo, hi) = (quantile(&sorted, 0.01), quantile(&sorted, 0.99));
     let (lo, hi) = (lo - (hi - lo) * 0.5, hi + (hi - lo) * 0.5);
     values.iter().map(|v| if v.is_finite() { v.clamp(lo, hi) } else { *v }).collect()
 }
@@ -190,15 +182,6 @@ fn moving_average(values: &[f64], window: usize) -> Vec<f64> {
         out.push(sum / count as f64);
     }
     out
-}
-
-/// At most [`MAX_POINTS`] evenly spaced points, always keeping the last.
-fn thin(points: Vec<(f64, f64)>) -> Vec<(f64, f64)> {
-    if points.len() <= MAX_POINTS {
-        return points;
-    }
-    let n = points.len();
-    (0..MAX_POINTS).map(|i| points[i * (n - 1) / (MAX_POINTS - 1)]).collect()
 }
 
 /// plotters keeps fonts in a process-wide table; fill it once.
@@ -273,9 +256,9 @@ mod tests {
         v[50] = 1e6;
         let w = winsorise(&v);
         assert!(w[50] < 2.0 && w[10] == v[10], "{}", w[50]);
-        let pts: Vec<(f64, f64)> = (0..10_000).map(|i| (i as f64, 0.0)).collect();
-        let t = thin(pts);
+        let recs = records(10_000, false);
+        let t = Series::new("loss_d", BLUE, &recs, |r| r.loss_d).raw;
         assert_eq!(t.len(), MAX_POINTS);
-        assert_eq!((t[0].0, t[MAX_POINTS - 1].0), (0.0, 9999.0));
+        assert_eq!((t[0].0, t[MAX_POINTS - 1].0), (1.0, 10_000.0));
     }
 }

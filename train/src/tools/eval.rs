@@ -10,13 +10,14 @@ use anyhow::Context;
 use std::path::PathBuf;
 use std::time::Instant;
 
+use canard_shared::image::{from_u8, to_u8};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
-use crate::atomic::write_atomic;
 use crate::data::Dataset;
 use crate::eval::{nearest, sliced_wasserstein, ImageSet, Nearest, SwdReport};
 use crate::export::reader::OnnxGenerator;
+use crate::report::write_grid;
 
 /// The number of images compared by default (when the data has that many).
 pub const DEFAULT_IMAGES: usize = 2048;
@@ -198,35 +199,20 @@ pub fn memorisation(
 ) -> anyhow::Result<Nearest> {
     let found = nearest(fakes, data, NEAREST_TRAINING, seed);
     let Some(path) = path else { return Ok(found) };
-    let (c, s) = (data.channels, data.size);
     let mut pairs = Vec::with_capacity(2 * fakes.len());
     for (fake, &(i, _)) in fakes.chunks(data.image_len()).zip(&found.generated) {
         pairs.extend_from_slice(fake);
-        pairs.extend(data.image_u8(i).iter().map(|&v| canard_shared::image::from_u8(v)));
+        pairs.extend(data.image_u8(i).iter().map(|&v| from_u8(v)));
     }
-    let tiles = canard_shared::image::batch_to_images(&pairs, 2 * found.generated.len(), c, s, s)?;
-    let png = canard_shared::image::encode_png(&canard_shared::image::grid(&tiles, 16, 2))?;
-    write_atomic(path, &png).with_context(|| format!("cannot write {}", path.display()))?;
+    let shape = (2 * found.generated.len(), data.channels, data.size, data.size);
+    write_grid(&pairs, shape, 16, path).with_context(|| format!("cannot write {}", path.display()))?;
     Ok(found)
 }
 
-/// The SWD between `images` pictures of `g` (seeds 0..images) and as many of `data`'s.
-pub fn evaluate(g: &OnnxGenerator, data: &Dataset, images: usize, seed: u64) -> anyhow::Result<SwdReport> {
-    if (g.channels, g.image_size) != (data.channels, data.size) {
-        anyhow::bail!(
-            "the model makes {}-channel {}px images but the data is {}-channel {}px",
-            g.channels,
-            g.image_size,
-            data.channels,
-            data.size
-        );
-    }
-    evaluate_with(|seeds| Ok(g.generate(seeds)?), data, images, seed)
-}
-
-/// As [`evaluate`], for any generator: `generate` returns the NCHW values in [-1, 1] of
-/// the images for a batch of seeds (at most 64), at the data's size and channels. The
-/// trainer passes its own eval-mode network; the seeds' latent vectors must be
+/// The SWD between `images` pictures of a generator (seeds 0..images) and as many of
+/// `data`'s: `generate` returns the NCHW values in [-1, 1] of the images for a batch of
+/// seeds (at most 64), at the data's size and channels. `canard-train eval` passes the
+/// exported model, the trainer its own eval-mode network; the seeds' latent vectors must be
 /// `canard_shared::latent`'s, so the numbers match `canard-train eval` on the export.
 /// Compares `images` images on each side (`real_pictures` for the data's side).
 pub fn evaluate_with(
@@ -253,7 +239,8 @@ pub fn evaluate_with(
                 data.size
             );
         }
-        fakes.extend(v);
+        // Rounded to 8-bit levels once: the SWD compares bytes, as the reference's uint8 images.
+        fakes.extend(v.iter().map(|&x| to_u8(x)));
     }
     let reals = real_pictures(data, images, seed);
     let reals = ImageSet::new(&reals[..], images, data.channels, data.size);

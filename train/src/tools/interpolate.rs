@@ -6,9 +6,8 @@
 
 use std::path::PathBuf;
 
-use canard_shared::image::grid;
+use canard_shared::image::{encode_gif, grid};
 use canard_shared::latent::{latent, slerp, truncate};
-use image::codecs::gif::{GifEncoder, Repeat};
 use image::imageops::FilterType;
 use image::{Delay, DynamicImage, Frame};
 
@@ -69,17 +68,10 @@ pub fn there_and_back_gif(pictures: &[DynamicImage], frame_ms: u32) -> anyhow::R
     let order = (0..n).chain((1..n.saturating_sub(1)).rev());
     let side = pictures.first().map_or(1, |p| p.width().max(1));
     let scale = GIF_MIN_SIDE.div_ceil(side).max(1);
-    let mut bytes = Vec::new();
-    {
-        // Speed 10 of 1..=30: good colours on small pictures, quick enough for 256 frames.
-        let mut enc = GifEncoder::new_with_speed(&mut bytes, 10);
-        enc.set_repeat(Repeat::Infinite)?;
-        for i in order {
-            let p = &pictures[i];
-            let rgba = p.resize(p.width() * scale, p.height() * scale, FilterType::Nearest).to_rgba8();
-            let ms = if i == 0 || i + 1 == n { HOLD_MS.max(frame_ms) } else { frame_ms };
-            enc.encode_frame(Frame::from_parts(rgba, 0, 0, Delay::from_numer_denom_ms(ms, 1)))?;
-        }
-    }
-    Ok(bytes)
+    Ok(encode_gif(order.map(|i| {
+        let p = &pictures[i];
+        let rgba = p.resize(p.width() * scale, p.height() * scale, FilterType::Nearest).to_rgba8();
+        let ms = if i == 0 || i + 1 == n { HOLD_MS.max(frame_ms) } else { frame_ms };
+        Frame::from_parts(rgba, 0, 0, Delay::from_numer_denom_ms(ms, 1))
+    }))?)
 }

@@ -64,11 +64,27 @@ mod tests {
     use super::{eval, interpolate, sample};
     use crate::config::Arch;
     use crate::data::Dataset;
-    use crate::export::reader::load_generator;
+    use crate::eval::SwdReport;
+    use crate::export::reader::{load_generator, OnnxGenerator};
     use crate::nn::Shape;
     use crate::trainer::Gan;
 
     const SIZE: usize = 16;
+
+    /// The SWD between `images` pictures of `g` (seeds 0..images) and as many of `data`'s,
+    /// through the reader rather than a closure.
+    fn evaluate(g: &OnnxGenerator, data: &Dataset, images: usize, seed: u64) -> anyhow::Result<SwdReport> {
+        if (g.channels, g.image_size) != (data.channels, data.size) {
+            anyhow::bail!(
+                "the model makes {}-channel {}px images but the data is {}-channel {}px",
+                g.channels,
+                g.image_size,
+                data.channels,
+                data.size
+            );
+        }
+        eval::evaluate_with(|seeds| Ok(g.generate(seeds)?), data, images, seed)
+    }
 
     /// models/tiny in a temporary folder. Untrained weights give pictures that are all
     /// mid-grey; scaling the weights up gives varied ones, so comparisons mean something.
@@ -230,19 +246,19 @@ mod tests {
         assert_eq!(report.levels[0].0, SIZE);
         assert!(report.mean.is_finite() && report.mean > 0.0, "{report}");
 
-        // The library entry points: the same numbers from the reader and from a closure.
+        // The library entry point on the reader's pictures: `run`'s numbers, and the same again.
         let (_, g) = load_generator(&model, &Device::Cpu).unwrap();
         let data = Dataset::open("builtin:shapes", SIZE, Some(3), 1, None).unwrap().0;
-        let a = eval::evaluate(&g, &data, 64, 1).unwrap();
+        let a = evaluate(&g, &data, 64, 1).unwrap();
         assert_eq!(a, report);
         let b = eval::evaluate_with(|seeds| Ok(g.generate(seeds)?), &data, 64, 1).unwrap();
         assert_eq!(a, b);
         let e = eval::evaluate_with(|_| Ok(vec![0.0; 3]), &data, 64, 1).unwrap_err();
         assert!(e.to_string().contains("values for"), "{e}");
         // More images than the data has: the data cycled to 64, as many generated.
-        assert!(eval::evaluate(&g, &data.first(10), 64, 1).unwrap().mean.is_finite());
+        assert!(evaluate(&g, &data.first(10), 64, 1).unwrap().mean.is_finite());
         let grey = Dataset::open("builtin:shapes", SIZE, Some(1), 1, None).unwrap().0;
-        assert!(eval::evaluate(&g, &grey, 8, 1).unwrap_err().to_string().contains("channel"));
+        assert!(evaluate(&g, &grey, 8, 1).unwrap_err().to_string().contains("channel"));
 
         // The same 64 pictures as PNG files (another program's output): the same SWD, but
         // for 8-bit rounding.
