@@ -1,5 +1,5 @@
-//! Times canard-train's training step (the trainer's own `step::dcgan_step` or
-//! `step::wgan_step`) on random data, for `scripts/bench-train.sh`, which runs it beside
+//! Times canard-train's training step (the trainer's own, the architecture's
+//! `Architecture::step`) on random data, for `scripts/bench-train.sh`, which runs it beside
 //! the same step in PyTorch. Prints one JSON line: images/s (generated images per second:
 //! batch × generator steps), seconds per step, peak RSS.
 //!
