@@ -75,6 +75,16 @@ pub struct TrainingSummary {
     /// How close generated images are to the data, measured at export.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub quality: Option<Quality>,
+    /// What training started from instead of random weights (canard-train's `--init-from`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_from: Option<StartedFrom>,
+}
+
+/// The checkpoint or model file a fine-tuned run started from, and its SHA-256.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StartedFrom {
+    pub file: String,
+    pub sha256: String,
 }
 
 /// ProGAN's multi-scale sliced Wasserstein distance between generated images and the

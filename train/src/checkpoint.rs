@@ -14,7 +14,7 @@ use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
 pub const DIR: &str = "checkpoints";
-const TENSORS: &str = "tensors.safetensors";
+pub const TENSORS: &str = "tensors.safetensors";
 const STATE: &str = "state.json";
 const FORMAT: u32 = 1;
 
@@ -39,6 +39,9 @@ pub struct State {
     /// ADA's probability and counters (`--ada-target`); absent in older checkpoints.
     #[serde(default)]
     pub ada: Option<crate::augment::Ada>,
+    /// What the run's first weights came from (`--init-from`), for the manifest.
+    #[serde(default)]
+    pub started_from: Option<canard_shared::manifest::StartedFrom>,
 }
 
 /// ChaCha8's full state: seed, stream and position (u128 as text: JSON numbers are f64).

@@ -212,6 +212,11 @@ settings! {
     /// auto (the GPU when built with CUDA and one is present), cuda or cpu [default: auto]
     #[arg(long, value_enum)]
     device: DeviceChoice = { |_| DeviceChoice::default() };
+    /// Start from another run (runs/NAME: its newest checkpoint; or runs/NAME/checkpoints/step_N) or a
+    /// model (models/NAME: its generator, the critic new) instead of random weights, on any data; their
+    /// networks must be this run's [default: none]
+    #[arg(long)]
+    init_from: PathBuf = open;
     /// Where runs/NAME/ goes [default: runs]
     #[arg(long)]
     runs_dir: PathBuf = { |_| "runs".into() };
@@ -272,7 +277,9 @@ impl Settings {
     }
 
     fn to_table(&self) -> Result<toml::Table, ConfigError> {
-        for (flag, path) in [("runs-dir", &self.runs_dir), ("models-dir", &self.models_dir)] {
+        for (flag, path) in
+            [("runs-dir", &self.runs_dir), ("models-dir", &self.models_dir), ("init-from", &self.init_from)]
+        {
             check_utf8(flag, path.as_deref())?;
         }
         check_integers(self)?;
@@ -360,6 +367,7 @@ impl TrainConfig {
         }
         check_utf8("runs-dir", Some(&self.runs_dir))?;
         check_utf8("models-dir", Some(&self.models_dir))?;
+        check_utf8("init-from", self.init_from.as_deref())?;
         if self.batch_size == 0 || self.critic_steps == 0 || self.critic_steps_burst == 0 {
             return bad("--batch-size, --critic-steps and --critic-steps-burst must be at least 1".into());
         }
@@ -467,6 +475,11 @@ impl TrainConfig {
         Ok(())
     }
 
+    /// The networks' shape for pictures of `channels`.
+    pub fn shape(&self, channels: usize) -> Shape {
+        Shape { image_size: self.image_size, channels, nz: self.nz, ngf: self.ngf, ndf: self.ndf }
+    }
+
     /// The networks' shape, and their size within what can be trained and exported.
     fn check_networks(&self) -> Result<(), ConfigError> {
         let bad = |m: String| Err(ConfigError::Invalid(m));
@@ -482,13 +495,7 @@ impl TrainConfig {
         if let Some(c) = self.channels.filter(|&c| c != 1 && c != 3) {
             return bad(format!("--channels must be 1 (grey) or 3 (RGB), not {c}"));
         }
-        let shape = Shape {
-            image_size: self.image_size,
-            channels: self.channels.unwrap_or(3),
-            nz: self.nz,
-            ngf: self.ngf,
-            ndf: self.ndf,
-        };
+        let shape = self.shape(self.channels.unwrap_or(3));
         if !self.image_size.is_power_of_two() || !(8..=1024).contains(&self.image_size) {
             return bad(format!("--image-size {} must be a power of two from 8 to 1024", self.image_size));
         }

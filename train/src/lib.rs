@@ -20,6 +20,7 @@ pub mod nn;
 pub mod ops;
 pub mod optim;
 pub mod report;
+pub mod start_from;
 pub mod step;
 pub mod tools;
 pub mod trainer;

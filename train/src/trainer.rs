@@ -30,6 +30,7 @@ use crate::report::cadence::Cadence;
 use crate::report::gif::{preview_name, ProgressGif};
 use crate::report::progress::Progress;
 use crate::report::{self, LossRecord, PREVIEW_SEEDS};
+use crate::start_from::StartFrom;
 use crate::step::{StepCtx, StepLosses, Steps};
 use crate::{atomic, device, export};
 
@@ -189,6 +190,8 @@ struct Setup {
     late: Option<DiffAugment>,
     /// The settings as `config.toml` records them, written once a checkpoint has loaded.
     config_toml: String,
+    /// `--init-from`'s weights, read and checked, when the run has no checkpoint to resume.
+    start_from: Option<StartFrom>,
 }
 
 impl Setup {
@@ -255,17 +258,37 @@ impl Setup {
         let config_toml = cfg.to_toml()?;
         let per_epoch = Cursor::new(data.len, batch, cfg.seed, 0, 0).per_epoch();
         let length = Length::of(&cfg, per_epoch, batch)?;
+        let shape = cfg.shape(data.channels);
+        // Read only by a run that starts: a resumed one goes on from its own checkpoints.
+        let start_from = match &cfg.init_from {
+            Some(path) if start == Start::Fresh || checkpoint::list(&run_dir).is_empty() => {
+                Some(StartFrom::open(path, cfg.arch, shape, &device)?)
+            }
+            _ => None,
+        };
         if start == Start::Fresh {
             discard_run(&cfg.runs_dir, &run_dir)?;
         }
         std::fs::create_dir_all(&samples_dir).with_context(|| format!("cannot create {}", samples_dir.display()))?;
-        Ok(Setup { cfg, device, data, run_dir, samples_dir, batch, per_epoch, length, augment, late, config_toml })
+        Ok(Setup {
+            cfg,
+            device,
+            data,
+            run_dir,
+            samples_dir,
+            batch,
+            per_epoch,
+            length,
+            augment,
+            late,
+            config_toml,
+            start_from,
+        })
     }
 
     /// The networks' shape.
     fn shape(&self) -> Shape {
-        let cfg = &self.cfg;
-        Shape { image_size: cfg.image_size, channels: self.data.channels, nz: cfg.nz, ngf: cfg.ngf, ndf: cfg.ndf }
+        self.cfg.shape(self.data.channels)
     }
 
     /// The progress table's column names: the critic's scores and the third loss.
@@ -346,6 +369,22 @@ impl Training {
             cursor = Cursor::new(data.len, *batch, cfg.seed, saved.cursor_epoch, saved.cursor_pos);
             st = saved;
         } else {
+            // No checkpoint read back (even if some were there): `--init-from` applies as to a new run.
+            let opened;
+            let from = match (&setup.start_from, &cfg.init_from) {
+                (Some(from), _) => Some(from),
+                (None, Some(path)) => {
+                    opened = StartFrom::open(path, cfg.arch, shape, device)?;
+                    Some(&opened)
+                }
+                (None, None) => None,
+            };
+            if let Some(from) = from {
+                from.apply(&gan, ema.as_mut())?;
+                cfg.arch.get().constrain_critic(&gan, cfg)?;
+                st.started_from = Some(from.record.clone());
+                eprintln!("canard-train: starting from {}", from.record.file);
+            }
             // Spread over the whole dataset: folders are read in path order, often one class per folder.
             let shown = data.len.min(64);
             let spread: Vec<usize> = (0..shown).map(|i| i * data.len / shown).collect();
@@ -512,6 +551,7 @@ fn finish(setup: Setup, training: Training) -> anyhow::Result<TrainOutcome> {
             .unwrap_or(0),
         ema: cfg.ema_half_life > 0.0,
         quality,
+        started_from: st.started_from.clone(),
     };
     let (model_dir, _) = export::export(&g_out, &shape, &cfg.models_dir, &cfg.name, cfg.arch.name(), summary.clone())?;
     eprintln!("canard-train: {} steps in {:.1}s; exported {}", st.step, st.seconds, model_dir.display());

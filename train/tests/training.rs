@@ -3,8 +3,8 @@
 
 use std::path::Path;
 
-use canard_train::{checkpoint, train_with, Settings, Start};
-use candle_core::Device;
+use canard_train::{checkpoint, train_with, Arch, Settings, Start};
+use candle_core::{DType, Device};
 
 fn settings(dir: &Path, arch: &str, steps: usize) -> Settings {
     let size = if arch == "fastgan" { 32 } else { 16 }; // fastgan's smallest
@@ -392,4 +392,95 @@ fn a_policy_for_augmentation_the_data_turns_off_is_refused_by_name() {
     assert!(err.contains("--augment-policy cutout does nothing") && err.contains("--augment"), "{err}");
     let on = Settings { augment: Some(true), ..s };
     train_with(&on, None, Start::Auto).unwrap();
+}
+
+/// A run trained for `steps` in `dir` (name `t`), then the settings of run `b` there
+/// starting from `from`.
+fn fine_tuning(dir: &Path, from: &Path) -> Settings {
+    let mut s = settings(dir, "fastgan", 2);
+    (s.name, s.init_from) = (Some("b".into()), Some(from.to_path_buf()));
+    s
+}
+
+#[test]
+fn a_run_starts_from_another_runs_checkpoint_or_a_model_records_it_and_resumes_without_it() {
+    use canard_train::nn::Shape;
+    use canard_train::start_from::StartFrom;
+    use canard_train::trainer::Gan;
+    use rand::SeedableRng;
+
+    let source = tempfile::tempdir().unwrap();
+    train_with(&settings(source.path(), "fastgan", 2), None, Start::Auto).unwrap();
+    let (run, model) = (source.path().join("runs/t"), source.path().join("models/t"));
+    let shape = Shape { image_size: 32, channels: 3, nz: 8, ngf: 4, ndf: 4 };
+    let values = |t: &candle_core::Tensor| t.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+    let fresh =
+        || Gan::new(Arch::Fastgan, shape, &mut rand_chacha::ChaCha8Rng::seed_from_u64(9), &Device::Cpu, DType::F32);
+
+    // From the run: both networks are its newest checkpoint's.
+    let saved = final_tensors(source.path());
+    let gan = fresh().unwrap();
+    StartFrom::open(&run, Arch::Fastgan, shape, &Device::Cpu).unwrap().apply(&gan, None).unwrap();
+    for (prefix, params) in [("g.", &gan.g_params), ("d.", &gan.d_params)] {
+        for p in params.iter() {
+            assert_eq!(values(p.var.as_tensor()), saved[&format!("{prefix}{}", p.name)], "{prefix}{}", p.name);
+        }
+    }
+    // From the model: the exported generator, and a critic as a new run's.
+    let gan = fresh().unwrap();
+    let (_, exported) = canard_train::export::reader::load_generator(&model, &Device::Cpu).unwrap();
+    StartFrom::open(&model, Arch::Fastgan, shape, &Device::Cpu).unwrap().apply(&gan, None).unwrap();
+    let new_critic = fresh().unwrap();
+    for (p, e) in gan.g_params.iter().zip(exported.params.iter()) {
+        assert_eq!(values(p.var.as_tensor()), values(e.var.as_tensor()), "{}", p.name);
+    }
+    for (p, n) in gan.d_params.iter().zip(new_critic.d_params.iter()) {
+        assert_eq!(values(p.var.as_tensor()), values(n.var.as_tensor()), "{}", p.name);
+    }
+
+    // A whole run: recorded in its config.toml and its manifest, with the file's SHA-256.
+    let tuned = tempfile::tempdir().unwrap();
+    let out = train_with(&fine_tuning(tuned.path(), &run), None, Start::Auto).unwrap();
+    let checkpoint = checkpoint::list(&run).pop().unwrap().join(checkpoint::TENSORS);
+    let started = out.summary.started_from.expect("the manifest says where it started");
+    assert_eq!(started.sha256, canard_shared::manifest::sha256_hex(&std::fs::read(&checkpoint).unwrap()));
+    assert_eq!(started.file, checkpoint.display().to_string());
+    let recorded = std::fs::read_to_string(tuned.path().join("runs/b/config.toml")).unwrap();
+    assert!(recorded.contains(&format!("init-from = \"{}\"", run.display())), "{recorded}");
+    // It resumes as any run, with its source gone, and still says where it started.
+    drop(source);
+    let mut longer = fine_tuning(tuned.path(), &run);
+    longer.steps = Some(4);
+    let out = train_with(&longer, None, Start::Auto).unwrap();
+    assert_eq!((out.summary.steps, out.summary.started_from.map(|s| s.sha256)), (4, Some(started.sha256)));
+}
+
+#[test]
+fn init_from_refuses_other_networks_by_name_and_folders_that_are_not_runs_or_models() {
+    let source = tempfile::tempdir().unwrap();
+    train_with(&settings(source.path(), "fastgan", 2), None, Start::Auto).unwrap();
+    let run = source.path().join("runs/t");
+    let tuned = tempfile::tempdir().unwrap();
+    let refused = |tweak: &dyn Fn(&mut Settings)| {
+        let mut s = fine_tuning(tuned.path(), &run);
+        tweak(&mut s);
+        let err = format!("{:#}", train_with(&s, None, Start::Auto).err().expect("refused"));
+        assert!(!tuned.path().join("runs/b").exists(), "nothing written for a refused start: {err}");
+        err
+    };
+    let err = refused(&|s| (s.ngf, s.nz) = (Some(8), Some(16)));
+    assert!(err.contains("--nz 8 there, 16 here") && err.contains("--ngf 4 there, 8 here"), "{err}");
+    let err = refused(&|s| s.arch = Some(Arch::Dcgan));
+    assert!(err.contains("--arch fastgan there, dcgan here"), "{err}");
+    let model = source.path().join("models/t");
+    let err = refused(&|s| (s.init_from, s.ngf) = (Some(model.clone()), Some(8)));
+    assert!(err.contains("--ngf 4 there, 8 here") && !err.contains("ndf"), "{err}");
+    let err = refused(&|s| s.init_from = Some(source.path().into()));
+    assert!(err.contains("not a canard run (runs/NAME), one of its checkpoints"), "{err}");
+    // A damaged checkpoint is named, and left where it is (it is another run's).
+    let newest = checkpoint::list(&run).pop().unwrap();
+    std::fs::write(newest.join(checkpoint::TENSORS), b"not tensors").unwrap();
+    let err = refused(&|_| {});
+    assert!(err.contains("no checkpoint reads back") && err.contains("tensors.safetensors"), "{err}");
+    assert!(newest.exists());
 }

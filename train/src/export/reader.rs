@@ -33,6 +33,8 @@ pub struct ReadError {
 /// The exported generator, in the network that trained it (evaluation mode).
 pub struct OnnxGenerator {
     pub g: Net,
+    /// Its parameters, by the names the exporter gave them.
+    pub params: Params,
     /// The architecture family its generator belongs to (dcgan's serves wgan and wgan-gp too).
     pub arch: Arch,
     pub shape: Shape,
@@ -197,6 +199,7 @@ fn read(bytes: &[u8], device: &Device) -> Result<OnnxGenerator, String> {
     }
     Ok(OnnxGenerator {
         g,
+        params,
         arch: kind,
         shape,
         nz,
