@@ -217,6 +217,9 @@ settings! {
     /// networks must be this run's [default: none]
     #[arg(long)]
     init_from: PathBuf = open;
+    /// With --init-from a run: its critic's first N blocks keep their weights (FreezeD, Mo et al. 2020) [default: 0]
+    #[arg(long)]
+    freeze_d: usize = { |_| 0 };
     /// Where runs/NAME/ goes [default: runs]
     #[arg(long)]
     runs_dir: PathBuf = { |_| "runs".into() };
@@ -459,7 +462,19 @@ impl TrainConfig {
                 "--augment=false turns augmentation off (here or in the run's config.toml)",
             )?;
         }
-        self.check_networks()
+        self.check_networks()?;
+        let blocks = self.arch.get().critic_blocks(&self.shape(self.channels.unwrap_or(3))).len();
+        if self.freeze_d > 0 && self.init_from.is_none() {
+            return bad("--freeze-d keeps the critic's first blocks as --init-from gave them; give --init-from".into());
+        }
+        if self.freeze_d > blocks {
+            let (arch, size) = (self.arch.name(), self.image_size);
+            return bad(format!(
+                "--freeze-d {}: the {arch} critic at {size}×{size} has {blocks} blocks",
+                self.freeze_d
+            ));
+        }
+        Ok(())
     }
 
     /// With augmentation off, a policy or colour schedule other than the default would do

@@ -11,7 +11,7 @@ use canard_shared::manifest::{sha256_hex, StartedFrom};
 use candle_core::{Device, Tensor};
 
 use crate::checkpoint;
-use crate::config::{Arch, Settings, MAX_PARAMETERS};
+use crate::config::{Arch, Settings, TrainConfig, MAX_PARAMETERS};
 use crate::ema::Ema;
 use crate::nn::Shape;
 use crate::trainer::Gan;
@@ -28,10 +28,14 @@ impl StartFrom {
     /// Reads `path`: a run's folder (its newest checkpoint that reads back), one of its
     /// checkpoints (`checkpoints/step_N`), or a model's folder (its generator, with the
     /// manifest's SHA-256 checked). Refused, naming each difference, unless its networks
-    /// are this run's: `arch` and `shape` (for a model, its generator's family and shape).
-    pub fn open(path: &Path, arch: Arch, shape: Shape, device: &Device) -> anyhow::Result<Self> {
-        let what = format!("--init-from {}", path.display());
+    /// are this run's (`cfg.arch`, `shape`; for a model, its generator's family and shape),
+    /// or `--freeze-d` would keep a critic it does not hold.
+    pub fn open(path: &Path, cfg: &TrainConfig, shape: Shape, device: &Device) -> anyhow::Result<Self> {
+        let (what, arch) = (format!("--init-from {}", path.display()), cfg.arch);
         if path.join("model.json").is_file() {
+            if cfg.freeze_d > 0 {
+                bail!("--freeze-d {}: {} is a model, which holds no critic", cfg.freeze_d, path.display());
+            }
             let (manifest, g) = crate::export::reader::load_generator(path, device).with_context(|| what.clone())?;
             // A model holds no critic: only the generator's family and shape must match.
             let theirs =

@@ -262,7 +262,7 @@ impl Setup {
         // Read only by a run that starts: a resumed one goes on from its own checkpoints.
         let start_from = match &cfg.init_from {
             Some(path) if start == Start::Fresh || checkpoint::list(&run_dir).is_empty() => {
-                Some(StartFrom::open(path, cfg.arch, shape, &device)?)
+                Some(StartFrom::open(path, &cfg, shape, &device)?)
             }
             _ => None,
         };
@@ -325,6 +325,9 @@ impl Training {
         let rule = cfg.arch.get().rule(cfg);
         let mut opt_g = Optimizer::new(gan.g_params.trainable(), rule, cfg.lr_g)?;
         let mut opt_d = Optimizer::new(gan.d_params.trainable(), rule, cfg.lr_d)?;
+        let frozen: Vec<String> = cfg.arch.get().critic_blocks(&shape).into_iter().take(cfg.freeze_d).collect();
+        let trainable = gan.d_params.iter().filter(|p| p.trainable);
+        opt_d.freeze(trainable.map(|p| frozen.iter().any(|b| p.name.starts_with(b))).collect());
         cfg.arch.get().constrain_critic(&gan, cfg)?;
         let mut ema = match cfg.ema_half_life > 0.0 {
             true => Some(Ema::new(cfg.arch, shape, &gan.g_params, cfg.ema_half_life, cfg.ema_rampup, device)?),
@@ -374,7 +377,7 @@ impl Training {
             let from = match (&setup.start_from, &cfg.init_from) {
                 (Some(from), _) => Some(from),
                 (None, Some(path)) => {
-                    opened = StartFrom::open(path, cfg.arch, shape, device)?;
+                    opened = StartFrom::open(path, cfg, shape, device)?;
                     Some(&opened)
                 }
                 (None, None) => None,

@@ -413,6 +413,7 @@ fn a_run_starts_from_another_runs_checkpoint_or_a_model_records_it_and_resumes_w
     train_with(&settings(source.path(), "fastgan", 2), None, Start::Auto).unwrap();
     let (run, model) = (source.path().join("runs/t"), source.path().join("models/t"));
     let shape = Shape { image_size: 32, channels: 3, nz: 8, ngf: 4, ndf: 4 };
+    let cfg = settings(source.path(), "fastgan", 2).resolve().unwrap();
     let values = |t: &candle_core::Tensor| t.flatten_all().unwrap().to_vec1::<f32>().unwrap();
     let fresh =
         || Gan::new(Arch::Fastgan, shape, &mut rand_chacha::ChaCha8Rng::seed_from_u64(9), &Device::Cpu, DType::F32);
@@ -420,7 +421,7 @@ fn a_run_starts_from_another_runs_checkpoint_or_a_model_records_it_and_resumes_w
     // From the run: both networks are its newest checkpoint's.
     let saved = final_tensors(source.path());
     let gan = fresh().unwrap();
-    StartFrom::open(&run, Arch::Fastgan, shape, &Device::Cpu).unwrap().apply(&gan, None).unwrap();
+    StartFrom::open(&run, &cfg, shape, &Device::Cpu).unwrap().apply(&gan, None).unwrap();
     for (prefix, params) in [("g.", &gan.g_params), ("d.", &gan.d_params)] {
         for p in params.iter() {
             assert_eq!(values(p.var.as_tensor()), saved[&format!("{prefix}{}", p.name)], "{prefix}{}", p.name);
@@ -429,7 +430,7 @@ fn a_run_starts_from_another_runs_checkpoint_or_a_model_records_it_and_resumes_w
     // From the model: the exported generator, and a critic as a new run's.
     let gan = fresh().unwrap();
     let (_, exported) = canard_train::export::reader::load_generator(&model, &Device::Cpu).unwrap();
-    StartFrom::open(&model, Arch::Fastgan, shape, &Device::Cpu).unwrap().apply(&gan, None).unwrap();
+    StartFrom::open(&model, &cfg, shape, &Device::Cpu).unwrap().apply(&gan, None).unwrap();
     let new_critic = fresh().unwrap();
     for (p, e) in gan.g_params.iter().zip(exported.params.iter()) {
         assert_eq!(values(p.var.as_tensor()), values(e.var.as_tensor()), "{}", p.name);
@@ -477,10 +478,36 @@ fn init_from_refuses_other_networks_by_name_and_folders_that_are_not_runs_or_mod
     assert!(err.contains("--ngf 4 there, 8 here") && !err.contains("ndf"), "{err}");
     let err = refused(&|s| s.init_from = Some(source.path().into()));
     assert!(err.contains("not a canard run (runs/NAME), one of its checkpoints"), "{err}");
+    let err = refused(&|s| (s.init_from, s.freeze_d) = (Some(model.clone()), Some(1)));
+    assert!(err.contains("--freeze-d 1: ") && err.contains("is a model, which holds no critic"), "{err}");
+    let err = refused(&|s| s.freeze_d = Some(4));
+    assert!(err.contains("--freeze-d 4: the fastgan critic at 32×32 has 3 blocks"), "{err}");
+    let err = refused(&|s| (s.init_from, s.freeze_d) = (None, Some(1)));
+    assert!(err.contains("--freeze-d keeps the critic's first blocks as --init-from gave them"), "{err}");
     // A damaged checkpoint is named, and left where it is (it is another run's).
     let newest = checkpoint::list(&run).pop().unwrap();
     std::fs::write(newest.join(checkpoint::TENSORS), b"not tensors").unwrap();
     let err = refused(&|_| {});
     assert!(err.contains("no checkpoint reads back") && err.contains("tensors.safetensors"), "{err}");
     assert!(newest.exists());
+}
+
+#[test]
+fn freeze_d_keeps_the_critics_first_blocks_as_the_source_had_them() {
+    let source = tempfile::tempdir().unwrap();
+    train_with(&settings(source.path(), "fastgan", 2), None, Start::Auto).unwrap();
+    let before = final_tensors(source.path());
+    let tuned = tempfile::tempdir().unwrap();
+    let mut s = fine_tuning(tuned.path(), &source.path().join("runs/t"));
+    s.freeze_d = Some(2);
+    train_with(&s, None, Start::Auto).unwrap();
+    let (_, _, after) = checkpoint::latest(&tuned.path().join("runs/b"), &Device::Cpu).unwrap();
+    let trainable =
+        |k: &str| k.starts_with("d.") && (k.ends_with(".weight") || k.ends_with("gamma") || k.ends_with("beta"));
+    for (k, t) in after.iter().filter(|(k, _)| trainable(k)) {
+        let same = t.flatten_all().unwrap().to_vec1::<f32>().unwrap() == before[k];
+        // fastgan 32×32's critic: down16, down8 (frozen), down4, the logit, the decoders.
+        let frozen = k.starts_with("d.down16.") || k.starts_with("d.down8.");
+        assert_eq!(same, frozen, "{k}");
+    }
 }

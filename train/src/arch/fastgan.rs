@@ -32,6 +32,10 @@ impl Architecture for Fastgan {
         nn::fastgan::critic(init, shape)
     }
 
+    fn critic_blocks(&self, shape: &Shape) -> Vec<String> {
+        nn::fastgan::critic_blocks(shape)
+    }
+
     fn validate(&self, shape: &Shape) -> std::result::Result<(), String> {
         nn::fastgan::validate(shape)
     }

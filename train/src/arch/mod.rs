@@ -95,6 +95,11 @@ pub trait Architecture: Sync {
         nn::dcgan::critic(init, shape, nn::dcgan::CriticNorm::Batch)
     }
 
+    /// The critic's blocks that `--freeze-d` can keep, input first: their parameters' prefixes.
+    fn critic_blocks(&self, shape: &Shape) -> Vec<String> {
+        nn::dcgan::critic_blocks(shape)
+    }
+
     fn validate(&self, shape: &Shape) -> std::result::Result<(), String> {
         shape.validate()
     }

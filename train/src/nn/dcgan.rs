@@ -57,6 +57,11 @@ pub fn generator(init: &mut Init, shape: Shape) -> Result<Net> {
     Ok(net)
 }
 
+/// The critic's blocks before its last layer, input first, by their parameters' prefix (`0.`, `1.`, …).
+pub fn critic_blocks(shape: &Shape) -> Vec<String> {
+    (0..shape.stages()).map(|i| format!("{i}.")).collect()
+}
+
 pub fn critic(init: &mut Init, shape: Shape, norm: CriticNorm) -> Result<Net> {
     let n = shape.stages();
     let mut net = Net::default();

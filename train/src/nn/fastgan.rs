@@ -65,6 +65,11 @@ pub fn ngf_from_first(size: usize, first_out: usize) -> Option<usize> {
     (first_out.is_multiple_of(2) && w4.is_multiple_of(per) && w4 > 0).then_some(w4 / per)
 }
 
+/// The critic's down blocks, input first, by their parameters' prefix (`down32.`, …, `down4.`).
+pub fn critic_blocks(shape: &Shape) -> Vec<String> {
+    sides(shape.image_size).rev().skip(1).map(|side| format!("down{side}.")).collect()
+}
+
 /// The generator: outputs [pictures].
 pub fn generator(init: &mut Init, shape: Shape) -> Result<Net> {
     let (size, base) = (shape.image_size, shape.ngf);

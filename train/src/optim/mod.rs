@@ -30,6 +30,8 @@ pub struct Optimizer {
     v: Vec<Tensor>,
     /// Updates done so far (for Adam's bias correction).
     pub t: u64,
+    /// Per variable: kept as it is (`--freeze-d`).
+    frozen: Vec<bool>,
 }
 
 impl Optimizer {
@@ -37,13 +39,18 @@ impl Optimizer {
         let zeros = |v: &Var| v.as_tensor().zeros_like();
         let m = vars.iter().map(zeros).collect::<Result<_>>()?;
         let v = vars.iter().map(zeros).collect::<Result<_>>()?;
-        Ok(Self { rule, lr, vars, m, v, t: 0 })
+        Ok(Self { rule, lr, vars, m, v, t: 0, frozen: Vec::new() })
+    }
+
+    /// Keeps the variables `frozen` marks (in the order given to [`Optimizer::new`]) as they are.
+    pub fn freeze(&mut self, frozen: Vec<bool>) {
+        self.frozen = frozen;
     }
 
     pub fn step(&mut self, grads: &GradStore) -> Result<()> {
         self.t += 1;
         for (i, var) in self.vars.iter().enumerate() {
-            let Some(g) = grads.get(var.as_tensor()) else { continue };
+            let Some(g) = grads.get(var.as_tensor()).filter(|_| self.frozen.get(i) != Some(&true)) else { continue };
             // A variable's gradient still holds its graph (candle detaches only intermediate
             // nodes); the moments must not, or every step's graph would stay alive through them.
             let g = &g.detach();
