@@ -117,12 +117,8 @@ fn main() -> anyhow::Result<()> {
             epochs: 0,
             steps: a.warmup + a.steps,
             batch_size: a.batch,
-            images_seen: 0,
             seconds: secs,
-            seed: 0,
-            exported_at: 0,
-            ema: false,
-            quality: None,
+            ..Default::default()
         };
         export::export(&gan.g, &shape, dir, "bench", a.arch.name(), summary).context("exporting the generator")?;
     }
