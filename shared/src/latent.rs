@@ -106,6 +106,41 @@ pub fn truncate(z: &mut [f32], psi: f32) {
     }
 }
 
+/// The longest latent text accepted: base64 of [`crate::manifest::MAX_LATENT_DIM`] f32s.
+pub const MAX_LATENT_TEXT: usize = crate::manifest::MAX_LATENT_DIM * 4 / 3 + 4;
+
+/// A latent vector as text (`canard-train project` writes it, `/generate?latent=` reads it):
+/// standard base64 of its values as little-endian f32.
+pub fn encode_latent(z: &[f32]) -> String {
+    use base64::Engine;
+    let bytes: Vec<u8> = z.iter().flat_map(|v| v.to_le_bytes()).collect();
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+/// [`encode_latent`]'s text back to `dim` values; refused, saying why, when it is not
+/// base64, not `dim` values long, or holds a value that is not a finite number.
+pub fn decode_latent(text: &str, dim: usize) -> Result<Vec<f32>, String> {
+    use base64::Engine;
+    if text.len() > MAX_LATENT_TEXT {
+        return Err(format!("is {} characters long, more than any latent vector's {MAX_LATENT_TEXT}", text.len()));
+    }
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(text.trim())
+        .map_err(|e| format!("is not base64 of little-endian f32 values: {e}"))?;
+    if bytes.len() != dim * 4 {
+        return Err(format!(
+            "holds {} bytes; this model's latent vectors are {dim} f32 values ({} bytes)",
+            bytes.len(),
+            dim * 4
+        ));
+    }
+    let z: Vec<f32> = bytes.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect();
+    match z.iter().position(|v| !v.is_finite()) {
+        Some(i) => Err(format!("value {i} is {}, not a finite number", z[i])),
+        None => Ok(z),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -196,5 +231,19 @@ mod tests {
         assert_eq!(t, z);
         truncate(&mut t, 0.5);
         assert!(t.iter().zip(&z).all(|(p, q)| *p == q * 0.5));
+    }
+
+    #[test]
+    fn a_latent_reads_back_from_its_text_and_bad_text_says_why() {
+        let z = latent(42, 100);
+        assert_eq!(decode_latent(&encode_latent(&z), 100).unwrap(), z);
+        assert!(decode_latent(&encode_latent(&z), 99)
+            .unwrap_err()
+            .contains("400 bytes; this model's latent vectors are 99"));
+        assert!(decode_latent("not base64!", 100).unwrap_err().contains("not base64"));
+        let nan = encode_latent(&[0.0, f32::NAN]);
+        assert!(decode_latent(&nan, 2).unwrap_err().contains("value 1 is NaN"));
+        let long = "A".repeat(MAX_LATENT_TEXT + 1);
+        assert!(decode_latent(&long, 2).unwrap_err().contains("characters long"));
     }
 }
