@@ -30,6 +30,8 @@ enum Command {
     Sample(tools::sample::SampleArgs),
     /// Walk through latent space between two seeds (slerp): a strip and a GIF
     Interpolate(tools::interpolate::InterpolateArgs),
+    /// Find the latent vector whose picture is closest to a photo: the pair, a GIF of the search, the latent
+    Project(tools::project::ProjectArgs),
 }
 
 #[derive(Args, Debug)]
@@ -56,6 +58,7 @@ fn main() -> anyhow::Result<()> {
         Some(Command::Eval(args)) => tools::eval::run(args).map(|_| ()),
         Some(Command::Sample(args)) => tools::sample::run(args),
         Some(Command::Interpolate(args)) => tools::interpolate::run(args),
+        Some(Command::Project(args)) => tools::project::run(args).map(|_| ()),
     }
 }
 

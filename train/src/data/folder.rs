@@ -235,6 +235,12 @@ fn small(img: DynamicImage) -> DynamicImage {
     }
 }
 
+/// One picture as training reads it: its centre square at `size`², as `channels` planes of
+/// bytes (a grey picture for a colour model made colour, and the other way round).
+pub(crate) fn read_picture(path: &Path, size: usize, channels: usize) -> Result<Vec<u8>, String> {
+    Ok(to_chw(&small(square(&decode(path)?, size)), channels))
+}
+
 /// Planar [C, S, S] bytes.
 pub(crate) fn to_chw(img: &DynamicImage, channels: usize) -> Vec<u8> {
     if channels == 1 {

@@ -80,6 +80,11 @@ impl OnnxGenerator {
         self.images(&latent_batch(seeds, self.nz))
     }
 
+    /// The device it runs on.
+    pub fn device(&self) -> &Device {
+        &self.device
+    }
+
     /// Values per image: C × S × S.
     pub fn image_len(&self) -> usize {
         self.channels * self.image_size * self.image_size

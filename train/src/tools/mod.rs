@@ -1,4 +1,4 @@
-//! `canard-train eval | sample | interpolate`: working with an exported model.
+//! `canard-train eval | sample | interpolate | project`: working with an exported model.
 //!
 //! Every tool reads `models/NAME/` through [`crate::export::reader`] (the same ONNX file
 //! the server runs, checked against its manifest), never a checkpoint, and makes the
@@ -6,6 +6,7 @@
 
 pub mod eval;
 pub mod interpolate;
+pub mod project;
 pub mod sample;
 
 use std::path::{Path, PathBuf};
@@ -61,7 +62,7 @@ mod tests {
     use rand::SeedableRng;
     use rand_chacha::ChaCha8Rng;
 
-    use super::{eval, interpolate, sample};
+    use super::{eval, interpolate, project, sample};
     use crate::config::Arch;
     use crate::data::Dataset;
     use crate::eval::SwdReport;
@@ -280,5 +281,41 @@ mod tests {
         let from_files = eval::run(args).unwrap();
         assert!((from_files.mean - report.mean).abs() <= 0.02 * report.mean, "{from_files} vs {report}");
         assert!(dir.path().join("nearest-pngs.png").is_file());
+    }
+
+    #[test]
+    fn project_finds_a_generated_picture_and_writes_it_with_its_latent() {
+        let dir = tempfile::tempdir().unwrap();
+        let model = model(dir.path());
+        let photo = dir.path().join("photo.png");
+        image::RgbImage::from_raw(SIZE as u32, SIZE as u32, picture(&model, z(777))).unwrap().save(&photo).unwrap();
+        let out = dir.path().join("out");
+        let args = |image: &Path| project::ProjectArgs {
+            model: model.clone(),
+            image: image.to_path_buf(),
+            seeds: 16,
+            steps: 60,
+            lr: 0.05,
+            out: Some(out.clone()),
+        };
+        let p = project::run(args(&photo)).unwrap();
+        assert!(p.seed < 16 && p.loss < p.start_loss / 2.0, "{p:?}");
+        let z = canard_shared::latent::decode_latent(&p.latent, 16).unwrap();
+        // The latent written makes the picture the distance was measured on.
+        let made = picture(&model, z);
+        let error = made.iter().zip(rgb(&photo).into_raw()).map(|(&a, b)| (a as f64 - b as f64).abs()).sum::<f64>();
+        assert!((error / made.len() as f64 - p.pixel_error).abs() < 0.5, "{error} {p:?}");
+        for file in ["project_photo.png", "project_photo.gif", "project_photo.json"] {
+            assert!(out.join(file).is_file(), "{file}");
+        }
+        assert_eq!(rgb(&out.join("project_photo.png")).dimensions(), (2 * (SIZE as u32 + 2) + 2, SIZE as u32 + 4));
+        // A grey photo is made colour, as training reads pictures; a file that is no picture is named.
+        let grey = dir.path().join("grey.png");
+        image::GrayImage::from_pixel(40, 30, image::Luma([90])).save(&grey).unwrap();
+        assert!(project::run(args(&grey)).is_ok());
+        let junk = dir.path().join("junk.png");
+        std::fs::write(&junk, b"not a picture").unwrap();
+        let err = project::run(args(&junk)).unwrap_err().to_string();
+        assert!(err.starts_with(&format!("--image {}: ", junk.display())), "{err}");
     }
 }
