@@ -81,7 +81,7 @@ pub fn run(args: ProjectArgs) -> anyhow::Result<Projection> {
         .map_err(|e| anyhow::anyhow!("--image {}: {e}", args.image.display()))?;
     let target: Vec<f32> = photo.iter().map(|&v| from_u8(v)).collect();
     let target = Tensor::from_vec(target, (1, g.channels, size, size), g.device())?;
-    let (z, seed, start_loss, frames) = search(&g, &target, args.seeds as u64, args.steps as usize, args.lr)?;
+    let Found { z, seed, start_loss, frames } = search(&g, &target, args.seeds as u64, args.steps as usize, args.lr)?;
     let made = g.images(&z)?;
     let loss = distance(&Tensor::from_slice(&made, target.shape(), g.device())?, &target)?.sum_all()?;
     let pixel_error =
@@ -115,15 +115,23 @@ pub fn run(args: ProjectArgs) -> anyhow::Result<Projection> {
     Ok(projection)
 }
 
-/// The best of `seeds` seeds, then `steps` of Adam on z: (z, the seed, its distance, the
-/// pictures along the way).
+/// What [`search`] found: z, the seed it started from and that seed's distance, and the
+/// pictures along the way.
+struct Found {
+    z: Vec<f32>,
+    seed: u64,
+    start_loss: f64,
+    frames: Vec<Vec<f32>>,
+}
+
+/// The best of `seeds` seeds, then `steps` of Adam on z.
 fn search(
     g: &OnnxGenerator,
     target: &Tensor,
     seeds: u64,
     steps: usize,
     lr: f64,
-) -> anyhow::Result<(Vec<f32>, u64, f64, Vec<Vec<f32>>)> {
+) -> anyhow::Result<Found> {
     let (nz, device) = (g.nz, g.device());
     let mut best = (0, f64::INFINITY);
     for chunk in (0..seeds).collect::<Vec<_>>().chunks(64) {
@@ -165,7 +173,7 @@ fn search(
         accumulate(&mut grads, zt, (dz + pull)?)?;
         adam.step(&grads)?;
     }
-    Ok((z.as_tensor().flatten_all()?.to_vec1::<f32>()?, seed, start_loss, frames))
+    Ok(Found { z: z.as_tensor().flatten_all()?.to_vec1::<f32>()?, seed, start_loss, frames })
 }
 
 /// Each picture's distance to the target, [N]: the mean squared error of the pixels and of
