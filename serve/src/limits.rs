@@ -2,8 +2,9 @@
 //! mirrors this file). They exist so that nothing a client sends can make the server
 //! allocate or compute without bound: each is checked before any inference runs.
 
-/// Longest query string accepted, in bytes. 64 seeds of 20 digits fit with room to spare.
-pub const MAX_QUERY_BYTES: usize = 4096;
+/// Longest query string accepted, in bytes. 64 seeds of 20 digits fit with room to spare,
+/// and a `latent=` of 1,024 values (5,464 characters of base64, more where escaped).
+pub const MAX_QUERY_BYTES: usize = 8192;
 /// Most bytes of request headers (each name, value, `: ` and line end), answered 431
 /// beyond: what nginx passes with its defaults (4 buffers of 8 KiB), so nothing the
 /// proxy of `deploy/` forwards is refused. (actix itself refuses heads over 128 KiB.)

@@ -218,11 +218,11 @@ fn huge_and_repeated_query_strings_are_400_with_a_reason() {
     write_model(root.path(), "demo", 8, |_| {});
     let server = Server::start(command(root.path(), &["--reload-interval", "0"]));
     let cases: Vec<(String, &str)> = vec![
-        (format!("/generate?seed=1&model={}", "x".repeat(5000)), "at most 4096"),
-        (format!("/generate?seed=1&truncation=0.{}", "5".repeat(60_000)), "at most 4096"),
-        (format!("/interpolate?from=1&to=2&{}", "&".repeat(60_000)), "at most 4096"),
+        (format!("/generate?seed=1&model={}", "x".repeat(9000)), "at most 8192"),
+        (format!("/generate?seed=1&truncation=0.{}", "5".repeat(60_000)), "at most 8192"),
+        (format!("/interpolate?from=1&to=2&{}", "&".repeat(60_000)), "at most 8192"),
         (format!("/generate?{}", "model=demo&".repeat(300)), "model is given 300 times"),
-        (format!("/generate?{}", "model=demo&".repeat(400)), "at most 4096"),
+        (format!("/generate?{}", "model=demo&".repeat(800)), "at most 8192"),
         (format!("/generate?{}", "seed=1&".repeat(500)), "seed is given 500 times"),
         (format!("/generate?{}", "s%65ed=1&".repeat(100)), "seed is given 100 times"),
         (format!("/interpolate?from=1&to=2&{}", "steps=2&".repeat(100)), "steps is given 100 times"),

@@ -38,18 +38,45 @@ async fn generate_returns_the_same_png_for_the_same_seed() {
     assert_eq!(random, again, "the reported random seed reproduces the picture");
 }
 
+/// `/generate?latent=` of `z`, its `+` escaped.
+fn latent_of(z: &[f32]) -> String {
+    format!("/generate?latent={}", canard_shared::latent::encode_latent(z).replace('+', "%2B"))
+}
+
+#[actix_web::test]
+async fn a_latent_vector_gives_its_picture_and_starts_a_walk() {
+    let root = tempfile::tempdir().unwrap();
+    let app = app!(AppState::fixed(two_models(root.path())));
+    let body = |uri: String| {
+        let app = &app;
+        async move {
+            let res = test::call_service(app, test::TestRequest::get().uri(&uri).to_request()).await;
+            assert_eq!(res.status(), StatusCode::OK, "{uri}");
+            test::read_body(res).await
+        }
+    };
+    // Seed 42's own vector is seed 42's picture; an unescaped `+` (read as a space) is taken too.
+    let z = canard_shared::latent::latent(42, 8);
+    assert_eq!(body(latent_of(&z)).await, body("/generate?seed=42".into()).await);
+    let text = canard_shared::latent::encode_latent(&z);
+    assert_eq!(body(format!("/generate?latent={text}")).await, body("/generate?seed=42".into()).await);
+    let walk = |from: &str| format!("/interpolate?{from}&to=9&steps=4");
+    let from_latent = walk(&format!("latent={}", text.replace('+', "%2B")));
+    assert_eq!(body(from_latent).await, body(walk("from=42")).await);
+}
+
 #[actix_web::test]
 async fn errors_and_limits_are_json_with_the_right_status() {
     let root = tempfile::tempdir().unwrap();
     let app = app!(AppState::fixed(two_models(root.path())));
-    let long = format!("/generate?model={}", "x".repeat(5000));
+    let long = format!("/generate?model={}", "x".repeat(9000));
     let long_path = format!("/models/{}", "x".repeat(60_000));
     let cases: &[(&str, &str, u16, &str)] = &[
         ("GET", "/generate?seed=abc", 400, r#"got \"abc\""#),
         ("GET", "/generate?seed=-1", 400, "from 0 to 18446744073709551615"),
         ("GET", "/generate?seed=99999999999999999999", 400, "99999999999999999999"),
         ("GET", "/generate?seed=1&seed=2", 400, "at most once"),
-        ("GET", "/generate?sizes=3", 400, "allowed: seed, seeds, n, model, format, size, truncation"),
+        ("GET", "/generate?sizes=3", 400, "allowed: seed, seeds, n, latent, model, format, size, truncation"),
         ("GET", "/generate?seed=%zz", 400, "malformed"),
         ("GET", "/generate?seed=%+5", 400, "bad percent-escape"),
         ("GET", "/generate?model=%-1", 400, "bad percent-escape"),
@@ -62,7 +89,12 @@ async fn errors_and_limits_are_json_with_the_right_status() {
         ("GET", "/generate?truncation=0", 400, "truncation must be"),
         ("GET", "/generate?truncation=1.5", 400, "truncation must be"),
         ("GET", "/generate?format=gif", 400, "png, jpeg, webp"),
-        ("GET", &long, 400, "at most 4096"),
+        ("GET", &long, 400, "at most 8192"),
+        ("GET", &latent_of(&[0.5; 7]), 400, "latent holds 28 bytes; this model's latent vectors are 8 f32 values"),
+        ("GET", &latent_of(&[0.5, 0.5, 0.5, f32::NAN, 0.5, 0.5, 0.5, 0.5]), 400, "latent value 3 is NaN"),
+        ("GET", "/generate?latent=!!!", 400, "latent is not base64"),
+        ("GET", "/generate?latent=AAAA&seed=1", 400, "latent names one picture"),
+        ("GET", "/interpolate?latent=AAAA&to=2", 400, "latent holds 3 bytes"),
         ("GET", "/interpolate?to=2", 400, "parameter from is required"),
         ("GET", "/interpolate?from=1&to=2&steps=65", 400, "steps must be an integer from 2 to 64"),
         ("GET", "/interpolate?from=1&to=2&steps=64&size=1024&format=gif", 400, "at most 16777216"),

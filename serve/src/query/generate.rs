@@ -1,10 +1,10 @@
-//! `GET /generate`: `seed` | `seeds` | `n`, `model`, `format`, `size`, `truncation`.
+//! `GET /generate`: `seed` | `seeds` | `n` | `latent`, `model`, `format`, `size`, `truncation`.
 
 use super::{values, Params, QueryError};
 use crate::encode::Format;
 use crate::limits::{MAX_IMAGES, MAX_SIZE, MIN_SIZE};
 
-pub const GENERATE_PARAMS: &[&str] = &["seed", "seeds", "n", "model", "format", "size", "truncation"];
+pub const GENERATE_PARAMS: &[&str] = &["seed", "seeds", "n", "latent", "model", "format", "size", "truncation"];
 
 /// Which seeds to draw.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -13,6 +13,8 @@ pub enum Seeds {
     Random { n: usize },
     /// Named by `seed` (with `n`: `n` consecutive from it) or `seeds`.
     Given(Vec<u64>),
+    /// One latent vector, as `latent=` gives it (read against the model's length later).
+    Latent(String),
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -38,6 +40,12 @@ pub fn parse_generate(query: &str) -> Result<GenerateQuery, QueryError> {
     let seed = p.get("seed").map(|v| values::seed("seed", v)).transpose()?;
     let list = p.get("seeds").map(values::seeds).transpose()?;
     let n = p.get("n").map(|v| values::int("n", v, 1, MAX_IMAGES as u64)).transpose()?;
+    if let Some(latent) = p.get("latent") {
+        if p.get("seed").is_some() || p.get("seeds").is_some() || p.get("n").is_some() {
+            return Err(QueryError::Conflict("latent names one picture: give it without seed, seeds or n".into()));
+        }
+        return Ok(GenerateQuery { seeds: Seeds::Latent(latent.to_string()), ..rest(&p)? });
+    }
     let seeds = match (seed, list, n) {
         (Some(_), Some(_), _) => return Err(QueryError::Conflict("give either seed or seeds, not both".into())),
         (_, Some(_), Some(_)) => {
@@ -47,8 +55,13 @@ pub fn parse_generate(query: &str) -> Result<GenerateQuery, QueryError> {
         (Some(seed), None, n) => Seeds::Given(run_from(seed, n.unwrap_or(1))?),
         (None, None, n) => Seeds::Random { n: n.unwrap_or(1) as usize },
     };
+    Ok(GenerateQuery { seeds, ..rest(&p)? })
+}
+
+/// Everything but the pictures' latents.
+fn rest(p: &Params) -> Result<GenerateQuery, QueryError> {
     Ok(GenerateQuery {
-        seeds,
+        seeds: Seeds::Random { n: 1 },
         model: p.get("model").map(values::model).transpose()?,
         format: p.get("format").map(|v| values::format(v, &Format::STILL)).transpose()?.unwrap_or(Format::Png),
         size: p.get("size").map(|v| values::int("size", v, MIN_SIZE.into(), MAX_SIZE.into())).transpose()?.map(
@@ -102,12 +115,16 @@ mod tests {
         let q = ok("seed=1&format=jpeg&size=256&truncation=0.7");
         assert_eq!((q.format, q.size, q.truncation), (Format::Jpeg, Some(256), 0.7));
         assert_eq!(ok("format=webp").format, Format::Webp);
+        let q = ok("latent=AAAA%2B&size=8");
+        assert_eq!((q.seeds, q.size), (Seeds::Latent("AAAA+".into()), Some(8)));
     }
 
     #[test]
     fn conflicts_and_limits_are_refused() {
         assert_eq!(err("seed=1&seeds=2"), "give either seed or seeds, not both");
         assert!(err("seeds=1,2&n=2").contains("list every seed"));
+        assert!(err("latent=AAAA&seed=1").starts_with("latent names one picture"));
+        assert!(err("latent=AAAA&n=2").starts_with("latent names one picture"));
         assert!(err("seed=18446744073709551615&n=2").contains("runs past the last seed"));
         assert!(err("n=65").starts_with("n must be an integer from 1 to 64"));
         assert!(err("n=0").starts_with("n must be an integer from 1 to 64"));
@@ -120,7 +137,7 @@ mod tests {
         assert_eq!(err("model"), "model must be the name of a loaded model, got an empty value");
         assert_eq!(
             err("sed=42"),
-            r#"unknown parameter "sed"; allowed: seed, seeds, n, model, format, size, truncation"#
+            r#"unknown parameter "sed"; allowed: seed, seeds, n, latent, model, format, size, truncation"#
         );
         assert_eq!(err("seed=1&seed=2"), "parameter seed is given 2 times; give it at most once");
         assert!(err("seed=abc").starts_with("seed must be an integer from 0 to 18446744073709551615"));

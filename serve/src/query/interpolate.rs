@@ -1,14 +1,22 @@
-//! `GET /interpolate`: `from`, `to`, `steps`, `model`, `format`, `size`, `truncation`.
+//! `GET /interpolate`: `from` | `latent`, `to`, `steps`, `model`, `format`, `size`, `truncation`.
 
 use super::{values, Params, QueryError};
 use crate::encode::Format;
 use crate::limits::{DEFAULT_STEPS, MAX_SIZE, MAX_STEPS, MIN_SIZE, MIN_STEPS};
 
-pub const INTERPOLATE_PARAMS: &[&str] = &["from", "to", "steps", "model", "format", "size", "truncation"];
+pub const INTERPOLATE_PARAMS: &[&str] = &["from", "latent", "to", "steps", "model", "format", "size", "truncation"];
+
+/// Where the walk starts: a seed (`from`), or a latent vector (`latent=`, read against the
+/// model's length later).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Start {
+    Seed(u64),
+    Latent(String),
+}
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct InterpolateQuery {
-    pub from: u64,
+    pub from: Start,
     pub to: u64,
     /// Pictures from `from` to `to`, both included.
     pub steps: usize,
@@ -21,7 +29,14 @@ pub struct InterpolateQuery {
 
 pub fn parse_interpolate(query: &str) -> Result<InterpolateQuery, QueryError> {
     let p = Params::parse(query, INTERPOLATE_PARAMS)?;
-    let from = values::seed("from", p.get("from").ok_or(QueryError::Missing("from"))?)?;
+    let from = match (p.get("from"), p.get("latent")) {
+        (Some(_), Some(_)) => {
+            return Err(QueryError::Conflict("the walk starts at from or at latent, not both".into()))
+        }
+        (Some(seed), None) => Start::Seed(values::seed("from", seed)?),
+        (None, Some(latent)) => Start::Latent(latent.to_string()),
+        (None, None) => return Err(QueryError::Missing("from")),
+    };
     let to = values::seed("to", p.get("to").ok_or(QueryError::Missing("to"))?)?;
     Ok(InterpolateQuery {
         from,
@@ -49,9 +64,13 @@ mod tests {
     #[test]
     fn parses_and_defaults() {
         let q = parse_interpolate("from=1&to=2").unwrap();
-        assert_eq!((q.from, q.to, q.steps, q.format, q.size, q.truncation), (1, 2, 8, Format::Png, None, 1.0));
+        assert_eq!(
+            (q.from, q.to, q.steps, q.format, q.size, q.truncation),
+            (Start::Seed(1), 2, 8, Format::Png, None, 1.0)
+        );
         let q = parse_interpolate("to=9&from=9&steps=64&format=gif&size=64&truncation=.5&model=m").unwrap();
-        assert_eq!((q.from, q.to, q.steps, q.format), (9, 9, 64, Format::Gif));
+        assert_eq!((q.from, q.to, q.steps, q.format), (Start::Seed(9), 9, 64, Format::Gif));
+        assert_eq!(parse_interpolate("latent=AAAA&to=2").unwrap().from, Start::Latent("AAAA".into()));
         assert_eq!((q.size, q.truncation, q.model.as_deref()), (Some(64), 0.5, Some("m")));
     }
 
@@ -60,6 +79,7 @@ mod tests {
         let err = |q: &str| parse_interpolate(q).unwrap_err().to_string();
         assert_eq!(err("to=2"), "parameter from is required");
         assert_eq!(err("from=1"), "parameter to is required");
+        assert_eq!(err("from=1&latent=AAAA&to=2"), "the walk starts at from or at latent, not both");
         assert!(err("from=1&to=2&steps=1").starts_with("steps must be an integer from 2 to 64"));
         assert!(err("from=1&to=2&steps=65").starts_with("steps must be an integer from 2 to 64"));
         assert!(err("from=x&to=2").starts_with("from must be an integer from 0"));

@@ -11,7 +11,7 @@ mod interpolate;
 pub mod values;
 
 pub use generate::{parse_generate, GenerateQuery, Seeds, GENERATE_PARAMS};
-pub use interpolate::{parse_interpolate, InterpolateQuery, INTERPOLATE_PARAMS};
+pub use interpolate::{parse_interpolate, InterpolateQuery, Start, INTERPOLATE_PARAMS};
 
 use crate::limits::MAX_QUERY_BYTES;
 
@@ -165,7 +165,7 @@ mod tests {
             assert!(err(q).starts_with("malformed query string"), "{q}: {}", err(q));
         }
         let long = format!("model={}", "x".repeat(MAX_QUERY_BYTES));
-        assert!(err(&long).contains("at most 4096"), "{}", err(&long));
+        assert!(err(&long).contains("at most 8192"), "{}", err(&long));
     }
 
     #[test]

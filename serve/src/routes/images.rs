@@ -12,9 +12,9 @@ use crate::caching;
 use crate::encode::Format;
 use crate::engine::{Engine, EngineError};
 use crate::error::{ApiError, ErrorBody};
-use crate::latents::Point;
+use crate::latents::{End, Point};
 use crate::limits::{MAX_IMAGES, MAX_PIXELS};
-use crate::query::{parse_generate, parse_interpolate, Seeds};
+use crate::query::{parse_generate, parse_interpolate, Seeds, Start};
 use crate::registry::Registry;
 use crate::render::{self, Layout, Output};
 
@@ -28,6 +28,7 @@ use crate::render::{self, Layout, Output};
         ("seed" = Option<u64>, Query, description = "The seed (0 to 2^64-1). Without seed or seeds, a random one, reported in X-Seed."),
         ("seeds" = Option<String>, Query, description = "A grid of these seeds: a list (1,2,3), a range (100-163) or a mix; at most 64."),
         ("n" = Option<u32>, Query, description = "A grid of n (1 to 64) consecutive seeds from seed (or from a random seed)."),
+        ("latent" = Option<String>, Query, description = "Instead of seeds: one latent vector, base64 of the model's latent length of little-endian f32 (canard-train project writes one); escape + as %2B."),
         ("model" = Option<String>, Query, description = "A loaded model's name (see /models); default: the server's default model."),
         ("format" = Option<String>, Query, description = "png (default), jpeg (quality 90) or webp (lossless)."),
         ("size" = Option<u32>, Query, description = "Side of each picture in pixels, 1 to 1024, resampled with Lanczos3; default: the model's size."),
@@ -48,6 +49,17 @@ pub async fn generate(req: HttpRequest, state: web::Data<AppState>) -> Result<Ht
     let (seeds, explicit) = match q.seeds {
         Seeds::Given(seeds) => (seeds, true),
         Seeds::Random { n } => (random_run(n), false),
+        Seeds::Latent(text) => {
+            let job = Picture {
+                layout: Layout::Single,
+                points: vec![Point::at(latent(&text, &engine)?).truncated(q.truncation)],
+                format: q.format,
+                size: q.size,
+                key: Some(format!("generate latent={text} truncation={}", q.truncation)),
+                headers: Vec::new(),
+            };
+            return serve(&req, engine, job).await;
+        }
     };
     let list = seeds.iter().map(u64::to_string).collect::<Vec<_>>().join(",");
     let mut headers = vec![("X-Seed", seeds.first().map_or_else(String::new, u64::to_string))];
@@ -72,7 +84,8 @@ pub async fn generate(req: HttpRequest, state: web::Data<AppState>) -> Result<Ht
     path = "/interpolate",
     tag = "images",
     params(
-        ("from" = u64, Query, description = "The seed at the start."),
+        ("from" = Option<u64>, Query, description = "The seed at the start (or latent)."),
+        ("latent" = Option<String>, Query, description = "Instead of from: the latent vector at the start, as /generate takes it."),
         ("to" = u64, Query, description = "The seed at the end."),
         ("steps" = Option<u32>, Query, description = "Pictures from start to end, both included: 2 to 64 (default 8)."),
         ("model" = Option<String>, Query, description = "A loaded model's name; default: the server's default model."),
@@ -92,14 +105,19 @@ pub async fn generate(req: HttpRequest, state: web::Data<AppState>) -> Result<Ht
 pub async fn interpolate(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let q = parse_interpolate(req.query_string())?;
     let engine = model(&state.live.snapshot(), q.model.as_deref())?;
+    let (from, named) = match &q.from {
+        Start::Seed(seed) => (End::Seed(*seed), format!("from={seed}")),
+        Start::Latent(text) => (latent(text, &engine)?, format!("latent={text}")),
+    };
     // i / (steps - 1) is exactly 0 and exactly 1 at the ends.
     let last = (q.steps - 1) as f32;
+    let point = |i: usize| Point::between(from.clone(), End::Seed(q.to), i as f32 / last).truncated(q.truncation);
     let job = Picture {
         layout: if q.format == Format::Gif { Layout::PingPong } else { Layout::Strip },
-        points: (0..q.steps).map(|i| Point::between(q.from, q.to, i as f32 / last).truncated(q.truncation)).collect(),
+        points: (0..q.steps).map(point).collect(),
         format: q.format,
         size: q.size,
-        key: Some(format!("interpolate from={} to={} steps={} truncation={}", q.from, q.to, q.steps, q.truncation)),
+        key: Some(format!("interpolate {named} to={} steps={} truncation={}", q.to, q.steps, q.truncation)),
         headers: Vec::new(),
     };
     serve(&req, engine, job).await
@@ -158,6 +176,15 @@ async fn serve(req: &HttpRequest, engine: Arc<Engine>, job: Picture) -> Result<H
         None => res.insert_header(caching::no_store()),
     };
     Ok(res.body(body))
+}
+
+/// `latent=`'s vector for this model: 400, saying why, unless it is base64 of the model's
+/// latent length of finite little-endian f32 (a `+` the query decoded as a space read back).
+fn latent(text: &str, engine: &Engine) -> Result<End, ApiError> {
+    let dim = engine.manifest().latent.dim;
+    canard_shared::latent::decode_latent(&text.replace(' ', "+"), dim)
+        .map(|z| End::Latent(z.into()))
+        .map_err(|why| ApiError::BadRequest(format!("latent {why}")))
 }
 
 /// The named model, or the default; 503 while none is loaded at all.

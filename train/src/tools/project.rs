@@ -125,13 +125,7 @@ struct Found {
 }
 
 /// The best of `seeds` seeds, then `steps` of Adam on z.
-fn search(
-    g: &OnnxGenerator,
-    target: &Tensor,
-    seeds: u64,
-    steps: usize,
-    lr: f64,
-) -> anyhow::Result<Found> {
+fn search(g: &OnnxGenerator, target: &Tensor, seeds: u64, steps: usize, lr: f64) -> anyhow::Result<Found> {
     let (nz, device) = (g.nz, g.device());
     let mut best = (0, f64::INFINITY);
     for chunk in (0..seeds).collect::<Vec<_>>().chunks(64) {
