@@ -305,7 +305,7 @@ mod tests {
         let made = picture(&model, z);
         let error = made.iter().zip(rgb(&photo).into_raw()).map(|(&a, b)| (a as f64 - b as f64).abs()).sum::<f64>();
         assert!((error / made.len() as f64 - p.pixel_error).abs() < 0.5, "{error} {p:?}");
-        for file in ["project_photo.png", "project_photo.gif", "project_photo.json"] {
+        for file in ["project_photo.png", "project_photo_projection.png", "project_photo.gif", "project_photo.json"] {
             assert!(out.join(file).is_file(), "{file}");
         }
         assert_eq!(rgb(&out.join("project_photo.png")).dimensions(), (2 * (SIZE as u32 + 2) + 2, SIZE as u32 + 4));

@@ -1,7 +1,7 @@
 //! `canard-train project --model models/NAME --image photo.png`: the latent vector whose
 //! picture is closest to a photo (StyleGAN's `projector.py`, without its downloaded VGG):
 //! the best of `--seeds` seeds, then Adam on z through the generator. Writes the photo
-//! beside its projection, a GIF of the search, and the latent as JSON, whose `latent`
+//! beside its projection, the projection alone, a GIF of the search, and the latent as JSON, whose `latent`
 //! canard-serve's `/generate?latent=` and `/interpolate` take.
 //!
 //! The distance is the pixels' mean squared error plus that of 2×2, 4×4, … patch means
@@ -93,6 +93,7 @@ pub fn run(args: ProjectArgs) -> anyhow::Result<Projection> {
     let pictures = |values: &[f32]| batch_to_images(values, values.len() / g.image_len(), g.channels, size, size);
     let side_by_side = pictures(&[target.flatten_all()?.to_vec1::<f32>()?, made.clone()].concat())?;
     super::write_png(&grid(&side_by_side, 2, 2), &out.join(format!("{stem}.png")))?;
+    super::write_png(&side_by_side[1], &out.join(format!("{stem}_projection.png")))?;
     let frames = pictures(&frames.concat())?;
     write_atomic(&out.join(format!("{stem}.gif")), &super::interpolate::there_and_back_gif(&frames, 80)?)?;
     let projection = Projection {
@@ -107,7 +108,8 @@ pub fn run(args: ProjectArgs) -> anyhow::Result<Projection> {
     };
     write_atomic(&out.join(format!("{stem}.json")), &serde_json::to_vec_pretty(&projection)?)?;
     println!(
-        "wrote {stem}.png (the photo and its projection), {stem}.gif and {stem}.json to {}: distance {:.4} from seed \
+        "wrote {stem}.png (the photo and its projection), {stem}_projection.png, {stem}.gif and {stem}.json to {}: \
+         distance {:.4} from seed \
          {seed}'s {start_loss:.4}, {pixel_error:.1} of 255 per pixel value",
         out.display(),
         projection.loss
