@@ -95,6 +95,7 @@ async fn errors_and_limits_are_json_with_the_right_status() {
         ("GET", "/generate?latent=!!!", 400, "latent is not base64"),
         ("GET", "/generate?latent=AAAA&seed=1", 400, "latent names one picture"),
         ("GET", "/interpolate?latent=AAAA&to=2", 400, "latent holds 3 bytes"),
+        ("GET", &format!("/generate?latent={}", "A".repeat(9000)), 400, "at most 8192"),
         ("GET", "/interpolate?to=2", 400, "parameter from is required"),
         ("GET", "/interpolate?from=1&to=2&steps=65", 400, "steps must be an integer from 2 to 64"),
         ("GET", "/interpolate?from=1&to=2&steps=64&size=1024&format=gif", 400, "at most 16777216"),

@@ -478,6 +478,8 @@ fn init_from_refuses_other_networks_by_name_and_folders_that_are_not_runs_or_mod
     assert!(err.contains("--ngf 4 there, 8 here") && !err.contains("ndf"), "{err}");
     let err = refused(&|s| s.init_from = Some(source.path().into()));
     assert!(err.contains("not a canard run (runs/NAME), one of its checkpoints"), "{err}");
+    let err = refused(&|s| (s.init_from, s.arch, s.image_size) = (Some(model.clone()), Some(Arch::WganGp), Some(32)));
+    assert!(err.contains("--arch fastgan there, wgan-gp here"), "a model of another architecture: {err}");
     let err = refused(&|s| (s.init_from, s.freeze_d) = (Some(model.clone()), Some(1)));
     assert!(err.contains("--freeze-d 1: ") && err.contains("is a model, which holds no critic"), "{err}");
     let err = refused(&|s| s.freeze_d = Some(4));

@@ -313,6 +313,10 @@ mod tests {
         let grey = dir.path().join("grey.png");
         image::GrayImage::from_pixel(40, 30, image::Luma([90])).save(&grey).unwrap();
         assert!(project::run(args(&grey)).is_ok());
+        // A huge photo is cut to its centre square and resized.
+        let huge = dir.path().join("huge.png");
+        image::RgbImage::from_pixel(3000, 2000, image::Rgb([200, 40, 40])).save(&huge).unwrap();
+        assert!(project::run(args(&huge)).is_ok());
         let junk = dir.path().join("junk.png");
         std::fs::write(&junk, b"not a picture").unwrap();
         let err = project::run(args(&junk)).unwrap_err().to_string();
