@@ -60,6 +60,18 @@ pub fn latent(seed: u64, dim: usize) -> Vec<f32> {
     z
 }
 
+/// The class a seed draws on a conditional model of `classes` classes, when a request
+/// names none: SplitMix64 started at `seed ^ CLASS_STREAM`, its first output scaled to
+/// `0..classes` as `(x · classes) >> 64`. Independent of the seed's latent vector, the same
+/// in every batch, and reproducible in any language like [`latent`].
+pub fn class_of_seed(seed: u64, classes: usize) -> usize {
+    let x = SplitMix64::new(seed ^ CLASS_STREAM).next_u64();
+    ((x as u128 * classes as u128) >> 64) as usize
+}
+
+/// The seed offset of [`class_of_seed`]'s stream ("CLASS" in ASCII).
+pub const CLASS_STREAM: u64 = 0x43_4C_41_53_53;
+
 /// The latent vectors of several seeds, concatenated: a `[seeds.len(), dim]` batch.
 pub fn latent_batch(seeds: &[u64], dim: usize) -> Vec<f32> {
     seeds.iter().flat_map(|&s| latent(s, dim)).collect()
@@ -144,6 +156,23 @@ pub fn decode_latent(text: &str, dim: usize) -> Result<Vec<f32>, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const PINNED: [usize; 8] = [4, 2, 0, 2, 4, 5, 3, 5];
+
+    #[test]
+    fn a_seeds_class_is_fixed_in_range_and_even() {
+        let mut counts = [0usize; 3];
+        for seed in 0..3000 {
+            let c = class_of_seed(seed, 3);
+            assert_eq!(c, class_of_seed(seed, 3));
+            counts[c] += 1;
+        }
+        assert!(counts.iter().all(|&n| (900..1100).contains(&n)), "{counts:?}");
+        assert!(class_of_seed(u64::MAX, 1000) < 1000);
+        // Pinned, so a port can check itself.
+        let pinned: Vec<usize> = (0..8).map(|s| class_of_seed(s, 10)).collect();
+        assert_eq!(pinned, PINNED);
+    }
 
     #[test]
     fn splitmix64_matches_the_reference_sequence() {

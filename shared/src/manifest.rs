@@ -11,8 +11,16 @@ use crate::latent;
 
 /// The manifest's file name inside a model folder.
 pub const MANIFEST_FILE: &str = "model.json";
-/// The format this crate writes and reads.
+/// The format of an unconditional model's manifest (what every canard-serve reads).
 pub const FORMAT_VERSION: u32 = 1;
+/// The format of a conditional model's (with [`Manifest::classes`]): a canard-serve that
+/// reads only version 1 refuses it by its version rather than serving it without classes.
+pub const CONDITIONAL_FORMAT_VERSION: u32 = 2;
+/// The most classes a conditional model may have (`--classes`): a picker and a grid row
+/// per class stay usable, and each class needs pictures of its own to learn from.
+pub const MAX_CLASSES: usize = 1000;
+/// The longest class name, in bytes of UTF-8.
+pub const MAX_CLASS_NAME: usize = 64;
 /// The longest latent vector a manifest may name (the trainer's `--nz` bound too).
 pub const MAX_LATENT_DIM: usize = 65536;
 
@@ -32,6 +40,18 @@ pub struct Manifest {
     /// The generator's output range, mapped to 0..=255 by [`crate::image::to_u8`].
     pub output_range: [f32; 2],
     pub training: TrainingSummary,
+    /// A conditional model's classes, in the order of their indices; empty for an
+    /// unconditional one.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub classes: Vec<Class>,
+}
+
+/// One kind of picture a conditional model makes: its name (the training folder's
+/// subfolder) and how many training pictures it had.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Class {
+    pub name: String,
+    pub images: usize,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -54,6 +74,9 @@ pub struct OnnxSpec {
     pub input: String,
     /// Output name; shape `[N, channels, image_size, image_size]`.
     pub output: String,
+    /// A conditional model's second input: each picture's class index, int64 `[N]`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub class_input: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -141,11 +164,25 @@ impl Manifest {
 
     /// Checks everything a reader relies on; the error says which field is wrong.
     pub fn validate(&self) -> Result<(), String> {
-        if self.format_version != FORMAT_VERSION {
+        let expected = if self.classes.is_empty() { FORMAT_VERSION } else { CONDITIONAL_FORMAT_VERSION };
+        if self.format_version != expected {
             return Err(format!(
-                "format_version {} is not supported (this build reads version {FORMAT_VERSION})",
-                self.format_version
+                "format_version {} is not supported here (this build reads {FORMAT_VERSION} for a model \
+                 without classes, {CONDITIONAL_FORMAT_VERSION} for one with classes; this one has {})",
+                self.format_version,
+                self.classes.len()
             ));
+        }
+        if !self.classes.is_empty() {
+            check_classes(self.classes.iter().map(|c| c.name.as_str()))?;
+            if self.classes.len() < 2 {
+                return Err("classes: a conditional model has at least 2".into());
+            }
+            if self.onnx.class_input.as_deref().is_none_or(str::is_empty) {
+                return Err("onnx.class_input must be named for a model with classes".into());
+            }
+        } else if self.onnx.class_input.is_some() {
+            return Err("onnx.class_input is set, but the model has no classes".into());
         }
         if !is_plain_name(&self.name) {
             return Err(format!("name {:?} must be letters, digits, '-', '_' or '.'", self.name));
@@ -205,6 +242,26 @@ impl TrainingSummary {
     }
 }
 
+/// Checks a list of class names: at most [`MAX_CLASSES`], each 1 to [`MAX_CLASS_NAME`]
+/// bytes without control characters, none twice. The error names the first bad one.
+pub fn check_classes<'a>(names: impl ExactSizeIterator<Item = &'a str>) -> Result<(), String> {
+    if names.len() > MAX_CLASSES {
+        return Err(format!("{} classes is too many: at most {MAX_CLASSES}", names.len()));
+    }
+    let mut seen = std::collections::HashSet::new();
+    for name in names {
+        if name.is_empty() || name.len() > MAX_CLASS_NAME || name.chars().any(char::is_control) {
+            return Err(format!(
+                "class name {name:?} must be 1 to {MAX_CLASS_NAME} bytes of UTF-8 without control characters"
+            ));
+        }
+        if !seen.insert(name) {
+            return Err(format!("class name {name:?} appears twice"));
+        }
+    }
+    Ok(())
+}
+
 /// A name that is safe as a single path component: no separators, no `..`, no hidden files.
 pub fn is_plain_name(name: &str) -> bool {
     !name.is_empty()
@@ -239,10 +296,47 @@ mod tests {
                 opset: 17,
                 input: "z".into(),
                 output: "image".into(),
+                class_input: None,
             },
             output_range: [-1.0, 1.0],
             training: TrainingSummary::default(),
+            classes: Vec::new(),
         }
+    }
+
+    #[test]
+    fn a_model_with_classes_is_version_2_and_names_its_class_input() {
+        let classes = |names: &[&str]| names.iter().map(|n| Class { name: n.to_string(), images: 3 }).collect();
+        let mut m = example(b"x");
+        m.classes = classes(&["duck", "goose"]);
+        let err = m.validate().unwrap_err();
+        assert!(err.contains("format_version 1") && err.contains("2 for one with classes"), "{err}");
+        m.format_version = CONDITIONAL_FORMAT_VERSION;
+        assert!(m.validate().unwrap_err().contains("onnx.class_input"));
+        m.onnx.class_input = Some("class".into());
+        m.validate().unwrap();
+        let json = m.to_json();
+        assert!(json.contains("\"classes\"") && json.contains("\"class_input\""), "{json}");
+        assert_eq!(serde_json::from_str::<Manifest>(&json).unwrap(), m);
+
+        m.classes = classes(&["duck", "duck"]);
+        assert!(m.validate().unwrap_err().contains("twice"));
+        m.classes = classes(&["duck", &"x".repeat(65)]);
+        assert!(m.validate().unwrap_err().contains("64 bytes"));
+        m.classes = classes(&["duck", "a\nb"]);
+        assert!(m.validate().unwrap_err().contains("control"));
+        m.classes = (0..=MAX_CLASSES).map(|i| Class { name: i.to_string(), images: 1 }).collect();
+        assert!(m.validate().unwrap_err().contains("at most 1000"));
+
+        // Version 2 without classes, or a class input without classes, is refused.
+        let mut m = example(b"x");
+        m.format_version = CONDITIONAL_FORMAT_VERSION;
+        assert!(m.validate().unwrap_err().contains("format_version 2"));
+        let mut m = example(b"x");
+        m.onnx.class_input = Some("class".into());
+        assert!(m.validate().unwrap_err().contains("no classes"));
+        // An unconditional manifest's JSON is as before: no new keys.
+        assert!(!example(b"x").to_json().contains("class"));
     }
 
     #[test]

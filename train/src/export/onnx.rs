@@ -26,6 +26,8 @@ pub const OPSET: i64 = 17;
 pub const IR_VERSION: i64 = 8;
 pub const INPUT: &str = "z";
 pub const OUTPUT: &str = "image";
+/// A conditional generator's second input: each picture's class, int64 [N].
+pub const CLASS_INPUT: &str = "class";
 
 /// The ONNX model bytes of a generator of `shape`.
 pub fn generator_to_onnx(g: &Net, shape: &Shape, doc: &str) -> Result<Vec<u8>> {
@@ -67,8 +69,11 @@ pub fn graph(g: &Net, shape: &Shape) -> Result<GraphProto> {
         graph.node.insert(0, node("Constant", SCALES, &[], vec![value]));
     }
     let (nz, c, s) = (shape.nz as i64, shape.channels as i64, shape.image_size as i64);
-    graph.input.push(value_info(INPUT, &[None, Some(nz), Some(1), Some(1)]));
-    graph.output.push(value_info(OUTPUT, &[None, Some(c), Some(s), Some(s)]));
+    graph.input.push(value_info(INPUT, DataType::Float, &[None, Some(nz), Some(1), Some(1)]));
+    if shape.classes > 0 {
+        graph.input.push(value_info(CLASS_INPUT, DataType::Int64, &[None]));
+    }
+    graph.output.push(value_info(OUTPUT, DataType::Float, &[None, Some(c), Some(s), Some(s)]));
     Ok(graph)
 }
 
@@ -87,6 +92,19 @@ impl Emitter {
     pub fn initializer(&mut self, name: &str, t: &Tensor) -> Result<String> {
         self.graph.initializer.push(tensor(name, t)?);
         Ok(name.to_string())
+    }
+
+    /// A Constant node holding `values` (int64); its name.
+    pub fn constant_ints(&mut self, name: &str, values: &[i64]) -> String {
+        let t = TensorProto {
+            dims: vec![values.len() as i64],
+            data_type: Some(DataType::Int64 as i32),
+            int64_data: values.to_vec(),
+            ..Default::default()
+        };
+        let value = attribute("value", AttributeType::Tensor, AttributeProto { t: Some(t), ..Default::default() });
+        self.node("Constant", name, &[], vec![value]);
+        name.to_string()
     }
 
     /// A node named after its one output.
@@ -171,9 +189,9 @@ fn node(op: &str, output: &str, inputs: &[&str], attribute: Vec<AttributeProto>)
     }
 }
 
-/// A graph input or output: a float tensor of the given shape, `None` for the batch
+/// A graph input or output: a tensor of `ty` and the given shape, `None` for the batch
 /// dimension `N`.
-fn value_info(name: &str, dims: &[Option<i64>]) -> ValueInfoProto {
+fn value_info(name: &str, ty: DataType, dims: &[Option<i64>]) -> ValueInfoProto {
     let dim = dims
         .iter()
         .map(|d| Dimension {
@@ -184,7 +202,7 @@ fn value_info(name: &str, dims: &[Option<i64>]) -> ValueInfoProto {
             ..Default::default()
         })
         .collect();
-    let tensor = type_proto::Tensor { elem_type: Some(DataType::Float as i32), shape: Some(TensorShapeProto { dim }) };
+    let tensor = type_proto::Tensor { elem_type: Some(ty as i32), shape: Some(TensorShapeProto { dim }) };
     ValueInfoProto {
         name: Some(name.into()),
         r#type: Some(TypeProto { value: Some(type_proto::Value::TensorType(tensor)), ..Default::default() }),

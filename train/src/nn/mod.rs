@@ -20,6 +20,7 @@ use candle_core::{bail, Device, Result, Tensor, Var};
 
 pub mod activation;
 pub mod batch_norm;
+pub mod class;
 pub mod conv;
 pub mod dcgan;
 pub mod excite;
@@ -78,6 +79,8 @@ pub struct Ctx<'a> {
     pub train: bool,
     /// The quarter (0–3, row-major) fastgan's critic rebuilds this pass.
     pub part: usize,
+    /// Each picture's class [N] (u32), for a conditional network's class layers.
+    pub classes: Option<&'a Tensor>,
     /// The layer's weights as this pass uses them.
     pub weights: &'a [Tensor],
 }
@@ -86,6 +89,11 @@ impl Ctx<'_> {
     /// Whether canard's kernels run (the CPU engine on CPU tensors).
     pub fn kernels(&self, x: &Tensor) -> bool {
         self.engine.kernels(x)
+    }
+
+    /// The pictures' classes: a conditional network's passes are given them.
+    pub fn classes(&self) -> Result<&Tensor> {
+        self.classes.ok_or_else(|| candle_core::Error::Msg("internal error: a conditional network without classes".into()))
     }
 }
 
@@ -241,12 +249,13 @@ impl Net {
             .zip(&need)
             .map(|(n, &need)| if need { n.layer.weights(train).map(Some) } else { Ok(None) })
             .collect::<Result<_>>()?;
-        Ok(Pass { net: self, engine, train, need, weights })
+        Ok(Pass { net: self, engine, train, need, weights, classes: None })
     }
 
-    /// The first output for `x`, in evaluation mode (the exported generator's pictures).
-    pub fn run(&self, x: &Tensor) -> Result<Tensor> {
-        let pass = self.pass(Engine::for_device(x.device()), false, &[0])?;
+    /// The first output for `x` (of pictures of `classes`, for a conditional network), in
+    /// evaluation mode (the exported generator's pictures).
+    pub fn run(&self, x: &Tensor, classes: Option<&Tensor>) -> Result<Tensor> {
+        let pass = self.pass(Engine::for_device(x.device()), false, &[0])?.conditioned(classes.cloned());
         pass.forward(x.clone(), 0)?.take_output(0)
     }
 
@@ -263,12 +272,23 @@ pub struct Pass<'n> {
     train: bool,
     need: Vec<bool>,
     weights: Vec<Option<Weights>>,
+    classes: Option<Tensor>,
 }
 
 impl<'n> Pass<'n> {
+    /// The same pass for pictures of `classes` ([N] u32; a conditional network's).
+    pub fn conditioned(self, classes: Option<Tensor>) -> Self {
+        Self { classes, ..self }
+    }
+
+    /// The classes it was given.
+    pub fn classes(&self) -> Option<&Tensor> {
+        self.classes.as_ref()
+    }
+
     fn ctx(&self, i: usize, part: usize) -> Ctx<'_> {
         let weights = self.weights[i].as_ref().map_or(&[][..], |w| &w.used[..]);
-        Ctx { engine: self.engine, train: self.train, part, weights }
+        Ctx { engine: self.engine, train: self.train, part, classes: self.classes.as_ref(), weights }
     }
 
     /// The forward pass on `x`; the critic's decoders rebuild quarter `part`. Nothing

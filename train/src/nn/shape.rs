@@ -2,6 +2,8 @@
 
 use serde::{Deserialize, Serialize};
 
+pub use canard_shared::manifest::MAX_CLASSES;
+
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct Shape {
     pub image_size: usize,
@@ -9,6 +11,9 @@ pub struct Shape {
     pub nz: usize,
     pub ngf: usize,
     pub ndf: usize,
+    /// Kinds of picture a conditional network makes (`--classes`); 0: unconditional.
+    #[serde(default)]
+    pub classes: usize,
 }
 
 impl Shape {
@@ -26,6 +31,9 @@ impl Shape {
         }
         if self.nz == 0 || self.ngf == 0 || self.ndf == 0 {
             return Err("nz, ngf and ndf must be positive".into());
+        }
+        if self.classes == 1 || self.classes > MAX_CLASSES {
+            return Err(format!("a conditional network needs 2 to {MAX_CLASSES} classes, not {}", self.classes));
         }
         Ok(())
     }
