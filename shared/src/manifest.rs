@@ -221,6 +221,31 @@ impl Manifest {
         Ok(())
     }
 
+    /// The index of the class `text` names: a class's name, or its index. The error lists
+    /// the model's classes (or says it has none).
+    pub fn class_index(&self, text: &str) -> Result<usize, String> {
+        if self.classes.is_empty() {
+            return Err(format!("model {} has no classes: it makes one kind of picture", self.name));
+        }
+        if let Some(i) = self.classes.iter().position(|c| c.name == text) {
+            return Ok(i);
+        }
+        match text.parse::<usize>() {
+            Ok(i) if i < self.classes.len() => Ok(i),
+            _ => Err(format!(
+                "model {} has no class {text:?}; its classes are {} (by name, or by index 0 to {})",
+                self.name,
+                self.class_names().join(", "),
+                self.classes.len() - 1
+            )),
+        }
+    }
+
+    /// The classes' names, in index order.
+    pub fn class_names(&self) -> Vec<&str> {
+        self.classes.iter().map(|c| c.name.as_str()).collect()
+    }
+
     /// Writes the manifest as pretty JSON (the caller makes the write atomic).
     pub fn to_json(&self) -> String {
         // Serialising plain data to a String cannot fail.

@@ -55,7 +55,7 @@ fn check(image_size: usize, channels: usize, arch: Arch) {
     let onnx = manifest.read_onnx(&out_dir).unwrap();
 
     let seeds: Vec<u64> = vec![0, 1, 7, 42, 1 << 40, u64::MAX];
-    let want = report::generate(&out.generator, nz, &seeds, &candle_core::Device::Cpu).unwrap();
+    let want = report::generate(&out.generator, nz, &seeds, &[], &candle_core::Device::Cpu).unwrap();
     let want = want.flatten_all().unwrap().to_vec1::<f32>().unwrap();
 
     let mut session = Session::builder(&ort_environment()).unwrap().commit_from_memory(&onnx).unwrap();

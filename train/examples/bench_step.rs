@@ -83,8 +83,8 @@ fn main() -> anyhow::Result<()> {
     // Random pixels: the step's cost does not depend on them.
     let len = a.batch * 4;
     let pixels: Vec<u8> = (0..len * 3 * a.image_size * a.image_size).map(|_| rng.random()).collect();
-    let data = Dataset { source: "random".into(), pixels, len, channels: 3, size: a.image_size };
-    let shape = Shape { image_size: a.image_size, channels: 3, nz: cfg.nz, ngf: cfg.ngf, ndf: cfg.ndf };
+    let data = Dataset { source: "random".into(), pixels, len, channels: 3, size: a.image_size, ..Default::default() };
+    let shape = Shape { image_size: a.image_size, channels: 3, nz: cfg.nz, ngf: cfg.ngf, ndf: cfg.ndf, classes: 0 };
     a.arch.validate_shape(&shape).map_err(anyhow::Error::msg)?;
     let gan = Gan::new(a.arch, shape, &mut rng, &device, DType::F32)?;
     let rule = a.arch.get().rule(&cfg);
@@ -120,7 +120,7 @@ fn main() -> anyhow::Result<()> {
             seconds: secs,
             ..Default::default()
         };
-        export::export(&gan.g, &shape, dir, "bench", a.arch.name(), summary).context("exporting the generator")?;
+        export::export(&gan.g, &shape, &[], dir, "bench", a.arch.name(), summary).context("exporting the generator")?;
     }
     println!(
         "{{\"images_per_s\": {:.2}, \"step_s\": {:.4}, \"peak_rss_mib\": {:.1}, \"threads\": {}, \"kernels\": {}}}",

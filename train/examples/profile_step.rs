@@ -43,7 +43,7 @@ fn main() -> anyhow::Result<()> {
     let (steps, warmup) = (6, 2);
     let dev = Device::Cpu;
     let mut rng = ChaCha8Rng::seed_from_u64(0);
-    let shape = Shape { image_size: size, channels: 3, nz: 100, ngf: 64, ndf: 64 };
+    let shape = Shape { image_size: size, channels: 3, nz: 100, ngf: 64, ndf: 64, classes: 0 };
     let gan = Gan::new(Arch::Dcgan, shape, &mut rng, &dev, DType::F32)?;
     let adam = Rule::Adam { beta1: 0.5, beta2: 0.999, eps: 1e-8 };
     let mut opt_g = Optimizer::new(gan.g_params.trainable(), adam, 2e-4)?;

@@ -42,6 +42,9 @@ pub struct State {
     /// What the run's first weights came from (`--init-from`), for the manifest.
     #[serde(default)]
     pub started_from: Option<canard_shared::manifest::StartedFrom>,
+    /// A conditional run's classes (names in index order, pictures of each); empty otherwise.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub classes: Vec<canard_shared::manifest::Class>,
 }
 
 /// ChaCha8's full state: seed, stream and position (u128 as text: JSON numbers are f64).

@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 
 pub use crate::arch::Arch;
 use crate::augment::DiffAugment;
+pub use crate::data::ClassSource;
 use crate::device::DeviceChoice;
 use crate::nn::Shape;
 
@@ -108,6 +109,11 @@ settings! {
     /// 1 (grey) or 3 (RGB) [default: grey only when every picture is grey]
     #[arg(long)]
     channels: usize = open;
+    /// subfolders: one model of several kinds of picture, each picture's class its first-level
+    /// subfolder under --data (builtin:shapes: its five kinds), at most 1,000 classes;
+    /// none: one kind [default: none]
+    #[arg(long, value_enum)]
+    classes: ClassSource = { |_| ClassSource::None };
     /// Passes over the data, instead of --steps; at most 99,999,999 steps in all [default: 128,000 generated images: 8,000 steps at fastgan's batch 16, 2,000 at 64]
     #[arg(long)]
     epochs: usize = open;
@@ -463,7 +469,7 @@ impl TrainConfig {
             )?;
         }
         self.check_networks()?;
-        let blocks = self.arch.get().critic_blocks(&self.shape(self.channels.unwrap_or(3))).len();
+        let blocks = self.arch.get().critic_blocks(&self.shape(self.channels.unwrap_or(3), 0)).len();
         if self.freeze_d > 0 && self.init_from.is_none() {
             return bad("--freeze-d keeps the critic's first blocks as --init-from gave them; give --init-from".into());
         }
@@ -490,9 +496,9 @@ impl TrainConfig {
         Ok(())
     }
 
-    /// The networks' shape for pictures of `channels`.
-    pub fn shape(&self, channels: usize) -> Shape {
-        Shape { image_size: self.image_size, channels, nz: self.nz, ngf: self.ngf, ndf: self.ndf }
+    /// The networks' shape for pictures of `channels` and `classes` kinds (0: unconditional).
+    pub fn shape(&self, channels: usize, classes: usize) -> Shape {
+        Shape { image_size: self.image_size, channels, nz: self.nz, ngf: self.ngf, ndf: self.ndf, classes }
     }
 
     /// The networks' shape, and their size within what can be trained and exported.
@@ -510,7 +516,7 @@ impl TrainConfig {
         if let Some(c) = self.channels.filter(|&c| c != 1 && c != 3) {
             return bad(format!("--channels must be 1 (grey) or 3 (RGB), not {c}"));
         }
-        let shape = self.shape(self.channels.unwrap_or(3));
+        let shape = self.shape(self.channels.unwrap_or(3), 0);
         if !self.image_size.is_power_of_two() || !(8..=1024).contains(&self.image_size) {
             return bad(format!("--image-size {} must be a power of two from 8 to 1024", self.image_size));
         }

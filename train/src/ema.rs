@@ -8,7 +8,7 @@
 //! (QUALITY.md has the SWD of both).
 
 use candle_core::{DType, Device, Result, Tensor, Var};
-use rand::SeedableRng;
+use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use crate::config::Arch;
@@ -26,6 +26,8 @@ pub struct Ema {
     pub rampup: f64,
     /// Updates so far (kept in checkpoints).
     pub updates: u64,
+    /// The generator's classes (0: unconditional): recalibration draws pictures of each.
+    classes: usize,
     device: Device,
 }
 
@@ -44,7 +46,7 @@ impl Ema {
         let g = arch
             .generator(&mut Init::new(&mut params, &mut ChaCha8Rng::seed_from_u64(0), device, source.dtype()), shape)?;
         params.copy_from(source)?;
-        Ok(Self { g, params, half_life, rampup, updates: 0, device: device.clone() })
+        Ok(Self { g, params, half_life, rampup, updates: 0, classes: shape.classes, device: device.clone() })
     }
 
     /// The decay for an update of `batch` images when `seen` images have been generated
@@ -70,7 +72,8 @@ impl Ema {
     /// BatchNorm's running statistics measured on the average itself ("standing
     /// statistics", Brock et al. 2019, BigGAN): [`Ema::update`] copies the raw generator's,
     /// which belong to other weights. From zero, [`STANDING_BATCHES`] batches of 64 latents
-    /// from `seed` run through the average in training mode, and the momentum-weighted sum
+    /// from `seed` (of classes drawn evenly after them, on a conditional generator) run
+    /// through the average in training mode, and the momentum-weighted sum
     /// is divided by its total weight (as Adam's bias correction), so nothing of the copied
     /// statistics is left. Training's own random numbers are not touched, and the next
     /// update copies the raw statistics back, so a resumed run is unchanged.
@@ -87,7 +90,12 @@ impl Ema {
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
         for _ in 0..STANDING_BATCHES {
             let z = randn(&mut rng, &[64, nz, 1, 1], &self.device)?.to_dtype(self.params.dtype())?;
-            self.g.pass(Engine::for_device(&self.device), true, &[0])?.forward(z, 0)?.commit()?;
+            let classes = match self.classes {
+                0 => None,
+                k => Some(Tensor::from_vec((0..64).map(|_| rng.random_range(0..k as u32)).collect(), 64, &self.device)?),
+            };
+            let pass = self.g.pass(Engine::for_device(&self.device), true, &[0])?.conditioned(classes);
+            pass.forward(z, 0)?.commit()?;
         }
         let weight = 1.0 - (1.0 - BN_MOMENTUM).powi(STANDING_BATCHES as i32);
         for v in &stats {
@@ -123,7 +131,7 @@ mod tests {
     use crate::ops::TASK_VALUES;
 
     fn ema(half_life: f64, rampup: f64) -> Ema {
-        let shape = Shape { image_size: 8, channels: 1, nz: 2, ngf: 2, ndf: 2 };
+        let shape = Shape { image_size: 8, channels: 1, nz: 2, ngf: 2, ndf: 2, classes: 0 };
         let mut params = Params::default();
         let dev = Device::Cpu;
         let mut rng = ChaCha8Rng::seed_from_u64(1);
@@ -154,7 +162,7 @@ mod tests {
             e.params.iter().next().unwrap().var.as_tensor().flatten_all().unwrap().to_vec1().unwrap();
         let mut source = Params::default();
         let mut rng = ChaCha8Rng::seed_from_u64(2);
-        let shape = Shape { image_size: 8, channels: 1, nz: 2, ngf: 2, ndf: 2 };
+        let shape = Shape { image_size: 8, channels: 1, nz: 2, ngf: 2, ndf: 2, classes: 0 };
         Arch::Dcgan.generator(&mut Init::new(&mut source, &mut rng, &Device::Cpu, DType::F32), shape).unwrap();
         let w: Vec<f32> = source.iter().next().unwrap().var.as_tensor().flatten_all().unwrap().to_vec1().unwrap();
         e.update(&source, 1e6, 100).unwrap();

@@ -61,10 +61,10 @@ impl StartFrom {
             .and_then(|s| s.resolve())
             .with_context(|| format!("{what}: its run's config.toml"))?;
         let mut errors = Vec::new();
-        let (dir, tensors) = dirs
+        let (dir, state, tensors) = dirs
             .iter()
             .find_map(|dir| match checkpoint::read(dir, device) {
-                Ok((_, tensors)) => Some((dir, tensors)),
+                Ok((state, tensors)) => Some((dir, state, tensors)),
                 Err(e) => {
                     errors.push(format!("{}: {e:#}", dir.display()));
                     None
@@ -74,7 +74,8 @@ impl StartFrom {
         // A run that left its channels to the data recorded none: its generator's size says which.
         let held: usize = tensors.iter().filter(|(k, _)| k.starts_with("g.")).map(|(_, t)| t.elem_count()).sum();
         let (image_size, nz, ngf, ndf) = (source.image_size, source.nz, source.ngf, source.ndf);
-        let of = |channels| Shape { image_size, channels, nz, ngf, ndf };
+        let classes = state.classes.len();
+        let of = |channels| Shape { image_size, channels, nz, ngf, ndf, classes };
         let channels = source.channels.or_else(|| {
             [1, 3].into_iter().find(|&c| source.arch.generator_parameters(of(c), MAX_PARAMETERS) == Some(held))
         });
@@ -112,6 +113,7 @@ fn family(arch: Arch) -> Arch {
 
 /// Refuses networks that differ, naming each setting that makes them differ.
 fn same(what: &str, (a, s): (Arch, Shape), (b, t): (Arch, Shape)) -> anyhow::Result<()> {
+    let classes = |k: usize| if k == 0 { "none".to_string() } else { format!("subfolders ({k} classes)") };
     let differences: Vec<String> = [
         ("arch", a.name().to_string(), b.name().to_string()),
         ("image-size", s.image_size.to_string(), t.image_size.to_string()),
@@ -119,6 +121,7 @@ fn same(what: &str, (a, s): (Arch, Shape), (b, t): (Arch, Shape)) -> anyhow::Res
         ("nz", s.nz.to_string(), t.nz.to_string()),
         ("ngf", s.ngf.to_string(), t.ngf.to_string()),
         ("ndf", s.ndf.to_string(), t.ndf.to_string()),
+        ("classes", classes(s.classes), classes(t.classes)),
     ]
     .into_iter()
     .filter(|(_, there, here)| there != here)

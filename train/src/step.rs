@@ -107,14 +107,30 @@ impl<'a> StepCtx<'a> {
 }
 
 impl StepCtx<'_> {
-    pub(crate) fn real_batch(&self, cursor: &mut Cursor, rng: &mut ChaCha8Rng) -> candle_core::Result<Tensor> {
+    /// The next batch of real pictures, mirrored where `--mirror` draws it, and their
+    /// classes when the data has them.
+    pub(crate) fn real_batch(
+        &self,
+        cursor: &mut Cursor,
+        rng: &mut ChaCha8Rng,
+    ) -> candle_core::Result<(Tensor, Option<Tensor>)> {
         let idx = cursor.next_batch().to_vec();
         let flips: Option<Vec<bool>> = self.cfg.mirror.then(|| (0..idx.len()).map(|_| rng.random::<bool>()).collect());
         let batch = match (&self.resident, flips) {
             (Some(pixels), flips) => crate::data::batch_from(pixels, &idx, flips.as_deref()),
             (None, flips) => self.data.batch(&idx, flips.as_deref(), self.device),
         };
-        batch?.to_dtype(self.gan.dtype())
+        Ok((batch?.to_dtype(self.gan.dtype())?, self.data.classes.batch(&idx, self.device)?))
+    }
+
+    /// Classes for `b` generated pictures, as often as the data has each: those of `b`
+    /// pictures drawn at random. None (and nothing drawn) when the data has no classes.
+    pub(crate) fn draw_classes(&self, b: usize, rng: &mut ChaCha8Rng) -> candle_core::Result<Option<Tensor>> {
+        if self.data.classes.names.is_empty() {
+            return Ok(None);
+        }
+        let idx: Vec<usize> = (0..b).map(|_| rng.random_range(0..self.data.len)).collect();
+        self.data.classes.batch(&idx, self.device)
     }
 
     fn noise(&self, b: usize, rng: &mut ChaCha8Rng) -> candle_core::Result<Tensor> {
@@ -162,19 +178,20 @@ impl StepCtx<'_> {
     }
 }
 
-/// One critic update: the critic on real and fake pictures side by side, `loss` of its two
-/// outputs, both backward passes, with WGAN-GP the gradient penalty at the interpolated
-/// pictures `x_hat` (times λ, added to the loss), the optimiser's step. The loss and the
-/// two outputs, as tensors, and the penalty (0 without).
+/// One critic update: the critic on real and fake pictures (both of `classes`, when
+/// conditional) side by side, `loss` of its two outputs, both backward passes, with
+/// WGAN-GP the gradient penalty at the interpolated pictures `x_hat` (times λ, added to
+/// the loss), the optimiser's step. The loss and the two outputs, as tensors, and the
+/// penalty (0 without).
 pub(crate) fn critic_update(
     c: &StepCtx,
     opt_d: &mut Optimizer,
-    real: Tensor,
-    fake: Tensor,
+    [real, fake]: [Tensor; 2],
+    classes: Option<Tensor>,
     x_hat: Option<Tensor>,
     loss: impl FnOnce([&Tensor; 2]) -> candle_core::Result<Tensor>,
 ) -> anyhow::Result<(Tensor, Tensor, Tensor, f64)> {
-    let pass = c.gan.d.pass(c.engine, true, &[0])?;
+    let pass = c.gan.d.pass(c.engine, true, &[0])?.conditioned(classes);
     let (on_real, on_fake) = pass.forward_both(real, fake, 0)?;
     on_real.commit()?;
     on_fake.commit()?;
@@ -190,7 +207,7 @@ pub(crate) fn critic_update(
 }
 
 /// The generator's update: the critic as just updated scores the pictures `made` made
-/// (through DiffAugment when on, each transform with probability `p`); the gradient of
+/// (of its classes; through DiffAugment when on, each transform with probability `p`); the gradient of
 /// `loss` of its output reaches the pictures (not the critic's weights), then the
 /// generator. The loss.
 pub(crate) fn generator_update(
@@ -203,7 +220,7 @@ pub(crate) fn generator_update(
 ) -> anyhow::Result<Tensor> {
     let pictures = made.output(0)?;
     let (seen, draw) = c.view(pictures.clone(), p, rng)?;
-    let pass = c.gan.d.pass(c.engine, true, &[0])?;
+    let pass = c.gan.d.pass(c.engine, true, &[0])?.conditioned(made.classes().cloned());
     let scored = pass.forward(seen, 0)?;
     scored.commit()?;
     let (loss, [(_, dl)]) = logit_loss([scored.output(0)?], loss)?;

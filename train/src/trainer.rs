@@ -139,6 +139,39 @@ fn same_networks(saved: &Settings, now: &TrainConfig, run_dir: &Path) -> anyhow:
     Ok(())
 }
 
+/// A resumed conditional run's classes must be the ones its networks learnt, in the same
+/// order; a class whose number of pictures changed is only worth a warning.
+fn same_classes(
+    saved: &[canard_shared::manifest::Class],
+    now: &[canard_shared::manifest::Class],
+    run_dir: &Path,
+) -> anyhow::Result<()> {
+    let names = |c: &[canard_shared::manifest::Class]| c.iter().map(|c| c.name.clone()).collect::<Vec<_>>();
+    if names(saved) != names(now) {
+        let list = |c: &[canard_shared::manifest::Class]| match c.len() {
+            0 => "no classes".to_string(),
+            _ => names(c).join(", "),
+        };
+        anyhow::bail!(
+            "the data's classes ({}) are not those {} was trained on ({}): its networks have one embedding per \
+             class, in that order. Restore the data's subfolders, or start over with --fresh or another --name",
+            list(now),
+            run_dir.display(),
+            list(saved)
+        );
+    }
+    let changed: Vec<String> = saved
+        .iter()
+        .zip(now)
+        .filter(|(a, b)| a.images != b.images)
+        .map(|(a, b)| format!("{} {} → {}", a.name, a.images, b.images))
+        .collect();
+    if !changed.is_empty() {
+        eprintln!("warning: pictures per class changed since the last checkpoint: {}", changed.join(", "));
+    }
+    Ok(())
+}
+
 /// `--fresh`: removes the run's folder, which must resolve to a folder directly inside the
 /// runs folder (a link elsewhere is refused, never followed) and look like a run: empty, or
 /// holding what canard-train writes there (`--runs-dir ~ --name Documents` deletes nothing).
@@ -219,7 +252,7 @@ impl Setup {
 
         let t0 = Instant::now();
         let cache = cfg.runs_dir.join(".cache");
-        let (data, skipped) = Dataset::open(&cfg.data, cfg.image_size, cfg.channels, cfg.seed, Some(&cache))?;
+        let (data, skipped) = Dataset::open(&cfg.data, cfg.image_size, cfg.channels, cfg.seed, Some(&cache), cfg.classes.on())?;
         if let Some(w) = skipped.warning() {
             eprintln!("{w}");
         }
@@ -255,10 +288,24 @@ impl Setup {
         if batch < cfg.batch_size {
             eprintln!("canard-train: only {} images: batch size reduced from {} to {batch}", data.len, cfg.batch_size);
         }
-        let config_toml = cfg.to_toml()?;
+        let classes = data.class_list();
+        let mut config_toml = cfg.to_toml()?;
+        if !classes.is_empty() {
+            let list: Vec<String> = classes.iter().map(|c| format!("{:?} ({})", c.name, c.images)).collect();
+            eprintln!("canard-train: {} classes: {}", classes.len(), list.join(", "));
+            config_toml.push_str(&format!("# The {} classes, in index order (pictures): {}\n", classes.len(), list.join(", ")));
+            let few: Vec<&str> = classes.iter().filter(|c| c.images < batch).map(|c| c.name.as_str()).collect();
+            if !few.is_empty() {
+                eprintln!(
+                    "warning: --classes: fewer pictures than a batch ({batch}) in {}: the model sees each of them \
+                     often and may learn them by heart",
+                    few.join(", ")
+                );
+            }
+        }
         let per_epoch = Cursor::new(data.len, batch, cfg.seed, 0, 0).per_epoch();
         let length = Length::of(&cfg, per_epoch, batch)?;
-        let shape = cfg.shape(data.channels);
+        let shape = cfg.shape(data.channels, data.classes.names.len());
         // Read only by a run that starts: a resumed one goes on from its own checkpoints.
         let start_from = match &cfg.init_from {
             Some(path) if start == Start::Fresh || checkpoint::list(&run_dir).is_empty() => {
@@ -288,7 +335,7 @@ impl Setup {
 
     /// The networks' shape.
     fn shape(&self) -> Shape {
-        self.cfg.shape(self.data.channels)
+        self.cfg.shape(self.data.channels, self.data.classes.names.len())
     }
 
     /// The progress table's column names: the critic's scores and the third loss.
@@ -336,7 +383,7 @@ impl Training {
         let mut guard = Guard::new(cfg.arch, cfg.guard_patience, cfg.lr_g, cfg.lr_d);
         let mut ada = cfg.ada_target.map(Ada::new);
 
-        let mut st: State = checkpoint::new_state();
+        let mut st = State { classes: data.class_list(), ..checkpoint::new_state() };
         let mut losses: Vec<LossRecord> = Vec::new();
         let mut cursor = Cursor::new(data.len, *batch, cfg.seed, 0, 0);
         let newest = checkpoint::latest(run_dir, device);
@@ -344,6 +391,7 @@ impl Training {
             anyhow::bail!("--resume: no checkpoint of {} reads back (see the warnings above)", run_dir.display());
         }
         if let Some((dir, saved, tensors)) = newest {
+            same_classes(&saved.classes, &data.class_list(), run_dir)?;
             gan.g_params.load(&tensors, "g.")?;
             gan.d_params.load(&tensors, "d.")?;
             opt_g.load_state(&tensors, "opt_g.", saved.opt_g_t)?;
@@ -370,7 +418,7 @@ impl Training {
                 saved.epochs_done + 1
             );
             cursor = Cursor::new(data.len, *batch, cfg.seed, saved.cursor_epoch, saved.cursor_pos);
-            st = saved;
+            st = State { classes: data.class_list(), ..saved };
         } else {
             // No checkpoint read back (even if some were there): `--init-from` applies as to a new run.
             let opened;
@@ -419,6 +467,7 @@ impl Training {
         let mut colour_stopped = late.is_none();
         let mut ctx = StepCtx::new(cfg, gan, data, device, augment.then_some(&cfg.augment_policy))?;
         let preview_seeds: Vec<u64> = PREVIEW_SEEDS.collect();
+        let preview_classes = report::preview_classes(gan.shape.classes);
         let started = Instant::now();
         let seconds_before = st.seconds;
         let seconds = || seconds_before + started.elapsed().as_secs_f64();
@@ -493,7 +542,8 @@ impl Training {
                 }
                 let preview = ema.as_ref().map_or(&gan.g, |e| &e.g);
                 let path = samples_dir.join(preview_name(st.step));
-                let grid = report::save_grid(&report::generate(preview, cfg.nz, &preview_seeds, device)?, &path)?;
+                let made = report::generate(preview, cfg.nz, &preview_seeds, &preview_classes, device)?;
+                let grid = report::save_grid(&made, &path)?;
                 report::plot::write_loss_plot(
                     losses,
                     labels.2,
@@ -556,7 +606,9 @@ fn finish(setup: Setup, training: Training) -> anyhow::Result<TrainOutcome> {
         quality,
         started_from: st.started_from.clone(),
     };
-    let (model_dir, _) = export::export(&g_out, &shape, &cfg.models_dir, &cfg.name, cfg.arch.name(), summary.clone())?;
+    let classes = st.classes.clone();
+    let (model_dir, _) =
+        export::export(&g_out, &shape, &classes, &cfg.models_dir, &cfg.name, cfg.arch.name(), summary.clone())?;
     eprintln!("canard-train: {} steps in {:.1}s; exported {}", st.step, st.seconds, model_dir.display());
     Ok(TrainOutcome { model_dir, run_dir, config: cfg, generator: g_out, generator_params: g_params, shape, summary })
 }
@@ -567,8 +619,15 @@ fn measure_swd(cfg: &TrainConfig, g: &Net, data: &Dataset, device: &Device) -> a
         return Ok(None);
     }
     eprintln!("canard-train: measuring SWD on {} generated images…", cfg.eval_images);
+    let classes = data.classes.names.len();
     let report = crate::tools::eval::evaluate_with(
-        |seeds| Ok(report::generate(g, cfg.nz, seeds, device)?.flatten_all()?.to_vec1::<f32>()?),
+        |seeds| {
+            let of_seeds: Vec<u32> = match classes {
+                0 => Vec::new(),
+                k => seeds.iter().map(|&s| canard_shared::latent::class_of_seed(s, k) as u32).collect(),
+            };
+            Ok(report::generate(g, cfg.nz, seeds, &of_seeds, device)?.flatten_all()?.to_vec1::<f32>()?)
+        },
         data,
         cfg.eval_images,
         cfg.seed,

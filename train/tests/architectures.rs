@@ -19,7 +19,7 @@ fn generators_and_critics_fit_every_image_size_and_channel_count() {
         for size in [32, 64, 128, 256] {
             for channels in [1, 3] {
                 let what = format!("{arch:?} {size}px {channels}ch");
-                let shape = Shape { image_size: size, channels, nz: 6, ngf: 4, ndf: 2 };
+                let shape = Shape { image_size: size, channels, nz: 6, ngf: 4, ndf: 2, classes: 0 };
                 let mut rng = ChaCha8Rng::seed_from_u64(1);
                 let gan = Gan::new(arch, shape, &mut rng, &dev, DType::F32).unwrap();
                 let held = |params: &Params| params.iter().map(|p| p.var.elem_count()).sum::<usize>();
@@ -62,7 +62,7 @@ fn generators_and_critics_fit_every_image_size_and_channel_count() {
             }
         }
     }
-    let small = Shape { image_size: 16, channels: 3, nz: 6, ngf: 4, ndf: 4 };
+    let small = Shape { image_size: 16, channels: 3, nz: 6, ngf: 4, ndf: 4, classes: 0 };
     assert!(Arch::Fastgan.validate_shape(&small).unwrap_err().contains("32×32"));
     assert!(Arch::Dcgan.validate_shape(&small).is_ok());
     let narrow = Shape { image_size: 32, ngf: 1, ..small };

@@ -55,7 +55,15 @@ struct Run {
 
 /// `steps` training steps of `arch` with `engine`, in `dtype`, from the same networks,
 /// data and random numbers; `uploaded`: batches picked from pixels uploaded as a GPU's are.
-fn train(arch: Arch, augment: Option<&DiffAugment>, r1: f64, dtype: DType, engine: Engine, uploaded: bool) -> Run {
+/// `classes` > 0: conditional networks, the pictures of that many classes in turn.
+fn train(
+    arch: Arch,
+    augment: Option<&DiffAugment>,
+    (r1, classes): (f64, usize),
+    dtype: DType,
+    engine: Engine,
+    uploaded: bool,
+) -> Run {
     let size = if arch == Arch::Fastgan { 32 } else { 16 };
     let settings = Settings {
         data: Some("random".into()),
@@ -77,8 +85,11 @@ fn train(arch: Arch, augment: Option<&DiffAugment>, r1: f64, dtype: DType, engin
     let dev = Device::Cpu;
     let mut rng = ChaCha8Rng::seed_from_u64(3);
     let pixels: Vec<u8> = (0..12 * 3 * size * size).map(|_| rng.random()).collect();
-    let data = Dataset { source: "random".into(), pixels, len: 12, channels: 3, size };
-    let shape = Shape { image_size: size, channels: 3, nz: 8, ngf: 4, ndf: 4 };
+    let labels = (0..12).map(|i| (i % classes.max(1)) as u32).collect();
+    let names = (0..classes).map(|c| format!("class {c}")).collect();
+    let classes_of = canard_train::data::Classes { names, labels };
+    let data = Dataset { source: "random".into(), pixels, len: 12, channels: 3, size, classes: classes_of };
+    let shape = Shape { image_size: size, channels: 3, nz: 8, ngf: 4, ndf: 4, classes };
     let mut rng = ChaCha8Rng::seed_from_u64(5);
     let gan = Gan::new(arch, shape, &mut rng, &dev, dtype).unwrap();
     move_norms(&gan, 6);
@@ -120,7 +131,13 @@ fn train(arch: Arch, augment: Option<&DiffAugment>, r1: f64, dtype: DType, engin
 /// One step of plain gradient descent reads the gradients back: they agree to 1e-10 in
 /// f64 and 1e-4 in f32.
 fn engines_agree(arch: Arch, augment: Option<&DiffAugment>, r1: f64) {
-    let what = format!("{arch:?}, DiffAugment {}, R1 {r1}", augment.is_some());
+    conditional_engines_agree(arch, augment, (r1, 0));
+}
+
+/// [`engines_agree`] for networks of `classes` classes (0: unconditional).
+fn conditional_engines_agree(arch: Arch, augment: Option<&DiffAugment>, (r1, classes): (f64, usize)) {
+    let r1 = (r1, classes);
+    let what = format!("{arch:?}, DiffAugment {}, R1 {}, {classes} classes", augment.is_some(), r1.0);
     for (dtype, tol) in [(DType::F64, 1e-10), (DType::F32, 1e-4)] {
         let (k, c) = (
             train(arch, augment, r1, dtype, Engine::Kernels, false),
@@ -156,6 +173,16 @@ fn wgan_steps_agree_on_both_engines() {
 fn wgan_gp_steps_with_the_penalty_agree_on_both_engines() {
     engines_agree(Arch::WganGp, None, 0.0);
     engines_agree(Arch::WganGp, Some(&DiffAugment::all()), 0.0);
+}
+
+/// Conditional networks (the class embedding, the projection critic) on every
+/// architecture, with fastgan's R1 and WGAN-GP's penalty through the projection.
+#[test]
+fn conditional_steps_agree_on_both_engines() {
+    for arch in Arch::ALL {
+        let augment = (arch == Arch::Fastgan).then(DiffAugment::fastgan);
+        conditional_engines_agree(arch, augment.as_ref(), (if arch == Arch::Fastgan { 1.0 } else { 0.0 }, 3));
+    }
 }
 
 #[test]
@@ -204,7 +231,7 @@ fn check(
 #[test]
 fn every_fastgan_gradient_matches_finite_differences() {
     let dev = Device::Cpu;
-    let shape = Shape { image_size: 32, channels: 3, nz: 5, ngf: 2, ndf: 2 };
+    let shape = Shape { image_size: 32, channels: 3, nz: 5, ngf: 2, ndf: 2, classes: 0 };
     let gan = Gan::new(Arch::Fastgan, shape, &mut ChaCha8Rng::seed_from_u64(11), &dev, DType::F64).unwrap();
     move_norms(&gan, 13);
     let mut rng = ChaCha8Rng::seed_from_u64(12);
@@ -250,7 +277,7 @@ fn every_fastgan_gradient_matches_finite_differences() {
 #[test]
 fn the_gradient_penalty_matches_finite_differences() {
     let dev = Device::Cpu;
-    let shape = Shape { image_size: 16, channels: 3, nz: 4, ngf: 2, ndf: 3 };
+    let shape = Shape { image_size: 16, channels: 3, nz: 4, ngf: 2, ndf: 3, classes: 0 };
     let gan = Gan::new(Arch::WganGp, shape, &mut ChaCha8Rng::seed_from_u64(1), &dev, DType::F64).unwrap();
     move_norms(&gan, 2);
     let x = randn(&mut ChaCha8Rng::seed_from_u64(3), &[3, 3, 16, 16], &dev).unwrap().to_dtype(DType::F64).unwrap();
@@ -273,7 +300,7 @@ fn the_gradient_penalty_matches_finite_differences() {
 #[test]
 fn r1s_gradient_matches_finite_differences() {
     let dev = Device::Cpu;
-    let shape = Shape { image_size: 32, channels: 3, nz: 5, ngf: 2, ndf: 3 };
+    let shape = Shape { image_size: 32, channels: 3, nz: 5, ngf: 2, ndf: 3, classes: 0 };
     let gan = Gan::new(Arch::Fastgan, shape, &mut ChaCha8Rng::seed_from_u64(21), &dev, DType::F64).unwrap();
     move_norms(&gan, 22);
     let real =

@@ -11,7 +11,7 @@ use rand_chacha::ChaCha8Rng;
 
 #[test]
 fn the_export_reads_back_into_the_same_generator() {
-    let shape = Shape { image_size: 64, channels: 3, nz: 7, ngf: 4, ndf: 4 };
+    let shape = Shape { image_size: 64, channels: 3, nz: 7, ngf: 4, ndf: 4, classes: 0 };
     let gan = Gan::new(Arch::Fastgan, shape, &mut ChaCha8Rng::seed_from_u64(9), &Device::Cpu, DType::F32).unwrap();
     // Trained-looking BatchNorm: distinct statistics per channel.
     for (i, p) in gan.g_params.iter().enumerate().filter(|(_, p)| p.name.contains("bn.")) {
@@ -26,15 +26,15 @@ fn the_export_reads_back_into_the_same_generator() {
     }
     let dir = tempfile::tempdir().unwrap();
     let (model_dir, manifest) =
-        canard_train::export::export(&gan.g, &shape, dir.path(), "fg", "fastgan", Default::default()).unwrap();
+        canard_train::export::export(&gan.g, &shape, &[], dir.path(), "fg", "fastgan", Default::default()).unwrap();
     assert_eq!(manifest.arch, "fastgan");
     let (_, read) = load_generator(&model_dir, &Device::Cpu).unwrap();
     assert_eq!((read.arch, read.shape.ngf, read.nz, read.image_size), (Arch::Fastgan, 4, 7, 64));
     let seeds = [0u64, 5, 99];
-    let want = canard_train::report::generate(&gan.g, 7, &seeds, &Device::Cpu).unwrap();
+    let want = canard_train::report::generate(&gan.g, 7, &seeds, &[], &Device::Cpu).unwrap();
     let z = Tensor::from_vec(latent_batch(&seeds, 7), (3, 7, 1, 1), &Device::Cpu).unwrap();
     assert_eq!(
-        read.forward(&z).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap(),
+        read.forward(&z, None).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap(),
         want.flatten_all().unwrap().to_vec1::<f32>().unwrap()
     );
 }

@@ -39,7 +39,7 @@ fn assert_close(what: &str, a: &Tensor, b: &Tensor, tol: f64) {
 fn agree(what: &str, layer: &dyn Layer, xs: &[Tensor], train: bool, tangents: bool) {
     let w = layer.weights(false).unwrap();
     let run = |engine: Engine| -> Vec<(String, Tensor)> {
-        let c = Ctx { engine, train, part: 2, weights: &w.used };
+        let c = Ctx { engine, train, part: 2, classes: None, weights: &w.used };
         let xr: Vec<&Tensor> = xs.iter().collect();
         let (y, saved) = nn::forward(layer, &xr, &c).unwrap();
         let dy = random(9, y.dims());
@@ -84,7 +84,7 @@ fn agree(what: &str, layer: &dyn Layer, xs: &[Tensor], train: bool, tangents: bo
 /// The layer's tangent against central differences of its definition along the tangent.
 fn tangent_is_the_derivative(what: &str, layer: &dyn Layer, xs: &[Tensor], train: bool) {
     let w = layer.weights(false).unwrap();
-    let c = Ctx { engine: Engine::Candle, train, part: 1, weights: &w.used };
+    let c = Ctx { engine: Engine::Candle, train, part: 1, classes: None, weights: &w.used };
     let ts: Vec<Tensor> = xs.iter().enumerate().map(|(i, x)| random(40 + i as u64, x.dims())).collect();
     let h = 1e-5;
     let at = |s: f64| -> Tensor {
@@ -211,4 +211,54 @@ fn activations_glu_excitation_and_quarters_agree_with_candle() {
         let (small, big) = (random(10, &[2, 3, side, side]), random(11, &[2, 5, 8 * side, 8 * side]));
         agree(&format!("excitation from {side}²"), &e, &[small, big], true, false);
     }
+}
+
+/// The class layers: the embedding puts each picture's own row after z; the projection adds
+/// ⟨Σ features, v(class)⟩ to the logit, its tangent is its derivative, and its weights'
+/// gradient reaches only the rows of the classes in the batch.
+#[test]
+fn class_layers_pick_each_pictures_class() {
+    use canard_train::nn::class::{Embed, Project};
+    let mut rng = ChaCha8Rng::seed_from_u64(3);
+    let mut params = Params::default();
+    let embed = Embed::new(&mut init(&mut params, &mut rng).pp("embed"), 4, 3).unwrap();
+    let project = Project::new(&mut init(&mut params, &mut rng).pp("project"), 4, 5).unwrap();
+    let classes = Tensor::new(&[2u32, 0, 2], &Device::Cpu).unwrap();
+    let z = random(1, &[3, 2, 1, 1]);
+    let w = embed.weights(false).unwrap();
+    let c = Ctx { engine: Engine::Kernels, train: true, part: 0, classes: Some(&classes), weights: &w.used };
+    let y = embed.apply(std::slice::from_ref(&z), &c).unwrap();
+    assert_eq!(y.dims(), &[3, 5, 1, 1]);
+    let rows = values(&w.used[0]);
+    let y = values(&y);
+    for (i, class) in [2, 0, 2].into_iter().enumerate() {
+        assert_eq!(&y[i * 5..i * 5 + 2], &values(&z)[i * 2..i * 2 + 2], "z first");
+        assert_eq!(&y[i * 5 + 2..i * 5 + 5], &rows[class * 3..class * 3 + 3], "then its class's row");
+    }
+
+    let (h, logit) = (random(2, &[3, 5, 2, 2]), random(3, &[3, 1, 1, 1]));
+    let w = project.weights(false).unwrap();
+    let c = Ctx { weights: &w.used, ..c };
+    let out = values(&project.apply(&[h.clone(), logit.clone()], &c).unwrap());
+    let (hv, v, l) = (values(&h), values(&w.used[0]), values(&logit));
+    for (i, class) in [2, 0, 2].into_iter().enumerate() {
+        let dot: f64 = (0..5).map(|ch| hv[i * 20 + ch * 4..i * 20 + ch * 4 + 4].iter().sum::<f64>() * v[class * 5 + ch]).sum();
+        assert!((out[i] - (l[i] + dot)).abs() < 1e-12, "picture {i}");
+    }
+    let ts = [random(4, &[3, 5, 2, 2]), random(5, &[3, 1, 1, 1])];
+    let (e, s) = (1e-5, 0.5 / 1e-5);
+    let moved = |k: f64| {
+        let xs = [(&h + (&ts[0] * k).unwrap()).unwrap(), (&logit + (&ts[1] * k).unwrap()).unwrap()];
+        project.apply(&xs, &c).unwrap()
+    };
+    let numeric = ((moved(e) - moved(-e)).unwrap() * s).unwrap();
+    let analytic = project.apply_tangent(&[h.clone(), logit.clone()], &ts, &c).unwrap();
+    assert_close("projection's tangent", &analytic, &numeric, 1e-6);
+    let r = Recorded { xs: vec![&h, &logit], ts: vec![], y: &logit, saved: &None, c };
+    let g = nn::backward(&project, &r, &Tensor::ones((3, 1, 1, 1), DType::F64, &Device::Cpu).unwrap(), &[true, true], true)
+        .unwrap();
+    let dv = values(&g.weights[0]);
+    let row = |r: usize| &dv[r * 5..r * 5 + 5];
+    assert!(row(0).iter().chain(row(2)).all(|&d| d != 0.0), "classes 0 and 2 are in the batch: {dv:?}");
+    assert!(row(1).iter().chain(row(3)).all(|&d| d == 0.0), "classes 1 and 3 are not: {dv:?}");
 }

@@ -412,7 +412,7 @@ fn a_run_starts_from_another_runs_checkpoint_or_a_model_records_it_and_resumes_w
     let source = tempfile::tempdir().unwrap();
     train_with(&settings(source.path(), "fastgan", 2), None, Start::Auto).unwrap();
     let (run, model) = (source.path().join("runs/t"), source.path().join("models/t"));
-    let shape = Shape { image_size: 32, channels: 3, nz: 8, ngf: 4, ndf: 4 };
+    let shape = Shape { image_size: 32, channels: 3, nz: 8, ngf: 4, ndf: 4, classes: 0 };
     let cfg = settings(source.path(), "fastgan", 2).resolve().unwrap();
     let values = |t: &candle_core::Tensor| t.flatten_all().unwrap().to_vec1::<f32>().unwrap();
     let fresh =

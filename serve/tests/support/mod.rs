@@ -83,7 +83,7 @@ pub fn header<B>(res: &actix_web::dev::ServiceResponse<B>, name: &str) -> String
 /// manifest to test refusals; the manifest is rewritten only when `edit` changed it.
 /// Fresh BatchNorm statistics (mean 0, variance 1) leave the output varied.
 pub fn write_model(root: &Path, name: &str, dim: usize, edit: impl FnOnce(&mut Manifest)) -> PathBuf {
-    let shape = Shape { image_size: SIZE, channels: CHANNELS, nz: dim, ngf: 4, ndf: 4 };
+    let shape = Shape { image_size: SIZE, channels: CHANNELS, nz: dim, ngf: 4, ndf: 4, classes: 0 };
     let mut rng = ChaCha8Rng::seed_from_u64(dim as u64);
     let gan = Gan::new(Arch::Dcgan, shape, &mut rng, &Device::Cpu, DType::F32).expect("initialise the test GAN");
     let (dir, manifest) = canard_train::export::export(&gan.g, &shape, root, name, "dcgan", Default::default())

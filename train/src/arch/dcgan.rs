@@ -37,14 +37,15 @@ impl Architecture for Dcgan {
     /// The discriminator on real and generated pictures, then the generator against it.
     fn step(&self, c: &StepCtx, s: Steps, step: usize) -> anyhow::Result<(StepLosses, usize)> {
         let Steps { opt_g, opt_d, cursor, rng, .. } = s;
-        let real = c.real_batch(cursor, rng)?;
+        let (real, classes) = c.real_batch(cursor, rng)?;
         let b = real.dim(0)?;
-        let g_pass = c.gan.g.pass(c.engine, true, &[0])?;
+        // Generated pictures of the real batch's classes.
+        let g_pass = c.gan.g.pass(c.engine, true, &[0])?.conditioned(classes.clone());
         let made = c.generate(&g_pass, b, rng)?;
         let (real, _) = c.view(real, 1.0, rng)?;
         let (fake, _) = c.view(made.output(0)?.clone(), 1.0, rng)?;
-        let (loss_d, d_real, d_fake, _) =
-            critic_update(c, opt_d, real, fake, None, |[r, f]| bce_with_logits(r, 1.0)? + bce_with_logits(f, 0.0)?)?;
+        let bce = |[r, f]: [&Tensor; 2]| bce_with_logits(r, 1.0)? + bce_with_logits(f, 0.0)?;
+        let (loss_d, d_real, d_fake, _) = critic_update(c, opt_d, [real, fake], classes, None, bce)?;
         let loss_g = generator_update(c, &made, opt_g, rng, 1.0, |[f]| bce_with_logits(f, 1.0))?;
         // How likely the critic finds the real and the fake pictures on average.
         let prob = |t: &Tensor| candle_nn::ops::sigmoid(t)?.mean_all();

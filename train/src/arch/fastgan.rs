@@ -53,16 +53,18 @@ impl Architecture for Fastgan {
         let Steps { opt_g, opt_d, cursor, rng, ada } = s;
         let p = ada.as_ref().map_or(1.0, |a| a.p);
         let d = &c.gan.d;
-        let real = c.real_batch(cursor, rng)?;
+        let (real, classes) = c.real_batch(cursor, rng)?;
         let b = real.dim(0)?;
-        let g_pass = c.gan.g.pass(c.engine, true, &[0])?;
+        // Generated pictures of the real batch's classes.
+        let g_pass = c.gan.g.pass(c.engine, true, &[0])?.conditioned(classes.clone());
         let made = c.generate(&g_pass, b, rng)?;
 
         let part = rng.random_range(0..4usize);
         let (real, _) = c.view(real, p, rng)?;
         let targets = rebuild_targets(&real, part)?;
         let (fake, _) = c.view(made.output(0)?.clone(), p, rng)?;
-        let (real_pass, fake_pass) = (d.pass(c.engine, true, &[0, 1, 2])?, d.pass(c.engine, true, &[0])?);
+        let real_pass = d.pass(c.engine, true, &[0, 1, 2])?.conditioned(classes.clone());
+        let fake_pass = d.pass(c.engine, true, &[0])?.conditioned(classes);
         let (on_real, on_fake) = rayon::join(|| real_pass.forward(real, part), || fake_pass.forward(fake, part));
         let (on_real, on_fake) = (on_real?, on_fake?);
         on_real.commit()?;

@@ -64,25 +64,29 @@ pub fn critic_steps_then_generator(
 ) -> anyhow::Result<(StepLosses, usize)> {
     let Steps { opt_g, opt_d, cursor, rng, .. } = s;
     let cfg = c.cfg;
-    let g_pass = c.gan.g.pass(c.engine, true, &[0])?;
     let mut images = 0;
     let mut last: Option<[Tensor; 4]> = None;
     for _ in 0..arch.critic_updates(step - 1, cfg) {
-        let (real, _) = c.view(c.real_batch(cursor, rng)?, 1.0, rng)?;
+        let (real, classes) = c.real_batch(cursor, rng)?;
+        let (real, _) = c.view(real, 1.0, rng)?;
         let b = real.dim(0)?;
         images += b;
+        // Generated pictures of the real batch's classes.
+        let g_pass = c.gan.g.pass(c.engine, true, &[0])?.conditioned(classes.clone());
         let fake = c.generate(&g_pass, b, rng)?.take_output(0)?;
         let (fake, _) = c.view(fake, 1.0, rng)?;
         let x_hat = match penalised {
             true => Some(super::wgan_gp::interpolate(&real, &fake, rng)?),
             false => None,
         };
-        let (loss, r, f, gp) = critic_update(c, opt_d, real, fake, x_hat, |[r, f]| f.mean_all()? - r.mean_all()?)?;
+        let wasserstein = |[r, f]: [&Tensor; 2]| f.mean_all()? - r.mean_all()?;
+        let (loss, r, f, gp) = critic_update(c, opt_d, [real, fake], classes, x_hat, wasserstein)?;
         arch.constrain_critic(c.gan, cfg)?;
         let gp = Tensor::new(gp as f32, c.device)?;
         last = Some([loss, r.mean_all()?, f.mean_all()?, gp]);
     }
     let b = cfg.batch_size.min(c.data.len);
+    let g_pass = c.gan.g.pass(c.engine, true, &[0])?.conditioned(c.draw_classes(b, rng)?);
     let made = c.generate(&g_pass, b, rng)?;
     let loss_g = generator_update(c, &made, opt_g, rng, 1.0, |[f]| f.mean_all()?.neg())?;
     let [loss_d, s_real, s_fake, gp] =

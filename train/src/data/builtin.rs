@@ -9,7 +9,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use super::folder::to_chw;
-use super::{DataError, Dataset};
+use super::{Classes, DataError, Dataset};
 
 pub const NAMES: [&str; 1] = ["shapes"];
 pub const SHAPES_COUNT: usize = 4096;
@@ -52,7 +52,11 @@ pub fn generate(name: &str, size: usize, channels: usize, seed: u64) -> Result<D
         let shape = SHAPES[i % SHAPES.len()];
         pixels.extend(to_chw(&draw(shape, size, &mut rng), channels));
     }
-    Ok(Dataset { source: format!("builtin:{name}"), pixels, len: SHAPES_COUNT, channels, size })
+    // Its kinds are its classes (`--classes`), in the order drawn.
+    let names = SHAPES.iter().map(|s| format!("{s:?}").to_lowercase()).collect();
+    let labels = (0..SHAPES_COUNT).map(|i| (i % SHAPES.len()) as u32).collect();
+    let classes = Classes { names, labels };
+    Ok(Dataset { source: format!("builtin:{name}"), pixels, len: SHAPES_COUNT, channels, size, classes })
 }
 
 /// One shape with random colour, radius and centre, 4×4 supersampled.

@@ -7,8 +7,8 @@
 //!   failed to decode). It is written last, so it is what makes an entry valid.
 //!
 //! The key is a SHA-256 of everything the pixels depend on: the folder, every file's
-//! relative path, size and modification time, the image size, the channels asked for
-//! and [`FORMAT`]. A changed, added or removed picture gives a new key. Anything wrong
+//! relative path, size and modification time, the image size, the channels asked for,
+//! whether it is read by class, and [`FORMAT`]. A changed, added or removed picture gives a new key. Anything wrong
 //! with an entry (missing, cut short, a different shape, a bad checksum) only means a
 //! rebuild. An entry replaces older entries of the same folder, so the cache holds one
 //! dataset per folder, not one per experiment.
@@ -39,13 +39,21 @@ pub struct Header {
     /// Files that failed to decode (their count, and the first few with the reason).
     pub skipped: usize,
     pub skipped_examples: Vec<(String, String)>,
+    /// Read by class (`--classes`): the class names and each picture's class.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub class_names: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub labels: Vec<u32>,
 }
 
-/// The key of `files` (sorted, under `root`) read at `size` with `channels`.
-pub fn key(root: &Path, files: &[PathBuf], size: usize, channels: Option<usize>) -> String {
+/// The key of `files` (sorted, under `root`) read at `size` with `channels`, by class or not.
+pub fn key(root: &Path, files: &[PathBuf], size: usize, channels: Option<usize>, by_class: bool) -> String {
     let mut h = Sha256::new();
     let root_abs = std::fs::canonicalize(root).unwrap_or_else(|_| root.to_path_buf());
     h.update(format!("canard data cache {FORMAT}\nroot {}\nsize {size}\nchannels {channels:?}\n", root_abs.display()));
+    if by_class {
+        h.update("by class\n"); // absent otherwise, so older entries keep their keys
+    }
     for f in files {
         let rel = f.strip_prefix(root).unwrap_or(f);
         // Unreadable metadata hashes as zeros: that file will fail to decode anyway.
@@ -94,9 +102,14 @@ pub fn load(dir: &Path, key: &str, source: &str) -> Result<Option<(Dataset, Skip
     if format!("{:016x}", checksum(&pixels)) != h.checksum {
         return Err("checksum mismatch".into());
     }
+    let labels_fit = h.labels.is_empty() || (h.labels.len() == h.len && h.labels.iter().all(|&l| (l as usize) < h.class_names.len()));
+    if !labels_fit {
+        return Err("labels that do not fit its pictures".into());
+    }
     let examples = h.skipped_examples.into_iter().map(|(p, why)| (PathBuf::from(p), why)).collect();
     let skipped = Skipped { count: h.skipped, examples };
-    let data = Dataset { source: source.to_string(), pixels, len: h.len, channels: h.channels, size: h.size };
+    let classes = super::Classes { names: h.class_names, labels: h.labels };
+    let data = Dataset { source: source.to_string(), pixels, len: h.len, channels: h.channels, size: h.size, classes };
     Ok(Some((data, skipped)))
 }
 
@@ -116,6 +129,8 @@ pub fn store(dir: &Path, key: &str, data: &Dataset, failed: &Skipped) -> std::io
         checksum: format!("{:016x}", checksum(&data.pixels)),
         skipped: failed.count,
         skipped_examples: failed.examples.iter().map(|(p, w)| (p.display().to_string(), w.clone())).collect(),
+        class_names: data.classes.names.clone(),
+        labels: data.classes.labels.clone(),
     };
     let json = serde_json::to_vec_pretty(&header).map_err(std::io::Error::other)?;
     write_atomic(&header_path, &json)?;
@@ -169,6 +184,7 @@ mod tests {
             len: 2,
             channels: 3,
             size: 4,
+            classes: crate::data::Classes { names: vec!["a".into(), "b".into()], labels: vec![1, 0] },
         }
     }
 
@@ -180,6 +196,7 @@ mod tests {
         store(dir.path(), "ab12", &d, &failed).unwrap();
         let (got, skipped) = load(dir.path(), "ab12", "/pics").unwrap().unwrap();
         assert_eq!((got.pixels, got.len, got.channels, got.size), (d.pixels.clone(), 2, 3, 4));
+        assert_eq!(got.classes, d.classes, "the classes come back with the pictures");
         assert_eq!(skipped.count, 1);
         assert_eq!(skipped.examples[0].0, PathBuf::from("/pics/bad.jpg"));
         assert!(load(dir.path(), "cd34", "/pics").unwrap().is_none(), "another key misses");
@@ -233,12 +250,13 @@ mod tests {
         let a = dir.path().join("a.png");
         std::fs::write(&a, b"1234").unwrap();
         let files = vec![a.clone()];
-        let k = key(dir.path(), &files, 64, None);
-        assert_eq!(k, key(dir.path(), &files, 64, None));
-        assert_ne!(k, key(dir.path(), &files, 32, None));
-        assert_ne!(k, key(dir.path(), &files, 64, Some(3)));
+        let k = key(dir.path(), &files, 64, None, false);
+        assert_eq!(k, key(dir.path(), &files, 64, None, false));
+        assert_ne!(k, key(dir.path(), &files, 32, None, false));
+        assert_ne!(k, key(dir.path(), &files, 64, Some(3), false));
+        assert_ne!(k, key(dir.path(), &files, 64, None, true), "read by class is another entry");
         std::fs::write(&a, b"12345").unwrap();
-        assert_ne!(k, key(dir.path(), &files, 64, None), "a changed file changes the key");
+        assert_ne!(k, key(dir.path(), &files, 64, None, false), "a changed file changes the key");
         assert_ne!(checksum(b"abcdefgh1"), checksum(b"abcdefgh2"));
     }
 }

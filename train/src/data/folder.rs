@@ -16,7 +16,7 @@ use image::{DynamicImage, GenericImageView, ImageReader, Rgba};
 use rayon::prelude::*;
 use walkdir::WalkDir;
 
-use super::{cache, DataError, Dataset};
+use super::{cache, Classes, DataError, Dataset};
 use crate::report::progress::TaskBar;
 
 pub const EXTENSIONS: [&str; 6] = ["jpg", "jpeg", "png", "webp", "gif", "bmp"];
@@ -66,11 +66,15 @@ impl Skipped {
 /// Above this many files, decoding shows a progress bar (or lines).
 const PROGRESS_ABOVE: usize = 100;
 
+/// The pictures under `root` at `size`², `channels` (None: grey when every picture is);
+/// `by_class`: each picture's class is its first-level subfolder (a picture directly in
+/// `root` is refused by name).
 pub fn load(
     root: &Path,
     size: usize,
     channels: Option<usize>,
     cache_dir: Option<&Path>,
+    by_class: bool,
 ) -> Result<(Dataset, Skipped), DataError> {
     let meta = std::fs::metadata(root)
         .map_err(|e| DataError::Unreadable { path: root.display().to_string(), reason: e.to_string() })?;
@@ -80,11 +84,17 @@ pub fn load(
     let source = root.display().to_string();
     let mut skipped = Skipped::default();
     let files = list_files(root, &mut skipped);
-    let cache = cache_dir.filter(|_| !files.is_empty()).map(|dir| (dir, cache::key(root, &files, size, channels)));
+    let kinds = match by_class {
+        true => Some(files.iter().map(|f| kind_of(root, f)).collect::<Result<Vec<String>, DataError>>()?),
+        false => None,
+    };
+    let cache =
+        cache_dir.filter(|_| !files.is_empty()).map(|dir| (dir, cache::key(root, &files, size, channels, by_class)));
     if let Some((dir, key)) = &cache {
         match cache::load(dir, key, &source) {
             Ok(Some((data, failed))) => {
                 skipped.merge(failed);
+                check_classes(root, &data.classes, by_class)?;
                 return Ok((data, skipped));
             }
             Ok(None) => {}
@@ -92,7 +102,7 @@ pub fn load(
         }
     }
 
-    let (data, failed) = decode_all(&files, &source, size, channels);
+    let (data, failed) = decode_all(&files, kinds.as_deref(), &source, size, channels);
     if data.len == 0 {
         skipped.merge(failed);
         let detail = skipped.warning().map(|w| format!("\n{w}")).unwrap_or_default();
@@ -110,12 +120,73 @@ pub fn load(
         }
     }
     skipped.merge(failed);
+    check_classes(root, &data.classes, by_class)?;
     Ok((data, skipped))
 }
 
+/// A picture's class: the first folder of its path under `root`, as UTF-8 of at most
+/// 64 bytes.
+fn kind_of(root: &Path, file: &Path) -> Result<String, DataError> {
+    let rel = file.strip_prefix(root).unwrap_or(file);
+    let mut parts = rel.components();
+    let (Some(first), Some(_)) = (parts.next(), parts.next()) else {
+        return Err(DataError::Classes(format!(
+            "{} is directly in {}: with --classes subfolders every picture goes in a subfolder named after its class",
+            file.display(),
+            root.display()
+        )));
+    };
+    let name = first.as_os_str();
+    let Some(name) = name.to_str() else {
+        return Err(DataError::Classes(format!(
+            "the subfolder {} is not named in UTF-8: rename it (its name becomes the class's name)",
+            root.join(name).display()
+        )));
+    };
+    canard_shared::manifest::check_classes([name].into_iter())
+        .map_err(|e| DataError::Classes(format!("{e} (the subfolder {})", root.join(name).display())))?;
+    Ok(name.to_string())
+}
+
+/// The classes of a folder read by class: two to [`MAX_CLASSES`](canard_shared::manifest::MAX_CLASSES);
+/// a subfolder with no usable picture is no class (warned about).
+fn check_classes(root: &Path, classes: &Classes, by_class: bool) -> Result<(), DataError> {
+    if !by_class {
+        return Ok(());
+    }
+    let subfolders = std::fs::read_dir(root).into_iter().flatten().flatten().filter(|e| e.path().is_dir());
+    for dir in subfolders {
+        let name = dir.file_name();
+        if name.to_str().is_none_or(|n| !n.starts_with('.') && !classes.names.iter().any(|c| c == n)) {
+            eprintln!(
+                "warning: --classes subfolders: {} has no usable picture, so it is not a class",
+                dir.path().display()
+            );
+        }
+    }
+    canard_shared::manifest::check_classes(classes.names.iter().map(String::as_str))
+        .map_err(|e| DataError::Classes(format!("{e} (in {})", root.display())))?;
+    if classes.names.len() < 2 {
+        return Err(DataError::Classes(format!(
+            "{} has pictures of {} class ({}); a model of classes needs two or more subfolders of pictures",
+            root.display(),
+            classes.names.len(),
+            classes.names.join(", ")
+        )));
+    }
+    Ok(())
+}
+
 /// Decodes, crops and resizes `files` on every core (output in `files` order whatever
-/// the threads do), then lays them out as bytes. Returns the files that failed too.
-fn decode_all(files: &[PathBuf], source: &str, size: usize, channels: Option<usize>) -> (Dataset, Skipped) {
+/// the threads do), then lays them out as bytes, with the classes of those kept when
+/// `kinds` names each file's. Returns the files that failed too.
+fn decode_all(
+    files: &[PathBuf],
+    kinds: Option<&[String]>,
+    source: &str,
+    size: usize,
+    channels: Option<usize>,
+) -> (Dataset, Skipped) {
     let bar = (files.len() > PROGRESS_ABOVE).then(|| TaskBar::new("canard-train: decoding pictures", files.len()));
     let decoded: Vec<Result<(DynamicImage, bool), String>> = files
         .par_iter()
@@ -133,16 +204,24 @@ fn decode_all(files: &[PathBuf], source: &str, size: usize, channels: Option<usi
     }
     let mut failed = Skipped::default();
     let mut images = Vec::with_capacity(decoded.len());
-    for (path, r) in files.iter().zip(decoded) {
+    let mut kept_kinds = Vec::new();
+    for (i, (path, r)) in files.iter().zip(decoded).enumerate() {
         match r {
-            Ok(img) => images.push(img),
+            Ok(img) => {
+                images.push(img);
+                kept_kinds.extend(kinds.map(|k| k[i].as_str()));
+            }
             Err(reason) => failed.add(path.clone(), reason),
         }
     }
     if images.is_empty() {
-        let data = Dataset { source: source.to_string(), pixels: Vec::new(), len: 0, channels: 3, size };
+        let data = Dataset { source: source.to_string(), channels: 3, size, ..Default::default() };
         return (data, failed);
     }
+    let mut names: Vec<String> = kept_kinds.iter().map(|k| k.to_string()).collect();
+    names.dedup(); // files are sorted, so each class's pictures are together, classes in order
+    let labels = kept_kinds.iter().map(|k| names.partition_point(|n| n.as_str() < *k) as u32).collect();
+    let classes = Classes { names, labels };
     // Channels follow the data: grey only when every picture is grey.
     let channels = channels.unwrap_or(if images.iter().all(|(_, grey)| *grey) { 1 } else { 3 });
     let len = images.len();
@@ -150,7 +229,7 @@ fn decode_all(files: &[PathBuf], source: &str, size: usize, channels: Option<usi
     for (img, _) in images {
         pixels.extend(to_chw(&img, channels));
     }
-    (Dataset { source: source.to_string(), pixels, len, channels, size }, failed)
+    (Dataset { source: source.to_string(), pixels, len, channels, size, classes }, failed)
 }
 
 /// Every regular file under `root` (following symlinks), sorted so runs are reproducible.

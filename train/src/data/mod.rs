@@ -17,7 +17,7 @@ use canard_shared::image::from_u8;
 use candle_core::{DType, Device, Tensor};
 
 /// Every training image, decoded, resized and quantised to bytes once.
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub struct Dataset {
     /// Where it came from, as the user wrote it.
     pub source: String,
@@ -26,6 +26,54 @@ pub struct Dataset {
     pub len: usize,
     pub channels: usize,
     pub size: usize,
+    /// Its kinds of picture, when read by class (`--classes`); empty otherwise.
+    pub classes: Classes,
+}
+
+/// Where pictures' classes come from (`--classes`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum ClassSource {
+    /// One kind of picture: subfolders are only where pictures are kept.
+    #[default]
+    None,
+    /// Each picture's class is its first-level subfolder under the data folder.
+    Subfolders,
+}
+
+impl ClassSource {
+    pub fn on(self) -> bool {
+        self == ClassSource::Subfolders
+    }
+}
+
+/// A dataset's kinds of picture (`--classes subfolders`): their names in index order
+/// (sorted, as the subfolders are) and each picture's class index.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Classes {
+    pub names: Vec<String>,
+    pub labels: Vec<u32>,
+}
+
+impl Classes {
+    /// How many pictures each class has, in index order.
+    pub fn counts(&self) -> Vec<usize> {
+        let mut counts = vec![0; self.names.len()];
+        for &l in &self.labels {
+            counts[l as usize] += 1;
+        }
+        counts
+    }
+
+    /// The classes of the pictures at `indices` as a [B] u32 tensor; None when the data
+    /// has no classes.
+    pub fn batch(&self, indices: &[usize], device: &Device) -> candle_core::Result<Option<Tensor>> {
+        if self.names.is_empty() {
+            return Ok(None);
+        }
+        let labels: Vec<u32> = indices.iter().map(|&i| self.labels[i]).collect();
+        Ok(Some(Tensor::from_vec(labels, indices.len(), device)?))
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -38,18 +86,22 @@ pub enum DataError {
     UnknownBuiltin(String),
     #[error("channels must be 1 or 3, not {0}")]
     Channels(usize),
+    #[error("--classes subfolders: {0}")]
+    Classes(String),
 }
 
 impl Dataset {
     /// Opens `spec`: `builtin:NAME` or a folder path. A folder's decoded pictures are
     /// cached in `cache_dir` (when given), so the next run with the same files, size and
     /// channels starts at once; built-in datasets are drawn quickly and never cached.
+    /// `by_class`: each picture's class is its first-level subfolder (a built-in set's kind).
     pub fn open(
         spec: &str,
         size: usize,
         channels: Option<usize>,
         seed: u64,
         cache_dir: Option<&Path>,
+        by_class: bool,
     ) -> Result<(Dataset, folder::Skipped), DataError> {
         if let Some(c) = channels {
             if c != 1 && c != 3 {
@@ -57,9 +109,30 @@ impl Dataset {
             }
         }
         match spec.strip_prefix("builtin:") {
-            Some(name) => Ok((builtin::generate(name, size, channels.unwrap_or(3), seed)?, folder::Skipped::default())),
-            None => folder::load(Path::new(spec), size, channels, cache_dir),
+            Some(name) => {
+                let mut data = builtin::generate(name, size, channels.unwrap_or(3), seed)?;
+                if !by_class {
+                    data.classes = Classes::default();
+                }
+                Ok((data, folder::Skipped::default()))
+            }
+            None => folder::load(Path::new(spec), size, channels, cache_dir, by_class),
         }
+    }
+
+    /// Its pictures of the class named `name` alone (None when it has no such class).
+    pub fn of_class(&self, name: &str) -> Option<Dataset> {
+        let c = self.classes.names.iter().position(|n| n == name)? as u32;
+        let keep: Vec<usize> = (0..self.len).filter(|&i| self.classes.labels[i] == c).collect();
+        let pixels = keep.iter().flat_map(|&i| self.image_u8(i).iter().copied()).collect();
+        let classes = Classes { names: self.classes.names.clone(), labels: vec![c; keep.len()] };
+        Some(Dataset { source: format!("{} ({name})", self.source), pixels, len: keep.len(), classes, ..*self })
+    }
+
+    /// Its classes with their pictures, in index order (empty when it has none).
+    pub fn class_list(&self) -> Vec<canard_shared::manifest::Class> {
+        let counts = self.classes.counts();
+        self.classes.names.iter().zip(counts).map(|(n, images)| canard_shared::manifest::Class { name: n.clone(), images }).collect()
     }
 
     pub fn image_len(&self) -> usize {
@@ -138,7 +211,9 @@ impl Dataset {
     /// The first `n` images, as a data set of their own (tests that need a small one).
     pub fn first(&self, n: usize) -> Dataset {
         let pixels = self.pixels[..n * self.image_len()].to_vec();
-        Dataset { source: self.source.clone(), pixels, len: n, channels: self.channels, size: self.size }
+        let labels = self.classes.labels.iter().take(n).copied().collect();
+        let classes = Classes { names: self.classes.names.clone(), labels };
+        Dataset { source: self.source.clone(), pixels, len: n, channels: self.channels, size: self.size, classes }
     }
 }
 
@@ -148,7 +223,7 @@ mod tests {
 
     /// Two grey 2×2 images, bytes 0, 30, …, 210.
     fn tiny() -> Dataset {
-        Dataset { source: "t".into(), pixels: (0..8).map(|v| v * 30).collect(), len: 2, channels: 1, size: 2 }
+        Dataset { source: "t".into(), pixels: (0..8).map(|v| v * 30).collect(), len: 2, channels: 1, size: 2, ..Default::default() }
     }
 
     #[test]
@@ -170,7 +245,7 @@ mod tests {
     fn batches_from_uploaded_pixels_are_the_same_bits() {
         let len = 5;
         let pixels: Vec<u8> = (0..len * 3 * 4 * 4).map(|i| (i * 37 % 256) as u8).collect();
-        let d = Dataset { source: "t".into(), pixels, len, channels: 3, size: 4 };
+        let d = Dataset { source: "t".into(), pixels, len, channels: 3, size: 4, ..Default::default() };
         let up = d.upload(&Device::Cpu).unwrap();
         let bits = |t: &Tensor| -> Vec<u32> {
             t.flatten_all().unwrap().to_vec1::<f32>().unwrap().iter().map(|v| v.to_bits()).collect()
@@ -183,7 +258,7 @@ mod tests {
             bits(&d.batch(&idx, Some(&flip), &Device::Cpu).unwrap())
         );
         // Every byte value converts as from_u8 does.
-        let all = Dataset { source: "t".into(), pixels: (0..=255).collect(), len: 1, channels: 1, size: 16 };
+        let all = Dataset { source: "t".into(), pixels: (0..=255).collect(), len: 1, channels: 1, size: 16, ..Default::default() };
         let got = bits(&batch_from(&all.upload(&Device::Cpu).unwrap(), &[0], None).unwrap());
         let want: Vec<u32> = (0..=255u8).map(|v| from_u8(v).to_bits()).collect();
         assert_eq!(got, want);

@@ -136,7 +136,7 @@ mod tests {
     use super::*;
 
     fn data(pixels: Vec<u8>, len: usize) -> Dataset {
-        Dataset { source: "test".into(), pixels, len, channels: 1, size: 2 }
+        Dataset { source: "test".into(), pixels, len, channels: 1, size: 2, ..Default::default() }
     }
 
     /// Random pixel values, the same for the same seed (a linear congruential generator).

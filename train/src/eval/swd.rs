@@ -361,7 +361,7 @@ mod tests {
     use canard_shared::image::{from_u8, to_u8};
 
     fn shapes(size: usize) -> Dataset {
-        Dataset::open("builtin:shapes", size, None, 3, None).unwrap().0
+        Dataset::open("builtin:shapes", size, None, 3, None, false).unwrap().0
     }
 
     fn set(pixels: &[u8], len: usize, channels: usize, size: usize) -> ImageSet<'_> {

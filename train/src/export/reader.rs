@@ -10,7 +10,7 @@
 use std::collections::HashMap;
 use std::path::Path;
 
-use canard_shared::latent::latent_batch;
+use canard_shared::latent::{class_of_seed, latent_batch};
 use canard_shared::Manifest;
 use candle_core::{DType, Device, Tensor};
 use prost::Message;
@@ -51,33 +51,56 @@ pub struct OnnxGenerator {
 const BATCH: usize = 64;
 
 impl OnnxGenerator {
-    /// z: [N, nz, 1, 1] (or [N, nz]) → images [N, C, S, S] in [-1, 1].
-    pub fn forward(&self, z: &Tensor) -> candle_core::Result<Tensor> {
+    /// z: [N, nz, 1, 1] (or [N, nz]), and a conditional generator's classes [N] (u32) →
+    /// images [N, C, S, S] in [-1, 1].
+    pub fn forward(&self, z: &Tensor, classes: Option<&Tensor>) -> candle_core::Result<Tensor> {
         let n = z.dim(0)?;
         if z.elem_count() != n * self.nz {
             candle_core::bail!("z has shape {:?}, expected [N, {}, 1, 1]", z.dims(), self.nz);
         }
-        self.g.run(&z.reshape((n, self.nz, 1, 1))?)
+        if classes.is_some() != (self.shape.classes > 0) {
+            candle_core::bail!("internal error: classes given to a generator of {} classes", self.shape.classes);
+        }
+        self.g.run(&z.reshape((n, self.nz, 1, 1))?, classes)
     }
 
-    /// Flat latent vectors (`k × nz` values) → flat NCHW images, [`BATCH`] at a time.
-    pub fn images(&self, z: &[f32]) -> candle_core::Result<Vec<f32>> {
+    /// Flat latent vectors (`k × nz` values) → flat NCHW images, [`BATCH`] at a time; a
+    /// conditional generator's `classes` one per vector (none for an unconditional one).
+    pub fn images(&self, z: &[f32], classes: &[u32]) -> candle_core::Result<Vec<f32>> {
         if !z.len().is_multiple_of(self.nz) {
             candle_core::bail!("{} latent values are not a whole number of {}-long vectors", z.len(), self.nz);
         }
+        let want = if self.shape.classes > 0 { z.len() / self.nz } else { 0 };
+        if classes.len() != want || classes.iter().any(|&c| c as usize >= self.shape.classes.max(1)) {
+            candle_core::bail!("internal error: {} classes for {want} pictures", classes.len());
+        }
         let device = &self.device;
         let mut out = Vec::with_capacity(z.len() / self.nz * self.image_len());
-        for chunk in z.chunks(BATCH * self.nz) {
+        for (k, chunk) in z.chunks(BATCH * self.nz).enumerate() {
             let n = chunk.len() / self.nz;
             let x = Tensor::from_slice(chunk, (n, self.nz, 1, 1), device)?;
-            out.extend(self.forward(&x)?.flatten_all()?.to_vec1::<f32>()?);
+            let c = match classes.is_empty() {
+                true => None,
+                false => Some(Tensor::from_slice(&classes[k * BATCH..k * BATCH + n], n, device)?),
+            };
+            out.extend(self.forward(&x, c.as_ref())?.flatten_all()?.to_vec1::<f32>()?);
         }
         Ok(out)
     }
 
-    /// The images of `seeds` (`canard_shared::latent`'s vectors, as the server's).
-    pub fn generate(&self, seeds: &[u64]) -> candle_core::Result<Vec<f32>> {
-        self.images(&latent_batch(seeds, self.nz))
+    /// The classes of `seeds`' pictures: `class` for each, or each seed's own
+    /// ([`class_of_seed`], as the server draws them); none for an unconditional generator.
+    pub fn classes_of(&self, seeds: &[u64], class: Option<usize>) -> Vec<u32> {
+        match self.shape.classes {
+            0 => Vec::new(),
+            k => seeds.iter().map(|&s| class.unwrap_or_else(|| class_of_seed(s, k)) as u32).collect(),
+        }
+    }
+
+    /// The images of `seeds` (`canard_shared::latent`'s vectors, as the server's), of
+    /// `class` or each seed's own on a conditional generator.
+    pub fn generate(&self, seeds: &[u64], class: Option<usize>) -> candle_core::Result<Vec<f32>> {
+        self.images(&latent_batch(seeds, self.nz), &self.classes_of(seeds, class))
     }
 
     /// The device it runs on.
@@ -105,6 +128,7 @@ pub fn load_generator(model_dir: &Path, device: &Device) -> anyhow::Result<(Mani
         ("image_size", m.image_size.to_string(), g.image_size.to_string()),
         ("onnx.input", m.onnx.input.clone(), g.input.clone()),
         ("onnx.output", m.onnx.output.clone(), g.output.clone()),
+        ("classes", m.classes.len().to_string(), g.shape.classes.to_string()),
     ];
     for (what, said, found) in checks {
         if said != found {
@@ -125,9 +149,9 @@ fn read(bytes: &[u8], device: &Device) -> Result<OnnxGenerator, String> {
     }
     let model = ModelProto::decode(bytes).map_err(|e| format!("not an ONNX model ({e})"))?;
     let graph = model.graph.ok_or("the model has no graph")?;
-    let ([input], [output]) = (&graph.input[..], &graph.output[..]) else {
+    let ([input, ..], [output]) = (&graph.input[..], &graph.output[..]) else {
         return Err(format!(
-            "{} inputs and {} outputs; a generator has one of each",
+            "{} inputs and {} outputs; a generator has one or two inputs (z, and a class) and one output",
             graph.input.len(),
             graph.output.len()
         ));
@@ -143,7 +167,9 @@ fn read(bytes: &[u8], device: &Device) -> Result<OnnxGenerator, String> {
         .map(|t| Ok((t.name().to_string(), tensor(t, device)?)))
         .collect::<Result<_, String>>()?;
     // Which network, and its width, follow from the first layer's initializer.
-    let probe = Shape { image_size: size, channels, nz, ngf: 1, ndf: 1 };
+    // A conditional generator's class embedding has a row per class.
+    let classes = tensors.get("embed.weight").and_then(|e| e.dims().first().copied()).unwrap_or(0);
+    let probe = Shape { image_size: size, channels, nz, ngf: 1, ndf: 1, classes };
     probe.validate().map_err(|e| format!("not a canard generator: {e}"))?;
     let (kind, ngf) = if let Some(first) = tensors.get("first.weight") {
         let out = first.dims().get(1).copied().unwrap_or(0);
@@ -267,7 +293,7 @@ mod tests {
 
     /// A trained-looking generator: BatchNorm with distinct, non-trivial statistics.
     fn generator(size: usize, channels: usize) -> (Net, Shape) {
-        let shape = Shape { image_size: size, channels, nz: 12, ngf: 4, ndf: 4 };
+        let shape = Shape { image_size: size, channels, nz: 12, ngf: 4, ndf: 4, classes: 0 };
         let mut params = Params::default();
         let mut rng = ChaCha8Rng::seed_from_u64(3);
         let g = Arch::Dcgan.generator(&mut Init::new(&mut params, &mut rng, &Device::Cpu, DType::F32), shape).unwrap();
@@ -292,22 +318,22 @@ mod tests {
             let (g, shape) = generator(size, channels);
             let dir = tempfile::tempdir().unwrap();
             let (model_dir, _) =
-                crate::export::export(&g, &shape, dir.path(), "x", "dcgan", Default::default()).unwrap();
+                crate::export::export(&g, &shape, &[], dir.path(), "x", "dcgan", Default::default()).unwrap();
             let (manifest, reader) = load_generator(&model_dir, &Device::Cpu).unwrap();
             assert_eq!((reader.nz, reader.channels, reader.image_size, reader.shape.ngf), (12, channels, size, 4));
             assert_eq!(manifest.name, "x");
 
             let seeds = [0u64, 1, 42, u64::MAX];
-            let want = crate::report::generate(&g, 12, &seeds, &Device::Cpu).unwrap();
+            let want = crate::report::generate(&g, 12, &seeds, &[], &Device::Cpu).unwrap();
             let z = Tensor::from_vec(latent_batch(&seeds, 12), (4, 12, 1, 1), &Device::Cpu).unwrap();
-            let got = reader.forward(&z).unwrap();
+            let got = reader.forward(&z, None).unwrap();
             // The same module with the same weights: the same bits.
             assert_eq!(
                 got.flatten_all().unwrap().to_vec1::<f32>().unwrap(),
                 want.flatten_all().unwrap().to_vec1::<f32>().unwrap()
             );
             // The batched helper gives the same values.
-            let flat = reader.generate(&seeds).unwrap();
+            let flat = reader.generate(&seeds, None).unwrap();
             assert_eq!(flat, got.flatten_all().unwrap().to_vec1::<f32>().unwrap());
         }
     }

@@ -5,11 +5,14 @@
 //! doubling the side and halving the width until `size/2` → ConvT(4, s2, p1) → Tanh.
 //! Critic: mirrors it with Conv, a normalisation (not on the first layer) and
 //! LeakyReLU(0.2), ending in one logit or score per image.
+//! Conditional (`shape.classes` > 0): the generator reads [z, e(class)] ([`Embed`]), the
+//! critic adds the projection of its last features on the class ([`Project`]).
 
 use candle_core::Result;
 
 use super::activation::Activation as Act;
 use super::batch_norm::BatchNorm;
+use super::class::{Embed, Project};
 use super::conv::Conv;
 use super::layer_norm::LayerNorm;
 use super::{Init, Net, Shape};
@@ -28,17 +31,20 @@ pub enum CriticNorm {
     Layer,
 }
 
-/// The generator's widths, input to output: nz, ngf·2^(n−1), …, ngf, channels.
+/// The generator's widths, input to output: nz (2·nz conditional), ngf·2^(n−1), …, ngf, channels.
 pub fn generator_widths(shape: &Shape) -> Vec<usize> {
     let n = shape.stages();
     let hidden = (0..n).map(|i| shape.ngf << (n - 1 - i));
-    std::iter::once(shape.nz).chain(hidden).chain(std::iter::once(shape.channels)).collect()
+    std::iter::once(shape.latent_width()).chain(hidden).chain(std::iter::once(shape.channels)).collect()
 }
 
 pub fn generator(init: &mut Init, shape: Shape) -> Result<Net> {
     let widths = generator_widths(&shape);
     let last = widths.len() - 2;
     let mut net = Net::default();
+    if shape.classes > 0 {
+        net.add("embed", Embed::new(&mut init.pp("embed"), shape.classes, shape.nz)?, &[0]);
+    }
     for (i, pair) in widths.windows(2).enumerate() {
         let (stride, padding) = if i == 0 { (1, 0) } else { (2, 1) };
         let mut b = init.pp(i);
@@ -87,6 +93,16 @@ pub fn critic(init: &mut Init, shape: Shape, norm: CriticNorm) -> Result<Net> {
         }
         c_in = c_out;
     }
+    if shape.classes > 0 {
+        let (features, logit) = (net.last() - 1, net.last());
+        let project = Project::new(&mut init.pp("project"), shape.classes, c_in_last(&shape))?;
+        net.add("project", project, &[features, logit]);
+    }
     net.outputs = vec![net.last()];
     Ok(net)
+}
+
+/// The channels of the critic's last features (its last convolution's input).
+fn c_in_last(shape: &Shape) -> usize {
+    shape.ndf << (shape.stages() - 1)
 }

@@ -1,6 +1,9 @@
 //! canard's small-data GAN (`--arch fastgan`), after FastGAN (Liu et al. 2021, "Towards
 //! Faster and Stabilized GAN Training for High-fidelity Few-shot Image Synthesis"), sized
 //! for a CPU: what trains best on a folder of a hundred to a few thousand pictures.
+//! Conditional (`shape.classes` > 0): the generator reads [z, e(class)] ([`Embed`]), the
+//! critic adds the spectrally normalised projection of its 4×4 features on the class
+//! ([`Project`]) to its logit.
 //!
 //! Generator: z → ConvTranspose 4×4 to 4×4 (2·w channels), BatchNorm, GLU; per doubling
 //! nearest-upsample ×2, 3×3 convolution to 2·w', BatchNorm, GLU; skip-layer excitation:
@@ -23,6 +26,7 @@ use candle_core::{Result, Tensor};
 
 use super::activation::Activation as Act;
 use super::batch_norm::BatchNorm;
+use super::class::{Embed, Project};
 use super::conv::{upsample2, Conv};
 use super::excite::Excite;
 use super::glu::Glu;
@@ -75,7 +79,11 @@ pub fn generator(init: &mut Init, shape: Shape) -> Result<Net> {
     let (size, base) = (shape.image_size, shape.ngf);
     let w = |side| width(size, side, base);
     let mut net = Net::default();
-    let first = net.add("first", Conv::transposed(&mut init.pp("first"), shape.nz, 2 * w(4), 4, 1, 0)?, &[0]);
+    if shape.classes > 0 {
+        net.add("embed", Embed::new(&mut init.pp("embed"), shape.classes, shape.nz)?, &[0]);
+    }
+    let z = net.last();
+    let first = net.add("first", Conv::transposed(&mut init.pp("first"), shape.latent_width(), 2 * w(4), 4, 1, 0)?, &[z]);
     let bn = net.add("first_bn", BatchNorm::new(&mut init.pp("first_bn"), 2 * w(4), Activation::Identity)?, &[first]);
     let mut maps = vec![net.add("first_glu", Glu, &[bn])]; // maps[k]: side 4·2^k
     for (k, side) in sides(size).skip(1).enumerate() {
@@ -129,8 +137,12 @@ pub fn critic(init: &mut Init, shape: Shape) -> Result<Net> {
         c_in = w(side);
     }
     let x = net.last();
-    let logit =
+    let mut logit =
         net.add("logit", Conv::new(&mut init.pp("logit"), c_in, 1, 4, 1, 0)?.spectral(&mut init.pp("logit"))?, &[x]);
+    if shape.classes > 0 {
+        let project = Project::new(&mut init.pp("project"), shape.classes, c_in)?.spectral(&mut init.pp("project"))?;
+        logit = net.add("project", project, &[x, logit]);
+    }
     let side = rebuilt_side(size);
     let all = decoder(&mut net, &mut init.pp("rebuild_all"), f8, w(8), base, shape.channels, side)?;
     let quarter = net.add("quarter", Quarter, &[f16]);

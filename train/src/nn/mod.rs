@@ -364,6 +364,11 @@ impl Record<'_, '_> {
         })
     }
 
+    /// The classes the pass was given.
+    pub fn classes(&self) -> Option<&Tensor> {
+        self.pass.classes()
+    }
+
     pub fn input(&self) -> Result<&Tensor> {
         self.values[0].as_ref().ok_or_else(|| candle_core::Error::Msg("internal error: no input".into()))
     }

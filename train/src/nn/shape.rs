@@ -22,6 +22,11 @@ impl Shape {
         self.image_size.trailing_zeros() as usize - 2
     }
 
+    /// The generator's input channels: z, and as many for the class's embedding.
+    pub fn latent_width(&self) -> usize {
+        if self.classes > 0 { 2 * self.nz } else { self.nz }
+    }
+
     pub fn validate(&self) -> std::result::Result<(), String> {
         if !self.image_size.is_power_of_two() || !(8..=1024).contains(&self.image_size) {
             return Err(format!("image size must be a power of two from 8 to 1024, not {}", self.image_size));

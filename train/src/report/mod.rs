@@ -19,10 +19,24 @@ use crate::nn::Net;
 /// The seeds every preview grid shows: the server's `/generate?seed=S` is the same picture.
 pub const PREVIEW_SEEDS: std::ops::Range<u64> = 0..64;
 
-/// Runs the generator in evaluation mode (as exported) on the latent vectors of `seeds`.
-pub fn generate(g: &Net, nz: usize, seeds: &[u64], device: &Device) -> candle_core::Result<Tensor> {
+/// Runs the generator in evaluation mode (as exported) on the latent vectors of `seeds`,
+/// a conditional one's pictures of `classes` (one per seed; empty when unconditional).
+pub fn generate(g: &Net, nz: usize, seeds: &[u64], classes: &[u32], device: &Device) -> candle_core::Result<Tensor> {
     let z = Tensor::from_vec(latent_batch(seeds, nz), (seeds.len(), nz, 1, 1), device)?;
-    g.run(&z)?.to_dtype(candle_core::DType::F32)
+    let classes = match classes.is_empty() {
+        true => None,
+        false => Some(Tensor::from_slice(classes, classes.len(), device)?),
+    };
+    g.run(&z, classes.as_ref())?.to_dtype(candle_core::DType::F32)
+}
+
+/// The classes of the preview grid's pictures: a row (of 8) per class, the classes in
+/// turn; none for an unconditional generator (`classes` 0).
+pub fn preview_classes(classes: usize) -> Vec<u32> {
+    match classes {
+        0 => Vec::new(),
+        k => PREVIEW_SEEDS.map(|i| (i / 8) as u32 % k as u32).collect(),
+    }
 }
 
 /// Writes an NCHW batch in [-1, 1] as a PNG grid, 8 to a row; the grid.

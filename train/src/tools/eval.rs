@@ -55,6 +55,11 @@ pub struct EvalArgs {
     /// Seeds the built-in data, the choice of real images, and the SWD's patches and directions
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
+    /// A conditional model's class, by name or index: its pictures of that class against the
+    /// data's pictures of that class (--data read by class, as --classes subfolders reads it)
+    /// [default: each seed's own class, against all the data]
+    #[arg(long, requires = "model")]
+    pub class: Option<String>,
     /// Where to write the generated pictures beside their nearest training pictures, a .png
     /// file [default: nearest.png in the model's folder; with --generated, not written unless given]
     #[arg(long)]
@@ -91,7 +96,8 @@ fn nearest_path(args: &EvalArgs) -> anyhow::Result<Option<PathBuf>> {
 
 /// What is measured: an exported model, or a folder of pictures already generated.
 enum Source {
-    Model(OnnxGenerator),
+    /// A model, and the class its pictures are of (None: each seed's own).
+    Model(OnnxGenerator, Option<usize>),
     Folder(Dataset),
 }
 
@@ -99,7 +105,7 @@ impl Source {
     /// The pictures of seeds 0..n (the folder's first n), NCHW in [-1, 1].
     fn pictures(&self, seeds: &[u64]) -> anyhow::Result<Vec<f32>> {
         match self {
-            Source::Model(g) => Ok(g.generate(seeds)?),
+            Source::Model(g, class) => Ok(g.generate(seeds, *class)?),
             Source::Folder(d) => {
                 let idx: Vec<usize> = seeds.iter().map(|&s| s as usize).filter(|&i| i < d.len).collect();
                 Ok(d.to_f32(&idx))
@@ -123,20 +129,27 @@ pub fn run(args: EvalArgs) -> anyhow::Result<SwdReport> {
     // folder decodes nothing; eval never creates it.
     let cache = std::path::Path::new("runs").join(".cache");
     let cache = cache.is_dir().then_some(cache.as_path());
+    let mut of_class: Option<String> = None;
     let (name, source, size, channels) = match (&args.model, &args.generated) {
         (Some(model), _) => {
             let (manifest, g) = super::load(model)?;
+            let class = super::class_arg(&manifest, args.class.as_deref())?;
             let (size, channels) = (manifest.image_size as usize, manifest.channels as usize);
-            (manifest.name, Source::Model(g), size, channels)
+            of_class = class.map(|c| manifest.classes[c].name.clone());
+            let name = match &of_class {
+                Some(c) => format!("{} ({c})", manifest.name),
+                None => manifest.name,
+            };
+            (name, Source::Model(g, class), size, channels)
         }
         (None, Some(dir)) => {
             let size = args.image_size.context("--generated needs --image-size")?;
             let channels = args.channels.unwrap_or(3);
-            crate::nn::Shape { image_size: size, channels, nz: 1, ngf: 1, ndf: 1 }
+            crate::nn::Shape { image_size: size, channels, nz: 1, ngf: 1, ndf: 1, classes: 0 }
                 .validate()
                 .map_err(|e| anyhow::anyhow!("--image-size/--channels: {e}"))?;
             let folder = dir.to_str().with_context(|| format!("{} is not UTF-8", dir.display()))?;
-            let (pictures, skipped) = Dataset::open(folder, size, Some(channels), args.seed, None)?;
+            let (pictures, skipped) = Dataset::open(folder, size, Some(channels), args.seed, None, false)?;
             if let Some(w) = skipped.warning() {
                 eprintln!("{w}");
             }
@@ -144,12 +157,18 @@ pub fn run(args: EvalArgs) -> anyhow::Result<SwdReport> {
         }
         (None, None) => anyhow::bail!("give --model or --generated"),
     };
-    let (data, skipped) = Dataset::open(&args.data, size, Some(channels), args.seed, cache)?;
+    let (mut data, skipped) = Dataset::open(&args.data, size, Some(channels), args.seed, cache, of_class.is_some())?;
     if let Some(w) = skipped.warning() {
         eprintln!("{w}");
     }
+    if let Some(class) = &of_class {
+        let names = data.classes.names.join(", ");
+        data = data.of_class(class).with_context(|| {
+            format!("--class {class}: {} has no subfolder {class:?} of pictures (it has {names})", args.data)
+        })?;
+    }
     let available = match &source {
-        Source::Model(_) => MAX_IMAGES,
+        Source::Model(..) => MAX_IMAGES,
         Source::Folder(d) => d.len,
     };
     let images = match args.images {
@@ -273,7 +292,7 @@ mod tests {
 
     /// The first `n` of builtin:shapes at 16 px.
     fn shapes(n: usize) -> Dataset {
-        Dataset::open("builtin:shapes", 16, Some(3), 0, None).unwrap().0.first(n)
+        Dataset::open("builtin:shapes", 16, Some(3), 0, None, false).unwrap().0.first(n)
     }
 
     fn which(data: &Dataset, pixels: &[u8]) -> Vec<usize> {

@@ -42,10 +42,14 @@ pub struct InterpolateArgs {
     /// Milliseconds per GIF frame
     #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(10..=10_000))]
     pub frame_ms: u32,
+    /// A conditional model's class for the whole walk, by name or index [default: the --from seed's own]
+    #[arg(long)]
+    pub class: Option<String>,
 }
 
 pub fn run(args: InterpolateArgs) -> anyhow::Result<()> {
     let (manifest, g) = super::load(&args.model)?;
+    let class = super::class_arg(&manifest, args.class.as_deref())?;
     let out = super::out_dir(args.out.as_deref(), &manifest)?;
     let (mut a, mut b) = (latent(args.from, g.nz), latent(args.to, g.nz));
     truncate(&mut a, args.truncation);
@@ -53,7 +57,8 @@ pub fn run(args: InterpolateArgs) -> anyhow::Result<()> {
     let steps = usize::from(args.steps.max(2));
     // t = 0 and t = 1 give exactly `a` and `b`, so the ends are the seeds' own pictures.
     let z: Vec<f32> = (0..steps).flat_map(|i| slerp(&a, &b, i as f32 / (steps - 1) as f32)).collect();
-    let pictures = super::pictures(&g, &z)?;
+    let classes = g.classes_of(&vec![args.from; steps], class); // the --from seed's class throughout
+    let pictures = super::pictures(&g, &z, &classes)?;
 
     let stem = format!("interpolate_{}_{}", args.from, args.to);
     super::write_png(&grid(&pictures, steps, 2), &out.join(format!("{stem}.png")))?;

@@ -39,9 +39,15 @@ pub fn parse_psi(s: &str) -> Result<f32, String> {
     }
 }
 
-/// Flat latent vectors → one picture each.
-fn pictures(g: &OnnxGenerator, z: &[f32]) -> anyhow::Result<Vec<DynamicImage>> {
-    let values = g.images(z)?;
+/// `--class NAME|INDEX` on `manifest`'s model: the class's index, refused by name on a
+/// model without classes or one that has no such class (the error lists them).
+fn class_arg(manifest: &Manifest, class: Option<&str>) -> anyhow::Result<Option<usize>> {
+    class.map(|c| manifest.class_index(c).map_err(|e| anyhow::anyhow!("--class: {e}"))).transpose()
+}
+
+/// Flat latent vectors → one picture each (a conditional model's of `classes`, one each).
+fn pictures(g: &OnnxGenerator, z: &[f32], classes: &[u32]) -> anyhow::Result<Vec<DynamicImage>> {
+    let values = g.images(z, classes)?;
     let n = values.len() / g.image_len();
     Ok(batch_to_images(&values, n, g.channels, g.image_size, g.image_size)?)
 }
@@ -84,18 +90,18 @@ mod tests {
                 data.size
             );
         }
-        eval::evaluate_with(|seeds| Ok(g.generate(seeds)?), data, images, seed)
+        eval::evaluate_with(|seeds| Ok(g.generate(seeds, None)?), data, images, seed)
     }
 
     /// models/tiny in a temporary folder. Untrained weights give pictures that are all
     /// mid-grey; scaling the weights up gives varied ones, so comparisons mean something.
     fn model(dir: &Path) -> PathBuf {
-        let shape = Shape { image_size: SIZE, channels: 3, nz: 16, ngf: 8, ndf: 8 };
+        let shape = Shape { image_size: SIZE, channels: 3, nz: 16, ngf: 8, ndf: 8, classes: 0 };
         let gan = Gan::new(Arch::Dcgan, shape, &mut ChaCha8Rng::seed_from_u64(0), &Device::Cpu, DType::F32).unwrap();
         for p in gan.g_params.iter().filter(|p| p.name.ends_with("weight")) {
             p.var.set(&(p.var.as_tensor() * 25.0).unwrap()).unwrap();
         }
-        crate::export::export(&gan.g, &shape, &dir.join("models"), "tiny", "dcgan", Default::default()).unwrap().0
+        crate::export::export(&gan.g, &shape, &[], &dir.join("models"), "tiny", "dcgan", Default::default()).unwrap().0
     }
 
     fn rgb(path: &Path) -> image::RgbImage {
@@ -105,7 +111,7 @@ mod tests {
     /// The reader's picture for `z`, as 8-bit RGB.
     fn picture(model: &Path, z: Vec<f32>) -> Vec<u8> {
         let (_, g) = load_generator(model, &Device::Cpu).unwrap();
-        let v = g.images(&z).unwrap();
+        let v = g.images(&z, &[]).unwrap();
         let plane = SIZE * SIZE;
         (0..plane).flat_map(|i| [0, 1, 2].map(|c| to_u8(v[c * plane + i]))).collect()
     }
@@ -120,7 +126,7 @@ mod tests {
         let model = model(dir.path());
         let out = dir.path().join("samples");
         let seeds = sample::parse_seeds("3-5,9,4").unwrap();
-        sample::run(sample::SampleArgs { model: model.clone(), seeds, out: Some(out.clone()), truncation: 1.0 })
+        sample::run(sample::SampleArgs { model: model.clone(), seeds, out: Some(out.clone()), truncation: 1.0, class: None })
             .unwrap();
         let mut names: Vec<String> =
             std::fs::read_dir(&out).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
@@ -137,12 +143,12 @@ mod tests {
         // Truncation scales z; a missing model is an error naming it.
         let t = dir.path().join("truncated");
         let seeds = sample::parse_seeds("9").unwrap();
-        sample::run(sample::SampleArgs { model: model.clone(), seeds, out: Some(t.clone()), truncation: 0.5 }).unwrap();
+        sample::run(sample::SampleArgs { model: model.clone(), seeds, out: Some(t.clone()), truncation: 0.5, class: None }).unwrap();
         let half: Vec<f32> = z(9).iter().map(|v| v * 0.5).collect();
         assert_eq!(rgb(&t.join("seed_9.png")).into_raw(), picture(&model, half));
         assert_ne!(rgb(&t.join("seed_9.png")).into_raw(), picture(&model, z(9)));
         let seeds = sample::parse_seeds("1").unwrap();
-        let e = sample::run(sample::SampleArgs { model: dir.path().join("nope"), seeds, out: None, truncation: 1.0 });
+        let e = sample::run(sample::SampleArgs { model: dir.path().join("nope"), seeds, out: None, truncation: 1.0, class: None });
         assert!(e.unwrap_err().to_string().contains("nope"));
     }
 
@@ -159,6 +165,7 @@ mod tests {
             out: Some(out.clone()),
             truncation: 1.0,
             frame_ms: 100,
+            class: None,
         };
         interpolate::run(args).unwrap();
         let strip = rgb(&out.join("interpolate_1_2.png"));
@@ -192,6 +199,7 @@ mod tests {
             data: "builtin:shapes".into(),
             images: Some(64),
             seed: 1,
+            class: None,
             nearest,
         };
         // Refused before anything is read or written: another format, the model's own file, a
@@ -236,7 +244,7 @@ mod tests {
         };
         assert_eq!(tile(0, 0), picture(&model, z(0)));
         assert_eq!(tile(2, 7), picture(&model, z(57)));
-        let shapes = Dataset::open("builtin:shapes", SIZE, Some(3), 1, None).unwrap().0;
+        let shapes = Dataset::open("builtin:shapes", SIZE, Some(3), 1, None, false).unwrap().0;
         let plane = SIZE * SIZE;
         let hwc = |chw: &[u8]| (0..plane).flat_map(|i| [0, 1, 2].map(|c| chw[c * plane + i])).collect::<Vec<u8>>();
         for (col, row) in [(1, 0), (15, 7)] {
@@ -249,23 +257,23 @@ mod tests {
 
         // The library entry point on the reader's pictures: `run`'s numbers, and the same again.
         let (_, g) = load_generator(&model, &Device::Cpu).unwrap();
-        let data = Dataset::open("builtin:shapes", SIZE, Some(3), 1, None).unwrap().0;
+        let data = Dataset::open("builtin:shapes", SIZE, Some(3), 1, None, false).unwrap().0;
         let a = evaluate(&g, &data, 64, 1).unwrap();
         assert_eq!(a, report);
-        let b = eval::evaluate_with(|seeds| Ok(g.generate(seeds)?), &data, 64, 1).unwrap();
+        let b = eval::evaluate_with(|seeds| Ok(g.generate(seeds, None)?), &data, 64, 1).unwrap();
         assert_eq!(a, b);
         let e = eval::evaluate_with(|_| Ok(vec![0.0; 3]), &data, 64, 1).unwrap_err();
         assert!(e.to_string().contains("values for"), "{e}");
         // More images than the data has: the data cycled to 64, as many generated.
         assert!(evaluate(&g, &data.first(10), 64, 1).unwrap().mean.is_finite());
-        let grey = Dataset::open("builtin:shapes", SIZE, Some(1), 1, None).unwrap().0;
+        let grey = Dataset::open("builtin:shapes", SIZE, Some(1), 1, None, false).unwrap().0;
         assert!(evaluate(&g, &grey, 8, 1).unwrap_err().to_string().contains("channel"));
 
         // The same 64 pictures as PNG files (another program's output): the same SWD, but
         // for 8-bit rounding.
         let pngs = dir.path().join("pngs");
         let seeds = sample::parse_seeds("0-63").unwrap();
-        sample::run(sample::SampleArgs { model: model.clone(), seeds, out: Some(pngs.clone()), truncation: 1.0 })
+        sample::run(sample::SampleArgs { model: model.clone(), seeds, out: Some(pngs.clone()), truncation: 1.0, class: None })
             .unwrap();
         std::fs::remove_file(pngs.join("grid.png")).ok();
         let args = eval::EvalArgs {
@@ -276,6 +284,7 @@ mod tests {
             data: "builtin:shapes".into(),
             images: Some(64),
             seed: 1,
+            class: None,
             nearest: Some(dir.path().join("nearest-pngs.png")),
         };
         let from_files = eval::run(args).unwrap();
@@ -297,6 +306,7 @@ mod tests {
             steps: 60,
             lr: 0.05,
             out: Some(out.clone()),
+            class: None,
         };
         let p = project::run(args(&photo)).unwrap();
         assert!(p.seed < 16 && p.loss < p.start_loss / 2.0, "{p:?}");

@@ -48,6 +48,10 @@ pub struct ProjectArgs {
     /// Output folder (default samples/NAME)
     #[arg(long)]
     pub out: Option<PathBuf>,
+    /// A conditional model's class to search in, by name or index [default: each tried
+    /// seed's own; the search keeps the best one's]
+    #[arg(long)]
+    pub class: Option<String>,
 }
 
 fn parse_lr(s: &str) -> Result<f64, String> {
@@ -67,6 +71,9 @@ pub struct Projection {
     pub latent: String,
     /// The seed the search started from.
     pub seed: u64,
+    /// A conditional model's class the latent goes with (for `/generate?latent=…&class=…`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub class: Option<String>,
     /// The distance at the start of the search and at its end.
     pub start_loss: f64,
     pub loss: f64,
@@ -76,13 +83,15 @@ pub struct Projection {
 
 pub fn run(args: ProjectArgs) -> anyhow::Result<Projection> {
     let (manifest, g) = super::load(&args.model)?;
+    let class = super::class_arg(&manifest, args.class.as_deref())?;
     let size = g.image_size;
     let photo = read_picture(&args.image, size, g.channels)
         .map_err(|e| anyhow::anyhow!("--image {}: {e}", args.image.display()))?;
     let target: Vec<f32> = photo.iter().map(|&v| from_u8(v)).collect();
     let target = Tensor::from_vec(target, (1, g.channels, size, size), g.device())?;
-    let Found { z, seed, start_loss, frames } = search(&g, &target, args.seeds as u64, args.steps as usize, args.lr)?;
-    let made = g.images(&z)?;
+    let Found { z, seed, classes, start_loss, frames } =
+        search(&g, &target, class, args.seeds as u64, args.steps as usize, args.lr)?;
+    let made = g.images(&z, &classes)?;
     let loss = distance(&Tensor::from_slice(&made, target.shape(), g.device())?, &target)?.sum_all()?;
     let pixel_error =
         made.iter().zip(&photo).map(|(&m, &p)| (f64::from(m) + 1.0) * 127.5 - f64::from(p)).map(f64::abs).sum::<f64>()
@@ -102,6 +111,7 @@ pub fn run(args: ProjectArgs) -> anyhow::Result<Projection> {
         nz: g.nz,
         latent: encode_latent(&z),
         seed,
+        class: classes.first().map(|&c| manifest.classes[c as usize].name.clone()),
         start_loss,
         loss: loss.to_scalar::<f32>()? as f64,
         pixel_error,
@@ -122,17 +132,26 @@ pub fn run(args: ProjectArgs) -> anyhow::Result<Projection> {
 struct Found {
     z: Vec<f32>,
     seed: u64,
+    /// A conditional model's class of z (one; none otherwise).
+    classes: Vec<u32>,
     start_loss: f64,
     frames: Vec<Vec<f32>>,
 }
 
-/// The best of `seeds` seeds, then `steps` of Adam on z.
-fn search(g: &OnnxGenerator, target: &Tensor, seeds: u64, steps: usize, lr: f64) -> anyhow::Result<Found> {
+/// The best of `seeds` seeds (of `class`, or each of its own), then `steps` of Adam on z.
+fn search(
+    g: &OnnxGenerator,
+    target: &Tensor,
+    class: Option<usize>,
+    seeds: u64,
+    steps: usize,
+    lr: f64,
+) -> anyhow::Result<Found> {
     let (nz, device) = (g.nz, g.device());
     let mut best = (0, f64::INFINITY);
     for chunk in (0..seeds).collect::<Vec<_>>().chunks(64) {
         let made = Tensor::from_vec(
-            g.images(&latent_batch(chunk, nz))?,
+            g.images(&latent_batch(chunk, nz), &g.classes_of(chunk, class))?,
             (chunk.len(), target.dim(1)?, target.dim(2)?, target.dim(3)?),
             device,
         )?;
@@ -146,7 +165,9 @@ fn search(g: &OnnxGenerator, target: &Tensor, seeds: u64, steps: usize, lr: f64)
     let (seed, start_loss) = best;
     let z = Var::from_tensor(&Tensor::from_vec(latent_batch(&[seed], nz), (1, nz, 1, 1), device)?)?;
     let mut adam = Optimizer::new(vec![z.clone()], Rule::Adam { beta1: 0.9, beta2: 0.999, eps: 1e-8 }, lr)?;
-    let pass = g.g.pass(Engine::for_device(device), false, &[0])?;
+    let classes = g.classes_of(&[seed], class);
+    let class_tensor = (!classes.is_empty()).then(|| Tensor::new(&classes[..], device)).transpose()?;
+    let pass = g.g.pass(Engine::for_device(device), false, &[0])?.conditioned(class_tensor);
     let every = steps.div_ceil(GIF_FRAMES).max(1);
     let mut frames = Vec::new();
     for step in 0..=steps {
@@ -169,7 +190,7 @@ fn search(g: &OnnxGenerator, target: &Tensor, seeds: u64, steps: usize, lr: f64)
         accumulate(&mut grads, zt, (dz + pull)?)?;
         adam.step(&grads)?;
     }
-    Ok(Found { z: z.as_tensor().flatten_all()?.to_vec1::<f32>()?, seed, start_loss, frames })
+    Ok(Found { z: z.as_tensor().flatten_all()?.to_vec1::<f32>()?, seed, classes, start_loss, frames })
 }
 
 /// Each picture's distance to the target, [N]: the mean squared error of the pixels and of

@@ -27,6 +27,9 @@ pub struct SampleArgs {
     /// Truncation ψ in (0, 1]: smaller trades variety for more typical pictures
     #[arg(long, default_value_t = 1.0, value_parser = super::parse_psi)]
     pub truncation: f32,
+    /// A conditional model's class, by name or index [default: each seed's own, as the server draws it]
+    #[arg(long)]
+    pub class: Option<String>,
 }
 
 /// A parsed `--seeds`: distinct seeds in the order given.
@@ -65,6 +68,7 @@ pub fn parse_seeds(s: &str) -> Result<Seeds, String> {
 
 pub fn run(args: SampleArgs) -> anyhow::Result<()> {
     let (manifest, g) = super::load(&args.model)?;
+    let class = super::class_arg(&manifest, args.class.as_deref())?;
     let out = super::out_dir(args.out.as_deref(), &manifest)?;
     let seeds = &args.seeds.0;
     let mut pictures = Vec::with_capacity(seeds.len().min(GRID_MAX));
@@ -72,7 +76,7 @@ pub fn run(args: SampleArgs) -> anyhow::Result<()> {
     for chunk in seeds.chunks(64) {
         let mut z: Vec<f32> = chunk.iter().flat_map(|&s| latent(s, g.nz)).collect();
         truncate(&mut z, args.truncation);
-        for (seed, img) in chunk.iter().zip(super::pictures(&g, &z)?) {
+        for (seed, img) in chunk.iter().zip(super::pictures(&g, &z, &g.classes_of(chunk, class))?) {
             super::write_png(&img, &out.join(format!("seed_{seed}.png")))?;
             if pictures.len() < GRID_MAX {
                 pictures.push(img);
