@@ -140,8 +140,12 @@ impl Engine {
         let manifest = Manifest::load(dir)?;
         let bytes = manifest.read_onnx(dir)?;
         let onnx_path = dir.join(&manifest.onnx.file);
-        let io =
-            Io { input: manifest.onnx.input.clone(), output: manifest.onnx.output.clone(), dim: manifest.latent.dim };
+        let io = Io {
+            input: manifest.onnx.input.clone(),
+            output: manifest.onnx.output.clone(),
+            dim: manifest.latent.dim,
+            class_input: manifest.onnx.class_input.clone(),
+        };
         let item_len = ImageSpec::of(&manifest).len();
         let (mut session, compute) = refuse_panics(&onnx_path, || {
             let (mut session, provider) = build_session(env, name, &onnx_path, &bytes, opts)?;
@@ -311,12 +315,21 @@ struct Io {
     input: String,
     output: String,
     dim: usize,
+    /// A conditional model's class input (int64 [N]).
+    class_input: Option<String>,
 }
 
 fn infer(session: &mut Session, io: &Io, points: &[Point]) -> Result<Vec<f32>, EngineError> {
     let z = latents::batch(points, io.dim);
     let z = TensorRef::from_array_view(([points.len(), io.dim, 1, 1], z.as_slice()))?;
-    let outputs = session.run(ort::inputs![io.input.as_str() => z])?;
+    let classes = latents::classes(points);
+    let outputs = match &io.class_input {
+        Some(name) => {
+            let classes = TensorRef::from_array_view(([points.len()], classes.as_slice()))?;
+            session.run(ort::inputs![io.input.as_str() => z, name.as_str() => classes])?
+        }
+        None => session.run(ort::inputs![io.input.as_str() => z])?,
+    };
     let image =
         outputs.get(&io.output).ok_or_else(|| EngineError::Output(format!("no output named {:?}", io.output)))?;
     let (_, values) = image.try_extract_tensor::<f32>()?;
@@ -340,15 +353,24 @@ fn test_inference(session: &mut Session, io: &Io, item_len: usize) -> Result<(),
 fn check_graph(session: &Session, m: &Manifest) -> Result<(), String> {
     let size = i64::from(m.image_size);
     let (dim, channels) = (m.latent.dim as i64, i64::from(m.channels));
-    if session.inputs().len() != 1 {
+    let inputs = 1 + usize::from(m.onnx.class_input.is_some());
+    if session.inputs().len() != inputs {
         return Err(format!(
-            "the generator must have exactly one input, not {}: {}",
+            "the generator must have exactly {inputs} input(s) (z{}), not {}: {}",
+            if inputs == 2 { " and the class" } else { "" },
             session.inputs().len(),
             names(session.inputs())
         ));
     }
     let input = find(session.inputs(), &m.onnx.input, "input")?;
     check_shape(input, &m.onnx.input, [dim, 1, 1])?;
+    if let Some(name) = &m.onnx.class_input {
+        let class = find(session.inputs(), name, "input")?;
+        let fits = matches!(class.dtype(), ValueType::Tensor { ty: TensorElementType::Int64, shape, .. } if shape.len() == 1);
+        if !fits {
+            return Err(format!("{name:?}, the class input, must be int64 of shape [N]"));
+        }
+    }
     let output = find(session.outputs(), &m.onnx.output, "output")?;
     check_shape(output, &m.onnx.output, [channels, size, size])
 }

@@ -14,6 +14,9 @@ use crate::registry::UnknownModel;
 pub enum ApiError {
     #[error("{0}")]
     BadRequest(String),
+    /// A class the model does not have: 400 whose body lists the model's classes.
+    #[error("{message}")]
+    UnknownClass { message: String, classes: Vec<String> },
     #[error("{0}")]
     NotFound(String),
     #[error("{0}")]
@@ -36,12 +39,15 @@ pub enum ApiError {
 pub struct ErrorBody {
     /// What went wrong, for people; names the parameter at fault for a 400.
     pub error: String,
+    /// With an unknown `class`: the model's classes, in index order.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub classes: Option<Vec<String>>,
 }
 
 impl ResponseError for ApiError {
     fn status_code(&self) -> StatusCode {
         match self {
-            ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::BadRequest(_) | ApiError::UnknownClass { .. } => StatusCode::BAD_REQUEST,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::HeadersTooLarge(_) => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
@@ -61,7 +67,11 @@ impl ResponseError for ApiError {
             }
             _ => {}
         }
-        res.json(ErrorBody { error: self.to_string() })
+        let classes = match self {
+            ApiError::UnknownClass { classes, .. } => Some(classes.clone()),
+            _ => None,
+        };
+        res.json(ErrorBody { error: self.to_string(), classes })
     }
 }
 

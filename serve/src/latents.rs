@@ -27,12 +27,14 @@ impl End {
 }
 
 /// `slerp(z(from), z(to), t)`, then truncated by `psi`. A plain seed is `from == to`.
+/// On a conditional model, the picture is of `class` (the route always sets one there).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Point {
     pub from: End,
     pub to: End,
     pub t: f32,
     pub psi: f32,
+    pub class: Option<u32>,
 }
 
 impl Point {
@@ -42,16 +44,21 @@ impl Point {
 
     /// The picture of one end.
     pub fn at(end: End) -> Point {
-        Point { from: end.clone(), to: end, t: 0.0, psi: 1.0 }
+        Point { from: end.clone(), to: end, t: 0.0, psi: 1.0, class: None }
     }
 
     /// The point `t` of the way from `from` to `to` (0 ≤ t ≤ 1) on the great circle.
     pub fn between(from: End, to: End, t: f32) -> Point {
-        Point { from, to, t, psi: 1.0 }
+        Point { from, to, t, psi: 1.0, class: None }
     }
 
     pub fn truncated(self, psi: f32) -> Point {
         Point { psi, ..self }
+    }
+
+    /// The same point, a picture of `class` (a conditional model's).
+    pub fn of_class(self, class: Option<u32>) -> Point {
+        Point { class, ..self }
     }
 
     /// The latent vector, `dim` values long. The endpoints are taken as they are
@@ -68,6 +75,11 @@ impl Point {
         truncate(&mut z, self.psi);
         z
     }
+}
+
+/// The `[points.len()]` class input of a conditional model (class 0 where a point names none).
+pub fn classes(points: &[Point]) -> Vec<i64> {
+    points.iter().map(|p| i64::from(p.class.unwrap_or(0))).collect()
 }
 
 /// The `[points.len(), dim]` input batch.

@@ -41,6 +41,8 @@ pub enum Layout {
     Grid,
     /// One row.
     Strip,
+    /// Rows of this many (one row per class), framed as a grid.
+    Rows(usize),
     /// Frames 0..n-1 then back down to 1: `2n - 2` frames that loop smoothly.
     PingPong,
 }
@@ -71,6 +73,7 @@ pub fn output_pixels(n: usize, size: u32, layout: Layout) -> u64 {
             framed(cols, n.div_ceil(cols))
         }
         Layout::Strip => framed(n, 1),
+        Layout::Rows(cols) => framed(cols.max(1) as u64, n.div_ceil(cols.max(1) as u64)),
         Layout::PingPong => n.saturating_mul(2).saturating_sub(2).max(1) * size * size,
     }
 }
@@ -92,6 +95,7 @@ pub fn render(spec: &ImageSpec, values: &[f32], out: &Output) -> Result<Vec<u8>,
         },
         Layout::Grid => encode::still(&grid(&images, grid_cols(n), GRID_PAD), out.format),
         Layout::Strip => encode::still(&grid(&images, n, GRID_PAD), out.format),
+        Layout::Rows(cols) => encode::still(&grid(&images, cols.max(1), GRID_PAD), out.format),
         Layout::PingPong => {
             let back = images.iter().rev().skip(1).take(n.saturating_sub(2)).cloned().collect::<Vec<_>>();
             let frames = [images, back].concat();

@@ -1,10 +1,20 @@
-//! `GET /generate`: `seed` | `seeds` | `n` | `latent`, `model`, `format`, `size`, `truncation`.
+//! `GET /generate`: `seed` | `seeds` | `n` | `latent`, `class`, `model`, `format`, `size`, `truncation`.
 
 use super::{values, Params, QueryError};
 use crate::encode::Format;
 use crate::limits::{MAX_IMAGES, MAX_SIZE, MIN_SIZE};
 
-pub const GENERATE_PARAMS: &[&str] = &["seed", "seeds", "n", "latent", "model", "format", "size", "truncation"];
+pub const GENERATE_PARAMS: &[&str] =
+    &["seed", "seeds", "n", "latent", "class", "model", "format", "size", "truncation"];
+
+/// Which class a conditional model's pictures are of (`class=`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ClassChoice {
+    /// A class by name or index, resolved against the model.
+    Named(String),
+    /// `class=all`: an `n=` grid with one row of `n` per class.
+    All,
+}
 
 /// Which seeds to draw.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -26,11 +36,20 @@ pub struct GenerateQuery {
     pub size: Option<u32>,
     /// ψ; 1 leaves `z` as drawn.
     pub truncation: f32,
+    /// None: each seed's own class on a conditional model.
+    pub class: Option<ClassChoice>,
 }
 
 impl Default for GenerateQuery {
     fn default() -> Self {
-        GenerateQuery { seeds: Seeds::Random { n: 1 }, model: None, format: Format::Png, size: None, truncation: 1.0 }
+        GenerateQuery {
+            seeds: Seeds::Random { n: 1 },
+            model: None,
+            format: Format::Png,
+            size: None,
+            truncation: 1.0,
+            class: None,
+        }
     }
 }
 
@@ -44,7 +63,11 @@ pub fn parse_generate(query: &str) -> Result<GenerateQuery, QueryError> {
         if p.get("seed").is_some() || p.get("seeds").is_some() || p.get("n").is_some() {
             return Err(QueryError::Conflict("latent names one picture: give it without seed, seeds or n".into()));
         }
-        return Ok(GenerateQuery { seeds: Seeds::Latent(latent.to_string()), ..rest(&p)? });
+        let q = GenerateQuery { seeds: Seeds::Latent(latent.to_string()), ..rest(&p)? };
+        if q.class == Some(ClassChoice::All) {
+            return Err(QueryError::Conflict("latent names one picture: give it with one class, not all".into()));
+        }
+        return Ok(q);
     }
     let seeds = match (seed, list, n) {
         (Some(_), Some(_), _) => return Err(QueryError::Conflict("give either seed or seeds, not both".into())),
@@ -55,7 +78,11 @@ pub fn parse_generate(query: &str) -> Result<GenerateQuery, QueryError> {
         (Some(seed), None, n) => Seeds::Given(run_from(seed, n.unwrap_or(1))?),
         (None, None, n) => Seeds::Random { n: n.unwrap_or(1) as usize },
     };
-    Ok(GenerateQuery { seeds, ..rest(&p)? })
+    let q = GenerateQuery { seeds, ..rest(&p)? };
+    if q.class == Some(ClassChoice::All) && (n.is_none() || p.get("seeds").is_some()) {
+        return Err(QueryError::Conflict("class=all makes a row of n pictures per class: give it with n".into()));
+    }
+    Ok(q)
 }
 
 /// Everything but the pictures' latents.
@@ -69,6 +96,7 @@ fn rest(p: &Params) -> Result<GenerateQuery, QueryError> {
             |s| s as u32,
         ),
         truncation: p.get("truncation").map(values::truncation).transpose()?.unwrap_or(1.0),
+        class: p.get("class").map(|v| values::class("class", v)).transpose()?,
     })
 }
 
@@ -137,8 +165,15 @@ mod tests {
         assert_eq!(err("model"), "model must be the name of a loaded model, got an empty value");
         assert_eq!(
             err("sed=42"),
-            r#"unknown parameter "sed"; allowed: seed, seeds, n, latent, model, format, size, truncation"#
+            r#"unknown parameter "sed"; allowed: seed, seeds, n, latent, class, model, format, size, truncation"#
         );
+        assert!(err("class=").starts_with("class must be a class's name or index"));
+        assert!(err("class=all&seed=1").contains("give it with n"));
+        assert!(err("class=all&seeds=1,2&n=2").contains("list every seed"));
+        assert!(err("class=all&latent=AAAA").contains("not all"));
+        assert_eq!(ok("seed=1&class=duck").class, Some(ClassChoice::Named("duck".into())));
+        assert_eq!(ok("n=4&class=all").class, Some(ClassChoice::All));
+        assert_eq!(ok("seed=2&n=4&class=3").class, Some(ClassChoice::Named("3".into())));
         assert_eq!(err("seed=1&seed=2"), "parameter seed is given 2 times; give it at most once");
         assert!(err("seed=abc").starts_with("seed must be an integer from 0 to 18446744073709551615"));
     }

@@ -1,10 +1,12 @@
-//! `GET /interpolate`: `from` | `latent`, `to`, `steps`, `model`, `format`, `size`, `truncation`.
+//! `GET /interpolate`: `from` | `latent`, `to`, `steps`, `class` | `from_class`, `to_class`,
+//! `model`, `format`, `size`, `truncation`.
 
 use super::{values, Params, QueryError};
 use crate::encode::Format;
 use crate::limits::{DEFAULT_STEPS, MAX_SIZE, MAX_STEPS, MIN_SIZE, MIN_STEPS};
 
-pub const INTERPOLATE_PARAMS: &[&str] = &["from", "latent", "to", "steps", "model", "format", "size", "truncation"];
+pub const INTERPOLATE_PARAMS: &[&str] =
+    &["from", "latent", "to", "steps", "class", "from_class", "to_class", "model", "format", "size", "truncation"];
 
 /// Where the walk starts: a seed (`from`), or a latent vector (`latent=`, read against the
 /// model's length later).
@@ -25,6 +27,10 @@ pub struct InterpolateQuery {
     pub format: Format,
     pub size: Option<u32>,
     pub truncation: f32,
+    /// A conditional model's class at the start and at the end (`class=` sets both); None:
+    /// the start's own (the `from` seed's), the end's the start's.
+    pub from_class: Option<String>,
+    pub to_class: Option<String>,
 }
 
 pub fn parse_interpolate(query: &str) -> Result<InterpolateQuery, QueryError> {
@@ -38,7 +44,25 @@ pub fn parse_interpolate(query: &str) -> Result<InterpolateQuery, QueryError> {
         (None, None) => return Err(QueryError::Missing("from")),
     };
     let to = values::seed("to", p.get("to").ok_or(QueryError::Missing("to"))?)?;
+    let class = |name: &'static str| -> Result<Option<String>, QueryError> {
+        match p.get(name).map(|v| values::class(name, v)).transpose()? {
+            Some(super::ClassChoice::Named(c)) => Ok(Some(c)),
+            Some(super::ClassChoice::All) => {
+                Err(QueryError::Conflict(format!("{name}=all: a walk is of one class, or from one to another")))
+            }
+            None => Ok(None),
+        }
+    };
+    let (from_class, to_class) = match (class("class")?, class("from_class")?, class("to_class")?) {
+        (Some(_), Some(_), _) | (Some(_), _, Some(_)) => {
+            return Err(QueryError::Conflict("give class (the whole walk) or from_class and to_class, not both".into()))
+        }
+        (Some(c), None, None) => (Some(c.clone()), Some(c)),
+        (None, from, to) => (from, to),
+    };
     Ok(InterpolateQuery {
+        from_class,
+        to_class,
         from,
         to,
         steps: p
@@ -85,5 +109,17 @@ mod tests {
         assert!(err("from=x&to=2").starts_with("from must be an integer from 0"));
         assert!(err("from=1&to=2&format=bmp").starts_with("format must be one of png, jpeg, webp, gif"));
         assert!(err("from=1&to=2&seed=3").contains("unknown parameter \"seed\""));
+        assert!(err("from=1&to=2&class=a&to_class=b").contains("not both"));
+        assert!(err("from=1&to=2&class=all").contains("one class"));
+    }
+
+    #[test]
+    fn a_walk_is_of_one_class_or_from_one_to_another() {
+        let q = parse_interpolate("from=1&to=2&class=duck").unwrap();
+        assert_eq!((q.from_class.as_deref(), q.to_class.as_deref()), (Some("duck"), Some("duck")));
+        let q = parse_interpolate("from=1&to=2&from_class=duck&to_class=1").unwrap();
+        assert_eq!((q.from_class.as_deref(), q.to_class.as_deref()), (Some("duck"), Some("1")));
+        let q = parse_interpolate("from=1&to=2").unwrap();
+        assert_eq!((q.from_class, q.to_class), (None, None));
     }
 }

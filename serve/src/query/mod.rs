@@ -10,7 +10,7 @@ mod generate;
 mod interpolate;
 pub mod values;
 
-pub use generate::{parse_generate, GenerateQuery, Seeds, GENERATE_PARAMS};
+pub use generate::{parse_generate, ClassChoice, GenerateQuery, Seeds, GENERATE_PARAMS};
 pub use interpolate::{parse_interpolate, InterpolateQuery, Start, INTERPOLATE_PARAMS};
 
 use crate::limits::MAX_QUERY_BYTES;

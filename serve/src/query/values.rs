@@ -92,6 +92,20 @@ pub fn format(value: &str, allowed: &[Format]) -> Result<Format, QueryError> {
     })
 }
 
+/// `class=`: a class's name or index, or `all` (resolved against the model later).
+pub fn class(param: &'static str, value: &str) -> Result<super::generate::ClassChoice, QueryError> {
+    use super::generate::ClassChoice;
+    let max = canard_shared::manifest::MAX_CLASS_NAME;
+    if value.is_empty() || value.len() > max {
+        return Err(QueryError::Invalid {
+            param,
+            expected: format!("a class's name or index (1 to {max} bytes), or all"),
+            got: value.to_string(),
+        });
+    }
+    Ok(if value == "all" { ClassChoice::All } else { ClassChoice::Named(value.to_string()) })
+}
+
 pub fn model(value: &str) -> Result<String, QueryError> {
     if value.is_empty() {
         return Err(QueryError::EmptyModel);

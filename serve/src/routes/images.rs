@@ -14,7 +14,7 @@ use crate::engine::{Engine, EngineError};
 use crate::error::{ApiError, ErrorBody};
 use crate::latents::{End, Point};
 use crate::limits::{MAX_IMAGES, MAX_PIXELS};
-use crate::query::{parse_generate, parse_interpolate, Seeds, Start};
+use crate::query::{parse_generate, parse_interpolate, ClassChoice, Seeds, Start};
 use crate::registry::Registry;
 use crate::render::{self, Layout, Output};
 
@@ -29,6 +29,7 @@ use crate::render::{self, Layout, Output};
         ("seeds" = Option<String>, Query, description = "A grid of these seeds: a list (1,2,3), a range (100-163) or a mix; at most 64."),
         ("n" = Option<u32>, Query, description = "A grid of n (1 to 64) consecutive seeds from seed (or from a random seed)."),
         ("latent" = Option<String>, Query, description = "Instead of seeds: one latent vector, base64 of the model's latent length of little-endian f32 (canard-train project writes one); escape + as %2B."),
+        ("class" = Option<String>, Query, description = "A model with classes (see /models/{name}): the class's name or index. Without it, each seed's own class (canard_shared::latent::class_of_seed); latent= needs it. With n: all makes one row of n per class."),
         ("model" = Option<String>, Query, description = "A loaded model's name (see /models); default: the server's default model."),
         ("format" = Option<String>, Query, description = "png (default), jpeg (quality 90) or webp (lossless)."),
         ("size" = Option<u32>, Query, description = "Side of each picture in pixels, 1 to 1024, resampled with Lanczos3; default: the model's size."),
@@ -46,16 +47,33 @@ use crate::render::{self, Layout, Output};
 pub async fn generate(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let q = parse_generate(req.query_string())?;
     let engine = model(&state.live.snapshot(), q.model.as_deref())?;
+    let classes = engine.manifest().classes.len();
+    let named = match &q.class {
+        Some(ClassChoice::Named(text)) => Some(class_index(&engine, text)?),
+        Some(ClassChoice::All) if classes == 0 => {
+            class_index(&engine, "all")?; // refused: the model has no classes
+            None
+        }
+        Some(ClassChoice::All) | None => None,
+    };
     let (seeds, explicit) = match q.seeds {
         Seeds::Given(seeds) => (seeds, true),
         Seeds::Random { n } => (random_run(n), false),
         Seeds::Latent(text) => {
+            if classes > 0 && named.is_none() {
+                return Err(ApiError::BadRequest(format!(
+                    "latent= on model {}, which has classes, needs class= (one of {})",
+                    engine.name(),
+                    engine.manifest().class_names().join(", ")
+                )));
+            }
+            let class = named.map(|c| c as u32);
             let job = Picture {
                 layout: Layout::Single,
-                points: vec![Point::at(latent(&text, &engine)?).truncated(q.truncation)],
+                points: vec![Point::at(latent(&text, &engine)?).truncated(q.truncation).of_class(class)],
                 format: q.format,
                 size: q.size,
-                key: Some(format!("generate latent={text} truncation={}", q.truncation)),
+                key: Some(format!("generate latent={text} truncation={}{}", q.truncation, class_key(class))),
                 headers: Vec::new(),
             };
             return serve(&req, engine, job).await;
@@ -66,15 +84,69 @@ pub async fn generate(req: HttpRequest, state: web::Data<AppState>) -> Result<Ht
     if seeds.len() > 1 {
         headers.push(("X-Seeds", list.clone()));
     }
+    // One picture per seed (of its class, or the named one), or with class=all a row of
+    // every seed per class.
+    let (points, layout, key_class): (Vec<Point>, Layout, String) = if q.class == Some(ClassChoice::All) {
+        if seeds.len() * classes > MAX_CLASS_GRID {
+            return Err(ApiError::BadRequest(format!(
+                "class=all with n={} makes {} pictures for {classes} classes; at most {MAX_CLASS_GRID}: ask for a smaller n",
+                seeds.len(),
+                seeds.len() * classes
+            )));
+        }
+        let points = (0..classes as u32)
+            .flat_map(|c| seeds.iter().map(move |&s| Point::seed(s).truncated(q.truncation).of_class(Some(c))))
+            .collect();
+        (points, Layout::Rows(seeds.len()), " class=all".into())
+    } else {
+        let points = seeds
+            .iter()
+            .map(|&s| Point::seed(s).truncated(q.truncation).of_class(class_of(&engine, named, s)))
+            .collect();
+        let layout = if seeds.len() == 1 { Layout::Single } else { Layout::Grid };
+        (points, layout, class_key(named.map(|c| c as u32)))
+    };
+    if classes > 0 {
+        let names: Vec<&str> =
+            points.iter().filter_map(|p| p.class).map(|c| engine.manifest().classes[c as usize].name.as_str()).collect();
+        headers.push(("X-Class", names.first().copied().unwrap_or_default().to_string()));
+    }
     let job = Picture {
-        layout: if seeds.len() == 1 { Layout::Single } else { Layout::Grid },
-        points: seeds.iter().map(|&s| Point::seed(s).truncated(q.truncation)).collect(),
+        layout,
+        points,
         format: q.format,
         size: q.size,
-        key: explicit.then(|| format!("generate seeds={list} truncation={}", q.truncation)),
+        key: explicit.then(|| format!("generate seeds={list} truncation={}{key_class}", q.truncation)),
         headers,
     };
     serve(&req, engine, job).await
+}
+
+/// The most pictures a `class=all` grid holds (a row of `n` per class).
+const MAX_CLASS_GRID: usize = 4 * MAX_IMAGES;
+
+/// The index of the class `text` names on `engine`'s model: 400 listing its classes
+/// when it has no such class (or none at all).
+fn class_index(engine: &Engine, text: &str) -> Result<usize, ApiError> {
+    let m = engine.manifest();
+    m.class_index(text).map_err(|message| ApiError::UnknownClass {
+        message: format!("class: {message}"),
+        classes: m.class_names().into_iter().map(String::from).collect(),
+    })
+}
+
+/// A picture's class on `engine`'s model: the one named, else the seed's own (none for a
+/// model without classes).
+fn class_of(engine: &Engine, named: Option<usize>, seed: u64) -> Option<u32> {
+    match engine.manifest().classes.len() {
+        0 => None,
+        k => Some(named.unwrap_or_else(|| canard_shared::latent::class_of_seed(seed, k)) as u32),
+    }
+}
+
+/// The class's part of a cache key: every picture's class follows from it and the seeds.
+fn class_key(class: Option<u32>) -> String {
+    class.map_or_else(String::new, |c| format!(" class={c}"))
 }
 
 /// `steps` pictures on the great circle from `from`'s latent vector to `to`'s
@@ -87,6 +159,9 @@ pub async fn generate(req: HttpRequest, state: web::Data<AppState>) -> Result<Ht
         ("from" = Option<u64>, Query, description = "The seed at the start (or latent)."),
         ("latent" = Option<String>, Query, description = "Instead of from: the latent vector at the start, as /generate takes it."),
         ("to" = u64, Query, description = "The seed at the end."),
+        ("class" = Option<String>, Query, description = "A model with classes: the class of the whole walk (name or index); default: the from seed's own."),
+        ("from_class" = Option<String>, Query, description = "Instead of class: the class at the start; the walk changes to to_class halfway (classes are not blended)."),
+        ("to_class" = Option<String>, Query, description = "The class at the end; default: from_class."),
         ("steps" = Option<u32>, Query, description = "Pictures from start to end, both included: 2 to 64 (default 8)."),
         ("model" = Option<String>, Query, description = "A loaded model's name; default: the server's default model."),
         ("format" = Option<String>, Query, description = "png (default), jpeg or webp: one strip; gif: an animation there and back (2*steps-2 frames, looping forever)."),
@@ -109,15 +184,39 @@ pub async fn interpolate(req: HttpRequest, state: web::Data<AppState>) -> Result
         Start::Seed(seed) => (End::Seed(*seed), format!("from={seed}")),
         Start::Latent(text) => (latent(text, &engine)?, format!("latent={text}")),
     };
-    // i / (steps - 1) is exactly 0 and exactly 1 at the ends.
+    let resolve = |c: &Option<String>| c.as_deref().map(|c| class_index(&engine, c)).transpose();
+    let (from_named, to_named) = (resolve(&q.from_class)?, resolve(&q.to_class)?);
+    let start_class = match (&q.from, from_named) {
+        (_, Some(c)) => Some(c as u32),
+        (Start::Seed(seed), None) => class_of(&engine, None, *seed),
+        (Start::Latent(_), None) if engine.manifest().classes.is_empty() => None,
+        (Start::Latent(_), None) => {
+            return Err(ApiError::BadRequest(format!(
+                "latent= on model {}, which has classes, needs class= or from_class= (one of {})",
+                engine.name(),
+                engine.manifest().class_names().join(", ")
+            )))
+        }
+    };
+    let end_class = to_named.map(|c| c as u32).or(start_class);
+    // i / (steps - 1) is exactly 0 and exactly 1 at the ends; between two classes the
+    // second half is of the end's.
     let last = (q.steps - 1) as f32;
-    let point = |i: usize| Point::between(from.clone(), End::Seed(q.to), i as f32 / last).truncated(q.truncation);
+    let point = |i: usize| {
+        let t = i as f32 / last;
+        let class = if 2 * i >= q.steps { end_class } else { start_class };
+        Point::between(from.clone(), End::Seed(q.to), t).truncated(q.truncation).of_class(class)
+    };
+    let classes = match (start_class, end_class) {
+        (Some(a), Some(b)) => format!(" from_class={a} to_class={b}"),
+        _ => String::new(),
+    };
     let job = Picture {
         layout: if q.format == Format::Gif { Layout::PingPong } else { Layout::Strip },
         points: (0..q.steps).map(point).collect(),
         format: q.format,
         size: q.size,
-        key: Some(format!("interpolate {named} to={} steps={} truncation={}", q.to, q.steps, q.truncation)),
+        key: Some(format!("interpolate {named} to={} steps={} truncation={}{classes}", q.to, q.steps, q.truncation)),
         headers: Vec::new(),
     };
     serve(&req, engine, job).await

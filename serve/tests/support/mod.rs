@@ -15,7 +15,7 @@ use std::sync::OnceLock;
 use canard_serve::engine::EngineOptions;
 use canard_serve::ort_lib::{self, OrtRuntime};
 use canard_serve::registry::Registry;
-use canard_shared::manifest::MANIFEST_FILE;
+use canard_shared::manifest::{Class, MANIFEST_FILE};
 use canard_shared::Manifest;
 use canard_train::config::Arch;
 use canard_train::nn::Shape;
@@ -86,7 +86,7 @@ pub fn write_model(root: &Path, name: &str, dim: usize, edit: impl FnOnce(&mut M
     let shape = Shape { image_size: SIZE, channels: CHANNELS, nz: dim, ngf: 4, ndf: 4, classes: 0 };
     let mut rng = ChaCha8Rng::seed_from_u64(dim as u64);
     let gan = Gan::new(Arch::Dcgan, shape, &mut rng, &Device::Cpu, DType::F32).expect("initialise the test GAN");
-    let (dir, manifest) = canard_train::export::export(&gan.g, &shape, root, name, "dcgan", Default::default())
+    let (dir, manifest) = canard_train::export::export(&gan.g, &shape, &[], root, name, "dcgan", Default::default())
         .expect("export the test model");
     let mut edited = manifest.clone();
     edit(&mut edited);
@@ -94,6 +94,18 @@ pub fn write_model(root: &Path, name: &str, dim: usize, edit: impl FnOnce(&mut M
         write_manifest(&dir, &edited);
     }
     dir
+}
+
+/// Exports a freshly initialised conditional DCGAN generator of `classes` (latent 8,
+/// [`SIZE`]² pictures) to `root/name/`.
+pub fn write_conditional_model(root: &Path, name: &str, classes: &[&str]) -> PathBuf {
+    let shape = Shape { image_size: SIZE, channels: CHANNELS, nz: 8, ngf: 4, ndf: 4, classes: classes.len() };
+    let mut rng = ChaCha8Rng::seed_from_u64(7);
+    let gan = Gan::new(Arch::Dcgan, shape, &mut rng, &Device::Cpu, DType::F32).expect("initialise the test GAN");
+    let classes: Vec<Class> = classes.iter().map(|c| Class { name: c.to_string(), images: 10 }).collect();
+    canard_train::export::export(&gan.g, &shape, &classes, root, name, "dcgan", Default::default())
+        .expect("export the conditional test model")
+        .0
 }
 
 /// The manifest in `dir`, as exported (it must still be valid).
