@@ -76,7 +76,7 @@ async fn errors_and_limits_are_json_with_the_right_status() {
         ("GET", "/generate?seed=-1", 400, "from 0 to 18446744073709551615"),
         ("GET", "/generate?seed=99999999999999999999", 400, "99999999999999999999"),
         ("GET", "/generate?seed=1&seed=2", 400, "at most once"),
-        ("GET", "/generate?sizes=3", 400, "allowed: seed, seeds, n, latent, model, format, size, truncation"),
+        ("GET", "/generate?sizes=3", 400, "allowed: seed, seeds, n, latent, class, model, format, size, truncation"),
         ("GET", "/generate?seed=%zz", 400, "malformed"),
         ("GET", "/generate?seed=%+5", 400, "bad percent-escape"),
         ("GET", "/generate?model=%-1", 400, "bad percent-escape"),

@@ -76,7 +76,7 @@ fn loads_good_images_and_counts_bad_ones_in_a_messy_folder() {
     std::fs::write(root.join("fake.png"), b"this is text with a png name").unwrap();
     std::os::unix::fs::symlink(root.join("does-not-exist.png"), root.join("dangling.png")).unwrap();
 
-    let (data, skipped) = Dataset::open(root.to_str().unwrap(), 8, None, 0, None).unwrap();
+    let (data, skipped) = Dataset::open(root.to_str().unwrap(), 8, None, 0, None, false).unwrap();
     assert_eq!(data.len, 9, "good images: {skipped:?}");
     assert_eq!(data.channels, 3, "a mixed folder is RGB");
     let bad: Vec<String> =
@@ -120,9 +120,9 @@ fn a_grey_folder_gives_one_channel_unless_told_otherwise() {
             ImageFormat::Png,
         );
     }
-    let (grey, _) = Dataset::open(dir.path().to_str().unwrap(), 8, None, 0, None).unwrap();
+    let (grey, _) = Dataset::open(dir.path().to_str().unwrap(), 8, None, 0, None, false).unwrap();
     assert_eq!((grey.len, grey.channels), (3, 1));
-    let (rgb, _) = Dataset::open(dir.path().to_str().unwrap(), 8, Some(3), 0, None).unwrap();
+    let (rgb, _) = Dataset::open(dir.path().to_str().unwrap(), 8, Some(3), 0, None, false).unwrap();
     assert_eq!(rgb.channels, 3);
     assert_eq!(rgb.pixels.len(), 3 * 3 * 64);
 }
@@ -130,15 +130,15 @@ fn a_grey_folder_gives_one_channel_unless_told_otherwise() {
 #[test]
 fn folders_without_usable_images_are_clear_errors() {
     let dir = tempfile::tempdir().unwrap();
-    let err = Dataset::open(dir.path().to_str().unwrap(), 8, None, 0, None).err().unwrap().to_string();
+    let err = Dataset::open(dir.path().to_str().unwrap(), 8, None, 0, None, false).err().unwrap().to_string();
     assert!(err.contains("no usable image"), "{err}");
     std::fs::write(dir.path().join("a.txt"), b"x").unwrap();
     std::fs::write(dir.path().join("b.jpg"), b"x").unwrap();
-    let err = Dataset::open(dir.path().to_str().unwrap(), 8, None, 0, None).err().unwrap().to_string();
+    let err = Dataset::open(dir.path().to_str().unwrap(), 8, None, 0, None, false).err().unwrap().to_string();
     assert!(err.contains("2 files skipped") && err.contains("b.jpg"), "{err}");
-    let err = Dataset::open("/definitely/not/here", 8, None, 0, None).err().unwrap().to_string();
+    let err = Dataset::open("/definitely/not/here", 8, None, 0, None, false).err().unwrap().to_string();
     assert!(err.contains("/definitely/not/here"), "{err}");
-    let err = Dataset::open("builtin:nope", 8, None, 0, None).err().unwrap().to_string();
+    let err = Dataset::open("builtin:nope", 8, None, 0, None, false).err().unwrap().to_string();
     assert!(err.contains("shapes"), "{err}");
 }
 
@@ -166,14 +166,14 @@ fn decoding_is_parallel_but_ordered_and_a_second_run_reads_the_cache() {
     std::fs::write(root.join("zz_bad.png"), b"not a png").unwrap();
     let spec = root.to_str().unwrap();
 
-    let (plain, skipped) = Dataset::open(spec, 8, None, 0, None).unwrap();
+    let (plain, skipped) = Dataset::open(spec, 8, None, 0, None, false).unwrap();
     assert_eq!((plain.len, plain.channels, skipped.count), (120, 3, 1));
     for i in 0..120 {
         assert_eq!([px(&plain, i, 0, 3, 3), px(&plain, i, 1, 3, 3)], [i as u8, 255 - i as u8], "sorted order");
     }
     assert!(cache_files(&cache).is_empty(), "no cache dir given, none written");
 
-    let (first, _) = Dataset::open(spec, 8, None, 0, Some(&cache)).unwrap();
+    let (first, _) = Dataset::open(spec, 8, None, 0, Some(&cache), false).unwrap();
     assert_eq!(first.pixels, plain.pixels);
     let entry = cache_files(&cache);
     assert_eq!(entry.len(), 2, "{entry:?}");
@@ -187,20 +187,20 @@ fn decoding_is_parallel_but_ordered_and_a_second_run_reads_the_cache() {
     };
     std::fs::write(&victim, vec![b'x'; len]).unwrap();
     std::fs::File::options().write(true).open(&victim).unwrap().set_modified(mtime).unwrap();
-    let (hit, skipped) = Dataset::open(spec, 8, None, 0, Some(&cache)).unwrap();
+    let (hit, skipped) = Dataset::open(spec, 8, None, 0, Some(&cache), false).unwrap();
     assert_eq!((hit.pixels == plain.pixels, hit.len, skipped.count), (true, 120, 1));
     assert_eq!(skipped.examples[0].0.file_name().unwrap(), "zz_bad.png", "decode failures are remembered");
 
     // A new modification time is a new key: decoded again, and the old entry replaced.
     std::fs::File::options().write(true).open(&victim).unwrap().set_modified(std::time::SystemTime::now()).unwrap();
-    let (miss, skipped) = Dataset::open(spec, 8, None, 0, Some(&cache)).unwrap();
+    let (miss, skipped) = Dataset::open(spec, 8, None, 0, Some(&cache), false).unwrap();
     assert_eq!((miss.len, skipped.count), (119, 2));
     let entry2 = cache_files(&cache);
     assert_eq!(entry2.len(), 2);
     assert_ne!(entry, entry2);
 
     // Other sizes and channel requests are other entries of the same folder (one kept).
-    let (grey, _) = Dataset::open(spec, 4, Some(1), 0, Some(&cache)).unwrap();
+    let (grey, _) = Dataset::open(spec, 4, Some(1), 0, Some(&cache), false).unwrap();
     assert_eq!((grey.channels, grey.size, grey.pixels.len()), (1, 4, 119 * 16));
     assert_eq!(cache_files(&cache).len(), 2, "one entry per folder");
 
@@ -209,9 +209,9 @@ fn decoding_is_parallel_but_ordered_and_a_second_run_reads_the_cache() {
     let mut bytes = std::fs::read(cache.join(&u8_file)).unwrap();
     bytes[3] ^= 0xff;
     std::fs::write(cache.join(&u8_file), &bytes).unwrap();
-    let (rebuilt, _) = Dataset::open(spec, 4, Some(1), 0, Some(&cache)).unwrap();
+    let (rebuilt, _) = Dataset::open(spec, 4, Some(1), 0, Some(&cache), false).unwrap();
     assert_eq!(rebuilt.pixels, grey.pixels);
-    let (again, _) = Dataset::open(spec, 4, Some(1), 0, Some(&cache)).unwrap();
+    let (again, _) = Dataset::open(spec, 4, Some(1), 0, Some(&cache), false).unwrap();
     assert_eq!(again.pixels, grey.pixels);
 }
 
@@ -223,10 +223,79 @@ fn mirrored_batches_flip_only_the_chosen_images() {
     for n in ["a.png", "b.png"] {
         save(&DynamicImage::ImageRgb8(img.clone()), &dir.path().join(n), ImageFormat::Png);
     }
-    let (data, _) = Dataset::open(dir.path().to_str().unwrap(), 8, None, 0, None).unwrap();
+    let (data, _) = Dataset::open(dir.path().to_str().unwrap(), 8, None, 0, None, false).unwrap();
     let b = data.batch(&[0, 1], Some(&[true, false]), &candle_core::Device::Cpu).unwrap();
     let v = b.flatten_all().unwrap().to_vec1::<f32>().unwrap();
     let n = data.image_len();
     assert_eq!((v[0], v[7]), (1.0, -1.0), "first image mirrored: white on the left");
     assert_eq!((v[n], v[n + 7]), (-1.0, 1.0), "second image as it was");
+}
+
+/// `--classes subfolders`: each picture's class is its first-level subfolder (deeper
+/// folders belong to it), classes in sorted order, a subfolder of no usable picture no
+/// class; a picture directly in the folder, a name past 64 bytes or not UTF-8, and one
+/// class alone are refused by name; the classes come back from the cache.
+#[test]
+fn subfolders_are_classes() {
+    let dir = tempfile::tempdir().unwrap();
+    let (root, cache) = (dir.path().join("birds"), dir.path().join("cache"));
+    for (class, n) in [("swan", 2), ("duck", 3), ("goose", 1)] {
+        for i in 0..n {
+            save(&red(12, 12), &root.join(class).join(format!("deeper/{i}.png")), ImageFormat::Png);
+        }
+    }
+    std::fs::create_dir_all(root.join("empty")).unwrap();
+    std::fs::create_dir_all(root.join("broken")).unwrap();
+    std::fs::write(root.join("broken/x.png"), b"not a png").unwrap();
+    let spec = root.to_str().unwrap();
+    for cache in [None, Some(cache.as_path()), Some(cache.as_path())] {
+        let (d, skipped) = Dataset::open(spec, 8, None, 0, cache, true).unwrap();
+        assert_eq!(d.classes.names, ["duck", "goose", "swan"]);
+        assert_eq!(d.classes.labels, [0, 0, 0, 1, 2, 2]);
+        assert_eq!((d.len, skipped.count), (6, 1));
+    }
+    let (plain, _) = Dataset::open(spec, 8, None, 0, Some(&cache), false).unwrap();
+    assert!(plain.classes.names.is_empty(), "without --classes the same folder has none");
+
+    let err = |root: &Path| Dataset::open(root.to_str().unwrap(), 8, None, 0, None, true).err().unwrap().to_string();
+    save(&red(12, 12), &root.join("loose.png"), ImageFormat::Png);
+    let e = err(&root);
+    assert!(e.contains("--classes subfolders") && e.contains("loose.png") && e.contains("directly in"), "{e}");
+    std::fs::remove_file(root.join("loose.png")).unwrap();
+    let long = "x".repeat(65);
+    save(&red(12, 12), &root.join(&long).join("a.png"), ImageFormat::Png);
+    let e = err(&root);
+    assert!(e.contains("64 bytes") && e.contains(&long), "{e}");
+    std::fs::remove_dir_all(root.join(&long)).unwrap();
+    #[cfg(unix)]
+    {
+        use std::os::unix::ffi::OsStrExt;
+        let bad = root.join(std::ffi::OsStr::from_bytes(b"caf\xe9"));
+        save(&red(12, 12), &bad.join("a.png"), ImageFormat::Png);
+        let e = err(&root);
+        assert!(e.contains("not named in UTF-8"), "{e}");
+        std::fs::remove_dir_all(bad).unwrap();
+    }
+    let one = dir.path().join("one");
+    save(&red(12, 12), &one.join("duck/a.png"), ImageFormat::Png);
+    let e = err(&one);
+    assert!(e.contains("1 class (duck)") && e.contains("two or more"), "{e}");
+}
+
+/// More classes than the documented limit (1,000) are refused, naming the limit.
+#[test]
+fn a_thousand_and_one_classes_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let png = {
+        let mut buf = std::io::Cursor::new(Vec::new());
+        red(4, 4).write_to(&mut buf, ImageFormat::Png).unwrap();
+        buf.into_inner()
+    };
+    for i in 0..1001 {
+        let d = dir.path().join(format!("c{i:04}"));
+        std::fs::create_dir_all(&d).unwrap();
+        std::fs::write(d.join("a.png"), &png).unwrap();
+    }
+    let e = Dataset::open(dir.path().to_str().unwrap(), 4, None, 0, None, true).err().unwrap().to_string();
+    assert!(e.contains("1001 classes is too many: at most 1000"), "{e}");
 }

@@ -513,3 +513,40 @@ fn freeze_d_keeps_the_critics_first_blocks_as_the_source_had_them() {
         assert_eq!(same, frozen, "{k}");
     }
 }
+
+/// `--classes subfolders` on builtin:shapes: its five kinds are the classes, recorded in
+/// config.toml, the checkpoint and a format-2 manifest whose generator reads them back; a
+/// conditional run resumes exactly (fastgan and dcgan); resuming it without its classes is
+/// refused by name, leaving the run as it was.
+#[test]
+fn a_conditional_run_records_its_classes_and_resumes_exactly() {
+    use canard_train::config::ClassSource;
+    let by_class = |s: &mut Settings| s.classes = Some(ClassSource::Subfolders);
+    resume_is_exact_with("fastgan", by_class);
+    resume_is_exact_with("dcgan", by_class);
+
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = Settings { checkpoint_every: Some(1), ..settings(dir.path(), "dcgan", 2) };
+    by_class(&mut s);
+    let out = train_with(&s, None, Start::Auto).unwrap();
+    let names = ["circle", "square", "triangle", "ring", "cross"];
+    let config = std::fs::read_to_string(dir.path().join("runs/t/config.toml")).unwrap();
+    assert!(config.contains("classes = \"subfolders\"") && config.contains("\"circle\" (820)"), "{config}");
+    let (_, state, _) = checkpoint::latest(&dir.path().join("runs/t"), &Device::Cpu).unwrap();
+    assert_eq!(state.classes.iter().map(|c| c.name.as_str()).collect::<Vec<_>>(), names);
+    assert_eq!(state.classes.iter().map(|c| c.images).sum::<usize>(), 4096);
+    let (manifest, g) = canard_train::export::reader::load_generator(&out.model_dir, &Device::Cpu).unwrap();
+    assert_eq!((manifest.format_version, manifest.class_names()), (2, names.to_vec()));
+    assert_eq!(g.shape.classes, 5);
+    // The class changes the picture; a seed's own class is the server's.
+    let (a, b) = (g.generate(&[7], Some(0)).unwrap(), g.generate(&[7], Some(3)).unwrap());
+    assert_ne!(a, b);
+    let own = canard_shared::latent::class_of_seed(7, 5);
+    assert_eq!(g.generate(&[7], None).unwrap(), g.generate(&[7], Some(own)).unwrap());
+
+    let config_before = std::fs::read(dir.path().join("runs/t/config.toml")).unwrap();
+    let plain = Settings { classes: Some(ClassSource::None), steps: Some(3), ..s.clone() };
+    let err = train_with(&plain, None, Start::Auto).err().unwrap().to_string();
+    assert!(err.contains("no classes") && err.contains("circle, square") && err.contains("--fresh"), "{err}");
+    assert_eq!(std::fs::read(dir.path().join("runs/t/config.toml")).unwrap(), config_before);
+}
