@@ -366,7 +366,8 @@ fn check_graph(session: &Session, m: &Manifest) -> Result<(), String> {
     check_shape(input, &m.onnx.input, [dim, 1, 1])?;
     if let Some(name) = &m.onnx.class_input {
         let class = find(session.inputs(), name, "input")?;
-        let fits = matches!(class.dtype(), ValueType::Tensor { ty: TensorElementType::Int64, shape, .. } if shape.len() == 1);
+        let fits =
+            matches!(class.dtype(), ValueType::Tensor { ty: TensorElementType::Int64, shape, .. } if shape.len() == 1);
         if !fits {
             return Err(format!("{name:?}, the class input, must be int64 of shape [N]"));
         }

@@ -113,7 +113,10 @@ async fn walks_within_a_class_and_from_one_to_another() {
     let (within, between) = (strip(&within), strip(&between));
     let cell = SIZE as u32 + 2;
     let picture = |img: &image::RgbImage, k: u32| -> Vec<[u8; 3]> {
-        (0..SIZE as u32).flat_map(|y| (0..SIZE as u32).map(move |x| (x, y))).map(|(x, y)| img.get_pixel(2 + k * cell + x, 2 + y).0).collect()
+        (0..SIZE as u32)
+            .flat_map(|y| (0..SIZE as u32).map(move |x| (x, y)))
+            .map(|(x, y)| img.get_pixel(2 + k * cell + x, 2 + y).0)
+            .collect()
     };
     assert_eq!(picture(&within, 0), picture(&between, 0), "both start as goose");
     assert_ne!(picture(&within, 3), picture(&between, 3), "one ends as duck");

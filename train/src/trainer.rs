@@ -252,7 +252,8 @@ impl Setup {
 
         let t0 = Instant::now();
         let cache = cfg.runs_dir.join(".cache");
-        let (data, skipped) = Dataset::open(&cfg.data, cfg.image_size, cfg.channels, cfg.seed, Some(&cache), cfg.classes.on())?;
+        let (data, skipped) =
+            Dataset::open(&cfg.data, cfg.image_size, cfg.channels, cfg.seed, Some(&cache), cfg.classes.on())?;
         if let Some(w) = skipped.warning() {
             eprintln!("{w}");
         }
@@ -293,7 +294,11 @@ impl Setup {
         if !classes.is_empty() {
             let list: Vec<String> = classes.iter().map(|c| format!("{:?} ({})", c.name, c.images)).collect();
             eprintln!("canard-train: {} classes: {}", classes.len(), list.join(", "));
-            config_toml.push_str(&format!("# The {} classes, in index order (pictures): {}\n", classes.len(), list.join(", ")));
+            config_toml.push_str(&format!(
+                "# The {} classes, in index order (pictures): {}\n",
+                classes.len(),
+                list.join(", ")
+            ));
             let few: Vec<&str> = classes.iter().filter(|c| c.images < batch).map(|c| c.name.as_str()).collect();
             if !few.is_empty() {
                 eprintln!(

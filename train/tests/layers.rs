@@ -242,7 +242,8 @@ fn class_layers_pick_each_pictures_class() {
     let out = values(&project.apply(&[h.clone(), logit.clone()], &c).unwrap());
     let (hv, v, l) = (values(&h), values(&w.used[0]), values(&logit));
     for (i, class) in [2, 0, 2].into_iter().enumerate() {
-        let dot: f64 = (0..5).map(|ch| hv[i * 20 + ch * 4..i * 20 + ch * 4 + 4].iter().sum::<f64>() * v[class * 5 + ch]).sum();
+        let dot: f64 =
+            (0..5).map(|ch| hv[i * 20 + ch * 4..i * 20 + ch * 4 + 4].iter().sum::<f64>() * v[class * 5 + ch]).sum();
         assert!((out[i] - (l[i] + dot)).abs() < 1e-12, "picture {i}");
     }
     let ts = [random(4, &[3, 5, 2, 2]), random(5, &[3, 1, 1, 1])];
@@ -255,8 +256,9 @@ fn class_layers_pick_each_pictures_class() {
     let analytic = project.apply_tangent(&[h.clone(), logit.clone()], &ts, &c).unwrap();
     assert_close("projection's tangent", &analytic, &numeric, 1e-6);
     let r = Recorded { xs: vec![&h, &logit], ts: vec![], y: &logit, saved: &None, c };
-    let g = nn::backward(&project, &r, &Tensor::ones((3, 1, 1, 1), DType::F64, &Device::Cpu).unwrap(), &[true, true], true)
-        .unwrap();
+    let g =
+        nn::backward(&project, &r, &Tensor::ones((3, 1, 1, 1), DType::F64, &Device::Cpu).unwrap(), &[true, true], true)
+            .unwrap();
     let dv = values(&g.weights[0]);
     let row = |r: usize| &dv[r * 5..r * 5 + 5];
     assert!(row(0).iter().chain(row(2)).all(|&d| d != 0.0), "classes 0 and 2 are in the batch: {dv:?}");

@@ -102,7 +102,8 @@ pub fn load(dir: &Path, key: &str, source: &str) -> Result<Option<(Dataset, Skip
     if format!("{:016x}", checksum(&pixels)) != h.checksum {
         return Err("checksum mismatch".into());
     }
-    let labels_fit = h.labels.is_empty() || (h.labels.len() == h.len && h.labels.iter().all(|&l| (l as usize) < h.class_names.len()));
+    let labels_fit = h.labels.is_empty()
+        || (h.labels.len() == h.len && h.labels.iter().all(|&l| (l as usize) < h.class_names.len()));
     if !labels_fit {
         return Err("labels that do not fit its pictures".into());
     }

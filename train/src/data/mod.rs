@@ -132,7 +132,12 @@ impl Dataset {
     /// Its classes with their pictures, in index order (empty when it has none).
     pub fn class_list(&self) -> Vec<canard_shared::manifest::Class> {
         let counts = self.classes.counts();
-        self.classes.names.iter().zip(counts).map(|(n, images)| canard_shared::manifest::Class { name: n.clone(), images }).collect()
+        self.classes
+            .names
+            .iter()
+            .zip(counts)
+            .map(|(n, images)| canard_shared::manifest::Class { name: n.clone(), images })
+            .collect()
     }
 
     pub fn image_len(&self) -> usize {
@@ -223,7 +228,14 @@ mod tests {
 
     /// Two grey 2×2 images, bytes 0, 30, …, 210.
     fn tiny() -> Dataset {
-        Dataset { source: "t".into(), pixels: (0..8).map(|v| v * 30).collect(), len: 2, channels: 1, size: 2, ..Default::default() }
+        Dataset {
+            source: "t".into(),
+            pixels: (0..8).map(|v| v * 30).collect(),
+            len: 2,
+            channels: 1,
+            size: 2,
+            ..Default::default()
+        }
     }
 
     #[test]
@@ -258,7 +270,14 @@ mod tests {
             bits(&d.batch(&idx, Some(&flip), &Device::Cpu).unwrap())
         );
         // Every byte value converts as from_u8 does.
-        let all = Dataset { source: "t".into(), pixels: (0..=255).collect(), len: 1, channels: 1, size: 16, ..Default::default() };
+        let all = Dataset {
+            source: "t".into(),
+            pixels: (0..=255).collect(),
+            len: 1,
+            channels: 1,
+            size: 16,
+            ..Default::default()
+        };
         let got = bits(&batch_from(&all.upload(&Device::Cpu).unwrap(), &[0], None).unwrap());
         let want: Vec<u32> = (0..=255u8).map(|v| from_u8(v).to_bits()).collect();
         assert_eq!(got, want);

@@ -83,7 +83,8 @@ pub fn generator(init: &mut Init, shape: Shape) -> Result<Net> {
         net.add("embed", Embed::new(&mut init.pp("embed"), shape.classes, shape.nz)?, &[0]);
     }
     let z = net.last();
-    let first = net.add("first", Conv::transposed(&mut init.pp("first"), shape.latent_width(), 2 * w(4), 4, 1, 0)?, &[z]);
+    let first =
+        net.add("first", Conv::transposed(&mut init.pp("first"), shape.latent_width(), 2 * w(4), 4, 1, 0)?, &[z]);
     let bn = net.add("first_bn", BatchNorm::new(&mut init.pp("first_bn"), 2 * w(4), Activation::Identity)?, &[first]);
     let mut maps = vec![net.add("first_glu", Glu, &[bn])]; // maps[k]: side 4·2^k
     for (k, side) in sides(size).skip(1).enumerate() {

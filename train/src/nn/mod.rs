@@ -93,7 +93,8 @@ impl Ctx<'_> {
 
     /// The pictures' classes: a conditional network's passes are given them.
     pub fn classes(&self) -> Result<&Tensor> {
-        self.classes.ok_or_else(|| candle_core::Error::Msg("internal error: a conditional network without classes".into()))
+        self.classes
+            .ok_or_else(|| candle_core::Error::Msg("internal error: a conditional network without classes".into()))
     }
 }
 

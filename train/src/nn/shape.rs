@@ -24,7 +24,11 @@ impl Shape {
 
     /// The generator's input channels: z, and as many for the class's embedding.
     pub fn latent_width(&self) -> usize {
-        if self.classes > 0 { 2 * self.nz } else { self.nz }
+        if self.classes > 0 {
+            2 * self.nz
+        } else {
+            self.nz
+        }
     }
 
     pub fn validate(&self) -> std::result::Result<(), String> {

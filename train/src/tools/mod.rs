@@ -104,6 +104,113 @@ mod tests {
         crate::export::export(&gan.g, &shape, &[], &dir.join("models"), "tiny", "dcgan", Default::default()).unwrap().0
     }
 
+    /// models/birds: the same, of three classes (a, b, c), its embedding scaled up too.
+    fn conditional_model(dir: &Path) -> PathBuf {
+        let shape = Shape { image_size: SIZE, channels: 3, nz: 16, ngf: 8, ndf: 8, classes: 3 };
+        let gan = Gan::new(Arch::Dcgan, shape, &mut ChaCha8Rng::seed_from_u64(0), &Device::Cpu, DType::F32).unwrap();
+        for p in gan.g_params.iter().filter(|p| p.name.ends_with("weight")) {
+            p.var.set(&(p.var.as_tensor() * 25.0).unwrap()).unwrap();
+        }
+        let classes: Vec<_> =
+            ["a", "b", "c"].map(|name| canard_shared::manifest::Class { name: name.into(), images: 5 }).to_vec();
+        crate::export::export(&gan.g, &shape, &classes, &dir.join("models"), "birds", "dcgan", Default::default())
+            .unwrap()
+            .0
+    }
+
+    /// `sample`, `interpolate`, `project` and `eval` with `--class` on a model with classes:
+    /// by name or index, each seed's own without it, refused by name when unknown or when
+    /// the model has none.
+    #[test]
+    fn the_tools_take_a_class() {
+        let dir = tempfile::tempdir().unwrap();
+        let model = conditional_model(dir.path());
+        let (_, g) = load_generator(&model, &Device::Cpu).unwrap();
+        let hwc = |v: &[f32]| {
+            let plane = SIZE * SIZE;
+            (0..plane).flat_map(|i| [0, 1, 2].map(|c| to_u8(v[c * plane + i]))).collect::<Vec<u8>>()
+        };
+        let sample = |class: Option<&str>, out: &str| {
+            let seeds = sample::parse_seeds("4-6").unwrap();
+            let out = dir.path().join(out);
+            let args = sample::SampleArgs {
+                model: model.clone(),
+                seeds,
+                out: Some(out.clone()),
+                truncation: 1.0,
+                class: class.map(Into::into),
+            };
+            sample::run(args).map(|_| out)
+        };
+        let b = sample(Some("b"), "b").unwrap();
+        assert_eq!(rgb(&b.join("seed_5.png")).into_raw(), hwc(&g.generate(&[5], Some(1)).unwrap()));
+        assert_eq!(rgb(&sample(Some("1"), "one").unwrap().join("seed_5.png")), rgb(&b.join("seed_5.png")));
+        let own = sample(None, "own").unwrap();
+        let k = canard_shared::latent::class_of_seed(6, 3);
+        assert_eq!(rgb(&own.join("seed_6.png")).into_raw(), hwc(&g.generate(&[6], Some(k)).unwrap()));
+        assert_ne!(rgb(&b.join("seed_5.png")), rgb(&sample(Some("c"), "c").unwrap().join("seed_5.png")));
+        let err = sample(Some("heron"), "x").unwrap_err().to_string();
+        assert!(err.contains("--class") && err.contains("a, b, c"), "{err}");
+        let plain = model(dir.path());
+        let seeds = sample::parse_seeds("1").unwrap();
+        let args = sample::SampleArgs { model: plain, seeds, out: None, truncation: 1.0, class: Some("a".into()) };
+        assert!(sample::run(args).unwrap_err().to_string().contains("has no classes"));
+
+        let out = dir.path().join("walk");
+        let args = interpolate::InterpolateArgs {
+            model: model.clone(),
+            from: 1,
+            to: 2,
+            steps: 3,
+            out: Some(out.clone()),
+            truncation: 1.0,
+            frame_ms: 100,
+            class: Some("c".into()),
+        };
+        interpolate::run(args).unwrap();
+        let strip = rgb(&out.join("interpolate_1_2.png"));
+        let s = SIZE as u32;
+        let last = image::imageops::crop_imm(&strip, 2 + 2 * (s + 2), 2, s, s).to_image().into_raw();
+        assert_eq!(last, hwc(&g.generate(&[2], Some(2)).unwrap()), "the walk ends at seed 2's c");
+
+        let photo = dir.path().join("photo.png");
+        image::RgbImage::from_raw(s, s, hwc(&g.generate(&[3], Some(2)).unwrap())).unwrap().save(&photo).unwrap();
+        let args = project::ProjectArgs {
+            model: model.clone(),
+            image: photo,
+            seeds: 8,
+            steps: 5,
+            lr: 0.05,
+            out: Some(dir.path().join("p")),
+            class: Some("c".into()),
+        };
+        assert_eq!(project::run(args).unwrap().class.as_deref(), Some("c"));
+
+        // eval --class: that class's pictures against the data's subfolder of that name.
+        let data = dir.path().join("data");
+        for (class, colour) in [("a", [250, 0, 0]), ("c", [0, 0, 250])] {
+            for i in 0..4 {
+                let img = image::RgbImage::from_pixel(s, s, image::Rgb(colour));
+                std::fs::create_dir_all(data.join(class)).unwrap();
+                img.save(data.join(class).join(format!("{i}.png"))).unwrap();
+            }
+        }
+        let eval_args = |class: &str| eval::EvalArgs {
+            model: Some(model.clone()),
+            generated: None,
+            image_size: None,
+            channels: None,
+            data: data.display().to_string(),
+            images: Some(16),
+            seed: 1,
+            class: Some(class.into()),
+            nearest: Some(dir.path().join("n.png")),
+        };
+        assert!(eval::run(eval_args("c")).unwrap().mean.is_finite());
+        let err = eval::run(eval_args("b")).unwrap_err().to_string();
+        assert!(err.contains("no subfolder \"b\"") && err.contains("a, c"), "{err}");
+    }
+
     fn rgb(path: &Path) -> image::RgbImage {
         image::open(path).unwrap_or_else(|e| panic!("{}: {e}", path.display())).to_rgb8()
     }
@@ -126,8 +233,14 @@ mod tests {
         let model = model(dir.path());
         let out = dir.path().join("samples");
         let seeds = sample::parse_seeds("3-5,9,4").unwrap();
-        sample::run(sample::SampleArgs { model: model.clone(), seeds, out: Some(out.clone()), truncation: 1.0, class: None })
-            .unwrap();
+        sample::run(sample::SampleArgs {
+            model: model.clone(),
+            seeds,
+            out: Some(out.clone()),
+            truncation: 1.0,
+            class: None,
+        })
+        .unwrap();
         let mut names: Vec<String> =
             std::fs::read_dir(&out).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
         names.sort();
@@ -143,12 +256,25 @@ mod tests {
         // Truncation scales z; a missing model is an error naming it.
         let t = dir.path().join("truncated");
         let seeds = sample::parse_seeds("9").unwrap();
-        sample::run(sample::SampleArgs { model: model.clone(), seeds, out: Some(t.clone()), truncation: 0.5, class: None }).unwrap();
+        sample::run(sample::SampleArgs {
+            model: model.clone(),
+            seeds,
+            out: Some(t.clone()),
+            truncation: 0.5,
+            class: None,
+        })
+        .unwrap();
         let half: Vec<f32> = z(9).iter().map(|v| v * 0.5).collect();
         assert_eq!(rgb(&t.join("seed_9.png")).into_raw(), picture(&model, half));
         assert_ne!(rgb(&t.join("seed_9.png")).into_raw(), picture(&model, z(9)));
         let seeds = sample::parse_seeds("1").unwrap();
-        let e = sample::run(sample::SampleArgs { model: dir.path().join("nope"), seeds, out: None, truncation: 1.0, class: None });
+        let e = sample::run(sample::SampleArgs {
+            model: dir.path().join("nope"),
+            seeds,
+            out: None,
+            truncation: 1.0,
+            class: None,
+        });
         assert!(e.unwrap_err().to_string().contains("nope"));
     }
 
@@ -273,8 +399,14 @@ mod tests {
         // for 8-bit rounding.
         let pngs = dir.path().join("pngs");
         let seeds = sample::parse_seeds("0-63").unwrap();
-        sample::run(sample::SampleArgs { model: model.clone(), seeds, out: Some(pngs.clone()), truncation: 1.0, class: None })
-            .unwrap();
+        sample::run(sample::SampleArgs {
+            model: model.clone(),
+            seeds,
+            out: Some(pngs.clone()),
+            truncation: 1.0,
+            class: None,
+        })
+        .unwrap();
         std::fs::remove_file(pngs.join("grid.png")).ok();
         let args = eval::EvalArgs {
             model: None,
