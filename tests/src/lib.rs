@@ -39,9 +39,15 @@ pub fn cargo_bin(package: &str, bin: &str) -> PathBuf {
 /// Trains a tiny model (4 steps on the built-in shapes, 32 px) with the `canard-train`
 /// binary into `dir/runs` and `dir/models`, and returns the model folder.
 pub fn train_tiny(dir: &Path, name: &str) -> PathBuf {
+    train_tiny_with(dir, name, &[])
+}
+
+/// [`train_tiny`] with more flags (`--classes subfolders`, say).
+pub fn train_tiny_with(dir: &Path, name: &str, extra: &[&str]) -> PathBuf {
     let out = Command::new(cargo_bin("canard-train", "canard-train"))
         .args(["--data", "builtin:shapes", "--name", name, "--image-size", "32", "--steps", "4", "--batch-size", "16"])
         .args(["--ngf", "8", "--ndf", "8", "--seed", "3", "--eval-images", "64"])
+        .args(extra)
         .arg("--runs-dir")
         .arg(dir.join("runs"))
         .arg("--models-dir")

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use canard_e2e::{serve, train_tiny, workspace_root};
+use canard_e2e::{serve, train_tiny, train_tiny_with, workspace_root};
 
 /// Tiles on the gallery's first page (`PAGE` in serve/src/gallery/index.html).
 const FIRST_PAGE: u64 = 48;
@@ -173,6 +173,7 @@ fn the_gallery_renders_generated_images_in_chromium() {
     }
     let lb = by_id(&dom, "div", "lightbox");
     assert_eq!(attr(lb, "class"), None, "the large view starts closed: {lb}");
+    assert_eq!(attr(by_id(&dom, "label", "class-picker"), "hidden"), Some(""), "no class picker without classes");
 
     // The large view and the interpolation strip, from a shared link.
     let dom = chromium_run(&format!("{base}/?start=5&a=5&b=9#seed=7"), &["--dump-dom"]);
@@ -203,4 +204,42 @@ fn the_gallery_renders_generated_images_in_chromium() {
         check_screenshot(&path);
         eprintln!("screenshot: {}", path.display());
     }
+}
+
+/// A model with classes: the class picker lists them, `?class=` puts every tile, the large
+/// view and its permalink in that class, and an unknown class is named in a notice while
+/// the tiles show each seed's own class.
+#[test]
+fn the_gallery_picks_a_class_on_a_model_with_classes() {
+    chromium();
+    let tmp = tempfile::tempdir().unwrap();
+    train_tiny_with(tmp.path(), "kinds", &["--classes", "subfolders"]);
+    let server = serve(&tmp.path().join("models"), &["--model", "kinds"]);
+    let base = format!("http://{}", server.addr);
+
+    let dom = chromium_run(&format!("{base}/?class=ring#seed=3"), &["--dump-dom"]);
+    let body = tags(&dom, "body").into_iter().next().expect("a <body>");
+    assert_eq!((attr(body, "data-ready"), attr(body, "data-failed")), (Some("1"), Some("0")), "{body}");
+    assert_eq!(attr(by_id(&dom, "label", "class-picker"), "hidden"), None, "the picker is shown");
+    let picker = &dom[dom.find(r#"<select id="class-select""#).expect("the class picker")..];
+    let picker = &picker[..picker.find("</select>").unwrap()];
+    let options: Vec<&str> = tags(picker, "option").into_iter().filter_map(|o| attr(o, "value")).collect();
+    assert_eq!(options, ["", "circle", "square", "triangle", "ring", "cross"], "each seed's own, then the classes");
+    for seed in [0, 47] {
+        let img = by_id(&dom, "img", &format!("img-{seed}"));
+        let src = attr(img, "src").unwrap_or_default().replace("&amp;", "&");
+        assert_eq!(src, format!("/generate?seed={seed}&size={TILE_SIZE}&model=kinds&class=ring"), "{img}");
+        assert_eq!(attr(by_id(&dom, "figure", &format!("tile-{seed}")), "data-loaded"), Some("1"));
+    }
+    assert!(dom.contains(r#"<dd id="lb-class">ring</dd>"#), "the large view names the class");
+    let link = attr(by_id(&dom, "a", "lb-link"), "href").unwrap().replace("&amp;", "&");
+    assert_eq!(link, format!("{base}/generate?seed=3&model=kinds&class=ring"));
+    let r = server.get("/generate?seed=3&model=kinds&class=ring");
+    assert_eq!((r.status, r.header("x-class")), (200, Some("ring")));
+
+    let dom = chromium_run(&format!("{base}/?class=heron"), &["--dump-dom"]);
+    let notice = &dom[dom.find(r#"<div id="notice""#).expect("a notice")..];
+    assert!(notice[..notice.find("</div>").unwrap()].contains("There is no class \"heron\""), "{notice}");
+    let src = attr(by_id(&dom, "img", "img-0"), "src").unwrap_or_default().replace("&amp;", "&");
+    assert_eq!(src, format!("/generate?seed=0&size={TILE_SIZE}&model=kinds"), "each seed's own class");
 }
