@@ -6,6 +6,8 @@
 - twemoji: Twitter's emoji at 64×64 (3,786 colour drawings, CC-BY 4.0), from the npm package
   emoji-datasource-twitter 16.0.0 (`npm pack`, so npm must be on PATH).
 - twemoji-food: the 131 of them in the "Food & Drink" category: a small folder.
+- digits-classes, twemoji-classes: the same pictures sorted into a subfolder per class, for
+  `--classes subfolders`: the ten digits; four emoji categories (smileys, animals, food, flags).
 
 Usage: scripts/quality_data.py OUT_DIR [--sets digits,twemoji,twemoji-food]
 Folders that already hold pictures are left alone.
@@ -22,7 +24,11 @@ import tempfile
 NPM_PACKAGE = "emoji-datasource-twitter@16.0.0"
 
 
-def digits(out: pathlib.Path) -> int:
+# twemoji-classes: emoji.json's category → subfolder.
+CATEGORIES = {"Smileys & Emotion": "smileys", "Animals & Nature": "animals", "Food & Drink": "food", "Flags": "flags"}
+
+
+def digits(out: pathlib.Path, by_class: bool = False) -> int:
     from sklearn.datasets import load_digits
     import numpy as np
     from PIL import Image
@@ -31,17 +37,20 @@ def digits(out: pathlib.Path) -> int:
     for i, (img, label) in enumerate(zip(d.images, d.target)):
         # Values 0..16, ink high: white ink on black, as MNIST.
         pixels = np.clip(img * 16, 0, 255).astype(np.uint8)
-        Image.fromarray(pixels, mode="L").save(out / f"{label}_{i:04d}.png")
+        folder = out / str(label) if by_class else out
+        folder.mkdir(exist_ok=True)
+        Image.fromarray(pixels, mode="L").save(folder / f"{label}_{i:04d}.png")
     return len(d.images)
 
 
-def twemoji(out_all: pathlib.Path, out_food: pathlib.Path | None) -> tuple[int, int]:
+def twemoji(out_all, out_food, out_classes=None) -> tuple[int, int]:
     with tempfile.TemporaryDirectory() as tmp:
         subprocess.run(["npm", "pack", NPM_PACKAGE, "--silent"], cwd=tmp, check=True, stdout=subprocess.DEVNULL)
         tgz = next(pathlib.Path(tmp).glob("*.tgz"))
         with tarfile.open(tgz) as t:
             meta = json.load(t.extractfile("package/emoji.json"))
             food = {e["image"] for e in meta if e.get("has_img_twitter") and e["category"] == "Food & Drink"}
+            category = {e["image"]: CATEGORIES.get(e["category"]) for e in meta if e.get("has_img_twitter")}
             n_all = n_food = 0
             for m in t.getmembers():
                 if not (m.isfile() and m.name.startswith("package/img/twitter/64/") and m.name.endswith(".png")):
@@ -54,6 +63,9 @@ def twemoji(out_all: pathlib.Path, out_food: pathlib.Path | None) -> tuple[int, 
                 if out_food is not None and name in food:
                     (out_food / name).write_bytes(data)
                     n_food += 1
+                if out_classes is not None and category.get(name):
+                    (out_classes / category[name]).mkdir(exist_ok=True)
+                    (out_classes / category[name] / name).write_bytes(data)
     return n_all, n_food
 
 
@@ -63,7 +75,7 @@ def main() -> None:
     ap.add_argument("--sets", default="digits,twemoji,twemoji-food")
     args = ap.parse_args()
     wanted = set(args.sets.split(","))
-    unknown = wanted - {"digits", "twemoji", "twemoji-food"}
+    unknown = wanted - {"digits", "twemoji", "twemoji-food", "digits-classes", "twemoji-classes"}
     if unknown:
         sys.exit(f"quality_data: unknown set(s) {sorted(unknown)}")
 
@@ -76,11 +88,13 @@ def main() -> None:
 
     if (d := fresh("digits")) is not None:
         print(f"digits: {digits(d)} pictures in {d}")
-    a, f = fresh("twemoji"), fresh("twemoji-food")
-    if a is not None or f is not None:
+    if (d := fresh("digits-classes")) is not None:
+        print(f"digits-classes: {digits(d, by_class=True)} pictures in {d}")
+    a, f, c = fresh("twemoji"), fresh("twemoji-food"), fresh("twemoji-classes")
+    if a is not None or f is not None or c is not None:
         if shutil.which("npm") is None:
             sys.exit("quality_data: npm is needed for the twemoji sets")
-        n_all, n_food = twemoji(a, f)
+        n_all, n_food = twemoji(a, f, c)
         print(f"twemoji: {n_all} pictures; twemoji-food: {n_food} pictures")
 
 

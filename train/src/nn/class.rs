@@ -94,3 +94,51 @@ impl Layer for Project {
         self.apply(ts, c)
     }
 }
+
+/// Conditional BatchNorm's class part (de Vries et al. 2017): x·γ(class) + β(class), per
+/// channel, after a BatchNorm; γ starts at 1, β at 0.
+pub struct ClassNorm {
+    name: String,
+    gamma: Tensor,
+    beta: Tensor,
+}
+
+impl ClassNorm {
+    pub fn new(init: &mut Init, classes: usize, channels: usize) -> Result<Self> {
+        let gamma = init.constant("gamma", &[classes, channels], 1.0, true)?;
+        let beta = init.constant("beta", &[classes, channels], 0.0, true)?;
+        Ok(Self { name: init.name(), gamma, beta })
+    }
+}
+
+impl Layer for ClassNorm {
+    fn params(&self) -> Vec<&Tensor> {
+        vec![&self.gamma, &self.beta]
+    }
+
+    fn apply(&self, xs: &[Tensor], c: &Ctx) -> Result<Tensor> {
+        let per = |w: &Tensor| -> Result<Tensor> {
+            let rows = w.index_select(c.classes()?, 0)?;
+            let (n, ch) = rows.dims2()?;
+            rows.reshape((n, ch, 1, 1))
+        };
+        xs[0].broadcast_mul(&per(&c.weights[0])?)?.broadcast_add(&per(&c.weights[1])?)
+    }
+
+    fn onnx(&self, e: &mut Emitter, out: &str, xs: &[&str]) -> Result<()> {
+        let name = &self.name;
+        let axes = e.constant_ints(&format!("{name}.axes"), &[2, 3]);
+        let mut per = |w: &Tensor, what: &str| -> Result<String> {
+            let w = e.initializer(&format!("{name}.{what}"), w)?;
+            let rows = format!("{name}.{what}.rows");
+            e.node("Gather", &rows, &[&w, CLASS_INPUT], vec![Emitter::int("axis", 0)]);
+            e.node("Unsqueeze", &format!("{rows}4"), &[&rows, &axes], vec![]);
+            Ok(format!("{rows}4"))
+        };
+        let (g, b) = (per(&self.gamma, "gamma")?, per(&self.beta, "beta")?);
+        let scaled = format!("{name}.scaled");
+        e.node("Mul", &scaled, &[xs[0], &g], vec![]);
+        e.node("Add", out, &[&scaled, &b], vec![]);
+        Ok(())
+    }
+}
