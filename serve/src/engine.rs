@@ -150,7 +150,7 @@ impl Engine {
         let (mut session, compute) = refuse_panics(&onnx_path, || {
             let (mut session, provider) = build_session(env, name, &onnx_path, &bytes, opts)?;
             check_graph(&session, &manifest).map_err(|reason| LoadError::Graph { path: onnx_path.clone(), reason })?;
-            test_inference(&mut session, &io, item_len)
+            test_inference(&mut session, &io, item_len, manifest.classes.len())
                 .map_err(|reason| LoadError::TestInference { path: onnx_path.clone(), reason })?;
             Ok((session, Compute::here(provider)))
         })?;
@@ -209,9 +209,12 @@ impl Engine {
         self.alive.load(Ordering::Relaxed)
     }
 
-    /// The generator's output for `seeds`; see [`Engine::generate_points`].
+    /// The generator's output for `seeds` (on a model of classes, each of its own class);
+    /// see [`Engine::generate_points`].
     pub async fn generate(&self, seeds: Vec<u64>) -> Result<Vec<f32>, EngineError> {
-        self.generate_points(seeds.into_iter().map(Point::seed).collect()).await
+        let k = self.manifest.classes.len();
+        let class = |s: u64| (k > 0).then(|| canard_shared::latent::class_of_seed(s, k) as u32);
+        self.generate_points(seeds.into_iter().map(|s| Point::seed(s).of_class(class(s))).collect()).await
     }
 
     /// `points.len()` images of [`ImageSpec::len`] values each, NCHW, in order.
@@ -336,11 +339,16 @@ fn infer(session: &mut Session, io: &Io, points: &[Point]) -> Result<Vec<f32>, E
     Ok(values.to_vec())
 }
 
-/// One image, of the right size, with finite values.
-fn test_inference(session: &mut Session, io: &Io, item_len: usize) -> Result<(), String> {
-    let out = infer(session, io, &[Point::seed(TEST_SEED)]).map_err(|e| e.to_string())?;
-    if out.len() != item_len {
-        return Err(format!("{} values for one image of {item_len}", out.len()));
+/// One image (of the first and of the last class, with classes), of the right size, with
+/// finite values: a graph with fewer classes than its manifest names is refused here.
+fn test_inference(session: &mut Session, io: &Io, item_len: usize, classes: usize) -> Result<(), String> {
+    let points: Vec<Point> = match classes {
+        0 => vec![Point::seed(TEST_SEED)],
+        k => [0, k as u32 - 1].map(|c| Point::seed(TEST_SEED).of_class(Some(c))).to_vec(),
+    };
+    let out = infer(session, io, &points).map_err(|e| format!("{e} (with the {classes} classes model.json names)"))?;
+    if out.len() != item_len * points.len() {
+        return Err(format!("{} values for {} image(s) of {item_len}", out.len(), points.len()));
     }
     if let Some(bad) = out.iter().find(|v| !v.is_finite()) {
         return Err(format!("the output holds {bad} for seed {TEST_SEED}"));

@@ -138,6 +138,11 @@ async fn the_models_classes_are_listed() {
     let names: Vec<&str> = m["classes"].as_array().unwrap().iter().map(|c| c["name"].as_str().unwrap()).collect();
     assert_eq!(names, CLASSES);
     assert_eq!(m["onnx"]["class_input"], "class");
+    let (_, body) = get!(&app, "/openapi.json");
+    let doc: Value = serde_json::from_slice(&body).unwrap();
+    let params = doc["paths"]["/generate"]["get"]["parameters"].as_array().unwrap();
+    let class = params.iter().find(|p| p["name"] == "class").unwrap();
+    assert!(class["description"].as_str().unwrap().contains("birds: duck, goose, swan"), "{class}");
     let (_, body) = get!(&app, "/models/plain");
     let m: Value = serde_json::from_slice(&body).unwrap();
     assert!(m.get("classes").is_none() && m["format_version"] == 1, "{m}");

@@ -21,6 +21,8 @@ pub const CONDITIONAL_FORMAT_VERSION: u32 = 2;
 pub const MAX_CLASSES: usize = 1000;
 /// The longest class name, in bytes of UTF-8.
 pub const MAX_CLASS_NAME: usize = 64;
+/// What `class=` takes for every class (so no class may have this name).
+pub const ALL_CLASSES: &str = "all";
 /// The longest latent vector a manifest may name (the trainer's `--nz` bound too).
 pub const MAX_LATENT_DIM: usize = 65536;
 
@@ -280,6 +282,9 @@ pub fn check_classes<'a>(names: impl ExactSizeIterator<Item = &'a str>) -> Resul
                 "class name {name:?} must be 1 to {MAX_CLASS_NAME} bytes of UTF-8 without control characters"
             ));
         }
+        if name == ALL_CLASSES {
+            return Err(format!("class name {name:?} is reserved: class=all asks a server for every class"));
+        }
         if !seen.insert(name) {
             return Err(format!("class name {name:?} appears twice"));
         }
@@ -350,6 +355,8 @@ mod tests {
         assert!(m.validate().unwrap_err().contains("64 bytes"));
         m.classes = classes(&["duck", "a\nb"]);
         assert!(m.validate().unwrap_err().contains("control"));
+        m.classes = classes(&["duck", "all"]);
+        assert!(m.validate().unwrap_err().contains("reserved"));
         m.classes = (0..=MAX_CLASSES).map(|i| Class { name: i.to_string(), images: 1 }).collect();
         assert!(m.validate().unwrap_err().contains("at most 1000"));
 

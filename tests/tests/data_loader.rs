@@ -247,12 +247,13 @@ fn subfolders_are_classes() {
     std::fs::create_dir_all(root.join("empty")).unwrap();
     std::fs::create_dir_all(root.join("broken")).unwrap();
     std::fs::write(root.join("broken/x.png"), b"not a png").unwrap();
+    save(&red(12, 12), &root.join(".thumbnails/duck.png"), ImageFormat::Png);
     let spec = root.to_str().unwrap();
     for cache in [None, Some(cache.as_path()), Some(cache.as_path())] {
         let (d, skipped) = Dataset::open(spec, 8, None, 0, cache, true).unwrap();
         assert_eq!(d.classes.names, ["duck", "goose", "swan"]);
         assert_eq!(d.classes.labels, [0, 0, 0, 1, 2, 2]);
-        assert_eq!((d.len, skipped.count), (6, 1));
+        assert_eq!((d.len, skipped.count), (6, 2), "the broken picture, and the hidden folder's");
     }
     let (plain, _) = Dataset::open(spec, 8, None, 0, Some(&cache), false).unwrap();
     assert!(plain.classes.names.is_empty(), "without --classes the same folder has none");
@@ -262,6 +263,9 @@ fn subfolders_are_classes() {
     let e = err(&root);
     assert!(e.contains("--classes subfolders") && e.contains("loose.png") && e.contains("directly in"), "{e}");
     std::fs::remove_file(root.join("loose.png")).unwrap();
+    save(&red(12, 12), &root.join("all/a.png"), ImageFormat::Png);
+    assert!(err(&root).contains("reserved"), "class=all means every class: {}", err(&root));
+    std::fs::remove_dir_all(root.join("all")).unwrap();
     let long = "x".repeat(65);
     save(&red(12, 12), &root.join(&long).join("a.png"), ImageFormat::Png);
     let e = err(&root);

@@ -13,6 +13,11 @@ fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
 }
 
 fn check(image_size: usize, channels: usize, arch: Arch) {
+    check_with(image_size, channels, arch, false);
+}
+
+/// `by_class`: a model of builtin:shapes' five kinds, its class input fed beside z.
+fn check_with(image_size: usize, channels: usize, arch: Arch, by_class: bool) {
     let dir = tempfile::tempdir().unwrap();
     let settings = Settings {
         data: Some("builtin:shapes".into()),
@@ -28,6 +33,7 @@ fn check(image_size: usize, channels: usize, arch: Arch) {
         eval_images: Some(0),
         runs_dir: Some(dir.path().join("runs")),
         models_dir: Some(dir.path().join("models")),
+        classes: by_class.then_some(canard_train::config::ClassSource::Subfolders),
         ..Settings::default()
     };
     let out = train(&settings).unwrap();
@@ -48,19 +54,31 @@ fn check(image_size: usize, channels: usize, arch: Arch) {
         p.var.set(&candle_core::Tensor::new(wave, p.var.device()).unwrap()).unwrap();
     }
     let onnx_dir = dir.path().join("reexport");
-    canard_train::export::export(&out.generator, &out.shape, &onnx_dir, "parity", arch.name(), out.summary.clone())
+    let classes = canard_shared::Manifest::load(&out.model_dir).unwrap().classes;
+    canard_train::export::export(&out.generator, &out.shape, &classes, &onnx_dir, "parity", arch.name(), out.summary.clone())
         .unwrap();
     let out_dir = onnx_dir.join("parity");
     let manifest = canard_shared::Manifest::load(&out_dir).unwrap();
     let onnx = manifest.read_onnx(&out_dir).unwrap();
 
     let seeds: Vec<u64> = vec![0, 1, 7, 42, 1 << 40, u64::MAX];
-    let want = report::generate(&out.generator, nz, &seeds, &[], &candle_core::Device::Cpu).unwrap();
+    let of_seeds: Vec<u32> = match by_class {
+        true => (0..seeds.len() as u32).map(|i| i % 5).collect(),
+        false => Vec::new(),
+    };
+    let want = report::generate(&out.generator, nz, &seeds, &of_seeds, &candle_core::Device::Cpu).unwrap();
     let want = want.flatten_all().unwrap().to_vec1::<f32>().unwrap();
 
     let mut session = Session::builder(&ort_environment()).unwrap().commit_from_memory(&onnx).unwrap();
     let z = ndarray::Array4::from_shape_vec((seeds.len(), nz, 1, 1), latent_batch(&seeds, nz)).unwrap();
-    let outputs = session.run(ort::inputs!["z" => TensorRef::from_array_view(&z).unwrap()]).unwrap();
+    let z = TensorRef::from_array_view(&z).unwrap();
+    let outputs = match by_class {
+        true => {
+            let c = ndarray::Array1::from_vec(of_seeds.iter().map(|&c| i64::from(c)).collect());
+            session.run(ort::inputs!["z" => z, "class" => TensorRef::from_array_view(&c).unwrap()]).unwrap()
+        }
+        false => session.run(ort::inputs!["z" => z]).unwrap(),
+    };
     let got = outputs["image"].try_extract_array::<f32>().unwrap();
     assert_eq!(got.shape(), &[seeds.len(), channels, image_size, image_size]);
     let got: Vec<f32> = got.iter().copied().collect();
@@ -92,4 +110,12 @@ fn onnx_matches_candle_at_128_px() {
 fn fastgan_onnx_matches_candle_at_32_and_64_px() {
     check(32, 3, Arch::Fastgan);
     check(64, 1, Arch::Fastgan);
+}
+
+/// A model of classes: the embedding's Gather, Unsqueeze and Concat (DCGAN's and fastgan's
+/// generators), fed int64 classes, as candle's forward with the same classes.
+#[test]
+fn conditional_onnx_matches_candle() {
+    check_with(32, 3, Arch::Dcgan, true);
+    check_with(32, 3, Arch::Fastgan, true);
 }

@@ -520,21 +520,30 @@ impl TrainConfig {
         if !self.image_size.is_power_of_two() || !(8..=1024).contains(&self.image_size) {
             return bad(format!("--image-size {} must be a power of two from 8 to 1024", self.image_size));
         }
+        self.check_size(&shape)
+    }
+
+    /// The networks of `shape` are buildable and each within [`MAX_PARAMETERS`] (checked
+    /// again once the data gives the classes, whose embeddings count too).
+    pub fn check_size(&self, shape: &Shape) -> Result<(), ConfigError> {
+        let bad = |m: String| Err(ConfigError::Invalid(m));
         let kind = self.arch;
-        kind.validate_shape(&shape).map_err(|e| {
+        kind.validate_shape(shape).map_err(|e| {
             ConfigError::Invalid(format!(
                 "{e} (--image-size {}, --ngf {}, --ndf {})",
                 self.image_size, self.ngf, self.ndf
             ))
         })?;
+        let shape = *shape;
         for (flag, width, network, count) in [
             ("ngf", self.ngf, "generator", kind.generator_parameters(shape, MAX_PARAMETERS)),
             ("ndf", self.ndf, "critic", kind.critic_parameters(shape, MAX_PARAMETERS)),
         ] {
             if count.is_none() {
                 let size = self.image_size;
+                let classes = if shape.classes > 0 { format!(" of {} classes", shape.classes) } else { String::new() };
                 return bad(format!(
-                    "--{flag} {width} at {size}×{size} makes a {network} of more than {MAX_PARAMETERS} parameters"
+                    "--{flag} {width} at {size}×{size} makes a {network}{classes} of more than {MAX_PARAMETERS} parameters"
                 ));
             }
         }

@@ -15,7 +15,7 @@ use crate::cursor::Cursor;
 use crate::data::Dataset;
 use crate::losses::gradient_penalty;
 use crate::nn::params::randn;
-use crate::nn::{backward_both, vjp, Engine, Pass, Record};
+use crate::nn::{backward_both, vjp, Engine, Net, Pass, Record};
 use crate::ops;
 use crate::optim::Optimizer;
 use crate::report::LossRecord;
@@ -86,6 +86,8 @@ pub struct StepCtx<'a> {
     pub augment: Option<&'a DiffAugment>,
     /// canard's CPU kernels, or candle's ops (other devices; the tests' reference).
     pub engine: Engine,
+    /// How much a conditional run's classes count at this step ([`crate::nn::class::strength`]).
+    pub condition: f64,
     /// The dataset's pixels on the device ([`Dataset::upload`]), where that is not the CPU:
     /// batches are picked there. On the CPU the host's batches are the same (and a copy would
     /// double the dataset's memory).
@@ -102,7 +104,7 @@ impl<'a> StepCtx<'a> {
         augment: Option<&'a DiffAugment>,
     ) -> candle_core::Result<Self> {
         let resident = if device.is_cpu() { None } else { Some(data.upload(device)?) };
-        Ok(Self { cfg, gan, data, device, augment, engine: Engine::for_device(device), resident })
+        Ok(Self { cfg, gan, data, device, augment, engine: Engine::for_device(device), condition: 1.0, resident })
     }
 }
 
@@ -121,6 +123,17 @@ impl StepCtx<'_> {
             (None, flips) => self.data.batch(&idx, flips.as_deref(), self.device),
         };
         Ok((batch?.to_dtype(self.gan.dtype())?, self.data.classes.batch(&idx, self.device)?))
+    }
+
+    /// A training pass through `net` (its outputs `wanted`) of pictures of `classes`, the
+    /// classes counting as much as this point of the run says.
+    pub(crate) fn pass<'n>(
+        &self,
+        net: &'n Net,
+        wanted: &[usize],
+        classes: Option<Tensor>,
+    ) -> candle_core::Result<Pass<'n>> {
+        Ok(net.pass(self.engine, true, wanted)?.conditioned(classes).fading(self.condition))
     }
 
     /// Classes for `b` generated pictures, as often as the data has each: those of `b`
@@ -191,7 +204,7 @@ pub(crate) fn critic_update(
     x_hat: Option<Tensor>,
     loss: impl FnOnce([&Tensor; 2]) -> candle_core::Result<Tensor>,
 ) -> anyhow::Result<(Tensor, Tensor, Tensor, f64)> {
-    let pass = c.gan.d.pass(c.engine, true, &[0])?.conditioned(classes);
+    let pass = c.pass(&c.gan.d, &[0], classes)?;
     let (on_real, on_fake) = pass.forward_both(real, fake, 0)?;
     on_real.commit()?;
     on_fake.commit()?;
@@ -220,7 +233,7 @@ pub(crate) fn generator_update(
 ) -> anyhow::Result<Tensor> {
     let pictures = made.output(0)?;
     let (seen, draw) = c.view(pictures.clone(), p, rng)?;
-    let pass = c.gan.d.pass(c.engine, true, &[0])?.conditioned(made.classes().cloned());
+    let pass = c.pass(&c.gan.d, &[0], made.classes().0.cloned())?;
     let scored = pass.forward(seen, 0)?;
     scored.commit()?;
     let (loss, [(_, dl)]) = logit_loss([scored.output(0)?], loss)?;

@@ -18,7 +18,7 @@ use rand_chacha::ChaCha8Rng;
 
 use crate::augment::{Ada, DiffAugment};
 use crate::checkpoint::{self, RngState, State};
-use crate::config::{Arch, Settings, TrainConfig, AUGMENT_BELOW};
+use crate::config::{Arch, ClassSource, Settings, TrainConfig, AUGMENT_BELOW};
 use crate::cursor::Cursor;
 use crate::data::Dataset;
 use crate::ema::Ema;
@@ -118,13 +118,16 @@ pub fn train_with(flags: &Settings, config_file: Option<&Path>, start: Start) ->
 /// that changes that shape is refused by name, before anything is written.
 fn same_networks(saved: &Settings, now: &TrainConfig, run_dir: &Path) -> anyhow::Result<()> {
     let name = |a: Option<Arch>| a.map(Arch::name);
-    let differs: [(&str, Option<String>, String); 6] = [
+    let classes = |c: ClassSource| c.name().to_string();
+    let differs: [(&str, Option<String>, String); 7] = [
         ("arch", name(saved.arch).map(Into::into), now.arch.name().into()),
         ("image-size", saved.image_size.map(|v| v.to_string()), now.image_size.to_string()),
         ("nz", saved.nz.map(|v| v.to_string()), now.nz.to_string()),
         ("ngf", saved.ngf.map(|v| v.to_string()), now.ngf.to_string()),
         ("ndf", saved.ndf.map(|v| v.to_string()), now.ndf.to_string()),
         ("channels", saved.channels.map(|v| v.to_string()), now.channels.map_or("auto".into(), |c| c.to_string())),
+        // A run from before classes recorded none: it had none.
+        ("classes", Some(saved.classes.map_or("none".into(), classes)), classes(now.classes)),
     ];
     for (flag, was, is) in differs {
         if let Some(was) = was.filter(|was| *was != is) {
@@ -311,6 +314,7 @@ impl Setup {
         let per_epoch = Cursor::new(data.len, batch, cfg.seed, 0, 0).per_epoch();
         let length = Length::of(&cfg, per_epoch, batch)?;
         let shape = cfg.shape(data.channels, data.classes.names.len());
+        cfg.check_size(&shape)?;
         // Read only by a run that starts: a resumed one goes on from its own checkpoints.
         let start_from = match &cfg.init_from {
             Some(path) if start == Start::Fresh || checkpoint::list(&run_dir).is_empty() => {
@@ -495,6 +499,9 @@ impl Training {
                     cfg.color_until
                 ));
             }
+            if gan.shape.classes > 0 {
+                ctx.condition = crate::nn::class::strength(length.fraction(st.step, seconds()));
+            }
             let steps = Steps {
                 opt_g: &mut *opt_g,
                 opt_d: &mut *opt_d,
@@ -624,12 +631,14 @@ fn measure_swd(cfg: &TrainConfig, g: &Net, data: &Dataset, device: &Device) -> a
         return Ok(None);
     }
     eprintln!("canard-train: measuring SWD on {} generated images…", cfg.eval_images);
-    let classes = data.classes.names.len();
+    // A conditional generator's pictures in the data's proportions of classes: the class of
+    // the data's picture that each seed picks.
+    let labels = &data.classes.labels;
     let report = crate::tools::eval::evaluate_with(
         |seeds| {
-            let of_seeds: Vec<u32> = match classes {
-                0 => Vec::new(),
-                k => seeds.iter().map(|&s| canard_shared::latent::class_of_seed(s, k) as u32).collect(),
+            let of_seeds: Vec<u32> = match labels.is_empty() {
+                true => Vec::new(),
+                false => seeds.iter().map(|&s| labels[canard_shared::latent::class_of_seed(s, labels.len())]).collect(),
             };
             Ok(report::generate(g, cfg.nz, seeds, &of_seeds, device)?.flatten_all()?.to_vec1::<f32>()?)
         },

@@ -49,9 +49,9 @@ pub async fn generate(req: HttpRequest, state: web::Data<AppState>) -> Result<Ht
     let engine = model(&state.live.snapshot(), q.model.as_deref())?;
     let classes = engine.manifest().classes.len();
     let named = match &q.class {
-        Some(ClassChoice::Named(text)) => Some(class_index(&engine, text)?),
+        Some(ClassChoice::Named(text)) => Some(class_index(&engine, "class", text)?),
         Some(ClassChoice::All) if classes == 0 => {
-            class_index(&engine, "all")?; // refused: the model has no classes
+            class_index(&engine, "class", "all")?; // refused: the model has no classes
             None
         }
         Some(ClassChoice::All) | None => None,
@@ -68,13 +68,14 @@ pub async fn generate(req: HttpRequest, state: web::Data<AppState>) -> Result<Ht
                 )));
             }
             let class = named.map(|c| c as u32);
+            let points = vec![Point::at(latent(&text, &engine)?).truncated(q.truncation).of_class(class)];
             let job = Picture {
                 layout: Layout::Single,
-                points: vec![Point::at(latent(&text, &engine)?).truncated(q.truncation).of_class(class)],
+                headers: class_header(&engine, &points).into_iter().collect(),
+                points,
                 format: q.format,
                 size: q.size,
                 key: Some(format!("generate latent={text} truncation={}{}", q.truncation, class_key(class))),
-                headers: Vec::new(),
             };
             return serve(&req, engine, job).await;
         }
@@ -87,6 +88,12 @@ pub async fn generate(req: HttpRequest, state: web::Data<AppState>) -> Result<Ht
     // One picture per seed (of its class, or the named one), or with class=all a row of
     // every seed per class.
     let (points, layout, key_class): (Vec<Point>, Layout, String) = if q.class == Some(ClassChoice::All) {
+        if classes > MAX_CLASS_GRID {
+            return Err(ApiError::BadRequest(format!(
+                "class=all: model {} has {classes} classes, more than a grid holds ({MAX_CLASS_GRID} pictures); ask for one class at a time",
+                engine.name()
+            )));
+        }
         if seeds.len() * classes > MAX_CLASS_GRID {
             return Err(ApiError::BadRequest(format!(
                 "class=all with n={} makes {} pictures for {classes} classes; at most {MAX_CLASS_GRID}: ask for a smaller n",
@@ -130,10 +137,10 @@ const MAX_CLASS_GRID: usize = 4 * MAX_IMAGES;
 
 /// The index of the class `text` names on `engine`'s model: 400 listing its classes
 /// when it has no such class (or none at all).
-fn class_index(engine: &Engine, text: &str) -> Result<usize, ApiError> {
+fn class_index(engine: &Engine, param: &str, text: &str) -> Result<usize, ApiError> {
     let m = engine.manifest();
     m.class_index(text).map_err(|message| ApiError::UnknownClass {
-        message: format!("class: {message}"),
+        message: format!("{param}: {message}"),
         classes: m.class_names().into_iter().map(String::from).collect(),
     })
 }
@@ -145,6 +152,14 @@ fn class_of(engine: &Engine, named: Option<usize>, seed: u64) -> Option<u32> {
         0 => None,
         k => Some(named.unwrap_or_else(|| canard_shared::latent::class_of_seed(seed, k)) as u32),
     }
+}
+
+/// `X-Class`: on a model of classes, each picture's class in order, comma-separated (names
+/// may hold commas; `/models/NAME` lists them).
+fn class_header(engine: &Engine, points: &[Point]) -> Option<(&'static str, String)> {
+    let names = engine.manifest().class_names();
+    let classes: Vec<&str> = points.iter().filter_map(|p| p.class).filter_map(|c| names.get(c as usize).copied()).collect();
+    (!classes.is_empty()).then(|| ("X-Class", classes.join(",")))
 }
 
 /// The class's part of a cache key: every picture's class follows from it and the seeds.
@@ -187,8 +202,10 @@ pub async fn interpolate(req: HttpRequest, state: web::Data<AppState>) -> Result
         Start::Seed(seed) => (End::Seed(*seed), format!("from={seed}")),
         Start::Latent(text) => (latent(text, &engine)?, format!("latent={text}")),
     };
-    let resolve = |c: &Option<String>| c.as_deref().map(|c| class_index(&engine, c)).transpose();
-    let (from_named, to_named) = (resolve(&q.from_class)?, resolve(&q.to_class)?);
+    let resolve = |param, c: &Option<String>| c.as_deref().map(|c| class_index(&engine, param, c)).transpose();
+    // `class=` sets both ends: named as such when it is the one given.
+    let (from_param, to_param) = if q.from_class == q.to_class { ("class", "class") } else { ("from_class", "to_class") };
+    let (from_named, to_named) = (resolve(from_param, &q.from_class)?, resolve(to_param, &q.to_class)?);
     let start_class = match (&q.from, from_named) {
         (_, Some(c)) => Some(c as u32),
         (Start::Seed(seed), None) => class_of(&engine, None, *seed),

@@ -27,13 +27,27 @@ pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
     HttpResponse::Ok().content_type(CONTENT_TYPE).body(body)
 }
 
-/// This document.
-#[utoipa::path(get, path = "/openapi.json", tag = "site", responses((status = 200, description = "The OpenAPI 3 document of this server.", body = Object)))]
-pub async fn openapi() -> HttpResponse {
-    static DOC: OnceLock<String> = OnceLock::new();
-    let doc = DOC.get_or_init(|| {
-        // Serialising the generated document (plain data) cannot fail.
-        ApiDoc::openapi().to_pretty_json().unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"))
-    });
-    HttpResponse::Ok().content_type("application/json").body(doc.as_str())
+/// This document: the class parameters' descriptions list the loaded models' classes.
+#[utoipa::path(get, path = "/openapi.json", tag = "site", responses((status = 200, description = "The OpenAPI 3 document of this server; the class parameters list the loaded models' classes.", body = Object)))]
+pub async fn openapi(state: web::Data<AppState>) -> HttpResponse {
+    static DOC: OnceLock<utoipa::openapi::OpenApi> = OnceLock::new();
+    let mut doc = DOC.get_or_init(ApiDoc::openapi).clone();
+    let registry = state.live.snapshot();
+    let listed: Vec<String> = registry
+        .models()
+        .filter(|e| !e.manifest().classes.is_empty())
+        .map(|e| format!("{}: {}", e.name(), e.manifest().class_names().join(", ")))
+        .collect();
+    if !listed.is_empty() {
+        let note = format!(" The loaded models' classes (index order) — {}.", listed.join("; "));
+        for item in doc.paths.paths.values_mut() {
+            let params = item.get.iter_mut().flat_map(|op| op.parameters.iter_mut().flatten());
+            for p in params.filter(|p| p.name.ends_with("class")) {
+                p.description = Some(p.description.take().unwrap_or_default() + &note);
+            }
+        }
+    }
+    // Serialising the generated document (plain data) cannot fail.
+    let json = doc.to_pretty_json().unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"));
+    HttpResponse::Ok().content_type("application/json").body(json)
 }

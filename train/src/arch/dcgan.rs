@@ -40,7 +40,7 @@ impl Architecture for Dcgan {
         let (real, classes) = c.real_batch(cursor, rng)?;
         let b = real.dim(0)?;
         // Generated pictures of the real batch's classes.
-        let g_pass = c.gan.g.pass(c.engine, true, &[0])?.conditioned(classes.clone());
+        let g_pass = c.pass(&c.gan.g, &[0], classes.clone())?;
         let made = c.generate(&g_pass, b, rng)?;
         let (real, _) = c.view(real, 1.0, rng)?;
         let (fake, _) = c.view(made.output(0)?.clone(), 1.0, rng)?;

@@ -56,15 +56,15 @@ impl Architecture for Fastgan {
         let (real, classes) = c.real_batch(cursor, rng)?;
         let b = real.dim(0)?;
         // Generated pictures of the real batch's classes.
-        let g_pass = c.gan.g.pass(c.engine, true, &[0])?.conditioned(classes.clone());
+        let g_pass = c.pass(&c.gan.g, &[0], classes.clone())?;
         let made = c.generate(&g_pass, b, rng)?;
 
         let part = rng.random_range(0..4usize);
         let (real, _) = c.view(real, p, rng)?;
         let targets = rebuild_targets(&real, part)?;
         let (fake, _) = c.view(made.output(0)?.clone(), p, rng)?;
-        let real_pass = d.pass(c.engine, true, &[0, 1, 2])?.conditioned(classes.clone());
-        let fake_pass = d.pass(c.engine, true, &[0])?.conditioned(classes);
+        let real_pass = c.pass(d, &[0, 1, 2], classes.clone())?;
+        let fake_pass = c.pass(d, &[0], classes)?;
         let (on_real, on_fake) = rayon::join(|| real_pass.forward(real, part), || fake_pass.forward(fake, part));
         let (on_real, on_fake) = (on_real?, on_fake?);
         on_real.commit()?;

@@ -72,7 +72,7 @@ pub fn critic_steps_then_generator(
         let b = real.dim(0)?;
         images += b;
         // Generated pictures of the real batch's classes.
-        let g_pass = c.gan.g.pass(c.engine, true, &[0])?.conditioned(classes.clone());
+        let g_pass = c.pass(&c.gan.g, &[0], classes.clone())?;
         let fake = c.generate(&g_pass, b, rng)?.take_output(0)?;
         let (fake, _) = c.view(fake, 1.0, rng)?;
         let x_hat = match penalised {
@@ -86,7 +86,7 @@ pub fn critic_steps_then_generator(
         last = Some([loss, r.mean_all()?, f.mean_all()?, gp]);
     }
     let b = cfg.batch_size.min(c.data.len);
-    let g_pass = c.gan.g.pass(c.engine, true, &[0])?.conditioned(c.draw_classes(b, rng)?);
+    let g_pass = c.pass(&c.gan.g, &[0], c.draw_classes(b, rng)?)?;
     let made = c.generate(&g_pass, b, rng)?;
     let loss_g = generator_update(c, &made, opt_g, rng, 1.0, |[f]| f.mean_all()?.neg())?;
     let [loss_d, s_real, s_fake, gp] =

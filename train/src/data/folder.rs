@@ -83,7 +83,15 @@ pub fn load(
     }
     let source = root.display().to_string();
     let mut skipped = Skipped::default();
-    let files = list_files(root, &mut skipped);
+    let mut files = list_files(root, &mut skipped);
+    if by_class {
+        // Pictures in hidden folders (`.thumbnails/`) belong to no class.
+        let (hidden, kept): (Vec<PathBuf>, Vec<PathBuf>) = files.into_iter().partition(|f| in_hidden_folder(root, f));
+        for f in hidden {
+            skipped.add(f, "in a hidden folder, which is no class".into());
+        }
+        files = kept;
+    }
     let kinds = match by_class {
         true => Some(files.iter().map(|f| kind_of(root, f)).collect::<Result<Vec<String>, DataError>>()?),
         false => None,
@@ -122,6 +130,12 @@ pub fn load(
     skipped.merge(failed);
     check_classes(root, &data.classes, by_class)?;
     Ok((data, skipped))
+}
+
+/// Whether `file` lies under a hidden first-level folder of `root` (`.thumbnails/x.jpg`).
+fn in_hidden_folder(root: &Path, file: &Path) -> bool {
+    let mut parts = file.strip_prefix(root).unwrap_or(file).components();
+    matches!((parts.next(), parts.next()), (Some(first), Some(_)) if first.as_os_str().to_string_lossy().starts_with('.'))
 }
 
 /// A picture's class: the first folder of its path under `root`, as UTF-8 of at most

@@ -157,7 +157,11 @@ pub fn run(args: EvalArgs) -> anyhow::Result<SwdReport> {
         }
         (None, None) => anyhow::bail!("give --model or --generated"),
     };
-    let (mut data, skipped) = Dataset::open(&args.data, size, Some(channels), args.seed, cache, of_class.is_some())?;
+    let (mut data, skipped) = Dataset::open(&args.data, size, Some(channels), args.seed, cache, of_class.is_some())
+        .with_context(|| match &of_class {
+            Some(c) => format!("--class {c}: --data {} is read by its subfolders", args.data),
+            None => format!("--data {}", args.data),
+        })?;
     if let Some(w) = skipped.warning() {
         eprintln!("{w}");
     }
