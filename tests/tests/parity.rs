@@ -55,8 +55,16 @@ fn check_with(image_size: usize, channels: usize, arch: Arch, by_class: bool) {
     }
     let onnx_dir = dir.path().join("reexport");
     let classes = canard_shared::Manifest::load(&out.model_dir).unwrap().classes;
-    canard_train::export::export(&out.generator, &out.shape, &classes, &onnx_dir, "parity", arch.name(), out.summary.clone())
-        .unwrap();
+    canard_train::export::export(
+        &out.generator,
+        &out.shape,
+        &classes,
+        &onnx_dir,
+        "parity",
+        arch.name(),
+        out.summary.clone(),
+    )
+    .unwrap();
     let out_dir = onnx_dir.join("parity");
     let manifest = canard_shared::Manifest::load(&out_dir).unwrap();
     let onnx = manifest.read_onnx(&out_dir).unwrap();

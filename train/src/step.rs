@@ -86,8 +86,6 @@ pub struct StepCtx<'a> {
     pub augment: Option<&'a DiffAugment>,
     /// canard's CPU kernels, or candle's ops (other devices; the tests' reference).
     pub engine: Engine,
-    /// How much a conditional run's classes count at this step ([`crate::nn::class::strength`]).
-    pub condition: f64,
     /// The dataset's pixels on the device ([`Dataset::upload`]), where that is not the CPU:
     /// batches are picked there. On the CPU the host's batches are the same (and a copy would
     /// double the dataset's memory).
@@ -104,7 +102,7 @@ impl<'a> StepCtx<'a> {
         augment: Option<&'a DiffAugment>,
     ) -> candle_core::Result<Self> {
         let resident = if device.is_cpu() { None } else { Some(data.upload(device)?) };
-        Ok(Self { cfg, gan, data, device, augment, engine: Engine::for_device(device), condition: 1.0, resident })
+        Ok(Self { cfg, gan, data, device, augment, engine: Engine::for_device(device), resident })
     }
 }
 
@@ -125,15 +123,14 @@ impl StepCtx<'_> {
         Ok((batch?.to_dtype(self.gan.dtype())?, self.data.classes.batch(&idx, self.device)?))
     }
 
-    /// A training pass through `net` (its outputs `wanted`) of pictures of `classes`, the
-    /// classes counting as much as this point of the run says.
+    /// A training pass through `net` (its outputs `wanted`) of pictures of `classes`.
     pub(crate) fn pass<'n>(
         &self,
         net: &'n Net,
         wanted: &[usize],
         classes: Option<Tensor>,
     ) -> candle_core::Result<Pass<'n>> {
-        Ok(net.pass(self.engine, true, wanted)?.conditioned(classes).fading(self.condition))
+        Ok(net.pass(self.engine, true, wanted)?.conditioned(classes))
     }
 
     /// Classes for `b` generated pictures, as often as the data has each: those of `b`
@@ -233,16 +230,49 @@ pub(crate) fn generator_update(
 ) -> anyhow::Result<Tensor> {
     let pictures = made.output(0)?;
     let (seen, draw) = c.view(pictures.clone(), p, rng)?;
-    let pass = c.pass(&c.gan.d, &[0], made.classes().0.cloned())?;
+    let pass = c.pass(&c.gan.d, &[0], made.classes().cloned())?;
     let scored = pass.forward(seen, 0)?;
     scored.commit()?;
     let (loss, [(_, dl)]) = logit_loss([scored.output(0)?], loss)?;
     let dseen = scored.backward(vec![(0, dl)], None, true)?.context("the critic gave no input gradient")?;
-    let dpictures = c.unview(draw, pictures, dseen)?;
+    let mut dpictures = c.unview(draw, pictures, dseen)?;
+    if let Some(classes) = made.classes() {
+        dpictures = (dpictures + mode_seeking(made.input()?, pictures, classes)?)?;
+    }
     let mut grads = GradStore::default();
     made.backward(vec![(0, dpictures)], Some(&mut grads), false)?;
     opt_g.step(&grads)?;
     Ok(loss)
+}
+
+/// The weight of [`mode_seeking`]'s term in a conditional generator's loss (MSGAN's 1).
+pub const MODE_SEEKING: f64 = 1.0;
+
+/// Mode seeking (Mao et al. 2019, MSGAN), for a conditional generator: over the pairs of its
+/// pictures `x` of one class, the mean of their latents' distance over their pictures'
+/// (mean absolute differences), times [`MODE_SEEKING`]; its gradient at `x`. Without it a
+/// conditional generator trained on a few hundred pictures a class draws one picture per
+/// class whatever z (QUALITY.md).
+fn mode_seeking(z: &Tensor, x: &Tensor, classes: &Tensor) -> candle_core::Result<Tensor> {
+    let labels = classes.to_vec1::<u32>()?;
+    let n = labels.len();
+    let pairs: Vec<(u32, u32)> = (0..n)
+        .flat_map(|i| (i + 1..n).map(move |j| (i, j)))
+        .filter(|&(i, j)| labels[i] == labels[j])
+        .map(|(i, j)| (i as u32, j as u32))
+        .collect();
+    if pairs.is_empty() {
+        return x.zeros_like();
+    }
+    let (a, b): (Vec<u32>, Vec<u32>) = pairs.into_iter().unzip();
+    let (a, b) = (Tensor::new(a, x.device())?, Tensor::new(b, x.device())?);
+    let distance = |t: &Tensor| -> candle_core::Result<Tensor> {
+        (t.index_select(&a, 0)? - t.index_select(&b, 0)?)?.abs()?.flatten_from(1)?.mean(1)
+    };
+    let xv = Var::from_tensor(&x.detach())?;
+    let ratio = (distance(&z.detach())? / (distance(xv.as_tensor())? + 1e-5)?)?;
+    let grads = (ratio.mean_all()? * MODE_SEEKING)?.backward()?;
+    grads.get(xv.as_tensor()).map_or_else(|| x.zeros_like(), |g| Ok(g.clone()))
 }
 
 /// A loss of the critic's outputs (each flattened), by candle: the loss (f32), and each

@@ -499,9 +499,6 @@ impl Training {
                     cfg.color_until
                 ));
             }
-            if gan.shape.classes > 0 {
-                ctx.condition = crate::nn::class::strength(length.fraction(st.step, seconds()));
-            }
             let steps = Steps {
                 opt_g: &mut *opt_g,
                 opt_d: &mut *opt_d,

@@ -39,7 +39,7 @@ fn assert_close(what: &str, a: &Tensor, b: &Tensor, tol: f64) {
 fn agree(what: &str, layer: &dyn Layer, xs: &[Tensor], train: bool, tangents: bool) {
     let w = layer.weights(false).unwrap();
     let run = |engine: Engine| -> Vec<(String, Tensor)> {
-        let c = Ctx { engine, train, part: 2, classes: None, strength: 1.0, weights: &w.used };
+        let c = Ctx { engine, train, part: 2, classes: None, weights: &w.used };
         let xr: Vec<&Tensor> = xs.iter().collect();
         let (y, saved) = nn::forward(layer, &xr, &c).unwrap();
         let dy = random(9, y.dims());
@@ -84,7 +84,7 @@ fn agree(what: &str, layer: &dyn Layer, xs: &[Tensor], train: bool, tangents: bo
 /// The layer's tangent against central differences of its definition along the tangent.
 fn tangent_is_the_derivative(what: &str, layer: &dyn Layer, xs: &[Tensor], train: bool) {
     let w = layer.weights(false).unwrap();
-    let c = Ctx { engine: Engine::Candle, train, part: 1, classes: None, strength: 1.0, weights: &w.used };
+    let c = Ctx { engine: Engine::Candle, train, part: 1, classes: None, weights: &w.used };
     let ts: Vec<Tensor> = xs.iter().enumerate().map(|(i, x)| random(40 + i as u64, x.dims())).collect();
     let h = 1e-5;
     let at = |s: f64| -> Tensor {
@@ -226,7 +226,7 @@ fn class_layers_pick_each_pictures_class() {
     let classes = Tensor::new(&[2u32, 0, 2], &Device::Cpu).unwrap();
     let z = random(1, &[3, 2, 1, 1]);
     let w = embed.weights(false).unwrap();
-    let c = Ctx { engine: Engine::Kernels, train: true, part: 0, classes: Some(&classes), strength: 1.0, weights: &w.used };
+    let c = Ctx { engine: Engine::Kernels, train: true, part: 0, classes: Some(&classes), weights: &w.used };
     let y = embed.apply(std::slice::from_ref(&z), &c).unwrap();
     assert_eq!(y.dims(), &[3, 5, 1, 1]);
     let rows = values(&w.used[0]);

@@ -158,7 +158,8 @@ fn class_of(engine: &Engine, named: Option<usize>, seed: u64) -> Option<u32> {
 /// may hold commas; `/models/NAME` lists them).
 fn class_header(engine: &Engine, points: &[Point]) -> Option<(&'static str, String)> {
     let names = engine.manifest().class_names();
-    let classes: Vec<&str> = points.iter().filter_map(|p| p.class).filter_map(|c| names.get(c as usize).copied()).collect();
+    let classes: Vec<&str> =
+        points.iter().filter_map(|p| p.class).filter_map(|c| names.get(c as usize).copied()).collect();
     (!classes.is_empty()).then(|| ("X-Class", classes.join(",")))
 }
 
@@ -204,7 +205,8 @@ pub async fn interpolate(req: HttpRequest, state: web::Data<AppState>) -> Result
     };
     let resolve = |param, c: &Option<String>| c.as_deref().map(|c| class_index(&engine, param, c)).transpose();
     // `class=` sets both ends: named as such when it is the one given.
-    let (from_param, to_param) = if q.from_class == q.to_class { ("class", "class") } else { ("from_class", "to_class") };
+    let (from_param, to_param) =
+        if q.from_class == q.to_class { ("class", "class") } else { ("from_class", "to_class") };
     let (from_named, to_named) = (resolve(from_param, &q.from_class)?, resolve(to_param, &q.to_class)?);
     let start_class = match (&q.from, from_named) {
         (_, Some(c)) => Some(c as u32),

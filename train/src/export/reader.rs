@@ -168,11 +168,7 @@ fn read(bytes: &[u8], device: &Device) -> Result<OnnxGenerator, String> {
         .collect::<Result<_, String>>()?;
     // Which network, and its width, follow from the first layer's initializer.
     // A conditional generator's class embedding has a row per class.
-    let classes = ["embed.weight", "first_cn.gamma"]
-        .iter()
-        .find_map(|k| tensors.get(*k))
-        .and_then(|e| e.dims().first().copied())
-        .unwrap_or(0);
+    let classes = tensors.get("embed.weight").and_then(|e| e.dims().first().copied()).unwrap_or(0);
     let probe = Shape { image_size: size, channels, nz, ngf: 1, ndf: 1, classes };
     probe.validate().map_err(|e| format!("not a canard generator: {e}"))?;
     let (kind, ngf) = if let Some(first) = tensors.get("first.weight") {

@@ -26,11 +26,7 @@ use candle_core::{Result, Tensor};
 
 use super::activation::Activation as Act;
 use super::batch_norm::BatchNorm;
-use super::class::{ClassNorm, Embed, Project};
-
-/// The class's way into the generator: conditional BatchNorm when true, else an embedding
-/// concatenated to z (an experiment: both are measured in QUALITY.md).
-pub const CLASS_NORM: bool = false;
+use super::class::{Embed, Project};
 use super::conv::{upsample2, Conv};
 use super::excite::Excite;
 use super::glu::Glu;
@@ -95,14 +91,11 @@ pub fn generator(init: &mut Init, shape: Shape) -> Result<Net> {
         let mut up = init.pp(format!("up{side}"));
         let conv =
             net.add(format!("up{side}.conv"), Conv::up(&mut up.pp("conv"), w(side / 2), 2 * w(side))?, &[maps[k]]);
-        let mut bn = net.add(
+        let bn = net.add(
             format!("up{side}.bn"),
             BatchNorm::new(&mut up.pp("bn"), 2 * w(side), Activation::Identity)?,
             &[conv],
         );
-        if shape.classes > 0 && CLASS_NORM {
-            bn = net.add(format!("up{side}.cn"), ClassNorm::new(&mut up.pp("cn"), shape.classes, 2 * w(side))?, &[bn]);
-        }
         let mut x = net.add(format!("up{side}"), Glu, &[bn]);
         if side >= 32 {
             let e = Excite::new(&mut init.pp(format!("excite{side}")), w(side / 8), w(side), side / 8)?;

@@ -81,9 +81,6 @@ pub struct Ctx<'a> {
     pub part: usize,
     /// Each picture's class [N] (u32), for a conditional network's class layers.
     pub classes: Option<&'a Tensor>,
-    /// How much the class counts, 0 to 1: classes fade in while a conditional run trains
-    /// ([`class::strength`]); 1 otherwise.
-    pub strength: f64,
     /// The layer's weights as this pass uses them.
     pub weights: &'a [Tensor],
 }
@@ -253,7 +250,7 @@ impl Net {
             .zip(&need)
             .map(|(n, &need)| if need { n.layer.weights(train).map(Some) } else { Ok(None) })
             .collect::<Result<_>>()?;
-        Ok(Pass { net: self, engine, train, need, weights, classes: None, strength: 1.0 })
+        Ok(Pass { net: self, engine, train, need, weights, classes: None })
     }
 
     /// The first output for `x` (of pictures of `classes`, for a conditional network), in
@@ -277,7 +274,6 @@ pub struct Pass<'n> {
     need: Vec<bool>,
     weights: Vec<Option<Weights>>,
     classes: Option<Tensor>,
-    strength: f64,
 }
 
 impl<'n> Pass<'n> {
@@ -286,19 +282,14 @@ impl<'n> Pass<'n> {
         Self { classes, ..self }
     }
 
-    /// The same pass with the classes counting `strength` (0 to 1) as much.
-    pub fn fading(self, strength: f64) -> Self {
-        Self { strength, ..self }
-    }
-
-    /// The classes it was given, and how much they count.
-    pub fn classes(&self) -> (Option<&Tensor>, f64) {
-        (self.classes.as_ref(), self.strength)
+    /// The classes it was given.
+    pub fn classes(&self) -> Option<&Tensor> {
+        self.classes.as_ref()
     }
 
     fn ctx(&self, i: usize, part: usize) -> Ctx<'_> {
         let weights = self.weights[i].as_ref().map_or(&[][..], |w| &w.used[..]);
-        Ctx { engine: self.engine, train: self.train, part, classes: self.classes.as_ref(), strength: self.strength, weights }
+        Ctx { engine: self.engine, train: self.train, part, classes: self.classes.as_ref(), weights }
     }
 
     /// The forward pass on `x`; the critic's decoders rebuild quarter `part`. Nothing
@@ -374,8 +365,8 @@ impl Record<'_, '_> {
         })
     }
 
-    /// The classes the pass was given, and how much they count.
-    pub fn classes(&self) -> (Option<&Tensor>, f64) {
+    /// The classes the pass was given.
+    pub fn classes(&self) -> Option<&Tensor> {
         self.pass.classes()
     }
 
