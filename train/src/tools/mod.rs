@@ -124,6 +124,7 @@ mod tests {
     #[test]
     fn the_tools_take_a_class() {
         let dir = tempfile::tempdir().unwrap();
+        let plain = model(dir.path());
         let model = conditional_model(dir.path());
         let (_, g) = load_generator(&model, &Device::Cpu).unwrap();
         let hwc = |v: &[f32]| {
@@ -151,7 +152,6 @@ mod tests {
         assert_ne!(rgb(&b.join("seed_5.png")), rgb(&sample(Some("c"), "c").unwrap().join("seed_5.png")));
         let err = sample(Some("heron"), "x").unwrap_err().to_string();
         assert!(err.contains("--class") && err.contains("a, b, c"), "{err}");
-        let plain = model(dir.path());
         let seeds = sample::parse_seeds("1").unwrap();
         let args = sample::SampleArgs { model: plain, seeds, out: None, truncation: 1.0, class: Some("a".into()) };
         assert!(sample::run(args).unwrap_err().to_string().contains("has no classes"));
