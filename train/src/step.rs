@@ -296,3 +296,28 @@ pub(crate) fn logit_loss<const K: usize>(
         out.try_into().map_err(|_| candle_core::Error::Msg("internal error: loss arity".into()))?;
     Ok((value.to_dtype(DType::F32)?, out))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Mode seeking pushes pictures of one class apart, more the closer they are, and
+    /// leaves a picture alone in its class untouched.
+    #[test]
+    fn mode_seeking_pushes_pictures_of_one_class_apart() {
+        let dev = Device::Cpu;
+        let z = Tensor::new(&[[1.0f32, 0.0], [-1.0, 0.5], [0.3, 0.3]], &dev).unwrap().reshape((3, 2, 1, 1)).unwrap();
+        let x = Tensor::new(&[[0.10f32, 0.2], [0.12, 0.25], [0.9, -0.9]], &dev).unwrap().reshape((3, 1, 1, 2)).unwrap();
+        let classes = Tensor::new(&[4u32, 4, 1], &dev).unwrap();
+        let g = mode_seeking(&z, &x, &classes).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        // Descending the gradient moves picture 0 down and picture 1 up: apart.
+        assert!(g[0] > 0.0 && g[1] > 0.0 && g[2] < 0.0 && g[3] < 0.0, "{g:?}");
+        assert_eq!(&g[4..], &[0.0, 0.0], "the only picture of class 1");
+        let apart = Tensor::new(&[[0.10f32, 0.2], [0.5, 0.9], [0.9, -0.9]], &dev).unwrap().reshape((3, 1, 1, 2)).unwrap();
+        let far = mode_seeking(&z, &apart, &classes).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        assert!(far[0].abs() < g[0].abs() / 10.0, "a pair far apart is pushed less: {far:?} against {g:?}");
+        let alone = Tensor::new(&[0u32, 1, 2], &dev).unwrap();
+        let none = mode_seeking(&z, &x, &alone).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        assert!(none.iter().all(|&v| v == 0.0), "no pair of one class, no push");
+    }
+}
