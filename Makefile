@@ -7,7 +7,7 @@ export ORT_DYLIB_PATH ?= $(CURDIR)/$(ORT_LIB)
 
 # The demo: the built-in shapes at 32×32 with the default recipe (fastgan), one model of their five
 # kinds (--classes subfolders), a few minutes of training on two CPU cores. It writes runs/my-demo and models/my-demo (ignored by git), never the committed
-# models/demo, which was made with `make demo-model DEMO_NAME=demo DEMO_EPOCHS=40`.
+# models/demo, which was made with `make demo-model DEMO_NAME=demo DEMO_EPOCHS=40` before --classes.
 DEMO_EPOCHS ?= 20
 DEMO_NAME ?= my-demo
 DEMO_ARGS := --data builtin:shapes --classes subfolders --image-size 32 --epochs $(DEMO_EPOCHS) --seed 0
