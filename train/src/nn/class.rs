@@ -80,10 +80,7 @@ impl Layer for Project {
     }
 
     fn weights(&self, train: bool) -> Result<Weights> {
-        match &self.spectral {
-            Some(s) => s.normalise(&self.weight, train),
-            None => Ok(Weights::plain(self.params())),
-        }
+        SpectralNorm::weights(self.spectral.as_ref(), &self.weight, train)
     }
 
     fn apply(&self, xs: &[Tensor], c: &Ctx) -> Result<Tensor> {

@@ -28,6 +28,15 @@ impl SpectralNorm {
         Ok(Self { u })
     }
 
+    /// A one-weight layer's weights for one pass: `w`, normalised by `spectral` when it has
+    /// spectral normalisation.
+    pub fn weights(spectral: Option<&SpectralNorm>, w: &Tensor, train: bool) -> Result<Weights> {
+        match spectral {
+            Some(s) => s.normalise(w, train),
+            None => Ok(Weights::plain(vec![w])),
+        }
+    }
+
     /// W/σ(W) for one pass; `train` advances the power iteration (and keeps the new u).
     pub fn normalise(&self, w: &Tensor, train: bool) -> Result<Weights> {
         let mat = w.detach().flatten_from(1)?; // [out, in·k·k]
