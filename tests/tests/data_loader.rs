@@ -303,3 +303,33 @@ fn a_thousand_and_one_classes_are_refused() {
     let e = Dataset::open(dir.path().to_str().unwrap(), 4, None, 0, None, true).err().unwrap().to_string();
     assert!(e.contains("1001 classes is too many: at most 1000"), "{e}");
 }
+
+/// A class with fewer pictures than a batch trains, with a warning naming it; the run's
+/// config.toml lists the classes in order with their pictures.
+#[test]
+fn a_class_smaller_than_a_batch_is_warned_about() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("pets");
+    for (class, n) in [("cat", 3), ("dog", 20)] {
+        for i in 0..n {
+            let img = RgbImage::from_pixel(12, 12, Rgb([i as u8 * 10, if class == "cat" { 0 } else { 200 }, 50]));
+            save(&DynamicImage::ImageRgb8(img), &data.join(class).join(format!("{i}.png")), ImageFormat::Png);
+        }
+    }
+    let out = std::process::Command::new(canard_e2e::cargo_bin("canard-train", "canard-train"))
+        .arg("--data")
+        .arg(&data)
+        .args(["--classes", "subfolders", "--name", "pets", "--arch", "dcgan", "--image-size", "8", "--steps", "1"])
+        .args(["--batch-size", "8", "--ngf", "4", "--ndf", "4", "--eval-images", "0"])
+        .arg("--runs-dir")
+        .arg(dir.path().join("runs"))
+        .arg("--models-dir")
+        .arg(dir.path().join("models"))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("fewer pictures than a batch (8) in cat"), "{stderr}");
+    let config = std::fs::read_to_string(dir.path().join("runs/pets/config.toml")).unwrap();
+    assert!(config.contains(r#"# The 2 classes, in index order (pictures): "cat" (3), "dog" (20)"#), "{config}");
+}
