@@ -96,7 +96,7 @@ fn cors(origins: &CorsOrigins) -> Cors {
     let base = Cors::default()
         .allowed_methods(["GET", "HEAD"])
         .allowed_headers(["if-none-match", "accept"])
-        .expose_headers(["etag", "x-seed", "x-seeds", "x-model", "retry-after"])
+        .expose_headers(["etag", "x-seed", "x-seeds", "x-model", "x-class", "retry-after"])
         .max_age(86_400);
     match origins {
         CorsOrigins::Any => base.allow_any_origin().send_wildcard().disable_vary_header(),

@@ -116,7 +116,7 @@ async fn cors_is_open_by_default_and_configurable() {
         let res = test::call_service(&app, with_origin(uri, "https://gallery.example")).await;
         assert_eq!(header(&res, "access-control-allow-origin"), "*", "{uri}");
         let exposed = header(&res, "access-control-expose-headers").to_lowercase();
-        for name in ["etag", "x-seed", "x-model"] {
+        for name in ["etag", "x-seed", "x-model", "x-class"] {
             assert!(exposed.contains(name), "{uri}: {exposed}");
         }
     }

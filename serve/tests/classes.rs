@@ -89,7 +89,12 @@ async fn unknown_classes_are_refused_with_the_models_list() {
 async fn class_all_is_a_row_per_class() {
     let root = tempfile::tempdir().unwrap();
     let app = app!(state(root.path()));
-    let (_, grid) = get!(&app, "/generate?model=birds&seed=10&n=4&class=all");
+    let (h, grid) = get!(&app, "/generate?model=birds&seed=10&n=4&class=all");
+    let rows = ["duck", "goose", "swan"].map(|c| [c; 4].join(",")).join(",");
+    assert_eq!(hv(&h, "x-class"), rows, "each picture's class, row by row");
+    let (h, _) = get!(&app, "/generate?model=birds&seeds=1,2,3");
+    let own: Vec<&str> = [1, 2, 3].iter().map(|&s| CLASSES[class_of_seed(s, 3)]).collect();
+    assert_eq!(hv(&h, "x-class"), own.join(","), "each seed's own");
     let cell = SIZE as u32 + 2;
     assert_eq!(size_of(&grid), (4 * cell + 2, 3 * cell + 2), "4 columns, 3 rows");
     let rows = image::load_from_memory(&grid).unwrap().to_rgb8();

@@ -313,7 +313,8 @@ mod tests {
         // Descending the gradient moves picture 0 down and picture 1 up: apart.
         assert!(g[0] > 0.0 && g[1] > 0.0 && g[2] < 0.0 && g[3] < 0.0, "{g:?}");
         assert_eq!(&g[4..], &[0.0, 0.0], "the only picture of class 1");
-        let apart = Tensor::new(&[[0.10f32, 0.2], [0.5, 0.9], [0.9, -0.9]], &dev).unwrap().reshape((3, 1, 1, 2)).unwrap();
+        let apart =
+            Tensor::new(&[[0.10f32, 0.2], [0.5, 0.9], [0.9, -0.9]], &dev).unwrap().reshape((3, 1, 1, 2)).unwrap();
         let far = mode_seeking(&z, &apart, &classes).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
         assert!(far[0].abs() < g[0].abs() / 10.0, "a pair far apart is pushed less: {far:?} against {g:?}");
         let alone = Tensor::new(&[0u32, 1, 2], &dev).unwrap();

@@ -113,14 +113,7 @@ pub async fn generate(req: HttpRequest, state: web::Data<AppState>) -> Result<Ht
         let layout = if seeds.len() == 1 { Layout::Single } else { Layout::Grid };
         (points, layout, class_key(named.map(|c| c as u32)))
     };
-    if classes > 0 {
-        let names: Vec<&str> = points
-            .iter()
-            .filter_map(|p| p.class)
-            .map(|c| engine.manifest().classes[c as usize].name.as_str())
-            .collect();
-        headers.push(("X-Class", names.first().copied().unwrap_or_default().to_string()));
-    }
+    headers.extend(class_header(&engine, &points));
     let job = Picture {
         layout,
         points,
