@@ -226,6 +226,8 @@ struct Setup {
     late: Option<DiffAugment>,
     /// The settings as `config.toml` records them, written once a checkpoint has loaded.
     config_toml: String,
+    /// The data's classes with their pictures, in index order (empty without `--classes`).
+    classes: Vec<canard_shared::manifest::Class>,
     /// `--init-from`'s weights, read and checked, when the run has no checkpoint to resume.
     start_from: Option<StartFrom>,
 }
@@ -338,6 +340,7 @@ impl Setup {
             augment,
             late,
             config_toml,
+            classes,
             start_from,
         })
     }
@@ -392,7 +395,7 @@ impl Training {
         let mut guard = Guard::new(cfg.arch, cfg.guard_patience, cfg.lr_g, cfg.lr_d);
         let mut ada = cfg.ada_target.map(Ada::new);
 
-        let mut st = State { classes: data.class_list(), ..checkpoint::new_state() };
+        let mut st = State { classes: setup.classes.clone(), ..checkpoint::new_state() };
         let mut losses: Vec<LossRecord> = Vec::new();
         let mut cursor = Cursor::new(data.len, *batch, cfg.seed, 0, 0);
         let newest = checkpoint::latest(run_dir, device);
@@ -400,7 +403,7 @@ impl Training {
             anyhow::bail!("--resume: no checkpoint of {} reads back (see the warnings above)", run_dir.display());
         }
         if let Some((dir, saved, tensors)) = newest {
-            same_classes(&saved.classes, &data.class_list(), run_dir)?;
+            same_classes(&saved.classes, &setup.classes, run_dir)?;
             gan.g_params.load(&tensors, "g.")?;
             gan.d_params.load(&tensors, "d.")?;
             opt_g.load_state(&tensors, "opt_g.", saved.opt_g_t)?;
@@ -427,7 +430,7 @@ impl Training {
                 saved.epochs_done + 1
             );
             cursor = Cursor::new(data.len, *batch, cfg.seed, saved.cursor_epoch, saved.cursor_pos);
-            st = State { classes: data.class_list(), ..saved };
+            st = State { classes: setup.classes.clone(), ..saved };
         } else {
             // No checkpoint read back (even if some were there): `--init-from` applies as to a new run.
             let opened;

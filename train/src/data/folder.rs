@@ -132,25 +132,30 @@ pub fn load(
     Ok((data, skipped))
 }
 
+/// The first-level folder under `root` that `file` lies in (None: `file` is directly in `root`).
+fn first_folder<'f>(root: &Path, file: &'f Path) -> Option<&'f std::ffi::OsStr> {
+    let mut parts = file.strip_prefix(root).unwrap_or(file).components();
+    match (parts.next(), parts.next()) {
+        (Some(first), Some(_)) => Some(first.as_os_str()),
+        _ => None,
+    }
+}
+
 /// Whether `file` lies under a hidden first-level folder of `root` (`.thumbnails/x.jpg`).
 fn in_hidden_folder(root: &Path, file: &Path) -> bool {
-    let mut parts = file.strip_prefix(root).unwrap_or(file).components();
-    matches!((parts.next(), parts.next()), (Some(first), Some(_)) if first.as_os_str().to_string_lossy().starts_with('.'))
+    first_folder(root, file).is_some_and(|f| f.to_string_lossy().starts_with('.'))
 }
 
 /// A picture's class: the first folder of its path under `root`, as UTF-8 of at most
 /// 64 bytes.
 fn kind_of(root: &Path, file: &Path) -> Result<String, DataError> {
-    let rel = file.strip_prefix(root).unwrap_or(file);
-    let mut parts = rel.components();
-    let (Some(first), Some(_)) = (parts.next(), parts.next()) else {
+    let Some(name) = first_folder(root, file) else {
         return Err(DataError::Classes(format!(
             "{} is directly in {}: with --classes subfolders every picture goes in a subfolder named after its class",
             file.display(),
             root.display()
         )));
     };
-    let name = first.as_os_str();
     let Some(name) = name.to_str() else {
         return Err(DataError::Classes(format!(
             "the subfolder {} is not named in UTF-8: rename it (its name becomes the class's name)",
