@@ -12,7 +12,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use crate::config::Arch;
-use crate::nn::batch_norm::BN_MOMENTUM;
+use crate::nn::norm::BN_MOMENTUM;
 use crate::nn::params::randn;
 use crate::nn::{Engine, Init, Net, Params, Shape};
 use crate::ops::{map, with_slices, Element};

@@ -4,11 +4,10 @@
 //! tangent against finite differences of its definition.
 
 use canard_train::nn::activation::Activation;
-use canard_train::nn::batch_norm::BatchNorm;
 use canard_train::nn::conv::Conv;
 use canard_train::nn::excite::Excite;
 use canard_train::nn::glu::Glu;
-use canard_train::nn::layer_norm::LayerNorm;
+use canard_train::nn::norm::Norm;
 use canard_train::nn::quarter::Quarter;
 use canard_train::nn::{self, Ctx, Engine, Init, Layer, Params, Recorded};
 use canard_train::ops::Activation as Act;
@@ -169,7 +168,7 @@ fn batch_norm_agrees_with_candle_in_training_and_evaluation() {
     let mut rng = ChaCha8Rng::seed_from_u64(3);
     for act in [Act::Relu, Act::LeakyRelu(0.2), Act::Identity] {
         let mut params = Params::default();
-        let bn = BatchNorm::new(&mut init(&mut params, &mut rng).pp("bn"), 4, act).unwrap();
+        let bn = Norm::batch(&mut init(&mut params, &mut rng).pp("bn"), 4, act).unwrap();
         for p in params.iter().filter(|p| p.name.ends_with("beta")) {
             p.var.set(&(p.var.as_tensor() + 0.3).unwrap()).unwrap();
         }
@@ -184,7 +183,7 @@ fn batch_norm_agrees_with_candle_in_training_and_evaluation() {
 fn layer_norm_agrees_with_candle() {
     let mut rng = ChaCha8Rng::seed_from_u64(4);
     let mut params = Params::default();
-    let ln = LayerNorm::new(&mut init(&mut params, &mut rng).pp("ln"), 3, 0.2).unwrap();
+    let ln = Norm::layer(&mut init(&mut params, &mut rng).pp("ln"), 3, 0.2).unwrap();
     for p in params.iter() {
         let t = p.var.as_tensor();
         p.var.set(&(t + random(8, t.dims()).affine(0.3, 0.0).unwrap()).unwrap()).unwrap();

@@ -11,10 +11,9 @@
 use candle_core::Result;
 
 use super::activation::Activation as Act;
-use super::batch_norm::BatchNorm;
 use super::class::{Embed, Project};
 use super::conv::Conv;
-use super::layer_norm::LayerNorm;
+use super::norm::Norm;
 use super::{Init, Net, Shape};
 use crate::ops::Activation;
 
@@ -55,7 +54,7 @@ pub fn generator(init: &mut Init, shape: Shape) -> Result<Net> {
             &[x],
         );
         match i == last {
-            false => net.add(format!("{i}.relu"), BatchNorm::new(&mut b.pp("bn"), pair[1], Activation::Relu)?, &[conv]),
+            false => net.add(format!("{i}.relu"), Norm::batch(&mut b.pp("bn"), pair[1], Activation::Relu)?, &[conv]),
             true => net.add(format!("{i}.tanh"), Act::Tanh, &[conv]),
         };
     }
@@ -85,10 +84,10 @@ pub fn critic(init: &mut Init, shape: Shape, norm: CriticNorm) -> Result<Net> {
             (_, true, _) => {}
             (true, _, _) => _ = net.add(format!("{i}.act"), Act::LeakyRelu(LEAKY_SLOPE), &[conv]),
             (_, _, CriticNorm::Batch) => {
-                _ = net.add(format!("{i}.bn"), BatchNorm::new(&mut b.pp("bn"), c_out, leaky)?, &[conv])
+                _ = net.add(format!("{i}.bn"), Norm::batch(&mut b.pp("bn"), c_out, leaky)?, &[conv])
             }
             (_, _, CriticNorm::Layer) => {
-                _ = net.add(format!("{i}.ln"), LayerNorm::new(&mut b.pp("ln"), c_out, LEAKY_SLOPE)?, &[conv])
+                _ = net.add(format!("{i}.ln"), Norm::layer(&mut b.pp("ln"), c_out, LEAKY_SLOPE)?, &[conv])
             }
         }
         c_in = c_out;

@@ -25,11 +25,11 @@
 use candle_core::{Result, Tensor};
 
 use super::activation::Activation as Act;
-use super::batch_norm::BatchNorm;
 use super::class::{Embed, Project};
 use super::conv::{upsample2, Conv};
 use super::excite::Excite;
 use super::glu::Glu;
+use super::norm::Norm;
 use super::quarter::Quarter;
 use super::{Init, Net, Shape};
 use crate::ops::Activation;
@@ -85,17 +85,14 @@ pub fn generator(init: &mut Init, shape: Shape) -> Result<Net> {
     let z = net.last();
     let first =
         net.add("first", Conv::transposed(&mut init.pp("first"), shape.latent_width(), 2 * w(4), 4, 1, 0)?, &[z]);
-    let bn = net.add("first_bn", BatchNorm::new(&mut init.pp("first_bn"), 2 * w(4), Activation::Identity)?, &[first]);
+    let bn = net.add("first_bn", Norm::batch(&mut init.pp("first_bn"), 2 * w(4), Activation::Identity)?, &[first]);
     let mut maps = vec![net.add("first_glu", Glu, &[bn])]; // maps[k]: side 4·2^k
     for (k, side) in sides(size).skip(1).enumerate() {
         let mut up = init.pp(format!("up{side}"));
         let conv =
             net.add(format!("up{side}.conv"), Conv::up(&mut up.pp("conv"), w(side / 2), 2 * w(side))?, &[maps[k]]);
-        let bn = net.add(
-            format!("up{side}.bn"),
-            BatchNorm::new(&mut up.pp("bn"), 2 * w(side), Activation::Identity)?,
-            &[conv],
-        );
+        let bn =
+            net.add(format!("up{side}.bn"), Norm::batch(&mut up.pp("bn"), 2 * w(side), Activation::Identity)?, &[conv]);
         let mut x = net.add(format!("up{side}"), Glu, &[bn]);
         if side >= 32 {
             let e = Excite::new(&mut init.pp(format!("excite{side}")), w(side / 8), w(side), side / 8)?;
@@ -126,7 +123,7 @@ pub fn critic(init: &mut Init, shape: Shape) -> Result<Net> {
             true => net.add(format!("down{side}.act"), Act::LeakyRelu(0.2), &[conv]),
             false => net.add(
                 format!("down{side}.bn"),
-                BatchNorm::new(&mut b.pp("bn"), w(side), Activation::LeakyRelu(0.2))?,
+                Norm::batch(&mut b.pp("bn"), w(side), Activation::LeakyRelu(0.2))?,
                 &[conv],
             ),
         };
@@ -171,11 +168,8 @@ fn decoder(
         let out = (base >> k).max(1);
         let conv = Conv::up(&mut up.pp("conv"), c, 2 * out)?.spectral(&mut up.pp("conv"))?;
         let conv = net.add(format!("{name}.up{k}.conv"), conv, &[x]);
-        let bn = net.add(
-            format!("{name}.up{k}.bn"),
-            BatchNorm::new(&mut up.pp("bn"), 2 * out, Activation::Identity)?,
-            &[conv],
-        );
+        let bn =
+            net.add(format!("{name}.up{k}.bn"), Norm::batch(&mut up.pp("bn"), 2 * out, Activation::Identity)?, &[conv]);
         x = net.add(format!("{name}.up{k}"), Glu, &[bn]);
         c = out;
     }

@@ -19,14 +19,13 @@ use candle_core::backprop::GradStore;
 use candle_core::{bail, Device, Result, Tensor, Var};
 
 pub mod activation;
-pub mod batch_norm;
 pub mod class;
 pub mod conv;
 pub mod dcgan;
 pub mod excite;
 pub mod fastgan;
 pub mod glu;
-pub mod layer_norm;
+pub mod norm;
 pub mod params;
 pub mod quarter;
 pub mod shape;

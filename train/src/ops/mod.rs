@@ -13,18 +13,17 @@
 //! the convolution backward rules in `backprop.rs` with these three products. [`profile`]
 //! counts where the time goes.
 
-mod batch_norm;
 mod conv;
 mod gemm;
 pub mod glu;
 mod im2col;
-pub mod layer_norm;
+pub mod norm;
 pub mod profile;
 pub mod up_conv;
 
-pub use batch_norm::{Activation, BatchNormAct, Stats};
 pub use conv::Geometry;
 pub use gemm::Element;
+pub use norm::{Activation, Norm, Over};
 
 use candle_core::{bail, Device, Result, Storage, Tensor, WithDType};
 

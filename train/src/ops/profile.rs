@@ -15,20 +15,20 @@ pub enum Work {
     Col2im,
     /// Moving channels between NCHW and channel-major order.
     Layout,
-    /// BatchNorm with its activation, forward and backward.
-    BatchNorm,
+    /// BatchNorm or LayerNorm with its activation, forward and backward.
+    Norm,
 }
 
 impl Work {
     /// Whether its time is summed over the threads that each do a share of it (each
-    /// product and unfolding runs on one thread), rather than wall time (BatchNorm is timed
+    /// product and unfolding runs on one thread), rather than wall time (normalisation is timed
     /// around its parallel passes).
     pub fn per_thread(self) -> bool {
-        self != Work::BatchNorm
+        self != Work::Norm
     }
 }
 
-pub const ALL: [Work; 5] = [Work::Gemm, Work::Im2col, Work::Col2im, Work::Layout, Work::BatchNorm];
+pub const ALL: [Work; 5] = [Work::Gemm, Work::Im2col, Work::Col2im, Work::Layout, Work::Norm];
 
 static NANOS: [AtomicU64; 5] = [const { AtomicU64::new(0) }; 5];
 static FLOP: AtomicU64 = AtomicU64::new(0);

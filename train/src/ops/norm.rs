@@ -1,0 +1,343 @@
+//! Normalisation fused with the activation after it, on plain values: BatchNorm (each
+//! channel's statistics over the batch) and LayerNorm (each sample's over its channels),
+//! both with a per-channel scale and shift. Forward in three passes over the activations
+//! (mean, variance, output), backward in two (sums, gradient), each reading the planes in
+//! memory order; and the two pieces the penalties' second-order pass needs
+//! (`crate::nn::Record::add_tangent_gradient`): a tangent pushed forward, and its reverse.
+//!
+//! Why: built from candle's tensor ops, BatchNorm + ReLU is a dozen full passes forward
+//! and three times that backward (broadcasts, reductions over non-contiguous axes,
+//! gradient accumulation), and was most of a training step's time after the
+//! convolutions became GEMMs. Upstream this would be a `batch_norm` op in candle-nn
+//! with its own backward rule.
+//!
+//! Notation, for a group of M values sharing statistics: x̂ = (x − mean)/σ,
+//! u = γ·x̂ + β with γ, β per channel, y = act(u). Sums are taken per plane (one channel
+//! of one sample) and added per group or per channel in plane order, so results do not
+//! depend on the threads.
+
+use candle_core::WithDType;
+use rayon::prelude::*;
+
+use super::profile::{self, Work};
+use super::{made_in_chunks, relu_slope, Element, TASK_VALUES};
+
+/// The activation fused after the normalisation.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Activation {
+    Relu,
+    /// max(x, slope·x).
+    LeakyRelu(f64),
+    /// None (a GLU follows, in `fastgan`).
+    Identity,
+}
+
+impl Activation {
+    /// The slope left of zero.
+    pub fn negative_slope(self) -> f64 {
+        match self {
+            Activation::Relu => 0.0,
+            Activation::LeakyRelu(s) => s,
+            Activation::Identity => 1.0,
+        }
+    }
+}
+
+/// Which values share statistics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Over {
+    /// BatchNorm: each channel's, across the batch.
+    Batch,
+    /// LayerNorm: each sample's, across its channels.
+    Sample,
+}
+
+/// Each group's statistics: (mean, biased variance). The normalisation uses them, and
+/// BatchNorm's running statistics take them when the pass is committed (`crate::nn::norm`).
+pub struct Stats {
+    pub mean: Vec<f64>,
+    pub var: Vec<f64>,
+}
+
+/// One normalisation by a batch's own statistics, with its activation.
+pub struct Norm {
+    pub stats: Stats,
+    /// 1/√(var + eps), per group.
+    inv_std: Vec<f64>,
+    act: Activation,
+    over: Over,
+    /// (N, C, H·W)
+    pub frame: (usize, usize, usize),
+}
+
+impl Norm {
+    /// The normalisation of x [N, C, P] by its own statistics.
+    pub fn of<T: WithDType>(x: &[T], frame: (usize, usize, usize), over: Over, eps: f64, act: Activation) -> Self {
+        profile::timed(Work::Norm, || {
+            let mut norm = Self { stats: Stats { mean: vec![], var: vec![] }, inv_std: vec![], act, over, frame };
+            let m = norm.count();
+            let sums = plane_sums(x, x, x, frame.2, |_, x, _, _| (x, T::zero()));
+            let mean: Vec<f64> = norm.per_group(&sums, |_| 1.0).iter().map(|s| s.0 / m).collect();
+            let mu: Vec<T> = mean.iter().map(|&v| T::from_f64(v)).collect();
+            let squares = plane_sums(x, x, x, frame.2, |i, x, _, _| {
+                let d = x - mu[norm.group(i)];
+                (d * d, T::zero())
+            });
+            let var: Vec<f64> = norm.per_group(&squares, |_| 1.0).iter().map(|s| s.0 / m).collect();
+            norm.inv_std = var.iter().map(|v| 1.0 / (v + eps).sqrt()).collect();
+            norm.stats = Stats { mean, var };
+            norm
+        })
+    }
+
+    /// The group of plane i (one channel of one sample).
+    fn group(&self, plane: usize) -> usize {
+        match self.over {
+            Over::Batch => plane % self.frame.1,
+            Over::Sample => plane / self.frame.1,
+        }
+    }
+
+    /// Values per group.
+    fn count(&self) -> f64 {
+        let (n, c, p) = self.frame;
+        (p * if self.over == Over::Batch { n } else { c }) as f64
+    }
+
+    /// Per-plane sums added per group, each weighted by `weight(plane)`.
+    fn per_group(&self, sums: &[(f64, f64)], weight: impl Fn(usize) -> f64) -> Vec<(f64, f64)> {
+        let groups = if self.over == Over::Batch { self.frame.1 } else { self.frame.0 };
+        let mut total = vec![(0.0, 0.0); groups];
+        for (i, &(a, b)) in sums.iter().enumerate() {
+            let (t, w) = (&mut total[self.group(i)], weight(i));
+            (t.0, t.1) = (t.0 + w * a, t.1 + w * b);
+        }
+        total
+    }
+
+    /// Per-plane sums added per channel.
+    fn per_channel<T: WithDType>(&self, sums: &[(f64, f64)]) -> (Vec<T>, Vec<T>) {
+        let c = self.frame.1;
+        let (mut a, mut b) = (vec![0.0; c], vec![0.0; c]);
+        for (i, s) in sums.iter().enumerate() {
+            a[i % c] += s.0;
+            b[i % c] += s.1;
+        }
+        (a.into_iter().map(T::from_f64).collect(), b.into_iter().map(T::from_f64).collect())
+    }
+
+    /// Per-plane (Σv, Σv·x) made (Σv, Σv·x̂), x̂ = (x − mean)/σ constant over a plane.
+    fn normalise_sums(&self, sums: Vec<(f64, f64)>) -> Vec<(f64, f64)> {
+        let g = |i| self.group(i);
+        sums.into_iter()
+            .enumerate()
+            .map(|(i, (s, sx))| (s, (sx - self.stats.mean[g(i)] * s) * self.inv_std[g(i)]))
+            .collect()
+    }
+
+    fn normalised<T: WithDType>(&self, g: usize, x: T) -> f64 {
+        (x.to_f64() - self.stats.mean[g]) * self.inv_std[g]
+    }
+
+    fn slope<T: WithDType>(&self) -> T {
+        T::from_f64(self.act.negative_slope())
+    }
+
+    /// act(γ·x̂ + β), plane by plane.
+    pub fn forward<T: Element>(&self, x: &[T], gamma: &[T], beta: &[T]) -> Vec<T> {
+        profile::timed(Work::Norm, || {
+            let (_, c, p) = self.frame;
+            let slope = self.slope();
+            let task = p * planes_per_task(p);
+            made_in_chunks(
+                x.len(),
+                task,
+                || (),
+                |_, t, y| {
+                    for (i, (y, x)) in y.chunks_mut(p).zip(x[t * task..].chunks(p)).enumerate() {
+                        let plane = t * task / p + i;
+                        let (ch, g) = (plane % c, self.group(plane));
+                        let scale = self.inv_std[g] * gamma[ch].to_f64();
+                        let shift = T::from_f64(beta[ch].to_f64() - self.stats.mean[g] * scale);
+                        let scale = T::from_f64(scale);
+                        for (y, &x) in y.iter_mut().zip(x) {
+                            let z = x * scale + shift;
+                            *y = z * relu_slope(z, slope);
+                        }
+                    }
+                },
+            )
+        })
+    }
+
+    /// With dz = dy·act′: dβ = Σdz, dγ = Σdz·x̂ per channel, and with dx̂ = γ·dz,
+    /// dx = (dx̂ − mean dx̂ − x̂·mean(dx̂·x̂))/σ per group, which is a·dz + b·x + c with
+    /// constants per plane: one pass for the sums, one for dx.
+    pub fn backward<T: Element>(&self, x: &[T], gamma: &[T], y: &[T], dy: &[T]) -> (Vec<T>, Vec<T>, Vec<T>) {
+        profile::timed(Work::Norm, || {
+            let (_, c, p) = self.frame;
+            let m = self.count();
+            let slope = self.slope();
+            let dz = |y: T, dy: T| dy * relu_slope(y, slope);
+            let sums = self.normalise_sums(plane_sums(x, y, dy, p, |_, x, y, dy| {
+                let dz = dz(y, dy);
+                (dz, dz * x)
+            }));
+            let (dbeta, dgamma) = self.per_channel(&sums);
+            let dxhat = self.per_group(&sums, |i| gamma[i % c].to_f64());
+            let task = planes_per_task(p);
+            let dx = made_in_chunks(
+                x.len(),
+                p * task,
+                || (),
+                |_, t, dx| {
+                    for (i, dx) in dx.chunks_mut(p).enumerate() {
+                        let i = t * task + i;
+                        let (ch, g, at) = (i % c, self.group(i), i * p..(i + 1) * p);
+                        let inv = self.inv_std[g];
+                        let b = -inv * inv * dxhat[g].1 / m;
+                        let cc = T::from_f64(-inv * dxhat[g].0 / m - b * self.stats.mean[g]);
+                        let (a, b) = (T::from_f64(gamma[ch].to_f64() * inv), T::from_f64(b));
+                        for (((d, &x), &y), &dy) in dx.iter_mut().zip(&x[at.clone()]).zip(&y[at.clone()]).zip(&dy[at]) {
+                            *d = a * dz(y, dy) + b * x + cc;
+                        }
+                    }
+                },
+            );
+            (dx, dgamma, dbeta)
+        })
+    }
+
+    /// The output's tangent for the input's, `t` (x and y: the recorded pass): x̂'s
+    /// Jacobian per group is J = (I − 11ᵀ/M − x̂x̂ᵀ/M)/σ (symmetric), so
+    /// τ = J·t = (t − mean t − x̂·mean(t·x̂))/σ and ty = act′·γ·τ (LeakyReLU's second
+    /// derivative is zero almost everywhere).
+    pub fn tangent<T: Element>(&self, x: &[T], gamma: &[T], y: &[T], t: &[T]) -> Vec<T> {
+        let (_, c, p) = self.frame;
+        let m = self.count();
+        let sums = self.normalise_sums(plane_sums(x, t, t, p, |_, x, t, _| (t, t * x)));
+        let means = self.per_group(&sums, |_| 1.0 / m);
+        let slope = self.slope();
+        let mut ty = vec![T::zero(); x.len()];
+        ty.par_chunks_mut(p).enumerate().for_each(|(i, ty)| {
+            let (ch, g, at) = (i % c, self.group(i), i * p..(i + 1) * p);
+            let (a, cc) = means[g];
+            for ((o, &x), (&y, &t)) in ty.iter_mut().zip(&x[at.clone()]).zip(y[at.clone()].iter().zip(&t[at])) {
+                let tau = (t.to_f64() - a - self.normalised(g, x) * cc) * self.inv_std[g];
+                *o = relu_slope(y, slope) * gamma[ch] * T::from_f64(tau);
+            }
+        });
+        ty
+    }
+
+    /// The reverse of (x, t) ↦ (y, ty): from `aty`, the adjoint of ty, and `ay`, that of y
+    /// (None: zero), the adjoints of t and of x, and γ's and β's gradients. With w = act′·aty,
+    /// u = γ·w and, per group, a = mean(t), c = mean(t·x̂), ū = mean(u), U₁ = Σu(t − a),
+    /// U_z = Σu·x̂: at = J·u, dγ = Σw·τ, and
+    /// ∂⟨u, J(x)·t⟩/∂xᵢ = (−U₁x̂ᵢ/M − U_z(tᵢ − a)/M − c(uᵢ − ū) + 3c·U_z·x̂ᵢ/M)/σ².
+    #[allow(clippy::type_complexity)]
+    pub fn tangent_backward<T: Element>(
+        &self,
+        x: &[T],
+        gamma: &[T],
+        y: &[T],
+        t: &[T],
+        aty: &[T],
+        ay: Option<&[T]>,
+    ) -> (Vec<T>, Vec<T>, Vec<T>, Vec<T>) {
+        let (_, c, p) = self.frame;
+        let m = self.count();
+        let slope = self.slope();
+        let w: Vec<T> = y.iter().zip(aty).map(|(&y, &a)| a * relu_slope(y, slope)).collect();
+        let gamma_of = |i: usize| gamma[i % c].to_f64();
+        let sw = self.normalise_sums(plane_sums(x, &w, &w, p, |_, x, w, _| (w, w * x)));
+        let st = self.normalise_sums(plane_sums(x, t, t, p, |_, x, t, _| (t, t * x)));
+        let swt = plane_sums(x, &w, t, p, |_, _, w, t| (w * t, T::zero()));
+        let (u, ut) = (self.per_group(&sw, gamma_of), self.per_group(&swt, gamma_of));
+        let tg = self.per_group(&st, |_| 1.0 / m);
+        // dγ's tangent part per plane: Σw·τ = (Σw·t − a·Σw − c·Σw·x̂)/σ.
+        let dgamma_t: Vec<(f64, f64)> = (0..sw.len())
+            .map(|i| {
+                let g = self.group(i);
+                let (a, cc) = tg[g];
+                ((swt[i].0 - a * sw[i].0 - cc * sw[i].1) * self.inv_std[g], 0.0)
+            })
+            .collect();
+        let (mut dgamma, mut dbeta): (Vec<T>, Vec<T>) = self.per_channel(&dgamma_t);
+        let (mut at, mut ax) = (vec![T::zero(); x.len()], vec![T::zero(); x.len()]);
+        at.par_chunks_mut(p).zip(ax.par_chunks_mut(p)).enumerate().for_each(|(i, (at, ax))| {
+            let (g, k, inv) = (self.group(i), gamma_of(i), self.inv_std[self.group(i)]);
+            let ((a, cc), (su, suz)) = (tg[g], u[g]);
+            let (u_mean, u1) = (su / m, ut[g].0 - a * su);
+            for (j, (at, ax)) in (i * p..(i + 1) * p).zip(at.iter_mut().zip(ax)) {
+                let (xh, ui, ti) = (self.normalised(g, x[j]), k * w[j].to_f64(), t[j].to_f64());
+                *at = T::from_f64((ui - u_mean - xh * suz / m) * inv);
+                let dq = -u1 / m * xh - suz / m * (ti - a) - cc * (ui - u_mean) + 3.0 * cc * suz / m * xh;
+                *ax = T::from_f64(dq * inv * inv);
+            }
+        });
+        if let Some(ay) = ay {
+            let (dx, dg, db) = self.backward(x, gamma, y, ay);
+            ax.iter_mut().zip(dx).for_each(|(a, d)| *a += d);
+            dgamma.iter_mut().zip(dg).for_each(|(a, d)| *a += d);
+            dbeta = db;
+        }
+        (at, ax, dgamma, dbeta)
+    }
+}
+
+const LANES: usize = 16;
+
+/// Adds f(x, y, z) over equal-length slices into sixteen independent partial sums each
+/// (`a` for the first value, `b` for the second), so the loop vectorises: one running
+/// sum is a dependency chain the compiler may not reorder.
+#[inline(always)]
+fn add_lanes<T: WithDType>(
+    x: &[T],
+    y: &[T],
+    z: &[T],
+    a: &mut [T; LANES],
+    b: &mut [T; LANES],
+    f: impl Fn(T, T, T) -> (T, T),
+) {
+    assert!(x.len() == y.len() && y.len() == z.len(), "add_lanes of unequal slices");
+    let lanes = x.chunks_exact(LANES).zip(y.chunks_exact(LANES)).zip(z.chunks_exact(LANES));
+    for ((x, y), z) in lanes {
+        for k in 0..LANES {
+            let (u, v) = f(x[k], y[k], z[k]);
+            a[k] += u;
+            b[k] += v;
+        }
+    }
+    for j in x.len() / LANES * LANES..x.len() {
+        let (u, v) = f(x[j], y[j], z[j]);
+        a[0] += u;
+        b[0] += v;
+    }
+}
+
+/// Planes per parallel task: about [`TASK_VALUES`] values.
+fn planes_per_task(p: usize) -> usize {
+    TASK_VALUES / p.max(1) + 1
+}
+
+/// Per plane i of [N·C, P] buffers, (Σ f(i, x, y, z).0, Σ … .1), read in memory order.
+fn plane_sums<T: WithDType>(
+    x: &[T],
+    y: &[T],
+    z: &[T],
+    p: usize,
+    f: impl Fn(usize, T, T, T) -> (T, T) + Sync,
+) -> Vec<(f64, f64)> {
+    let total = |l: &[T; LANES]| l.iter().map(|v| v.to_f64()).sum::<f64>();
+    (0..x.len() / p.max(1))
+        .into_par_iter()
+        .with_min_len(planes_per_task(p))
+        .map(|i| {
+            let (mut a, mut b) = ([T::zero(); LANES], [T::zero(); LANES]);
+            let at = i * p..(i + 1) * p;
+            add_lanes(&x[at.clone()], &y[at.clone()], &z[at], &mut a, &mut b, |x, y, z| f(i, x, y, z));
+            (total(&a), total(&b))
+        })
+        .collect()
+}
