@@ -112,30 +112,7 @@ impl DiffAugment {
         });
         Draw { dims, colour, shifts, cutout }
     }
-}
 
-impl std::fmt::Display for DiffAugment {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let names = [(self.colour, "color"), (self.translation, "translation"), (self.cutout, "cutout")];
-        let on: Vec<&str> = names.iter().filter(|(on, _)| *on).map(|(_, n)| *n).collect();
-        f.write_str(&on.join(","))
-    }
-}
-
-impl TryFrom<String> for DiffAugment {
-    type Error = String;
-    fn try_from(policy: String) -> std::result::Result<Self, String> {
-        Self::parse(&policy)
-    }
-}
-
-impl From<DiffAugment> for String {
-    fn from(a: DiffAugment) -> String {
-        a.to_string()
-    }
-}
-
-impl DiffAugment {
     /// As [`DiffAugment::draw`], then each transform is kept for each sample with
     /// probability `p` and made the identity otherwise (ADA's per-transform probability,
     /// [`Ada`]). At `p` ≥ 1 nothing more is drawn: the same random numbers as `draw`.
@@ -158,6 +135,27 @@ impl DiffAugment {
             }
         }
         d
+    }
+}
+
+impl std::fmt::Display for DiffAugment {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let names = [(self.colour, "color"), (self.translation, "translation"), (self.cutout, "cutout")];
+        let on: Vec<&str> = names.iter().filter(|(on, _)| *on).map(|(_, n)| *n).collect();
+        f.write_str(&on.join(","))
+    }
+}
+
+impl TryFrom<String> for DiffAugment {
+    type Error = String;
+    fn try_from(policy: String) -> std::result::Result<Self, String> {
+        Self::parse(&policy)
+    }
+}
+
+impl From<DiffAugment> for String {
+    fn from(a: DiffAugment) -> String {
+        a.to_string()
     }
 }
 
@@ -194,13 +192,7 @@ impl Ada {
         if self.steps == Self::INTERVAL {
             let r = self.signs / self.count.max(1) as f64;
             let step = self.count as f64 / Self::SPEED_IMAGES;
-            let direction = if r > self.target {
-                1.0
-            } else if r < self.target {
-                -1.0
-            } else {
-                0.0
-            };
+            let direction = (r > self.target) as i32 as f64 - (r < self.target) as i32 as f64;
             self.p = (self.p + direction * step).clamp(0.0, 1.0);
             (self.signs, self.count, self.steps) = (0.0, 0, 0);
         }
@@ -230,7 +222,7 @@ impl Draw {
         let mut y = vec![T::zero(); x.len()];
         y.par_chunks_mut(c * h * w).zip(x.par_chunks(c * h * w)).enumerate().for_each(|(i, (y, x))| {
             let coloured = match self.colour_of(i) {
-                Some(k) => k.forward(x, c),
+                Some(k) => k.map(x, c, k.offset),
                 None => x.to_vec(),
             };
             let src = self.sources(i);
@@ -258,7 +250,7 @@ impl Draw {
                 }
             }
             if let Some(k) = self.colour_of(i) {
-                let d = k.backward(dx, c);
+                let d = k.map(dx, c, 0.0);
                 dx.copy_from_slice(&d);
             }
         });
@@ -337,24 +329,15 @@ impl Affine {
         Self { on_x: k * s, on_grey: k * (1.0 - s), on_mean: 1.0 - k, offset: b }
     }
 
-    /// One sample's C planes.
-    fn forward<T: Element>(&self, x: &[T], c: usize) -> Vec<T> {
+    /// One sample's C planes, plus `offset`. The map without its offset is its own adjoint:
+    /// dx = on_x·dy + on_grey/C·Σ_c dy + on_mean/(C·H·W)·Σ dy.
+    fn map<T: Element>(&self, x: &[T], c: usize, offset: f64) -> Vec<T> {
         let hw = x.len() / c;
         let grey = channel_mean(x, c);
         let mean = x.iter().map(|v| v.to_f64()).sum::<f64>() / x.len() as f64;
-        let base = T::from_f64(self.on_mean * mean + self.offset);
+        let base = T::from_f64(self.on_mean * mean + offset);
         let (on_x, on_grey) = (T::from_f64(self.on_x), T::from_f64(self.on_grey));
         x.iter().enumerate().map(|(j, &v)| on_x * v + on_grey * grey[j % hw] + base).collect()
-    }
-
-    /// The adjoint: dx = on_x·dy + on_grey/C·Σ_c dy + on_mean/(C·H·W)·Σ dy.
-    fn backward<T: Element>(&self, dy: &[T], c: usize) -> Vec<T> {
-        let hw = dy.len() / c;
-        let grey = channel_mean(dy, c);
-        let total = dy.iter().map(|v| v.to_f64()).sum::<f64>() / dy.len() as f64;
-        let base = T::from_f64(self.on_mean * total);
-        let (on_x, on_grey) = (T::from_f64(self.on_x), T::from_f64(self.on_grey));
-        dy.iter().enumerate().map(|(j, &g)| on_x * g + on_grey * grey[j % hw] + base).collect()
     }
 }
 

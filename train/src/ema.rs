@@ -90,12 +90,10 @@ impl Ema {
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
         for _ in 0..STANDING_BATCHES {
             let z = randn(&mut rng, &[64, nz, 1, 1], &self.device)?.to_dtype(self.params.dtype())?;
-            let classes = match self.classes {
-                0 => None,
-                k => {
-                    Some(Tensor::from_vec((0..64).map(|_| rng.random_range(0..k as u32)).collect(), 64, &self.device)?)
-                }
-            };
+            let k = self.classes as u32;
+            let classes = (k > 0)
+                .then(|| Tensor::from_vec((0..64).map(|_| rng.random_range(0..k)).collect(), 64, &self.device))
+                .transpose()?;
             let pass = self.g.pass(Engine::for_device(&self.device), true, &[0])?.conditioned(classes);
             pass.forward(z, 0)?.commit()?;
         }

@@ -563,7 +563,7 @@ impl Training {
                     &run_dir.join("losses.png"),
                 )?;
                 gif.push(grid.to_rgb8())?;
-                gif.write(&run_dir.join("progress.gif"))?;
+                atomic::write_atomic(&run_dir.join("progress.gif"), &gif.bytes()?)?;
                 previews.wrote(st.step, now, t.elapsed().as_secs_f64());
             }
             if checkpoint_due {

@@ -92,10 +92,7 @@ pub fn load(
         }
         files = kept;
     }
-    let kinds = match by_class {
-        true => Some(files.iter().map(|f| kind_of(root, f)).collect::<Result<Vec<String>, DataError>>()?),
-        false => None,
-    };
+    let kinds = by_class.then(|| files.iter().map(|f| kind_of(root, f)).collect::<Result<Vec<_>, _>>()).transpose()?;
     let cache =
         cache_dir.filter(|_| !files.is_empty()).map(|dir| (dir, cache::key(root, &files, size, channels, by_class)));
     if let Some((dir, key)) = &cache {
@@ -206,21 +203,17 @@ fn decode_all(
     size: usize,
     channels: Option<usize>,
 ) -> (Dataset, Skipped) {
-    let bar = (files.len() > PROGRESS_ABOVE).then(|| TaskBar::new("canard-train: decoding pictures", files.len()));
+    let bar = TaskBar::new("canard-train: decoding pictures", files.len(), PROGRESS_ABOVE);
     let decoded: Vec<Result<(DynamicImage, bool), String>> = files
         .par_iter()
         .map(|path| {
             // Only the small square is kept: a full-size photo is freed as soon as it is resized.
             let r = decode(path).map(|img| (small(square(&img, size)), is_grey(&img)));
-            if let Some(b) = &bar {
-                b.inc();
-            }
+            bar.inc();
             r
         })
         .collect();
-    if let Some(b) = &bar {
-        b.finish();
-    }
+    bar.finish();
     let mut failed = Skipped::default();
     let mut images = Vec::with_capacity(decoded.len());
     let mut kept_kinds = Vec::new();
@@ -232,10 +225,6 @@ fn decode_all(
             }
             Err(reason) => failed.add(path.clone(), reason),
         }
-    }
-    if images.is_empty() {
-        let data = Dataset { source: source.to_string(), channels: 3, size, ..Default::default() };
-        return (data, failed);
     }
     let mut names: Vec<String> = kept_kinds.iter().map(|k| k.to_string()).collect();
     names.dedup(); // files are sorted, so each class's pictures are together, classes in order

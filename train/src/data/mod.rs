@@ -64,15 +64,6 @@ pub struct Classes {
 }
 
 impl Classes {
-    /// How many pictures each class has, in index order.
-    pub fn counts(&self) -> Vec<usize> {
-        let mut counts = vec![0; self.names.len()];
-        for &l in &self.labels {
-            counts[l as usize] += 1;
-        }
-        counts
-    }
-
     /// The classes of the pictures at `indices` as a [B] u32 tensor; None when the data
     /// has no classes.
     pub fn batch(&self, indices: &[usize], device: &Device) -> candle_core::Result<Option<Tensor>> {
@@ -111,10 +102,8 @@ impl Dataset {
         cache_dir: Option<&Path>,
         by_class: bool,
     ) -> Result<(Dataset, folder::Skipped), DataError> {
-        if let Some(c) = channels {
-            if c != 1 && c != 3 {
-                return Err(DataError::Channels(c));
-            }
+        if let Some(c) = channels.filter(|&c| c != 1 && c != 3) {
+            return Err(DataError::Channels(c));
         }
         match spec.strip_prefix("builtin:") {
             Some(name) => {
@@ -139,7 +128,10 @@ impl Dataset {
 
     /// Its classes with their pictures, in index order (empty when it has none).
     pub fn class_list(&self) -> Vec<canard_shared::manifest::Class> {
-        let counts = self.classes.counts();
+        let mut counts = vec![0; self.classes.names.len()];
+        for &l in &self.classes.labels {
+            counts[l as usize] += 1;
+        }
         self.classes
             .names
             .iter()

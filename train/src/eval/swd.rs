@@ -125,12 +125,7 @@ pub fn sliced_wasserstein(a: &ImageSet, b: &ImageSet, seed: u64) -> Result<SwdRe
 
 /// Level sizes, finest first: halving while at least [`MIN_RESOLUTION`]; one level for small images.
 fn level_sizes(size: usize) -> Vec<usize> {
-    let mut sizes = vec![size];
-    while sizes[sizes.len() - 1] / 2 >= MIN_RESOLUTION {
-        let s = sizes[sizes.len() - 1];
-        sizes.push(s.div_ceil(2));
-    }
-    sizes
+    std::iter::successors(Some(size), |&s| (s / 2 >= MIN_RESOLUTION).then(|| s.div_ceil(2))).collect()
 }
 
 // ---------------------------------------------------------------------------------------

@@ -7,10 +7,7 @@ use std::collections::HashMap;
 
 use candle_core::backprop::GradStore;
 use candle_core::{Result, Tensor, Var};
-use serde::{Deserialize, Serialize};
-
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "lowercase")]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Rule {
     /// Kingma & Ba, with bias correction (PyTorch's `Adam`, no weight decay).
     Adam { beta1: f64, beta2: f64, eps: f64 },

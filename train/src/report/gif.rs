@@ -13,8 +13,6 @@ use image::imageops::FilterType;
 use image::RgbImage;
 use rayon::prelude::*;
 
-use crate::atomic::write_atomic;
-
 pub const MAX_FRAMES: usize = 120;
 /// progress.gif stays under 10 MB at any run length.
 pub const MAX_BYTES: usize = 9 << 20;
@@ -76,12 +74,6 @@ impl ProgressGif {
             }
         }
         Ok(out)
-    }
-
-    /// Writes the GIF to `path`, atomically.
-    pub fn write(&mut self, path: &Path) -> anyhow::Result<()> {
-        write_atomic(path, &self.bytes()?)?;
-        Ok(())
     }
 
     /// One grid as a compressed frame of the GIF's size.

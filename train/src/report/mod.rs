@@ -23,10 +23,7 @@ pub const PREVIEW_SEEDS: std::ops::Range<u64> = 0..64;
 /// a conditional one's pictures of `classes` (one per seed; empty when unconditional).
 pub fn generate(g: &Net, nz: usize, seeds: &[u64], classes: &[u32], device: &Device) -> candle_core::Result<Tensor> {
     let z = Tensor::from_vec(latent_batch(seeds, nz), (seeds.len(), nz, 1, 1), device)?;
-    let classes = match classes.is_empty() {
-        true => None,
-        false => Some(Tensor::from_slice(classes, classes.len(), device)?),
-    };
+    let classes = (!classes.is_empty()).then(|| Tensor::from_slice(classes, classes.len(), device)).transpose()?;
     g.run(&z, classes.as_ref())?.to_dtype(candle_core::DType::F32)
 }
 

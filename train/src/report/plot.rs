@@ -50,13 +50,6 @@ impl<'a> Series<'a> {
 /// Writes the plot of `records` to `path` (PNG). Fine with no records (empty axes).
 /// `extra` names the fifth column (the penalty, or fastgan's reconstruction error), drawn when not zero.
 pub fn write_loss_plot(records: &[LossRecord], extra: &str, title: &str, path: &Path) -> anyhow::Result<()> {
-    let png = render(records, extra, title)?;
-    write_atomic(path, &png)?;
-    Ok(())
-}
-
-/// The PNG bytes.
-pub fn render(records: &[LossRecord], extra: &str, title: &str) -> anyhow::Result<Vec<u8>> {
     register_fonts();
     let mut losses =
         vec![Series::new("loss_d", BLUE, records, |r| r.loss_d), Series::new("loss_g", ORANGE, records, |r| r.loss_g)];
@@ -79,7 +72,8 @@ pub fn render(records: &[LossRecord], extra: &str, title: &str) -> anyhow::Resul
         root.present().map_err(plot_err)?;
     }
     let img = image::RgbImage::from_raw(WIDTH, HEIGHT, buf).context("plot buffer has the wrong size")?;
-    Ok(canard_shared::image::encode_png(&image::DynamicImage::ImageRgb8(img))?)
+    write_atomic(path, &canard_shared::image::encode_png(&image::DynamicImage::ImageRgb8(img))?)?;
+    Ok(())
 }
 
 /// One chart: every series light and raw, then bold and smoothed, with a legend.
@@ -166,22 +160,18 @@ fn winsorise(values: &[f64]) -> Vec<f64> {
 
 /// The mean of the `window` values ending at each index (shorter at the start).
 fn moving_average(values: &[f64], window: usize) -> Vec<f64> {
-    let mut out = Vec::with_capacity(values.len());
+    // Non-finite values (a diverged last step) would poison the running sum.
+    let finite = |v: f64| if v.is_finite() { v } else { 0.0 };
     let mut sum = 0.0;
-    let mut count = 0usize;
-    for (i, v) in values.iter().enumerate() {
-        // Non-finite values (a diverged last step) would poison the running sum.
-        let v = if v.is_finite() { *v } else { 0.0 };
-        sum += v;
-        count += 1;
-        if i >= window {
-            let old = values[i - window];
-            sum -= if old.is_finite() { old } else { 0.0 };
-            count -= 1;
-        }
-        out.push(sum / count as f64);
-    }
-    out
+    (0..values.len())
+        .map(|i| {
+            sum += finite(values[i]);
+            if i >= window {
+                sum -= finite(values[i - window]);
+            }
+            sum / (i + 1).min(window) as f64
+        })
+        .collect()
 }
 
 /// plotters keeps fonts in a process-wide table; fill it once.

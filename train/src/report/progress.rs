@@ -12,13 +12,18 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use indicatif::{ProgressBar, ProgressStyle};
 
 use super::LossRecord;
 use crate::length::Length;
 
 /// On a terminal, a line above the bar every this many `log_every`s.
 pub const TERMINAL_LINE_EVERY: usize = 10;
+
+/// "/total" after a count, or nothing when the run's end is a time.
+fn out_of(total: Option<usize>) -> String {
+    total.map(|t| format!("/{t}")).unwrap_or_default()
+}
 
 /// Where plain lines go: stderr, or a buffer in tests.
 type Sink = Mutex<Box<dyn Write + Send>>;
@@ -58,9 +63,7 @@ impl Progress {
         if interactive() {
             // A run with only a time budget: the bar's length is re-estimated as it goes.
             let total = length.steps.unwrap_or(start.0 + 1);
-            let bar = ProgressBar::with_draw_target(Some(total as u64), ProgressDrawTarget::stderr())
-                .with_style(bar_style())
-                .with_position(start.0.min(total) as u64);
+            let bar = ProgressBar::new(total as u64).with_style(bar_style()).with_position(start.0.min(total) as u64);
             bar.enable_steady_tick(Duration::from_millis(250));
             p.bar = Some(bar);
         }
@@ -98,7 +101,7 @@ impl Progress {
         self.estimate_once(rec.step);
         match &self.bar {
             Some(bar) => {
-                bar.set_prefix(self.epochs(epoch));
+                bar.set_prefix(format!("epoch {epoch}{}", out_of(self.length.epochs)));
                 if self.length.steps.is_none() {
                     let (rate, eta) = self.rate_and_eta(rec.step);
                     let left = eta.map_or(1.0, |s| s * rate / self.batch as f64).ceil() as u64;
@@ -160,25 +163,13 @@ impl Progress {
         let rate = images / secs;
         let by_steps = self.length.steps.map(|s| s.saturating_sub(step) as f64 * self.batch as f64 / rate);
         let by_clock = self.length.seconds.map(|s| (s - self.start_seconds - secs).max(0.0));
-        let eta = match (by_steps, by_clock) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        };
-        (rate, eta)
+        (rate, by_steps.into_iter().chain(by_clock).reduce(f64::min))
     }
 
     /// The full plain line for one record.
     pub fn line(&self, epoch: usize, rec: &LossRecord) -> String {
-        let of = self.length.steps.map(|s| format!("/{s}")).unwrap_or_default();
-        format!("[{}] step {}{of}  {}", self.epochs(epoch).trim_start_matches("epoch "), rec.step, self.stats(rec))
-    }
-
-    /// "epoch 2/3", or "epoch 2" when the run's end is a time.
-    fn epochs(&self, epoch: usize) -> String {
-        match self.length.epochs {
-            Some(total) => format!("epoch {epoch}/{total}"),
-            None => format!("epoch {epoch}"),
-        }
+        let (epochs, steps) = (out_of(self.length.epochs), out_of(self.length.steps));
+        format!("[{epoch}{epochs}] step {}{steps}  {}", rec.step, self.stats(rec))
     }
 
     /// Losses, rate and ETA: the bar's message and the tail of a plain line.
@@ -211,8 +202,9 @@ impl Progress {
     }
 }
 
-/// A count of finished items (e.g. pictures decoded), as a bar or as a line every 10%.
-/// Shared by worker threads: every method takes `&self`.
+/// A count of finished items (e.g. pictures decoded), as a bar or as a line every 10%, for
+/// tasks of more than `above` items (nothing for smaller ones). Shared by worker threads:
+/// every method takes `&self`.
 pub struct TaskBar {
     label: String,
     total: usize,
@@ -221,11 +213,12 @@ pub struct TaskBar {
 }
 
 impl TaskBar {
-    pub fn new(label: &str, total: usize) -> Self {
-        let bar = interactive().then(|| {
+    pub fn new(label: &str, total: usize, above: usize) -> Self {
+        let total = if total > above { total } else { 0 };
+        let bar = (interactive() && total > 0).then(|| {
             let style = ProgressStyle::with_template("{prefix} {wide_bar} {pos}/{len} {per_sec} ETA {eta}")
                 .unwrap_or_else(|_| ProgressStyle::default_bar());
-            let bar = ProgressBar::with_draw_target(Some(total as u64), ProgressDrawTarget::stderr()).with_style(style);
+            let bar = ProgressBar::new(total as u64).with_style(style);
             bar.set_prefix(label.to_string());
             bar
         });

@@ -132,8 +132,7 @@ pub fn run(args: EvalArgs) -> anyhow::Result<SwdReport> {
     let mut of_class: Option<String> = None;
     let (name, source, size, channels) = match (&args.model, &args.generated) {
         (Some(model), _) => {
-            let (manifest, g) = super::load(model)?;
-            let class = super::class_arg(&manifest, args.class.as_deref())?;
+            let (manifest, g, class) = super::load(model, args.class.as_deref())?;
             let (size, channels) = (manifest.image_size as usize, manifest.channels as usize);
             of_class = class.map(|c| manifest.classes[c].name.clone());
             let name = match &of_class {

@@ -48,8 +48,7 @@ pub struct InterpolateArgs {
 }
 
 pub fn run(args: InterpolateArgs) -> anyhow::Result<()> {
-    let (manifest, g) = super::load(&args.model)?;
-    let class = super::class_arg(&manifest, args.class.as_deref())?;
+    let (manifest, g, class) = super::load(&args.model, args.class.as_deref())?;
     let out = super::out_dir(args.out.as_deref(), &manifest)?;
     let (mut a, mut b) = (latent(args.from, g.nz), latent(args.to, g.nz));
     truncate(&mut a, args.truncation);

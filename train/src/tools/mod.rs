@@ -18,10 +18,14 @@ use image::DynamicImage;
 use crate::atomic::write_atomic;
 use crate::export::reader::{load_generator, OnnxGenerator};
 
-/// The model at `dir`, on the device canard-train would train on.
-fn load(dir: &Path) -> anyhow::Result<(Manifest, OnnxGenerator)> {
+/// The model at `dir`, on the device canard-train would train on, and `--class NAME|INDEX`
+/// on it: the class's index, refused by name on a model without classes or one that has
+/// no such class (the error lists them).
+fn load(dir: &Path, class: Option<&str>) -> anyhow::Result<(Manifest, OnnxGenerator, Option<usize>)> {
     let device = crate::device::select(crate::device::DeviceChoice::Auto)?;
-    load_generator(dir, &device)
+    let (manifest, g) = load_generator(dir, &device)?;
+    let class = class.map(|c| manifest.class_index(c).map_err(|e| anyhow::anyhow!("--class: {e}"))).transpose()?;
+    Ok((manifest, g, class))
 }
 
 /// `--out`, or `samples/NAME`.
@@ -37,12 +41,6 @@ pub fn parse_psi(s: &str) -> Result<f32, String> {
         Ok(psi) if psi > 0.0 && psi <= 1.0 => Ok(psi),
         _ => Err(format!("'{s}' is not a truncation ψ in (0, 1] (1 = no truncation)")),
     }
-}
-
-/// `--class NAME|INDEX` on `manifest`'s model: the class's index, refused by name on a
-/// model without classes or one that has no such class (the error lists them).
-fn class_arg(manifest: &Manifest, class: Option<&str>) -> anyhow::Result<Option<usize>> {
-    class.map(|c| manifest.class_index(c).map_err(|e| anyhow::anyhow!("--class: {e}"))).transpose()
 }
 
 /// Flat latent vectors → one picture each (a conditional model's of `classes`, one each).

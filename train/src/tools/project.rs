@@ -82,8 +82,7 @@ pub struct Projection {
 }
 
 pub fn run(args: ProjectArgs) -> anyhow::Result<Projection> {
-    let (manifest, g) = super::load(&args.model)?;
-    let class = super::class_arg(&manifest, args.class.as_deref())?;
+    let (manifest, g, class) = super::load(&args.model, args.class.as_deref())?;
     let size = g.image_size;
     let photo = read_picture(&args.image, size, g.channels)
         .map_err(|e| anyhow::anyhow!("--image {}: {e}", args.image.display()))?;

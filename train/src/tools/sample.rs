@@ -67,8 +67,7 @@ pub fn parse_seeds(s: &str) -> Result<Seeds, String> {
 }
 
 pub fn run(args: SampleArgs) -> anyhow::Result<()> {
-    let (manifest, g) = super::load(&args.model)?;
-    let class = super::class_arg(&manifest, args.class.as_deref())?;
+    let (manifest, g, class) = super::load(&args.model, args.class.as_deref())?;
     let out = super::out_dir(args.out.as_deref(), &manifest)?;
     let seeds = &args.seeds.0;
     let mut pictures = Vec::with_capacity(seeds.len().min(GRID_MAX));
