@@ -29,7 +29,7 @@ fn the_export_reads_back_into_the_same_generator() {
         canard_train::export::export(&gan.g, &shape, &[], dir.path(), "fg", "fastgan", Default::default()).unwrap();
     assert_eq!(manifest.arch, "fastgan");
     let (_, read) = load_generator(&model_dir, &Device::Cpu).unwrap();
-    assert_eq!((read.arch, read.shape.ngf, read.nz, read.image_size), (Arch::Fastgan, 4, 7, 64));
+    assert_eq!((read.arch, read.shape.ngf, read.shape.nz, read.shape.image_size), (Arch::Fastgan, 4, 7, 64));
     let seeds = [0u64, 5, 99];
     let want = canard_train::report::generate(&gan.g, 7, &seeds, &[], &Device::Cpu).unwrap();
     let z = Tensor::from_vec(latent_batch(&seeds, 7), (3, 7, 1, 1), &Device::Cpu).unwrap();

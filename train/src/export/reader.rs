@@ -22,14 +22,6 @@ use super::pb::{
 use crate::config::Arch;
 use crate::nn::{fastgan, Init, Net, Params, Shape};
 
-/// Why a file is not a readable canard generator.
-#[derive(Debug, thiserror::Error)]
-#[error("{file}: {reason}")]
-pub struct ReadError {
-    pub file: String,
-    pub reason: String,
-}
-
 /// The exported generator, in the network that trained it (evaluation mode).
 pub struct OnnxGenerator {
     pub g: Net,
@@ -38,13 +30,8 @@ pub struct OnnxGenerator {
     /// The architecture family its generator belongs to (dcgan's serves wgan and wgan-gp too).
     pub arch: Arch,
     pub shape: Shape,
-    pub nz: usize,
-    pub channels: usize,
-    pub image_size: usize,
-    /// The graph's input and output names (`z`, `image` for canard's exports).
-    pub input: String,
-    pub output: String,
-    device: Device,
+    /// The device it runs on.
+    pub device: Device,
 }
 
 /// Images are generated this many at a time, to bound memory for large requests.
@@ -54,35 +41,34 @@ impl OnnxGenerator {
     /// z: [N, nz, 1, 1] (or [N, nz]), and a conditional generator's classes [N] (u32) →
     /// images [N, C, S, S] in [-1, 1].
     pub fn forward(&self, z: &Tensor, classes: Option<&Tensor>) -> candle_core::Result<Tensor> {
-        let n = z.dim(0)?;
-        if z.elem_count() != n * self.nz {
-            candle_core::bail!("z has shape {:?}, expected [N, {}, 1, 1]", z.dims(), self.nz);
+        let (n, nz) = (z.dim(0)?, self.shape.nz);
+        if z.elem_count() != n * nz {
+            candle_core::bail!("z has shape {:?}, expected [N, {nz}, 1, 1]", z.dims());
         }
         if classes.is_some() != (self.shape.classes > 0) {
             candle_core::bail!("internal error: classes given to a generator of {} classes", self.shape.classes);
         }
-        self.g.run(&z.reshape((n, self.nz, 1, 1))?, classes)
+        self.g.run(&z.reshape((n, nz, 1, 1))?, classes)
     }
 
     /// Flat latent vectors (`k × nz` values) → flat NCHW images, [`BATCH`] at a time; a
     /// conditional generator's `classes` one per vector (none for an unconditional one).
     pub fn images(&self, z: &[f32], classes: &[u32]) -> candle_core::Result<Vec<f32>> {
-        if !z.len().is_multiple_of(self.nz) {
-            candle_core::bail!("{} latent values are not a whole number of {}-long vectors", z.len(), self.nz);
+        let nz = self.shape.nz;
+        if !z.len().is_multiple_of(nz) {
+            candle_core::bail!("{} latent values are not a whole number of {nz}-long vectors", z.len());
         }
-        let want = if self.shape.classes > 0 { z.len() / self.nz } else { 0 };
+        let want = if self.shape.classes > 0 { z.len() / nz } else { 0 };
         if classes.len() != want || classes.iter().any(|&c| c as usize >= self.shape.classes.max(1)) {
             candle_core::bail!("internal error: {} classes for {want} pictures", classes.len());
         }
         let device = &self.device;
-        let mut out = Vec::with_capacity(z.len() / self.nz * self.image_len());
-        for (k, chunk) in z.chunks(BATCH * self.nz).enumerate() {
-            let n = chunk.len() / self.nz;
-            let x = Tensor::from_slice(chunk, (n, self.nz, 1, 1), device)?;
-            let c = match classes.is_empty() {
-                true => None,
-                false => Some(Tensor::from_slice(&classes[k * BATCH..k * BATCH + n], n, device)?),
-            };
+        let mut out = Vec::with_capacity(z.len() / nz * self.image_len());
+        for (k, chunk) in z.chunks(BATCH * nz).enumerate() {
+            let n = chunk.len() / nz;
+            let x = Tensor::from_slice(chunk, (n, nz, 1, 1), device)?;
+            let c =
+                (!classes.is_empty()).then(|| Tensor::from_slice(&classes[k * BATCH..][..n], n, device)).transpose()?;
             out.extend(self.forward(&x, c.as_ref())?.flatten_all()?.to_vec1::<f32>()?);
         }
         Ok(out)
@@ -100,17 +86,12 @@ impl OnnxGenerator {
     /// The images of `seeds` (`canard_shared::latent`'s vectors, as the server's), of
     /// `class` or each seed's own on a conditional generator.
     pub fn generate(&self, seeds: &[u64], class: Option<usize>) -> candle_core::Result<Vec<f32>> {
-        self.images(&latent_batch(seeds, self.nz), &self.classes_of(seeds, class))
-    }
-
-    /// The device it runs on.
-    pub fn device(&self) -> &Device {
-        &self.device
+        self.images(&latent_batch(seeds, self.shape.nz), &self.classes_of(seeds, class))
     }
 
     /// Values per image: C × S × S.
     pub fn image_len(&self) -> usize {
-        self.channels * self.image_size * self.image_size
+        self.shape.channels * self.shape.image_size * self.shape.image_size
     }
 }
 
@@ -121,14 +102,14 @@ pub fn load_generator(model_dir: &Path, device: &Device) -> anyhow::Result<(Mani
     let bytes = manifest.read_onnx(model_dir)?;
     let file = model_dir.join(&manifest.onnx.file).display().to_string();
     let g = read_generator(&bytes, &file, device)?;
-    let m = &manifest;
+    let (m, s) = (&manifest, &g.shape);
     let checks = [
-        ("latent.dim", m.latent.dim.to_string(), g.nz.to_string()),
-        ("channels", m.channels.to_string(), g.channels.to_string()),
-        ("image_size", m.image_size.to_string(), g.image_size.to_string()),
-        ("onnx.input", m.onnx.input.clone(), g.input.clone()),
-        ("onnx.output", m.onnx.output.clone(), g.output.clone()),
-        ("classes", m.classes.len().to_string(), g.shape.classes.to_string()),
+        ("latent.dim", m.latent.dim.to_string(), s.nz.to_string()),
+        ("channels", m.channels.to_string(), s.channels.to_string()),
+        ("image_size", m.image_size.to_string(), s.image_size.to_string()),
+        ("onnx.input", m.onnx.input.clone(), super::onnx::INPUT.into()),
+        ("onnx.output", m.onnx.output.clone(), super::onnx::OUTPUT.into()),
+        ("classes", m.classes.len().to_string(), s.classes.to_string()),
     ];
     for (what, said, found) in checks {
         if said != found {
@@ -139,8 +120,8 @@ pub fn load_generator(model_dir: &Path, device: &Device) -> anyhow::Result<(Mani
 }
 
 /// Decodes and checks ONNX model bytes; `file` names them in errors.
-pub fn read_generator(bytes: &[u8], file: &str, device: &Device) -> Result<OnnxGenerator, ReadError> {
-    read(bytes, device).map_err(|reason| ReadError { file: file.to_string(), reason })
+pub fn read_generator(bytes: &[u8], file: &str, device: &Device) -> anyhow::Result<OnnxGenerator> {
+    read(bytes, device).map_err(|reason| anyhow::anyhow!("{file}: {reason}"))
 }
 
 fn read(bytes: &[u8], device: &Device) -> Result<OnnxGenerator, String> {
@@ -171,7 +152,7 @@ fn read(bytes: &[u8], device: &Device) -> Result<OnnxGenerator, String> {
     let classes = tensors.get("embed.weight").and_then(|e| e.dims().first().copied()).unwrap_or(0);
     let probe = Shape { image_size: size, channels, nz, ngf: 1, ndf: 1, classes };
     probe.validate().map_err(|e| format!("not a canard generator: {e}"))?;
-    let (kind, ngf) = if let Some(first) = tensors.get("first.weight") {
+    let (arch, ngf) = if let Some(first) = tensors.get("first.weight") {
         let out = first.dims().get(1).copied().unwrap_or(0);
         let ngf = fastgan::ngf_from_first(size, out).ok_or_else(|| {
             format!("not a canard generator: its first layer has {out} channels for {size}×{size} pictures")
@@ -190,15 +171,15 @@ fn read(bytes: &[u8], device: &Device) -> Result<OnnxGenerator, String> {
         (Arch::Dcgan, ngf)
     };
     let shape = Shape { ngf, ndf: ngf, ..probe };
-    kind.validate_shape(&shape).map_err(|e| format!("not a canard generator: {e}"))?;
+    arch.validate_shape(&shape).map_err(|e| format!("not a canard generator: {e}"))?;
     // Every parameter must be in the file: a generator is never built bigger than its bytes.
     let held: usize = tensors.values().map(Tensor::elem_count).sum();
-    let want = kind.generator_parameters(shape, crate::config::MAX_PARAMETERS);
+    let want = arch.generator_parameters(shape, crate::config::MAX_PARAMETERS);
     if want != Some(held) {
         return Err(format!(
             "not a canard generator: its initializers hold {held} values where a {size}×{size} {} generator with \
              these widths has {}",
-            kind.name(),
+            arch.name(),
             want.map_or(format!("more than {}", crate::config::MAX_PARAMETERS), |n| n.to_string())
         ));
     }
@@ -206,7 +187,7 @@ fn read(bytes: &[u8], device: &Device) -> Result<OnnxGenerator, String> {
     let mut params = Params::default();
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0); // fills tensors overwritten at once
     let g =
-        kind.generator(&mut Init::new(&mut params, &mut rng, device, DType::F32), shape).map_err(|e| e.to_string())?;
+        arch.generator(&mut Init::new(&mut params, &mut rng, device, DType::F32), shape).map_err(|e| e.to_string())?;
     params.load(&tensors, "").map_err(|e| format!("not a canard generator: {e}"))?;
     if tensors.len() != params.iter().count() {
         return Err(format!(
@@ -228,18 +209,7 @@ fn read(bytes: &[u8], device: &Device) -> Result<OnnxGenerator, String> {
     if (&want.input, &want.output) != (&graph.input, &graph.output) {
         return Err("not a canard generator: its inputs or outputs differ from what canard's exporter writes".into());
     }
-    Ok(OnnxGenerator {
-        g,
-        params,
-        arch: kind,
-        shape,
-        nz,
-        channels,
-        image_size: size,
-        input: input.name().into(),
-        output: output.name().into(),
-        device: device.clone(),
-    })
+    Ok(OnnxGenerator { g, params, arch, shape, device: device.clone() })
 }
 
 /// A 4-D float graph input or output's dimensions (the batch dimension as 0).
@@ -320,7 +290,10 @@ mod tests {
             let (model_dir, _) =
                 crate::export::export(&g, &shape, &[], dir.path(), "x", "dcgan", Default::default()).unwrap();
             let (manifest, reader) = load_generator(&model_dir, &Device::Cpu).unwrap();
-            assert_eq!((reader.nz, reader.channels, reader.image_size, reader.shape.ngf), (12, channels, size, 4));
+            assert_eq!(
+                (reader.shape.nz, reader.shape.channels, reader.shape.image_size, reader.shape.ngf),
+                (12, channels, size, 4)
+            );
             assert_eq!(manifest.name, "x");
 
             let seeds = [0u64, 1, 42, u64::MAX];

@@ -50,7 +50,7 @@ pub struct InterpolateArgs {
 pub fn run(args: InterpolateArgs) -> anyhow::Result<()> {
     let (manifest, g, class) = super::load(&args.model, args.class.as_deref())?;
     let out = super::out_dir(args.out.as_deref(), &manifest)?;
-    let (mut a, mut b) = (latent(args.from, g.nz), latent(args.to, g.nz));
+    let (mut a, mut b) = (latent(args.from, g.shape.nz), latent(args.to, g.shape.nz));
     truncate(&mut a, args.truncation);
     truncate(&mut b, args.truncation);
     let steps = usize::from(args.steps.max(2));

@@ -47,7 +47,7 @@ pub fn parse_psi(s: &str) -> Result<f32, String> {
 fn pictures(g: &OnnxGenerator, z: &[f32], classes: &[u32]) -> anyhow::Result<Vec<DynamicImage>> {
     let values = g.images(z, classes)?;
     let n = values.len() / g.image_len();
-    Ok(batch_to_images(&values, n, g.channels, g.image_size, g.image_size)?)
+    Ok(batch_to_images(&values, n, g.shape.channels, g.shape.image_size, g.shape.image_size)?)
 }
 
 fn write_png(img: &DynamicImage, path: &Path) -> anyhow::Result<()> {
@@ -79,11 +79,11 @@ mod tests {
     /// The SWD between `images` pictures of `g` (seeds 0..images) and as many of `data`'s,
     /// through the reader rather than a closure.
     fn evaluate(g: &OnnxGenerator, data: &Dataset, images: usize, seed: u64) -> anyhow::Result<SwdReport> {
-        if (g.channels, g.image_size) != (data.channels, data.size) {
+        if (g.shape.channels, g.shape.image_size) != (data.channels, data.size) {
             anyhow::bail!(
                 "the model makes {}-channel {}px images but the data is {}-channel {}px",
-                g.channels,
-                g.image_size,
+                g.shape.channels,
+                g.shape.image_size,
                 data.channels,
                 data.size
             );

@@ -83,22 +83,22 @@ pub struct Projection {
 
 pub fn run(args: ProjectArgs) -> anyhow::Result<Projection> {
     let (manifest, g, class) = super::load(&args.model, args.class.as_deref())?;
-    let size = g.image_size;
-    let photo = read_picture(&args.image, size, g.channels)
+    let size = g.shape.image_size;
+    let photo = read_picture(&args.image, size, g.shape.channels)
         .map_err(|e| anyhow::anyhow!("--image {}: {e}", args.image.display()))?;
     let target: Vec<f32> = photo.iter().map(|&v| from_u8(v)).collect();
-    let target = Tensor::from_vec(target, (1, g.channels, size, size), g.device())?;
+    let target = Tensor::from_vec(target, (1, g.shape.channels, size, size), &g.device)?;
     let Found { z, seed, classes, start_loss, frames } =
         search(&g, &target, class, args.seeds as u64, args.steps as usize, args.lr)?;
     let made = g.images(&z, &classes)?;
-    let loss = distance(&Tensor::from_slice(&made, target.shape(), g.device())?, &target)?.sum_all()?;
+    let loss = distance(&Tensor::from_slice(&made, target.shape(), &g.device)?, &target)?.sum_all()?;
     let pixel_error =
         made.iter().zip(&photo).map(|(&m, &p)| (f64::from(m) + 1.0) * 127.5 - f64::from(p)).map(f64::abs).sum::<f64>()
             / photo.len() as f64;
 
     let out = super::out_dir(args.out.as_deref(), &manifest)?;
     let stem = format!("project_{}", args.image.file_stem().map_or("image".into(), |s| s.to_string_lossy()));
-    let pictures = |values: &[f32]| batch_to_images(values, values.len() / g.image_len(), g.channels, size, size);
+    let pictures = |values: &[f32]| batch_to_images(values, values.len() / g.image_len(), g.shape.channels, size, size);
     let side_by_side = pictures(&[target.flatten_all()?.to_vec1::<f32>()?, made.clone()].concat())?;
     super::write_png(&grid(&side_by_side, 2, 2), &out.join(format!("{stem}.png")))?;
     super::write_png(&side_by_side[1], &out.join(format!("{stem}_projection.png")))?;
@@ -107,7 +107,7 @@ pub fn run(args: ProjectArgs) -> anyhow::Result<Projection> {
     let projection = Projection {
         model: manifest.name.clone(),
         image: args.image.display().to_string(),
-        nz: g.nz,
+        nz: g.shape.nz,
         latent: encode_latent(&z),
         seed,
         class: classes.first().map(|&c| manifest.classes[c as usize].name.clone()),
@@ -146,7 +146,7 @@ fn search(
     steps: usize,
     lr: f64,
 ) -> anyhow::Result<Found> {
-    let (nz, device) = (g.nz, g.device());
+    let (nz, device) = (g.shape.nz, &g.device);
     let mut best = (0, f64::INFINITY);
     for chunk in (0..seeds).collect::<Vec<_>>().chunks(64) {
         let made = Tensor::from_vec(

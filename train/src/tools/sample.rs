@@ -73,7 +73,7 @@ pub fn run(args: SampleArgs) -> anyhow::Result<()> {
     let mut pictures = Vec::with_capacity(seeds.len().min(GRID_MAX));
     // A chunk at a time, so 10,000 seeds never sit in memory as pictures at once.
     for chunk in seeds.chunks(64) {
-        let mut z: Vec<f32> = chunk.iter().flat_map(|&s| latent(s, g.nz)).collect();
+        let mut z: Vec<f32> = chunk.iter().flat_map(|&s| latent(s, g.shape.nz)).collect();
         truncate(&mut z, args.truncation);
         for (seed, img) in chunk.iter().zip(super::pictures(&g, &z, &g.classes_of(chunk, class))?) {
             super::write_png(&img, &out.join(format!("seed_{seed}.png")))?;
