@@ -3,7 +3,7 @@
 use canard_e2e::ort_environment;
 use canard_shared::latent::latent_batch;
 use canard_train::config::Arch;
-use canard_train::{report, train, Settings};
+use canard_train::{report, train_with, Settings, Start};
 use ort::session::Session;
 use ort::value::TensorRef;
 
@@ -36,7 +36,7 @@ fn check_with(image_size: usize, channels: usize, arch: Arch, by_class: bool) {
         classes: by_class.then_some(canard_train::config::ClassSource::Subfolders),
         ..Settings::default()
     };
-    let out = train(&settings).unwrap();
+    let out = train_with(&settings, None, Start::Auto).unwrap();
     let nz = out.config.nz;
     // A few steps leave BatchNorm near its initial state; give every BN layer distinct,
     // non-trivial statistics and affine terms so the folding is really exercised.

@@ -1,25 +1,15 @@
 //! Atomic file writes: a reader (or a crash) sees the old file or the new one, never half of one.
 
-use std::io::Write;
 use std::path::Path;
 
 /// Writes `bytes` to a temporary file beside `path`, flushes it to disk and renames it over `path`.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    write_atomic_with(path, |tmp| {
-        let mut f = std::fs::File::create(tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()
-    })
-}
-
-/// As [`write_atomic`], for writers that want a path: `write` fills the temporary file.
-pub fn write_atomic_with(path: &Path, write: impl FnOnce(&Path) -> std::io::Result<()>) -> std::io::Result<()> {
     let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
     let file_name =
         path.file_name().ok_or_else(|| std::io::Error::other(format!("{} is not a file path", path.display())))?;
     let tmp = dir.join(format!(".{}.{}.tmp", file_name.to_string_lossy(), std::process::id()));
     let result = (|| {
-        write(&tmp)?;
+        std::fs::write(&tmp, bytes)?;
         std::fs::File::open(&tmp)?.sync_all()?;
         std::fs::rename(&tmp, path)?;
         // Make the rename itself durable.

@@ -267,6 +267,8 @@ impl Settings {
             saved.augment_policy.get_or_insert(DiffAugment::all());
             saved.color_until.get_or_insert(1.0);
         }
+        // A run from before classes recorded none: it had none.
+        saved.classes.get_or_insert_default();
         Ok(saved)
     }
 
@@ -285,7 +287,7 @@ impl Settings {
         table.try_into().map_err(|e| ConfigError::Invalid(format!("settings do not combine: {e}")))
     }
 
-    fn to_table(&self) -> Result<toml::Table, ConfigError> {
+    pub(crate) fn to_table(&self) -> Result<toml::Table, ConfigError> {
         for (flag, path) in
             [("runs-dir", &self.runs_dir), ("models-dir", &self.models_dir), ("init-from", &self.init_from)]
         {
@@ -322,6 +324,11 @@ fn default_color_until(arch: Arch) -> f64 {
         1.0
     }
 }
+
+/// The settings that make the networks, as config.toml names them: a resumed run's
+/// checkpoints hold networks made with its own (`trainer::same_networks`), and `--init-from`'s
+/// source must match this run's (`start_from::same`).
+pub const NETWORK_SETTINGS: [&str; 7] = ["arch", "image-size", "nz", "ngf", "ndf", "channels", "classes"];
 
 /// The longest run in generator updates (`--steps`, or what `--epochs` comes to): eleven
 /// days at a hundred steps a second, far from any counter's overflow, and the most that
@@ -380,11 +387,12 @@ impl TrainConfig {
         if self.batch_size == 0 || self.critic_steps == 0 || self.critic_steps_burst == 0 {
             return bad("--batch-size, --critic-steps and --critic-steps-burst must be at least 1".into());
         }
-        if self.batch_size > MAX_BATCH {
-            return bad(format!("--batch-size {} is too large: at most {MAX_BATCH}", self.batch_size));
-        }
         // A WGAN critic step is a batch of the data each: bounded as the batch is.
-        for (flag, n) in [("critic-steps", self.critic_steps), ("critic-steps-burst", self.critic_steps_burst)] {
+        for (flag, n) in [
+            ("batch-size", self.batch_size),
+            ("critic-steps", self.critic_steps),
+            ("critic-steps-burst", self.critic_steps_burst),
+        ] {
             if n > MAX_BATCH {
                 return bad(format!("--{flag} {n} is too large: at most {MAX_BATCH}"));
             }
@@ -556,11 +564,6 @@ impl TrainConfig {
         check_integers(self)?;
         toml::to_string(self).map_err(|e| ConfigError::Invalid(format!("settings cannot be recorded: {e}")))
     }
-
-    /// The same settings, as a layer for [`Settings::overlay`] (a saved config read back).
-    pub fn as_settings(&self) -> Result<Settings, ConfigError> {
-        toml::from_str(&self.to_toml()?).map_err(|e| ConfigError::Invalid(format!("settings do not read back: {e}")))
-    }
 }
 
 /// `--name` becomes a folder name: one plain path component, checked before it is used as one.
@@ -598,6 +601,11 @@ fn check_utf8(flag: &str, path: Option<&Path>) -> Result<(), ConfigError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The same settings, as a layer for [`Settings::overlay`] (a saved config read back).
+    fn as_settings(c: &TrainConfig) -> Settings {
+        toml::from_str(&c.to_toml().unwrap()).unwrap()
+    }
     use clap::Parser;
 
     #[derive(Parser)]
@@ -650,7 +658,7 @@ mod tests {
         let cfg = from_file.resolve().unwrap();
         assert_eq!((cfg.lr_g, cfg.lr_d, cfg.beta1, cfg.beta2, cfg.gp_lambda), (3e-4, 3e-4, 0.0, 0.9, 10.0));
         // The saved config reads back as the same config.
-        assert_eq!(cfg.as_settings().unwrap().resolve().unwrap(), cfg);
+        assert_eq!(as_settings(&cfg).resolve().unwrap(), cfg);
     }
 
     #[test]
@@ -658,12 +666,12 @@ mod tests {
         let saved = flags(&["--data", "d", "--name", "n", "--lr-g", "1e-4", "--epochs", "5"]).resolve().unwrap();
         let file: Settings = toml::from_str("lr-g = 2e-4\nbatch-size = 32").unwrap();
         let cli = flags(&["--lr-g", "5e-5"]);
-        let cfg = saved.as_settings().unwrap().overlay(&file).unwrap().overlay(&cli).unwrap().resolve().unwrap();
+        let cfg = as_settings(&saved).overlay(&file).unwrap().overlay(&cli).unwrap().resolve().unwrap();
         assert_eq!((cfg.lr_g, cfg.batch_size, cfg.epochs, cfg.data.as_str()), (5e-5, 32, Some(5), "d"));
         // A length on the command line replaces the saved one whole: --steps after --epochs is no conflict.
-        let longer = saved.as_settings().unwrap().overlay(&flags(&["--steps", "9"])).unwrap().resolve().unwrap();
+        let longer = as_settings(&saved).overlay(&flags(&["--steps", "9"])).unwrap().resolve().unwrap();
         assert_eq!((longer.epochs, longer.steps, longer.minutes), (None, Some(9), None));
-        let timed = saved.as_settings().unwrap().overlay(&flags(&["--minutes", "2.5"])).unwrap().resolve().unwrap();
+        let timed = as_settings(&saved).overlay(&flags(&["--minutes", "2.5"])).unwrap().resolve().unwrap();
         assert_eq!((timed.epochs, timed.steps, timed.minutes), (None, None, Some(2.5)));
     }
 
@@ -752,7 +760,7 @@ mod tests {
         let cfg = from_file.resolve().unwrap();
         assert_eq!(cfg.augment_policy, DiffAugment { colour: true, translation: false, cutout: true });
         assert!(cfg.to_toml().unwrap().contains("augment-policy = \"color,cutout\""));
-        assert_eq!(cfg.as_settings().unwrap().resolve().unwrap(), cfg);
+        assert_eq!(as_settings(&cfg).resolve().unwrap(), cfg);
         let args = ["canard-train", "--data", "d", "--name", "n", "--augment-policy", "color,flip"];
         let err = Cli::try_parse_from(args).err().unwrap().to_string();
         assert!(err.contains("--augment-policy") && err.contains("\"flip\" is not one of"), "{err}");

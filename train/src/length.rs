@@ -54,7 +54,9 @@ impl Length {
 
     /// For the run's first lines, e.g. "2000 steps (128,000 images)" or "30 minutes".
     pub fn describe(&self, batch: usize) -> String {
-        let steps = self.steps.map(|s| format!("{s} steps ({} images)", thousands(s as u128 * batch as u128)));
+        let steps = self
+            .steps
+            .map(|s| format!("{s} steps ({} images)", indicatif::HumanCount((s as u64).saturating_mul(batch as u64))));
         let minutes = self.seconds.map(|s| s / 60.0).map(|m| match m == 1.0 {
             true => "1 minute of training".to_string(),
             false => format!("{m} minutes of training"),
@@ -68,31 +70,13 @@ impl Length {
     }
 }
 
-/// 128000 → "128,000".
-fn thousands(n: u128) -> String {
-    let digits = n.to_string();
-    let mut out = String::new();
-    for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i).is_multiple_of(3) {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
-}
-
-/// Batches of data the first `steps` generator updates consume ([`crate::arch::Architecture::batches_for_steps`]).
-fn batches_for_steps(cfg: &TrainConfig, steps: u128) -> u128 {
-    cfg.arch.get().batches_for_steps(cfg, steps)
-}
-
 /// Generator updates that `batches` batches of data take: the fewest whose batches reach it.
 fn steps_for_epochs(cfg: &TrainConfig, batches: u128) -> u128 {
     // Every update takes at least one batch, so the answer is at most `batches`.
     let (mut lo, mut hi) = (0, batches);
     while lo < hi {
         let mid = lo + (hi - lo) / 2;
-        if batches_for_steps(cfg, mid) >= batches {
+        if cfg.arch.get().batches_for_steps(cfg, mid) >= batches {
             hi = mid;
         } else {
             lo = mid + 1;
@@ -103,7 +87,7 @@ fn steps_for_epochs(cfg: &TrainConfig, batches: u128) -> u128 {
 
 /// Epochs that `steps` generator updates reach (at least 1).
 fn batches_to_epochs(cfg: &TrainConfig, steps: usize, per_epoch: usize) -> usize {
-    let epochs = batches_for_steps(cfg, steps as u128).div_ceil(per_epoch.max(1) as u128).max(1);
+    let epochs = cfg.arch.get().batches_for_steps(cfg, steps as u128).div_ceil(per_epoch.max(1) as u128).max(1);
     usize::try_from(epochs).unwrap_or(usize::MAX)
 }
 
@@ -160,14 +144,17 @@ mod tests {
             let c = cfg(Settings { arch: Some(arch), ..Settings::default() });
             let mut batches = 0u128;
             for step in 0..2600usize {
-                assert_eq!(batches_for_steps(&c, step as u128), batches, "{arch:?} after {step} updates");
+                assert_eq!(c.arch.get().batches_for_steps(&c, step as u128), batches, "{arch:?} after {step} updates");
                 let per = arch.get().critic_updates(step, &c);
                 batches += per as u128;
             }
             for target in [1u128, 7, 99, 100, 2500, 2501, 12_345] {
                 let steps = steps_for_epochs(&c, target);
-                assert!(batches_for_steps(&c, steps) >= target, "{arch:?} {target}");
-                assert!(steps == 0 || batches_for_steps(&c, steps - 1) < target, "{arch:?} {target}: not the fewest");
+                assert!(c.arch.get().batches_for_steps(&c, steps) >= target, "{arch:?} {target}");
+                assert!(
+                    steps == 0 || c.arch.get().batches_for_steps(&c, steps - 1) < target,
+                    "{arch:?} {target}: not the fewest"
+                );
             }
         }
     }

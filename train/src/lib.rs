@@ -26,4 +26,4 @@ pub mod tools;
 pub mod trainer;
 
 pub use config::{Arch, Settings, TrainConfig};
-pub use trainer::{train, train_with, Start, TrainOutcome};
+pub use trainer::{train_with, Start, TrainOutcome};

@@ -52,13 +52,12 @@ struct TrainArgs {
 fn main() -> anyhow::Result<()> {
     canard_train::alloc::keep_freed_memory();
     let cli = Cli::parse();
-    match cli.command {
-        None => train(cli.train),
-        Some(Command::Train(args)) => train(args),
-        Some(Command::Eval(args)) => tools::eval::run(args).map(|_| ()),
-        Some(Command::Sample(args)) => tools::sample::run(args),
-        Some(Command::Interpolate(args)) => tools::interpolate::run(args),
-        Some(Command::Project(args)) => tools::project::run(args).map(|_| ()),
+    match cli.command.unwrap_or(Command::Train(cli.train)) {
+        Command::Train(args) => train(args),
+        Command::Eval(args) => tools::eval::run(args).map(|_| ()),
+        Command::Sample(args) => tools::sample::run(args),
+        Command::Interpolate(args) => tools::interpolate::run(args),
+        Command::Project(args) => tools::project::run(args).map(|_| ()),
     }
 }
 

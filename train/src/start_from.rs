@@ -11,7 +11,7 @@ use canard_shared::manifest::{sha256_hex, StartedFrom};
 use candle_core::{Device, Tensor};
 
 use crate::checkpoint;
-use crate::config::{Arch, Settings, TrainConfig, MAX_PARAMETERS};
+use crate::config::{Arch, Settings, TrainConfig, MAX_PARAMETERS, NETWORK_SETTINGS};
 use crate::ema::Ema;
 use crate::nn::Shape;
 use crate::trainer::Gan;
@@ -37,9 +37,10 @@ impl StartFrom {
                 bail!("--freeze-d {}: {} is a model, which holds no critic", cfg.freeze_d, path.display());
             }
             let (manifest, g) = crate::export::reader::load_generator(path, device).with_context(|| what.clone())?;
-            // A model holds no critic: only the generator's family and shape must match.
-            let theirs =
-                (if family(g.arch) == family(arch) { arch } else { g.arch }, Shape { ndf: shape.ndf, ..g.shape });
+            // A model holds no critic: only the generator's family (dcgan's serves wgan and
+            // wgan-gp too) and shape must match.
+            let same_family = (g.arch == Arch::Fastgan) == (arch == Arch::Fastgan);
+            let theirs = (if same_family { arch } else { g.arch }, Shape { ndf: shape.ndf, ..g.shape });
             same(&what, theirs, (arch, shape))?;
             let mut tensors = g.params.tensors("g.");
             tensors.extend(g.params.tensors("ema."));
@@ -103,30 +104,21 @@ impl StartFrom {
     }
 }
 
-/// The generator a network family shares (dcgan's serves wgan and wgan-gp too).
-fn family(arch: Arch) -> Arch {
-    match arch {
-        Arch::Fastgan => Arch::Fastgan,
-        _ => Arch::Dcgan,
-    }
-}
-
 /// Refuses networks that differ, naming each setting that makes them differ.
 fn same(what: &str, (a, s): (Arch, Shape), (b, t): (Arch, Shape)) -> anyhow::Result<()> {
     let classes = |k: usize| if k == 0 { "none".to_string() } else { format!("subfolders ({k} classes)") };
-    let differences: Vec<String> = [
-        ("arch", a.name().to_string(), b.name().to_string()),
-        ("image-size", s.image_size.to_string(), t.image_size.to_string()),
-        ("channels", s.channels.to_string(), t.channels.to_string()),
-        ("nz", s.nz.to_string(), t.nz.to_string()),
-        ("ngf", s.ngf.to_string(), t.ngf.to_string()),
-        ("ndf", s.ndf.to_string(), t.ndf.to_string()),
-        ("classes", classes(s.classes), classes(t.classes)),
-    ]
-    .into_iter()
-    .filter(|(_, there, here)| there != here)
-    .map(|(flag, there, here)| format!("--{flag} {there} there, {here} here"))
-    .collect();
+    let values = |a: Arch, s: Shape| {
+        let n = |v: usize| v.to_string();
+        [a.name().into(), n(s.image_size), n(s.nz), n(s.ngf), n(s.ndf), n(s.channels), classes(s.classes)]
+    };
+    let differences: Vec<String> = NETWORK_SETTINGS
+        .into_iter()
+        .zip(values(a, s))
+        .zip(values(b, t))
+        .map(|((flag, there), here)| (flag, there, here))
+        .filter(|(_, there, here)| there != here)
+        .map(|(flag, there, here)| format!("--{flag} {there} there, {here} here"))
+        .collect();
     match differences.is_empty() {
         true => Ok(()),
         false => bail!("{what}: its networks are not this run's: {}", differences.join("; ")),

@@ -59,12 +59,6 @@ impl StepLosses {
             })
             .collect())
     }
-
-    /// This step's record alone.
-    pub fn record(&self) -> candle_core::Result<LossRecord> {
-        let mut r = Self::read(std::slice::from_ref(self))?;
-        r.pop().ok_or_else(|| candle_core::Error::Msg("internal error: no record".into()))
-    }
 }
 
 /// What a step changes besides the networks.
@@ -104,9 +98,6 @@ impl<'a> StepCtx<'a> {
         let resident = if device.is_cpu() { None } else { Some(data.upload(device)?) };
         Ok(Self { cfg, gan, data, device, augment, engine: Engine::for_device(device), resident })
     }
-}
-
-impl StepCtx<'_> {
     /// The next batch of real pictures, mirrored where `--mirror` draws it, and their
     /// classes when the data has them.
     pub(crate) fn real_batch(
@@ -120,7 +111,7 @@ impl StepCtx<'_> {
             (Some(pixels), flips) => crate::data::batch_from(pixels, &idx, flips.as_deref()),
             (None, flips) => self.data.batch(&idx, flips.as_deref(), self.device),
         };
-        Ok((batch?.to_dtype(self.gan.dtype())?, self.data.classes.batch(&idx, self.device)?))
+        Ok((batch?.to_dtype(self.gan.g_params.dtype())?, self.data.classes.batch(&idx, self.device)?))
     }
 
     /// A training pass through `net` (its outputs `wanted`) of pictures of `classes`.
@@ -144,7 +135,7 @@ impl StepCtx<'_> {
     }
 
     fn noise(&self, b: usize, rng: &mut ChaCha8Rng) -> candle_core::Result<Tensor> {
-        randn(rng, &[b, self.cfg.nz, 1, 1], self.device)?.to_dtype(self.gan.dtype())
+        randn(rng, &[b, self.cfg.nz, 1, 1], self.device)?.to_dtype(self.gan.g_params.dtype())
     }
 
     /// The pictures as the critic sees them: DiffAugment when on, each transform applied

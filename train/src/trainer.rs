@@ -11,14 +11,14 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::Context;
-use canard_shared::manifest::{Quality, TrainingSummary};
+use canard_shared::manifest::{Class, Quality, TrainingSummary};
 use candle_core::{DType, Device};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
 use crate::augment::{Ada, DiffAugment};
 use crate::checkpoint::{self, RngState, State};
-use crate::config::{Arch, ClassSource, Settings, TrainConfig, AUGMENT_BELOW};
+use crate::config::{Arch, ClassSource, Settings, TrainConfig, AUGMENT_BELOW, NETWORK_SETTINGS};
 use crate::cursor::Cursor;
 use crate::data::Dataset;
 use crate::ema::Ema;
@@ -36,7 +36,6 @@ use crate::{atomic, device, export};
 
 /// The two networks.
 pub struct Gan {
-    pub arch: Arch,
     pub shape: Shape,
     pub g: Net,
     pub d: Net,
@@ -57,13 +56,8 @@ impl Gan {
         let mut g_params = Params::default();
         let g = arch.generator(&mut Init::new(&mut g_params, rng, device, dtype), shape)?;
         let mut d_params = Params::default();
-        let d = arch.critic(&mut Init::new(&mut d_params, rng, device, dtype), shape)?;
-        Ok(Self { arch, shape, g, d, g_params, d_params })
-    }
-
-    /// The parameters' element type.
-    pub fn dtype(&self) -> DType {
-        self.g_params.dtype()
+        let d = arch.get().critic(&mut Init::new(&mut d_params, rng, device, dtype), shape)?;
+        Ok(Self { shape, g, d, g_params, d_params })
     }
 }
 
@@ -89,7 +83,10 @@ pub enum Start {
 }
 
 /// Layers the saved config of a run being resumed, the config file and the flags, then
-/// trains. Every setting is checked before anything on disk is touched.
+/// trains, started as `start` says: `Fresh` deletes the run's folder once every setting,
+/// the data and the device have been checked; `Resume` fails if no checkpoint reads back.
+/// Every setting is checked before anything on disk is touched; what they leave to the data
+/// (`channels: None`, and with it fastgan's grey defaults) is settled once the folder is read.
 pub fn train_with(flags: &Settings, config_file: Option<&Path>, start: Start) -> anyhow::Result<TrainOutcome> {
     let file = config_file.map(Settings::from_toml_file).transpose()?.unwrap_or_default();
     let layered = file.clone().overlay(flags)?;
@@ -106,31 +103,27 @@ pub fn train_with(flags: &Settings, config_file: Option<&Path>, start: Start) ->
         // The run's own settings first, so a resumed run continues as it started unless told otherwise.
         let saved = Settings::from_saved_run(&run_dir.join("config.toml"))?;
         let settings = saved.clone().overlay(&file)?.overlay(flags)?;
-        same_networks(&saved, &settings.resolve()?, &run_dir)?;
+        settings.resolve()?;
+        same_networks(&saved, &settings, &run_dir)?;
         settings
     } else {
         layered
     };
-    run(&settings, start)
+    let setup = Setup::new(&settings, start)?;
+    let mut training = Training::resume(&setup, start)?;
+    training.run(&setup)?;
+    finish(setup, training)
 }
 
 /// A resumed run's checkpoints hold networks of the shape it was started with: a setting
 /// that changes that shape is refused by name, before anything is written.
-fn same_networks(saved: &Settings, now: &TrainConfig, run_dir: &Path) -> anyhow::Result<()> {
-    let name = |a: Option<Arch>| a.map(Arch::name);
-    let classes = |c: ClassSource| c.name().to_string();
-    let differs: [(&str, Option<String>, String); 7] = [
-        ("arch", name(saved.arch).map(Into::into), now.arch.name().into()),
-        ("image-size", saved.image_size.map(|v| v.to_string()), now.image_size.to_string()),
-        ("nz", saved.nz.map(|v| v.to_string()), now.nz.to_string()),
-        ("ngf", saved.ngf.map(|v| v.to_string()), now.ngf.to_string()),
-        ("ndf", saved.ndf.map(|v| v.to_string()), now.ndf.to_string()),
-        ("channels", saved.channels.map(|v| v.to_string()), now.channels.map_or("auto".into(), |c| c.to_string())),
-        // A run from before classes recorded none: it had none.
-        ("classes", Some(saved.classes.map_or("none".into(), classes)), classes(now.classes)),
-    ];
-    for (flag, was, is) in differs {
-        if let Some(was) = was.filter(|was| *was != is) {
+/// `now` is `saved` with the config file and the flags laid over it.
+fn same_networks(saved: &Settings, now: &Settings, run_dir: &Path) -> anyhow::Result<()> {
+    let (saved, now) = (saved.to_table()?, now.to_table()?);
+    let text = |v: &toml::Value| v.as_str().map_or_else(|| v.to_string(), Into::into);
+    for flag in NETWORK_SETTINGS {
+        let (Some(was), Some(is)) = (saved.get(flag).map(text), now.get(flag).map(text)) else { continue };
+        if was != is {
             anyhow::bail!(
                 "--{flag} {is} differs from the run's {was}: {} holds checkpoints of networks made with --{flag} {was}. \
                  Leave {flag} out of the flags and the --config file to resume it, or start over with --fresh \
@@ -144,14 +137,10 @@ fn same_networks(saved: &Settings, now: &TrainConfig, run_dir: &Path) -> anyhow:
 
 /// A resumed conditional run's classes must be the ones its networks learnt, in the same
 /// order; a class whose number of pictures changed is only worth a warning.
-fn same_classes(
-    saved: &[canard_shared::manifest::Class],
-    now: &[canard_shared::manifest::Class],
-    run_dir: &Path,
-) -> anyhow::Result<()> {
-    let names = |c: &[canard_shared::manifest::Class]| c.iter().map(|c| c.name.clone()).collect::<Vec<_>>();
+fn same_classes(saved: &[Class], now: &[Class], run_dir: &Path) -> anyhow::Result<()> {
+    let names = |c: &[Class]| c.iter().map(|c| c.name.clone()).collect::<Vec<_>>();
     if names(saved) != names(now) {
-        let list = |c: &[canard_shared::manifest::Class]| match c.len() {
+        let list = |c: &[Class]| match c.len() {
             0 => "no classes".to_string(),
             _ => names(c).join(", "),
         };
@@ -194,22 +183,6 @@ fn discard_run(runs_dir: &Path, run_dir: &Path) -> anyhow::Result<()> {
     std::fs::remove_dir_all(run_dir).with_context(|| format!("cannot remove {}", run_dir.display()))
 }
 
-/// Trains one run from its layered settings, resuming its newest checkpoint if there is
-/// one; what they leave to the data (`channels: None`, and with it fastgan's grey defaults)
-/// is settled once the folder is read.
-pub fn train(settings: &Settings) -> anyhow::Result<TrainOutcome> {
-    run(settings, Start::Auto)
-}
-
-/// [`train`], started as `start` says: `Fresh` deletes the run's folder once every setting,
-/// the data and the device have been checked; `Resume` fails if no checkpoint reads back.
-fn run(settings: &Settings, start: Start) -> anyhow::Result<TrainOutcome> {
-    let setup = Setup::new(settings, start)?;
-    let mut training = Training::resume(&setup, start)?;
-    training.run(&setup)?;
-    finish(setup, training)
-}
-
 /// What a run is settled to before its first step: its settings, device, data and length.
 struct Setup {
     cfg: TrainConfig,
@@ -227,7 +200,9 @@ struct Setup {
     /// The settings as `config.toml` records them, written once a checkpoint has loaded.
     config_toml: String,
     /// The data's classes with their pictures, in index order (empty without `--classes`).
-    classes: Vec<canard_shared::manifest::Class>,
+    classes: Vec<Class>,
+    /// The networks' shape.
+    shape: Shape,
     /// `--init-from`'s weights, read and checked, when the run has no checkpoint to resume.
     start_from: Option<StartFrom>,
 }
@@ -257,8 +232,8 @@ impl Setup {
 
         let t0 = Instant::now();
         let cache = cfg.runs_dir.join(".cache");
-        let (data, skipped) =
-            Dataset::open(&cfg.data, cfg.image_size, cfg.channels, cfg.seed, Some(&cache), cfg.classes.on())?;
+        let by_class = cfg.classes == ClassSource::Subfolders;
+        let (data, skipped) = Dataset::open(&cfg.data, cfg.image_size, cfg.channels, cfg.seed, Some(&cache), by_class)?;
         if let Some(w) = skipped.warning() {
             eprintln!("{w}");
         }
@@ -297,13 +272,9 @@ impl Setup {
         let classes = data.class_list();
         let mut config_toml = cfg.to_toml()?;
         if !classes.is_empty() {
-            let list: Vec<String> = classes.iter().map(|c| format!("{:?} ({})", c.name, c.images)).collect();
-            eprintln!("canard-train: {} classes: {}", classes.len(), list.join(", "));
-            config_toml.push_str(&format!(
-                "# The {} classes, in index order (pictures): {}\n",
-                classes.len(),
-                list.join(", ")
-            ));
+            let list = classes.iter().map(|c| format!("{:?} ({})", c.name, c.images)).collect::<Vec<_>>().join(", ");
+            eprintln!("canard-train: {} classes: {list}", classes.len());
+            config_toml.push_str(&format!("# The {} classes, in index order (pictures): {list}\n", classes.len()));
             let few: Vec<&str> = classes.iter().filter(|c| c.images < batch).map(|c| c.name.as_str()).collect();
             if !few.is_empty() {
                 eprintln!(
@@ -341,19 +312,9 @@ impl Setup {
             late,
             config_toml,
             classes,
+            shape,
             start_from,
         })
-    }
-
-    /// The networks' shape.
-    fn shape(&self) -> Shape {
-        self.cfg.shape(self.data.channels, self.data.classes.names.len())
-    }
-
-    /// The progress table's column names: the critic's scores and the third loss.
-    fn labels(&self) -> (&'static str, &'static str, &'static str) {
-        let [real, fake, third] = self.cfg.arch.get().labels();
-        (real, fake, third)
     }
 }
 
@@ -376,9 +337,8 @@ impl Training {
     /// counters and random state when there is one; `config.toml` is written only after it
     /// has loaded, so a resume refused on the way leaves the run's settings as they were.
     fn resume(setup: &Setup, start: Start) -> anyhow::Result<Self> {
-        let Setup { cfg, device, data, run_dir, batch, .. } = setup;
-        let shape = setup.shape();
-        cfg.arch.validate_shape(&shape).map_err(anyhow::Error::msg)?;
+        let Setup { cfg, device, data, run_dir, batch, shape, .. } = setup;
+        let shape = *shape;
         let mut rng = ChaCha8Rng::seed_from_u64(cfg.seed);
         let gan = Gan::new(cfg.arch, shape, &mut rng, device, DType::F32)?;
         let rule = cfg.arch.get().rule(cfg);
@@ -388,10 +348,9 @@ impl Training {
         let trainable = gan.d_params.iter().filter(|p| p.trainable);
         opt_d.freeze(trainable.map(|p| frozen.iter().any(|b| p.name.starts_with(b))).collect());
         cfg.arch.get().constrain_critic(&gan, cfg)?;
-        let mut ema = match cfg.ema_half_life > 0.0 {
-            true => Some(Ema::new(cfg.arch, shape, &gan.g_params, cfg.ema_half_life, cfg.ema_rampup, device)?),
-            false => None,
-        };
+        let mut ema = (cfg.ema_half_life > 0.0)
+            .then(|| Ema::new(cfg.arch, shape, &gan.g_params, cfg.ema_half_life, cfg.ema_rampup, device))
+            .transpose()?;
         let mut guard = Guard::new(cfg.arch, cfg.guard_patience, cfg.lr_g, cfg.lr_d);
         let mut ada = cfg.ada_target.map(Ada::new);
 
@@ -433,16 +392,11 @@ impl Training {
             st = State { classes: setup.classes.clone(), ..saved };
         } else {
             // No checkpoint read back (even if some were there): `--init-from` applies as to a new run.
-            let opened;
-            let from = match (&setup.start_from, &cfg.init_from) {
-                (Some(from), _) => Some(from),
-                (None, Some(path)) => {
-                    opened = StartFrom::open(path, cfg, shape, device)?;
-                    Some(&opened)
-                }
-                (None, None) => None,
+            let opened = match (&setup.start_from, &cfg.init_from) {
+                (None, Some(path)) => Some(StartFrom::open(path, cfg, shape, device)?),
+                _ => None,
             };
-            if let Some(from) = from {
+            if let Some(from) = setup.start_from.as_ref().or(opened.as_ref()) {
                 from.apply(&gan, ema.as_mut())?;
                 cfg.arch.get().constrain_critic(&gan, cfg)?;
                 st.started_from = Some(from.record.clone());
@@ -463,8 +417,8 @@ impl Training {
         let Setup { cfg, device, data, run_dir, samples_dir, batch, per_epoch, length, augment, late, .. } = setup;
         let (length, batch) = (*length, *batch);
         let Training { gan, opt_g, opt_d, ema, guard, ada, rng, cursor, st, losses } = self;
-        let labels = setup.labels();
-        let mut progress = Progress::new(length, (st.step, st.seconds), batch, cfg.log_every, labels);
+        let [real, fake, third] = cfg.arch.get().labels();
+        let mut progress = Progress::new(length, (st.step, st.seconds), batch, cfg.log_every, (real, fake, third));
         let default = if cfg.steps.is_none() && cfg.epochs.is_none() && cfg.minutes.is_none() {
             " (the default; --steps, --epochs or --minutes to change)"
         } else {
@@ -558,7 +512,7 @@ impl Training {
                 let grid = report::save_grid(&made, &path)?;
                 report::plot::write_loss_plot(
                     losses,
-                    labels.2,
+                    third,
                     &format!("{} — {}", cfg.name, cfg.arch.name()),
                     &run_dir.join("losses.png"),
                 )?;
@@ -618,9 +572,8 @@ fn finish(setup: Setup, training: Training) -> anyhow::Result<TrainOutcome> {
         quality,
         started_from: st.started_from.clone(),
     };
-    let classes = st.classes.clone();
     let (model_dir, _) =
-        export::export(&g_out, &shape, &classes, &cfg.models_dir, &cfg.name, cfg.arch.name(), summary.clone())?;
+        export::export(&g_out, &shape, &st.classes, &cfg.models_dir, &cfg.name, cfg.arch.name(), summary.clone())?;
     eprintln!("canard-train: {} steps in {:.1}s; exported {}", st.step, st.seconds, model_dir.display());
     Ok(TrainOutcome { model_dir, run_dir, config: cfg, generator: g_out, generator_params: g_params, shape, summary })
 }

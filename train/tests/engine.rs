@@ -13,7 +13,7 @@ use canard_train::nn::fastgan::{rebuild_loss, rebuild_targets};
 use canard_train::nn::params::randn;
 use canard_train::nn::{Engine, Params, Shape};
 use canard_train::optim::{Optimizer, Rule};
-use canard_train::step::{StepCtx, Steps};
+use canard_train::step::{StepCtx, StepLosses, Steps};
 use canard_train::trainer::Gan;
 use candle_core::backprop::GradStore;
 use candle_core::{DType, Device, Tensor, Var};
@@ -114,7 +114,7 @@ fn train(
         let steps =
             Steps { opt_g: &mut opt_g, opt_d: &mut opt_d, cursor: &mut cursor, rng: &mut rng, ada: Some(&mut ada) };
         let (out, _) = arch.get().step(&ctx, steps, step).unwrap();
-        let rec = out.record().unwrap();
+        let rec = StepLosses::read(std::slice::from_ref(&out)).unwrap()[0];
         assert_eq!(rec.step, step);
         losses.extend([rec.loss_d, rec.loss_g, rec.d_real, rec.d_fake, rec.gp].map(f64::from));
     }

@@ -56,11 +56,6 @@ impl Arch {
         self.get().generator(init, shape)
     }
 
-    /// Its critic: pictures → one logit or score each (fastgan's: and its rebuilt pictures).
-    pub fn critic(self, init: &mut Init, shape: Shape) -> Result<Net> {
-        self.get().critic(init, shape)
-    }
-
     /// How many values its generator holds, counted from its layers without allocating
     /// them; `None` past `limit`.
     pub fn generator_parameters(self, shape: Shape, limit: usize) -> Option<usize> {
@@ -69,7 +64,7 @@ impl Arch {
 
     /// The same for its critic.
     pub fn critic_parameters(self, shape: Shape, limit: usize) -> Option<usize> {
-        Init::count(limit, |init| self.critic(init, shape))
+        Init::count(limit, |init| self.get().critic(init, shape))
     }
 
     /// Whether it can build networks of `shape` (the reason when not).

@@ -75,10 +75,7 @@ pub fn critic_steps_then_generator(
         let g_pass = c.pass(&c.gan.g, &[0], classes.clone())?;
         let fake = c.generate(&g_pass, b, rng)?.take_output(0)?;
         let (fake, _) = c.view(fake, 1.0, rng)?;
-        let x_hat = match penalised {
-            true => Some(super::wgan_gp::interpolate(&real, &fake, rng)?),
-            false => None,
-        };
+        let x_hat = penalised.then(|| super::wgan_gp::interpolate(&real, &fake, rng)).transpose()?;
         let wasserstein = |[r, f]: [&Tensor; 2]| f.mean_all()? - r.mean_all()?;
         let (loss, r, f, gp) = critic_update(c, opt_d, [real, fake], classes, x_hat, wasserstein)?;
         arch.constrain_critic(c.gan, cfg)?;

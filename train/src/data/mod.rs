@@ -41,20 +41,6 @@ pub enum ClassSource {
     Subfolders,
 }
 
-impl ClassSource {
-    pub fn on(self) -> bool {
-        self == ClassSource::Subfolders
-    }
-
-    /// As the flag takes it.
-    pub fn name(self) -> &'static str {
-        match self {
-            ClassSource::None => "none",
-            ClassSource::Subfolders => "subfolders",
-        }
-    }
-}
-
 /// A dataset's kinds of picture (`--classes subfolders`): their names in index order
 /// (sorted, as the subfolders are) and each picture's class index.
 #[derive(Debug, Clone, Default, PartialEq)]
