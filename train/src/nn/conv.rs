@@ -2,7 +2,7 @@
 //! nearest upsampling ×2 (fastgan's generator and decoders); any of them spectrally
 //! normalised ([`super::spectral`]). Weights are drawn from N(0, 0.02), as DCGAN's.
 
-use candle_core::{Result, Tensor};
+use candle_core::{bail, Result, Tensor};
 
 use super::spectral::SpectralNorm;
 use super::{Ctx, Grads, Init, Layer, Recorded, Saved, TangentGrads, Weights};
@@ -35,18 +35,9 @@ impl Conv {
         Ok(Self { name: init.name(), form: Form::Plain, weight, g: Geometry::new(k, stride, padding)?, spectral: None })
     }
 
-    /// A transposed `k`×`k` convolution.
-    pub fn transposed(
-        init: &mut Init,
-        c_in: usize,
-        c_out: usize,
-        k: usize,
-        stride: usize,
-        padding: usize,
-    ) -> Result<Self> {
-        let weight = init.normal("weight", &[c_in, c_out, k, k], 0.0, 0.02)?;
-        let g = Geometry::new(k, stride, padding)?;
-        Ok(Self { name: init.name(), form: Form::Transposed, weight, g, spectral: None })
+    /// A transposed `k`×`k` convolution: its weight is [c_in, c_out, k, k].
+    pub fn transposed(init: &mut Init, c_in: usize, c_out: usize, k: usize, s: usize, p: usize) -> Result<Self> {
+        Ok(Self { form: Form::Transposed, ..Self::new(init, c_out, c_in, k, s, p)? })
     }
 
     /// Upsampling ×2, then a 3×3 convolution.
@@ -158,8 +149,9 @@ impl Layer for Conv {
             Some(ay) => (Tensor::cat(&[xs[0], ts[0]], 0)?, Tensor::cat(&[ay, at], 0)?),
             None => (ts[0].clone(), at.clone()),
         };
-        let (back, dw) = self.kernel_grads(&inputs, &adjoints, w, true, true)?;
-        let (back, dw) = (back.unwrap_or(inputs.zeros_like()?), dw.unwrap_or(w.zeros_like()?));
+        let (Some(back), Some(dw)) = self.kernel_grads(&inputs, &adjoints, w, true, true)? else {
+            bail!("internal error: a convolution's kernels gave no gradient")
+        };
         let (at, ay) = match ay {
             Some(_) => {
                 let n = xs[0].dim(0)?;
@@ -193,7 +185,7 @@ fn up(x: &Tensor, w: &Tensor) -> Result<Tensor> {
     let o = w.dim(0)?;
     let (n, _, h, wd) = x.dims4()?;
     crate::by_element!(x.dtype(), T => {
-        let p = ops::conv2d(x, &folded(w)?, phases()?)?;
+        let p = ops::conv2d(x, &folded(w)?, PHASES)?;
         let y = with_slice(&p, |p: &[T]| up_conv::interleave(p, &[n, 4 * o, h + 1, wd + 1], o))?;
         ops::tensor(y, &[n, o, 2 * h, 2 * wd])
     })
@@ -212,19 +204,9 @@ fn up_grads(
     let p_dims = [n, 4 * o, h + 1, wd + 1];
     crate::by_element!(x.dtype(), T => {
         let dp = ops::tensor(with_slice(&dy.contiguous()?, |d: &[T]| up_conv::deinterleave(d, &p_dims))?, &p_dims)?;
-        let dw = match want_w {
-            true => {
-                let df = ops::conv_weight_grad(x, &dp, phases()?)?;
-                Some(ops::tensor(with_slice(&df, |d: &[T]| up_conv::unfold(d, o, c))?, &[o, c, 3, 3])?)
-            }
-            false => None,
-        };
-        let dx = match want_x {
-            true => {
-                Some(ops::conv_transpose2d(&dp, &folded(w)?, phases()?, (h, wd))?)
-            }
-            false => None,
-        };
+        let unfold = |df: Tensor| ops::tensor(with_slice(&df, |d: &[T]| up_conv::unfold(d, o, c))?, &[o, c, 3, 3]);
+        let dw = want_w.then(|| unfold(ops::conv_weight_grad(x, &dp, PHASES)?)).transpose()?;
+        let dx = want_x.then(|| ops::conv_transpose2d(&dp, &folded(w)?, PHASES, (h, wd))).transpose()?;
         Ok((dx, dw))
     })
 }
@@ -238,6 +220,4 @@ fn folded(w: &Tensor) -> Result<Tensor> {
 }
 
 /// The four phases' convolution: 2×2, padding 1.
-fn phases() -> Result<Geometry> {
-    Geometry::new(2, 1, 1)
-}
+const PHASES: Geometry = Geometry { k: 2, stride: 1, padding: 1 };

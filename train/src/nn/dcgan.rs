@@ -94,14 +94,10 @@ pub fn critic(init: &mut Init, shape: Shape, norm: CriticNorm) -> Result<Net> {
     }
     if shape.classes > 0 {
         let (features, logit) = (net.last() - 1, net.last());
-        let project = Project::new(&mut init.pp("project"), shape.classes, c_in_last(&shape))?;
+        // Over the last convolution's input features.
+        let project = Project::new(&mut init.pp("project"), shape.classes, shape.ndf << (n - 1))?;
         net.add("project", project, &[features, logit]);
     }
     net.outputs = vec![net.last()];
     Ok(net)
-}
-
-/// The channels of the critic's last features (its last convolution's input).
-fn c_in_last(shape: &Shape) -> usize {
-    shape.ndf << (shape.stages() - 1)
 }

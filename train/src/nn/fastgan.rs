@@ -26,7 +26,7 @@ use candle_core::{Result, Tensor};
 
 use super::activation::Activation as Act;
 use super::class::{Embed, Project};
-use super::conv::{upsample2, Conv};
+use super::conv::Conv;
 use super::excite::Excite;
 use super::glu::Glu;
 use super::norm::Norm;
@@ -182,7 +182,7 @@ fn decoder(
 }
 
 /// The decoders' targets from the (augmented) real pictures: all of each, and its quarter
-/// `part`, at [`rebuilt_side`]² (average-pooled, or nearest-upsampled, to fit).
+/// `part`, at [`rebuilt_side`]² (average-pooled to fit; neither is smaller).
 pub fn rebuild_targets(real: &Tensor, part: usize) -> Result<(Tensor, Tensor)> {
     let size = real.dim(2)?;
     let (r, c) = (part / 2 % 2, part % 2);
@@ -193,22 +193,13 @@ pub fn rebuild_targets(real: &Tensor, part: usize) -> Result<(Tensor, Tensor)> {
 }
 
 fn fit(x: &Tensor, side: usize) -> Result<Tensor> {
-    let mut x = x.clone();
-    while x.dim(2)? < side {
-        x = upsample2(&x)?;
-    }
     match x.dim(2)? / side {
-        1 => Ok(x),
+        1 => Ok(x.clone()),
         k => x.avg_pool2d(k),
     }
 }
 
-/// Mean squared error.
-pub fn mse(a: &Tensor, b: &Tensor) -> Result<Tensor> {
-    (a - b)?.sqr()?.mean_all()
-}
-
 /// The reconstruction loss of the critic's two rebuilt pictures.
 pub fn rebuild_loss(all: &Tensor, part: &Tensor, targets: &(Tensor, Tensor)) -> Result<Tensor> {
-    mse(all, &targets.0)? + mse(part, &targets.1)?
+    candle_nn::loss::mse(all, &targets.0)? + candle_nn::loss::mse(part, &targets.1)?
 }

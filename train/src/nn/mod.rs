@@ -16,7 +16,7 @@
 use std::any::Any;
 
 use candle_core::backprop::GradStore;
-use candle_core::{bail, Device, Result, Tensor, Var};
+use candle_core::{bail, Context, Device, Result, Tensor, Var};
 
 pub mod activation;
 pub mod class;
@@ -46,12 +46,12 @@ pub enum Engine {
 }
 
 impl Engine {
-    /// The kernels on the CPU, candle's ops elsewhere.
     /// Whether canard's kernels run on `x` (this engine, on CPU tensors).
     pub fn kernels(self, x: &Tensor) -> bool {
         self == Engine::Kernels && x.device().is_cpu()
     }
 
+    /// The kernels on the CPU, candle's ops elsewhere.
     pub fn for_device(device: &Device) -> Self {
         if device.is_cpu() {
             Engine::Kernels
@@ -92,8 +92,7 @@ impl Ctx<'_> {
 
     /// The pictures' classes: a conditional network's passes are given them.
     pub fn classes(&self) -> Result<&Tensor> {
-        self.classes
-            .ok_or_else(|| candle_core::Error::Msg("internal error: a conditional network without classes".into()))
+        self.classes.context("internal error: a conditional network without classes")
     }
 }
 
@@ -281,11 +280,6 @@ impl<'n> Pass<'n> {
         Self { classes, ..self }
     }
 
-    /// The classes it was given.
-    pub fn classes(&self) -> Option<&Tensor> {
-        self.classes.as_ref()
-    }
-
     fn ctx(&self, i: usize, part: usize) -> Ctx<'_> {
         let weights = self.weights[i].as_ref().map_or(&[][..], |w| &w.used[..]);
         Ctx { engine: self.engine, train: self.train, part, classes: self.classes.as_ref(), weights }
@@ -321,11 +315,7 @@ impl<'n> Pass<'n> {
 }
 
 fn inputs<'v>(values: &'v [Option<Tensor>], ids: &[usize]) -> Result<Vec<&'v Tensor>> {
-    ids.iter()
-        .map(|&v| {
-            values[v].as_ref().ok_or_else(|| candle_core::Error::Msg("internal error: a layer before its input".into()))
-        })
-        .collect()
+    ids.iter().map(|&v| values[v].as_ref().context("internal error: a layer before its input")).collect()
 }
 
 /// A recorded forward pass.
@@ -346,10 +336,8 @@ impl Record<'_, '_> {
         }
     }
 
-    pub fn take_output(mut self, k: usize) -> Result<Tensor> {
-        self.output(k)?;
-        let v = self.pass.net.outputs[k];
-        self.values[v].take().ok_or_else(|| candle_core::Error::Msg("internal error: no output".into()))
+    pub fn take_output(self, k: usize) -> Result<Tensor> {
+        self.output(k).cloned()
     }
 
     /// Layer `i` as this pass recorded it, with its inputs' tangents `ts` if any.
@@ -358,7 +346,7 @@ impl Record<'_, '_> {
         Ok(Recorded {
             xs: inputs(&self.values, &node.inputs)?,
             ts: if ts.is_empty() { Vec::new() } else { inputs(ts, &node.inputs)? },
-            y: self.values[i + 1].as_ref().ok_or_else(|| candle_core::Error::Msg("internal error: no value".into()))?,
+            y: self.values[i + 1].as_ref().context("internal error: no value")?,
             saved: &self.saved[i],
             c: self.pass.ctx(i, self.part),
         })
@@ -366,11 +354,11 @@ impl Record<'_, '_> {
 
     /// The classes the pass was given.
     pub fn classes(&self) -> Option<&Tensor> {
-        self.pass.classes()
+        self.pass.classes.as_ref()
     }
 
     pub fn input(&self) -> Result<&Tensor> {
-        self.values[0].as_ref().ok_or_else(|| candle_core::Error::Msg("internal error: no input".into()))
+        self.values[0].as_ref().context("internal error: no input")
     }
 
     /// Folds the pass's BatchNorm statistics into the running averages, in layer order.
@@ -407,9 +395,7 @@ impl Record<'_, '_> {
             }
             let g = backward(node.layer.as_ref(), &self.at(i, &[])?, &dy, &want, weights)?;
             if let (Some(grads), true) = (grads.as_deref_mut(), weights) {
-                let w = self.pass.weights[i]
-                    .as_ref()
-                    .ok_or_else(|| candle_core::Error::Msg("internal error: no weights".into()))?;
+                let w = self.pass.weights[i].as_ref().context("internal error: no weights")?;
                 for (p, g) in node.layer.params().into_iter().zip(w.param_grads(g.weights)?) {
                     accumulate(grads, p, g)?;
                 }
@@ -433,7 +419,6 @@ impl Record<'_, '_> {
     pub fn add_tangent_gradient(&self, v: Tensor, k: usize, grads: &mut GradStore) -> Result<()> {
         let net = self.pass.net;
         let need = net.needed(&[k])?;
-        let internal = |m: &str| candle_core::Error::Msg(format!("internal error: {m}"));
         let mut ts: Vec<Option<Tensor>> = vec![None; self.values.len()];
         ts[0] = Some(v);
         for (i, node) in net.nodes.iter().enumerate() {
@@ -446,12 +431,12 @@ impl Record<'_, '_> {
         let out = net.outputs[k];
         let mut at: Vec<Option<Tensor>> = vec![None; self.values.len()];
         let mut ay: Vec<Option<Tensor>> = vec![None; self.values.len()];
-        at[out] = Some(ts[out].as_ref().ok_or_else(|| internal("no tangent"))?.ones_like()?);
+        at[out] = Some(ts[out].as_ref().context("internal error: no tangent")?.ones_like()?);
         for (i, node) in net.nodes.iter().enumerate().rev() {
             let Some(a_t) = at[i + 1].take() else { continue };
             let a_y = ay[i + 1].take();
             let g = tangent_backward(node.layer.as_ref(), &self.at(i, &ts)?, &a_t, a_y.as_ref())?;
-            let w = self.pass.weights[i].as_ref().ok_or_else(|| internal("no weights"))?;
+            let w = self.pass.weights[i].as_ref().context("internal error: no weights")?;
             for (p, g) in node.layer.params().into_iter().zip(w.param_grads(g.weights)?) {
                 accumulate(grads, p, g)?;
             }
@@ -483,12 +468,9 @@ pub fn backward_both(
     let (a, b) = rayon::join(|| pass(first), || pass(second));
     let (mut grads, mut b) = (a?, b?);
     for p in net.params() {
-        let sum = match (grads.get(p), b.remove(p)) {
-            (Some(x), Some(y)) => (x + y)?,
-            (None, Some(y)) => y,
-            (_, None) => continue,
-        };
-        grads.insert(p, sum);
+        if let Some(y) = b.remove(p) {
+            accumulate(&mut grads, p, y)?;
+        }
     }
     Ok(grads)
 }
