@@ -16,7 +16,6 @@ use crate::data::Dataset;
 use crate::losses::gradient_penalty;
 use crate::nn::params::randn;
 use crate::nn::{backward_both, vjp, Engine, Net, Pass, Record};
-use crate::ops;
 use crate::optim::Optimizer;
 use crate::report::LossRecord;
 use crate::trainer::Gan;
@@ -145,7 +144,7 @@ impl<'a> StepCtx<'a> {
         let Some(a) = self.augment else { return Ok((x, None)) };
         let draw = a.draw_sometimes(x.dims4()?, p, rng);
         let seen = match self.engine.kernels(&x) {
-            true => crate::by_element!(x.dtype(), T => ops::tensor(draw.forward(&ops::values::<T>(&x)?), x.dims()))?,
+            true => crate::kernel!(x.dims(), [&x => v], T => draw.forward(v))?,
             false => draw.apply(&x)?,
         };
         Ok((seen, Some(draw)))
@@ -155,9 +154,7 @@ impl<'a> StepCtx<'a> {
     fn unview(&self, draw: Option<Draw>, x: &Tensor, dy: Tensor) -> anyhow::Result<Tensor> {
         let Some(draw) = draw else { return Ok(dy) };
         Ok(match self.engine.kernels(&dy) {
-            true => {
-                crate::by_element!(dy.dtype(), T => ops::tensor(draw.backward(&ops::values::<T>(&dy)?), dy.dims()))?
-            }
+            true => crate::kernel!(dy.dims(), [&dy => v], T => draw.backward(v))?,
             false => {
                 let g = vjp(&[x], &[Some(&dy)], |a| Ok(vec![draw.apply(&a[0])?]))?;
                 g.into_iter().next().flatten().context("internal error: DiffAugment gave no gradient")?

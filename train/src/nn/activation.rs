@@ -5,7 +5,7 @@ use candle_core::{Result, Tensor, WithDType};
 
 use super::{Ctx, Grads, Layer, Recorded, Saved, TangentGrads};
 use crate::export::onnx::Emitter;
-use crate::ops::{self, relu_slope, with_slice, with_slices, Element};
+use crate::ops::{self, relu_slope, Element};
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Activation {
@@ -58,14 +58,11 @@ impl Layer for Activation {
         if !c.kernels(xs[0]) || *self == Activation::Sigmoid {
             return Ok(None);
         }
-        let x = xs[0].contiguous()?;
-        crate::by_element!(x.dtype(), T => {
-            let y = with_slice(&x, |v: &[T]| match *self {
-                Activation::LeakyRelu(s) => ops::map(v, &[], |v, _| v * relu_slope(v, T::from_f64(s))),
-                _ => ops::map(v, &[], |v, _| v.tanh()),
-            })?;
-            Ok(Some((ops::tensor(y, x.dims())?, None)))
-        })
+        let y = crate::kernel!(xs[0].dims(), [xs[0] => v], T => match *self {
+            Activation::LeakyRelu(s) => ops::map(v, &[], |v, _| v * relu_slope(v, T::from_f64(s))),
+            _ => ops::map(v, &[], |v, _| v.tanh()),
+        })?;
+        Ok(Some((y, None)))
     }
 
     fn backward(&self, r: &Recorded, dy: &Tensor, _want: &[bool], _weights: bool) -> Result<Option<Grads>> {
@@ -105,9 +102,6 @@ impl Layer for Activation {
 impl Activation {
     /// d·f′(y), by the kernel.
     fn through(&self, y: &Tensor, d: &Tensor) -> Result<Tensor> {
-        crate::by_element!(y.dtype(), T => {
-            let out = with_slices([d, y], |[d, y]: [&[T]; 2]| ops::map(d, y, |d, y| d * self.kernel_derivative(y)))?;
-            ops::tensor(out, y.dims())
-        })
+        crate::kernel!(y.dims(), [d => d, y => y], T => ops::map(d, y, |d, y| d * self.kernel_derivative(y)))
     }
 }

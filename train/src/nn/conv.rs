@@ -7,7 +7,7 @@ use candle_core::{bail, Result, Tensor};
 use super::spectral::SpectralNorm;
 use super::{Ctx, Grads, Init, Layer, Recorded, Saved, TangentGrads, Weights};
 use crate::export::onnx::Emitter;
-use crate::ops::{self, up_conv, with_slice, Geometry};
+use crate::ops::{self, up_conv, Geometry};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Form {
@@ -184,11 +184,8 @@ pub fn upsample2(x: &Tensor) -> Result<Tensor> {
 fn up(x: &Tensor, w: &Tensor) -> Result<Tensor> {
     let o = w.dim(0)?;
     let (n, _, h, wd) = x.dims4()?;
-    crate::by_element!(x.dtype(), T => {
-        let p = ops::conv2d(x, &folded(w)?, PHASES)?;
-        let y = with_slice(&p, |p: &[T]| up_conv::interleave(p, &[n, 4 * o, h + 1, wd + 1], o))?;
-        ops::tensor(y, &[n, o, 2 * h, 2 * wd])
-    })
+    let p = ops::conv2d(x, &folded(w)?, PHASES)?;
+    crate::kernel!(&[n, o, 2 * h, 2 * wd], [&p => p], T => up_conv::interleave(p, &[n, 4 * o, h + 1, wd + 1], o))
 }
 
 /// [`up`]'s input and weight gradients.
@@ -202,21 +199,17 @@ fn up_grads(
     let (o, c) = (w.dim(0)?, w.dim(1)?);
     let (n, _, h, wd) = x.dims4()?;
     let p_dims = [n, 4 * o, h + 1, wd + 1];
-    crate::by_element!(x.dtype(), T => {
-        let dp = ops::tensor(with_slice(&dy.contiguous()?, |d: &[T]| up_conv::deinterleave(d, &p_dims))?, &p_dims)?;
-        let unfold = |df: Tensor| ops::tensor(with_slice(&df, |d: &[T]| up_conv::unfold(d, o, c))?, &[o, c, 3, 3]);
-        let dw = want_w.then(|| unfold(ops::conv_weight_grad(x, &dp, PHASES)?)).transpose()?;
-        let dx = want_x.then(|| ops::conv_transpose2d(&dp, &folded(w)?, PHASES, (h, wd))).transpose()?;
-        Ok((dx, dw))
-    })
+    let dp = crate::kernel!(&p_dims, [dy => d], T => up_conv::deinterleave(d, &p_dims))?;
+    let unfold = |df: Tensor| crate::kernel!(&[o, c, 3, 3], [&df => d], T => up_conv::unfold(d, o, c));
+    let dw = want_w.then(|| unfold(ops::conv_weight_grad(x, &dp, PHASES)?)).transpose()?;
+    let dx = want_x.then(|| ops::conv_transpose2d(&dp, &folded(w)?, PHASES, (h, wd))).transpose()?;
+    Ok((dx, dw))
 }
 
 /// The four phases' 2×2 kernels [4·o, c, 2, 2] from the 3×3 kernel [o, c, 3, 3].
 fn folded(w: &Tensor) -> Result<Tensor> {
     let (o, c) = (w.dim(0)?, w.dim(1)?);
-    crate::by_element!(w.dtype(), T => {
-        ops::tensor(with_slice(&w.contiguous()?, |w: &[T]| up_conv::fold(w, o, c))?, &[4 * o, c, 2, 2])
-    })
+    crate::kernel!(&[4 * o, c, 2, 2], [w => w], T => up_conv::fold(w, o, c))
 }
 
 /// The four phases' convolution: 2×2, padding 1.

@@ -10,7 +10,7 @@ use rayon::prelude::*;
 use super::activation::slope_at;
 use super::{vjp, Ctx, Grads, Init, Layer, Recorded, Saved};
 use crate::export::onnx::Emitter;
-use crate::ops::{self, with_slice, with_slices, Element, Geometry};
+use crate::ops::{Element, Geometry};
 
 /// The LeakyReLU slope between its convolutions (the paper's).
 pub const EXCITE_SLOPE: f64 = 0.1;
@@ -74,23 +74,16 @@ impl Layer for Excite {
         if !c.kernels(xs[1]) {
             return Ok(None);
         }
-        let (gates, big) = (Self::gates(xs[0], c.weights)?.contiguous()?, xs[1].contiguous()?);
-        crate::by_element!(big.dtype(), T => {
-            let g = ops::values::<T>(&gates)?;
-            let y = with_slice(&big, |b: &[T]| scale(b, &g))?;
-            Ok(Some((ops::tensor(y, big.dims())?, Some(Box::new(gates) as Box<_>))))
-        })
+        let gates = Self::gates(xs[0], c.weights)?.contiguous()?;
+        let y = crate::kernel!(xs[1].dims(), [xs[1] => b, &gates => g], T => scale(b, g))?;
+        Ok(Some((y, Some(Box::new(gates)))))
     }
 
     fn backward(&self, r: &Recorded, dy: &Tensor, want: &[bool], weights: bool) -> Result<Option<Grads>> {
         let Some(gates) = r.saved.as_ref().and_then(|s| s.downcast_ref::<Tensor>()) else { return Ok(None) };
         let (xs, c, big) = (&r.xs, &r.c, r.xs[1]);
-        let (dbig, dgates) = crate::by_element!(big.dtype(), T => {
-            let g = ops::values::<T>(gates)?;
-            let dbig = with_slice(dy, |d: &[T]| scale(d, &g))?;
-            let dg = with_slices([dy, big], |[d, b]: [&[T]; 2]| plane_dots(d, b, g.len()))?;
-            (ops::tensor(dbig, big.dims())?, ops::tensor(dg, gates.dims())?)
-        });
+        let dbig = crate::kernel!(big.dims(), [dy => d, gates => g], T => scale(d, g))?;
+        let dgates = crate::kernel!(gates.dims(), [dy => d, big => b], T => plane_dots(d, b, gates.elem_count()))?;
         // The gates' own gradient, back through their small network by candle's backprop.
         let args: Vec<&Tensor> = std::iter::once(xs[0]).chain(c.weights).collect();
         let mut g = vjp(&args, &[Some(&dgates)], |a| Ok(vec![Self::gates(&a[0], &a[1..])?]))?.into_iter();

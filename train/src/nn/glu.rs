@@ -6,7 +6,7 @@ use candle_core::{Result, Tensor};
 use super::{Ctx, Grads, Layer, Recorded, Saved};
 use crate::export::onnx::Emitter;
 use crate::ops::glu::{glu_grad_values, glu_values};
-use crate::ops::{self, with_slice, with_slices};
+use crate::ops::{self, with_slices};
 
 pub struct Glu;
 
@@ -26,13 +26,9 @@ impl Layer for Glu {
         if !c.kernels(xs[0]) {
             return Ok(None);
         }
-        let x = xs[0].contiguous()?;
-        let (n, per) = halves(&x)?;
-        let (_, ch, h, w) = x.dims4()?;
-        crate::by_element!(x.dtype(), T => {
-            let y = with_slice(&x, |v: &[T]| glu_values(v, n, per))?;
-            Ok(Some((ops::tensor(y, &[n, ch / 2, h, w])?, None)))
-        })
+        let (n, per) = halves(xs[0])?;
+        let (_, ch, h, w) = xs[0].dims4()?;
+        Ok(Some((crate::kernel!(&[n, ch / 2, h, w], [xs[0] => v], T => glu_values(v, n, per))?, None)))
     }
 
     fn backward(&self, r: &Recorded, dy: &Tensor, _want: &[bool], _weights: bool) -> Result<Option<Grads>> {

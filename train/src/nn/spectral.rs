@@ -6,7 +6,6 @@
 use candle_core::{Result, Tensor, Var, WithDType};
 
 use super::{Init, Weights};
-use crate::ops::{self, with_slice};
 
 /// The left singular vector's estimate [out], kept in checkpoints (not trained).
 pub struct SpectralNorm {
@@ -60,21 +59,14 @@ impl Normalised {
     /// W's gradient from W̄'s: (dW̄ − ⟨dW̄, W̄⟩·u vᵀ)/σ; on the CPU in one pass.
     pub fn grad(&self, w_bar: &Tensor, dw_bar: &Tensor) -> Result<Tensor> {
         if w_bar.device().is_cpu() {
-            let (w_bar, dw_bar) = (w_bar.contiguous()?, dw_bar.contiguous()?);
-            return crate::by_element!(w_bar.dtype(), T => {
-                let (u, v) = (ops::values::<T>(&self.u)?, ops::values::<T>(&self.v)?);
-                let sigma = T::from_f64(self.sigma.to_dtype(candle_core::DType::F64)?.to_scalar::<f64>()?);
-                let dw = with_slice(&w_bar, |w: &[T]| {
-                    with_slice(&dw_bar, |d: &[T]| {
-                        let dot = d.iter().zip(w).fold(T::from_f64(0.0), |s, (&d, &w)| s + d * w);
-                        let mut dw = d.to_vec();
-                        for (row, &u) in dw.chunks_mut(v.len()).zip(&u) {
-                            row.iter_mut().zip(&v).for_each(|(d, &v)| *d = (*d - dot * u * v) / sigma);
-                        }
-                        dw
-                    })
-                })??;
-                ops::tensor(dw, w_bar.dims())
+            let sigma = self.sigma.to_dtype(candle_core::DType::F64)?.to_scalar::<f64>()?;
+            return crate::kernel!(w_bar.dims(), [w_bar => w, dw_bar => d, &self.u => u, &self.v => v], T => {
+                let (dot, sigma) = (d.iter().zip(w).fold(T::from_f64(0.0), |s, (&d, &w)| s + d * w), T::from_f64(sigma));
+                let mut dw = d.to_vec();
+                for (row, &u) in dw.chunks_mut(v.len()).zip(u) {
+                    row.iter_mut().zip(v).for_each(|(d, &v)| *d = (*d - dot * u * v) / sigma);
+                }
+                dw
             });
         }
         let dot = (dw_bar * w_bar)?.sum_all()?;

@@ -6,8 +6,7 @@ use rayon::prelude::*;
 
 use super::gemm::{gemm_into, Element, Mat};
 use super::im2col::{add, col2im, im2col, swap_outer, Frame};
-use super::{made_in_chunks, tensor, with_slice};
-use crate::by_element;
+use super::made_in_chunks;
 
 /// A square kernel's size, stride and zero padding.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -44,12 +43,8 @@ impl Geometry {
 
 /// One of the products on CPU tensors of f32 or f64.
 pub(super) fn product(p: impl Product, a: &Tensor, b: &Tensor) -> Result<Tensor> {
-    let (a, b) = (a.contiguous()?, b.contiguous()?);
     let plan = p.plan(a.dims(), b.dims())?;
-    by_element!(a.dtype(), T => {
-        let y = with_slice(&a, |av: &[T]| with_slice(&b, |bv: &[T]| p.run(&plan, av, bv)))??;
-        tensor(y, plan.out.dims())
-    })
+    crate::kernel!(plan.out.dims(), [a => av, b => bv], T => p.run(&plan, av, bv))
 }
 
 /// Values of unfolded columns one task keeps at a time: 1 MiB of f32, half a core's L2

@@ -46,6 +46,22 @@ macro_rules! by_element {
     };
 }
 
+/// Runs a kernel: `$body` on the values of CPU tensors of one dtype (each `$t => $v` binds
+/// `$v: &[$T]`), its `Vec<$T>` made a CPU tensor of dimensions `$dims`.
+#[macro_export]
+macro_rules! kernel {
+    ($dims:expr, [$($t:expr => $v:ident),+], $T:ident => $body:expr) => {{
+        let ts = [$($t),+];
+        $crate::by_element!(ts[0].dtype(), $T => {
+            let out = $crate::ops::with_slices(ts, |[$($v),+]| {
+                $(let $v: &[$T] = $v;)+
+                $body
+            })?;
+            $crate::ops::tensor(out, $dims)
+        })
+    }};
+}
+
 /// A CPU tensor of a kernel's result.
 pub fn tensor<T: Element>(data: Vec<T>, dims: &[usize]) -> Result<Tensor> {
     Tensor::from_vec(data, dims, &Device::Cpu)
@@ -98,11 +114,7 @@ pub fn add(a: &Tensor, b: &Tensor) -> Result<Tensor> {
     if !a.device().is_cpu() || a.dims() != b.dims() || a.dtype() != b.dtype() {
         return a + b;
     }
-    let (a, b) = (a.contiguous()?, b.contiguous()?);
-    by_element!(a.dtype(), T => {
-        let sum = with_slice(&a, |x: &[T]| with_slice(&b, |y: &[T]| map(x, y, |x, y| x + y)))??;
-        tensor(sum, a.dims())
-    })
+    kernel!(a.dims(), [a => x, b => y], T => map(x, y, |x, y| x + y))
 }
 
 /// A vector of `len` values made in parallel, chunk by chunk: `fill(state, i, chunk)`
