@@ -67,9 +67,11 @@ fn manifest(onnx: &[u8]) -> Manifest {
             opset: 17,
             input: "z".into(),
             output: "image".into(),
+            class_input: None,
         },
         output_range: [-1.0, 1.0],
         training: Default::default(),
+        classes: Vec::new(),
     }
 }
 

@@ -15,7 +15,9 @@ use actix_web::ResponseError;
 use canard_serve::encode::Format;
 use canard_serve::error::{ApiError, ErrorBody};
 use canard_serve::limits::{MAX_IMAGES, MAX_QUERY_BYTES, MAX_SIZE, MAX_STEPS, MIN_SIZE, MIN_STEPS};
-use canard_serve::query::{parse_generate, parse_interpolate, GenerateQuery, InterpolateQuery, QueryError, Seeds};
+use canard_serve::query::{
+    parse_generate, parse_interpolate, ClassChoice, GenerateQuery, InterpolateQuery, QueryError, Seeds, Start,
+};
 use libfuzzer_sys::fuzz_target;
 
 /// Longest message any error may have. The longest legitimate one is an echoed
@@ -49,7 +51,7 @@ fn check_error(query: &str, e: QueryError) {
     let api = ApiError::from(e);
     assert_eq!(api.status_code(), actix_web::http::StatusCode::BAD_REQUEST);
     assert_eq!(api.to_string(), message);
-    let body = serde_json::to_string(&ErrorBody { error: message.clone() }).unwrap();
+    let body = serde_json::to_string(&ErrorBody { error: message.clone(), classes: None }).unwrap();
     let back: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert_eq!(back["error"].as_str(), Some(message.as_str()));
 }
@@ -67,13 +69,20 @@ fn check_generate(query: &str, q: &GenerateQuery) {
     match &q.seeds {
         Seeds::Random { n } => assert!((1..=MAX_IMAGES).contains(n), "n {n}"),
         Seeds::Given(seeds) => assert!((1..=MAX_IMAGES).contains(&seeds.len()), "{} seeds", seeds.len()),
+        Seeds::Latent(latent) => assert!(q.class != Some(ClassChoice::All), "latent {latent:?} with class=all"),
     }
     let mut canonical = match &q.seeds {
         Seeds::Random { n } => vec![format!("n={n}")],
         Seeds::Given(seeds) => {
             vec![format!("seeds={}", seeds.iter().map(u64::to_string).collect::<Vec<_>>().join(","))]
         }
+        Seeds::Latent(latent) => vec![format!("latent={}", escape(latent))],
     };
+    match &q.class {
+        Some(ClassChoice::Named(c)) => canonical.push(format!("class={}", escape(c))),
+        Some(ClassChoice::All) => canonical.push("class=all".into()),
+        None => {}
+    }
     canonical.extend(common_params(&q.model, q.format, q.size, q.truncation));
     let canonical = canonical.join("&");
     // The canonical form can be longer than the limit (64 twenty-digit seeds given
@@ -87,7 +96,14 @@ fn check_generate(query: &str, q: &GenerateQuery) {
 fn check_interpolate(query: &str, q: &InterpolateQuery) {
     check_common(query, &q.model, q.size, q.truncation);
     assert!((MIN_STEPS..=MAX_STEPS).contains(&q.steps), "steps {}", q.steps);
-    let mut canonical = vec![format!("from={}", q.from), format!("to={}", q.to), format!("steps={}", q.steps)];
+    let from = match &q.from {
+        Start::Seed(s) => format!("from={s}"),
+        Start::Latent(latent) => format!("latent={}", escape(latent)),
+    };
+    let mut canonical = vec![from, format!("to={}", q.to), format!("steps={}", q.steps)];
+    for (param, class) in [("from_class", &q.from_class), ("to_class", &q.to_class)] {
+        canonical.extend(class.as_ref().map(|c| format!("{param}={}", escape(c))));
+    }
     canonical.extend(common_params(&q.model, q.format, q.size, q.truncation));
     let canonical = canonical.join("&");
     if canonical.len() <= MAX_QUERY_BYTES {
