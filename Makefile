@@ -13,15 +13,20 @@ DEMO_NAME ?= my-demo
 DEMO_ARGS := --data builtin:shapes --classes subfolders --image-size 32 --epochs $(DEMO_EPOCHS) --seed 0
 BIND ?= 127.0.0.1:8080
 
-.PHONY: demo test check-deploy setup setup-gpu setup-browser build build-cuda demo-model serve clean
+.PHONY: demo test check-deploy check-fuzz setup setup-gpu setup-browser build build-cuda demo-model serve clean
 
 ## demo: install ONNX Runtime, build, train models/demo on builtin:shapes, then serve it
 demo: setup build demo-model serve
 
 ## test: install ONNX Runtime and Chromium, then run every test (unit, end-to-end, parity, data loader, browser)
 ## and the deployment checks
-test: setup setup-browser check-deploy
+test: setup setup-browser check-deploy check-fuzz
 	$(CARGO) test --workspace
+
+## check-fuzz: compile every fuzz target (fuzz/ is its own workspace, which `cargo test --workspace`
+## never builds; running them needs nightly and cargo-fuzz: scripts/fuzz.sh)
+check-fuzz:
+	cd fuzz && $(CARGO) check --quiet --locked --bins --examples
 
 ## check-deploy: check docker-compose.yml, the Dockerfiles and deploy/ without a Docker engine (schema,
 ## Compose itself, hadolint, nginx -t, paths, ports, commands and CANARD_* variables against the binaries,

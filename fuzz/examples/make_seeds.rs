@@ -19,11 +19,11 @@ use rand_chacha::ChaCha8Rng;
 
 fn main() -> anyhow::Result<()> {
     let seeds = Path::new(env!("CARGO_MANIFEST_DIR")).join("seeds");
-    let shape = Shape { image_size: 8, channels: 1, nz: 4, ngf: 2, ndf: 2 };
+    let shape = Shape { image_size: 8, channels: 1, nz: 4, ngf: 2, ndf: 2, classes: 0 };
     let gan = Gan::new(Arch::Dcgan, shape, &mut ChaCha8Rng::seed_from_u64(0), &Device::Cpu, DType::F32)?;
     let tmp = tempfile::tempdir()?;
     let training = TrainingSummary { dataset: "builtin:shapes".into(), exported_at: 1, ..Default::default() };
-    let (dir, _) = export(&gan.g, &shape, tmp.path(), "tiny", "dcgan", training)?;
+    let (dir, _) = export(&gan.g, &shape, &[], tmp.path(), "tiny", "dcgan", training)?;
     let onnx = std::fs::read(dir.join(ONNX_FILE))?;
     for target in ["onnx_reader", "onnx_serve"] {
         std::fs::create_dir_all(seeds.join(target))?;
