@@ -12,9 +12,10 @@
 //! with its own backward rule.
 //!
 //! Notation, for a group of M values sharing statistics: x̂ = (x − mean)/σ,
-//! u = γ·x̂ + β with γ, β per channel, y = act(u). Sums are taken per plane (one channel
-//! of one sample) and added per group or per channel in plane order, so results do not
-//! depend on the threads.
+//! u = γ·x̂ + β with γ, β per channel, y = act(u). Sums are taken per cell, the values that
+//! share both a group and a channel (a BatchNorm channel; a LayerNorm plane, one channel of
+//! one sample), then added per group or per channel; each in an order that does not depend
+//! on the threads.
 
 use candle_core::WithDType;
 use rayon::prelude::*;
@@ -76,11 +77,11 @@ impl Norm {
         profile::timed(Work::Norm, || {
             let mut norm = Self { stats: Stats { mean: vec![], var: vec![] }, inv_std: vec![], act, over, frame };
             let m = norm.count();
-            let sums = plane_sums(x, x, x, frame.2, |_, x, _, _| (x, T::zero()));
+            let sums = norm.sums(x, x, x, |_, x, _, _| (x, T::zero()));
             let mean: Vec<f64> = norm.per_group(&sums, |_| 1.0).iter().map(|s| s.0 / m).collect();
             let mu: Vec<T> = mean.iter().map(|&v| T::from_f64(v)).collect();
-            let squares = plane_sums(x, x, x, frame.2, |i, x, _, _| {
-                let d = x - mu[norm.group(i)];
+            let squares = norm.sums(x, x, x, |cell, x, _, _| {
+                let d = x - mu[norm.group_of(cell)];
                 (d * d, T::zero())
             });
             let var: Vec<f64> = norm.per_group(&squares, |_| 1.0).iter().map(|s| s.0 / m).collect();
@@ -90,12 +91,25 @@ impl Norm {
         })
     }
 
-    /// The group of plane i (one channel of one sample).
-    fn group(&self, plane: usize) -> usize {
+    /// The cell of plane i (one channel of one sample): its channel in BatchNorm, itself in LayerNorm.
+    fn cell(&self, plane: usize) -> usize {
         match self.over {
             Over::Batch => plane % self.frame.1,
-            Over::Sample => plane / self.frame.1,
+            Over::Sample => plane,
         }
+    }
+
+    /// The group a cell belongs to (its channel is the cell's index modulo C).
+    fn group_of(&self, cell: usize) -> usize {
+        match self.over {
+            Over::Batch => cell,
+            Over::Sample => cell / self.frame.1,
+        }
+    }
+
+    /// The group of plane i.
+    fn group(&self, plane: usize) -> usize {
+        self.group_of(self.cell(plane))
     }
 
     /// Values per group.
@@ -104,18 +118,18 @@ impl Norm {
         (p * if self.over == Over::Batch { n } else { c }) as f64
     }
 
-    /// Per-plane sums added per group, each weighted by `weight(plane)`.
+    /// Per-cell sums added per group, each weighted by `weight(cell)`.
     fn per_group(&self, sums: &[(f64, f64)], weight: impl Fn(usize) -> f64) -> Vec<(f64, f64)> {
         let groups = if self.over == Over::Batch { self.frame.1 } else { self.frame.0 };
         let mut total = vec![(0.0, 0.0); groups];
         for (i, &(a, b)) in sums.iter().enumerate() {
-            let (t, w) = (&mut total[self.group(i)], weight(i));
+            let (t, w) = (&mut total[self.group_of(i)], weight(i));
             (t.0, t.1) = (t.0 + w * a, t.1 + w * b);
         }
         total
     }
 
-    /// Per-plane sums added per channel.
+    /// Per-cell sums added per channel.
     fn per_channel<T: WithDType>(&self, sums: &[(f64, f64)]) -> (Vec<T>, Vec<T>) {
         let c = self.frame.1;
         let (mut a, mut b) = (vec![0.0; c], vec![0.0; c]);
@@ -126,13 +140,52 @@ impl Norm {
         (a.into_iter().map(T::from_f64).collect(), b.into_iter().map(T::from_f64).collect())
     }
 
-    /// Per-plane (Σv, Σv·x) made (Σv, Σv·x̂), x̂ = (x − mean)/σ constant over a plane.
+    /// Per-cell (Σv, Σv·x) made (Σv, Σv·x̂), x̂ = (x − mean)/σ with a cell's mean and σ.
     fn normalise_sums(&self, sums: Vec<(f64, f64)>) -> Vec<(f64, f64)> {
-        let g = |i| self.group(i);
+        let g = |i| self.group_of(i);
         sums.into_iter()
             .enumerate()
             .map(|(i, (s, sx))| (s, (sx - self.stats.mean[g(i)] * s) * self.inv_std[g(i)]))
             .collect()
+    }
+
+    /// Per cell of [N·C, P] buffers, (Σ f(cell, x, y, z).0, Σ … .1) over its planes. Each task
+    /// reads a run of planes in memory order (which the hardware prefetches) into lanes per
+    /// cell, then hands on f64 totals, added in task order.
+    fn sums<T: WithDType>(
+        &self,
+        x: &[T],
+        y: &[T],
+        z: &[T],
+        f: impl Fn(usize, T, T, T) -> (T, T) + Sync,
+    ) -> Vec<(f64, f64)> {
+        let p = self.frame.2;
+        let (planes, per_task) = (x.len() / p.max(1), planes_per_task(p));
+        let total = |l: &[T; LANES]| l.iter().map(|v| v.to_f64()).sum::<f64>();
+        let tasks: Vec<(usize, Vec<(f64, f64)>)> = (0..planes.div_ceil(per_task))
+            .into_par_iter()
+            .map(|t| {
+                let run = t * per_task..((t + 1) * per_task).min(planes);
+                // Its cells: every channel (BatchNorm), or a run of planes (LayerNorm).
+                let first = run.clone().map(|i| self.cell(i)).min().unwrap_or(0);
+                let last = run.clone().map(|i| self.cell(i)).max().unwrap_or(0);
+                let mut lanes = vec![([T::zero(); LANES], [T::zero(); LANES]); last + 1 - first];
+                for i in run {
+                    let (cell, at) = (self.cell(i), i * p..(i + 1) * p);
+                    let (a, b) = &mut lanes[cell - first];
+                    add_lanes(&x[at.clone()], &y[at.clone()], &z[at], a, b, |x, y, z| f(cell, x, y, z));
+                }
+                (first, lanes.iter().map(|(a, b)| (total(a), total(b))).collect())
+            })
+            .collect();
+        let cells = if self.over == Over::Batch { self.frame.1 } else { planes };
+        let mut sums = vec![(0.0, 0.0); cells];
+        for (first, task) in tasks {
+            for (s, t) in sums[first..].iter_mut().zip(task) {
+                (s.0, s.1) = (s.0 + t.0, s.1 + t.1);
+            }
+        }
+        sums
     }
 
     fn normalised<T: WithDType>(&self, g: usize, x: T) -> f64 {
@@ -179,7 +232,7 @@ impl Norm {
             let m = self.count();
             let slope = self.slope();
             let dz = |y: T, dy: T| dy * relu_slope(y, slope);
-            let sums = self.normalise_sums(plane_sums(x, y, dy, p, |_, x, y, dy| {
+            let sums = self.normalise_sums(self.sums(x, y, dy, |_, x, y, dy| {
                 let dz = dz(y, dy);
                 (dz, dz * x)
             }));
@@ -215,7 +268,7 @@ impl Norm {
     pub fn tangent<T: Element>(&self, x: &[T], gamma: &[T], y: &[T], t: &[T]) -> Vec<T> {
         let (_, c, p) = self.frame;
         let m = self.count();
-        let sums = self.normalise_sums(plane_sums(x, t, t, p, |_, x, t, _| (t, t * x)));
+        let sums = self.normalise_sums(self.sums(x, t, t, |_, x, t, _| (t, t * x)));
         let means = self.per_group(&sums, |_| 1.0 / m);
         let slope = self.slope();
         let mut ty = vec![T::zero(); x.len()];
@@ -250,15 +303,15 @@ impl Norm {
         let slope = self.slope();
         let w: Vec<T> = y.iter().zip(aty).map(|(&y, &a)| a * relu_slope(y, slope)).collect();
         let gamma_of = |i: usize| gamma[i % c].to_f64();
-        let sw = self.normalise_sums(plane_sums(x, &w, &w, p, |_, x, w, _| (w, w * x)));
-        let st = self.normalise_sums(plane_sums(x, t, t, p, |_, x, t, _| (t, t * x)));
-        let swt = plane_sums(x, &w, t, p, |_, _, w, t| (w * t, T::zero()));
+        let sw = self.normalise_sums(self.sums(x, &w, &w, |_, x, w, _| (w, w * x)));
+        let st = self.normalise_sums(self.sums(x, t, t, |_, x, t, _| (t, t * x)));
+        let swt = self.sums(x, &w, t, |_, _, w, t| (w * t, T::zero()));
         let (u, ut) = (self.per_group(&sw, gamma_of), self.per_group(&swt, gamma_of));
         let tg = self.per_group(&st, |_| 1.0 / m);
-        // dγ's tangent part per plane: Σw·τ = (Σw·t − a·Σw − c·Σw·x̂)/σ.
+        // dγ's tangent part per cell: Σw·τ = (Σw·t − a·Σw − c·Σw·x̂)/σ.
         let dgamma_t: Vec<(f64, f64)> = (0..sw.len())
             .map(|i| {
-                let g = self.group(i);
+                let g = self.group_of(i);
                 let (a, cc) = tg[g];
                 ((swt[i].0 - a * sw[i].0 - cc * sw[i].1) * self.inv_std[g], 0.0)
             })
@@ -319,25 +372,4 @@ fn add_lanes<T: WithDType>(
 /// Planes per parallel task: about [`TASK_VALUES`] values.
 fn planes_per_task(p: usize) -> usize {
     TASK_VALUES / p.max(1) + 1
-}
-
-/// Per plane i of [N·C, P] buffers, (Σ f(i, x, y, z).0, Σ … .1), read in memory order.
-fn plane_sums<T: WithDType>(
-    x: &[T],
-    y: &[T],
-    z: &[T],
-    p: usize,
-    f: impl Fn(usize, T, T, T) -> (T, T) + Sync,
-) -> Vec<(f64, f64)> {
-    let total = |l: &[T; LANES]| l.iter().map(|v| v.to_f64()).sum::<f64>();
-    (0..x.len() / p.max(1))
-        .into_par_iter()
-        .with_min_len(planes_per_task(p))
-        .map(|i| {
-            let (mut a, mut b) = ([T::zero(); LANES], [T::zero(); LANES]);
-            let at = i * p..(i + 1) * p;
-            add_lanes(&x[at.clone()], &y[at.clone()], &z[at], &mut a, &mut b, |x, y, z| f(i, x, y, z));
-            (total(&a), total(&b))
-        })
-        .collect()
 }
