@@ -1,6 +1,6 @@
 //! Where a DCGAN training step's time goes on the CPU, for BENCHMARKS.md: the step's
 //! phases as the trainer runs them (`canard_train::nn` with canard's kernels), then the
-//! thread-time of each kind of work inside the convolutions and BatchNorm.
+//! thread-time of each kind of work inside the convolutions and BatchNorm (`Norm`).
 //!
 //! ```sh
 //! cargo run --release -p canard-train --example profile_step -- 64   # image size; ngf = ndf = 64, batch 64

@@ -194,6 +194,23 @@ fn layer_norm_agrees_with_candle() {
 }
 
 #[test]
+fn normalisations_split_over_parallel_tasks_agree_with_candle() {
+    // 64×64 planes make a parallel task of five: BatchNorm's seven channels wrap around the
+    // tasks, and LayerNorm's samples straddle them. A mean far from zero tests the sums' accuracy.
+    let mut rng = ChaCha8Rng::seed_from_u64(7);
+    let mut params = Params::default();
+    let bn = Norm::batch(&mut init(&mut params, &mut rng).pp("bn"), 7, Act::LeakyRelu(0.2)).unwrap();
+    let ln = Norm::layer(&mut init(&mut params, &mut rng).pp("ln"), 7, 0.2).unwrap();
+    for p in params.iter().filter(|p| p.trainable) {
+        let t = p.var.as_tensor();
+        p.var.set(&(t + random(12, t.dims()).affine(0.3, 0.0).unwrap()).unwrap()).unwrap();
+    }
+    let x = random(13, &[3, 7, 64, 64]).affine(2.0, 5.0).unwrap();
+    agree("batch norm over many tasks", &bn, std::slice::from_ref(&x), true, true);
+    agree("layer norm over many tasks", &ln, std::slice::from_ref(&x), true, true);
+}
+
+#[test]
 fn activations_glu_excitation_and_quarters_agree_with_candle() {
     let x = random(6, &[2, 4, 6, 6]);
     agree("leaky relu", &Activation::LeakyRelu(0.2), std::slice::from_ref(&x), true, true);

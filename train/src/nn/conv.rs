@@ -175,7 +175,7 @@ impl Layer for Conv {
 
 /// Nearest upsampling ×2: [N, C, H, W] → [N, C, 2H, 2W], as a broadcast (whose backward
 /// pass sums each 2×2 block).
-pub fn upsample2(x: &Tensor) -> Result<Tensor> {
+fn upsample2(x: &Tensor) -> Result<Tensor> {
     let (n, c, h, w) = x.dims4()?;
     x.reshape((n, c, h, 1, w, 1))?.broadcast_as((n, c, h, 2, w, 2))?.contiguous()?.reshape((n, c, 2 * h, 2 * w))
 }

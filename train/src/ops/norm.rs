@@ -188,6 +188,15 @@ impl Norm {
         sums
     }
 
+    /// Per cell (Σv, Σv·x̂), x − mean formed before the product: the penalties' passes want
+    /// it exact where |mean| ≫ σ (the backward pass's Σv·x − mean·Σv, [`Norm::normalise_sums`],
+    /// is one pass fewer).
+    fn centred_sums<T: WithDType>(&self, x: &[T], v: &[T]) -> Vec<(f64, f64)> {
+        let mu: Vec<T> = self.stats.mean.iter().map(|&m| T::from_f64(m)).collect();
+        let sums = self.sums(x, v, v, |cell, x, v, _| (v, v * (x - mu[self.group_of(cell)])));
+        sums.into_iter().enumerate().map(|(i, (s, sx))| (s, sx * self.inv_std[self.group_of(i)])).collect()
+    }
+
     fn normalised<T: WithDType>(&self, g: usize, x: T) -> f64 {
         (x.to_f64() - self.stats.mean[g]) * self.inv_std[g]
     }
@@ -268,8 +277,7 @@ impl Norm {
     pub fn tangent<T: Element>(&self, x: &[T], gamma: &[T], y: &[T], t: &[T]) -> Vec<T> {
         let (_, c, p) = self.frame;
         let m = self.count();
-        let sums = self.normalise_sums(self.sums(x, t, t, |_, x, t, _| (t, t * x)));
-        let means = self.per_group(&sums, |_| 1.0 / m);
+        let means = self.per_group(&self.centred_sums(x, t), |_| 1.0 / m);
         let slope = self.slope();
         let mut ty = vec![T::zero(); x.len()];
         ty.par_chunks_mut(p).enumerate().for_each(|(i, ty)| {
@@ -303,8 +311,7 @@ impl Norm {
         let slope = self.slope();
         let w: Vec<T> = y.iter().zip(aty).map(|(&y, &a)| a * relu_slope(y, slope)).collect();
         let gamma_of = |i: usize| gamma[i % c].to_f64();
-        let sw = self.normalise_sums(self.sums(x, &w, &w, |_, x, w, _| (w, w * x)));
-        let st = self.normalise_sums(self.sums(x, t, t, |_, x, t, _| (t, t * x)));
+        let (sw, st) = (self.centred_sums(x, &w), self.centred_sums(x, t));
         let swt = self.sums(x, &w, t, |_, _, w, t| (w * t, T::zero()));
         let (u, ut) = (self.per_group(&sw, gamma_of), self.per_group(&swt, gamma_of));
         let tg = self.per_group(&st, |_| 1.0 / m);
