@@ -115,9 +115,8 @@ fn same(what: &str, (a, s): (Arch, Shape), (b, t): (Arch, Shape)) -> anyhow::Res
         .into_iter()
         .zip(values(a, s))
         .zip(values(b, t))
-        .map(|((flag, there), here)| (flag, there, here))
-        .filter(|(_, there, here)| there != here)
-        .map(|(flag, there, here)| format!("--{flag} {there} there, {here} here"))
+        .filter(|((_, there), here)| there != here)
+        .map(|((flag, there), here)| format!("--{flag} {there} there, {here} here"))
         .collect();
     match differences.is_empty() {
         true => Ok(()),

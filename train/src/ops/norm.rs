@@ -326,7 +326,8 @@ impl Norm {
         let (mut dgamma, mut dbeta): (Vec<T>, Vec<T>) = self.per_channel(&dgamma_t);
         let (mut at, mut ax) = (vec![T::zero(); x.len()], vec![T::zero(); x.len()]);
         at.par_chunks_mut(p).zip(ax.par_chunks_mut(p)).enumerate().for_each(|(i, (at, ax))| {
-            let (g, k, inv) = (self.group(i), gamma_of(i), self.inv_std[self.group(i)]);
+            let g = self.group(i);
+            let (k, inv) = (gamma_of(i), self.inv_std[g]);
             let ((a, cc), (su, suz)) = (tg[g], u[g]);
             let (u_mean, u1) = (su / m, ut[g].0 - a * su);
             for (j, (at, ax)) in (i * p..(i + 1) * p).zip(at.iter_mut().zip(ax)) {
