@@ -2,7 +2,7 @@
 //! `canard-train --help` name the same flags, and the default either states for each
 //! architecture (and fastgan on grey pictures) is what the settings resolve to: only the
 //! `[default: …]` of `--help`, and of either only the part that applies ("64; fastgan 16":
-//! 16 for fastgan, 64 for the others).
+//! 16 for fastgan, 64 for the others). README's table states each setting's declared range.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::process::Command;
@@ -35,6 +35,11 @@ fn help() -> BTreeMap<String, String> {
 
 /// README's settings table: each flag with its default cell (a row may name several flags).
 fn readme() -> BTreeMap<String, String> {
+    readme_column(1)
+}
+
+/// README's settings table: each flag with its cell in `column` (0 is the flag's).
+fn readme_column(column: usize) -> BTreeMap<String, String> {
     let text = std::fs::read_to_string(workspace_root().join("README.md")).unwrap();
     let section = text.split("### Settings").nth(1).expect("README has a Settings section");
     let section = section.split("\n#").next().unwrap();
@@ -42,7 +47,7 @@ fn readme() -> BTreeMap<String, String> {
     for row in section.lines().filter(|l| l.starts_with("| `--")) {
         let cells: Vec<&str> = row.split(" | ").collect();
         for flag in cells[0].split('`').filter(|t| t.starts_with("--")) {
-            flags.insert(flag.to_string(), cells[1].to_string());
+            flags.insert(flag.to_string(), cells[column].to_string());
         }
     }
     flags
@@ -175,6 +180,25 @@ fn readme_and_help_name_the_same_flags_with_the_resolved_defaults() {
         }
     }
     assert!(checked > 150, "only {checked} defaults compared");
+}
+
+/// Each finite end of a setting's declared range is a number its README row states
+/// ("1–4096", "> 0", "[0, 1)"), and the range refuses what lies just past its ends.
+#[test]
+fn readme_states_each_declared_range() {
+    let what = readme_column(2);
+    assert!(canard_train::config::RANGES.len() >= 20, "only {} ranges declared", canard_train::config::RANGES.len());
+    for (field, range) in canard_train::config::RANGES {
+        let flag = format!("--{}", field.replace('_', "-"));
+        let cell = what.get(&flag).unwrap_or_else(|| panic!("README has no row for {flag}"));
+        let stated = numbers(cell);
+        for end in [range.low, range.high].into_iter().filter(|e| e.is_finite()) {
+            assert!(
+                stated.contains(&end),
+                "README's {flag} row ({cell:?}) does not state its range's end {end}: {range}"
+            );
+        }
+    }
 }
 
 #[test]

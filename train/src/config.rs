@@ -6,6 +6,7 @@
 
 use std::path::{Path, PathBuf};
 
+use canard_shared::manifest::MAX_LATENT_DIM;
 use serde::{Deserialize, Serialize};
 
 pub use crate::arch::Arch;
@@ -21,7 +22,7 @@ use crate::nn::Shape;
 /// [`Settings::fill`]. A default is `required` (no default: the run needs it), `open` (stays
 /// optional: decided later, or not at all) or `{ |d| value }`.
 macro_rules! settings {
-    ($( $(#[doc = $doc:literal])* #[arg($($arg:tt)*)] $field:ident : $ty:ident = $default:tt; )*) => {
+    ($( $(#[doc = $doc:literal])* #[arg($($arg:tt)*)] $field:ident : $ty:ident = $default:tt $(in $range:expr)?; )*) => {
         /// Every setting, each optional: what a user wrote on the command line or in a file.
         #[derive(clap::Args, Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
         #[serde(rename_all = "kebab-case", deny_unknown_fields)]
@@ -42,6 +43,29 @@ macro_rules! settings {
                 Ok(TrainConfig { $( $field: setting_value!($default, self.$field, d, stringify!($field)), )* })
             }
         }
+
+        /// Each numeric setting's range, by its name in config.toml.
+        pub const RANGES: &[(&str, Range)] = &[$( $( (stringify!($field), $range), )? )*];
+
+        impl TrainConfig {
+            /// Every setting with a range is in it (an unset optional one has nothing to check).
+            fn check_ranges(&self) -> Result<(), ConfigError> {
+                $( $( if let Some(v) = setting_given!($default, self.$field) {
+                    $range.check(stringify!($field), v as f64, format!("{v:?}"))?;
+                } )? )*
+                Ok(())
+            }
+        }
+    };
+}
+
+/// A setting's value in [`TrainConfig`] as an option: an `open` one may be unset.
+macro_rules! setting_given {
+    (open, $value:expr) => {
+        $value
+    };
+    ($default:tt, $value:expr) => {
+        Some($value)
     };
 }
 
@@ -105,7 +129,7 @@ settings! {
     arch: Arch = { |d| d.arch };
     /// Output image side in pixels, a power of two (32, 64, 128, 256) [default: 64]
     #[arg(long)]
-    image_size: usize = { |_| 64 };
+    image_size: usize = { |_| 64 } in Range::from_to(8.0, 1024.0);
     /// 1 (grey) or 3 (RGB) [default: grey only when every picture is grey]
     #[arg(long)]
     channels: usize = open;
@@ -116,14 +140,14 @@ settings! {
     classes: ClassSource = { |_| ClassSource::None };
     /// Passes over the data, instead of --steps; at most 99,999,999 steps in all [default: 128,000 generated images: 8,000 steps at fastgan's batch 16, 2,000 at 64]
     #[arg(long)]
-    epochs: usize = open;
+    epochs: usize = open in Range::from_to(1.0, MAX_STEPS as f64);
     /// Generator updates, instead of --epochs; at most 99,999,999 [default: 128,000 generated images: 8,000 steps at fastgan's batch 16, 2,000 at 64]
     #[arg(long)]
-    steps: usize = open;
+    steps: usize = open in Range::from_to(1.0, MAX_STEPS as f64);
     /// Stop after this many minutes of training (counted across resumes), or at --steps/--epochs if sooner;
     /// at most 525,600 (a year)
     #[arg(long)]
-    minutes: f64 = open;
+    minutes: f64 = open in Range { low_open: true, ..Range::from_to(0.0, MAX_MINUTES) };
     // fastgan's: a narrow generator and small batches, so more updates in the same minutes,
     // and a critic twice the generator's width, which pays for its slower steps (the best
     // at equal minutes of the widths and batches tried; QUALITY.md). Grey pictures carry a
@@ -131,54 +155,55 @@ settings! {
     // 1.9 times the steps pay more, and no colour augmentation, measured better on digits.
     /// Pictures a batch, 1 to 4096 [default: 64; fastgan 16]
     #[arg(long)]
-    batch_size: usize = { |d| if d.arch == Arch::Fastgan { 16 } else { 64 } };
+    batch_size: usize = { |d| if d.arch == Arch::Fastgan { 16 } else { 64 } } in Range::from_to(1.0, MAX_BATCH as f64);
     /// Seeds weights, noise, augmentation and data order, 0 to 2⁶³−1 [default: 0]
     #[arg(long)]
     seed: u64 = { |_| 0 };
     /// Latent vector length, 1 to 65536 [default: 100]
     #[arg(long)]
-    nz: usize = { |_| 100 };
+    nz: usize = { |_| 100 } in Range::from_to(1.0, MAX_LATENT_DIM as f64);
     /// Generator width; each network at most 134,217,728 parameters [default: 64; fastgan 16]
     #[arg(long)]
-    ngf: usize = { |d| if d.arch == Arch::Fastgan { 16 } else { 64 } };
+    ngf: usize = { |d| if d.arch == Arch::Fastgan { 16 } else { 64 } } in Range::at_least(1.0);
     /// Discriminator/critic width [default: 64; fastgan 32, or 16 on grey pictures]
     #[arg(long)]
-    ndf: usize = { |d| match d.arch { Arch::Fastgan if d.grey => 16, Arch::Fastgan => 32, _ => 64 } };
+    ndf: usize = { |d| match d.arch { Arch::Fastgan if d.grey => 16, Arch::Fastgan => 32, _ => 64 } } in Range::at_least(1.0);
     /// Generator learning rate [default: fastgan and dcgan 2e-4, wgan 5e-5, wgan-gp 1e-4]
     #[arg(long)]
-    lr_g: f64 = { |d| default_lr(d.arch) };
+    lr_g: f64 = { |d| default_lr(d.arch) } in Range::above(0.0);
     /// Discriminator/critic learning rate [default: as --lr-g]
     #[arg(long)]
-    lr_d: f64 = { |d| d.given.lr_g.unwrap_or(default_lr(d.arch)) };
+    lr_d: f64 = { |d| d.given.lr_g.unwrap_or(default_lr(d.arch)) } in Range::above(0.0);
     /// Adam β1 [default: fastgan and dcgan 0.5, wgan-gp 0]
     #[arg(long)]
-    beta1: f64 = { |d| if d.arch == Arch::WganGp { 0.0 } else { 0.5 } };
+    beta1: f64 = { |d| if d.arch == Arch::WganGp { 0.0 } else { 0.5 } } in Range::below(0.0, 1.0);
     /// Adam β2 [default: fastgan and dcgan 0.999, wgan-gp 0.9]
     #[arg(long)]
-    beta2: f64 = { |d| if d.arch == Arch::WganGp { 0.9 } else { 0.999 } };
+    beta2: f64 = { |d| if d.arch == Arch::WganGp { 0.9 } else { 0.999 } } in Range::below(0.0, 1.0);
     /// RMSprop smoothing constant (wgan) [default: 0.99]
     #[arg(long)]
-    rms_alpha: f64 = { |_| RMS_ALPHA };
+    rms_alpha: f64 = { |_| RMS_ALPHA } in Range::below(0.0, 1.0);
     /// Critic updates per generator update [default: fastgan and dcgan 1, wgan and wgan-gp 5]
     #[arg(long)]
-    critic_steps: usize = { |d| if matches!(d.arch, Arch::Wgan | Arch::WganGp) { 5 } else { 1 } };
+    critic_steps: usize = { |d| if matches!(d.arch, Arch::Wgan | Arch::WganGp) { 5 } else { 1 } }
+        in Range::from_to(1.0, MAX_BATCH as f64);
     /// wgan: critic steps for the first 25 and every 500th generator update [default: 100]
     #[arg(long)]
-    critic_steps_burst: usize = { |_| CRITIC_STEPS_BURST };
+    critic_steps_burst: usize = { |_| CRITIC_STEPS_BURST } in Range::from_to(1.0, MAX_BATCH as f64);
     /// wgan: clamp critic weights to ±CLAMP [default: 0.01]
     #[arg(long)]
-    clamp: f64 = { |_| CLAMP };
+    clamp: f64 = { |_| CLAMP } in Range::above(0.0);
     /// wgan-gp: gradient penalty weight λ [default: 10]
     #[arg(long)]
-    gp_lambda: f64 = { |_| GP_LAMBDA };
+    gp_lambda: f64 = { |_| GP_LAMBDA } in Range::above(0.0);
     /// Half-life, in generated images, of the generator's moving average (exported and
     /// previewed); 0 turns it off [default: 10000]
     #[arg(long)]
-    ema_half_life: f64 = { |_| 10_000.0 };
+    ema_half_life: f64 = { |_| 10_000.0 } in Range::at_least(0.0);
     /// The average's half-life is at most this fraction of the images generated so far,
     /// so a short run is not averaged with its first, bad generators; 0: no ramp [default: 0.05]
     #[arg(long)]
-    ema_rampup: f64 = { |_| 0.05 };
+    ema_rampup: f64 = { |_| 0.05 } in Range::from_to(0.0, 1.0);
     /// DiffAugment (--augment-policy) on real and fake images [default: fastgan always, others under 2,000 images]
     #[arg(long, num_args = 0..=1, default_missing_value = "true")]
     augment: bool = open;
@@ -191,30 +216,30 @@ settings! {
     /// (steps or minutes, as they stand), so the critic sees true colours at the end
     /// [default: fastgan 0.5; others 1: to the end]
     #[arg(long)]
-    color_until: f64 = { |d| default_color_until(d.arch) };
+    color_until: f64 = { |d| default_color_until(d.arch) } in Range::from_to(0.0, 1.0);
     /// Mirror real images horizontally at random [default: false]
     #[arg(long, num_args = 0..=1, default_missing_value = "true")]
     mirror: bool = { |_| false };
     /// fastgan: ADA's adaptive augmentation, each transform applied with a probability that
     /// keeps E[sign(D(real))] at this target (the paper's 0.6) [default: off: always applied]
     #[arg(long)]
-    ada_target: f64 = open;
+    ada_target: f64 = open in Range::between(0.0, 1.0);
     /// fastgan: R1's weight γ, a penalty of γ/2·‖∇ₓD(x)‖² on the (augmented) real pictures
     /// (Mescheder et al. 2018), 0 to 1000 [default: 0: off]
     #[arg(long)]
-    r1: f64 = { |_| 0.0 };
+    r1: f64 = { |_| 0.0 } in Range::from_to(0.0, MAX_R1);
     /// Save a checkpoint every N generator updates (at least 1), and at the end [default: 200]
     #[arg(long)]
-    checkpoint_every: usize = { |_| 200 };
+    checkpoint_every: usize = { |_| 200 } in Range::at_least(1.0);
     /// Checkpoints kept [default: 3]
     #[arg(long)]
-    keep_checkpoints: usize = { |_| 3 };
+    keep_checkpoints: usize = { |_| 3 } in Range::at_least(1.0);
     /// Steps the discriminator may win outright before training stops [default: 300]
     #[arg(long)]
     guard_patience: usize = { |_| GUARD_PATIENCE };
     /// Generated images compared with the data for the SWD at export, at most 16384; 0 skips it [default: 2048]
     #[arg(long)]
-    eval_images: usize = { |_| 2048 };
+    eval_images: usize = { |_| 2048 } in Range::from_to(0.0, crate::tools::eval::MAX_IMAGES as f64);
     /// auto (the GPU when built with CUDA and one is present), cuda or cpu [default: auto]
     #[arg(long, value_enum)]
     device: DeviceChoice = { |_| DeviceChoice::default() };
@@ -245,6 +270,68 @@ pub enum ConfigError {
     Parse { path: PathBuf, source: toml::de::Error },
     #[error("{0}")]
     Invalid(String),
+}
+
+/// The values a numeric setting may take, declared beside its default: checked by
+/// [`TrainConfig::validate`] and stated by the README's settings table (a test holds the two
+/// equal). Each end is included or not; an infinite end is no bound (and never a value).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Range {
+    pub low: f64,
+    pub high: f64,
+    low_open: bool,
+    high_open: bool,
+}
+
+impl Range {
+    /// [low, high]
+    const fn from_to(low: f64, high: f64) -> Self {
+        Self { low, high, low_open: false, high_open: false }
+    }
+    /// [low, ∞)
+    const fn at_least(low: f64) -> Self {
+        Self { high: f64::INFINITY, high_open: true, ..Self::from_to(low, 0.0) }
+    }
+    /// (low, ∞)
+    const fn above(low: f64) -> Self {
+        Self { low_open: true, ..Self::at_least(low) }
+    }
+    /// [low, high)
+    const fn below(low: f64, high: f64) -> Self {
+        Self { high_open: true, ..Self::from_to(low, high) }
+    }
+    /// (low, high)
+    const fn between(low: f64, high: f64) -> Self {
+        Self { low_open: true, ..Self::below(low, high) }
+    }
+
+    fn contains(&self, v: f64) -> bool {
+        let above_low = if self.low_open { v > self.low } else { v >= self.low };
+        above_low && if self.high_open { v < self.high } else { v <= self.high }
+    }
+
+    /// Refuses a value outside the range, naming the setting (`field` as config.toml spells
+    /// it, with `_`); `shown` is the value as written (Debug: 1e308, not its 309 digits).
+    fn check(&self, field: &str, value: f64, shown: String) -> Result<(), ConfigError> {
+        if self.contains(value) {
+            return Ok(());
+        }
+        Err(ConfigError::Invalid(format!("--{} must be {self}, not {shown}", field.replace('_', "-"))))
+    }
+}
+
+impl std::fmt::Display for Range {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let (low, high) = (self.low, self.high);
+        match (self.low_open, self.high_open) {
+            (false, _) if high.is_infinite() => write!(f, "at least {low}"),
+            (true, _) if high.is_infinite() => write!(f, "more than {low}"),
+            (false, false) => write!(f, "from {low} to {high}"),
+            (false, true) => write!(f, "at least {low} and less than {high}"),
+            (true, false) => write!(f, "more than {low} and at most {high}"),
+            (true, true) => write!(f, "more than {low} and less than {high}"),
+        }
+    }
 }
 
 impl Settings {
@@ -366,52 +453,10 @@ impl TrainConfig {
         if self.epochs.is_some() && self.steps.is_some() {
             return bad("give --epochs or --steps, not both".into());
         }
-        for (flag, n) in [("epochs", self.epochs), ("steps", self.steps)] {
-            match n {
-                Some(0) => return bad(format!("--{flag} must be at least 1")),
-                Some(n) if n > MAX_STEPS => return bad(format!("--{flag} {n} is too long: at most {MAX_STEPS}")),
-                _ => {}
-            }
-        }
-        if let Some(m) = self.minutes {
-            if !(m.is_finite() && m > 0.0) {
-                return bad(format!("--minutes must be a positive number of minutes, not {m}"));
-            }
-            if m > MAX_MINUTES {
-                return bad(format!("--minutes {m:?} is too long: at most {MAX_MINUTES} (a year)"));
-            }
-        }
+        self.check_ranges()?;
         check_utf8("runs-dir", Some(&self.runs_dir))?;
         check_utf8("models-dir", Some(&self.models_dir))?;
         check_utf8("init-from", self.init_from.as_deref())?;
-        if self.batch_size == 0 || self.critic_steps == 0 || self.critic_steps_burst == 0 {
-            return bad("--batch-size, --critic-steps and --critic-steps-burst must be at least 1".into());
-        }
-        // A WGAN critic step is a batch of the data each: bounded as the batch is.
-        for (flag, n) in [
-            ("batch-size", self.batch_size),
-            ("critic-steps", self.critic_steps),
-            ("critic-steps-burst", self.critic_steps_burst),
-        ] {
-            if n > MAX_BATCH {
-                return bad(format!("--{flag} {n} is too large: at most {MAX_BATCH}"));
-            }
-        }
-        if self.checkpoint_every == 0 {
-            return bad("--checkpoint-every must be at least 1 (a checkpoint every N steps)".into());
-        }
-        for (flag, v) in
-            [("lr-g", self.lr_g), ("lr-d", self.lr_d), ("clamp", self.clamp), ("gp-lambda", self.gp_lambda)]
-        {
-            if !(v.is_finite() && v > 0.0) {
-                return bad(format!("--{flag} must be a positive number, not {v}"));
-            }
-        }
-        for (flag, v) in [("beta1", self.beta1), ("beta2", self.beta2), ("rms-alpha", self.rms_alpha)] {
-            if !(0.0..1.0).contains(&v) {
-                return bad(format!("--{flag} must be in [0, 1), not {v}"));
-            }
-        }
         // A setting this architecture never reads is refused when it differs from the value
         // every run records, rather than silently doing nothing (wgan's RMSprop reads no β;
         // there the recorded β are Adam's usual 0.5 and 0.999). Which it reads, it says.
@@ -438,38 +483,11 @@ impl TrainConfig {
                 return bad(format!("--{flag} is read by {readers} only, not {}", self.arch.name()));
             }
         }
-        if !(self.ema_half_life.is_finite() && self.ema_half_life >= 0.0) {
-            return bad(format!("--ema-half-life must be a number of images, 0 or more, not {}", self.ema_half_life));
-        }
-        if !(0.0..=1.0).contains(&self.ema_rampup) {
-            return bad(format!("--ema-rampup must be in [0, 1], not {}", self.ema_rampup));
-        }
-        if !(0.0..=1.0).contains(&self.color_until) {
-            return bad(format!("--color-until must be a fraction of the run, in [0, 1], not {}", self.color_until));
-        }
-        if let Some(t) = self.ada_target {
-            if !(t > 0.0 && t < 1.0) {
-                return bad(format!("--ada-target must be in (0, 1), not {t}"));
-            }
-            if self.augment == Some(false) {
-                return bad(
-                    "--ada-target adjusts how often pictures are augmented, and --augment=false turns augmentation off"
-                        .into(),
-                );
-            }
-        }
-        if !(self.r1.is_finite() && self.r1 >= 0.0) {
-            return bad(format!("--r1 must be a number, 0 or more, not {}", self.r1));
-        }
-        if self.r1 > MAX_R1 {
-            return bad(format!("--r1 {:?} is too large: at most {MAX_R1}", self.r1));
-        }
-        let most = crate::tools::eval::MAX_IMAGES;
-        if self.eval_images > most {
-            return bad(format!("--eval-images {} is too many: at most {most}", self.eval_images));
-        }
-        if self.keep_checkpoints == 0 {
-            return bad("--keep-checkpoints must be at least 1".into());
+        if self.ada_target.is_some() && self.augment == Some(false) {
+            return bad(
+                "--ada-target adjusts how often pictures are augmented, and --augment=false turns augmentation off"
+                    .into(),
+            );
         }
         if self.augment == Some(false) {
             self.refuse_unused_augmentation(
@@ -511,24 +529,13 @@ impl TrainConfig {
 
     /// The networks' shape, and their size within what can be trained and exported.
     fn check_networks(&self) -> Result<(), ConfigError> {
-        let bad = |m: String| Err(ConfigError::Invalid(m));
-        let max_nz = canard_shared::manifest::MAX_LATENT_DIM;
-        if self.nz > max_nz {
-            return bad(format!("--nz {} is too large: at most {max_nz} (what a model's manifest may hold)", self.nz));
-        }
-        for (flag, n) in [("nz", self.nz), ("ngf", self.ngf), ("ndf", self.ndf)] {
-            if n == 0 {
-                return bad(format!("--{flag} must be at least 1"));
-            }
-        }
         if let Some(c) = self.channels.filter(|&c| c != 1 && c != 3) {
-            return bad(format!("--channels must be 1 (grey) or 3 (RGB), not {c}"));
+            return Err(ConfigError::Invalid(format!("--channels must be 1 (grey) or 3 (RGB), not {c}")));
         }
-        let shape = self.shape(self.channels.unwrap_or(3), 0);
-        if !self.image_size.is_power_of_two() || !(8..=1024).contains(&self.image_size) {
-            return bad(format!("--image-size {} must be a power of two from 8 to 1024", self.image_size));
+        if !self.image_size.is_power_of_two() {
+            return Err(ConfigError::Invalid(format!("--image-size {} must be a power of two", self.image_size)));
         }
-        self.check_size(&shape)
+        self.check_size(&self.shape(self.channels.unwrap_or(3), 0))
     }
 
     /// The networks of `shape` are buildable and each within [`MAX_PARAMETERS`] (checked
@@ -708,6 +715,34 @@ mod tests {
         }
     }
 
+    /// Every declared range refuses, by name, a value just past each of its ends (from a
+    /// file, as a flag gives the same value), and NaN.
+    #[test]
+    fn each_range_refuses_what_lies_past_its_ends() {
+        let base = flags(&["--data", "d", "--name", "n"]);
+        for (field, range) in RANGES {
+            let key = field.replace('_', "-");
+            let nudge = |end: f64, open: bool, up: bool| match (open, end.fract() == 0.0, up) {
+                (true, _, _) => end,
+                (false, true, true) => end + 1.0,
+                (false, true, false) => end - 1.0,
+                (false, false, true) => end + 1e-9,
+                (false, false, false) => end - 1e-9,
+            };
+            let mut past = vec![f64::NAN, nudge(range.low, range.low_open, false)];
+            past.extend(Some(nudge(range.high, range.high_open, true)).filter(|h| h.is_finite()));
+            for value in past {
+                // An integer where the setting is one (a whole value too large for i64 is a float anyway).
+                let lines = [format!("{key} = {}", value as i64), format!("{key} = {value:?}")];
+                let parsed = lines.iter().filter(|_| value.fract() == 0.0 && value.abs() < 1e18).chain(&lines[1..]);
+                let layer = parsed.filter_map(|l| toml::from_str::<Settings>(&l.replace("NaN", "nan")).ok()).next();
+                let Some(layer) = layer else { continue }; // not a value of the setting's type at all
+                let err = base.clone().overlay(&layer).and_then(|s| s.resolve()).unwrap_err().to_string();
+                assert!(err.contains(&format!("--{key} must be {range}")), "{key} = {value}: {err}");
+            }
+        }
+    }
+
     /// A folder name that is not UTF-8 cannot be recorded in config.toml: a clear error, not a panic.
     #[test]
     fn a_non_utf8_folder_is_a_clear_error() {
@@ -797,17 +832,20 @@ mod tests {
             (vec!["--data", "d", "--name", "n", "--image-size", "48"], "power of two"),
             (vec!["--data", "d", "--name", "n", "--epochs", "2", "--steps", "3"], "not both"),
             (vec!["--data", "d", "--name", "n", "--beta2", "1"], "beta2"),
-            (vec!["--data", "d", "--name", "n", "--ada-target", "1.5"], "--ada-target must be in (0, 1), not 1.5"),
-            (vec!["--data", "d", "--name", "n", "--ada-target", "NaN"], "--ada-target must be in (0, 1), not NaN"),
-            (vec!["--data", "d", "--name", "n", "--ada-target", "0.6", "--arch", "dcgan"], "fastgan only, not dcgan"),
-            (vec!["--data", "d", "--name", "n", "--r1=-1"], "--r1 must be a number, 0 or more, not -1"),
-            (vec!["--data", "d", "--name", "n", "--color-until", "1.5"], "--color-until must be a fraction"),
-            (vec!["--data", "d", "--name", "n", "--color-until=-0.1"], "in [0, 1], not -0.1"),
             (
-                vec!["--data", "d", "--name", "n", "--color-until", "NaN"],
-                "--color-until must be a fraction of the run, in [0, 1], not NaN",
+                vec!["--data", "d", "--name", "n", "--ada-target", "1.5"],
+                "--ada-target must be more than 0 and less than 1, not 1.5",
             ),
-            (vec!["--data", "d", "--name", "n", "--r1", "inf"], "--r1 must be a number, 0 or more, not inf"),
+            (
+                vec!["--data", "d", "--name", "n", "--ada-target", "NaN"],
+                "--ada-target must be more than 0 and less than 1, not NaN",
+            ),
+            (vec!["--data", "d", "--name", "n", "--ada-target", "0.6", "--arch", "dcgan"], "fastgan only, not dcgan"),
+            (vec!["--data", "d", "--name", "n", "--r1=-1"], "--r1 must be from 0 to 1000, not -1.0"),
+            (vec!["--data", "d", "--name", "n", "--color-until", "1.5"], "--color-until must be from 0 to 1, not 1.5"),
+            (vec!["--data", "d", "--name", "n", "--color-until=-0.1"], "--color-until must be from 0 to 1, not -0.1"),
+            (vec!["--data", "d", "--name", "n", "--color-until", "NaN"], "--color-until must be from 0 to 1, not NaN"),
+            (vec!["--data", "d", "--name", "n", "--r1", "inf"], "--r1 must be from 0 to 1000, not inf"),
             (
                 vec!["--data", "d", "--name", "n", "--r1", "1", "--arch", "wgan-gp"],
                 "--r1 is read by fastgan only, not wgan-gp",
@@ -851,17 +889,32 @@ mod tests {
                 vec!["--data", "d", "--name", "n", "--augment=false", "--color-until", "0.2"],
                 "--color-until 0.2 does nothing: --augment=false",
             ),
-            (vec!["--data", "d", "--name", "n", "--checkpoint-every", "0"], "--checkpoint-every must be at least 1"),
-            (vec!["--data", "d", "--name", "n", "--minutes", "1e308"], "--minutes 1e308 is too long: at most 525600"),
-            (vec!["--data", "d", "--name", "n", "--r1", "1e308"], "--r1 1e308 is too large: at most 1000"),
+            (
+                vec!["--data", "d", "--name", "n", "--checkpoint-every", "0"],
+                "--checkpoint-every must be at least 1, not 0",
+            ),
+            (
+                vec!["--data", "d", "--name", "n", "--minutes", "1e308"],
+                "--minutes must be more than 0 and at most 525600, not 1e308",
+            ),
+            (vec!["--data", "d", "--name", "n", "--r1", "1e308"], "--r1 must be from 0 to 1000, not 1e308"),
             (
                 vec!["--data", "d", "--name", "n", "--steps", "100000000"],
-                "--steps 100000000 is too long: at most 99999999",
+                "--steps must be from 1 to 99999999, not 100000000",
             ),
-            (vec!["--data", "d", "--name", "n", "--eval-images", "16385"], "--eval-images 16385 is too many"),
-            (vec!["--data", "d", "--name", "n", "--epochs", "72057594037927936"], "--epochs 72057594037927936 is too"),
-            (vec!["--data", "d", "--name", "n", "--batch-size", "4097"], "--batch-size 4097 is too large"),
-            (vec!["--data", "d", "--name", "n", "--nz", "70000"], "--nz 70000 is too large: at most 65536"),
+            (
+                vec!["--data", "d", "--name", "n", "--eval-images", "16385"],
+                "--eval-images must be from 0 to 16384, not 16385",
+            ),
+            (
+                vec!["--data", "d", "--name", "n", "--epochs", "72057594037927936"],
+                "--epochs must be from 1 to 99999999, not 72057594037927936",
+            ),
+            (
+                vec!["--data", "d", "--name", "n", "--batch-size", "4097"],
+                "--batch-size must be from 1 to 4096, not 4097",
+            ),
+            (vec!["--data", "d", "--name", "n", "--nz", "70000"], "--nz must be from 1 to 65536, not 70000"),
             (
                 vec!["--data", "d", "--name", "n", "--ngf", "100000"],
                 "--ngf 100000 at 64×64 makes a generator of more than 134217728",
