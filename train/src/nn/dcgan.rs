@@ -10,12 +10,11 @@
 
 use candle_core::Result;
 
-use super::activation::Activation as Act;
+use super::activation::Activation;
 use super::class::{Embed, Project};
 use super::conv::Conv;
 use super::norm::Norm;
 use super::{Init, Net, Shape};
-use crate::ops::Activation;
 
 /// 4×4 kernels everywhere, as in Radford et al.
 pub const KERNEL: usize = 4;
@@ -54,8 +53,8 @@ pub fn generator(init: &mut Init, shape: Shape) -> Result<Net> {
             &[x],
         );
         match i == last {
-            false => net.add(format!("{i}.relu"), Norm::batch(&mut b.pp("bn"), pair[1], Activation::Relu)?, &[conv]),
-            true => net.add(format!("{i}.tanh"), Act::Tanh, &[conv]),
+            false => net.add(format!("{i}.relu"), Norm::batch(&mut b.pp("bn"), pair[1], 0.0)?, &[conv]),
+            true => net.add(format!("{i}.tanh"), Activation::Tanh, &[conv]),
         };
     }
     net.outputs = vec![net.last()];
@@ -79,12 +78,11 @@ pub fn critic(init: &mut Init, shape: Shape, norm: CriticNorm) -> Result<Net> {
         let x = net.last();
         let conv =
             net.add(format!("{i}.conv"), Conv::new(&mut b.pp("conv"), c_in, c_out, KERNEL, stride, padding)?, &[x]);
-        let leaky = Activation::LeakyRelu(LEAKY_SLOPE);
         match (i == 0, last, norm) {
             (_, true, _) => {}
-            (true, _, _) => _ = net.add(format!("{i}.act"), Act::LeakyRelu(LEAKY_SLOPE), &[conv]),
+            (true, _, _) => _ = net.add(format!("{i}.act"), Activation::LeakyRelu(LEAKY_SLOPE), &[conv]),
             (_, _, CriticNorm::Batch) => {
-                _ = net.add(format!("{i}.bn"), Norm::batch(&mut b.pp("bn"), c_out, leaky)?, &[conv])
+                _ = net.add(format!("{i}.bn"), Norm::batch(&mut b.pp("bn"), c_out, LEAKY_SLOPE)?, &[conv])
             }
             (_, _, CriticNorm::Layer) => {
                 _ = net.add(format!("{i}.ln"), Norm::layer(&mut b.pp("ln"), c_out, LEAKY_SLOPE)?, &[conv])

@@ -24,15 +24,14 @@
 
 use candle_core::{Result, Tensor};
 
-use super::activation::Activation as Act;
+use super::activation::Activation;
 use super::class::{Embed, Project};
 use super::conv::Conv;
 use super::excite::Excite;
 use super::glu::Glu;
-use super::norm::Norm;
+use super::norm::{Norm, LINEAR};
 use super::quarter::Quarter;
 use super::{Init, Net, Shape};
-use crate::ops::Activation;
 
 /// The side the decoders rebuild pictures at: half the picture's, at most 128 (FastGAN's).
 pub fn rebuilt_side(size: usize) -> usize {
@@ -85,14 +84,13 @@ pub fn generator(init: &mut Init, shape: Shape) -> Result<Net> {
     let z = net.last();
     let first =
         net.add("first", Conv::transposed(&mut init.pp("first"), shape.latent_width(), 2 * w(4), 4, 1, 0)?, &[z]);
-    let bn = net.add("first_bn", Norm::batch(&mut init.pp("first_bn"), 2 * w(4), Activation::Identity)?, &[first]);
+    let bn = net.add("first_bn", Norm::batch(&mut init.pp("first_bn"), 2 * w(4), LINEAR)?, &[first]);
     let mut maps = vec![net.add("first_glu", Glu, &[bn])]; // maps[k]: side 4·2^k
     for (k, side) in sides(size).skip(1).enumerate() {
         let mut up = init.pp(format!("up{side}"));
         let conv =
             net.add(format!("up{side}.conv"), Conv::up(&mut up.pp("conv"), w(side / 2), 2 * w(side))?, &[maps[k]]);
-        let bn =
-            net.add(format!("up{side}.bn"), Norm::batch(&mut up.pp("bn"), 2 * w(side), Activation::Identity)?, &[conv]);
+        let bn = net.add(format!("up{side}.bn"), Norm::batch(&mut up.pp("bn"), 2 * w(side), LINEAR)?, &[conv]);
         let mut x = net.add(format!("up{side}"), Glu, &[bn]);
         if side >= 32 {
             let e = Excite::new(&mut init.pp(format!("excite{side}")), w(side / 8), w(side), side / 8)?;
@@ -102,7 +100,7 @@ pub fn generator(init: &mut Init, shape: Shape) -> Result<Net> {
     }
     let last = net.last();
     let image = net.add("to_image", Conv::new(&mut init.pp("to_image"), w(size), shape.channels, 3, 1, 1)?, &[last]);
-    net.outputs = vec![net.add("tanh", Act::Tanh, &[image])];
+    net.outputs = vec![net.add("tanh", Activation::Tanh, &[image])];
     Ok(net)
 }
 
@@ -120,12 +118,8 @@ pub fn critic(init: &mut Init, shape: Shape) -> Result<Net> {
         let conv = Conv::new(&mut b.pp("conv"), c_in, w(side), 4, 2, 1)?.spectral(&mut b.pp("conv"))?;
         let conv = net.add(format!("down{side}.conv"), conv, &[x]);
         let y = match side == size / 2 {
-            true => net.add(format!("down{side}.act"), Act::LeakyRelu(0.2), &[conv]),
-            false => net.add(
-                format!("down{side}.bn"),
-                Norm::batch(&mut b.pp("bn"), w(side), Activation::LeakyRelu(0.2))?,
-                &[conv],
-            ),
+            true => net.add(format!("down{side}.act"), Activation::LeakyRelu(0.2), &[conv]),
+            false => net.add(format!("down{side}.bn"), Norm::batch(&mut b.pp("bn"), w(side), 0.2)?, &[conv]),
         };
         match side {
             16 => f16 = y,
@@ -168,8 +162,7 @@ fn decoder(
         let out = (base >> k).max(1);
         let conv = Conv::up(&mut up.pp("conv"), c, 2 * out)?.spectral(&mut up.pp("conv"))?;
         let conv = net.add(format!("{name}.up{k}.conv"), conv, &[x]);
-        let bn =
-            net.add(format!("{name}.up{k}.bn"), Norm::batch(&mut up.pp("bn"), 2 * out, Activation::Identity)?, &[conv]);
+        let bn = net.add(format!("{name}.up{k}.bn"), Norm::batch(&mut up.pp("bn"), 2 * out, LINEAR)?, &[conv]);
         x = net.add(format!("{name}.up{k}"), Glu, &[bn]);
         c = out;
     }
@@ -178,7 +171,7 @@ fn decoder(
         Conv::new(&mut init.pp("out"), c, channels, 3, 1, 1)?.spectral(&mut init.pp("out"))?,
         &[x],
     );
-    Ok(net.add(format!("{name}.tanh"), Act::Tanh, &[conv]))
+    Ok(net.add(format!("{name}.tanh"), Activation::Tanh, &[conv]))
 }
 
 /// The decoders' targets from the (augmented) real pictures: all of each, and its quarter

@@ -12,11 +12,13 @@ use candle_core::{bail, Result, Tensor, Var};
 use super::activation::slope_at;
 use super::{Ctx, Grads, Init, Layer, Recorded, Saved, TangentGrads};
 use crate::export::onnx::Emitter;
-use crate::ops::{self, with_slice, with_slices, Activation, Over};
+use crate::ops::{self, with_slices, Over};
 
 pub const EPS: f64 = 1e-5;
 /// The running statistics' momentum (PyTorch's).
 pub const BN_MOMENTUM: f64 = 0.1;
+/// The fused activation's slope left of zero for none (a GLU follows, in fastgan); 0 is ReLU.
+pub const LINEAR: f64 = 1.0;
 
 pub struct Norm {
     pub name: String,
@@ -25,7 +27,8 @@ pub struct Norm {
     /// BatchNorm's running mean and variance (LayerNorm has none).
     pub running: Option<(Var, Var)>,
     pub over: Over,
-    pub act: Activation,
+    /// The activation's slope left of zero: LeakyReLU's, 0 for ReLU, [`LINEAR`] for none.
+    pub slope: f64,
 }
 
 /// What a training pass measured: by the kernel (which keeps the batch's statistics with
@@ -36,28 +39,22 @@ enum Measured {
 }
 
 impl Norm {
-    /// BatchNorm: γ ~ N(1, 0.02), as pytorch/examples' DCGAN initialises it.
-    pub fn batch(init: &mut Init, channels: usize, act: Activation) -> Result<Self> {
+    /// BatchNorm, then LeakyReLU of `slope`: γ ~ N(1, 0.02), as pytorch/examples' DCGAN
+    /// initialises it.
+    pub fn batch(init: &mut Init, channels: usize, slope: f64) -> Result<Self> {
         let gamma = init.normal("gamma", &[channels], 1.0, 0.02)?;
         let beta = init.constant("beta", &[channels], 0.0, true)?;
         let running_mean = Var::from_tensor(&init.constant("running_mean", &[channels], 0.0, false)?)?;
         let running_var = Var::from_tensor(&init.constant("running_var", &[channels], 1.0, false)?)?;
         let running = Some((running_mean, running_var));
-        Ok(Self { name: init.name(), gamma, beta, running, over: Over::Batch, act })
+        Ok(Self { name: init.name(), gamma, beta, running, over: Over::Batch, slope })
     }
 
     /// LayerNorm, then LeakyReLU of `slope`: γ = 1.
     pub fn layer(init: &mut Init, channels: usize, slope: f64) -> Result<Self> {
         let gamma = init.constant("gamma", &[channels], 1.0, true)?;
         let beta = init.constant("beta", &[channels], 0.0, true)?;
-        Ok(Self {
-            name: init.name(),
-            gamma,
-            beta,
-            running: None,
-            over: Over::Sample,
-            act: Activation::LeakyRelu(slope),
-        })
+        Ok(Self { name: init.name(), gamma, beta, running: None, over: Over::Sample, slope })
     }
 
     /// Whether a pass normalises by its own values' statistics (BatchNorm in evaluation
@@ -101,9 +98,9 @@ impl Norm {
 
     /// The activation's slope at the pre-activation u, times v.
     fn through_act(&self, v: Tensor, u: &Tensor) -> Result<Tensor> {
-        match self.act {
-            Activation::Identity => Ok(v),
-            _ => v.mul(&slope_at(u, self.act.negative_slope())?),
+        match self.slope == LINEAR {
+            true => Ok(v),
+            false => v.mul(&slope_at(u, self.slope)?),
         }
     }
 
@@ -169,9 +166,11 @@ impl Layer for Norm {
         let x = x.contiguous()?;
         let frame = Self::frame(&x)?;
         crate::by_element!(x.dtype(), T => {
-            let op = with_slice(&x, |v: &[T]| ops::Norm::of(v, frame, self.over, EPS, self.act))?;
-            let (g, b) = (ops::values::<T>(&c.weights[0])?, ops::values::<T>(&c.weights[1])?);
-            let y = with_slice(&x, |v: &[T]| op.forward(v, &g, &b))?;
+            let (op, y) = with_slices([&x, &c.weights[0], &c.weights[1]], |[v, g, b]: [&[T]; 3]| {
+                let op = ops::Norm::of(v, frame, self.over, EPS, self.slope);
+                let y = op.forward(v, g, b);
+                (op, y)
+            })?;
             Ok(Some((ops::tensor(y, x.dims())?, Some(Box::new(Measured::Kernel(op)) as Box<_>))))
         })
     }
@@ -179,10 +178,10 @@ impl Layer for Norm {
     fn backward(&self, r: &Recorded, dy: &Tensor, _want: &[bool], _weights: bool) -> Result<Option<Grads>> {
         let Some(op) = measured(r.saved) else { return Ok(None) };
         let x = r.xs[0];
+        let g = &r.c.weights[0];
         crate::by_element!(x.dtype(), T => {
-            let g = ops::values::<T>(&r.c.weights[0])?;
-            let (dx, dg, db) = with_slices([x, r.y, dy], |[x, y, d]: [&[T]; 3]| op.backward(x, &g, y, d))?;
-            let ch = [g.len()];
+            let (dx, dg, db) = with_slices([x, g, r.y, dy], |[x, g, y, d]: [&[T]; 4]| op.backward(x, g, y, d))?;
+            let ch = g.dims();
             Ok(Some(Grads { inputs: vec![Some(ops::tensor(dx, x.dims())?)], weights: vec![ops::tensor(dg, &ch)?, ops::tensor(db, &ch)?] }))
         })
     }
@@ -190,23 +189,20 @@ impl Layer for Norm {
     fn tangent(&self, r: &Recorded) -> Result<Option<Tensor>> {
         let Some(op) = measured(r.saved) else { return Ok(None) };
         let x = r.xs[0];
-        crate::by_element!(x.dtype(), T => {
-            let g = ops::values::<T>(&r.c.weights[0])?;
-            let ty = with_slices([x, r.y, r.ts[0]], |[x, y, t]: [&[T]; 3]| op.tangent(x, &g, y, t))?;
-            Ok(Some(ops::tensor(ty, x.dims())?))
-        })
+        crate::kernel!(x.dims(), [x => x, &r.c.weights[0] => g, r.y => y, r.ts[0] => t], T => op.tangent(x, g, y, t))
+            .map(Some)
     }
 
     fn tangent_backward(&self, r: &Recorded, at: &Tensor, ay: Option<&Tensor>) -> Result<Option<TangentGrads>> {
         let Some(op) = measured(r.saved) else { return Ok(None) };
         let x = r.xs[0];
+        let g = &r.c.weights[0];
         crate::by_element!(x.dtype(), T => {
-            let g = ops::values::<T>(&r.c.weights[0])?;
-            let ay = ay.map(ops::values::<T>).transpose()?;
-            let (a_t, a_x, dg, db) = with_slices([x, r.y, r.ts[0], at], |[x, y, t, a]: [&[T]; 4]| {
-                op.tangent_backward(x, &g, y, t, a, ay.as_deref())
+            let operands = [x, g, r.y, r.ts[0], at, ay.unwrap_or(at)];
+            let (a_t, a_x, dg, db) = with_slices(operands, |[x, g, y, t, a, a_y]: [&[T]; 6]| {
+                op.tangent_backward(x, g, y, t, a, ay.is_some().then_some(a_y))
             })?;
-            let ch = [g.len()];
+            let ch = g.dims();
             Ok(Some(TangentGrads {
                 at: vec![ops::tensor(a_t, x.dims())?],
                 ay: vec![Some(ops::tensor(a_x, x.dims())?)],
@@ -219,10 +215,9 @@ impl Layer for Norm {
         let dtype = self.gamma.dtype();
         match saved.as_ref().and_then(|s| s.downcast_ref::<Measured>()) {
             Some(Measured::Kernel(op)) if self.running.is_some() => {
-                let ((n, _, p), stats) = (op.frame, &op.stats);
-                let (c, dev) = (stats.mean.len(), self.gamma.device());
-                let mean = Tensor::from_vec(stats.mean.clone(), c, dev)?.to_dtype(dtype)?;
-                let var = Tensor::from_vec(stats.var.clone(), c, dev)?.to_dtype(dtype)?;
+                let ((n, _, p), c, dev) = (op.frame, op.mean.len(), self.gamma.device());
+                let mean = Tensor::from_vec(op.mean.clone(), c, dev)?.to_dtype(dtype)?;
+                let var = Tensor::from_vec(op.var.clone(), c, dev)?.to_dtype(dtype)?;
                 self.update_running(&mean, &var, n * p)
             }
             Some(Measured::Candle { mean, var, count }) => self.update_running(mean, var, *count),
@@ -237,13 +232,13 @@ impl Layer for Norm {
         for (n, t) in names.iter().zip([&self.gamma, &self.beta, mean.as_tensor(), var.as_tensor()]) {
             inputs.push(e.initializer(&format!("{}.{n}", self.name), t)?);
         }
-        let norm = if self.act == Activation::Identity { out.to_string() } else { self.name.clone() };
+        let norm = if self.slope == LINEAR { out.to_string() } else { self.name.clone() };
         let inputs: Vec<&str> = inputs.iter().map(String::as_str).collect();
         e.node("BatchNormalization", &norm, &inputs, vec![Emitter::float("epsilon", EPS as f32)]);
-        match self.act {
-            Activation::Identity => {}
-            Activation::Relu => e.node("Relu", out, &[&norm], vec![]),
-            Activation::LeakyRelu(s) => e.node("LeakyRelu", out, &[&norm], vec![Emitter::float("alpha", s as f32)]),
+        match self.slope {
+            LINEAR => {}
+            0.0 => e.node("Relu", out, &[&norm], vec![]),
+            s => e.node("LeakyRelu", out, &[&norm], vec![Emitter::float("alpha", s as f32)]),
         }
         Ok(())
     }

@@ -1,7 +1,7 @@
 //! The three convolution products on plain NCHW values: y = x ⋆ w, its adjoint in x
 //! (the transposed convolution), and its weight gradient.
 
-use candle_core::{bail, Result, Shape, Tensor};
+use candle_core::{bail, Result, Tensor};
 use rayon::prelude::*;
 
 use super::gemm::{gemm_into, Element, Mat};
@@ -39,12 +39,6 @@ impl Geometry {
             _ => bail!("transposed convolution of side {small} with {self:?} has no output"),
         }
     }
-}
-
-/// One of the products on CPU tensors of f32 or f64.
-pub(super) fn product(p: impl Product, a: &Tensor, b: &Tensor) -> Result<Tensor> {
-    let plan = p.plan(a.dims(), b.dims())?;
-    crate::kernel!(plan.out.dims(), [a => av, b => bv], T => p.run(&plan, av, bv))
 }
 
 /// Values of unfolded columns one task keeps at a time: 1 MiB of f32, half a core's L2
@@ -112,38 +106,6 @@ fn output<T: Element, S: Default>(
     })
 }
 
-/// What one product needs to know besides its operands.
-pub(super) struct Plan {
-    /// The image the kernel slides over and the grid of its positions.
-    frame: Frame,
-    /// The channels on the side of the product that is not `frame`'s image.
-    other: usize,
-    out: Shape,
-}
-
-/// One of the three products: checks shapes, computes.
-pub(super) trait Product: Send + Sync + 'static {
-    fn plan(&self, a: &[usize], b: &[usize]) -> Result<Plan>;
-    fn run<T: Element>(&self, p: &Plan, a: &[T], b: &[T]) -> Vec<T>;
-}
-
-/// y = conv2d(x, w): x [N, Ci, H, W], w [Co, Ci, k, k] → y [N, Co, H', W'].
-pub(super) struct Conv {
-    pub(super) g: Geometry,
-}
-
-/// y = conv_transpose2d(x, w) at a given output size: x [N, Ci, H', W'],
-/// w [Ci, Co, k, k] → y [N, Co, H, W], the adjoint of conv2d in its input.
-pub(super) struct ConvTranspose {
-    pub(super) g: Geometry,
-    pub(super) out: (usize, usize),
-}
-
-/// conv2d's weight gradient: x [N, Ci, H, W] (the input), dy [N, Co, H', W'] → [Co, Ci, k, k].
-pub(super) struct WeightGrad {
-    pub(super) g: Geometry,
-}
-
 fn dims4(d: &[usize], what: &str) -> Result<(usize, usize, usize, usize)> {
     match *d {
         [a, b, c, e] => Ok((a, b, c, e)),
@@ -151,151 +113,146 @@ fn dims4(d: &[usize], what: &str) -> Result<(usize, usize, usize, usize)> {
     }
 }
 
-impl Product for Conv {
-    fn plan(&self, x: &[usize], w: &[usize]) -> Result<Plan> {
-        let (n, ci, h, wd) = dims4(x, "conv2d input")?;
-        let (co, wci, k1, k2) = dims4(w, "conv2d weight")?;
-        let k = self.g.k;
-        if (wci, k1, k2) != (ci, k, k) {
-            bail!("conv2d: the input has {ci} channels but the weight is {w:?} (expected [_, {ci}, {k}, {k}])");
-        }
-        let frame = Frame { n, channels: ci, big: (h, wd), small: (self.g.small(h)?, self.g.small(wd)?), g: self.g };
-        Ok(Plan { frame, other: co, out: Shape::from((n, co, frame.small.0, frame.small.1)) })
+/// y = conv2d(x, w) (no bias): x [N, Ci, H, W], w [Co, Ci, k, k] → y [N, Co, H', W'].
+pub fn conv2d(x: &Tensor, w: &Tensor, g: Geometry) -> Result<Tensor> {
+    let (n, ci, h, wd) = dims4(x.dims(), "conv2d input")?;
+    let (co, wci, k1, k2) = dims4(w.dims(), "conv2d weight")?;
+    if (wci, k1, k2) != (ci, g.k, g.k) {
+        bail!(
+            "conv2d: the input has {ci} channels but the weight is {:?} (expected [_, {ci}, {k}, {k}])",
+            w.dims(),
+            k = g.k
+        );
     }
-
-    /// For each group of images: unfold, multiply by the weight, and write the result into
-    /// y's NCHW layout (straight from the product for a single image, whose result is
-    /// already [Co, H'·W']). The group is cut down until its columns fit the cache.
-    fn run<T: Element>(&self, p: &Plan, x: &[T], w: &[T]) -> Vec<T> {
-        let f = p.frame;
-        let (co, sl, image) = (p.other, f.small_len(), f.channels * f.big_len());
-        if f.whole() {
-            // y [N, Co] = x [N, C·k·k] · wᵀ
-            let mut y = vec![T::zero(); f.n * co];
-            gemm_into(&mut y, co, Mat::new(x, f.n, image), Mat::new(w, co, image).t(), false);
-            return y;
-        }
-        let fits = (CACHE_VALUES / (f.rows() * sl).max(1)).max(1);
-        let g = images_per_task(f.n, sl).min(fits);
-        let weight = Mat::new(w, co, f.rows());
-        let task = |(cols, prod): &mut (Vec<T>, Vec<T>), i: usize, y: &mut [T]| {
-            let sub = f.with_n(y.len() / (co * sl));
-            let cols = scratch(cols, sub.rows() * sub.cols());
-            im2col(&x[i * g * image..][..sub.n * image], &sub, 0..f.channels, cols);
-            let cols = Mat::new(cols, sub.rows(), sub.cols());
-            if sub.n == 1 {
-                gemm_into(y, sl, weight, cols, false);
-            } else {
-                let prod = scratch(prod, y.len());
-                gemm_into(prod, sub.cols(), weight, cols, false);
-                swap_outer(prod, co, sub.n, y);
-            }
-        };
-        output(f.n * co * sl, g * co * sl, task)
-    }
+    let f = Frame { n, channels: ci, big: (h, wd), small: (g.small(h)?, g.small(wd)?), g };
+    crate::kernel!(&[n, co, f.small.0, f.small.1], [x => xv, w => wv], T => conv(f, co, xv, wv))
 }
 
-impl Product for ConvTranspose {
-    fn plan(&self, x: &[usize], w: &[usize]) -> Result<Plan> {
-        let (n, ci, sh, sw) = dims4(x, "conv_transpose2d input")?;
-        let (wci, co, k1, k2) = dims4(w, "conv_transpose2d weight")?;
-        let k = self.g.k;
-        if (wci, k1, k2) != (ci, k, k) {
-            bail!(
-                "conv_transpose2d: the input has {ci} channels but the weight is {w:?} (expected [{ci}, _, {k}, {k}])"
-            );
-        }
-        let frame = Frame { n, channels: co, big: self.out, small: (sh, sw), g: self.g };
-        if (self.g.small(self.out.0)?, self.g.small(self.out.1)?) != frame.small {
-            bail!(
-                "conv_transpose2d: an output of {:?} does not match an input of {:?} with {:?}",
-                self.out,
-                frame.small,
-                self.g
-            );
-        }
-        Ok(Plan { frame, other: ci, out: Shape::from((n, co, self.out.0, self.out.1)) })
+/// For each group of images: unfold, multiply by the weight, and write the result into
+/// y's NCHW layout (straight from the product for a single image, whose result is
+/// already [Co, H'·W']). The group is cut down until its columns fit the cache.
+fn conv<T: Element>(f: Frame, co: usize, x: &[T], w: &[T]) -> Vec<T> {
+    let (sl, image) = (f.small_len(), f.channels * f.big_len());
+    if f.whole() {
+        // y [N, Co] = x [N, C·k·k] · wᵀ
+        let mut y = vec![T::zero(); f.n * co];
+        gemm_into(&mut y, co, Mat::new(x, f.n, image), Mat::new(w, co, image).t(), false);
+        return y;
     }
-
-    /// For each group of images, block by block of output channels: the weight's
-    /// transpose times the input (a single image's NCHW input is already [Ci, H'·W']) gives
-    /// those channels' columns, folded back into y.
-    fn run<T: Element>(&self, p: &Plan, x: &[T], w: &[T]) -> Vec<T> {
-        let f = p.frame;
-        let (ci, sl, image, kk) = (p.other, f.small_len(), f.channels * f.big_len(), f.g.k * f.g.k);
-        if f.whole() {
-            // y [N, Co·k·k] = x [N, Ci] · w
-            let mut y = vec![T::zero(); f.n * image];
-            gemm_into(&mut y, image, Mat::new(x, f.n, ci), Mat::new(w, ci, image), false);
-            return y;
+    let fits = (CACHE_VALUES / (f.rows() * sl).max(1)).max(1);
+    let g = images_per_task(f.n, sl).min(fits);
+    let weight = Mat::new(w, co, f.rows());
+    let task = |(cols, prod): &mut (Vec<T>, Vec<T>), i: usize, y: &mut [T]| {
+        let sub = f.with_n(y.len() / (co * sl));
+        let cols = scratch(cols, sub.rows() * sub.cols());
+        im2col(&x[i * g * image..][..sub.n * image], &sub, 0..f.channels, cols);
+        let cols = Mat::new(cols, sub.rows(), sub.cols());
+        if sub.n == 1 {
+            gemm_into(y, sl, weight, cols, false);
+        } else {
+            let prod = scratch(prod, y.len());
+            gemm_into(prod, sub.cols(), weight, cols, false);
+            swap_outer(prod, co, sub.n, y);
         }
-        let g = images_per_task(f.n, sl);
-        let per_block = channels_per_block(kk * g * sl, f.channels);
-        let weight = Mat::new(w, ci, f.rows());
-        let task = |(cols, xcm): &mut (Vec<T>, Vec<T>), i: usize, y: &mut [T]| {
-            let sub = f.with_n(y.len() / image);
-            let xs = channel_major(&x[i * g * ci * sl..][..sub.n * ci * sl], sub.n, ci, xcm);
+    };
+    output(f.n * co * sl, g * co * sl, task)
+}
+
+/// The transposed convolution (conv2d's adjoint in x) at output side `out`: x [N, Ci, h, w],
+/// w [Ci, Co, k, k] → y [N, Co, out.0, out.1].
+pub fn conv_transpose2d(x: &Tensor, w: &Tensor, g: Geometry, out: (usize, usize)) -> Result<Tensor> {
+    let (n, ci, sh, sw) = dims4(x.dims(), "conv_transpose2d input")?;
+    let (wci, co, k1, k2) = dims4(w.dims(), "conv_transpose2d weight")?;
+    if (wci, k1, k2) != (ci, g.k, g.k) {
+        bail!(
+            "conv_transpose2d: the input has {ci} channels but the weight is {:?} (expected [{ci}, _, {k}, {k}])",
+            w.dims(),
+            k = g.k
+        );
+    }
+    let f = Frame { n, channels: co, big: out, small: (sh, sw), g };
+    if (g.small(out.0)?, g.small(out.1)?) != f.small {
+        bail!("conv_transpose2d: an output of {out:?} does not match an input of {:?} with {g:?}", f.small);
+    }
+    crate::kernel!(&[n, co, out.0, out.1], [x => xv, w => wv], T => conv_transpose(f, ci, xv, wv))
+}
+
+/// For each group of images, block by block of output channels: the weight's
+/// transpose times the input (a single image's NCHW input is already [Ci, H'·W']) gives
+/// those channels' columns, folded back into y.
+fn conv_transpose<T: Element>(f: Frame, ci: usize, x: &[T], w: &[T]) -> Vec<T> {
+    let (sl, image, kk) = (f.small_len(), f.channels * f.big_len(), f.g.k * f.g.k);
+    if f.whole() {
+        // y [N, Co·k·k] = x [N, Ci] · w
+        let mut y = vec![T::zero(); f.n * image];
+        gemm_into(&mut y, image, Mat::new(x, f.n, ci), Mat::new(w, ci, image), false);
+        return y;
+    }
+    let g = images_per_task(f.n, sl);
+    let per_block = channels_per_block(kk * g * sl, f.channels);
+    let weight = Mat::new(w, ci, f.rows());
+    let task = |(cols, xcm): &mut (Vec<T>, Vec<T>), i: usize, y: &mut [T]| {
+        let sub = f.with_n(y.len() / image);
+        let xs = channel_major(&x[i * g * ci * sl..][..sub.n * ci * sl], sub.n, ci, xcm);
+        for cs in blocks(f.channels, per_block) {
+            let cols = scratch(cols, cs.len() * kk * sub.cols());
+            let wt = weight.cols(cs.start * kk, cs.end * kk).t();
+            gemm_into(cols, sub.cols(), wt, Mat::new(xs, ci, sub.cols()), false);
+            col2im(cols, &sub, cs, y);
+        }
+    };
+    output(f.n * image, g * image, task)
+}
+
+/// conv2d's weight gradient from its input x [N, Ci, H, W] and its output's gradient
+/// dy [N, Co, H', W'] → [Co, Ci, k, k].
+pub fn conv_weight_grad(x: &Tensor, dy: &Tensor, g: Geometry) -> Result<Tensor> {
+    let (n, ci, h, w) = dims4(x.dims(), "conv2d weight gradient input")?;
+    let (dn, co, sh, sw) = dims4(dy.dims(), "conv2d weight gradient output")?;
+    let f = Frame { n, channels: ci, big: (h, w), small: (sh, sw), g };
+    if dn != n || (g.small(h)?, g.small(w)?) != f.small {
+        bail!("conv2d weight gradient: input {:?} and output gradient {:?} do not match {g:?}", x.dims(), dy.dims());
+    }
+    crate::kernel!(&[co, ci, g.k, g.k], [x => xv, dy => dv], T => weight_grad(f, co, xv, dv))
+}
+
+/// A sum over the batch: each thread adds up the products of its share of the images,
+/// group by group and block by block of input channels (dy's rows times those
+/// channels' unfolded columns, transposed), into its own copy of the gradient; the
+/// copies are summed at the end.
+fn weight_grad<T: Element>(f: Frame, co: usize, x: &[T], dy: &[T]) -> Vec<T> {
+    let (sl, image, kk) = (f.small_len(), f.channels * f.big_len(), f.g.k * f.g.k);
+    if f.whole() {
+        // dw [Co, C·k·k] = dyᵀ · x [N, C·k·k]
+        let mut dw = vec![T::zero(); co * image];
+        gemm_into(&mut dw, image, Mat::new(dy, f.n, co).t(), Mat::new(x, f.n, image), false);
+        return dw;
+    }
+    let g = images_per_task(f.n, sl);
+    let per_block = channels_per_block(kk * g * sl, f.channels);
+    let groups = f.n.div_ceil(g);
+    let parts = rayon::current_num_threads().clamp(1, groups.max(1));
+    let partial = |t: usize| {
+        let (mut cols, mut dycm) = (Vec::new(), Vec::new());
+        let range = groups * t / parts..groups * (t + 1) / parts;
+        // The range's first group writes every block of dw; the others add to it.
+        let mut dw = vec![T::zero(); co * f.rows()];
+        for gi in range.clone() {
+            let sub = f.with_n(g.min(f.n - gi * g));
+            let ds = channel_major(&dy[gi * g * co * sl..][..sub.n * co * sl], sub.n, co, &mut dycm);
+            let xs = &x[gi * g * image..][..sub.n * image];
             for cs in blocks(f.channels, per_block) {
-                let cols = scratch(cols, cs.len() * kk * sub.cols());
-                let wt = weight.cols(cs.start * kk, cs.end * kk).t();
-                gemm_into(cols, sub.cols(), wt, Mat::new(xs, ci, sub.cols()), false);
-                col2im(cols, &sub, cs, y);
+                let cols = scratch(&mut cols, cs.len() * kk * sub.cols());
+                im2col(xs, &sub, cs.clone(), cols);
+                let (a, b) = (Mat::new(ds, co, sub.cols()), Mat::new(cols, cs.len() * kk, sub.cols()).t());
+                gemm_into(&mut dw[cs.start * kk..], f.rows(), a, b, gi != range.start);
             }
-        };
-        output(f.n * image, g * image, task)
-    }
-}
-
-impl Product for WeightGrad {
-    fn plan(&self, x: &[usize], dy: &[usize]) -> Result<Plan> {
-        let (n, ci, h, w) = dims4(x, "conv2d weight gradient input")?;
-        let (dn, co, sh, sw) = dims4(dy, "conv2d weight gradient output")?;
-        let frame = Frame { n, channels: ci, big: (h, w), small: (sh, sw), g: self.g };
-        if dn != n || (self.g.small(h)?, self.g.small(w)?) != frame.small {
-            bail!("conv2d weight gradient: input {x:?} and output gradient {dy:?} do not match {:?}", self.g);
         }
-        Ok(Plan { frame, other: co, out: Shape::from((co, ci, self.g.k, self.g.k)) })
-    }
-
-    /// A sum over the batch: each thread adds up the products of its share of the images,
-    /// group by group and block by block of input channels (dy's rows times those
-    /// channels' unfolded columns, transposed), into its own copy of the gradient; the
-    /// copies are summed at the end.
-    fn run<T: Element>(&self, p: &Plan, x: &[T], dy: &[T]) -> Vec<T> {
-        let f = p.frame;
-        let (co, sl, image, kk) = (p.other, f.small_len(), f.channels * f.big_len(), f.g.k * f.g.k);
-        if f.whole() {
-            // dw [Co, C·k·k] = dyᵀ · x [N, C·k·k]
-            let mut dw = vec![T::zero(); co * image];
-            gemm_into(&mut dw, image, Mat::new(dy, f.n, co).t(), Mat::new(x, f.n, image), false);
-            return dw;
-        }
-        let g = images_per_task(f.n, sl);
-        let per_block = channels_per_block(kk * g * sl, f.channels);
-        let groups = f.n.div_ceil(g);
-        let parts = rayon::current_num_threads().clamp(1, groups.max(1));
-        let partial = |t: usize| {
-            let (mut cols, mut dycm) = (Vec::new(), Vec::new());
-            let range = groups * t / parts..groups * (t + 1) / parts;
-            // The range's first group writes every block of dw; the others add to it.
-            let mut dw = vec![T::zero(); co * f.rows()];
-            for gi in range.clone() {
-                let sub = f.with_n(g.min(f.n - gi * g));
-                let ds = channel_major(&dy[gi * g * co * sl..][..sub.n * co * sl], sub.n, co, &mut dycm);
-                let xs = &x[gi * g * image..][..sub.n * image];
-                for cs in blocks(f.channels, per_block) {
-                    let cols = scratch(&mut cols, cs.len() * kk * sub.cols());
-                    im2col(xs, &sub, cs.clone(), cols);
-                    let (a, b) = (Mat::new(ds, co, sub.cols()), Mat::new(cols, cs.len() * kk, sub.cols()).t());
-                    gemm_into(&mut dw[cs.start * kk..], f.rows(), a, b, gi != range.start);
-                }
-            }
-            dw
-        };
-        let sum = |mut dw: Vec<T>, part: Vec<T>| {
-            add(&mut dw, &part);
-            dw
-        };
-        (0..parts).into_par_iter().map(partial).reduce_with(sum).unwrap_or_else(|| vec![T::zero(); co * f.rows()])
-    }
+        dw
+    };
+    let sum = |mut dw: Vec<T>, part: Vec<T>| {
+        add(&mut dw, &part);
+        dw
+    };
+    (0..parts).into_par_iter().map(partial).reduce_with(sum).unwrap_or_else(|| vec![T::zero(); co * f.rows()])
 }

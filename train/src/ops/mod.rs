@@ -21,9 +21,9 @@ pub mod norm;
 pub mod profile;
 pub mod up_conv;
 
-pub use conv::Geometry;
+pub use conv::{conv2d, conv_transpose2d, conv_weight_grad, Geometry};
 pub use gemm::Element;
-pub use norm::{Activation, Norm, Over};
+pub use norm::{Norm, Over};
 
 use candle_core::{bail, Device, Result, Storage, Tensor, WithDType};
 
@@ -65,27 +65,6 @@ macro_rules! kernel {
 /// A CPU tensor of a kernel's result.
 pub fn tensor<T: Element>(data: Vec<T>, dims: &[usize]) -> Result<Tensor> {
     Tensor::from_vec(data, dims, &Device::Cpu)
-}
-
-/// A CPU tensor's values.
-pub fn values<T: Element>(t: &Tensor) -> Result<Vec<T>> {
-    with_slice(&t.contiguous()?, |v: &[T]| v.to_vec())
-}
-
-/// y = conv2d(x, w) (no bias): x [N, Ci, H, W], w [Co, Ci, k, k].
-pub fn conv2d(x: &Tensor, w: &Tensor, g: Geometry) -> Result<Tensor> {
-    conv::product(conv::Conv { g }, x, w)
-}
-
-/// The transposed convolution (conv2d's adjoint in x) at output side `out`: x [N, Ci, h, w],
-/// w [Ci, Co, k, k].
-pub fn conv_transpose2d(x: &Tensor, w: &Tensor, g: Geometry, out: (usize, usize)) -> Result<Tensor> {
-    conv::product(conv::ConvTranspose { g, out }, x, w)
-}
-
-/// conv2d's weight gradient from its input x and its output's gradient dy.
-pub fn conv_weight_grad(x: &Tensor, dy: &Tensor, g: Geometry) -> Result<Tensor> {
-    conv::product(conv::WeightGrad { g }, x, dy)
 }
 
 /// Values per parallel task in the element-wise loops: a task much smaller costs more to
@@ -155,11 +134,6 @@ pub fn relu_slope<T: WithDType>(z: T, slope: T) -> T {
     } else {
         slope
     }
-}
-
-/// Runs `f` on a CPU tensor's values.
-pub fn with_slice<T: WithDType, R>(t: &Tensor, f: impl FnOnce(&[T]) -> R) -> Result<R> {
-    with_slices([t], |[v]| f(v))
 }
 
 /// Runs `f` on the values of CPU tensors of one dtype (each made contiguous first).

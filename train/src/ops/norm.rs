@@ -23,27 +23,6 @@ use rayon::prelude::*;
 use super::profile::{self, Work};
 use super::{made_in_chunks, relu_slope, Element, TASK_VALUES};
 
-/// The activation fused after the normalisation.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub enum Activation {
-    Relu,
-    /// max(x, slope·x).
-    LeakyRelu(f64),
-    /// None (a GLU follows, in `fastgan`).
-    Identity,
-}
-
-impl Activation {
-    /// The slope left of zero.
-    pub fn negative_slope(self) -> f64 {
-        match self {
-            Activation::Relu => 0.0,
-            Activation::LeakyRelu(s) => s,
-            Activation::Identity => 1.0,
-        }
-    }
-}
-
 /// Which values share statistics.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Over {
@@ -53,19 +32,16 @@ pub enum Over {
     Sample,
 }
 
-/// Each group's statistics: (mean, biased variance). The normalisation uses them, and
-/// BatchNorm's running statistics take them when the pass is committed (`crate::nn::norm`).
-pub struct Stats {
-    pub mean: Vec<f64>,
-    pub var: Vec<f64>,
-}
-
 /// One normalisation by a batch's own statistics, with its activation.
 pub struct Norm {
-    pub stats: Stats,
+    /// Each group's mean and biased variance: the normalisation uses them, and BatchNorm's
+    /// running statistics take them when the pass is committed (`crate::nn::norm`).
+    pub mean: Vec<f64>,
+    pub var: Vec<f64>,
     /// 1/√(var + eps), per group.
     inv_std: Vec<f64>,
-    act: Activation,
+    /// The activation's slope left of zero: 0 for ReLU, 1 for none.
+    slope: f64,
     over: Over,
     /// (N, C, H·W)
     pub frame: (usize, usize, usize),
@@ -73,9 +49,9 @@ pub struct Norm {
 
 impl Norm {
     /// The normalisation of x [N, C, P] by its own statistics.
-    pub fn of<T: WithDType>(x: &[T], frame: (usize, usize, usize), over: Over, eps: f64, act: Activation) -> Self {
+    pub fn of<T: WithDType>(x: &[T], frame: (usize, usize, usize), over: Over, eps: f64, slope: f64) -> Self {
         profile::timed(Work::Norm, || {
-            let mut norm = Self { stats: Stats { mean: vec![], var: vec![] }, inv_std: vec![], act, over, frame };
+            let mut norm = Self { mean: vec![], var: vec![], inv_std: vec![], slope, over, frame };
             let m = norm.count();
             let sums = norm.sums(x, x, x, |_, x, _, _| (x, T::zero()));
             let mean: Vec<f64> = norm.per_group(&sums, |_| 1.0).iter().map(|s| s.0 / m).collect();
@@ -86,7 +62,7 @@ impl Norm {
             });
             let var: Vec<f64> = norm.per_group(&squares, |_| 1.0).iter().map(|s| s.0 / m).collect();
             norm.inv_std = var.iter().map(|v| 1.0 / (v + eps).sqrt()).collect();
-            norm.stats = Stats { mean, var };
+            (norm.mean, norm.var) = (mean, var);
             norm
         })
     }
@@ -143,10 +119,7 @@ impl Norm {
     /// Per-cell (Σv, Σv·x) made (Σv, Σv·x̂), x̂ = (x − mean)/σ with a cell's mean and σ.
     fn normalise_sums(&self, sums: Vec<(f64, f64)>) -> Vec<(f64, f64)> {
         let g = |i| self.group_of(i);
-        sums.into_iter()
-            .enumerate()
-            .map(|(i, (s, sx))| (s, (sx - self.stats.mean[g(i)] * s) * self.inv_std[g(i)]))
-            .collect()
+        sums.into_iter().enumerate().map(|(i, (s, sx))| (s, (sx - self.mean[g(i)] * s) * self.inv_std[g(i)])).collect()
     }
 
     /// Per cell of [N·C, P] buffers, (Σ f(cell, x, y, z).0, Σ … .1) over its planes. Each task
@@ -192,17 +165,17 @@ impl Norm {
     /// it exact where |mean| ≫ σ (the backward pass's Σv·x − mean·Σv, [`Norm::normalise_sums`],
     /// is one pass fewer).
     fn centred_sums<T: WithDType>(&self, x: &[T], v: &[T]) -> Vec<(f64, f64)> {
-        let mu: Vec<T> = self.stats.mean.iter().map(|&m| T::from_f64(m)).collect();
+        let mu: Vec<T> = self.mean.iter().map(|&m| T::from_f64(m)).collect();
         let sums = self.sums(x, v, v, |cell, x, v, _| (v, v * (x - mu[self.group_of(cell)])));
         sums.into_iter().enumerate().map(|(i, (s, sx))| (s, sx * self.inv_std[self.group_of(i)])).collect()
     }
 
     fn normalised<T: WithDType>(&self, g: usize, x: T) -> f64 {
-        (x.to_f64() - self.stats.mean[g]) * self.inv_std[g]
+        (x.to_f64() - self.mean[g]) * self.inv_std[g]
     }
 
     fn slope<T: WithDType>(&self) -> T {
-        T::from_f64(self.act.negative_slope())
+        T::from_f64(self.slope)
     }
 
     /// act(γ·x̂ + β), plane by plane.
@@ -220,7 +193,7 @@ impl Norm {
                         let plane = t * task / p + i;
                         let (ch, g) = (plane % c, self.group(plane));
                         let scale = self.inv_std[g] * gamma[ch].to_f64();
-                        let shift = T::from_f64(beta[ch].to_f64() - self.stats.mean[g] * scale);
+                        let shift = T::from_f64(beta[ch].to_f64() - self.mean[g] * scale);
                         let scale = T::from_f64(scale);
                         for (y, &x) in y.iter_mut().zip(x) {
                             let z = x * scale + shift;
@@ -258,7 +231,7 @@ impl Norm {
                         let (ch, g, at) = (i % c, self.group(i), i * p..(i + 1) * p);
                         let inv = self.inv_std[g];
                         let b = -inv * inv * dxhat[g].1 / m;
-                        let cc = T::from_f64(-inv * dxhat[g].0 / m - b * self.stats.mean[g]);
+                        let cc = T::from_f64(-inv * dxhat[g].0 / m - b * self.mean[g]);
                         let (a, b) = (T::from_f64(gamma[ch].to_f64() * inv), T::from_f64(b));
                         for (((d, &x), &y), &dy) in dx.iter_mut().zip(&x[at.clone()]).zip(&y[at.clone()]).zip(&dy[at]) {
                             *d = a * dz(y, dy) + b * x + cc;
