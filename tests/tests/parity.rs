@@ -61,7 +61,7 @@ fn check_with(image_size: usize, channels: usize, arch: Arch, by_class: bool) {
         &classes,
         &onnx_dir,
         "parity",
-        arch.name(),
+        &arch.name(),
         out.summary.clone(),
     )
     .unwrap();

@@ -155,7 +155,7 @@ fn readme_and_help_name_the_same_flags_with_the_resolved_defaults() {
             }
             let Some(value) = value.as_f64().filter(|_| value.is_number()) else { continue };
             let flag = format!("--{key}");
-            let name = arch.name();
+            let name = &arch.name();
             for (what, table) in [("README", &readme), ("--help", &help)] {
                 let default = |flag: &str| match what {
                     "--help" => stated_default(&table[flag]).unwrap_or(""),

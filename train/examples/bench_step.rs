@@ -120,7 +120,8 @@ fn main() -> anyhow::Result<()> {
             seconds: secs,
             ..Default::default()
         };
-        export::export(&gan.g, &shape, &[], dir, "bench", a.arch.name(), summary).context("exporting the generator")?;
+        export::export(&gan.g, &shape, &[], dir, "bench", &a.arch.name(), summary)
+            .context("exporting the generator")?;
     }
     println!(
         "{{\"images_per_s\": {:.2}, \"step_s\": {:.4}, \"peak_rss_mib\": {:.1}, \"threads\": {}, \"kernels\": {}}}",

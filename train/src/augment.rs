@@ -333,24 +333,14 @@ impl Affine {
     /// dx = on_x·dy + on_grey/C·Σ_c dy + on_mean/(C·H·W)·Σ dy.
     fn map<T: Element>(&self, x: &[T], c: usize, offset: f64) -> Vec<T> {
         let hw = x.len() / c;
-        let grey = channel_mean(x, c);
+        // Each pixel's mean over the C planes.
+        let grey: Vec<T> =
+            (0..hw).map(|j| (1..c).fold(x[j], |m, k| m + x[k * hw + j]) / T::from_f64(c as f64)).collect();
         let mean = x.iter().map(|v| v.to_f64()).sum::<f64>() / x.len() as f64;
         let base = T::from_f64(self.on_mean * mean + offset);
         let (on_x, on_grey) = (T::from_f64(self.on_x), T::from_f64(self.on_grey));
         x.iter().enumerate().map(|(j, &v)| on_x * v + on_grey * grey[j % hw] + base).collect()
     }
-}
-
-/// The mean over the C planes of `x`, per pixel.
-fn channel_mean<T: Element>(x: &[T], c: usize) -> Vec<T> {
-    let hw = x.len() / c;
-    let mut m = x[..hw].to_vec();
-    for plane in x.chunks(hw).skip(1) {
-        m.iter_mut().zip(plane).for_each(|(a, &b)| *a += b);
-    }
-    let n = T::from_f64(c as f64);
-    m.iter_mut().for_each(|a| *a /= n);
-    m
 }
 
 /// One value per sample, as a [B, 1, 1, 1] tensor of `like`'s dtype and device.

@@ -473,7 +473,7 @@ impl TrainConfig {
             ("r1", self.r1 != 0.0),
         ] {
             if changed && !self.arch.get().reads().contains(&flag) {
-                let readers: Vec<&str> =
+                let readers: Vec<String> =
                     Arch::ALL.into_iter().filter(|a| a.get().reads().contains(&flag)).map(Arch::name).collect();
                 let readers = match readers.split_last() {
                     Some((last, [])) => last.to_string(),

@@ -7,7 +7,7 @@
 //! short run: the exported average then still remembered the early, bad generators
 //! (QUALITY.md has the SWD of both).
 
-use candle_core::{DType, Device, Result, Tensor, Var};
+use candle_core::{Device, Result, Tensor, Var};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
@@ -15,7 +15,7 @@ use crate::config::Arch;
 use crate::nn::norm::BN_MOMENTUM;
 use crate::nn::params::randn;
 use crate::nn::{Engine, Init, Net, Params, Shape};
-use crate::ops::{map, with_slices, Element};
+use crate::ops::map;
 
 pub struct Ema {
     pub g: Net,
@@ -94,7 +94,7 @@ impl Ema {
             let classes = (k > 0)
                 .then(|| Tensor::from_vec((0..64).map(|_| rng.random_range(0..k)).collect(), 64, &self.device))
                 .transpose()?;
-            let pass = self.g.pass(Engine::for_device(&self.device), true, &[0])?.conditioned(classes);
+            let pass = self.g.pass(Engine::Kernels, true, &[0])?.conditioned(classes);
             pass.forward(z, 0)?.commit()?;
         }
         let weight = 1.0 - (1.0 - BN_MOMENTUM).powi(STANDING_BATCHES as i32);
@@ -112,23 +112,20 @@ pub const STANDING_BATCHES: usize = 32;
 /// allocations over every weight, each step), with the tensor version's arithmetic
 /// (`x * c` is `x·c + 0` in candle), so both give the same bits.
 fn blend(ema: &Tensor, w: &Tensor, d: f64) -> Result<Tensor> {
-    match (ema.device().is_cpu(), ema.dtype()) {
-        (true, DType::F32) => blend_cpu::<f32>(ema, w, d),
-        (true, DType::F64) => blend_cpu::<f64>(ema, w, d),
-        _ => (ema * d)? + (w * (1.0 - d))?,
+    if !ema.device().is_cpu() {
+        return (ema * d)? + (w * (1.0 - d))?;
     }
-}
-
-fn blend_cpu<T: Element>(ema: &Tensor, w: &Tensor, d: f64) -> Result<Tensor> {
-    let (keep, take, zero) = (T::from_f64(d), T::from_f64(1.0 - d), T::zero());
-    let out = with_slices([ema, w], |[e, w]: [&[T]; 2]| map(e, w, |x, y| (x * keep + zero) + (y * take + zero)))?;
-    Tensor::from_vec(out, ema.shape(), ema.device())
+    crate::kernel!(ema.dims(), [ema => e, w => w], T => {
+        let (keep, take, zero) = (d as T, (1.0 - d) as T, 0.0 as T);
+        map(e, w, |x, y| (x * keep + zero) + (y * take + zero))
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::ops::TASK_VALUES;
+    use candle_core::DType;
 
     fn ema(half_life: f64, rampup: f64) -> Ema {
         let shape = Shape { image_size: 8, channels: 1, nz: 2, ngf: 2, ndf: 2, classes: 0 };

@@ -95,7 +95,7 @@ impl<'a> StepCtx<'a> {
         augment: Option<&'a DiffAugment>,
     ) -> candle_core::Result<Self> {
         let resident = if device.is_cpu() { None } else { Some(data.upload(device)?) };
-        Ok(Self { cfg, gan, data, device, augment, engine: Engine::for_device(device), resident })
+        Ok(Self { cfg, gan, data, device, augment, engine: Engine::Kernels, resident })
     }
     /// The next batch of real pictures, mirrored where `--mirror` draws it, and their
     /// classes when the data has them.
@@ -272,16 +272,13 @@ pub(crate) fn logit_loss<const K: usize>(
 ) -> candle_core::Result<(Tensor, [(Tensor, Tensor); K])> {
     let vars = outputs.map(|o| o.flatten_all().and_then(|o| Var::from_tensor(&o.detach())));
     let vars = vars.into_iter().collect::<candle_core::Result<Vec<Var>>>()?;
-    let tensors: [&Tensor; K] = std::array::from_fn(|i| vars[i].as_tensor());
-    let value = loss(tensors)?;
+    let value = loss(std::array::from_fn(|i| vars[i].as_tensor()))?;
     let grads = value.backward()?;
-    let mut out = Vec::with_capacity(K);
-    for v in &vars {
-        let g = grads.get(v.as_tensor()).map_or_else(|| v.as_tensor().zeros_like(), |g| Ok(g.clone()))?;
-        out.push((v.as_tensor().clone(), g));
-    }
-    let out: [(Tensor, Tensor); K] =
-        out.try_into().map_err(|_| candle_core::Error::Msg("internal error: loss arity".into()))?;
+    let grads: Vec<Tensor> = vars
+        .iter()
+        .map(|v| grads.get(v).map_or_else(|| v.zeros_like(), |g| Ok(g.clone())))
+        .collect::<candle_core::Result<_>>()?;
+    let out = std::array::from_fn(|i| (vars[i].as_tensor().clone(), grads[i].clone()));
     Ok((value.to_dtype(DType::F32)?, out))
 }
 

@@ -573,7 +573,7 @@ fn finish(setup: Setup, training: Training) -> anyhow::Result<TrainOutcome> {
         started_from: st.started_from.clone(),
     };
     let (model_dir, _) =
-        export::export(&g_out, &shape, &st.classes, &cfg.models_dir, &cfg.name, cfg.arch.name(), summary.clone())?;
+        export::export(&g_out, &shape, &st.classes, &cfg.models_dir, &cfg.name, &cfg.arch.name(), summary.clone())?;
     eprintln!("canard-train: {} steps in {:.1}s; exported {}", st.step, st.seconds, model_dir.display());
     Ok(TrainOutcome { model_dir, run_dir, config: cfg, generator: g_out, generator_params: g_params, shape, summary })
 }

@@ -14,10 +14,6 @@ pub struct Dcgan;
 const SURE: f32 = 1e-3;
 
 impl Architecture for Dcgan {
-    fn name(&self) -> &'static str {
-        "dcgan"
-    }
-
     fn reads(&self) -> &'static [&'static str] {
         &["beta1", "beta2", "guard-patience"]
     }

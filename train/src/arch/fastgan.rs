@@ -16,10 +16,6 @@ use crate::step::{generator_update, logit_loss, StepCtx, StepLosses, Steps};
 pub struct Fastgan;
 
 impl Architecture for Fastgan {
-    fn name(&self) -> &'static str {
-        "fastgan"
-    }
-
     fn reads(&self) -> &'static [&'static str] {
         &["beta1", "beta2", "ada-target", "r1"]
     }

@@ -10,6 +10,7 @@ mod wgan;
 mod wgan_gp;
 
 use candle_core::Result;
+use clap::ValueEnum;
 use serde::{Deserialize, Serialize};
 
 use crate::config::TrainConfig;
@@ -47,8 +48,9 @@ impl Arch {
         }
     }
 
-    pub fn name(self) -> &'static str {
-        self.get().name()
+    /// Its name, as `--arch`, `config.toml` and the manifest spell it.
+    pub fn name(self) -> String {
+        self.to_possible_value().map_or_else(String::new, |v| v.get_name().to_string())
     }
 
     /// Its generator: latents [N, nz, 1, 1] → pictures [N, C, S, S] in [-1, 1].
@@ -76,8 +78,6 @@ impl Arch {
 /// What an architecture is. The defaults are DCGAN's networks, Adam with the settings'
 /// β, `--critic-steps` critic updates a step, nothing to add after a critic update.
 pub trait Architecture: Sync {
-    fn name(&self) -> &'static str;
-
     /// The settings only some architectures read that this one reads (the others are
     /// refused when given: `crate::config`).
     fn reads(&self) -> &'static [&'static str];
@@ -148,6 +148,14 @@ pub trait Architecture: Sync {
 mod tests {
     use super::*;
     use crate::config::Settings;
+
+    #[test]
+    fn each_name_is_the_one_the_settings_and_the_manifest_write() {
+        assert_eq!(Arch::ALL.map(Arch::name), ["fastgan", "dcgan", "wgan", "wgan-gp"]);
+        for arch in Arch::ALL {
+            assert_eq!(toml::Value::try_from(arch).unwrap().as_str(), Some(arch.name().as_str()));
+        }
+    }
 
     #[test]
     fn the_wgan_critic_schedule_matches_the_reference_code() {

@@ -14,10 +14,6 @@ use crate::trainer::Gan;
 pub struct Wgan;
 
 impl Architecture for Wgan {
-    fn name(&self) -> &'static str {
-        "wgan"
-    }
-
     fn reads(&self) -> &'static [&'static str] {
         &["critic-steps", "critic-steps-burst", "clamp", "rms-alpha"]
     }
@@ -73,7 +69,7 @@ pub fn critic_steps_then_generator(
         images += b;
         // Generated pictures of the real batch's classes.
         let g_pass = c.pass(&c.gan.g, &[0], classes.clone())?;
-        let fake = c.generate(&g_pass, b, rng)?.take_output(0)?;
+        let fake = c.generate(&g_pass, b, rng)?.output(0)?.clone();
         let (fake, _) = c.view(fake, 1.0, rng)?;
         let x_hat = penalised.then(|| super::wgan_gp::interpolate(&real, &fake, rng)).transpose()?;
         let wasserstein = |[r, f]: [&Tensor; 2]| f.mean_all()? - r.mean_all()?;

@@ -14,10 +14,6 @@ use crate::step::{StepCtx, StepLosses, Steps};
 pub struct WganGp;
 
 impl Architecture for WganGp {
-    fn name(&self) -> &'static str {
-        "wgan-gp"
-    }
-
     fn reads(&self) -> &'static [&'static str] {
         &["critic-steps", "gp-lambda", "beta1", "beta2"]
     }

@@ -38,19 +38,6 @@ pub struct OnnxGenerator {
 const BATCH: usize = 64;
 
 impl OnnxGenerator {
-    /// z: [N, nz, 1, 1] (or [N, nz]), and a conditional generator's classes [N] (u32) →
-    /// images [N, C, S, S] in [-1, 1].
-    pub fn forward(&self, z: &Tensor, classes: Option<&Tensor>) -> candle_core::Result<Tensor> {
-        let (n, nz) = (z.dim(0)?, self.shape.nz);
-        if z.elem_count() != n * nz {
-            candle_core::bail!("z has shape {:?}, expected [N, {nz}, 1, 1]", z.dims());
-        }
-        if classes.is_some() != (self.shape.classes > 0) {
-            candle_core::bail!("internal error: classes given to a generator of {} classes", self.shape.classes);
-        }
-        self.g.run(&z.reshape((n, nz, 1, 1))?, classes)
-    }
-
     /// Flat latent vectors (`k × nz` values) → flat NCHW images, [`BATCH`] at a time; a
     /// conditional generator's `classes` one per vector (none for an unconditional one).
     pub fn images(&self, z: &[f32], classes: &[u32]) -> candle_core::Result<Vec<f32>> {
@@ -69,7 +56,7 @@ impl OnnxGenerator {
             let x = Tensor::from_slice(chunk, (n, nz, 1, 1), device)?;
             let c =
                 (!classes.is_empty()).then(|| Tensor::from_slice(&classes[k * BATCH..][..n], n, device)).transpose()?;
-            out.extend(self.forward(&x, c.as_ref())?.flatten_all()?.to_vec1::<f32>()?);
+            out.extend(self.g.run(&x, c.as_ref())?.flatten_all()?.to_vec1::<f32>()?);
         }
         Ok(out)
     }
@@ -298,16 +285,9 @@ mod tests {
 
             let seeds = [0u64, 1, 42, u64::MAX];
             let want = crate::report::generate(&g, 12, &seeds, &[], &Device::Cpu).unwrap();
-            let z = Tensor::from_vec(latent_batch(&seeds, 12), (4, 12, 1, 1), &Device::Cpu).unwrap();
-            let got = reader.forward(&z, None).unwrap();
             // The same module with the same weights: the same bits.
-            assert_eq!(
-                got.flatten_all().unwrap().to_vec1::<f32>().unwrap(),
-                want.flatten_all().unwrap().to_vec1::<f32>().unwrap()
-            );
-            // The batched helper gives the same values.
-            let flat = reader.generate(&seeds, None).unwrap();
-            assert_eq!(flat, got.flatten_all().unwrap().to_vec1::<f32>().unwrap());
+            let got = reader.generate(&seeds, None).unwrap();
+            assert_eq!(got, want.flatten_all().unwrap().to_vec1::<f32>().unwrap());
         }
     }
 

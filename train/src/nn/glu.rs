@@ -6,15 +6,8 @@ use candle_core::{Result, Tensor};
 use super::{Ctx, Grads, Layer, Recorded, Saved};
 use crate::export::onnx::Emitter;
 use crate::ops::glu::{glu_grad_values, glu_values};
-use crate::ops::{self, with_slices};
 
 pub struct Glu;
-
-/// (samples, values per half).
-fn halves(x: &Tensor) -> Result<(usize, usize)> {
-    let (n, c, h, w) = x.dims4()?;
-    Ok((n, c / 2 * h * w))
-}
 
 impl Layer for Glu {
     fn apply(&self, xs: &[Tensor], _c: &Ctx) -> Result<Tensor> {
@@ -26,9 +19,9 @@ impl Layer for Glu {
         if !c.kernels(xs[0]) {
             return Ok(None);
         }
-        let (n, per) = halves(xs[0])?;
-        let (_, ch, h, w) = xs[0].dims4()?;
-        Ok(Some((crate::kernel!(&[n, ch / 2, h, w], [xs[0] => v], T => glu_values(v, n, per))?, None)))
+        let (n, ch, h, w) = xs[0].dims4()?;
+        let y = crate::kernel!(&[n, ch / 2, h, w], [xs[0] => x], T => glu_values(x, n, ch / 2 * h * w))?;
+        Ok(Some((y, None)))
     }
 
     fn backward(&self, r: &Recorded, dy: &Tensor, _want: &[bool], _weights: bool) -> Result<Option<Grads>> {
@@ -36,11 +29,9 @@ impl Layer for Glu {
         if !r.c.kernels(x) {
             return Ok(None);
         }
-        let (n, per) = halves(x)?;
-        crate::by_element!(x.dtype(), T => {
-            let dx = with_slices([x, dy], |[x, d]: [&[T]; 2]| glu_grad_values(x, d, n, per))??;
-            Ok(Some(Grads { inputs: vec![Some(ops::tensor(dx, x.dims())?)], weights: vec![] }))
-        })
+        let (n, ch, h, w) = x.dims4()?;
+        let dx = crate::kernel!(x.dims(), [x => x, dy => d], T => glu_grad_values(x, d, n, ch / 2 * h * w))?;
+        Ok(Some(Grads { inputs: vec![Some(dx)], weights: vec![] }))
     }
 
     /// Split in two, the second half's Sigmoid gates the first.

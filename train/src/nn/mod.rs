@@ -16,7 +16,7 @@
 use std::any::Any;
 
 use candle_core::backprop::GradStore;
-use candle_core::{bail, Context, Device, Result, Tensor, Var};
+use candle_core::{bail, Context, Result, Tensor, Var};
 
 pub mod activation;
 pub mod class;
@@ -39,7 +39,8 @@ use crate::export::onnx::Emitter;
 /// Which implementation of the layers runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Engine {
-    /// canard's CPU kernels where a layer has them (CPU tensors only).
+    /// canard's CPU kernels where a layer has them and its tensors are on the CPU, candle's
+    /// ops elsewhere: what every run uses, on any device.
     Kernels,
     /// candle's ops and backprop only: every device, and the CPU reference the tests compare with.
     Candle,
@@ -49,15 +50,6 @@ impl Engine {
     /// Whether canard's kernels run on `x` (this engine, on CPU tensors).
     pub fn kernels(self, x: &Tensor) -> bool {
         self == Engine::Kernels && x.device().is_cpu()
-    }
-
-    /// The kernels on the CPU, candle's ops elsewhere.
-    pub fn for_device(device: &Device) -> Self {
-        if device.is_cpu() {
-            Engine::Kernels
-        } else {
-            Engine::Candle
-        }
     }
 }
 
@@ -254,8 +246,8 @@ impl Net {
     /// The first output for `x` (of pictures of `classes`, for a conditional network), in
     /// evaluation mode (the exported generator's pictures).
     pub fn run(&self, x: &Tensor, classes: Option<&Tensor>) -> Result<Tensor> {
-        let pass = self.pass(Engine::for_device(x.device()), false, &[0])?.conditioned(classes.cloned());
-        pass.forward(x.clone(), 0)?.take_output(0)
+        let pass = self.pass(Engine::Kernels, false, &[0])?.conditioned(classes.cloned());
+        pass.forward(x.clone(), 0)?.output(0).cloned()
     }
 
     /// Every trainable tensor the layers hold, in order.
@@ -334,10 +326,6 @@ impl Record<'_, '_> {
             Some(Some(t)) => Ok(t),
             _ => bail!("internal error: output {k} was not computed"),
         }
-    }
-
-    pub fn take_output(self, k: usize) -> Result<Tensor> {
-        self.output(k).cloned()
     }
 
     /// Layer `i` as this pass recorded it, with its inputs' tangents `ts` if any.
@@ -567,10 +555,9 @@ fn backward_by_candle(layer: &dyn Layer, r: &Recorded, dy: &Tensor, want: &[bool
         let c = Ctx { weights: &weights, ..*c };
         Ok(vec![layer.apply(&a[..n], &c)?])
     })?;
-    let dws = g.split_off(n);
-    let dws = dws.into_iter().zip(&ws).map(|(d, w)| d.map_or_else(|| w.zeros_like(), Ok)).collect::<Result<_>>()?;
+    let weights = or_zeros(g.split_off(n), ws)?;
     let inputs = g.into_iter().zip(want).map(|(d, &w)| d.filter(|_| w)).collect();
-    Ok(Grads { inputs, weights: dws })
+    Ok(Grads { inputs, weights })
 }
 
 /// [`Layer::tangent_backward`] as candle's backprop of (xs, ts) ↦ (apply, apply_tangent).
@@ -590,10 +577,12 @@ fn tangent_backward_by_candle(
         };
         Ok(vec![y, layer.apply_tangent(&a[..n], &a[n..2 * n], &c)?])
     })?;
-    let dws = g.split_off(2 * n);
-    let dws =
-        dws.into_iter().zip(c.weights).map(|(d, w)| d.map_or_else(|| w.zeros_like(), Ok)).collect::<Result<_>>()?;
-    let dts = g.split_off(n);
-    let at = dts.into_iter().zip(ts).map(|(d, t)| d.map_or_else(|| t.zeros_like(), Ok)).collect::<Result<_>>()?;
-    Ok(TangentGrads { at, ay: g, weights: dws })
+    let weights = or_zeros(g.split_off(2 * n), c.weights.iter().collect())?;
+    let at = or_zeros(g.split_off(n), ts.clone())?;
+    Ok(TangentGrads { at, ay: g, weights })
+}
+
+/// Gradients with zeros (shaped as `like`) where backprop found none.
+fn or_zeros(grads: Vec<Option<Tensor>>, like: Vec<&Tensor>) -> Result<Vec<Tensor>> {
+    grads.into_iter().zip(like).map(|(d, t)| d.map_or_else(|| t.zeros_like(), Ok)).collect()
 }

@@ -166,7 +166,7 @@ fn search(
     let mut adam = Optimizer::new(vec![z.clone()], Rule::Adam { beta1: 0.9, beta2: 0.999, eps: 1e-8 }, lr)?;
     let classes = g.classes_of(&[seed], class);
     let class_tensor = (!classes.is_empty()).then(|| Tensor::new(&classes[..], device)).transpose()?;
-    let pass = g.g.pass(Engine::for_device(device), false, &[0])?.conditioned(class_tensor);
+    let pass = g.g.pass(Engine::Kernels, false, &[0])?.conditioned(class_tensor);
     let every = steps.div_ceil(GIF_FRAMES).max(1);
     let mut frames = Vec::new();
     for step in 0..=steps {
