@@ -417,8 +417,8 @@ impl Training {
         let Setup { cfg, device, data, run_dir, samples_dir, batch, per_epoch, length, augment, late, .. } = setup;
         let (length, batch) = (*length, *batch);
         let Training { gan, opt_g, opt_d, ema, guard, ada, rng, cursor, st, losses } = self;
-        let [real, fake, third] = cfg.arch.get().labels();
-        let mut progress = Progress::new(length, (st.step, st.seconds), batch, cfg.log_every, (real, fake, third));
+        let labels = cfg.arch.get().labels();
+        let mut progress = Progress::new(length, (st.step, st.seconds), batch, cfg.log_every, labels);
         let default = if cfg.steps.is_none() && cfg.epochs.is_none() && cfg.minutes.is_none() {
             " (the default; --steps, --epochs or --minutes to change)"
         } else {
@@ -512,7 +512,7 @@ impl Training {
                 let grid = report::save_grid(&made, &path)?;
                 report::plot::write_loss_plot(
                     losses,
-                    third,
+                    labels[2],
                     &format!("{} — {}", cfg.name, cfg.arch.name()),
                     &run_dir.join("losses.png"),
                 )?;

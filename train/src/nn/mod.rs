@@ -100,10 +100,10 @@ impl Weights {
         Self { used: params.into_iter().cloned().collect(), spectral: None }
     }
 
-    /// The parameters' gradients from the used weights'.
-    fn param_grads(&self, mut dws: Vec<Tensor>) -> Result<Vec<Tensor>> {
+    /// The parameters' gradients from the used weights', by `engine`.
+    fn param_grads(&self, mut dws: Vec<Tensor>, engine: Engine) -> Result<Vec<Tensor>> {
         if let (Some(s), Some(first)) = (&self.spectral, dws.first_mut()) {
-            *first = s.grad(&self.used[0], first)?;
+            *first = s.grad(&self.used[0], first, engine.kernels(first))?;
         }
         Ok(dws)
     }
@@ -384,7 +384,7 @@ impl Record<'_, '_> {
             let g = backward(node.layer.as_ref(), &self.at(i, &[])?, &dy, &want, weights)?;
             if let (Some(grads), true) = (grads.as_deref_mut(), weights) {
                 let w = self.pass.weights[i].as_ref().context("internal error: no weights")?;
-                for (p, g) in node.layer.params().into_iter().zip(w.param_grads(g.weights)?) {
+                for (p, g) in node.layer.params().into_iter().zip(w.param_grads(g.weights, self.pass.engine)?) {
                     accumulate(grads, p, g)?;
                 }
             }
@@ -425,7 +425,7 @@ impl Record<'_, '_> {
             let a_y = ay[i + 1].take();
             let g = tangent_backward(node.layer.as_ref(), &self.at(i, &ts)?, &a_t, a_y.as_ref())?;
             let w = self.pass.weights[i].as_ref().context("internal error: no weights")?;
-            for (p, g) in node.layer.params().into_iter().zip(w.param_grads(g.weights)?) {
+            for (p, g) in node.layer.params().into_iter().zip(w.param_grads(g.weights, self.pass.engine)?) {
                 accumulate(grads, p, g)?;
             }
             for ((&v, t), y) in node.inputs.iter().zip(g.at).zip(g.ay) {

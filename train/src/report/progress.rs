@@ -9,7 +9,6 @@
 
 use std::io::{IsTerminal, Write};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressStyle};
@@ -25,9 +24,6 @@ fn out_of(total: Option<usize>) -> String {
     total.map(|t| format!("/{t}")).unwrap_or_default()
 }
 
-/// Where plain lines go: stderr, or a buffer in tests.
-type Sink = Mutex<Box<dyn Write + Send>>;
-
 /// The bar (or lines) for a training run.
 pub struct Progress {
     length: Length,
@@ -37,28 +33,24 @@ pub struct Progress {
     start_seconds: f64,
     batch: usize,
     log_every: usize,
-    labels: (String, String, String),
+    /// The critic's two scores and the third loss.
+    labels: [&'static str; 3],
     started: Instant,
     bar: Option<ProgressBar>,
-    sink: Sink,
+    /// Where plain lines go: stderr, or a buffer in tests.
+    sink: Box<dyn Write + Send>,
     /// The latest update (epoch, record), for the last line.
     last: Option<(usize, LossRecord)>,
     /// The step of the last line printed (0: none), so a line is never printed twice.
-    printed: AtomicUsize,
+    printed: usize,
     /// Whether the line with the expected end has been printed.
     estimated: bool,
 }
 
 impl Progress {
-    /// `labels` name the d_real / d_fake / gp columns, e.g. `("D(x)", "D(G(z))", "GP")`; the third is
+    /// `labels` name the d_real / d_fake / gp columns, e.g. `["D(x)", "D(G(z))", "GP"]`; the third is
     /// shown when not zero.
-    pub fn new(
-        length: Length,
-        start: (usize, f64),
-        batch: usize,
-        log_every: usize,
-        labels: (&str, &str, &str),
-    ) -> Self {
+    pub fn new(length: Length, start: (usize, f64), batch: usize, log_every: usize, labels: [&'static str; 3]) -> Self {
         let mut p = Self::plain(length, start, batch, log_every, labels, Box::new(std::io::stderr()));
         if interactive() {
             // A run with only a time budget: the bar's length is re-estimated as it goes.
@@ -76,7 +68,7 @@ impl Progress {
         (start_step, start_seconds): (usize, f64),
         batch: usize,
         log_every: usize,
-        labels: (&str, &str, &str),
+        labels: [&'static str; 3],
         sink: Box<dyn Write + Send>,
     ) -> Self {
         Self {
@@ -85,12 +77,12 @@ impl Progress {
             start_seconds,
             batch,
             log_every: log_every.max(1),
-            labels: (labels.0.to_string(), labels.1.to_string(), labels.2.to_string()),
+            labels,
             started: Instant::now(),
             bar: None,
-            sink: Mutex::new(sink),
+            sink,
             last: None,
-            printed: AtomicUsize::new(0),
+            printed: 0,
             estimated: false,
         }
     }
@@ -135,17 +127,20 @@ impl Progress {
     }
 
     /// Prints `text` on its own line, above the bar when there is one.
-    pub fn message(&self, text: &str) {
+    pub fn message(&mut self, text: &str) {
         match &self.bar {
             Some(bar) => bar.println(text),
-            None => self.write(text),
+            None => {
+                let _ = writeln!(self.sink, "{text}");
+                let _ = self.sink.flush();
+            }
         }
     }
 
     /// The last step's line (if not printed yet), and the bar left in its final state.
-    pub fn finish(&self) {
-        if let Some((e, rec)) = &self.last {
-            self.line_once(*e, rec);
+    pub fn finish(&mut self) {
+        if let Some((e, rec)) = self.last {
+            self.line_once(e, &rec);
         }
         if let Some(bar) = &self.bar {
             bar.finish();
@@ -175,30 +170,23 @@ impl Progress {
     /// Losses, rate and ETA: the bar's message and the tail of a plain line.
     fn stats(&self, rec: &LossRecord) -> String {
         let (rate, eta) = self.rate_and_eta(rec.step);
-        let gp = if rec.gp != 0.0 { format!("  {} {:.4}", self.labels.2, rec.gp) } else { String::new() };
+        let [real, fake, third] = self.labels;
+        let gp = if rec.gp != 0.0 { format!("  {third} {:.4}", rec.gp) } else { String::new() };
         format!(
-            "Loss_D {:.4}  Loss_G {:.4}  {} {:.3}  {} {:.3}{gp}  {rate:.1} img/s  ETA {}",
+            "Loss_D {:.4}  Loss_G {:.4}  {real} {:.3}  {fake} {:.3}{gp}  {rate:.1} img/s  ETA {}",
             rec.loss_d,
             rec.loss_g,
-            self.labels.0,
             rec.d_real,
-            self.labels.1,
             rec.d_fake,
             eta.map(duration).unwrap_or_else(|| "?".into())
         )
     }
 
-    fn line_once(&self, epoch: usize, rec: &LossRecord) {
-        if self.printed.swap(rec.step, Ordering::Relaxed) != rec.step {
-            self.message(&self.line(epoch, rec));
+    fn line_once(&mut self, epoch: usize, rec: &LossRecord) {
+        if std::mem::replace(&mut self.printed, rec.step) != rec.step {
+            let line = self.line(epoch, rec);
+            self.message(&line);
         }
-    }
-
-    fn write(&self, text: &str) {
-        // A poisoned lock only means another thread panicked mid-line: keep logging.
-        let mut sink = self.sink.lock().unwrap_or_else(|e| e.into_inner());
-        let _ = writeln!(sink, "{text}");
-        let _ = sink.flush();
     }
 }
 
@@ -269,7 +257,7 @@ fn duration(secs: f64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::Arc;
+    use std::sync::{Arc, Mutex};
 
     /// A sink the test can read back.
     #[derive(Clone, Default)]
@@ -297,7 +285,7 @@ mod tests {
         let buf = Buf::default();
         // 3 epochs of 7 steps, resumed after step 7, a line every 5 steps.
         let length = Length { steps: Some(21), seconds: None, epochs: Some(3) };
-        let mut p = Progress::plain(length, (7, 0.0), 4, 5, ("C(x)", "C(G(z))", "GP"), Box::new(buf.clone()));
+        let mut p = Progress::plain(length, (7, 0.0), 4, 5, ["C(x)", "C(G(z))", "GP"], Box::new(buf.clone()));
         p.message("hello");
         for step in 8..=21 {
             let epoch = (step - 1) / 7 + 1;
@@ -326,7 +314,7 @@ mod tests {
     fn a_time_budget_counts_down_by_the_clock_and_shows_no_step_total() {
         let length = Length { steps: None, seconds: Some(60.0), epochs: None };
         let before = Instant::now();
-        let p = Progress::plain(length, (40, 50.0), 8, 10, ("D(x)", "D(G(z))", "GP"), Box::new(std::io::sink()));
+        let p = Progress::plain(length, (40, 50.0), 8, 10, ["D(x)", "D(G(z))", "GP"], Box::new(std::io::sink()));
         std::thread::sleep(Duration::from_millis(20));
         let (_, eta) = p.rate_and_eta(41);
         // 10 s of the budget were left when this process started, less the time since
@@ -338,7 +326,7 @@ mod tests {
         assert!(line.starts_with("[2] step 41  Loss_D"), "{line}");
         // Steps and a budget: the sooner.
         let both = Length { steps: Some(1_000_000), seconds: Some(60.0), epochs: Some(9) };
-        let p = Progress::plain(both, (40, 50.0), 8, 10, ("D(x)", "D(G(z))", "GP"), Box::new(std::io::sink()));
+        let p = Progress::plain(both, (40, 50.0), 8, 10, ["D(x)", "D(G(z))", "GP"], Box::new(std::io::sink()));
         std::thread::sleep(Duration::from_millis(20));
         assert!(p.rate_and_eta(41).1.unwrap() < 10.0);
         assert!(p.line(2, &rec(41, 2)).starts_with("[2/9] step 41/1000000  "));
@@ -347,7 +335,7 @@ mod tests {
     #[test]
     fn rate_and_eta_count_from_the_start_step() {
         let length = Length { steps: Some(100), seconds: None, epochs: Some(1) };
-        let p = Progress::plain(length, (40, 0.0), 8, 10, ("D(x)", "D(G(z))", "GP"), Box::new(std::io::sink()));
+        let p = Progress::plain(length, (40, 0.0), 8, 10, ["D(x)", "D(G(z))", "GP"], Box::new(std::io::sink()));
         assert_eq!(p.rate_and_eta(40), (0.0, None));
         std::thread::sleep(Duration::from_millis(20));
         let (rate, eta) = p.rate_and_eta(50);
