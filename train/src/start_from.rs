@@ -109,7 +109,7 @@ fn same(what: &str, (a, s): (Arch, Shape), (b, t): (Arch, Shape)) -> anyhow::Res
     let classes = |k: usize| if k == 0 { "none".to_string() } else { format!("subfolders ({k} classes)") };
     let values = |a: Arch, s: Shape| {
         let n = |v: usize| v.to_string();
-        [a.name().into(), n(s.image_size), n(s.nz), n(s.ngf), n(s.ndf), n(s.channels), classes(s.classes)]
+        [a.name(), n(s.image_size), n(s.nz), n(s.ngf), n(s.ndf), n(s.channels), classes(s.classes)]
     };
     let differences: Vec<String> = NETWORK_SETTINGS
         .into_iter()

@@ -416,9 +416,8 @@ impl Training {
     fn run(&mut self, setup: &Setup) -> anyhow::Result<()> {
         let Setup { cfg, device, data, run_dir, samples_dir, batch, per_epoch, length, augment, late, .. } = setup;
         let (length, batch) = (*length, *batch);
-        let Training { gan, opt_g, opt_d, ema, guard, ada, rng, cursor, st, losses } = self;
         let labels = cfg.arch.get().labels();
-        let mut progress = Progress::new(length, (st.step, st.seconds), batch, cfg.log_every, labels);
+        let mut progress = Progress::new(length, (self.st.step, self.st.seconds), batch, cfg.log_every, labels);
         let default = if cfg.steps.is_none() && cfg.epochs.is_none() && cfg.minutes.is_none() {
             " (the default; --steps, --epochs or --minutes to change)"
         } else {
@@ -431,59 +430,59 @@ impl Training {
         ));
 
         let mut colour_stopped = late.is_none();
-        let mut ctx = StepCtx::new(cfg, gan, data, device, augment.then_some(&cfg.augment_policy))?;
+        let mut ctx = StepCtx::new(cfg, &self.gan, data, device, augment.then_some(&cfg.augment_policy))?;
         let preview_seeds: Vec<u64> = PREVIEW_SEEDS.collect();
-        let preview_classes = report::preview_classes(gan.shape.classes);
+        let preview_classes = report::preview_classes(self.gan.shape.classes);
         let started = Instant::now();
-        let seconds_before = st.seconds;
+        let seconds_before = self.st.seconds;
         let seconds = || seconds_before + started.elapsed().as_secs_f64();
-        let mut previews = Cadence::new(length.steps, length.seconds, st.step, st.seconds);
+        let mut previews = Cadence::new(length.steps, length.seconds, self.st.step, self.st.seconds);
         let mut gif = ProgressGif::from_previews(samples_dir)?;
-        let mut last_saved = st.step;
+        let mut last_saved = self.st.step;
         // Losses are read back (which waits for a GPU) every `log_every` steps and before
         // anything writes the records or the weights, so a checkpoint never holds weights past
         // a divergence the guard has not seen.
         let read_every = cfg.log_every.max(1);
         let mut pending: Vec<(StepLosses, f64)> = Vec::new();
-        let mut finished = length.done(st.step, st.seconds);
+        let mut finished = length.done(self.st.step, self.st.seconds);
         while !finished {
-            if !colour_stopped && length.fraction(st.step, seconds()) >= cfg.color_until {
+            if !colour_stopped && length.fraction(self.st.step, seconds()) >= cfg.color_until {
                 colour_stopped = true;
                 ctx.augment = late.as_ref();
                 progress.message(&format!(
                     "canard-train: colour augmentation off from step {} ({} of the run; --color-until)",
-                    st.step + 1,
+                    self.st.step + 1,
                     cfg.color_until
                 ));
             }
             let steps = Steps {
-                opt_g: &mut *opt_g,
-                opt_d: &mut *opt_d,
-                cursor: &mut *cursor,
-                rng: &mut *rng,
-                ada: ada.as_mut(),
+                opt_g: &mut self.opt_g,
+                opt_d: &mut self.opt_d,
+                cursor: &mut self.cursor,
+                rng: &mut self.rng,
+                ada: self.ada.as_mut(),
             };
-            let (step_losses, images) = cfg.arch.get().step(&ctx, steps, st.step + 1)?;
+            let (step_losses, images) = cfg.arch.get().step(&ctx, steps, self.st.step + 1)?;
             pending.push((step_losses, seconds()));
-            st.step += 1;
-            st.images_seen += images as u64;
-            st.epochs_done = cursor.completed();
-            if let Some(e) = ema.as_mut() {
+            self.st.step += 1;
+            self.st.images_seen += images as u64;
+            self.st.epochs_done = self.cursor.completed();
+            if let Some(e) = self.ema.as_mut() {
                 // Every generator update makes a batch (WGAN's critic images do not count).
-                e.update(&gan.g_params, (st.step * batch) as f64, batch)?;
+                e.update(&self.gan.g_params, (self.st.step * batch) as f64, batch)?;
             }
 
             let now = seconds();
-            finished = length.done(st.step, now);
-            let preview_due = finished || previews.due(st.step, now);
-            let checkpoint_due = finished || st.step - last_saved >= cfg.checkpoint_every;
+            finished = length.done(self.st.step, now);
+            let preview_due = finished || previews.due(self.st.step, now);
+            let checkpoint_due = finished || self.st.step - last_saved >= cfg.checkpoint_every;
             if pending.len() >= read_every || preview_due || checkpoint_due {
                 let (steps, times): (Vec<StepLosses>, Vec<f64>) = pending.drain(..).unzip();
                 for (mut rec, at) in StepLosses::read(&steps)?.into_iter().zip(times) {
                     rec.seconds = at;
-                    losses.push(rec);
-                    if let Err(divergence) = guard.check(&rec) {
-                        report::write_losses_csv(losses, &run_dir.join("losses.csv"))?;
+                    self.losses.push(rec);
+                    if let Err(divergence) = self.guard.check(&rec) {
+                        report::write_losses_csv(&self.losses, &run_dir.join("losses.csv"))?;
                         progress.finish();
                         let advice = match checkpoint::list(run_dir).last() {
                             Some(_) => format!(
@@ -503,37 +502,61 @@ impl Training {
             }
             if preview_due {
                 let t = Instant::now();
-                if let Some(e) = ema.as_ref() {
+                if let Some(e) = self.ema.as_ref() {
                     e.recalibrate(cfg.nz, cfg.seed)?;
                 }
-                let preview = ema.as_ref().map_or(&gan.g, |e| &e.g);
-                let path = samples_dir.join(preview_name(st.step));
+                let preview = self.ema.as_ref().map_or(&self.gan.g, |e| &e.g);
+                let path = samples_dir.join(preview_name(self.st.step));
                 let made = report::generate(preview, cfg.nz, &preview_seeds, &preview_classes, device)?;
                 let grid = report::save_grid(&made, &path)?;
                 report::plot::write_loss_plot(
-                    losses,
+                    &self.losses,
                     labels[2],
                     &format!("{} — {}", cfg.name, cfg.arch.name()),
                     &run_dir.join("losses.png"),
                 )?;
                 gif.push(grid.to_rgb8())?;
                 atomic::write_atomic(&run_dir.join("progress.gif"), &gif.bytes()?)?;
-                previews.wrote(st.step, now, t.elapsed().as_secs_f64());
+                previews.wrote(self.st.step, now, t.elapsed().as_secs_f64());
             }
             if checkpoint_due {
                 // The loss history first: a resume keeps the rows up to its checkpoint's step,
                 // so the file must always reach at least that far.
-                report::write_losses_csv(losses, &run_dir.join("losses.csv"))?;
-                st.seconds = seconds();
-                st.ada = ada.clone();
-                save_checkpoint(run_dir, cfg, gan, opt_g, opt_d, ema.as_ref(), guard, cursor, rng, st)?;
-                last_saved = st.step;
+                report::write_losses_csv(&self.losses, &run_dir.join("losses.csv"))?;
+                self.st.seconds = seconds();
+                self.save(run_dir, cfg.keep_checkpoints)?;
+                last_saved = self.st.step;
             }
         }
         progress.finish();
-        if let Some(a) = ada.as_ref() {
+        if let Some(a) = self.ada.as_ref() {
             eprintln!("canard-train: ADA's augmentation probability ended at {:.3}", a.p);
         }
+        Ok(())
+    }
+
+    /// A checkpoint of everything a resume reads back: weights, optimiser moments, the
+    /// average, the data cursor, the random state and the counters.
+    fn save(&self, run_dir: &Path, keep: usize) -> anyhow::Result<()> {
+        let mut tensors = self.gan.g_params.tensors("g.");
+        tensors.extend(self.gan.d_params.tensors("d."));
+        tensors.extend(self.opt_g.state("opt_g."));
+        tensors.extend(self.opt_d.state("opt_d."));
+        let mut st = State {
+            cursor_epoch: self.cursor.epoch,
+            cursor_pos: self.cursor.pos,
+            rng: RngState::of(&self.rng),
+            opt_g_t: self.opt_g.t,
+            opt_d_t: self.opt_d.t,
+            guard_streak: self.guard.streak,
+            ada: self.ada.clone(),
+            ..self.st.clone()
+        };
+        if let Some(e) = &self.ema {
+            tensors.extend(e.params.tensors("ema."));
+            st.ema_updates = e.updates;
+        }
+        checkpoint::save(run_dir, &tensors, &st, keep)?;
         Ok(())
     }
 }
@@ -602,35 +625,4 @@ fn measure_swd(cfg: &TrainConfig, g: &Net, data: &Dataset, device: &Device) -> a
     let levels: Vec<String> = report.levels.iter().map(|(r, v)| format!("{r}px {v:.2}")).collect();
     eprintln!("canard-train: SWD ×10³ {:.2} (per level: {})", report.mean, levels.join(", "));
     Ok(Some(Quality { swd: report.mean, swd_levels: report.levels, images: cfg.eval_images }))
-}
-
-#[allow(clippy::too_many_arguments)]
-fn save_checkpoint(
-    run_dir: &Path,
-    cfg: &TrainConfig,
-    gan: &Gan,
-    opt_g: &Optimizer,
-    opt_d: &Optimizer,
-    ema: Option<&Ema>,
-    guard: &Guard,
-    cursor: &Cursor,
-    rng: &ChaCha8Rng,
-    st: &mut State,
-) -> anyhow::Result<()> {
-    let mut tensors = gan.g_params.tensors("g.");
-    tensors.extend(gan.d_params.tensors("d."));
-    tensors.extend(opt_g.state("opt_g."));
-    tensors.extend(opt_d.state("opt_d."));
-    if let Some(e) = ema {
-        tensors.extend(e.params.tensors("ema."));
-        st.ema_updates = e.updates;
-    }
-    st.cursor_epoch = cursor.epoch;
-    st.cursor_pos = cursor.pos;
-    st.rng = RngState::of(rng);
-    st.opt_g_t = opt_g.t;
-    st.opt_d_t = opt_d.t;
-    st.guard_streak = guard.streak;
-    checkpoint::save(run_dir, &tensors, st, cfg.keep_checkpoints)?;
-    Ok(())
 }

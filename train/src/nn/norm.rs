@@ -182,7 +182,7 @@ impl Layer for Norm {
         crate::by_element!(x.dtype(), T => {
             let (dx, dg, db) = with_slices([x, g, r.y, dy], |[x, g, y, d]: [&[T]; 4]| op.backward(x, g, y, d))?;
             let ch = g.dims();
-            Ok(Some(Grads { inputs: vec![Some(ops::tensor(dx, x.dims())?)], weights: vec![ops::tensor(dg, &ch)?, ops::tensor(db, &ch)?] }))
+            Ok(Some(Grads { inputs: vec![Some(ops::tensor(dx, x.dims())?)], weights: vec![ops::tensor(dg, ch)?, ops::tensor(db, ch)?] }))
         })
     }
 
@@ -206,7 +206,7 @@ impl Layer for Norm {
             Ok(Some(TangentGrads {
                 at: vec![ops::tensor(a_t, x.dims())?],
                 ay: vec![Some(ops::tensor(a_x, x.dims())?)],
-                weights: vec![ops::tensor(dg, &ch)?, ops::tensor(db, &ch)?],
+                weights: vec![ops::tensor(dg, ch)?, ops::tensor(db, ch)?],
             }))
         })
     }
