@@ -7,7 +7,7 @@
 //! short run: the exported average then still remembered the early, bad generators
 //! (QUALITY.md has the SWD of both).
 
-use candle_core::{Device, Result, Tensor, Var};
+use candle_core::{DType, Device, Result, Tensor, Var};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
@@ -112,7 +112,7 @@ pub const STANDING_BATCHES: usize = 32;
 /// allocations over every weight, each step), with the tensor version's arithmetic
 /// (`x * c` is `x·c + 0` in candle), so both give the same bits.
 fn blend(ema: &Tensor, w: &Tensor, d: f64) -> Result<Tensor> {
-    if !ema.device().is_cpu() {
+    if !ema.device().is_cpu() || !matches!(ema.dtype(), DType::F32 | DType::F64) {
         return (ema * d)? + (w * (1.0 - d))?;
     }
     crate::kernel!(ema.dims(), [ema => e, w => w], T => {
@@ -125,7 +125,6 @@ fn blend(ema: &Tensor, w: &Tensor, d: f64) -> Result<Tensor> {
 mod tests {
     use super::*;
     use crate::ops::TASK_VALUES;
-    use candle_core::DType;
 
     fn ema(half_life: f64, rampup: f64) -> Ema {
         let shape = Shape { image_size: 8, channels: 1, nz: 2, ngf: 2, ndf: 2, classes: 0 };

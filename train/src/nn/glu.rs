@@ -1,7 +1,7 @@
 //! The gated linear unit over channels (Dauphin et al.): x = [a, b] with 2C channels →
 //! a·σ(b), after every BatchNorm of fastgan's generator and decoders.
 
-use candle_core::{Result, Tensor};
+use candle_core::{bail, Result, Tensor};
 
 use super::{Ctx, Grads, Layer, Recorded, Saved};
 use crate::export::onnx::Emitter;
@@ -30,6 +30,9 @@ impl Layer for Glu {
             return Ok(None);
         }
         let (n, ch, h, w) = x.dims4()?;
+        if dy.dims() != [n, ch / 2, h, w] {
+            bail!("glu backward: a gradient of {:?} for an input of {:?}", dy.dims(), x.dims());
+        }
         let dx = crate::kernel!(x.dims(), [x => x, dy => d], T => glu_grad_values(x, d, n, ch / 2 * h * w))?;
         Ok(Some(Grads { inputs: vec![Some(dx)], weights: vec![] }))
     }
